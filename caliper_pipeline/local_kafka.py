@@ -1,0 +1,250 @@
+"""The real Apache Kafka broker, run as a local process: jars from Maven Central, KRaft, one node.
+
+``KafkaDistribution`` fetches the broker's jars once into a cache directory (``mvn dependency:copy-dependencies``
+on ``deploy/local/kafka/pom.xml``). ``LocalKafkaBroker`` formats a data directory, starts ``kafka.Kafka`` as
+broker and controller on loopback ports, waits until it answers metadata requests, and stops it with SIGTERM
+(then SIGKILL after a timeout) so no JVM outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schemas.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+POM_DIR = REPO_ROOT / "deploy" / "local" / "kafka"
+
+
+class LocalKafkaError(PipelineError):
+    """The local broker could not be provisioned, started or reached."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class KafkaDistribution:
+    """Apache Kafka's jars at one version, resolved from Maven Central into ``cache_dir``."""
+
+    version: str
+    cache_dir: Path
+
+    @property
+    def libs(self) -> Path:
+        return self.cache_dir.resolve() / f"kafka-{self.version}" / "libs"
+
+    def is_installed(self) -> bool:
+        return (self.libs / ".complete").exists()
+
+    def install(self) -> Path:
+        if self.is_installed():
+            return self.libs
+        if not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", self.version):
+            raise LocalKafkaError(f"not a Kafka version: {self.version!r}")
+        if shutil.which("mvn") is None:
+            raise LocalKafkaError("Maven (mvn) is needed to fetch Apache Kafka from Maven Central")
+        self.libs.mkdir(parents=True, exist_ok=True)
+        log.info("fetching Apache Kafka %s from Maven Central into %s", self.version, self.libs)
+        command = [
+            "mvn", "-q", "-B", "-f", str(POM_DIR / "pom.xml"), "dependency:copy-dependencies",
+            f"-DoutputDirectory={self.libs}", f"-Dkafka.version={self.version}", "-DincludeScope=runtime",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise LocalKafkaError(f"mvn failed ({result.returncode}): {result.stdout[-2000:]}{result.stderr[-2000:]}")
+        if not any(self.libs.glob(f"kafka_2.13-{self.version}.jar")):
+            raise LocalKafkaError(f"mvn finished but {self.libs} has no kafka_2.13-{self.version}.jar")
+        (self.libs / ".complete").write_text(self.version)
+        return self.libs
+
+    def classpath(self) -> str:
+        return str(self.libs / "*")
+
+
+@dataclass(frozen=True)
+class BrokerPorts:
+    broker: int
+    controller: int
+
+
+class LocalKafkaBroker:
+    """One KRaft node (broker + controller) on loopback, its data in ``data_dir``."""
+
+    def __init__(self, distribution: KafkaDistribution, data_dir: Path, *, host: str = "127.0.0.1",
+                 heap: str = "768m", ports: BrokerPorts | None = None) -> None:
+        self.distribution = distribution
+        self.data_dir = data_dir
+        self.host = host
+        self.heap = heap
+        self._requested_ports = ports
+        self.ports: BrokerPorts | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self.ports is None:
+            raise LocalKafkaError("the broker is not started")
+        return f"{self.host}:{self.ports.broker}"
+
+    def _choose_ports(self) -> BrokerPorts:
+        """Reuse the ports of the last run of this data directory when free, else take free ones."""
+        if self._requested_ports is not None:
+            return self._requested_ports
+        remembered = self.data_dir / "ports.json"
+        if remembered.exists():
+            saved = BrokerPorts(**json.loads(remembered.read_text()))
+            if port_is_free(saved.broker, self.host) and port_is_free(saved.controller, self.host):
+                return saved
+        ports = BrokerPorts(broker=free_port(self.host), controller=free_port(self.host))
+        remembered.write_text(json.dumps({"broker": ports.broker, "controller": ports.controller}))
+        return ports
+
+    def _write_config(self, ports: BrokerPorts) -> Path:
+        log_dir = self.data_dir / "log"
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{self.host}:{ports.controller}",
+            "listeners": f"PLAINTEXT://{self.host}:{ports.broker},CONTROLLER://{self.host}:{ports.controller}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{ports.broker}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(log_dir),
+            "num.partitions": "6",
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "6",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "6",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "false",
+            "log.retention.hours": "168",
+            "log.segment.bytes": str(256 * 1024 * 1024),
+        }
+        config = self.data_dir / "server.properties"
+        config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+        return config
+
+    def _java(self, *arguments: str) -> list[str]:
+        logs = self.data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        return [
+            "java", f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true", f"-Dkafka.logs.dir={logs}",
+            f"-Dlog4j2.configurationFile={POM_DIR / 'log4j2.xml'}",
+            "-cp", self.distribution.classpath(), *arguments,
+        ]
+
+    def _format_storage(self, config: Path) -> None:
+        if (self.data_dir / "log" / "meta.properties").exists():
+            return
+        cluster_id = _kraft_cluster_id()
+        result = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise LocalKafkaError(f"formatting KRaft storage failed: {result.stdout}{result.stderr}")
+
+    def start(self, timeout: float = 90.0) -> str:
+        self.distribution.install()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ports = self._choose_ports()
+        config = self._write_config(self.ports)
+        self._format_storage(config)
+        stderr_log = (self.data_dir / "logs" / "stderr.log").open("ab")
+        self.process = subprocess.Popen(self._java("kafka.Kafka", str(config)), stdout=stderr_log,
+                                        stderr=stderr_log, start_new_session=True)
+        (self.data_dir / "broker.pid").write_text(str(self.process.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise LocalKafkaError(f"the broker exited with {self.process.returncode}; see {self.data_dir}/logs")
+            if asyncio.run(answers_metadata(self.bootstrap_servers)):
+                log.info("Apache Kafka %s ready at %s", self.distribution.version, self.bootstrap_servers)
+                return self.bootstrap_servers
+            time.sleep(0.5)
+        self.stop()
+        raise LocalKafkaError(f"the broker did not answer within {timeout:.0f}s; see {self.data_dir}/logs")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("the broker ignored SIGTERM for %.0fs; killing it", timeout)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the broker (fault injection)."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def __enter__(self) -> LocalKafkaBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _kraft_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what StorageTool random-uuid does)."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+async def answers_metadata(bootstrap_servers: str, timeout_ms: int = 3000) -> bool:
+    """True when a broker at the address answers a metadata request."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=timeout_ms)
+    quiet = logging.getLogger("aiokafka")
+    previous_level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # connection refusals are expected while the broker boots
+    try:
+        await asyncio.wait_for(admin.start(), timeout_ms / 1000)
+        await asyncio.wait_for(admin.describe_cluster(), timeout_ms / 1000)
+        return True
+    except Exception:  # any failure means "not (yet) answering"
+        return False
+    finally:
+        await admin.close()
+        quiet.setLevel(previous_level)

@@ -1,0 +1,116 @@
+"""Avro encoding of the Kafka records with fastavro.
+
+Every message names the schema that wrote it, so a consumer decodes any past version:
+
+- by default the Avro single-object encoding: ``C3 01`` + the writer schema's CRC-64-AVRO fingerprint
+  (8 bytes, little-endian) + the binary body; writers are looked up in the catalog of released versions;
+- with a schema registry, the Confluent wire format: ``00`` + the registry's schema id (4 bytes, big-endian)
+  + the body (see ``schemas.registry``).
+
+Decoding always resolves the writer's schema to the reader's (the newest catalog version), following the Avro
+resolution rules, so old messages gain the defaults of fields added since.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+from schemas.avro_gen import catalog_versions
+from schemas.errors import SchemaEncodingError
+from schemas.records import LEARNING_FACT_FIELDS, RAW_EVENT_FIELDS, LearningFact, RawEvent
+
+SINGLE_OBJECT_MARKER = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+
+
+def crc64_fingerprint(parsed_schema: Any) -> bytes:
+    """The 8-byte little-endian CRC-64-AVRO fingerprint of a schema's parsing canonical form."""
+    # fastavro prints the fingerprint's bytes in little-endian order already (e.g. "null" -> 8a8f25cce724dd63)
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed_schema), "CRC-64-AVRO"))
+
+
+class AvroCodec:
+    """Encode with the newest catalog version of one record; decode any version the catalog holds."""
+
+    def __init__(self, record_name: str, schema_ids: dict[int, int] | None = None) -> None:
+        versions = catalog_versions(record_name)
+        if not versions:
+            raise SchemaEncodingError(f"no catalog version of {record_name}")
+        self.record_name = record_name
+        self._parsed_versions = [parse_schema(schema) for _, schema in versions]
+        self.reader_schema = self._parsed_versions[-1]
+        self.version = versions[-1][0]
+        self.fingerprint = crc64_fingerprint(self.reader_schema)
+        self._header = SINGLE_OBJECT_MARKER + self.fingerprint
+        self._writers_by_fingerprint = {crc64_fingerprint(p): p for p in self._parsed_versions}
+        # Confluent wire format: registry schema id -> catalog version number (filled by schemas.registry)
+        self._confluent_id: int | None = None
+        self._writers_by_registry_id: dict[int, Any] = {}
+        if schema_ids:
+            self.use_registry_ids(schema_ids)
+
+    def use_registry_ids(self, schema_ids: dict[int, int]) -> None:
+        """Switch to the Confluent wire format; ``schema_ids`` maps registry ids to catalog versions."""
+        by_version = {number: parsed for number, parsed in zip(
+            [n for n, _ in catalog_versions(self.record_name)], self._parsed_versions, strict=True)}
+        self._writers_by_registry_id = {sid: by_version[v] for sid, v in schema_ids.items()}
+        self._confluent_id = max(sid for sid, v in schema_ids.items() if v == self.version)
+        self._header = CONFLUENT_MAGIC + struct.pack(">I", self._confluent_id)
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        buffer = io.BytesIO()
+        buffer.write(self._header)
+        try:
+            fastavro.schemaless_writer(buffer, self.reader_schema, record)
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise SchemaEncodingError(f"{self.record_name} does not fit its schema: {error}") from error
+        return buffer.getvalue()
+
+    def writer_schema_of(self, message: bytes) -> tuple[Any, int]:
+        """The writer schema named by a message's header, and where its body starts."""
+        if message[:2] == SINGLE_OBJECT_MARKER:
+            writer = self._writers_by_fingerprint.get(message[2:10])
+            if writer is None:
+                raise SchemaEncodingError(
+                    f"unknown {self.record_name} writer fingerprint {message[2:10].hex()}")
+            return writer, 10
+        if message[:1] == CONFLUENT_MAGIC and len(message) >= 5:
+            schema_id = struct.unpack(">I", message[1:5])[0]
+            writer = self._writers_by_registry_id.get(schema_id)
+            if writer is None:
+                raise SchemaEncodingError(f"unknown {self.record_name} registry schema id {schema_id}")
+            return writer, 5
+        raise SchemaEncodingError(f"{self.record_name} message has no Avro single-object or Confluent header")
+
+    def decode(self, message: bytes) -> dict[str, Any]:
+        writer, start = self.writer_schema_of(message)
+        try:
+            record: dict[str, Any] = fastavro.schemaless_reader(
+                io.BytesIO(message[start:]), writer, self.reader_schema)
+        except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError) as error:
+            raise SchemaEncodingError(f"cannot decode {self.record_name}: {error}") from error
+        return record
+
+
+def _make_record_codec(record_name: str, field_names: tuple[str, ...], build: Callable[..., Any]) -> type:
+    class RecordCodec(AvroCodec):
+        def __init__(self, schema_ids: dict[int, int] | None = None) -> None:
+            super().__init__(record_name, schema_ids)
+
+        def encode_record(self, value: Any) -> bytes:
+            return self.encode({name: getattr(value, name) for name in field_names})
+
+        def decode_record(self, message: bytes) -> Any:
+            return build(**self.decode(message))
+
+    return RecordCodec
+
+
+RawEventCodec = _make_record_codec("raw_event", RAW_EVENT_FIELDS, RawEvent)
+LearningFactCodec = _make_record_codec("learning_fact", LEARNING_FACT_FIELDS, LearningFact)

@@ -1,0 +1,48 @@
+"""The pipeline's one root error class and its data-carrying subclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PipelineError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """One problem with one field of a payload: a dotted path and what is wrong."""
+
+    path: str
+    message: str
+    missing: bool = False
+
+
+class PayloadInvalidError(PipelineError):
+    """A payload failed validation; carries every problem found."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(f"{p.path}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+class InvalidSkillCodeError(PipelineError, ValueError):
+    """A BNCC skill code whose shape or parts are unknown."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"invalid BNCC skill code {code!r}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class SchemaEncodingError(PipelineError):
+    """Bytes that no known Avro writer schema can decode, or a record that does not fit its schema."""
+
+
+class NormalizationError(PipelineError):
+    """A validated event that cannot become a learning fact."""
+
+    def __init__(self, reason: str, *, event_id: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.event_id = event_id

@@ -1,0 +1,83 @@
+"""Kafka connection settings and topic names: the contract every stage of the pipeline shares."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class Source(StrEnum):
+    """Which door an event came in through; each source has its own raw topic."""
+
+    TIMEBACK = "timeback"
+    HUB = "hub"
+    CALIPER = "caliper"
+
+
+class KafkaSettings(BaseModel):
+    """How to reach Kafka. An empty ``bootstrap_servers`` means: start the local broker."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bootstrap_servers: str = ""
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    topic_prefix: str = "caliper."
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    schema_registry_url: str = ""
+
+    def client_options(self) -> dict[str, object]:
+        """Keyword arguments shared by aiokafka producers, consumers and admin clients."""
+        options: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return options
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(prefix=self.topic_prefix)
+
+
+class Topics(BaseModel):
+    """Names of every topic of the pipeline, derived from one prefix."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prefix: str = "caliper."
+
+    def raw(self, source: Source) -> str:
+        return f"{self.prefix}raw.{source.value}"
+
+    @property
+    def raw_topics(self) -> list[str]:
+        return [self.raw(source) for source in Source]
+
+    @property
+    def rejected(self) -> str:
+        return f"{self.prefix}rejected"
+
+    @property
+    def facts(self) -> str:
+        return f"{self.prefix}facts"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}deadletter"
+
+    @property
+    def conflicts(self) -> str:
+        return f"{self.prefix}conflicts"
+
+    def all_topics(self) -> list[str]:
+        return [*self.raw_topics, self.rejected, self.facts, self.dead_letters, self.conflicts]

@@ -1,0 +1,127 @@
+"""The two records that travel on Kafka: a raw event (gateway -> streams) and a learning fact (streams -> sinks).
+
+Each is a slotted dataclass, the single source of its field list: the Avro schemas in ``schemas/avro/`` are
+generated from these classes (``python -m schemas.avro_gen``) and a test keeps the released catalog in step.
+Times are UTC epoch milliseconds (``*_ms``); optional values are ``None`` only where no default serves
+(a score of 0 is a real score, an absent one is not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass, fields
+
+FACT_ID_NAMESPACE = uuid.UUID("6f1d7c1e-4b0e-5a57-9c52-7f0b8f1c2a10")
+
+
+@dataclass(slots=True)
+class RawEvent:
+    """One validated event as the gateway publishes it: typed routing metadata plus the event as JSON bytes."""
+
+    tenant: str
+    client_id: str
+    source: str
+    event_id: str
+    event_type: str
+    profile: str
+    student_id: str
+    sensor: str
+    send_time_ms: int
+    received_time_ms: int
+    envelope_index: int
+    payload: bytes
+
+
+@dataclass(slots=True)
+class LearningFact:
+    """One learning fact: what every source (Timeback, hub, generic Caliper) is normalized into."""
+
+    fact_id: str
+    fact_index: int
+    content_hash: str
+    tenant: str
+    client_id: str
+    source: str
+    event_id: str
+    event_type: str
+    profile: str
+    action: str
+    event_time_ms: int
+    send_time_ms: int
+    received_time_ms: int
+    sensor: str = ""
+    ed_app: str = ""
+    student_id: str = ""
+    student_email_hash: str = ""
+    student_email: str = ""
+    actor_type: str = ""
+    object_id: str = ""
+    object_type: str = ""
+    object_name: str = ""
+    activity_id: str = ""
+    activity_name: str = ""
+    activity_type: str = ""
+    course_id: str = ""
+    course_name: str = ""
+    app_name: str = ""
+    subject_name: str = ""
+    discipline_code: str = ""
+    discipline_type: str = ""
+    bncc_code: str = ""
+    bncc_stage: str = ""
+    bncc_year_group: str = ""
+    bncc_component: str = ""
+    bncc_number: str = ""
+    xp_earned: float = 0.0
+    total_questions: float = 0.0
+    correct_questions: float = 0.0
+    mastered_units: float = 0.0
+    seconds_active: float = 0.0
+    seconds_inactive: float = 0.0
+    seconds_waste: float = 0.0
+    seconds_unknown: float = 0.0
+    seconds_anti_pattern: float = 0.0
+    score_given: float | None = None
+    max_score: float | None = None
+    score_ratio: float | None = None
+    proficiency_level: str = ""
+    attempts: int | None = None
+    started_time_ms: int | None = None
+    ended_time_ms: int | None = None
+    last_access_time_ms: int | None = None
+    total_time_seconds: float | None = None
+    percent_read: float | None = None
+    completion_type: str = ""
+    finished: bool | None = None
+    frequency_assigned: int | None = None
+    book_level: str = ""
+    session_id: str = ""
+    group_id: str = ""
+    normalizer_version: str = ""
+    extensions_json: str = "{}"
+
+    def to_record(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in LEARNING_FACT_FIELDS}
+
+
+LEARNING_FACT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LearningFact))
+RAW_EVENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RawEvent))
+
+
+def fact_id_for(tenant: str, event_id: str, fact_index: int = 0) -> str:
+    """Deterministic fact id: the same tenant, event id and sub-index always give the same id (replays)."""
+    return str(uuid.uuid5(FACT_ID_NAMESPACE, f"{tenant}\x1f{event_id}\x1f{fact_index}"))
+
+
+def pseudonymize_email(email: str, key: bytes) -> str:
+    """Keyed hash (HMAC-SHA256) of a case-folded email: joinable across events, not reversible without the key."""
+    if not email:
+        return ""
+    return hmac.new(key, email.strip().casefold().encode(), hashlib.sha256).hexdigest()
+
+
+def content_hash_of(payload: bytes) -> str:
+    """Hash of an event's canonical JSON bytes; tells a re-send (same hash) from a conflict (different hash)."""
+    return hashlib.blake2b(payload, digest_size=16).hexdigest()

@@ -1,0 +1,190 @@
+"""TimebackProfile events (contract: seed 000 and ``timeback-events-api.yaml``) as pydantic models.
+
+Two events: ``TimebackActivityEvent`` (``ActivityEvent``/``Completed`` with activity metrics) and
+``TimebackTimeSpentEvent`` (``TimeSpentEvent``/``SpentTime`` with time-spent metrics). Read as tolerantly as the
+hub's events: metric values may be numeric strings, times may lack an offset (UTC), references the reference
+document types as ``string | object`` (``edApp``, ``group``, ``session``...) accept either, and unknown fields
+are kept (``extra="allow"``). The actor's email is optional here (the reference requires it; a missing email
+only leaves the fact's email hash empty).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+
+from schemas.coerce import coerce_number, parse_time
+from schemas.errors import FieldProblem
+from schemas.hub import problems_of
+
+TIMEBACK_PROFILE = "TimebackProfile"
+ACTIVITY_METRIC_TYPES = ("xpEarned", "totalQuestions", "correctQuestions", "masteredUnits")
+TIME_SPENT_METRIC_TYPES = ("active", "inactive", "waste", "unknown", "anti-pattern")
+REQUIRED_PATHS: tuple[str, ...] = (
+    "id", "type", "actor.id", "actor.type", "action", "object.id", "object.type", "object.subject",
+    "object.app.name", "eventTime", "profile", "generated.type", "generated.items",
+)
+
+
+def _number_or_raw(value: Any) -> Any:
+    number = coerce_number(value)
+    return value if number is None else number
+
+
+def _time_or_raw(value: Any) -> Any:
+    parsed = parse_time(value)
+    return value if parsed is None else parsed
+
+
+Number = Annotated[float, BeforeValidator(_number_or_raw)]
+Time = Annotated[datetime, BeforeValidator(_time_or_raw)]
+Reference = str | dict[str, Any]
+
+_OPEN = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class TimebackUser(BaseModel):
+    """The student (or teacher...) who did the activity; ``id`` is their OneRoster user URL."""
+
+    model_config = _OPEN
+
+    id: str = Field(min_length=1)
+    type: Literal["TimebackUser"] = "TimebackUser"
+    email: str | None = None
+    name: str | None = None
+    role: str | None = None
+    extensions: dict[str, Any] | None = None
+
+
+class TimebackNamedRef(BaseModel):
+    """``app``, ``course`` or ``activity`` of the activity context."""
+
+    model_config = _OPEN
+
+    id: str | None = None
+    name: str | None = None
+    extensions: dict[str, Any] | None = None
+
+
+class TimebackActivityContext(BaseModel):
+    """Where the event was recorded: subject, app, course and activity."""
+
+    model_config = _OPEN
+
+    id: str = Field(min_length=1)
+    type: Literal["TimebackActivityContext"] = "TimebackActivityContext"
+    subject: str
+    app: TimebackNamedRef
+    course: TimebackNamedRef | None = None
+    activity: TimebackNamedRef | None = None
+
+
+class TimebackActivityMetric(BaseModel):
+    model_config = _OPEN
+
+    type: Literal["xpEarned", "totalQuestions", "correctQuestions", "masteredUnits"]
+    value: Number
+    extensions: dict[str, Any] | None = None
+
+
+class TimebackActivityMetricsCollection(BaseModel):
+    model_config = _OPEN
+
+    id: str | None = None
+    type: Literal["TimebackActivityMetricsCollection"] = "TimebackActivityMetricsCollection"
+    items: list[TimebackActivityMetric]
+    extensions: dict[str, Any] | None = None
+
+
+class TimebackTimeSpentMetric(BaseModel):
+    model_config = _OPEN
+
+    type: Literal["active", "inactive", "waste", "unknown", "anti-pattern"]
+    sub_type: str | None = Field(default=None, alias="subType")
+    value: Number = Field(ge=0)
+    start_date: Time | None = Field(default=None, alias="startDate")
+    end_date: Time | None = Field(default=None, alias="endDate")
+    extensions: dict[str, Any] | None = None
+
+
+class TimebackTimeSpentMetricsCollection(BaseModel):
+    model_config = _OPEN
+
+    id: str | None = None
+    type: Literal["TimebackTimeSpentMetricsCollection"] = "TimebackTimeSpentMetricsCollection"
+    items: list[TimebackTimeSpentMetric]
+    extensions: dict[str, Any] | None = None
+
+
+class _TimebackEventBase(BaseModel):
+    """Fields every TimebackProfile event shares (Caliper Event plus the Timeback actor and object)."""
+
+    model_config = _OPEN
+
+    context: str | list[Any] | None = Field(default=None, alias="@context")
+    id: str = Field(pattern=r"^urn:uuid:")
+    actor: TimebackUser
+    object: TimebackActivityContext
+    event_time: Time = Field(alias="eventTime")
+    profile: Literal["TimebackProfile"]
+    ed_app: Reference | None = Field(default=None, alias="edApp")
+    target: Reference | None = None
+    referrer: Reference | None = None
+    group: Reference | None = None
+    membership: Reference | None = None
+    session: Reference | None = None
+    federated_session: Reference | None = Field(default=None, alias="federatedSession")
+    extensions: dict[str, Any] | None = None
+
+
+class TimebackActivityEvent(_TimebackEventBase):
+    """``ActivityEvent``/``Completed``: xp earned, questions answered and units mastered."""
+
+    type: Literal["ActivityEvent"]
+    action: Literal["Completed"]
+    generated: TimebackActivityMetricsCollection
+
+
+class TimebackTimeSpentEvent(_TimebackEventBase):
+    """``TimeSpentEvent``/``SpentTime``: seconds active, inactive, wasted... in a time window."""
+
+    type: Literal["TimeSpentEvent"]
+    action: Literal["SpentTime"]
+    generated: TimebackTimeSpentMetricsCollection
+
+
+TimebackEvent = TimebackActivityEvent | TimebackTimeSpentEvent
+TIMEBACK_EVENT_MODELS: dict[str, type[TimebackActivityEvent] | type[TimebackTimeSpentEvent]] = {
+    "ActivityEvent": TimebackActivityEvent,
+    "TimeSpentEvent": TimebackTimeSpentEvent,
+}
+_ANY_TIMEBACK_EVENT: TypeAdapter[TimebackEvent] = TypeAdapter(
+    Annotated[TimebackEvent, Field(discriminator="type")])
+
+
+def is_timeback_event(payload: object) -> bool:
+    """Whether a Caliper event claims to be one of the TimebackProfile events modelled here."""
+    return (isinstance(payload, dict) and payload.get("profile") == TIMEBACK_PROFILE
+            and payload.get("type") in TIMEBACK_EVENT_MODELS)
+
+
+def validate_timeback_event(payload: object) -> tuple[TimebackEvent | None, list[FieldProblem]]:
+    """The typed event (chosen by ``type``), or ``None`` and every problem found."""
+    if not isinstance(payload, dict):
+        return None, [FieldProblem(path="$", message="the event must be a JSON object")]
+    model = TIMEBACK_EVENT_MODELS.get(payload.get("type"))
+    if model is None:
+        accepted = ", ".join(TIMEBACK_EVENT_MODELS)
+        return None, [FieldProblem(path="type", message=f"type must be one of: {accepted}",
+                                   missing="type" not in payload)]
+    try:
+        return model.model_validate(payload), []
+    except ValidationError as error:
+        return None, problems_of(error, REQUIRED_PATHS)
+
+
+def parse_timeback_event(payload: object) -> TimebackEvent:
+    """The typed event; raises pydantic's ValidationError (use ``validate_timeback_event`` for problems)."""
+    return _ANY_TIMEBACK_EVENT.validate_python(payload)

@@ -1,0 +1,43 @@
+"""Errors of the ClickHouse sink; every one is a ``schemas.errors.PipelineError``."""
+
+from __future__ import annotations
+
+from schemas.errors import PipelineError
+
+
+class SinkError(PipelineError):
+    """Root of the sink's errors."""
+
+
+class ClickHouseUnavailableError(SinkError):
+    """ClickHouse did not answer or refused a write; the loader backs off and retries the same batch."""
+
+
+class ClickHouseQueryError(SinkError):
+    """ClickHouse answered a statement with an error (bad SQL, unknown table, readonly violation ...)."""
+
+
+class QueryRejectedError(SinkError):
+    """A query sent to the read-only SQL endpoint that is not a single read statement."""
+
+
+class SinkBackpressureError(SinkError):
+    """Raised by a batch write when the destination cannot take writes now (quix-streams' contract).
+
+    The loader keeps the batch, pauses the partition and retries the same offset range after ``retry_after``.
+    """
+
+    def __init__(self, retry_after: float, topic: str, partition: int, cause: BaseException | None = None) -> None:
+        super().__init__(f"{topic}[{partition}] paused for {retry_after:.2f}s: {cause}")
+        self.retry_after = retry_after
+        self.topic = topic
+        self.partition = partition
+        self.cause = cause
+
+
+class MigrationError(SinkError):
+    """A migration file that cannot be applied, or a recorded migration whose file changed."""
+
+
+class SqlClientError(SinkError):
+    """The SQL endpoint or the ClickHouse server answered with an error."""

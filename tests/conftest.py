@@ -1,0 +1,97 @@
+"""Session infrastructure for the tests: a real Kafka broker and a real ClickHouse engine.
+
+Kafka, in order of preference:
+1. ``CALIPER_TEST_KAFKA_BOOTSTRAP`` — an external cluster (e.g. a staging cluster);
+2. a Docker engine is reachable — the official ``apache/kafka`` image through testcontainers;
+3. otherwise the local Apache Kafka process (jars from Maven Central, ``caliper_pipeline.local_kafka``).
+
+ClickHouse: ``CALIPER_TEST_CLICKHOUSE_HOST`` (a server), else the official ``clickhouse/clickhouse-server``
+image through testcontainers when Docker is reachable, else embedded chDB in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution, LocalKafkaBroker
+from caliper_pipeline.topics import ensure_topics
+from schemas.kafka import KafkaSettings
+
+KAFKA_VERSION = os.environ.get("CALIPER_TEST_KAFKA_VERSION", "4.1.1")
+
+
+def docker_engine_reachable() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def docker_available() -> bool:
+    return docker_engine_reachable()
+
+
+@pytest.fixture(scope="session")
+def kafka_distribution() -> KafkaDistribution:
+    cache = Path(os.environ.get("CALIPER_LOCAL__CACHE_DIR", REPO_ROOT / ".cache"))
+    return KafkaDistribution(KAFKA_VERSION, cache)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory, docker_available: bool,
+                    kafka_distribution: KafkaDistribution) -> Iterator[str]:
+    external = os.environ.get("CALIPER_TEST_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    if docker_available:
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer(f"apache/kafka:{KAFKA_VERSION}").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    broker = LocalKafkaBroker(kafka_distribution, tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
+    """Settings on the session broker with topics of their own (a unique prefix), already created."""
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+                             partitions=3)
+    asyncio.run(ensure_topics(settings))
+    return settings
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(docker_available: bool) -> Iterator[dict[str, object] | None]:
+    """Connection details of a ClickHouse server, or None where only embedded chDB is available."""
+    host = os.environ.get("CALIPER_TEST_CLICKHOUSE_HOST")
+    if host:
+        yield {"host": host, "port": int(os.environ.get("CALIPER_TEST_CLICKHOUSE_PORT", "8123")),
+               "username": os.environ.get("CALIPER_TEST_CLICKHOUSE_USER", "default"),
+               "password": os.environ.get("CALIPER_TEST_CLICKHOUSE_PASSWORD", "")}
+        return
+    if docker_available:
+        from testcontainers.clickhouse import ClickHouseContainer
+
+        with ClickHouseContainer("clickhouse/clickhouse-server:25.8") as container:
+            yield {"host": container.get_container_host_ip(), "port": int(container.get_exposed_port(8123)),
+                   "username": container.username, "password": container.password}
+        return
+    yield None
