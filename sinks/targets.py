@@ -113,9 +113,11 @@ class EmbeddedClickHouse(ClickHouseTarget):
     def insert_arrow(self, table: str, arrow_table: pa.Table, dedup_token: str) -> None:
         # chDB's Python() table function finds the variable by name in the calling frame
         insert_block = arrow_table  # noqa: F841 - read by name by chDB
+        columns = ", ".join(f"`{name}`" for name in arrow_table.column_names)
+        token = quote_literal(dedup_token)
         self._run(
-            f"INSERT INTO {self.database}.{table} SETTINGS insert_deduplication_token={quote_literal(dedup_token)} "
-            "SELECT * FROM Python(insert_block)"
+            f"INSERT INTO {self.database}.{table} ({columns}) SETTINGS insert_deduplication_token={token} "
+            f"SELECT {columns} FROM Python(insert_block)"
         )
 
     def ping(self) -> bool:

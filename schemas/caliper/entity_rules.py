@@ -52,9 +52,11 @@ class Term:
 @dataclass(frozen=True, slots=True)
 class Ref:
     """A reference to an entity: its IRI, or the embedded entity, whose type must be one of
-    ``types`` or a subtype of one of them."""
+    ``types`` or a subtype of one of them.  ``iri_allowed=False`` demands the embedded object
+    (used where a profile needs the entity's properties, e.g. the Timeback actor's email)."""
 
     types: tuple[str, ...]
+    iri_allowed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,10 @@ def ref(*types: str) -> Ref:
     return Ref(types)
 
 
+def embedded(*types: str) -> Ref:
+    return Ref(types, iri_allowed=False)
+
+
 def refs(*types: str) -> ListOf:
     return ListOf(Ref(types))
 
@@ -136,227 +142,241 @@ TIMEBACK_TIME_SPENT_METRIC: Final = Record(
     required=("type", "value"),
 )
 
-ENTITY_RULES: Final[Mapping[str, TypeRules]] = MappingProxyType({
-    "Entity": TypeRules(
-        {
-            "@context": CONTEXT,
-            "id": IRI,
-            "name": STRING,
-            "description": STRING,
-            "dateCreated": DATETIME,
-            "dateModified": DATETIME,
-            "extensions": OBJECT,
-            "otherIdentifiers": refs("SystemIdentifier"),
-        },
-        required=("id", "type"),
-    ),
-    "SystemIdentifier": TypeRules(
-        {
-            "@context": CONTEXT,
-            "identifier": STRING,
-            "identifierType": Term("system identifier type", terms.SYSTEM_IDENTIFIER_TYPES),
-            "source": ref("SoftwareApplication"),
-            "extensions": OBJECT,
-        },
-        required=("type", "identifier", "identifierType"),
-    ),
-    "TextPositionSelector": TypeRules(
-        {"@context": CONTEXT, "start": INTEGER, "end": INTEGER},
-        required=("type", "start", "end"),
-    ),
-    # Agents and organizations.
-    "Agent": TypeRules(),
-    "Person": TypeRules(),
-    "SoftwareApplication": TypeRules(
-        {"host": STRING, "ipAddress": STRING, "userAgent": STRING, "version": STRING}
-    ),
-    "Organization": TypeRules({"members": refs("Agent"), "subOrganizationOf": ref("Organization")}),
-    "CourseOffering": TypeRules({"courseNumber": STRING, "academicSession": STRING}),
-    "CourseSection": TypeRules({"category": STRING}),
-    "Group": TypeRules(),
-    "Membership": TypeRules({
-        "member": ref("Person"),
-        "organization": ref("Organization"),
-        "roles": ListOf(Term("LIS role", terms.LIS_ROLES)),
-        "status": Term("LIS status", terms.LIS_STATUSES),
-    }),
-    "LearningObjective": TypeRules(),
-    # Digital resources.
-    "DigitalResource": TypeRules({
-        "mediaType": STRING,
-        "storageName": STRING,
-        "version": STRING,
-        "creators": refs("Agent"),
-        "isPartOf": ref("Entity"),
-        "datePublished": DATETIME,
-        "keywords": STRINGS,
-        "learningObjectives": refs("LearningObjective"),
-    }),
-    "AssignableDigitalResource": TypeRules({
-        "dateToActivate": DATETIME,
-        "dateToShow": DATETIME,
-        "dateToStartOn": DATETIME,
-        "dateToSubmit": DATETIME,
-        "maxAttempts": INTEGER,
-        "maxSubmits": INTEGER,
-        "maxScore": DECIMAL,
-    }),
-    "Assessment": TypeRules({"items": refs("AssessmentItem")}),
-    "AssessmentItem": TypeRules({"isTimeDependent": BOOLEAN}),
-    "Chapter": TypeRules(),
-    "Document": TypeRules(),
-    "Page": TypeRules(),
-    "WebPage": TypeRules(),
-    "Frame": TypeRules({"index": INTEGER}),
-    "MediaObject": TypeRules({"duration": DURATION}),
-    "AudioObject": TypeRules(
-        {"volumeMin": STRING, "volumeMax": STRING, "volumeLevel": STRING, "muted": BOOLEAN}
-    ),
-    "ImageObject": TypeRules(),
-    "VideoObject": TypeRules(),
-    "MediaLocation": TypeRules({"currentTime": DURATION}),
-    "Message": TypeRules(
-        {"replyTo": ref("Message"), "body": STRING, "attachments": refs("DigitalResource")}
-    ),
-    "DigitalResourceCollection": TypeRules({"items": refs("DigitalResource")}),
-    "Forum": TypeRules({"items": refs("Thread")}),
-    "Thread": TypeRules({"items": refs("Message")}),
-    # Collections and measures.
-    "Collection": TypeRules({"items": refs("Entity")}),
-    "AggregateMeasureCollection": TypeRules({"items": refs("AggregateMeasure")}),
-    "Questionnaire": TypeRules({"items": refs("QuestionnaireItem")}),
-    "Survey": TypeRules({"items": refs("Questionnaire")}),
-    "AggregateMeasure": TypeRules(
-        {
-            "metric": Term("metric", terms.METRICS),
-            "metricValue": DECIMAL,
-            "maxMetricValue": DECIMAL,
-            "startedAtTime": DATETIME,
-            "endedAtTime": DATETIME,
-        },
-        required=("metric", "metricValue"),
-    ),
-    # Annotations.
-    "Annotation": TypeRules({"annotator": ref("Person"), "annotated": ref("DigitalResource")}),
-    "BookmarkAnnotation": TypeRules({"bookmarkNotes": STRING}),
-    "HighlightAnnotation": TypeRules(
-        {"selection": ref("TextPositionSelector"), "selectionText": STRING}
-    ),
-    "SharedAnnotation": TypeRules({"withAgents": refs("Agent")}),
-    "TagAnnotation": TypeRules({"tags": STRINGS}),
-    # Attempts, responses, grading.
-    "Attempt": TypeRules({
-        "assignee": ref("Person"),
-        "assignable": ref("DigitalResource"),
-        "isPartOf": ref("Attempt"),
-        "count": INTEGER,
-        **_TIMESPAN,
-    }),
-    "Response": TypeRules({"attempt": ref("Attempt"), **_TIMESPAN}),
-    "DateTimeResponse": TypeRules({"dateTimeSelected": DATETIME}),
-    "FillinBlankResponse": TypeRules(_RESPONSE_VALUES),
-    "MultipleChoiceResponse": TypeRules({"value": STRING}),
-    "MultipleResponseResponse": TypeRules(_RESPONSE_VALUES),
-    "MultiselectResponse": TypeRules({"selections": STRINGS}),
-    "OpenEndedResponse": TypeRules({"value": STRING}),
-    "RatingScaleResponse": TypeRules({"selections": STRINGS}),
-    "SelectTextResponse": TypeRules(_RESPONSE_VALUES),
-    "TrueFalseResponse": TypeRules({"value": STRING}),
-    "Result": TypeRules({
-        "attempt": ref("Attempt"),
-        "maxResultScore": DECIMAL,
-        "resultScore": DECIMAL,
-        "scoredBy": ref("Agent"),
-        "comment": STRING,
-    }),
-    "Score": TypeRules({
-        "attempt": ref("Attempt"),
-        "maxScore": DECIMAL,
-        "scoreGiven": DECIMAL,
-        "scoredBy": ref("Agent"),
-        "comment": STRING,
-    }),
-    # Sessions and links.
-    "Session": TypeRules(
-        {"user": ref("Person"), "client": ref("SoftwareApplication"), **_TIMESPAN}
-    ),
-    "LtiSession": TypeRules({"messageParameters": OBJECT}),
-    "Link": TypeRules(),
-    "LtiLink": TypeRules({"messageType": Term("LTI message type", terms.LTI_MESSAGE_TYPES)}),
-    # Feedback and surveys.
-    "Comment": TypeRules({"commenter": ref("Person"), "commentedOn": ref("Entity"), "value": STRING}),
-    "Rating": TypeRules({
-        "rater": ref("Person"),
-        "rated": ref("Entity"),
-        "question": ref("Question"),
-        "selections": STRINGS,
-        "ratingComment": ref("Comment"),
-    }),
-    "Question": TypeRules({"questionPosed": STRING}),
-    "DateTimeQuestion": TypeRules({
-        "minDateTime": DATETIME,
-        "maxDateTime": DATETIME,
-        "minLabel": STRING,
-        "maxLabel": STRING,
-    }),
-    "MultiselectQuestion": TypeRules({"points": INTEGER, **_ITEM_LABELS_AND_VALUES}),
-    "OpenEndedQuestion": TypeRules(),
-    "RatingScaleQuestion": TypeRules({"scale": ref("Scale")}),
-    "Scale": TypeRules(),
-    "LikertScale": TypeRules({"scalePoints": INTEGER, **_ITEM_LABELS_AND_VALUES}),
-    "MultiselectScale": TypeRules({
-        "scalePoints": INTEGER,
-        "isOrderedSelection": BOOLEAN,
-        "minSelections": INTEGER,
-        "maxSelections": INTEGER,
-        **_ITEM_LABELS_AND_VALUES,
-    }),
-    "NumericScale": TypeRules({
-        "minValue": DECIMAL,
-        "maxValue": DECIMAL,
-        "step": DECIMAL,
-        "minLabel": STRING,
-        "maxLabel": STRING,
-    }),
-    "QuestionnaireItem": TypeRules(
-        {"question": ref("Question"), "categories": STRINGS, "weight": DECIMAL}
-    ),
-    "SurveyInvitation": TypeRules({
-        "rater": ref("Person"),
-        "survey": ref("Survey"),
-        "sentCount": INTEGER,
-        "dateSent": DATETIME,
-    }),
-    # Search.
-    "Query": TypeRules({"creator": ref("Person"), "searchTarget": ref("Entity"), "searchTerms": STRING}),
-    "SearchResponse": TypeRules({
-        "searchProvider": ref("SoftwareApplication"),
-        "searchTarget": ref("Entity"),
-        "query": ref("Query"),
-        "searchResultsItemCount": INTEGER,
-        "searchResults": refs("Entity"),
-    }),
-    # TimebackProfile.
-    "TimebackUser": TypeRules(
-        {
-            "email": EMAIL,
-            "role": Term("Timeback user role", terms.TIMEBACK_USER_ROLES),
-        },
-        required=("email",),
-    ),
-    "TimebackActivityContext": TypeRules(
-        {
-            "subject": Term("Timeback subject", terms.TIMEBACK_SUBJECTS),
-            "app": _named_part("app"),
-            "course": _named_part("course"),
-            "activity": _named_part("activity"),
-        },
-        required=("subject", "app"),
-    ),
-    "TimebackActivityMetricsCollection": TypeRules(
-        {"items": ListOf(TIMEBACK_ACTIVITY_METRIC)}, required=("items",)
-    ),
-    "TimebackTimeSpentMetricsCollection": TypeRules(
-        {"items": ListOf(TIMEBACK_TIME_SPENT_METRIC)}, required=("items",)
-    ),
-})
+ENTITY_RULES: Final[Mapping[str, TypeRules]] = MappingProxyType(
+    {
+        "Entity": TypeRules(
+            {
+                "@context": CONTEXT,
+                "id": IRI,
+                "name": STRING,
+                "description": STRING,
+                "dateCreated": DATETIME,
+                "dateModified": DATETIME,
+                "extensions": OBJECT,
+                "otherIdentifiers": refs("SystemIdentifier"),
+            },
+            required=("id", "type"),
+        ),
+        "SystemIdentifier": TypeRules(
+            {
+                "@context": CONTEXT,
+                "identifier": STRING,
+                "identifierType": Term("system identifier type", terms.SYSTEM_IDENTIFIER_TYPES),
+                "source": ref("SoftwareApplication"),
+                "extensions": OBJECT,
+            },
+            required=("type", "identifier", "identifierType"),
+        ),
+        "TextPositionSelector": TypeRules(
+            {"@context": CONTEXT, "start": INTEGER, "end": INTEGER},
+            required=("type", "start", "end"),
+        ),
+        # Agents and organizations.
+        "Agent": TypeRules(),
+        "Person": TypeRules(),
+        "SoftwareApplication": TypeRules({"host": STRING, "ipAddress": STRING, "userAgent": STRING, "version": STRING}),
+        "Organization": TypeRules({"members": refs("Person"), "subOrganizationOf": ref("Organization")}),
+        "CourseOffering": TypeRules({"courseNumber": STRING, "academicSession": STRING}),
+        "CourseSection": TypeRules({"category": STRING}),
+        "Group": TypeRules(),
+        "Membership": TypeRules(
+            {
+                "member": ref("Person"),
+                "organization": ref("Organization"),
+                "roles": ListOf(Term("LIS role", terms.LIS_ROLES)),
+                "status": Term("LIS status", terms.LIS_STATUSES),
+            }
+        ),
+        "LearningObjective": TypeRules(),
+        # Digital resources.
+        "DigitalResource": TypeRules(
+            {
+                "mediaType": STRING,
+                "storageName": STRING,
+                "version": STRING,
+                "creators": refs("Agent"),
+                "isPartOf": ref("Entity"),
+                "datePublished": DATETIME,
+                "keywords": STRINGS,
+                "learningObjectives": refs("LearningObjective"),
+            }
+        ),
+        "AssignableDigitalResource": TypeRules(
+            {
+                "dateToActivate": DATETIME,
+                "dateToShow": DATETIME,
+                "dateToStartOn": DATETIME,
+                "dateToSubmit": DATETIME,
+                "maxAttempts": INTEGER,
+                "maxSubmits": INTEGER,
+                "maxScore": DECIMAL,
+            }
+        ),
+        "Assessment": TypeRules({"items": refs("AssessmentItem")}),
+        "AssessmentItem": TypeRules({"isTimeDependent": BOOLEAN}),
+        "Chapter": TypeRules(),
+        "Document": TypeRules(),
+        "Page": TypeRules(),
+        "WebPage": TypeRules(),
+        "Frame": TypeRules({"index": INTEGER}),
+        "MediaObject": TypeRules({"duration": DURATION}),
+        "AudioObject": TypeRules({"volumeMin": STRING, "volumeMax": STRING, "volumeLevel": STRING, "muted": BOOLEAN}),
+        "ImageObject": TypeRules(),
+        "VideoObject": TypeRules(),
+        "MediaLocation": TypeRules({"currentTime": DURATION}),
+        "Message": TypeRules({"replyTo": ref("Message"), "body": STRING, "attachments": refs("DigitalResource")}),
+        "DigitalResourceCollection": TypeRules({"items": refs("DigitalResource")}),
+        "Forum": TypeRules({"items": refs("Thread")}),
+        "Thread": TypeRules({"items": refs("Message")}),
+        # Collections and measures.
+        "Collection": TypeRules({"items": refs("Entity")}),
+        "AggregateMeasureCollection": TypeRules({"items": refs("AggregateMeasure")}),
+        "Questionnaire": TypeRules({"items": refs("QuestionnaireItem")}),
+        "Survey": TypeRules({"items": refs("Questionnaire")}),
+        "AggregateMeasure": TypeRules(
+            {
+                "metric": Term("metric", terms.METRICS),
+                "metricValue": DECIMAL,
+                "maxMetricValue": DECIMAL,
+                "startedAtTime": DATETIME,
+                "endedAtTime": DATETIME,
+            },
+            required=("metric", "metricValue"),
+        ),
+        # Annotations.
+        "Annotation": TypeRules({"annotator": ref("Person"), "annotated": ref("DigitalResource")}),
+        "BookmarkAnnotation": TypeRules({"bookmarkNotes": STRING}),
+        "HighlightAnnotation": TypeRules({"selection": ref("TextPositionSelector"), "selectionText": STRING}),
+        "SharedAnnotation": TypeRules({"withAgents": refs("Agent")}),
+        "TagAnnotation": TypeRules({"tags": STRINGS}),
+        # Attempts, responses, grading.
+        "Attempt": TypeRules(
+            {
+                "assignee": ref("Person"),
+                "assignable": ref("DigitalResource"),
+                "isPartOf": ref("Attempt"),
+                "count": INTEGER,
+                **_TIMESPAN,
+            }
+        ),
+        "Response": TypeRules({"attempt": ref("Attempt"), **_TIMESPAN}),
+        "DateTimeResponse": TypeRules({"dateTimeSelected": DATETIME}),
+        "FillinBlankResponse": TypeRules(_RESPONSE_VALUES),
+        "MultipleChoiceResponse": TypeRules({"value": STRING}),
+        "MultipleResponseResponse": TypeRules(_RESPONSE_VALUES),
+        "MultiselectResponse": TypeRules({"selections": STRINGS}),
+        "OpenEndedResponse": TypeRules({"value": STRING}),
+        "RatingScaleResponse": TypeRules({"selections": STRINGS}),
+        "SelectTextResponse": TypeRules(_RESPONSE_VALUES),
+        "TrueFalseResponse": TypeRules({"value": STRING}),
+        "Result": TypeRules(
+            {
+                "attempt": ref("Attempt"),
+                "maxResultScore": DECIMAL,
+                "resultScore": DECIMAL,
+                "scoredBy": ref("Agent"),
+                "comment": STRING,
+            }
+        ),
+        "Score": TypeRules(
+            {
+                "attempt": ref("Attempt"),
+                "maxScore": DECIMAL,
+                "scoreGiven": DECIMAL,
+                "scoredBy": ref("Agent"),
+                "comment": STRING,
+            }
+        ),
+        # Sessions and links.
+        "Session": TypeRules({"user": ref("Person"), "client": ref("SoftwareApplication"), **_TIMESPAN}),
+        "LtiSession": TypeRules({"messageParameters": OBJECT}),
+        "Link": TypeRules(),
+        "LtiLink": TypeRules({"messageType": Term("LTI message type", terms.LTI_MESSAGE_TYPES)}),
+        # Feedback and surveys.
+        "Comment": TypeRules({"commenter": ref("Person"), "commentedOn": ref("Entity"), "value": STRING}),
+        "Rating": TypeRules(
+            {
+                "rater": ref("Person"),
+                "rated": ref("Entity"),
+                "question": ref("Question"),
+                "selections": STRINGS,
+                "ratingComment": ref("Comment"),
+            }
+        ),
+        "Question": TypeRules({"questionPosed": STRING}),
+        "DateTimeQuestion": TypeRules(
+            {
+                "minDateTime": DATETIME,
+                "maxDateTime": DATETIME,
+                "minLabel": STRING,
+                "maxLabel": STRING,
+            }
+        ),
+        "MultiselectQuestion": TypeRules({"points": INTEGER, **_ITEM_LABELS_AND_VALUES}),
+        "OpenEndedQuestion": TypeRules(),
+        "RatingScaleQuestion": TypeRules({"scale": ref("Scale")}),
+        "Scale": TypeRules(),
+        "LikertScale": TypeRules({"scalePoints": INTEGER, **_ITEM_LABELS_AND_VALUES}),
+        "MultiselectScale": TypeRules(
+            {
+                "scalePoints": INTEGER,
+                "isOrderedSelection": BOOLEAN,
+                "minSelections": INTEGER,
+                "maxSelections": INTEGER,
+                **_ITEM_LABELS_AND_VALUES,
+            }
+        ),
+        "NumericScale": TypeRules(
+            {
+                "minValue": DECIMAL,
+                "maxValue": DECIMAL,
+                "step": DECIMAL,
+                "minLabel": STRING,
+                "maxLabel": STRING,
+            }
+        ),
+        "QuestionnaireItem": TypeRules({"question": ref("Question"), "categories": STRINGS, "weight": DECIMAL}),
+        "SurveyInvitation": TypeRules(
+            {
+                "rater": ref("Person"),
+                "survey": ref("Survey"),
+                "sentCount": INTEGER,
+                "dateSent": DATETIME,
+            }
+        ),
+        # Search.
+        "Query": TypeRules({"creator": ref("Person"), "searchTarget": ref("Entity"), "searchTerms": STRING}),
+        "SearchResponse": TypeRules(
+            {
+                "searchProvider": ref("SoftwareApplication"),
+                "searchTarget": ref("Entity"),
+                "query": ref("Query"),
+                "searchResultsItemCount": INTEGER,
+                "searchResults": refs("Entity"),
+            }
+        ),
+        # TimebackProfile.
+        "TimebackUser": TypeRules(
+            {
+                "email": EMAIL,
+                "role": Term("Timeback user role", terms.TIMEBACK_USER_ROLES),
+            },
+            required=("email",),
+        ),
+        "TimebackActivityContext": TypeRules(
+            {
+                "subject": Term("Timeback subject", terms.TIMEBACK_SUBJECTS),
+                "app": _named_part("app"),
+                "course": _named_part("course"),
+                "activity": _named_part("activity"),
+            },
+            required=("subject", "app"),
+        ),
+        "TimebackActivityMetricsCollection": TypeRules(
+            {"items": ListOf(TIMEBACK_ACTIVITY_METRIC)}, required=("items",)
+        ),
+        "TimebackTimeSpentMetricsCollection": TypeRules(
+            {"items": ListOf(TIMEBACK_TIME_SPENT_METRIC)}, required=("items",)
+        ),
+    }
+)

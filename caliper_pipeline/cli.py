@@ -1,0 +1,193 @@
+"""``caliper-pipeline``: one console script, a subcommand for every process and tool.
+
+Settings are built here, once, from the environment (``CALIPER_`` prefix) and passed down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from caliper_pipeline.settings import Settings
+
+log = logging.getLogger("caliper_pipeline")
+
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from caliper_pipeline.stack import run_stack
+
+    return run_stack(settings, demo=args.demo, exit_after_demo=args.exit_after_demo)
+
+
+def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from caliper_pipeline.local_kafka import KafkaDistribution, LocalKafkaBroker
+    from caliper_pipeline.topics import ensure_topics
+
+    distribution = KafkaDistribution(settings.local.kafka_version, settings.local.cache_dir)
+    libs = distribution.install()
+    if args.install_only:
+        print(f"Apache Kafka {distribution.version} is in {libs}")
+        return 0
+    broker = LocalKafkaBroker(distribution, args.data_dir or settings.local.kafka_data_dir,
+                              heap=settings.local.kafka_heap)
+    bootstrap = broker.start()
+    kafka = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+    asyncio.run(ensure_topics(kafka))
+    print(f"Apache Kafka {distribution.version} (KRaft) at {bootstrap}; topics ready. Ctrl-C stops it.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            if broker.process is None or broker.process.poll() is not None:
+                print("the broker exited", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from caliper_pipeline.topics import ensure_topics
+
+    created = asyncio.run(ensure_topics(settings.kafka))
+    print("created: " + (", ".join(created) or "nothing (all exist)"))
+    return 0
+
+
+def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.app import run_gateway
+
+    run_gateway(settings.gateway, settings.kafka)
+    return 0
+
+
+def cmd_streams(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.app import run_worker
+
+    run_worker(settings.streams, settings.kafka)
+    return 0
+
+
+def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
+    from sinks.service import run_sink
+
+    try:
+        asyncio.run(run_sink(settings.sink, settings.clickhouse, settings.kafka))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_clients(settings: Settings, args: argparse.Namespace) -> int:
+    from gateway.clients import ClientRegistry
+    from gateway.settings import INGEST_SCOPE, READ_SCOPE
+
+    registry = ClientRegistry(settings.gateway.clients_file)
+    if args.clients_command == "add":
+        scopes = tuple(args.scope) if args.scope else (INGEST_SCOPE, READ_SCOPE)
+        client, secret = registry.add(args.tenant, client_id=args.client_id, scopes=scopes,
+                                      rate_limit_per_second=args.rate_limit)
+        print(f"client_id:     {client.client_id}\nclient_secret: {secret}\ntenant:        {client.tenant}\n"
+              f"scopes:        {' '.join(client.scopes)}\n(the secret is shown only now; it is stored hashed)")
+    elif args.clients_command == "list":
+        for client in registry.all():
+            state = "revoked" if client.revoked else "active"
+            limit = client.rate_limit_per_second or settings.gateway.default_rate_limit_per_second
+            print(f"{client.client_id}\ttenant={client.tenant}\t{state}\trate={limit:g}/s")
+    else:
+        registry.revoke(args.client_id)
+        print(f"revoked {args.client_id}")
+    return 0
+
+
+def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
+    from sinks.query_client import SqlClient
+
+    client = SqlClient(settings.sink, settings.clickhouse)
+    print(client.run(args.query, args.format))
+    return 0
+
+
+def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
+    from sinks.query_client import SqlClient
+
+    client = SqlClient(settings.sink, settings.clickhouse)
+    deleted = client.erase(args.tenant, args.student, args.requested_by)
+    print(f"erased {deleted} rows of student {args.student!r} in tenant {args.tenant!r}")
+    return 0
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from caliper_pipeline.bench import run_bench
+
+    return run_bench(settings, args.component, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="caliper-pipeline", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable[[Settings, argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    up = add("up", cmd_up, "run the whole local stack: Kafka, gateway, streams worker, sink")
+    up.add_argument("--demo", action="store_true", help="send sample events through the gateway and show them")
+    up.add_argument("--exit-after-demo", action="store_true", help="stop the stack after the demo")
+    kafka = add("kafka", cmd_kafka, "fetch (once) and run the local Apache Kafka broker")
+    kafka.add_argument("--install-only", action="store_true", help="only fetch the jars from Maven Central")
+    kafka.add_argument("--data-dir", type=lambda p: __import__("pathlib").Path(p), default=None)
+    add("topics", cmd_topics, "create the pipeline's topics")
+    add("gateway", cmd_gateway, "run the HTTP gateway")
+    add("streams", cmd_streams, "run a stream worker (normalizers)")
+    add("sink", cmd_sink, "run the ClickHouse sink (and its SQL endpoint)")
+
+    clients = add("clients", cmd_clients, "manage sender clients")
+    client_commands = clients.add_subparsers(dest="clients_command", required=True)
+    client_add = client_commands.add_parser("add", help="register a client; prints its secret once")
+    client_add.add_argument("--tenant", required=True)
+    client_add.add_argument("--client-id")
+    client_add.add_argument("--scope", action="append", help="repeat for several scopes")
+    client_add.add_argument("--rate-limit", type=float, help="events per second")
+    client_commands.add_parser("list", help="list clients")
+    client_revoke = client_commands.add_parser("revoke", help="revoke a client")
+    client_revoke.add_argument("client_id")
+
+    sql = add("sql", cmd_sql, "run a read-only SQL query against ClickHouse")
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=["pretty", "csv", "json"], default="pretty")
+    erase = add("erase", cmd_erase, "erase a student's facts (LGPD/GDPR)")
+    erase.add_argument("--tenant", required=True)
+    erase.add_argument("--student", required=True)
+    erase.add_argument("--requested-by", default="cli")
+
+    bench = add("bench", cmd_bench, "benchmarks that print figures")
+    bench.add_argument("component", choices=["gateway", "schemas", "streams", "sink"])
+    bench.add_argument("--seconds", type=float, default=10.0)
+    bench.add_argument("--concurrency", type=int, default=64)
+    bench.add_argument("--count", type=int, default=100_000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    settings = Settings()
+    return int(args.handler(settings, args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Sender clients: id, hashed secret, tenant, scopes, rate limit; kept in one JSON file.
+
+``caliper-pipeline clients add|list|revoke`` edits the file (atomic replace); the gateway re-reads it when it
+changes, so a revocation takes effect within a second without a restart. Secrets are stored as scrypt hashes
+and shown only once, when the client is added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from gateway.errors import UnknownClientError
+from gateway.settings import INGEST_SCOPE, READ_SCOPE
+
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+
+def hash_secret(secret: str, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def secret_matches(secret: str, stored: str) -> bool:
+    try:
+        _, salt_hex, digest_hex = stored.split("$")
+    except ValueError:
+        return False
+    candidate = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(salt_hex), **_SCRYPT)
+    return hmac.compare_digest(candidate.hex(), digest_hex)
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    secret_hash: str
+    tenant: str
+    scopes: tuple[str, ...] = (INGEST_SCOPE, READ_SCOPE)
+    rate_limit_per_second: float | None = None
+    revoked: bool = False
+    created_at: float = field(default_factory=time.time)
+
+
+class ClientRegistry:
+    """The clients file, re-read when it changes (checked at most once per ``refresh_seconds``)."""
+
+    def __init__(self, path: Path, refresh_seconds: float = 1.0) -> None:
+        self.path = path
+        self.refresh_seconds = refresh_seconds
+        self._clients: dict[str, Client] = {}
+        self._mtime_ns = -1
+        self._checked_at = 0.0
+
+    def _load(self) -> None:
+        try:
+            mtime_ns = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            self._clients, self._mtime_ns = {}, -1
+            return
+        if mtime_ns == self._mtime_ns:
+            return
+        raw = json.loads(self.path.read_text() or "{}")
+        self._clients = {
+            cid: Client(**{**entry, "scopes": tuple(entry.get("scopes", ()))}) for cid, entry in raw.items()
+        }
+        self._mtime_ns = mtime_ns
+
+    def _fresh(self) -> dict[str, Client]:
+        now = time.monotonic()
+        if now - self._checked_at >= self.refresh_seconds:
+            self._checked_at = now
+            self._load()
+        return self._clients
+
+    def get(self, client_id: str) -> Client | None:
+        return self._fresh().get(client_id)
+
+    def all(self) -> list[Client]:
+        self._checked_at = 0.0
+        return sorted(self._fresh().values(), key=lambda c: c.created_at)
+
+    def _save(self, clients: dict[str, Client]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({cid: asdict(c) for cid, c in clients.items()}, indent=2))
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, self.path)
+        self._checked_at = 0.0
+
+    def add(self, tenant: str, *, client_id: str | None = None, secret: str | None = None,
+            scopes: tuple[str, ...] = (INGEST_SCOPE, READ_SCOPE),
+            rate_limit_per_second: float | None = None) -> tuple[Client, str]:
+        """Register a client; returns it and its secret (shown once, stored only as a hash)."""
+        self._checked_at = 0.0
+        clients = dict(self._fresh())
+        client_id = client_id or f"{tenant}-{secrets.token_hex(4)}"
+        secret = secret or secrets.token_urlsafe(32)
+        client = Client(client_id=client_id, secret_hash=hash_secret(secret), tenant=tenant, scopes=scopes,
+                        rate_limit_per_second=rate_limit_per_second)
+        clients[client_id] = client
+        self._save(clients)
+        return client, secret
+
+    def revoke(self, client_id: str) -> Client:
+        self._checked_at = 0.0
+        clients = dict(self._fresh())
+        if client_id not in clients:
+            raise UnknownClientError(client_id)
+        clients[client_id] = replace(clients[client_id], revoked=True)
+        self._save(clients)
+        return clients[client_id]
+
+    def authenticate(self, client_id: str, secret: str) -> Client | None:
+        client = self.get(client_id)
+        if client is None or client.revoked or not secret_matches(secret, client.secret_hash):
+            return None
+        return client

@@ -1,0 +1,60 @@
+"""From a validated request body to the raw events the gateway publishes (one per envelope item)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from gateway.publisher import OutgoingEvent
+from gateway.tokens import Caller
+from schemas.coerce import time_to_ms
+from schemas.kafka import Source
+from schemas.records import RawEvent
+
+TIMEBACK_PROFILE = "TimebackProfile"
+
+
+def reference_id(value: Any) -> str:
+    """The id of an entity reference: the IRI string itself, or the embedded object's ``id``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        identifier = value.get("id")
+        return identifier if isinstance(identifier, str) else ""
+    return ""
+
+
+def routing_key(tenant: str, student_id: str) -> bytes:
+    """Kafka key: a student's events share a partition, so they stay in order."""
+    return f"{tenant}|{student_id}".encode()
+
+
+def envelope_events(envelope: Mapping[str, Any], caller: Caller, received_ms: int) -> list[OutgoingEvent]:
+    sensor = str(envelope.get("sensor", ""))
+    send_time_ms = time_to_ms(envelope.get("sendTime")) or 0
+    outgoing = []
+    for index, item in enumerate(envelope["data"]):
+        profile = str(item.get("profile", "") or "")
+        source = Source.TIMEBACK if profile == TIMEBACK_PROFILE else Source.CALIPER
+        student_id = reference_id(item.get("actor")) or reference_id(item)
+        event = RawEvent(
+            tenant=caller.tenant, client_id=caller.client_id, source=source.value,
+            event_id=reference_id(item), event_type=str(item.get("type", "")), profile=profile,
+            student_id=student_id, sensor=sensor, send_time_ms=send_time_ms, received_time_ms=received_ms,
+            envelope_index=index, payload=orjson.dumps(item),
+        )
+        outgoing.append(OutgoingEvent(source=source, key=routing_key(caller.tenant, student_id), event=event))
+    return outgoing
+
+
+def hub_event(payload: Mapping[str, Any], caller: Caller, received_ms: int) -> OutgoingEvent:
+    student_id = reference_id(payload["object"].get("assignee"))
+    event = RawEvent(
+        tenant=caller.tenant, client_id=caller.client_id, source=Source.HUB.value,
+        event_id=str(payload["id"]), event_type=str(payload["type"]), profile=str(payload["profile"]),
+        student_id=student_id, sensor=reference_id(payload.get("edApp")), send_time_ms=0,
+        received_time_ms=received_ms, envelope_index=0, payload=orjson.dumps(payload),
+    )
+    return OutgoingEvent(source=Source.HUB, key=routing_key(caller.tenant, student_id), event=event)

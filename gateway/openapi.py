@@ -1,0 +1,108 @@
+"""The OpenAPI 3.1 document of the gateway (served at ``/openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
+
+_JSON = "application/json"
+
+
+def _response(description: str, schema_ref: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
+
+
+def _caliper_errors() -> dict[str, Any]:
+    return {code: _response(text, "CaliperResult") for code, text in [
+        ("400", "Invalid payload or malformed JSON; nothing was published"),
+        ("401", "Missing, malformed, expired or revoked token"),
+        ("403", "The token lacks the event.create scope"),
+        ("413", "Body over the size limit"),
+        ("415", "Content-Type is not application/json"),
+        ("422", "Unsupported dataVersion"),
+        ("429", "Rate limit exceeded (see Retry-After)"),
+        ("503", "Kafka could not take the events; nothing was acknowledged (see Retry-After)"),
+    ]}
+
+
+def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
+    caliper_post = {
+        "security": [{"OAuth2": [INGEST_SCOPE]}],
+        "requestBody": {"required": True, "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
+        "responses": {"200": _response("Every event was validated and is durably in Kafka", "CaliperResult"),
+                      **_caliper_errors()},
+    }
+    hub_errors = {code: _response(text, "HubError") for code, text in [
+        ("400", "Missing fields or wrong values, one line each"), ("401", "Unauthorized"), ("403", "Forbidden"),
+        ("413", "Body too large"), ("415", "Not JSON"), ("429", "Rate limited"), ("503", "Kafka unavailable"),
+    ]}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "caliper-pipeline gateway", "version": "0.1.0",
+                 "description": "IMS Caliper 1.2 ingestion (Timeback profile, generic Caliper, the hub's grade "
+                                "events). An event is acknowledged only after Kafka holds it."},
+        "servers": [{"url": settings.base_url}],
+        "paths": {
+            "/oauth2/token": {"post": {
+                "summary": "OAuth2 client credentials",
+                "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+                    "type": "object", "required": ["grant_type"],
+                    "properties": {"grant_type": {"type": "string", "enum": ["client_credentials"]},
+                                   "client_id": {"type": "string"}, "client_secret": {"type": "string"},
+                                   "scope": {"type": "string"}}}}}},
+                "responses": {"200": _response("Access token", "Token"), "400": _response("Bad grant", "OAuthError"),
+                              "401": _response("Unknown client or wrong secret", "OAuthError")},
+            }},
+            "/caliper/event": {
+                "post": {"summary": "Ingest a Caliper 1.2 envelope (all-or-nothing)", **caliper_post},
+                "get": {"summary": "IMS endpoint configuration",
+                        "responses": {"200": _response("Endpoint configuration", "EndpointConfig")}},
+            },
+            "/caliper/event/validate": {"post": {"summary": "Validate an envelope; nothing is published",
+                                                 **caliper_post}},
+            "/hub/v1/events": {"post": {
+                "summary": "Ingest one hub grade/view event (BNCC skills)",
+                "security": [{"OAuth2": [INGEST_SCOPE]}],
+                "requestBody": {"required": True, "content": {_JSON: {"schema": {"type": "object"}}}},
+                "responses": {"200": _response("Accepted", "HubAccepted"), **hub_errors},
+            }},
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _response("Alive", "Status")}}},
+            "/readyz": {"get": {"summary": "Readiness (Kafka reachable)",
+                                "responses": {"200": _response("Ready", "Status"),
+                                              "503": _response("Kafka unreachable", "Status")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
+                "200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {
+                "200": {"description": "OpenAPI", "content": {_JSON: {"schema": {"type": "object"}}}}}}},
+        },
+        "components": {
+            "securitySchemes": {"OAuth2": {"type": "oauth2", "flows": {"clientCredentials": {
+                "tokenUrl": "/oauth2/token",
+                "scopes": {INGEST_SCOPE: "Create events", READ_SCOPE: "Read the caller's tenant's events"}}}}},
+            "schemas": {
+                "Envelope": {"type": "object", "required": ["sensor", "sendTime", "dataVersion", "data"],
+                             "properties": {"sensor": {"type": "string"}, "sendTime": {"type": "string"},
+                                            "dataVersion": {"type": "string"},
+                                            "data": {"type": "array", "minItems": 1, "items": {"type": "object"}}}},
+                "CaliperResult": {"type": "object", "required": ["status", "message"], "properties": {
+                    "status": {"type": "string", "enum": ["success", "error"]}, "message": {"type": "string"},
+                    "errors": {"oneOf": [{"type": "null"}, {"type": "array", "items": {
+                        "type": "object", "required": ["path", "message"],
+                        "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}}]}}},
+                "HubAccepted": {"type": "object", "required": ["@context", "id"],
+                                "properties": {"@context": {"type": "string"}, "id": {"type": "string"}}},
+                "HubError": {"type": "object", "required": ["message"],
+                             "properties": {"message": {"type": "array", "items": {"type": "string"}}}},
+                "Token": {"type": "object", "required": ["access_token", "token_type", "expires_in"],
+                          "properties": {"access_token": {"type": "string"}, "token_type": {"type": "string"},
+                                         "expires_in": {"type": "integer"}, "scope": {"type": "string"}}},
+                "OAuthError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "EndpointConfig": {"type": "object", "properties": {
+                    "caliper_maximum_payload_size": {"type": "integer"},
+                    "caliper_supported_versions": {"type": "array", "items": {"type": "string"}},
+                    "caliper_supported_extensions": {"type": "object"}}},
+                "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+            },
+        },
+    }

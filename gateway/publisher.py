@@ -1,0 +1,108 @@
+"""Publishing validated events to Kafka: idempotent producer, acks=all, answer only after the broker has them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from gateway.errors import KafkaUnavailableError
+from gateway.settings import GatewaySettings
+from schemas.codec import RawEventCodec
+from schemas.kafka import KafkaSettings, Source
+from schemas.records import RawEvent
+
+log = logging.getLogger(__name__)
+
+REJECTED_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEvent:
+    source: Source
+    key: bytes
+    event: RawEvent
+
+
+class EventPublisher:
+    """Owns the aiokafka producer of the gateway process."""
+
+    def __init__(self, kafka: KafkaSettings, gateway: GatewaySettings) -> None:
+        self._kafka = kafka
+        self._gateway = gateway
+        self._codec = RawEventCodec()
+        self._producer: AIOKafkaProducer | None = None
+        self._pending_rejections: set[asyncio.Future[object]] = set()
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            enable_idempotence=True, acks="all", linger_ms=self._gateway.producer_linger_ms,
+            compression_type=self._gateway.compression, max_batch_size=512 * 1024,
+            request_timeout_ms=int(self._gateway.publish_timeout_seconds * 1000),
+            **self._kafka.client_options(),  # type: ignore[arg-type]
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            if self._pending_rejections:
+                await asyncio.wait(self._pending_rejections, timeout=5)
+            await self._producer.stop()
+            self._producer = None
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise KafkaUnavailableError("the Kafka producer is not started",
+                                        retry_after=self._gateway.retry_after_seconds)
+        return self._producer
+
+    async def publish(self, events: list[OutgoingEvent]) -> None:
+        """Return only when the broker acknowledged every event (acks=all); else raise KafkaUnavailableError."""
+        producer = self.producer
+        topics = self._kafka.topics
+        try:
+            futures = [
+                await producer.send(topics.raw(item.source), self._codec.encode_record(item.event), key=item.key)
+                for item in events
+            ]
+            await asyncio.wait_for(asyncio.gather(*futures), self._gateway.publish_timeout_seconds)
+        except (KafkaError, TimeoutError) as error:
+            log.warning("publishing %d events failed: %r", len(events), error)
+            raise KafkaUnavailableError(f"Kafka did not acknowledge the events: {type(error).__name__}",
+                                        retry_after=self._gateway.retry_after_seconds) from error
+
+    def record_rejection(self, *, tenant: str, client_id: str, endpoint: str, status: int,
+                         problems: list[dict[str, str]], body: bytes) -> None:
+        """Write a rejected request with its reasons to the bounded rejected-events topic (best effort)."""
+        if self._producer is None:
+            return
+        record = orjson.dumps({
+            "tenant": tenant, "client_id": client_id, "endpoint": endpoint, "status": status,
+            "problems": problems[:100], "body": body[:REJECTED_BODY_LIMIT].decode("utf-8", "replace"),
+            "body_truncated": len(body) > REJECTED_BODY_LIMIT,
+        })
+
+        async def send() -> None:
+            try:
+                assert self._producer is not None
+                await self._producer.send_and_wait(self._kafka.topics.rejected, record, key=tenant.encode())
+            except KafkaError as error:
+                log.warning("could not record a rejection: %r", error)
+
+        task = asyncio.ensure_future(send())
+        self._pending_rejections.add(task)
+        task.add_done_callback(self._pending_rejections.discard)
+
+    async def is_ready(self) -> bool:
+        if self._producer is None:
+            return False
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), 3)
+            return True
+        except (KafkaError, TimeoutError):
+            return False

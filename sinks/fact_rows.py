@@ -1,0 +1,96 @@
+"""The fact table's columns and the Arrow blocks the loader inserts, derived from ``LearningFact``'s field list.
+
+A field ``x_ms`` (epoch milliseconds) becomes a ``DateTime64(3, 'UTC')`` column ``x``; every other field keeps
+its name. ``Optional`` fields are the only nullable columns.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from schemas.records import LEARNING_FACT_FIELDS, LearningFact
+
+FACT_TABLE = "learning_facts"
+REJECTS_TABLE = "sink_rejects"
+
+_ARROW_TYPES: dict[Any, pa.DataType] = {
+    str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(), bytes: pa.binary(),
+}
+_TIME = pa.timestamp("ms", tz="UTC")
+
+
+def column_for(field_name: str) -> str:
+    """The fact table column that stores a ``LearningFact`` field."""
+    return field_name[:-3] if field_name.endswith("_ms") else field_name
+
+
+def _arrow_field(name: str, annotation: Any) -> pa.Field:
+    nullable = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [m for m in typing.get_args(annotation) if m is not type(None)]
+        annotation, nullable = members[0], True
+    arrow_type = _TIME if name.endswith("_ms") else _ARROW_TYPES[annotation]
+    return pa.field(column_for(name), arrow_type, nullable=nullable)
+
+
+def fact_arrow_schema() -> pa.Schema:
+    hints = typing.get_type_hints(LearningFact)
+    return pa.schema([_arrow_field(f.name, hints[f.name]) for f in dataclasses.fields(LearningFact)])
+
+
+FACT_ARROW_SCHEMA = fact_arrow_schema()
+FACT_COLUMNS: tuple[str, ...] = tuple(column_for(name) for name in LEARNING_FACT_FIELDS)
+
+REJECT_ARROW_SCHEMA = pa.schema([
+    pa.field("topic", pa.string(), nullable=False),
+    pa.field("partition", pa.uint32(), nullable=False),
+    pa.field("offset", pa.uint64(), nullable=False),
+    pa.field("error", pa.string(), nullable=False),
+    pa.field("raw_base64", pa.string(), nullable=False),
+    pa.field("rejected_at", _TIME, nullable=False),
+])
+
+
+def facts_to_arrow(records: Sequence[dict[str, Any]]) -> pa.Table:
+    """One Arrow block of decoded facts (dicts keyed by ``LearningFact`` field names), typed by the field list."""
+    columns = [
+        pa.array([record[name] for record in records], type=field.type, from_pandas=False)
+        for name, field in zip(LEARNING_FACT_FIELDS, FACT_ARROW_SCHEMA, strict=True)
+    ]
+    return pa.Table.from_arrays(columns, schema=FACT_ARROW_SCHEMA)
+
+
+def fact_records(facts: Iterable[LearningFact]) -> list[dict[str, Any]]:
+    return [fact.to_record() for fact in facts]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedMessage:
+    """A message of the facts topic that could not be decoded."""
+
+    topic: str
+    partition: int
+    offset: int
+    error: str
+    raw: bytes
+
+
+def rejects_to_arrow(rejects: Sequence[RejectedMessage]) -> pa.Table:
+    now = datetime.now(UTC)
+    return pa.Table.from_pylist(
+        [
+            {"topic": r.topic, "partition": r.partition, "offset": r.offset, "error": r.error[:2000],
+             "raw_base64": base64.b64encode(r.raw).decode("ascii"), "rejected_at": now}
+            for r in rejects
+        ],
+        schema=REJECT_ARROW_SCHEMA,
+    )

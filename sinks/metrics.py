@@ -1,0 +1,28 @@
+"""Prometheus metrics of one sink process, in their own registry (served by ``GET /metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class SinkMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.rows_inserted = Counter(
+            "sink_rows_inserted_total", "Fact rows inserted into ClickHouse (retries dropped by the dedup token "
+            "are counted again)", ["table"], registry=self.registry)
+        self.batches = Counter(
+            "sink_batches_total", "Batches written and committed", registry=self.registry)
+        self.insert_seconds = Histogram(
+            "sink_insert_seconds", "Latency of one batch insert into ClickHouse", registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+        self.insert_failures = Counter(
+            "sink_insert_failures_total", "Batch writes that failed and were retried", registry=self.registry)
+        self.rejected = Counter(
+            "sink_rejected_messages_total", "Messages that could not be decoded (kept in sink_rejects)",
+            registry=self.registry)
+        self.lag = Gauge(
+            "sink_consumer_lag", "Messages between the partition's high watermark and the sink's position",
+            ["topic", "partition"], registry=self.registry)
+        self.backing_off = Gauge(
+            "sink_backing_off", "1 while the loader waits for ClickHouse to come back", registry=self.registry)

@@ -1,0 +1,268 @@
+"""The faust-streaming worker: raw events (three raw topics) -> learning facts (Avro) on the facts topic.
+
+``build_app`` makes the app from settings (never at import time). Its one agent reads the raw topics as bytes,
+decodes each message (``RawEventCodec``), normalizes it and produces every fact Avro-encoded
+(``LearningFactCodec``), keyed by tenant + student so one student's facts stay in order on one partition.
+
+Failures are data: a message that cannot be decoded or normalized goes to the dead-letter topic as JSON
+(reason, worker version, topic, partition, offset and the original bytes in base64) and processing goes on.
+
+Delivery is at-least-once: the agent awaits the broker's acknowledgement of everything an event produced
+before it takes the next event, and faust acks (and later commits) an event's offset only when the agent
+moves past it. The agent runs with ``concurrency=1``: with several concurrent actors faust can commit an
+offset ahead of a message still being processed (faust issue #606); one actor per worker makes that impossible.
+
+Conflicts (same event id, different content): the fact's ``content_hash`` lets the sink keep both versions
+(it is in the sink's sort key); the worker also remembers the last hashes in a bounded LRU and publishes a
+JSON record to the conflicts topic when an event id comes back with other content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from schemas.codec import LearningFactCodec, RawEventCodec
+from schemas.errors import PipelineError
+from schemas.kafka import KafkaSettings, Topics
+from schemas.records import LearningFact
+from streams.normalizers import NormalizeOptions, normalize_with
+from streams.settings import StreamsSettings
+
+AGENT_NAME = "normalize_raw_events"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecord:
+    """One message the worker produces."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(slots=True)
+class ProcessedEvent:
+    """What one raw message became: the records to produce and what to count."""
+
+    records: list[OutboundRecord] = field(default_factory=list)
+    facts: list[LearningFact] = field(default_factory=list)
+    dead_letter_reason: str = ""
+    conflicts: int = 0
+
+
+Publisher = Callable[[Sequence[OutboundRecord]], Awaitable[None]]
+
+
+class StreamsMetrics:
+    """The worker's Prometheus metrics, in their own registry (one per app: tests build many apps)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.events_in = Counter("caliper_streams_events_in", "Raw messages consumed", ["topic"],
+                                 registry=self.registry)
+        self.facts_out = Counter("caliper_streams_facts_out", "Learning facts produced", ["source"],
+                                 registry=self.registry)
+        self.dead_letters = Counter("caliper_streams_dead_letters", "Messages sent to the dead-letter topic",
+                                    ["topic"], registry=self.registry)
+        self.conflicts = Counter("caliper_streams_conflicts",
+                                 "Events seen again with the same id and different content", ["tenant"],
+                                 registry=self.registry)
+        self.consumer_lag = Gauge("caliper_streams_consumer_lag", "Messages behind the partition's end",
+                                  ["topic", "partition"], registry=self.registry)
+
+
+class ConflictTracker:
+    """A bounded LRU of event key -> content hash; tells a re-send (same hash) from a conflict."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._hashes: OrderedDict[tuple[str, str, int], str] = OrderedDict()
+
+    def seen(self, key: tuple[str, str, int], content_hash: str) -> str | None:
+        """Remember ``content_hash``; return the previous different hash when this is a conflict."""
+        previous = self._hashes.get(key)
+        self._hashes[key] = content_hash
+        self._hashes.move_to_end(key)
+        if len(self._hashes) > self.max_entries:
+            self._hashes.popitem(last=False)
+        return previous if previous is not None and previous != content_hash else None
+
+
+def fact_key(fact: LearningFact) -> bytes:
+    """The facts topic's key: tenant + student, so one student's facts keep their order."""
+    return f"{fact.tenant}\x1f{fact.student_id}".encode()
+
+
+class EventProcessor:
+    """Raw message bytes -> the records to produce (facts, or a dead letter, plus conflict notices)."""
+
+    def __init__(self, settings: StreamsSettings, topics: Topics, metrics: StreamsMetrics | None = None) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.metrics = metrics or StreamsMetrics()
+        self.options = NormalizeOptions(
+            email_hash_key=settings.email_hash_key.get_secret_value().encode(),
+            keep_raw_email=settings.keep_raw_email,
+            normalizer_version=settings.normalizer_version,
+        )
+        self.raw_codec = RawEventCodec()
+        self.fact_codec = LearningFactCodec()
+        self.conflicts = ConflictTracker(settings.conflict_cache_size)
+
+    def process(self, topic: str, partition: int, offset: int, key: bytes | None,
+                value: bytes | None) -> ProcessedEvent:
+        self.metrics.events_in.labels(topic=topic).inc()
+        result = ProcessedEvent()
+        try:
+            raw = self.raw_codec.decode_record(value or b"")
+            result.facts = normalize_with(raw, self.options)
+            result.records = [OutboundRecord(self.topics.facts, fact_key(fact), self.fact_codec.encode_record(fact))
+                              for fact in result.facts]
+        except PipelineError as error:
+            return self._dead_letter(result, f"{type(error).__name__}: {error}", topic, partition, offset, key,
+                                     value)
+        except Exception as error:  # a bug must not stop the stream: the event is kept as data to replay
+            return self._dead_letter(result, f"internal error {type(error).__name__}: {error}", topic,
+                                     partition, offset, key, value)
+        for fact in result.facts:
+            self.metrics.facts_out.labels(source=fact.source).inc()
+            previous = self.conflicts.seen((fact.tenant, fact.event_id, fact.fact_index), fact.content_hash)
+            if previous is not None:
+                result.conflicts += 1
+                self.metrics.conflicts.labels(tenant=fact.tenant).inc()
+                result.records.append(OutboundRecord(self.topics.conflicts, fact_key(fact), orjson.dumps({
+                    "tenant": fact.tenant, "source": fact.source, "event_id": fact.event_id,
+                    "fact_index": fact.fact_index, "previous_content_hash": previous,
+                    "content_hash": fact.content_hash, "topic": topic, "partition": partition,
+                    "offset": offset, "worker_version": self.settings.worker_version,
+                })))
+        return result
+
+    def _dead_letter(self, result: ProcessedEvent, reason: str, topic: str, partition: int, offset: int,
+                     key: bytes | None, value: bytes | None) -> ProcessedEvent:
+        self.metrics.dead_letters.labels(topic=topic).inc()
+        result.facts = []
+        result.dead_letter_reason = reason
+        result.records = [OutboundRecord(self.topics.dead_letters, key, dead_letter_record(
+            reason, self.settings.worker_version, topic, partition, offset, value or b""))]
+        return result
+
+
+def dead_letter_record(reason: str, worker_version: str, topic: str, partition: int, offset: int,
+                       original: bytes) -> bytes:
+    return orjson.dumps({
+        "reason": reason, "worker_version": worker_version, "topic": topic, "partition": partition,
+        "offset": offset, "original_b64": base64.b64encode(original).decode(),
+    })
+
+
+class KafkaPublisher:
+    """Produce records with the app's producer and wait until the broker acknowledged every one."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def __call__(self, records: Sequence[OutboundRecord]) -> None:
+        if not records:
+            return
+        producer = await self.app.maybe_start_producer()
+        pending = [await producer.send(record.topic, record.key, record.value, partition=None, timestamp=None,
+                                       headers=None) for record in records]
+        await asyncio.gather(*pending)
+
+
+def broker_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """faust's broker URLs and credentials from the shared Kafka settings."""
+    urls = [f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",") if server.strip()]
+    options: dict[str, Any] = {"broker": urls or ["kafka://localhost:9092"]}
+    protocol = kafka.security_protocol.upper()
+    if protocol.startswith("SASL"):
+        options["broker_credentials"] = faust.SASLCredentials(
+            username=kafka.sasl_username or "",
+            password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else "",
+            mechanism=kafka.sasl_mechanism or "PLAIN",
+            ssl_context=ssl.create_default_context() if protocol == "SASL_SSL" else None,
+        )
+    elif protocol == "SSL":
+        options["broker_credentials"] = faust.SSLCredentials(ssl.create_default_context())
+    return options
+
+
+def build_app(settings: StreamsSettings, kafka: KafkaSettings, *, publisher: Publisher | None = None,
+              metrics: StreamsMetrics | None = None) -> faust.App:
+    """The worker app: one agent over the raw topics. ``publisher`` replaces Kafka output (tests)."""
+    topics = kafka.topics
+    app = faust.App(
+        settings.app_id,
+        **broker_options(kafka),
+        autodiscover=False,
+        store="memory://",
+        web_enabled=settings.web_port > 0,
+        web_port=settings.web_port or 6066,
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication_factor,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        # small timeouts: a worker joins (and a dead one is noticed) in seconds
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_request_timeout=max(30.0, settings.session_timeout_s * 3),
+        broker_commit_interval=settings.commit_interval_s,
+        producer_acks=-1,
+    )
+    processor = EventProcessor(settings, topics, metrics)
+    publish: Publisher = publisher or KafkaPublisher(app)
+    raw_topic = app.topic(*topics.raw_topics, key_serializer="raw", value_serializer="raw")
+
+    # concurrency=1 on purpose: see the module docstring (faust #606, commit ahead of processing)
+    @app.agent(raw_topic, name=AGENT_NAME, concurrency=1)
+    async def normalize_raw_events(stream: faust.StreamT[bytes]) -> AsyncIterator[ProcessedEvent]:
+        async for event in stream.events():
+            message = event.message
+            result = processor.process(message.topic, message.partition, message.offset, message.key,
+                                       message.value)
+            # the facts are on the broker before this event's offset can be acked and committed
+            await publish(result.records)
+            _record_lag(app, processor.metrics, message)
+            yield result
+
+    return app
+
+
+def _record_lag(app: faust.App, metrics: StreamsMetrics, message: Any) -> None:
+    """Lag of the message's partition from the consumer's cached high-water mark (no broker round trip)."""
+    consumer = app._consumer  # only a running worker has one; never create it here
+    if consumer is None:
+        return
+    try:
+        highwater = consumer.highwater(message.tp)
+    except (KeyError, AttributeError, AssertionError, TypeError):
+        return
+    if highwater is not None:
+        metrics.consumer_lag.labels(topic=message.topic, partition=str(message.partition)).set(
+            max(0, highwater - message.offset - 1))
+
+
+def run_worker(settings: StreamsSettings, kafka: KafkaSettings) -> None:
+    """Start the worker and block until it is stopped (``caliper-pipeline streams``)."""
+    metrics = StreamsMetrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=metrics.registry)
+    app = build_app(settings, kafka, metrics=metrics)
+    worker = faust.Worker(app, loglevel=settings.log_level)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as stop:
+        if stop.code not in (None, 0):
+            raise

@@ -1,0 +1,252 @@
+"""Declarative conversion of an event document into the fields of a LearningFact.
+
+A converter is a ``ConversionSet``: an ordered tuple of ``FieldRule(source path, destination field, transform)``
+entries, in the manner of ralph's xAPI converters. ``ConversionSet.convert`` walks the rules, reads each source
+path (dotted, e.g. ``object.assignable.skillCode``), transforms the value and stores it in its fact field:
+
+- a transform returning ``None`` means "not mappable": the rule is skipped and the value stays in the remainder;
+- a rule whose destination an earlier rule already filled is skipped (earlier rules have priority);
+- a rule with ``destination=None`` has a transform that returns several fact fields at once (a dict);
+- a rule with ``destination=CONSUMED`` swallows a value that has no fact field and need not be kept;
+- ``leftover`` decides what of a mapped value is still kept (e.g. per-item attributes of a metrics list);
+- ``consume=False`` reads a value without removing it (another rule maps the same value too).
+
+Everything not mapped is the remainder, stored as the fact's ``extensions_json`` so nothing is dropped.
+``build_fact`` turns the converted fields plus the raw event's routing metadata into the LearningFact.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from schemas.coerce import coerce_bool, coerce_int, coerce_number, time_to_ms
+from schemas.errors import NormalizationError
+from schemas.records import LearningFact, RawEvent, content_hash_of, fact_id_for, pseudonymize_email
+
+CONSUMED = "__consumed__"
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$")
+
+Transform = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizeOptions:
+    """What a normalizer needs besides the event: the email pseudonymization key and the version stamp."""
+
+    email_hash_key: bytes
+    keep_raw_email: bool
+    normalizer_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """Map the value at ``source`` (a dotted path) through ``transform`` into the fact field ``destination``."""
+
+    source: str
+    destination: str | None
+    transform: Transform | None = None
+    leftover: Callable[[Any], Any] | None = None
+    consume: bool = True
+    keys: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", tuple(self.source.split(".")))
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionSet:
+    """An ordered set of rules: the declarative description of one source's conversion."""
+
+    name: str
+    rules: tuple[FieldRule, ...]
+
+    def extended(self, name: str, first: Iterable[FieldRule] = (), then: Iterable[FieldRule] = ()) -> ConversionSet:
+        """A new set with extra rules before (higher priority) and after this one's."""
+        return ConversionSet(name, (*first, *self.rules, *then))
+
+    def convert(self, document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The fact fields the rules produce, and the remainder of the document nothing mapped."""
+        values: dict[str, Any] = {}
+        consumed: dict[str, Any] = {}  # a tree of the consumed paths; leaves are _Consumed markers
+        for rule in self.rules:
+            if rule.destination is not None and rule.destination in values:
+                continue
+            found, value = _lookup(document, rule.keys)
+            if not found:
+                continue
+            result = value if rule.transform is None else rule.transform(value)
+            if result is None:
+                continue
+            if rule.destination is None:
+                if any(name in values for name in result):
+                    continue
+                values.update(result)
+            elif rule.destination != CONSUMED:
+                values[rule.destination] = result
+            if rule.consume:
+                _mark_consumed(consumed, rule.keys, rule.leftover)
+        return values, _remainder(document, consumed)
+
+
+@dataclass(frozen=True, slots=True)
+class _Consumed:
+    leftover: Callable[[Any], Any] | None
+
+
+def _lookup(document: dict[str, Any], keys: tuple[str, ...]) -> tuple[bool, Any]:
+    current: Any = document
+    for key in keys:
+        if not isinstance(current, dict) or key not in current:
+            return False, None
+        current = current[key]
+    if current is None:
+        return False, None
+    return True, current
+
+
+def _mark_consumed(tree: dict[str, Any], keys: tuple[str, ...], leftover: Callable[[Any], Any] | None) -> None:
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if isinstance(child, _Consumed):
+            return
+        node = child
+    node[keys[-1]] = _Consumed(leftover)
+
+
+def _remainder(document: dict[str, Any], consumed: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``document`` without the consumed paths (nor the objects they leave empty)."""
+    result = dict(document)
+    for key, mark in consumed.items():
+        value = result.get(key)
+        if isinstance(mark, _Consumed):
+            kept = mark.leftover(value) if mark.leftover is not None else None
+            if kept:
+                result[key] = kept
+            else:
+                del result[key]
+        elif isinstance(value, dict):
+            nested = _remainder(value, mark)
+            if nested:
+                result[key] = nested
+            else:
+                del result[key]
+    return result
+
+
+# --- transforms -------------------------------------------------------------------------------------------
+
+
+def text(value: Any) -> str | None:
+    """A non-empty string (numbers become their text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def iri(value: Any) -> str | None:
+    """A reference given as a plain IRI string (an object reference is mapped by its ``.id`` rule instead)."""
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def millis(value: Any) -> int | None:
+    """A date-time (ISO text, offset-less = UTC, or an aware datetime) as UTC epoch milliseconds."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return int(aware.timestamp() * 1000)
+    return time_to_ms(value)
+
+
+def number(value: Any) -> float | None:
+    return coerce_number(value)
+
+
+def integer(value: Any) -> int | None:
+    return coerce_int(value)
+
+
+def boolean(value: Any) -> bool | None:
+    return coerce_bool(value)
+
+
+def duration_seconds(value: Any) -> float | None:
+    """An ISO 8601 duration (``PT1H2M3.5S``, ``P1DT2H``) in seconds; plain numbers are seconds already."""
+    if not isinstance(value, str):
+        return coerce_number(value)
+    match = _ISO_DURATION.match(value.strip().upper())
+    if match is None or value.strip().upper() in ("P", "PT"):
+        return coerce_number(value)
+    parts = {name: float(part) for name, part in match.groupdict().items() if part is not None}
+    return (parts.get("days", 0.0) * 86400 + parts.get("hours", 0.0) * 3600
+            + parts.get("minutes", 0.0) * 60 + parts.get("seconds", 0.0))
+
+
+# --- the fact ---------------------------------------------------------------------------------------------
+
+
+def decode_payload(raw: RawEvent) -> dict[str, Any]:
+    """The raw event's JSON payload as a dict; a NormalizationError if it is not a JSON object."""
+    try:
+        document = orjson.loads(raw.payload)
+    except orjson.JSONDecodeError as error:
+        raise NormalizationError(f"payload is not JSON: {error}", event_id=raw.event_id) from error
+    if not isinstance(document, dict):
+        raise NormalizationError("payload is not a JSON object", event_id=raw.event_id)
+    return document
+
+
+def canonical_json(document: Any) -> bytes:
+    """Canonical JSON bytes (sorted keys): the same content always gives the same bytes."""
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+
+
+def build_fact(raw: RawEvent, payload: dict[str, Any], values: dict[str, Any], remainder: dict[str, Any],
+               options: NormalizeOptions, fact_index: int = 0) -> LearningFact:
+    """The LearningFact of converted ``values`` plus the raw event's routing metadata."""
+    event_id = values.pop("event_id", "") or raw.event_id
+    if not event_id:
+        raise NormalizationError("the event has no id", event_id=raw.event_id)
+    event_time_ms = values.pop("event_time_ms", None)
+    if event_time_ms is None:
+        raise NormalizationError("the event has no readable event time", event_id=event_id)
+    student_id = values.pop("student_id", "") or raw.student_id
+    if not student_id:
+        raise NormalizationError("the event names no student (actor)", event_id=event_id)
+    email = values.pop("student_email", "")
+    score, maximum = values.get("score_given"), values.get("max_score")
+    if score is not None and maximum is not None and maximum > 0 and "score_ratio" not in values:
+        values["score_ratio"] = score / maximum
+    return LearningFact(
+        fact_id=fact_id_for(raw.tenant, event_id, fact_index),
+        fact_index=fact_index,
+        content_hash=content_hash_of(canonical_json(payload)),
+        tenant=raw.tenant,
+        client_id=raw.client_id,
+        source=raw.source,
+        event_id=event_id,
+        event_type=values.pop("event_type", "") or raw.event_type,
+        profile=values.pop("profile", "") or raw.profile,
+        action=values.pop("action", ""),
+        event_time_ms=event_time_ms,
+        send_time_ms=raw.send_time_ms,
+        received_time_ms=raw.received_time_ms,
+        sensor=raw.sensor,
+        student_id=student_id,
+        student_email_hash=pseudonymize_email(email, options.email_hash_key),
+        student_email=email if options.keep_raw_email else "",
+        normalizer_version=options.normalizer_version,
+        extensions_json=canonical_json(remainder).decode(),
+        **values,
+    )

@@ -1,0 +1,28 @@
+"""Settings of the streams worker (the faust-streaming app that turns raw events into learning facts)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class StreamsSettings(BaseModel):
+    """How the normalizer worker runs; Kafka itself is described by ``schemas.kafka.KafkaSettings``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    app_id: str = "caliper-streams"
+    worker_version: str = "0.1.0"
+    email_hash_key: SecretStr = SecretStr("")
+    keep_raw_email: bool = False
+    web_port: int = Field(default=0, ge=0, le=65535)  # faust's web server; 0 = disabled
+    metrics_port: int = Field(default=0, ge=0, le=65535)  # Prometheus /metrics; 0 = disabled
+    conflict_cache_size: int = Field(default=100_000, ge=1)  # event keys remembered to spot conflicts
+    session_timeout_s: float = Field(default=6.0, gt=0)
+    heartbeat_interval_s: float = Field(default=1.0, gt=0)
+    rebalance_timeout_s: float = Field(default=10.0, gt=0)
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    log_level: str = "INFO"
+
+    @property
+    def normalizer_version(self) -> str:
+        return f"{self.app_id}/{self.worker_version}"

@@ -1,0 +1,243 @@
+"""Facts on the real broker -> rows in ClickHouse (embedded chDB) exactly once, through failures and kills."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pyarrow as pa
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from schemas.codec import LearningFactCodec
+from schemas.kafka import KafkaSettings
+from schemas.records import LearningFact, fact_id_for
+from sinks.errors import ClickHouseUnavailableError
+from sinks.loader import FactLoader
+from sinks.migrations import Layout, apply_migrations
+from sinks.settings import SinkSettings
+from sinks.targets import ClickHouseTarget, EmbeddedClickHouse
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DAY_MS = 1_700_006_400_000
+
+
+def make_fact(number: int, run: str) -> LearningFact:
+    event_id = f"{run}-{number}"
+    return LearningFact(
+        fact_id=fact_id_for("school-a", event_id), fact_index=0, content_hash=f"h{number}", tenant="school-a",
+        client_id="client", source="hub", event_id=event_id, event_type="GradeEvent", profile="GradingProfile",
+        action="Graded", event_time_ms=DAY_MS + number, send_time_ms=DAY_MS + number,
+        received_time_ms=DAY_MS + number, student_id=f"student-{number % 37}", xp_earned=1.0)
+
+
+async def produce(kafka: KafkaSettings, facts: list[LearningFact], *, extra: list[bytes] = ()) -> None:  # type: ignore[assignment]
+    codec = LearningFactCodec()
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20, **kafka.client_options())  # type: ignore[arg-type]
+    await producer.start()
+    try:
+        pending = [await producer.send(kafka.topics.facts, codec.encode_record(f), key=f.student_id.encode())
+                   for f in facts]
+        pending += [await producer.send(kafka.topics.facts, raw, key=b"garbage") for raw in extra]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def count(target: ClickHouseTarget, sql: str = "SELECT count() FROM learning.learning_facts") -> int:
+    return int(target.query_rows(sql)[1][0][0])
+
+
+async def wait_for(condition: Callable[[], Any], timeout: float = 60.0, step: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(condition):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(step)
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Any:
+    engine = EmbeddedClickHouse(tmp_path / "chdb", "learning")
+    apply_migrations(engine, Layout("learning"))
+    yield engine
+    engine.close()
+
+
+def sink_settings(**changes: Any) -> SinkSettings:
+    values: dict[str, Any] = {"batch_rows": 500, "batch_seconds": 0.2, "group_id": f"sink-{uuid.uuid4().hex[:8]}",
+                              "retry_backoff_min_seconds": 0.2, "retry_backoff_max_seconds": 1.0}
+    return SinkSettings(**(values | changes))
+
+
+@asynccontextmanager
+async def running(loader: FactLoader) -> AsyncIterator[FactLoader]:
+    task = asyncio.create_task(loader.run())
+    try:
+        yield loader
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_facts_land_exactly_once_and_rejects_are_kept(kafka_settings: KafkaSettings, target: Any) -> None:
+    facts = [make_fact(i, "once") for i in range(3000)]
+    await produce(kafka_settings, facts, extra=[b"\x00garbage"])
+    async with running(FactLoader(sink_settings(), kafka_settings, target)) as loader:
+        await wait_for(lambda: count(target) >= 3000 and count(target, "SELECT count() FROM learning.sink_rejects"))
+        await asyncio.sleep(1.0)  # nothing more may arrive
+        assert loader.ready
+    assert count(target) == 3000
+    assert count(target, "SELECT uniqExact(fact_id) FROM learning.learning_facts") == 3000
+    assert count(target, "SELECT count() FROM learning.sink_rejects") == 1
+
+
+async def test_facts_delivered_twice_give_no_duplicate_rows(kafka_settings: KafkaSettings, target: Any) -> None:
+    facts = [make_fact(i, "twice") for i in range(2000)]
+    await produce(kafka_settings, facts)
+    await produce(kafka_settings, facts)
+    settings = sink_settings()
+    async with running(FactLoader(settings, kafka_settings, target)):
+        await wait_for(lambda: count(target) >= 4000)
+    async with running(FactLoader(settings, kafka_settings, target)):  # restart: committed offsets hold
+        await asyncio.sleep(2.0)
+    assert count(target) == 4000  # each delivery once: the second restart re-inserted nothing
+    assert count(target, "SELECT count() FROM learning.learning_facts FINAL") == 2000
+    assert count(target, "SELECT sum(facts) FROM learning.student_daily_xp") == 2000
+    assert count(target, "SELECT count() FROM learning.fact_conflicts") == 0
+
+
+class FailingTarget(ClickHouseTarget):
+    """Passes calls to a real target, but inserts and pings fail during a window that starts after N inserts."""
+
+    def __init__(self, inner: ClickHouseTarget, *, fail_after_inserts: int, fail_seconds: float) -> None:
+        self.inner = inner
+        self.database = inner.database
+        self.inserts = 0
+        self.failures = 0
+        self.fail_after_inserts = fail_after_inserts
+        self.fail_seconds = fail_seconds
+        self.failing_until: float | None = None
+
+    def _failing(self) -> bool:
+        if self.failing_until is None and self.inserts >= self.fail_after_inserts:
+            self.failing_until = time.monotonic() + self.fail_seconds
+        return self.failing_until is not None and time.monotonic() < self.failing_until
+
+    def command(self, sql: str) -> None:
+        if self._failing():
+            self.failures += 1
+            raise ClickHouseUnavailableError("injected: ClickHouse is down")
+        self.inner.command(sql)
+
+    def query_rows(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        return self.inner.query_rows(sql)
+
+    def query_formatted(self, sql: str, fmt: str, *, read_only: bool = True) -> bytes:
+        return self.inner.query_formatted(sql, fmt, read_only=read_only)
+
+    def insert_arrow(self, table: str, arrow_table: pa.Table, dedup_token: str) -> None:
+        if self._failing():
+            self.failures += 1
+            raise ClickHouseUnavailableError("injected: ClickHouse is down")
+        self.inner.insert_arrow(table, arrow_table, dedup_token)
+        self.inserts += 1
+
+    def ping(self) -> bool:
+        return not self._failing() and self.inner.ping()
+
+
+async def test_nothing_is_lost_while_clickhouse_fails(kafka_settings: KafkaSettings, target: Any) -> None:
+    flaky = FailingTarget(target, fail_after_inserts=2, fail_seconds=3.0)
+    facts = [make_fact(i, "flaky") for i in range(5000)]
+    await produce(kafka_settings, facts)
+    not_ready_seen = False
+    async with running(FactLoader(sink_settings(batch_rows=300), kafka_settings, flaky)) as loader:
+        deadline = time.monotonic() + 90
+        while count(target) < 5000 and time.monotonic() < deadline:
+            not_ready_seen = not_ready_seen or (loader.started and not loader.ready)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        assert loader.ready
+        assert loader.metrics.insert_failures._value.get() >= 1
+    assert flaky.failures >= 1 and not_ready_seen
+    assert count(target) == 5000
+    assert count(target, "SELECT uniqExact(fact_id) FROM learning.learning_facts") == 5000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_sink_process(kafka: KafkaSettings, data_path: Path, port: int, group: str) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "PYTHONPATH": str(REPO_ROOT),
+        "CALIPER_SINK": json.dumps({"batch_rows": 700, "batch_seconds": 0.3, "group_id": group, "http_port": port}),
+        "CALIPER_CLICKHOUSE": json.dumps({"data_path": str(data_path)}),
+        "CALIPER_KAFKA": kafka.model_dump_json(),
+        "CALIPER_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen([sys.executable, "-m", "sinks"], cwd=REPO_ROOT, env=env)
+
+
+async def sql_count(port: int, sql: str) -> int | None:
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session, session.post(
+                f"http://127.0.0.1:{port}/sql", params={"format": "JSON"}, data=sql) as response:
+            if response.status != 200:
+                return None
+            return int(next(iter((await response.json())["data"][0].values())))
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return None
+
+
+async def test_a_sink_killed_mid_batch_loses_and_doubles_nothing(kafka_settings: KafkaSettings,
+                                                                 tmp_path: Path) -> None:
+    total = 40_000
+    await produce(kafka_settings, [make_fact(i, "kill") for i in range(total)])
+    group, data_path = f"sink-{uuid.uuid4().hex[:8]}", tmp_path / "chdb"
+    count_sql = "SELECT count() FROM learning.learning_facts"
+    for attempt in range(2):  # killed once after some batches, then killed again, then run to the end
+        port = free_port()
+        process = start_sink_process(kafka_settings, data_path, port, group)
+        try:
+            seen = 0
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                seen = await sql_count(port, count_sql) or 0
+                if seen >= (attempt + 1) * 8000:
+                    break
+                await asyncio.sleep(0.05)
+            assert 0 < seen < total, "the sink should be killed while it still has work"
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+    port = free_port()
+    process = start_sink_process(kafka_settings, data_path, port, group)
+    try:
+        deadline = time.monotonic() + 120
+        while (await sql_count(port, "SELECT count() FROM learning.learning_facts FINAL") or 0) < total:
+            assert time.monotonic() < deadline, "not every fact arrived after the restarts"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.5)
+        assert await sql_count(port, count_sql) == total  # no FINAL: no batch was inserted twice
+        assert await sql_count(port, "SELECT uniqExact(fact_id) FROM learning.learning_facts") == total
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
