@@ -44,6 +44,8 @@ REGISTRY = web.AppKey("registry", ClientRegistry)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", GatewayMetrics)
+CALLER = web.RequestKey("caller", Caller)
+BODY = web.RequestKey("body", bytes)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNSUPPORTED_VERSION_PREFIX = "unsupported dataVersion"
@@ -104,12 +106,12 @@ def _http_error(error: web.HTTPException) -> GatewayError:
 def _answer_error(request: web.Request, error: GatewayError) -> web.Response:
     request.app[METRICS].rejects.labels(error.reason).inc()
     if isinstance(error, InvalidPayloadError | MalformedJsonError | UnsupportedDataVersionError):
-        caller: Caller | None = request.get("caller")
+        caller = request.get(CALLER)
         request.app[PUBLISHER].record_rejection(
             tenant=caller.tenant if caller else "", client_id=caller.client_id if caller else "",
             endpoint=request.path, status=error.status,
             problems=[{"path": p.path, "message": p.message} for p in error.problems],
-            body=request.get("body", b""))
+            body=request.get(BODY, b""))
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     if error.status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="caliper"'}
@@ -119,14 +121,14 @@ def _answer_error(request: web.Request, error: GatewayError) -> web.Response:
 async def _authorized_json(request: web.Request) -> tuple[Caller, Any]:
     """Auth, content type, size and JSON checks shared by the ingest endpoints."""
     caller = request.app[TOKENS].verify(request.headers.get("Authorization"), INGEST_SCOPE)
-    request["caller"] = caller
+    request[CALLER] = caller
     if request.content_type != "application/json":
         raise UnsupportedMediaTypeError(f"Content-Type must be application/json, not {request.content_type!r}")
     limit = request.app[SETTINGS].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLargeError(f"body of {request.content_length} bytes is larger than {limit} bytes")
     body = await request.read()
-    request["body"] = body
+    request[BODY] = body
     try:
         return caller, orjson.loads(body)
     except orjson.JSONDecodeError as error:

@@ -29,6 +29,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.exceptions import ConsumerNotStarted
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from schemas.codec import LearningFactCodec, RawEventCodec
@@ -247,7 +248,7 @@ def _record_lag(app: faust.App, metrics: StreamsMetrics, message: Any) -> None:
         return
     try:
         highwater = consumer.highwater(message.tp)
-    except (KeyError, AttributeError, AssertionError, TypeError):
+    except (ConsumerNotStarted, KeyError, AttributeError, AssertionError, TypeError):
         return
     if highwater is not None:
         metrics.consumer_lag.labels(topic=message.topic, partition=str(message.partition)).set(

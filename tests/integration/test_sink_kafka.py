@@ -203,7 +203,7 @@ async def sql_count(port: int, sql: str) -> int | None:
             if response.status != 200:
                 return None
             return int(next(iter((await response.json())["data"][0].values())))
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return None
 
 

@@ -1,0 +1,74 @@
+"""The IMS Caliper 1.2 conformance corpus (../shared/conformance): where it is, how to post its files, and which
+field each must-reject file names. Shared by the validator's unit test and the gateway's HTTP conformance test."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from schemas.caliper import CALIPER_CONTEXT_V1P2, FieldError
+
+# the corpus lives in ../shared beside the checkout (CI clones main with shared/ beside it)
+CORPUS = Path(os.environ.get("CALIPER_CONFORMANCE_DIR",
+                             Path(__file__).resolve().parents[2] / "shared" / "conformance" / "caliper-v1p2"))
+VALID_FILES = sorted((CORPUS / "valid").glob("*.json"))
+assert VALID_FILES, f"conformance corpus not found at {CORPUS} (set CALIPER_CONFORMANCE_DIR)"
+INVALID_FILES = sorted((CORPUS / "invalid").glob("*.json"))
+
+NOT_JSON_FIXTURES = {
+    "caliperEntity-BadJson",
+    "caliperEntitySurvey-MalformedItemsContainsWrongEntityType",  # trailing comma after "Person"
+}
+# Fixtures whose file name does not name the offending field (read from their content).
+MISNAMED_FIXTURES = {
+    "caliperEntity-MalformedCreationDate": "dateCreated",
+    "caliperEntity-MalformedModifiedDate": "dateModified",
+    "caliperEntityAssessmentItem-MalformedIsTimeDependantNotAString": "isTimeDependent",
+    "caliperEntityAssignableDigitalResource-MalformedMaxScoreNotAFloat": "maxSubmits",  # "Two"
+    "caliperEntityAssignableDigitalResource-MalformedMaxSubmitsNotAnInt": "maxScore",  # 50
+    "caliperEntityDigitalResource-MalformedDatePublishedNotValidDateTime": "dateCreated",
+    "caliperEntitySession-MalformedEndedAtTimeNotValidDateTime": "endedAtTiem",
+    "caliperEventAssignable-MalformedGeneratableWrongEntityType": "generated",
+    "caliperEventAssignable-MalformedTargetWrongEntityType": "generated",  # its target is fine
+    "caliperEventToolLaunch-MalformedTaretWrongEntityType": "target",
+    "caliperEventToolUse-MalformedOjbectWrongEntityType": "object",
+}
+_NAMED_WORDS = {"Context": "@context", "EventType": "type", "EntityType": "type"}
+_PROBLEM_MARKER = re.compile(
+    r"Contains|Contain|ListElement|WrongListElement|Wrong|EntityType|NotA|NotValid|Invalid|NotPresent|"
+    r"NoValue|UnknownValue"
+)
+
+SENSOR_ENVELOPE: dict[str, Any] = {
+    "sensor": "https://example.edu/sensors/1",
+    "sendTime": "2024-01-01T00:00:00.000Z",
+    "dataVersion": CALIPER_CONTEXT_V1P2,
+}
+
+
+def wrap(item: object) -> dict[str, Any]:
+    return {**SENSOR_ENVELOPE, "data": [item]}
+
+
+def offending_field(fixture_name: str) -> str:
+    """The top-level field a fixture's name says is wrong: ``...-MalformedCountNotAnInt`` -> count."""
+    if fixture_name in MISNAMED_FIXTURES:
+        return MISNAMED_FIXTURES[fixture_name]
+    problem = fixture_name.split("-", 1)[1]
+    problem = re.sub(r"^(Malformed|Malfromed|No|Null|Unknown|Wrong)", "", problem)
+    if problem in _NAMED_WORDS:
+        return _NAMED_WORDS[problem]
+    marker = _PROBLEM_MARKER.search(problem)
+    name = problem[: marker.start()] if marker else problem
+    return name[0].lower() + name[1:]
+
+
+def names_field(error: FieldError, field_path: str) -> bool:
+    return error.path == field_path or error.path.startswith((f"{field_path}.", f"{field_path}["))
+
+
+def load(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,158 @@
+"""The streams agent, driven through faust's ``agent.test_context()`` with a recording publisher."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import orjson
+import pytest
+from pydantic import SecretStr
+
+from schemas.codec import LearningFactCodec, RawEventCodec
+from schemas.kafka import KafkaSettings
+from schemas.records import RawEvent, pseudonymize_email
+from streams.app import AGENT_NAME, ConflictTracker, OutboundRecord, StreamsMetrics, build_app, fact_key
+from streams.settings import StreamsSettings
+
+SETTINGS = StreamsSettings(worker_version="9.9.9", email_hash_key=SecretStr("k"), conflict_cache_size=100)
+KAFKA = KafkaSettings(bootstrap_servers="127.0.0.1:1", topic_prefix="unit.")
+TOPICS = KAFKA.topics
+USER = "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/users/user-1"
+
+
+def timeback_payload(event_id: str = "urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594", xp: int = 100) -> bytes:
+    return orjson.dumps({
+        "id": event_id, "eventTime": "2024-04-24T14:12:00.000Z", "profile": "TimebackProfile",
+        "type": "ActivityEvent", "action": "Completed",
+        "actor": {"id": USER, "type": "TimebackUser", "email": "[email protected]"},
+        "object": {"id": "https://x.example/ctx/1", "type": "TimebackActivityContext", "subject": "Reading",
+                   "app": {"name": "PowerPath UI"}},
+        "generated": {"id": "https://x.example/c/1", "type": "TimebackActivityMetricsCollection",
+                      "items": [{"type": "xpEarned", "value": xp}]},
+    })
+
+
+def raw_message(payload: bytes, event_id: str = "urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594") -> bytes:
+    raw = RawEvent(tenant="tenant-a", client_id="client-1", source="timeback", event_id=event_id,
+                   event_type="ActivityEvent", profile="TimebackProfile", student_id=USER, sensor="s",
+                   send_time_ms=1, received_time_ms=2, envelope_index=0, payload=payload)
+    encoded: bytes = RawEventCodec().encode_record(raw)
+    return encoded
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.records: list[OutboundRecord] = []
+
+    async def __call__(self, records: Sequence[OutboundRecord]) -> None:
+        self.records.extend(records)
+
+    def on(self, topic: str) -> list[OutboundRecord]:
+        return [record for record in self.records if record.topic == topic]
+
+
+@pytest.fixture
+def harness() -> tuple[faust.App, RecordingPublisher, StreamsMetrics]:
+    publisher, metrics = RecordingPublisher(), StreamsMetrics()
+    app = build_app(SETTINGS, KAFKA, publisher=publisher, metrics=metrics)
+    app.finalize()
+    app.conf.store = "memory://"
+    app.flow_control.resume()
+    return app, publisher, metrics
+
+
+def counter(metrics: StreamsMetrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_build_app_configures_the_worker_from_settings() -> None:
+    app = build_app(SETTINGS.model_copy(update={"web_port": 0}), KAFKA.model_copy(update={"partitions": 4}))
+    assert app.conf.id == "caliper-streams"
+    assert app.conf.topic_partitions == 4
+    assert app.conf.web_enabled is False
+    assert str(app.conf.store) == "memory:"
+    assert app.conf.broker_session_timeout == SETTINGS.session_timeout_s
+    assert app.conf.broker_heartbeat_interval == SETTINGS.heartbeat_interval_s
+    agent = app.agents[f"streams.app.{AGENT_NAME}"] if f"streams.app.{AGENT_NAME}" in app.agents else next(
+        iter(app.agents.values()))
+    assert agent.concurrency == 1
+    assert set(agent.channel.topics) == set(TOPICS.raw_topics)
+
+
+async def test_a_raw_event_becomes_an_avro_fact_keyed_by_tenant_and_student(harness: Any) -> None:
+    app, publisher, metrics = harness
+    agent = next(iter(app.agents.values()))
+    async with agent.test_context() as tested:
+        event = await tested.put(raw_message(timeback_payload()), key=b"k")
+        result = tested.results[event.message.offset]
+    assert len(result.facts) == 1 and result.dead_letter_reason == ""
+    [record] = publisher.on(TOPICS.facts)
+    fact = LearningFactCodec().decode_record(record.value)
+    assert record.key == b"tenant-a\x1f" + USER.encode() == fact_key(fact)
+    assert fact.xp_earned == 100.0 and fact.student_email_hash == pseudonymize_email("[email protected]", b"k")
+    assert fact.normalizer_version == "caliper-streams/9.9.9"
+    assert counter(metrics, "caliper_streams_facts_out_total", source="timeback") == 1.0
+
+
+async def test_a_bad_event_goes_to_the_dead_letters_and_processing_continues(harness: Any) -> None:
+    app, publisher, metrics = harness
+    agent = next(iter(app.agents.values()))
+    garbage = b"\x00\x01 definitely not avro"
+    not_normalizable = raw_message(b'{"id": "urn:uuid:1", "type": "ActivityEvent", "profile": "TimebackProfile"}')
+    async with agent.test_context() as tested:
+        await tested.put(garbage, key=b"g")
+        await tested.put(not_normalizable)
+        await tested.put(raw_message(timeback_payload()))
+    letters = [orjson.loads(record.value) for record in publisher.on(TOPICS.dead_letters)]
+    assert [letter["offset"] for letter in letters] == [0, 1]
+    assert base64.b64decode(letters[0]["original_b64"]) == garbage
+    assert letters[0]["reason"].startswith("SchemaEncodingError")
+    assert letters[1]["reason"].startswith("NormalizationError")
+    assert all(letter["worker_version"] == "9.9.9" for letter in letters)
+    assert set(letters[0]) == {"reason", "worker_version", "topic", "partition", "offset", "original_b64"}
+    assert publisher.on(TOPICS.dead_letters)[0].key == b"g"
+    assert len(publisher.on(TOPICS.facts)) == 1
+    assert counter(metrics, "caliper_streams_dead_letters_total", topic=letters[0]["topic"]) == 2.0
+
+
+async def test_same_event_id_with_other_content_is_published_as_a_conflict(harness: Any) -> None:
+    app, publisher, metrics = harness
+    agent = next(iter(app.agents.values()))
+    async with agent.test_context() as tested:
+        await tested.put(raw_message(timeback_payload(xp=100)))
+        await tested.put(raw_message(timeback_payload(xp=100)))  # a re-send: same content, no conflict
+        await tested.put(raw_message(timeback_payload(xp=250)))  # same id, other content
+    facts = [LearningFactCodec().decode_record(r.value) for r in publisher.on(TOPICS.facts)]
+    assert len(facts) == 3 and facts[0].content_hash == facts[1].content_hash != facts[2].content_hash
+    [conflict] = [orjson.loads(record.value) for record in publisher.on(TOPICS.conflicts)]
+    assert conflict["event_id"] == "urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594"
+    assert conflict["previous_content_hash"] == facts[0].content_hash
+    assert conflict["content_hash"] == facts[2].content_hash
+    assert counter(metrics, "caliper_streams_conflicts_total", tenant="tenant-a") == 1.0
+
+
+async def test_an_entity_produces_nothing_and_is_no_dead_letter(harness: Any) -> None:
+    app, publisher, _ = harness
+    agent = next(iter(app.agents.values()))
+    entity = orjson.dumps({"id": "https://example.edu/users/1", "type": "Person"})
+    raw = RawEvent(tenant="t", client_id="c", source="caliper", event_id="https://example.edu/users/1",
+                   event_type="Person", profile="", student_id="", sensor="s", send_time_ms=1, received_time_ms=2,
+                   envelope_index=1, payload=entity)
+    async with agent.test_context() as tested:
+        event = await tested.put(RawEventCodec().encode_record(raw))
+        assert tested.results[event.message.offset].records == []
+    assert publisher.records == []
+
+
+def test_the_conflict_tracker_is_bounded_and_forgets_the_oldest() -> None:
+    tracker = ConflictTracker(max_entries=2)
+    assert tracker.seen(("t", "a", 0), "h1") is None
+    assert tracker.seen(("t", "b", 0), "h1") is None
+    assert tracker.seen(("t", "a", 0), "h2") == "h1"
+    assert tracker.seen(("t", "c", 0), "h1") is None  # evicts b, the least recently seen
+    assert tracker.seen(("t", "b", 0), "h9") is None
+    assert tracker.seen(("t", "a", 0), "h2") is None  # same content again: a re-send
