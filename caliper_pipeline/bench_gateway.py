@@ -1,0 +1,116 @@
+"""``caliper-pipeline bench gateway``: the gateway against the real broker, and the bare forwarder baseline.
+
+One gateway process (one core) is measured; the load driver runs in this process. Prints single-event
+requests/s with p50/p99 at a fixed concurrency, events/s in 100-event envelopes, and the ratio to a bare
+aiohttp handler that forwards the raw body to Kafka with no validation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from caliper_pipeline.load import LoadResult, drive
+from caliper_pipeline.local_kafka import KafkaDistribution, LocalKafkaBroker, free_port
+from caliper_pipeline.processes import ChildProcess
+from caliper_pipeline.samples import envelope, timeback_activity_event
+from caliper_pipeline.settings import Settings
+from caliper_pipeline.topics import ensure_topics
+from gateway.clients import ClientRegistry
+
+
+def _wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+def _token(base: str, client_id: str, secret: str) -> str:
+    data = f"grant_type=client_credentials&client_id={client_id}&client_secret={secret}".encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/oauth2/token", data=data), timeout=10) as response:
+        return str(json.loads(response.read())["access_token"])
+
+
+def _line(name: str, result: LoadResult) -> str:
+    return (f"{name:<34} {result.requests_per_second:>9,.0f} req/s {result.events_per_second:>10,.0f} events/s "
+            f"p50 {result.percentile_ms(0.5):6.2f} ms  p99 {result.percentile_ms(0.99):7.2f} ms  "
+            f"non-200 {result.errors}")
+
+
+def run_gateway_bench(settings: Settings, seconds: float, concurrency: int) -> dict[str, float]:
+    work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    broker = None
+    kafka = settings.kafka
+    if not kafka.bootstrap_servers:
+        broker = LocalKafkaBroker(KafkaDistribution(settings.local.kafka_version, settings.local.cache_dir),
+                                  work / "kafka", heap=settings.local.kafka_heap)
+        kafka = kafka.model_copy(update={"bootstrap_servers": broker.start()})
+    kafka = kafka.model_copy(update={"topic_prefix": f"bench{int(time.time())}."})
+    asyncio.run(ensure_topics(kafka))
+    clients_file = work / "clients.json"
+    client, secret = ClientRegistry(clients_file).add("bench", rate_limit_per_second=1e9)
+    port, bare_port = free_port(), free_port()
+    env = {**os.environ, "CALIPER_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+           "CALIPER_KAFKA__TOPIC_PREFIX": kafka.topic_prefix, "CALIPER_GATEWAY__PORT": str(port),
+           "CALIPER_GATEWAY__CLIENTS_FILE": str(clients_file)}
+    gateway = ChildProcess.pipeline_command("gateway", ["gateway"], env, work)
+    bare = ChildProcess("bare-forwarder", [sys.executable, "-m", "gateway.bare_forwarder", kafka.bootstrap_servers,
+                                           kafka.topics.raw_topics[0], str(bare_port)], env, work)
+    figures: dict[str, float] = {}
+    try:
+        gateway.start()
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(f"{base}/readyz")
+        auth = {"Authorization": f"Bearer {_token(base, client.client_id, secret)}"}
+        single = lambda: orjson.dumps(envelope(timeback_activity_event()))  # noqa: E731
+        hundred = lambda: orjson.dumps(envelope(*[timeback_activity_event() for _ in range(100)]))  # noqa: E731
+        print(f"gateway bench: {seconds:.0f}s per run, concurrency {concurrency}, broker {kafka.bootstrap_servers}")
+        one = asyncio.run(drive(f"{base}/caliper/event", single, events_per_body=1, concurrency=concurrency,
+                                seconds=seconds, headers=auth))
+        print(_line("gateway, 1-event envelopes", one), flush=True)
+        batch = asyncio.run(drive(f"{base}/caliper/event", hundred, events_per_body=100,
+                                  concurrency=max(4, concurrency // 8), seconds=seconds, headers=auth))
+        print(_line("gateway, 100-event envelopes", batch), flush=True)
+        gateway.stop()
+        bare.start()
+        _wait_ready_post(f"http://127.0.0.1:{bare_port}/caliper/event")
+        baseline = asyncio.run(drive(f"http://127.0.0.1:{bare_port}/caliper/event", single, events_per_body=1,
+                                     concurrency=concurrency, seconds=seconds))
+        print(_line("bare forwarder, 1-event bodies", baseline), flush=True)
+        ratio = one.requests_per_second / baseline.requests_per_second if baseline.requests_per_second else 0.0
+        print(f"gateway / bare forwarder = {ratio:.2f}  (targets per gateway core: >= 10,000 req/s, p99 <= 20 ms, "
+              f">= 0.6 of bare; >= 50,000 events/s in 100-event envelopes)")
+        figures = {"single_rps": one.requests_per_second, "single_p50_ms": one.percentile_ms(0.5),
+                   "single_p99_ms": one.percentile_ms(0.99), "envelope100_events_per_s": batch.events_per_second,
+                   "bare_rps": baseline.requests_per_second, "ratio_to_bare": ratio}
+    finally:
+        gateway.stop()
+        bare.stop()
+        if broker is not None:
+            broker.stop()
+    return figures
+
+
+def _wait_ready_post(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            request = urllib.request.Request(url, data=b"{}", headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(url)

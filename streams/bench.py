@@ -1,0 +1,194 @@
+"""Throughput of the streams worker: pure normalize+encode, and end to end through a real broker.
+
+``run_bench(kafka, events)`` builds ``events`` raw events of every source (Timeback activity and time-spent,
+hub grades, generic Caliper), measures the worker's decode -> normalize -> Avro-encode path without Kafka, then
+publishes them to fresh topics (a unique prefix, deleted afterwards) on the broker of ``kafka``, runs one
+worker in-process and times the facts arriving on the facts topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import SecretStr
+
+from schemas.codec import RawEventCodec
+from schemas.kafka import KafkaSettings, Source
+from schemas.records import RawEvent
+from streams.app import EventProcessor, StreamsMetrics, build_app
+from streams.settings import StreamsSettings
+
+CONTEXT = "http://purl.imsglobal.org/ctx/caliper/v1p2"
+ONEROSTER = "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2"
+BNCC_CODES = ("EF05MA01", "EF15LP01", "EF69AR31", "EM13LGG101", "EI03EO01")
+BENCH_SETTINGS = StreamsSettings(app_id="caliper-streams-bench", worker_version="bench",
+                                 email_hash_key=SecretStr("bench-key"))
+
+
+def _timeback(index: int, time_spent: bool) -> dict[str, Any]:
+    student = f"student-{index % 500}"
+    if time_spent:
+        generated = {"id": f"https://bench.example/c/{index}", "type": "TimebackTimeSpentMetricsCollection",
+                     "items": [{"type": "active", "value": 240 + index % 60, "subType": "reading",
+                                "startDate": "2024-04-24T14:00:00Z", "endDate": "2024-04-24T14:05:00Z"},
+                               {"type": "waste", "value": "12"}]}
+    else:
+        generated = {"id": f"https://bench.example/c/{index}", "type": "TimebackActivityMetricsCollection",
+                     "items": [{"type": "xpEarned", "value": index % 120}, {"type": "totalQuestions", "value": 10},
+                               {"type": "correctQuestions", "value": 7}]}
+    return {
+        "@context": CONTEXT, "id": f"urn:uuid:{uuid.UUID(int=index)}", "eventTime": "2024-04-24T14:12:00.000Z",
+        "profile": "TimebackProfile", "type": "TimeSpentEvent" if time_spent else "ActivityEvent",
+        "action": "SpentTime" if time_spent else "Completed",
+        "actor": {"id": f"{ONEROSTER}/users/{student}", "type": "TimebackUser", "email": f"{student}@example.edu"},
+        "object": {"id": f"{ONEROSTER}/courses/component-resources/res-1", "type": "TimebackActivityContext",
+                   "subject": "Reading", "app": {"name": "PowerPath UI"}, "activity": {"name": "Answered quiz"},
+                   "course": {"id": f"{ONEROSTER}/courses/course-g3", "name": "Reading G3"}},
+        "generated": generated,
+    }
+
+
+def _hub(index: int) -> dict[str, Any]:
+    return {
+        "@context": CONTEXT, "id": f"urn:uuid:{uuid.UUID(int=index)}", "type": "GradeEvent",
+        "profile": "GradingProfile", "actor": {"type": "SoftwareApplication", "host": "https://edtech.example.com.br"},
+        "action": "Graded",
+        "object": {"type": "Attempt", "assignee": {"id": f"urn:uuid:{uuid.UUID(int=index % 500)}", "type": "Person"},
+                   "assignable": {"id": f"activity-{index % 40}", "type": "Activity",
+                                  "skillCode": BNCC_CODES[index % len(BNCC_CODES)],
+                                  "extension": {"name": "Frações", "bookLevel": "3"},
+                                  "isPartOf": {"id": 6, "name": "Matemática", "type": "Subject"},
+                                  "frequency_assigned": 1},
+                   "dateCreated": "2022-07-19T19:40:00.000Z", "startedAtTime": "2022-07-19T19:30:00.000Z",
+                   "endedAtTime": "2022-07-19T19:36:00.000Z", "lastTime": "2022-07-19T19:36:12.117",
+                   "totalTime": 372, "percentReading": 25.91, "completionType": "SUCCESSFULL", "finished": "True"},
+        "edApp": "urn:uuid:0f8fad5b-d9cb-469f-a165-70867728950e",
+        "generated": {"type": "Score", "maxScore": 10, "scoreGiven": index % 11, "proficiencyLevel": "Adequado",
+                      "trys": 1},
+    }
+
+
+def _caliper(index: int) -> dict[str, Any]:
+    return {
+        "@context": CONTEXT, "id": f"urn:uuid:{uuid.UUID(int=index)}", "type": "ViewEvent",
+        "profile": "ReadingProfile", "action": "Viewed", "eventTime": "2023-08-15T14:12:00.000Z",
+        "actor": {"id": f"https://example.edu/users/{index % 500}", "type": "Person"},
+        "object": {"id": f"https://example.edu/books/{index % 30}", "type": "Document", "name": "Chapter 1"},
+        "edApp": {"id": "https://example.edu", "type": "SoftwareApplication"},
+        "session": {"id": f"https://example.edu/sessions/{index % 900}", "type": "Session"},
+    }
+
+
+def sample_raw_events(count: int, tenant: str = "bench") -> list[RawEvent]:
+    """``count`` raw events cycling through the sources: Timeback (two kinds), hub, generic Caliper."""
+    events = []
+    for index in range(count):
+        kind = index % 4
+        source = (Source.TIMEBACK, Source.TIMEBACK, Source.HUB, Source.CALIPER)[kind]
+        payload = (_timeback(index, False) if kind == 0 else _timeback(index, True) if kind == 1
+                   else _hub(index) if kind == 2 else _caliper(index))
+        events.append(RawEvent(
+            tenant=tenant, client_id="bench-client", source=source.value, event_id=payload["id"],
+            event_type=payload["type"], profile=payload["profile"], student_id="", sensor="https://bench.example",
+            send_time_ms=1_700_000_000_000, received_time_ms=1_700_000_000_100, envelope_index=0,
+            payload=orjson.dumps(payload)))
+    return events
+
+
+def bench_without_kafka(messages: list[tuple[str, bytes]], topics_of: KafkaSettings) -> dict[str, Any]:
+    """Decode + normalize + Avro-encode every message in this process (what one worker does per message)."""
+    processor = EventProcessor(BENCH_SETTINGS, topics_of.topics, StreamsMetrics())
+    started = time.perf_counter()
+    facts = dead = 0
+    for offset, (topic, value) in enumerate(messages):
+        result = processor.process(topic, 0, offset, None, value)
+        facts += len(result.facts)
+        dead += bool(result.dead_letter_reason)
+    elapsed = time.perf_counter() - started
+    return {"facts": facts, "dead_letters": dead, "seconds": round(elapsed, 3),
+            "facts_per_second": round(facts / elapsed, 1) if elapsed else None}
+
+
+async def _create_topics(kafka: KafkaSettings) -> None:
+    admin = AIOKafkaAdminClient(**kafka.client_options())  # type: ignore[arg-type]
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, kafka.partitions, kafka.replication_factor)
+                                   for name in kafka.topics.all_topics()])
+    finally:
+        await admin.close()
+
+
+async def _delete_topics(kafka: KafkaSettings) -> None:
+    admin = AIOKafkaAdminClient(**kafka.client_options())  # type: ignore[arg-type]
+    await admin.start()
+    try:
+        await admin.delete_topics(kafka.topics.all_topics())
+    finally:
+        await admin.close()
+
+
+async def publish_raw(kafka: KafkaSettings, messages: list[tuple[str, bytes]]) -> None:
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, **kafka.client_options())  # type: ignore[arg-type]
+    await producer.start()
+    try:
+        pending = [await producer.send(topic, value) for topic, value in messages]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def bench_with_kafka(kafka: KafkaSettings, messages: list[tuple[str, bytes]], expected_facts: int,
+                           timeout_s: float = 300.0) -> dict[str, Any]:
+    """Publish the raw messages, run one worker in-process and time the facts arriving."""
+    await publish_raw(kafka, messages)
+    app = build_app(BENCH_SETTINGS.model_copy(update={"app_id": f"bench-{uuid.uuid4().hex[:8]}"}), kafka)
+    reader = AIOKafkaConsumer(kafka.topics.facts, auto_offset_reset="earliest", enable_auto_commit=False,
+                              **kafka.client_options())  # type: ignore[arg-type]
+    await reader.start()
+    started = time.perf_counter()
+    await app.start()
+    first = last = None
+    seen = 0
+    try:
+        while seen < expected_facts and time.perf_counter() - started < timeout_s:
+            batches = await reader.getmany(timeout_ms=500, max_records=5000)
+            count = sum(len(batch) for batch in batches.values())
+            if count:
+                now = time.perf_counter()
+                first = first if first is not None else now
+                last, seen = now, seen + count
+    finally:
+        await reader.stop()
+        await app.stop()
+    total = time.perf_counter() - started
+    steady = (last - first) if first is not None and last is not None else 0.0
+    return {"facts": seen, "seconds_including_join": round(total, 3),
+            "facts_per_second_including_join": round(seen / total, 1) if total else None,
+            "facts_per_second_steady": round(seen / steady, 1) if steady > 0 else None}
+
+
+def run_bench(kafka: KafkaSettings, events: int) -> dict[str, Any]:
+    """Facts per second of one worker, without Kafka and through the broker of ``kafka`` (fresh topics)."""
+    fresh = kafka.model_copy(update={"topic_prefix": f"bench-{uuid.uuid4().hex[:10]}."})
+    codec = RawEventCodec()
+    raws = sample_raw_events(events)
+    messages = [(fresh.topics.raw(Source(raw.source)), codec.encode_record(raw)) for raw in raws]
+    report: dict[str, Any] = {"events": events, "workers": 1,
+                              "without_kafka": bench_without_kafka(messages, fresh)}
+
+    async def through_kafka() -> dict[str, Any]:
+        await _create_topics(fresh)
+        try:
+            return await bench_with_kafka(fresh, messages, report["without_kafka"]["facts"])
+        finally:
+            await _delete_topics(fresh)
+
+    report["with_kafka"] = asyncio.run(through_kafka())
+    return report
