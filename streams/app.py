@@ -119,10 +119,24 @@ class EventProcessor:
         self.raw_codec = RawEventCodec()
         self.fact_codec = LearningFactCodec()
         self.conflicts = ConflictTracker(settings.conflict_cache_size)
+        self._events_in: dict[str, Any] = {}
+        self._facts_out: dict[str, Any] = {}
+
+    def _count_event_in(self, topic: str) -> None:
+        child = self._events_in.get(topic)
+        if child is None:
+            child = self._events_in[topic] = self.metrics.events_in.labels(topic=topic)
+        child.inc()
+
+    def _count_fact_out(self, source: str) -> None:
+        child = self._facts_out.get(source)
+        if child is None:
+            child = self._facts_out[source] = self.metrics.facts_out.labels(source=source)
+        child.inc()
 
     def process(self, topic: str, partition: int, offset: int, key: bytes | None,
                 value: bytes | None) -> ProcessedEvent:
-        self.metrics.events_in.labels(topic=topic).inc()
+        self._count_event_in(topic)
         result = ProcessedEvent()
         try:
             raw = self.raw_codec.decode_record(value or b"")
@@ -136,7 +150,7 @@ class EventProcessor:
             return self._dead_letter(result, f"internal error {type(error).__name__}: {error}", topic,
                                      partition, offset, key, value)
         for fact in result.facts:
-            self.metrics.facts_out.labels(source=fact.source).inc()
+            self._count_fact_out(fact.source)
             previous = self.conflicts.seen((fact.tenant, fact.event_id, fact.fact_index), fact.content_hash)
             if previous is not None:
                 result.conflicts += 1

@@ -45,9 +45,10 @@ def make_fact(number: int, run: str) -> LearningFact:
         received_time_ms=DAY_MS + number, student_id=f"student-{number % 37}", xp_earned=1.0)
 
 
-async def produce(kafka: KafkaSettings, facts: list[LearningFact], *, extra: list[bytes] = ()) -> None:  # type: ignore[assignment]
+async def produce(kafka: KafkaSettings, facts: list[LearningFact], *, extra: tuple[bytes, ...] = ()) -> None:
     codec = LearningFactCodec()
-    producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20, **kafka.client_options())  # type: ignore[arg-type]
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20,
+                                **kafka.client_options())
     await producer.start()
     try:
         pending = [await producer.send(kafka.topics.facts, codec.encode_record(f), key=f.student_id.encode())
@@ -96,7 +97,7 @@ async def running(loader: FactLoader) -> AsyncIterator[FactLoader]:
 
 async def test_facts_land_exactly_once_and_rejects_are_kept(kafka_settings: KafkaSettings, target: Any) -> None:
     facts = [make_fact(i, "once") for i in range(3000)]
-    await produce(kafka_settings, facts, extra=[b"\x00garbage"])
+    await produce(kafka_settings, facts, extra=(b"\x00garbage",))
     async with running(FactLoader(sink_settings(), kafka_settings, target)) as loader:
         await wait_for(lambda: count(target) >= 3000 and count(target, "SELECT count() FROM learning.sink_rejects"))
         await asyncio.sleep(1.0)  # nothing more may arrive
@@ -245,3 +246,14 @@ async def test_a_sink_killed_mid_batch_loses_and_doubles_nothing(kafka_settings:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+
+
+@pytest.mark.slow
+async def test_bench_loads_every_row_and_reports_rates(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    from sinks.bench import run_bench
+    from sinks.settings import ClickHouseSettings
+
+    rows = int(os.environ.get("CALIPER_BENCH_ROWS", "100000"))
+    report = await run_bench(kafka_settings, ClickHouseSettings(data_path=tmp_path / "chdb"), rows)
+    print("sink bench:", json.dumps(report))
+    assert report["rows"] == rows and report["end_to_end_rows_per_s"] > 0

@@ -65,7 +65,7 @@ def test_token_failures(registry: ClientRegistry) -> None:
         with pytest.raises(UnauthorizedError):
             issuer.verify(header, INGEST_SCOPE)
     forged = jwt.encode({"iss": "caliper-pipeline", "sub": client.client_id, "tenant": "school-b",
-                         "scope": INGEST_SCOPE, "exp": int(time.time()) + 60}, "another-key-0123456789012345678",
+                         "scope": INGEST_SCOPE, "exp": int(time.time()) + 60}, "another-key-0123456789012345678-abcdef",
                         algorithm="HS256")
     with pytest.raises(UnauthorizedError):
         issuer.verify(f"Bearer {forged}", INGEST_SCOPE)

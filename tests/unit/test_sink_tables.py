@@ -148,7 +148,8 @@ def test_views_count_each_fact_once_under_duplicates(target: EmbeddedClickHouse)
 
 def test_a_fact_resent_with_other_content_is_kept_and_flagged(target: EmbeddedClickHouse) -> None:
     original = make_fact(1, xp_earned=10.0)
-    changed = replace(original, content_hash="hash-other", xp_earned=25.0, received_time_ms=original.received_time_ms + 1)
+    changed = replace(original, content_hash="hash-other", xp_earned=25.0,
+                      received_time_ms=original.received_time_ms + 1)
     insert(target, [original, make_fact(2, xp_earned=1.0)], "a")
     insert(target, [changed], "b")
     assert scalar(target, "SELECT count() FROM learning.learning_facts FINAL") == 3

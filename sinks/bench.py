@@ -1,0 +1,102 @@
+"""``run_bench``: produce N encoded facts to a fresh topic on the real broker, load them with ``FactLoader``
+and report rows/s end to end, plus the rates of the insert alone and of decoding alone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from schemas.codec import LearningFactCodec
+from schemas.kafka import KafkaSettings
+from schemas.records import LearningFact, fact_id_for
+from sinks.fact_rows import FACT_TABLE, facts_to_arrow
+from sinks.loader import FactLoader
+from sinks.migrations import Layout, apply_migrations
+from sinks.settings import ClickHouseSettings, SinkSettings
+from sinks.targets import open_target
+
+BASE_TIME_MS = 1_700_006_400_000
+
+
+def bench_fact(number: int, run: str) -> LearningFact:
+    event_id = f"{run}-{number}"
+    return LearningFact(
+        fact_id=fact_id_for("bench", event_id), fact_index=0, content_hash=f"{number:032x}", tenant="bench",
+        client_id="bench-client", source="hub", event_id=event_id, event_type="GradeEvent",
+        profile="GradingProfile", action="Graded", event_time_ms=BASE_TIME_MS + number,
+        send_time_ms=BASE_TIME_MS + number, received_time_ms=BASE_TIME_MS + number + 3,
+        student_id=f"student-{number % 5000}", course_id=f"course-{number % 40}", subject_name="Math",
+        bncc_code="EF05MA01", xp_earned=float(number % 7), total_questions=5.0, correct_questions=3.0,
+        seconds_active=30.0, score_given=3.0, max_score=5.0, score_ratio=0.6, attempts=1)
+
+
+async def _produce(kafka: KafkaSettings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, kafka.partitions, kafka.replication_factor)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(acks="all", linger_ms=20, max_batch_size=1 << 20, compression_type="lz4",
+                                **kafka.client_options())
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, rows: int) -> dict[str, Any]:
+    """Load ``rows`` facts through Kafka into ClickHouse; rates in rows per second."""
+    run = uuid.uuid4().hex[:8]
+    codec = LearningFactCodec()
+    facts = [bench_fact(i, run) for i in range(rows)]
+    messages = [(f.student_id.encode(), codec.encode_record(f)) for f in facts]
+    topic = f"{kafka.topic_prefix}bench.{run}"
+    started = time.perf_counter()
+    await _produce(kafka, topic, messages)
+    produce_seconds = time.perf_counter() - started
+
+    target = await asyncio.to_thread(open_target, clickhouse)
+    try:
+        await asyncio.to_thread(apply_migrations, target, Layout(clickhouse.database, clickhouse.cluster))
+        loader = FactLoader(SinkSettings(group_id=f"bench-{run}"), kafka, target, topic=topic)
+        started = time.perf_counter()
+        task = asyncio.create_task(loader.run())
+        try:
+            while loader.rows_written < rows:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.02)
+            load_seconds = time.perf_counter() - started
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        started = time.perf_counter()
+        decoded = [codec.decode(value) for _, value in messages]
+        decode_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        block = facts_to_arrow(decoded)
+        arrow_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        await asyncio.to_thread(target.insert_arrow, FACT_TABLE, block, f"bench:{run}:insert-only")
+        insert_seconds = time.perf_counter() - started
+    finally:
+        await asyncio.to_thread(target.close)
+    return {
+        "rows": rows,
+        "produce_rows_per_s": round(rows / produce_seconds),
+        "end_to_end_rows_per_s": round(rows / load_seconds),
+        "end_to_end_seconds": round(load_seconds, 2),
+        "decode_rows_per_s": round(rows / decode_seconds),
+        "to_arrow_rows_per_s": round(rows / arrow_seconds),
+        "insert_only_rows_per_s": round(rows / insert_seconds),
+        "batches": int(loader.metrics.batches._value.get()),
+    }

@@ -1,0 +1,114 @@
+"""The streams worker on the real broker: raw events in -> exactly the expected facts out; bad events -> dead
+letters while processing goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from pydantic import SecretStr
+
+from schemas.codec import LearningFactCodec, RawEventCodec
+from schemas.kafka import KafkaSettings, Source
+from schemas.records import LearningFact, RawEvent
+from streams.app import build_app
+from streams.bench import publish_raw, sample_raw_events
+from streams.normalizers import normalize
+from streams.settings import StreamsSettings
+
+pytestmark = pytest.mark.integration
+
+EMAIL_KEY = "integration-key"
+
+
+def worker_settings() -> StreamsSettings:
+    return StreamsSettings(app_id=f"it-streams-{uuid.uuid4().hex[:8]}", worker_version="it",
+                           email_hash_key=SecretStr(EMAIL_KEY))
+
+
+async def read_topic(kafka: KafkaSettings, topic: str, expect: int, timeout_s: float = 90.0,
+                     settle_s: float = 3.0) -> list[tuple[bytes | None, bytes]]:
+    """Every message of ``topic`` once ``expect`` arrived and nothing more came for ``settle_s``."""
+    reader = AIOKafkaConsumer(topic, auto_offset_reset="earliest", enable_auto_commit=False,
+                              **kafka.client_options())  # type: ignore[arg-type]
+    await reader.start()
+    messages: list[tuple[bytes | None, bytes]] = []
+    deadline = time.monotonic() + timeout_s
+    quiet_since: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            batches = await reader.getmany(timeout_ms=500)
+            new = [(m.key, m.value) for batch in batches.values() for m in batch if m.value is not None]
+            messages += new
+            if len(messages) >= expect:
+                quiet_since = quiet_since if not new and quiet_since is not None else time.monotonic()
+                if time.monotonic() - quiet_since >= settle_s:
+                    break
+    finally:
+        await reader.stop()
+    return messages
+
+
+def expected_facts(raws: list[RawEvent], settings: StreamsSettings) -> list[LearningFact]:
+    facts: list[LearningFact] = []
+    for raw in raws:
+        facts += normalize(raw, email_hash_key=EMAIL_KEY.encode(), keep_raw_email=False,
+                           normalizer_version=settings.normalizer_version)
+    return facts
+
+
+async def test_raw_events_become_exactly_the_expected_facts(kafka_settings: KafkaSettings) -> None:
+    settings = worker_settings()
+    raws = sample_raw_events(120, tenant="it")
+    codec = RawEventCodec()
+    await publish_raw(kafka_settings, [(kafka_settings.topics.raw(Source(r.source)), codec.encode_record(r))
+                                       for r in raws])
+    app = build_app(settings, kafka_settings)
+    await app.start()
+    try:
+        out = await read_topic(kafka_settings, kafka_settings.topics.facts, expect=len(raws))
+    finally:
+        await app.stop()
+    decoded = [LearningFactCodec().decode_record(value) for _, value in out]
+    want = expected_facts(raws, settings)
+    assert sorted(decoded, key=lambda f: f.fact_id) == sorted(want, key=lambda f: f.fact_id)
+    assert {key for key, _ in out} == {f"it\x1f{f.student_id}".encode() for f in want}
+    assert {f.source for f in decoded} == {"timeback", "hub", "caliper"}
+
+
+async def test_a_bad_event_goes_to_the_dead_letter_topic_and_processing_continues(
+        kafka_settings: KafkaSettings) -> None:
+    settings = worker_settings()
+    topics = kafka_settings.topics
+    codec = RawEventCodec()
+    good_before, good_after = sample_raw_events(3, tenant="it")[:2], sample_raw_events(4, tenant="it")[3:]
+    broken = RawEvent(tenant="it", client_id="c", source="hub", event_id="urn:uuid:broken", event_type="GradeEvent",
+                      profile="GradingProfile", student_id="", sensor="s", send_time_ms=1, received_time_ms=2,
+                      envelope_index=0, payload=b'{"type": "GradeEvent"}')
+    garbage = b"not an avro message"
+    # good events, then the undecodable and the invalid one, then a good one that must still become a fact
+    messages = [(topics.raw(Source(r.source)), codec.encode_record(r)) for r in good_before]
+    messages += [(topics.raw(Source.HUB), garbage), (topics.raw(Source.HUB), codec.encode_record(broken))]
+    messages += [(topics.raw(Source(r.source)), codec.encode_record(r)) for r in good_after]
+    await publish_raw(kafka_settings, messages)
+    app = build_app(settings, kafka_settings)
+    await app.start()
+    try:
+        letters, facts = await asyncio.gather(
+            read_topic(kafka_settings, topics.dead_letters, expect=2),
+            read_topic(kafka_settings, topics.facts, expect=3))
+    finally:
+        await app.stop()
+    records = [orjson.loads(value) for _, value in letters]
+    assert sorted(base64.b64decode(r["original_b64"]) for r in records) == sorted(
+        [garbage, codec.encode_record(broken)])
+    assert all(r["topic"] == topics.raw(Source.HUB) and r["worker_version"] == "it" for r in records)
+    reasons = " | ".join(r["reason"] for r in records)
+    assert "SchemaEncodingError" in reasons and "Field object.assignable.skillCode not informed" in reasons
+    decoded = {LearningFactCodec().decode_record(value).event_id for _, value in facts}
+    assert decoded == {r.event_id for r in good_before + good_after}
