@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -78,12 +79,16 @@ def cmd_streams(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
-    from sinks.service import run_sink
+    import signal
 
-    try:
+    from sinks.http import run_sink
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # SIGTERM: stop like Ctrl-C (uncommitted batches are replayed)
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_sink(settings.sink, settings.clickhouse, settings.kafka))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -112,16 +117,18 @@ def cmd_clients(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
     from sinks.query_client import SqlClient
 
-    client = SqlClient(settings.sink, settings.clickhouse)
-    print(client.run(args.query, args.format))
+    client = SqlClient(settings.clickhouse, settings.sink)
+    try:
+        print(asyncio.run(client.query(args.query, args.format)).decode(), end="")
+    finally:
+        client.close()
     return 0
 
 
 def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
-    from sinks.query_client import SqlClient
+    from caliper_pipeline.admin import erase_student_facts
 
-    client = SqlClient(settings.sink, settings.clickhouse)
-    deleted = client.erase(args.tenant, args.student, args.requested_by)
+    deleted = erase_student_facts(settings, args.tenant, args.student, args.requested_by)
     print(f"erased {deleted} rows of student {args.student!r} in tenant {args.tenant!r}")
     return 0
 

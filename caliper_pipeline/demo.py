@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
@@ -36,18 +37,26 @@ def run_demo(settings: Settings, gateway_url: str, client_id: str, secret: str, 
     ids = ", ".join(f"'{event_id}'" for event_id in event_ids)
     database = settings.clickhouse.database
     count_sql = f"SELECT count() AS n FROM {database}.learning_facts FINAL WHERE event_id IN ({ids})"
-    client = SqlClient(settings.sink, settings.clickhouse)
-    deadline = time.monotonic() + timeout
+    return asyncio.run(_show_arrivals(SqlClient(settings.clickhouse, settings.sink), count_sql, ids, database,
+                                      len(event_ids), timeout))
+
+
+async def _show_arrivals(client: SqlClient, count_sql: str, ids: str, database: str, expected: int,
+                         timeout: float) -> bool:
     started = time.monotonic()
     arrived = 0
-    while time.monotonic() < deadline:
-        arrived = int(client.rows(count_sql)[0][0])
-        if arrived >= len(event_ids):
-            break
-        time.sleep(0.5)
-    print(f"\n{arrived}/{len(event_ids)} demo events reached ClickHouse in {time.monotonic() - started:.1f}s:")
-    print(client.run(
-        "SELECT source, event_type, student_id, xp_earned, total_questions, seconds_active, bncc_code, "
-        "bncc_component, score_given, max_score, total_time_seconds, completion_type "
-        f"FROM {database}.learning_facts FINAL WHERE event_id IN ({ids}) ORDER BY source, event_type", "pretty"))
-    return arrived >= len(event_ids)
+    try:
+        while time.monotonic() - started < timeout:
+            arrived = int(json.loads(await client.query(count_sql, "jsoneachrow"))["n"])
+            if arrived >= expected:
+                break
+            await asyncio.sleep(0.5)
+        print(f"\n{arrived}/{expected} demo events reached ClickHouse in {time.monotonic() - started:.1f}s:")
+        table = await client.query(
+            "SELECT source, event_type, student_id, xp_earned, total_questions, seconds_active, bncc_code, "
+            "bncc_component, score_given, max_score, total_time_seconds, completion_type "
+            f"FROM {database}.learning_facts FINAL WHERE event_id IN ({ids}) ORDER BY source, event_type", "pretty")
+        print(table.decode())
+    finally:
+        client.close()
+    return arrived >= expected

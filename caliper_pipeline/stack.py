@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from caliper_pipeline.admin import local_admin_token
 from caliper_pipeline.local_kafka import KafkaDistribution, LocalKafkaBroker
 from caliper_pipeline.processes import ChildProcess
 from caliper_pipeline.settings import Settings
@@ -72,8 +73,10 @@ def run_stack(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
     try:
         asyncio.run(ensure_topics(kafka))
         client_id, secret = demo_credentials(settings)
-        env = {**os.environ, "CALIPER_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "PYTHONUNBUFFERED": "1"}
-        children = [ChildProcess.pipeline_command(name, [name], env, log_dir) for name in ("sink", "streams", "gateway")]
+        env = {**os.environ, "CALIPER_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "PYTHONUNBUFFERED": "1",
+               "CALIPER_SINK__ADMIN_TOKEN": local_admin_token(settings)}
+        children = [ChildProcess.pipeline_command(name, [name], env, log_dir)
+                    for name in ("sink", "streams", "gateway")]
         for child in children:
             child.start()
         gateway_url = settings.gateway.base_url
@@ -117,11 +120,12 @@ def _banner(settings: Settings, bootstrap: str, client_id: str, secret: str, loc
     url = settings.gateway.base_url
     where = "embedded chDB at " + str(Path(settings.clickhouse.data_path).resolve()) if settings.clickhouse.embedded \
         else f"ClickHouse server {settings.clickhouse.host}:{settings.clickhouse.port}"
+    kafka_note = f" (local Apache Kafka {settings.local.kafka_version})" if local_kafka else ""
     pids = ", ".join(f"{c.name} pid {c.pid}" for c in children)
     return (
         f"\ncaliper-pipeline is up in {seconds:.1f}s\n"
         f"  gateway      {url}   (POST /caliper/event, POST /hub/v1/events, GET /openapi.json)\n"
-        f"  kafka        {bootstrap}{' (local Apache Kafka ' + settings.local.kafka_version + ')' if local_kafka else ''}\n"
+        f"  kafka        {bootstrap}{kafka_note}\n"
         f"  clickhouse   {where}; SQL: caliper-pipeline sql \"SELECT count() FROM learning.learning_facts\"\n"
         f"  processes    {pids}; logs in {settings.local.home / 'logs'}\n"
         f"  demo client  client_id={client_id} client_secret={secret}\n"

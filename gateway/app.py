@@ -22,7 +22,6 @@ from gateway.errors import (
     MalformedJsonError,
     PayloadTooLargeError,
     RateLimitedError,
-    UnauthorizedError,
     UnsupportedDataVersionError,
     UnsupportedMediaTypeError,
 )
@@ -71,7 +70,9 @@ def _hub_line(problem: FieldProblem) -> str:
     """One line of the hub's 400 answer: "Field <path> not informed", or a message that names the field."""
     if problem.missing:
         return f"Field {problem.path} not informed"
-    return problem.message if problem.path and problem.path in problem.message else f"Field {problem.path}: {problem.message}"
+    if problem.path and problem.path in problem.message:
+        return problem.message
+    return f"Field {problem.path}: {problem.message}"
 
 
 @web.middleware
@@ -234,7 +235,8 @@ async def get_openapi(request: web.Request) -> web.Response:
     return _json(openapi_document(request.app[SETTINGS]))
 
 
-def build_app(settings: GatewaySettings, kafka: KafkaSettings, *, publisher: EventPublisher | None = None) -> web.Application:
+def build_app(settings: GatewaySettings, kafka: KafkaSettings, *,
+              publisher: EventPublisher | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     registry = ClientRegistry(settings.clients_file)
     app[SETTINGS] = settings
@@ -268,4 +270,3 @@ def run_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> None:
                 print=None, handle_signals=True)
 
 
-__all__ = ["build_app", "run_gateway", "UnauthorizedError"]

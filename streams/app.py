@@ -7,10 +7,12 @@ decodes each message (``RawEventCodec``), normalizes it and produces every fact 
 Failures are data: a message that cannot be decoded or normalized goes to the dead-letter topic as JSON
 (reason, worker version, topic, partition, offset and the original bytes in base64) and processing goes on.
 
-Delivery is at-least-once: the agent awaits the broker's acknowledgement of everything an event produced
-before it takes the next event, and faust acks (and later commits) an event's offset only when the agent
-moves past it. The agent runs with ``concurrency=1``: with several concurrent actors faust can commit an
-offset ahead of a message still being processed (faust issue #606); one actor per worker makes that impossible.
+Delivery is at-least-once: the agent takes events in small batches (``take_events``: up to
+``batch_max_events`` or ``batch_within_s``), produces everything the batch yields and awaits the broker's
+acknowledgement of every record; faust acks the batch's offsets (and later commits them) only after that.
+If producing fails, the batch's acks are withheld, so its offsets are never committed and are replayed.
+The agent runs with ``concurrency=1``: with several concurrent actors faust can commit an offset ahead of a
+message still being processed (faust issue #606); one actor per worker makes that impossible.
 
 Conflicts (same event id, different content): the fact's ``content_hash`` lets the sink keep both versions
 (it is in the sink's sort key); the worker also remembers the last hashes in a bounded LRU and publishes a
@@ -242,17 +244,32 @@ def build_app(settings: StreamsSettings, kafka: KafkaSettings, *, publisher: Pub
 
     # concurrency=1 on purpose: see the module docstring (faust #606, commit ahead of processing)
     @app.agent(raw_topic, name=AGENT_NAME, concurrency=1)
-    async def normalize_raw_events(stream: faust.StreamT[bytes]) -> AsyncIterator[ProcessedEvent]:
-        async for event in stream.events():
-            message = event.message
-            result = processor.process(message.topic, message.partition, message.offset, message.key,
-                                       message.value)
-            # the facts are on the broker before this event's offset can be acked and committed
-            await publish(result.records)
-            _record_lag(app, processor.metrics, message)
-            yield result
+    async def normalize_raw_events(stream: faust.StreamT[bytes]) -> AsyncIterator[list[ProcessedEvent]]:
+        # take_events acks a batch's events only once this body has finished with the batch
+        async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
+            results = [processor.process(event.message.topic, event.message.partition, event.message.offset,
+                                         event.message.key, event.message.value) for event in events]
+            try:
+                # everything the batch produced is on the broker before its offsets can be acked
+                await publish([record for result in results for record in result.records])
+            except BaseException:
+                withhold_acks(events)
+                raise
+            _record_lag(app, processor.metrics, events[-1].message)
+            yield results
 
     return app
+
+
+def withhold_acks(events: Sequence[faust.EventT]) -> None:
+    """Make sure undelivered events are never committed.
+
+    take_events acks its batch in a ``finally``, even when the body failed. Marking each message as acked
+    *without* the consumer's bookkeeping turns that ack into a no-op: the offsets never become committable,
+    the partition's commit stays before them and a restarted worker replays them (at-least-once).
+    """
+    for event in events:
+        event.message.acked = True
 
 
 def _record_lag(app: faust.App, metrics: StreamsMetrics, message: Any) -> None:

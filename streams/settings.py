@@ -21,6 +21,8 @@ class StreamsSettings(BaseModel):
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     rebalance_timeout_s: float = Field(default=10.0, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
+    batch_max_events: int = Field(default=500, ge=1)  # events produced (and acknowledged) together
+    batch_within_s: float = Field(default=0.05, gt=0)  # how long a partial batch waits for more events
     log_level: str = "INFO"
 
     @property

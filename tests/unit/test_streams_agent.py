@@ -9,6 +9,7 @@ from typing import Any
 import faust
 import orjson
 import pytest
+from faust.types.tuples import ConsumerMessage
 from pydantic import SecretStr
 
 from schemas.codec import LearningFactCodec, RawEventCodec
@@ -88,7 +89,7 @@ async def test_a_raw_event_becomes_an_avro_fact_keyed_by_tenant_and_student(harn
     agent = next(iter(app.agents.values()))
     async with agent.test_context() as tested:
         event = await tested.put(raw_message(timeback_payload()), key=b"k")
-        result = tested.results[event.message.offset]
+        [result] = tested.results[event.message.offset]
     assert len(result.facts) == 1 and result.dead_letter_reason == ""
     [record] = publisher.on(TOPICS.facts)
     fact = LearningFactCodec().decode_record(record.value)
@@ -144,7 +145,8 @@ async def test_an_entity_produces_nothing_and_is_no_dead_letter(harness: Any) ->
                    envelope_index=1, payload=entity)
     async with agent.test_context() as tested:
         event = await tested.put(RawEventCodec().encode_record(raw))
-        assert tested.results[event.message.offset].records == []
+        [result] = tested.results[event.message.offset]
+        assert result.records == [] and result.dead_letter_reason == ""
     assert publisher.records == []
 
 
@@ -156,3 +158,46 @@ def test_the_conflict_tracker_is_bounded_and_forgets_the_oldest() -> None:
     assert tracker.seen(("t", "c", 0), "h1") is None  # evicts b, the least recently seen
     assert tracker.seen(("t", "b", 0), "h9") is None
     assert tracker.seen(("t", "a", 0), "h2") is None  # same content again: a re-send
+
+
+async def test_a_failed_publish_crashes_the_agent_and_withholds_the_acks() -> None:
+    async def failing(records: Sequence[OutboundRecord]) -> None:
+        raise OSError("broker unreachable")
+
+    app = build_app(SETTINGS, KAFKA, publisher=failing)
+    app.finalize()
+    app.flow_control.resume()
+    agent = next(iter(app.agents.values()))
+    acked: list[Any] = []
+    with pytest.raises(OSError, match="broker unreachable"):
+        async with agent.test_context() as tested:
+            as_consumed(tested)
+            app.consumer.ack = acked.append  # type: ignore[method-assign]
+            await tested.put(raw_message(timeback_payload()))
+    assert acked == []  # the take_events finally-ack found the message already marked: no offset to commit
+
+
+async def test_a_delivered_batch_is_acked_to_the_consumer(harness: Any) -> None:
+    app, _, _ = harness
+    agent = next(iter(app.agents.values()))
+    acked: list[Any] = []
+    async with agent.test_context() as tested:
+        as_consumed(tested)
+        app.consumer.ack = acked.append  # type: ignore[method-assign]
+        await tested.put(raw_message(timeback_payload()))
+        await tested.put(b"garbage")
+    assert [message.offset for message in acked] == [0, 1]
+
+
+def as_consumed(tested: Any) -> None:
+    """Make the test wrapper's messages ConsumerMessages, whose final ack goes to the consumer."""
+    make = tested.to_message
+
+    def consumer_message(*args: Any, **kwargs: Any) -> ConsumerMessage:
+        made = make(*args, **kwargs)
+        return ConsumerMessage(
+            topic=made.topic, partition=made.partition, offset=made.offset, timestamp=made.timestamp,
+            timestamp_type=made.timestamp_type, headers=made.headers, key=made.key, value=made.value,
+            checksum=made.checksum, generation_id=made.generation_id)
+
+    tested.to_message = consumer_message

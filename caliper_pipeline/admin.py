@@ -1,0 +1,52 @@
+"""Operator actions that need the process owning ClickHouse: erasure goes through the sink in embedded mode."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.error
+import urllib.request
+
+from caliper_pipeline.settings import Settings
+from schemas.errors import PipelineError
+
+
+class AdminActionError(PipelineError):
+    """An operator action failed; the message says why."""
+
+
+def local_admin_token(settings: Settings) -> str:
+    """The sink's admin token: configured, or one generated once for the local stack (``var/sink-admin-token``)."""
+    configured = settings.sink.admin_token.get_secret_value()
+    if configured:
+        return configured
+    path = settings.local.home / "sink-admin-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def erase_student_facts(settings: Settings, tenant: str, student_id: str, requested_by: str) -> int:
+    if not settings.clickhouse.embedded:
+        from sinks.erasure import erase_student
+        from sinks.targets import open_target
+
+        target = open_target(settings.clickhouse)
+        try:
+            return erase_student(target, tenant, student_id, requested_by, cluster=settings.clickhouse.cluster,
+                                 hash_key=settings.sink.erasure_hash_key.get_secret_value().encode())
+        finally:
+            target.close()
+    request = urllib.request.Request(
+        f"{settings.sink.base_url()}/admin/erase",
+        data=json.dumps({"tenant": tenant, "student_id": student_id, "requested_by": requested_by}).encode(),
+        headers={"Authorization": f"Bearer {local_admin_token(settings)}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return int(json.loads(response.read())["rows_deleted"])
+    except urllib.error.HTTPError as error:
+        raise AdminActionError(f"the sink refused the erasure ({error.code}): {error.read().decode()}") from error
+    except urllib.error.URLError as error:
+        raise AdminActionError(f"the sink at {settings.sink.base_url()} is not reachable: {error.reason}") from error
