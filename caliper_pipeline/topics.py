@@ -18,7 +18,7 @@ REJECTED_RETENTION = {"retention.ms": str(7 * 24 * 3600 * 1000), "retention.byte
 async def ensure_topics(kafka: KafkaSettings) -> list[str]:
     """Create every topic that does not exist yet; return the names created."""
     topics = kafka.topics
-    admin = AIOKafkaAdminClient(**kafka.client_options())  # type: ignore[arg-type]
+    admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -41,7 +41,7 @@ async def ensure_topics(kafka: KafkaSettings) -> list[str]:
 
 async def wait_for_leaders(kafka: KafkaSettings, names: list[str], timeout: float = 30.0) -> None:
     """Wait until every partition of the topics has a leader, so the first produce does not bounce."""
-    client = AIOKafkaClient(**kafka.client_options())  # type: ignore[arg-type]
+    client = AIOKafkaClient(**kafka.client_options())
     await client.bootstrap()
     try:
         deadline = asyncio.get_running_loop().time() + timeout

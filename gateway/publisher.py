@@ -36,14 +36,14 @@ class EventPublisher:
         self._gateway = gateway
         self._codec = RawEventCodec()
         self._producer: AIOKafkaProducer | None = None
-        self._pending_rejections: set[asyncio.Future[object]] = set()
+        self._pending_rejections: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
             enable_idempotence=True, acks="all", linger_ms=self._gateway.producer_linger_ms,
             compression_type=self._gateway.compression, max_batch_size=512 * 1024,
             request_timeout_ms=int(self._gateway.publish_timeout_seconds * 1000),
-            **self._kafka.client_options(),  # type: ignore[arg-type]
+            **self._kafka.client_options(),
         )
         await self._producer.start()
 

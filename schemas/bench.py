@@ -11,7 +11,8 @@ from schemas.records import LearningFact, fact_id_for
 def typical_fact() -> LearningFact:
     return LearningFact(
         fact_id=fact_id_for("school-a", "urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594"), fact_index=0,
-        content_hash="5f2b8c0e9d3a4b1c8e7f6a5b4c3d2e1f", tenant="school-a", client_id="school-a-7f3c", source="timeback",
+        content_hash="5f2b8c0e9d3a4b1c8e7f6a5b4c3d2e1f", tenant="school-a", client_id="school-a-7f3c",
+        source="timeback",
         event_id="urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594", event_type="ActivityEvent",
         profile="TimebackProfile", action="Completed", event_time_ms=1_713_967_920_000,
         send_time_ms=1_713_967_921_000, received_time_ms=1_713_967_921_250, sensor="https://alpharead.alpha.school",

@@ -91,10 +91,11 @@ class AvroCodec:
     def decode(self, message: bytes) -> dict[str, Any]:
         writer, start = self.writer_schema_of(message)
         try:
-            record: dict[str, Any] = fastavro.schemaless_reader(
-                io.BytesIO(message[start:]), writer, self.reader_schema)
+            record = fastavro.schemaless_reader(io.BytesIO(message[start:]), writer, self.reader_schema)
         except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError) as error:
             raise SchemaEncodingError(f"cannot decode {self.record_name}: {error}") from error
+        if not isinstance(record, dict):
+            raise SchemaEncodingError(f"{self.record_name} message did not decode to a record")
         return record
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-
 from caliper_corpus import INVALID_FILES, NOT_JSON_FIXTURES, VALID_FILES, load, offending_field, wrap
+
 from gateway.app import build_app
 from gateway.clients import ClientRegistry
 from gateway.settings import GatewaySettings

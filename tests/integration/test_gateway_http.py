@@ -159,7 +159,8 @@ async def test_status_codes(client: TestClient, credentials: tuple[str, str],
     scoped = await _token(client, credentials, scope="https://purl.imsglobal.org/spec/caliper/v1p1/scope/event.read")
     assert (await client.post("/caliper/event", json=payload,
                                headers={"Authorization": f"Bearer {scoped}"})).status == 403
-    assert (await client.post("/caliper/event", data=b"{}", headers={**auth, "Content-Type": "text/plain"})).status == 415
+    as_text = {**auth, "Content-Type": "text/plain"}
+    assert (await client.post("/caliper/event", data=b"{}", headers=as_text)).status == 415
     big = envelope(*[timeback_activity_event() for _ in range(200)])
     assert (await client.post("/caliper/event", json=big, headers=auth)).status == 413
     response = await client.post("/caliper/event", data=b'{"sensor": ', headers={**auth,

@@ -4,6 +4,7 @@ their writer schema (single-object encoding; Confluent wire format with registry
 from __future__ import annotations
 
 import io
+import itertools
 from typing import Any
 
 import fastavro
@@ -48,7 +49,7 @@ def _default_datum(schema: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("name", sorted(RECORDS))
 def test_each_version_reads_the_previous_and_is_read_by_it(name: str) -> None:
     versions = [schema for _, schema in catalog_versions(name)]
-    for older, newer in zip(versions, versions[1:], strict=False):
+    for older, newer in itertools.pairwise(versions):
         for writer, reader in ((older, newer), (newer, older)):
             buffer = io.BytesIO()
             fastavro.schemaless_writer(buffer, parse_schema(writer), _default_datum(writer))

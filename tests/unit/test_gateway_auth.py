@@ -33,7 +33,7 @@ def test_secret_is_shown_once_and_stored_hashed(registry: ClientRegistry) -> Non
 
 
 def test_revoke_and_list(registry: ClientRegistry) -> None:
-    first, secret = registry.add("school-a", client_id="a")
+    _, secret = registry.add("school-a", client_id="a")
     registry.add("school-b", client_id="b")
     registry.revoke("a")
     assert [c.client_id for c in registry.all()] == ["a", "b"]
