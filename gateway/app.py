@@ -8,6 +8,7 @@ errors}`` or the hub's ``{"message": [...]}``). An event is acknowledged only af
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -165,8 +166,8 @@ async def _publish(request: web.Request, outgoing: list[Any]) -> None:
     started = time.perf_counter()
     await request.app[PUBLISHER].publish(outgoing)
     request.app[METRICS].publish_latency.observe(time.perf_counter() - started)
-    for item in outgoing:
-        request.app[METRICS].events.labels(item.source.value).inc()
+    for source, count in Counter(item.source.value for item in outgoing).items():
+        request.app[METRICS].events.labels(source).inc(count)
 
 
 async def post_caliper_event(request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 from gateway.errors import KafkaUnavailableError
 from gateway.settings import GatewaySettings
 from schemas.codec import RawEventCodec
-from schemas.kafka import KafkaSettings, Source
+from schemas.kafka import KafkaSettings, Source, crc32_partitioner
 from schemas.records import RawEvent
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class EventPublisher:
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
             enable_idempotence=True, acks="all", linger_ms=self._gateway.producer_linger_ms,
-            compression_type=self._gateway.compression, max_batch_size=512 * 1024,
+            compression_type=self._gateway.compression, max_batch_size=512 * 1024, partitioner=crc32_partitioner,
             request_timeout_ms=int(self._gateway.publish_timeout_seconds * 1000),
             **self._kafka.client_options(),
         )

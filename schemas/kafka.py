@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import zlib
+from collections.abc import Sequence
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -13,6 +16,18 @@ class Source(StrEnum):
     TIMEBACK = "timeback"
     HUB = "hub"
     CALIPER = "caliper"
+
+
+def crc32_partitioner(key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]) -> int:
+    """Partition of a keyed message: CRC-32 of the key modulo the partition count.
+
+    aiokafka's default (a pure-Python murmur2, ~60 us per key here) dominated the gateway's cost per event; zlib's
+    CRC-32 is C and well spread. Every producer of the pipeline uses this one, so a student's events and facts
+    keep one partition each. Unkeyed messages go to any available partition.
+    """
+    if key is None:
+        return random.choice(list(available or all_partitions))
+    return all_partitions[zlib.crc32(key) % len(all_partitions)]
 
 
 class KafkaSettings(BaseModel):
