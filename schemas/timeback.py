@@ -174,7 +174,7 @@ def validate_timeback_event(payload: object) -> tuple[TimebackEvent | None, list
     """The typed event (chosen by ``type``), or ``None`` and every problem found."""
     if not isinstance(payload, dict):
         return None, [FieldProblem(path="$", message="the event must be a JSON object")]
-    model = TIMEBACK_EVENT_MODELS.get(payload.get("type"))
+    model = TIMEBACK_EVENT_MODELS.get(str(payload.get("type")))
     if model is None:
         accepted = ", ".join(TIMEBACK_EVENT_MODELS)
         return None, [FieldProblem(path="type", message=f"type must be one of: {accepted}",

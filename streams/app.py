@@ -10,7 +10,8 @@ Failures are data: a message that cannot be decoded or normalized goes to the de
 Delivery is at-least-once: the agent takes events in small batches (``take_events``: up to
 ``batch_max_events`` or ``batch_within_s``), produces everything the batch yields and awaits the broker's
 acknowledgement of every record; faust acks the batch's offsets (and later commits them) only after that.
-If producing fails, the batch's acks are withheld, so its offsets are never committed and are replayed.
+If producing fails it is retried (backoff) until the broker takes the records; a worker stopped meanwhile
+withholds the batch's acks, so its offsets are never committed and the batch is replayed.
 The agent runs with ``concurrency=1``: with several concurrent actors faust can commit an offset ahead of a
 message still being processed (faust issue #606); one actor per worker makes that impossible.
 
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import ssl
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -36,12 +38,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.errors import PipelineError
-from schemas.kafka import KafkaSettings, Topics
+from schemas.kafka import KafkaSettings, Topics, crc32_partitioner
 from schemas.records import LearningFact
 from streams.normalizers import NormalizeOptions, normalize_with
 from streams.settings import StreamsSettings
 
 AGENT_NAME = "normalize_raw_events"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,8 @@ class StreamsMetrics:
         self.conflicts = Counter("caliper_streams_conflicts",
                                  "Events seen again with the same id and different content", ["tenant"],
                                  registry=self.registry)
+        self.publish_failures = Counter("caliper_streams_publish_failures",
+                                        "Failed attempts to publish a batch (retried)", registry=self.registry)
         self.consumer_lag = Gauge("caliper_streams_consumer_lag", "Messages behind the partition's end",
                                   ["topic", "partition"], registry=self.registry)
 
@@ -102,8 +107,9 @@ class ConflictTracker:
 
 
 def fact_key(fact: LearningFact) -> bytes:
-    """The facts topic's key: tenant + student, so one student's facts keep their order."""
-    return f"{fact.tenant}\x1f{fact.student_id}".encode()
+    """The facts topic's key: tenant + student (the gateway's ``tenant|student`` form), so one student's facts
+    keep their order on one partition (every producer of the pipeline uses ``crc32_partitioner``)."""
+    return f"{fact.tenant}|{fact.student_id}".encode()
 
 
 class EventProcessor:
@@ -237,6 +243,7 @@ def build_app(settings: StreamsSettings, kafka: KafkaSettings, *, publisher: Pub
         broker_request_timeout=max(30.0, settings.session_timeout_s * 3),
         broker_commit_interval=settings.commit_interval_s,
         producer_acks=-1,
+        producer_partitioner=crc32_partitioner,
     )
     processor = EventProcessor(settings, topics, metrics)
     publish: Publisher = publisher or KafkaPublisher(app)
@@ -246,25 +253,47 @@ def build_app(settings: StreamsSettings, kafka: KafkaSettings, *, publisher: Pub
     @app.agent(raw_topic, name=AGENT_NAME, concurrency=1)
     async def normalize_raw_events(stream: faust.StreamT[bytes]) -> AsyncIterator[list[ProcessedEvent]]:
         # take_events acks a batch's events only once this body has finished with the batch
-        async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_s):
+        batches = cast(faust.Stream, stream).take_events(settings.batch_max_events, within=settings.batch_within_s)
+        async for events in batches:
             results = [processor.process(event.message.topic, event.message.partition, event.message.offset,
                                          event.message.key, event.message.value) for event in events]
             try:
                 # everything the batch produced is on the broker before its offsets can be acked
-                await publish([record for result in results for record in result.records])
-            except BaseException:
-                withhold_acks(events)
+                await publish_until_delivered(publish, [record for result in results for record in result.records],
+                                              processor.metrics, settings.publish_retry_initial_s)
+            except asyncio.CancelledError:
+                withhold_acks(events)  # stopped mid-delivery: replay the batch next time
                 raise
-            _record_lag(app, processor.metrics, events[-1].message)
+            for message in {event.message.tp: event.message for event in events}.values():
+                _record_lag(app, processor.metrics, message)
             yield results
 
     return app
 
 
+async def publish_until_delivered(publish: Publisher, records: Sequence[OutboundRecord], metrics: StreamsMetrics,
+                                  initial_delay_s: float, max_delay_s: float = 30.0) -> None:
+    """Publish, retrying with backoff until the broker took everything: a broker outage stalls the worker
+    rather than letting later offsets be committed past undelivered facts (retries may duplicate records:
+    at-least-once, the sink deduplicates by fact id and content hash)."""
+    delay = initial_delay_s
+    while True:
+        try:
+            await publish(records)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            metrics.publish_failures.inc()
+            logger.warning("publishing %d records failed (%r); retrying in %.1f s", len(records), error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
+
+
 def withhold_acks(events: Sequence[faust.EventT]) -> None:
     """Make sure undelivered events are never committed.
 
-    take_events acks its batch in a ``finally``, even when the body failed. Marking each message as acked
+    take_events acks its batch in a ``finally``, even when the body was cancelled. Marking each message as acked
     *without* the consumer's bookkeeping turns that ack into a no-op: the offsets never become committable,
     the partition's commit stays before them and a restarted worker replays them (at-least-once).
     """

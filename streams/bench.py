@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import SecretStr
 
 from schemas.codec import RawEventCodec
-from schemas.kafka import KafkaSettings, Source
+from schemas.kafka import KafkaSettings, Source, crc32_partitioner
 from schemas.records import RawEvent
 from streams.app import EventProcessor, StreamsMetrics, build_app
 from streams.settings import StreamsSettings
@@ -85,6 +85,12 @@ def _caliper(index: int) -> dict[str, Any]:
     }
 
 
+def _student_of(payload: dict[str, Any]) -> str:
+    if payload["type"] == "GradeEvent":
+        return str(payload["object"]["assignee"]["id"])
+    return str(payload["actor"]["id"])
+
+
 def sample_raw_events(count: int, tenant: str = "bench") -> list[RawEvent]:
     """``count`` raw events cycling through the sources: Timeback (two kinds), hub, generic Caliper."""
     events = []
@@ -95,19 +101,30 @@ def sample_raw_events(count: int, tenant: str = "bench") -> list[RawEvent]:
                    else _hub(index) if kind == 2 else _caliper(index))
         events.append(RawEvent(
             tenant=tenant, client_id="bench-client", source=source.value, event_id=payload["id"],
-            event_type=payload["type"], profile=payload["profile"], student_id="", sensor="https://bench.example",
+            event_type=payload["type"], profile=payload["profile"], student_id=_student_of(payload),
+            sensor="https://bench.example",
             send_time_ms=1_700_000_000_000, received_time_ms=1_700_000_000_100, envelope_index=0,
             payload=orjson.dumps(payload)))
     return events
 
 
-def bench_without_kafka(messages: list[tuple[str, bytes]], topics_of: KafkaSettings) -> dict[str, Any]:
+RawMessage = tuple[str, bytes, bytes]  # topic, key, value
+
+
+def raw_messages(kafka: KafkaSettings, raws: list[RawEvent]) -> list[RawMessage]:
+    """The raw events as the gateway publishes them: Avro, on their source's topic, keyed ``tenant|student``."""
+    codec = RawEventCodec()
+    return [(kafka.topics.raw(Source(raw.source)), f"{raw.tenant}|{raw.student_id}".encode(),
+             codec.encode_record(raw)) for raw in raws]
+
+
+def bench_without_kafka(messages: list[RawMessage], topics_of: KafkaSettings) -> dict[str, Any]:
     """Decode + normalize + Avro-encode every message in this process (what one worker does per message)."""
     processor = EventProcessor(BENCH_SETTINGS, topics_of.topics, StreamsMetrics())
     started = time.perf_counter()
     facts = dead = 0
-    for offset, (topic, value) in enumerate(messages):
-        result = processor.process(topic, 0, offset, None, value)
+    for offset, (topic, key, value) in enumerate(messages):
+        result = processor.process(topic, 0, offset, key, value)
         facts += len(result.facts)
         dead += bool(result.dead_letter_reason)
     elapsed = time.perf_counter() - started
@@ -116,7 +133,7 @@ def bench_without_kafka(messages: list[tuple[str, bytes]], topics_of: KafkaSetti
 
 
 async def _create_topics(kafka: KafkaSettings) -> None:
-    admin = AIOKafkaAdminClient(**kafka.client_options())  # type: ignore[arg-type]
+    admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, kafka.partitions, kafka.replication_factor)
@@ -126,7 +143,7 @@ async def _create_topics(kafka: KafkaSettings) -> None:
 
 
 async def _delete_topics(kafka: KafkaSettings) -> None:
-    admin = AIOKafkaAdminClient(**kafka.client_options())  # type: ignore[arg-type]
+    admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:
         await admin.delete_topics(kafka.topics.all_topics())
@@ -134,23 +151,23 @@ async def _delete_topics(kafka: KafkaSettings) -> None:
         await admin.close()
 
 
-async def publish_raw(kafka: KafkaSettings, messages: list[tuple[str, bytes]]) -> None:
-    producer = AIOKafkaProducer(acks="all", linger_ms=5, **kafka.client_options())  # type: ignore[arg-type]
+async def publish_raw(kafka: KafkaSettings, messages: list[RawMessage]) -> None:
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, partitioner=crc32_partitioner, **kafka.client_options())
     await producer.start()
     try:
-        pending = [await producer.send(topic, value) for topic, value in messages]
+        pending = [await producer.send(topic, value, key=key) for topic, key, value in messages]
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
 
 
-async def bench_with_kafka(kafka: KafkaSettings, messages: list[tuple[str, bytes]], expected_facts: int,
+async def bench_with_kafka(kafka: KafkaSettings, messages: list[RawMessage], expected_facts: int,
                            timeout_s: float = 300.0) -> dict[str, Any]:
     """Publish the raw messages, run one worker in-process and time the facts arriving."""
     await publish_raw(kafka, messages)
     app = build_app(BENCH_SETTINGS.model_copy(update={"app_id": f"bench-{uuid.uuid4().hex[:8]}"}), kafka)
     reader = AIOKafkaConsumer(kafka.topics.facts, auto_offset_reset="earliest", enable_auto_commit=False,
-                              **kafka.client_options())  # type: ignore[arg-type]
+                              **kafka.client_options())
     await reader.start()
     started = time.perf_counter()
     await app.start()
@@ -177,9 +194,7 @@ async def bench_with_kafka(kafka: KafkaSettings, messages: list[tuple[str, bytes
 def run_bench(kafka: KafkaSettings, events: int) -> dict[str, Any]:
     """Facts per second of one worker, without Kafka and through the broker of ``kafka`` (fresh topics)."""
     fresh = kafka.model_copy(update={"topic_prefix": f"bench-{uuid.uuid4().hex[:10]}."})
-    codec = RawEventCodec()
-    raws = sample_raw_events(events)
-    messages = [(fresh.topics.raw(Source(raw.source)), codec.encode_record(raw)) for raw in raws]
+    messages = raw_messages(fresh, sample_raw_events(events))
     report: dict[str, Any] = {"events": events, "workers": 1,
                               "without_kafka": bench_without_kafka(messages, fresh)}
 

@@ -23,6 +23,7 @@ class StreamsSettings(BaseModel):
     commit_interval_s: float = Field(default=1.0, gt=0)
     batch_max_events: int = Field(default=500, ge=1)  # events produced (and acknowledged) together
     batch_within_s: float = Field(default=0.05, gt=0)  # how long a partial batch waits for more events
+    publish_retry_initial_s: float = Field(default=0.5, gt=0)  # first backoff after a failed publish
     log_level: str = "INFO"
 
     @property

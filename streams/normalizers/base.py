@@ -61,12 +61,34 @@ class FieldRule:
         object.__setattr__(self, "keys", tuple(self.source.split(".")))
 
 
+class _PathNode:
+    """One key of the rules' source paths: the rules ending here and the keys below (built once per set)."""
+
+    __slots__ = ("below", "children", "ending")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _PathNode] = {}
+        self.ending: list[int] = []  # indexes of the rules whose source path ends at this key
+        self.below: set[int] = set()  # indexes of the rules whose source path passes through this key
+
+
 @dataclass(frozen=True, slots=True)
 class ConversionSet:
     """An ordered set of rules: the declarative description of one source's conversion."""
 
     name: str
     rules: tuple[FieldRule, ...]
+    _paths: _PathNode = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        root = _PathNode()
+        for index, rule in enumerate(self.rules):
+            node = root
+            for key in rule.keys:
+                node = node.children.setdefault(key, _PathNode())
+                node.below.add(index)
+            node.ending.append(index)
+        object.__setattr__(self, "_paths", root)
 
     def extended(self, name: str, first: Iterable[FieldRule] = (), then: Iterable[FieldRule] = ()) -> ConversionSet:
         """A new set with extra rules before (higher priority) and after this one's."""
@@ -75,71 +97,55 @@ class ConversionSet:
     def convert(self, document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """The fact fields the rules produce, and the remainder of the document nothing mapped."""
         values: dict[str, Any] = {}
-        consumed: dict[str, Any] = {}  # a tree of the consumed paths; leaves are _Consumed markers
-        for rule in self.rules:
-            if rule.destination is not None and rule.destination in values:
+        consumed: set[int] = set()
+        for index, rule in enumerate(self.rules):
+            destination = rule.destination
+            if destination is not None and destination in values:
                 continue
-            found, value = _lookup(document, rule.keys)
-            if not found:
+            value: Any = document
+            for key in rule.keys:
+                if type(value) is not dict:
+                    value = None
+                    break
+                value = value.get(key)
+            if value is None:
                 continue
             result = value if rule.transform is None else rule.transform(value)
             if result is None:
                 continue
-            if rule.destination is None:
+            if destination is None:
                 if any(name in values for name in result):
                     continue
                 values.update(result)
-            elif rule.destination != CONSUMED:
-                values[rule.destination] = result
+            elif destination != CONSUMED:
+                values[destination] = result
             if rule.consume:
-                _mark_consumed(consumed, rule.keys, rule.leftover)
-        return values, _remainder(document, consumed)
+                consumed.add(index)
+        if not consumed:
+            return values, dict(document)
+        return values, self._remainder(document, self._paths, consumed)
 
-
-@dataclass(frozen=True, slots=True)
-class _Consumed:
-    leftover: Callable[[Any], Any] | None
-
-
-def _lookup(document: dict[str, Any], keys: tuple[str, ...]) -> tuple[bool, Any]:
-    current: Any = document
-    for key in keys:
-        if not isinstance(current, dict) or key not in current:
-            return False, None
-        current = current[key]
-    if current is None:
-        return False, None
-    return True, current
-
-
-def _mark_consumed(tree: dict[str, Any], keys: tuple[str, ...], leftover: Callable[[Any], Any] | None) -> None:
-    node = tree
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if isinstance(child, _Consumed):
-            return
-        node = child
-    node[keys[-1]] = _Consumed(leftover)
-
-
-def _remainder(document: dict[str, Any], consumed: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``document`` without the consumed paths (nor the objects they leave empty)."""
-    result = dict(document)
-    for key, mark in consumed.items():
-        value = result.get(key)
-        if isinstance(mark, _Consumed):
-            kept = mark.leftover(value) if mark.leftover is not None else None
-            if kept:
-                result[key] = kept
-            else:
-                del result[key]
-        elif isinstance(value, dict):
-            nested = _remainder(value, mark)
-            if nested:
-                result[key] = nested
-            else:
-                del result[key]
-    return result
+    def _remainder(self, document: dict[str, Any], node: _PathNode, consumed: set[int]) -> dict[str, Any]:
+        """A copy of ``document`` without the consumed paths (nor the objects they leave empty)."""
+        result = dict(document)
+        for key, child in node.children.items():
+            if key not in result or child.below.isdisjoint(consumed):
+                continue
+            taken = [index for index in child.ending if index in consumed]
+            if taken:
+                leftover = self.rules[taken[0]].leftover
+                kept = leftover(result[key]) if leftover is not None else None
+                if kept:
+                    result[key] = kept
+                else:
+                    del result[key]
+            elif child.children and type(result[key]) is dict:
+                nested = self._remainder(result[key], child, consumed)
+                if nested:
+                    result[key] = nested
+                else:
+                    del result[key]
+        return result
 
 
 # --- transforms -------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ CALIPER_V1P2_CONTEXTS = frozenset({
     "http://purl.imsglobal.org/ctx/caliper/v1p2", "https://purl.imsglobal.org/ctx/caliper/v1p2"})
 
 
-def _standard_context(value: Any) -> bool | None:
+def standard_context(value: Any) -> bool | None:
     """Swallow the standard v1p2 ``@context`` string (no information); anything else is kept."""
     return True if isinstance(value, str) and value.strip() in CALIPER_V1P2_CONTEXTS else None
 
@@ -38,7 +38,7 @@ def _standard_context(value: Any) -> bool | None:
 R = FieldRule
 
 COMMON = ConversionSet("caliper", (
-    R("@context", CONSUMED, _standard_context),
+    R("@context", CONSUMED, standard_context),
     R("id", "event_id", text),
     R("type", "event_type", text),
     R("profile", "profile", text),

@@ -25,7 +25,7 @@ from streams.normalizers.base import (
     number,
     text,
 )
-from streams.normalizers.caliper import CALIPER_V1P2_CONTEXTS
+from streams.normalizers.caliper import standard_context
 
 __all__ = ["HUB", "bncc_columns", "normalize_hub"]
 
@@ -47,16 +47,10 @@ def bncc_columns(value: Any) -> dict[str, str] | None:
     }
 
 
-def _standard_context(value: Any) -> bool | None:
-    if isinstance(value, str):
-        return True if value.strip() in CALIPER_V1P2_CONTEXTS else None
-    return None
-
-
 R = FieldRule
 
 HUB = ConversionSet("hub", (
-    R("@context", CONSUMED, _standard_context),
+    R("@context", CONSUMED, standard_context),
     R("id", "event_id", text),
     R("type", "event_type", text),
     R("profile", "profile", text),

@@ -26,7 +26,7 @@ from streams.normalizers.base import (
     number,
     text,
 )
-from streams.normalizers.caliper import CALIPER_V1P2_CONTEXTS, normalize_caliper
+from streams.normalizers.caliper import normalize_caliper, standard_context
 
 METRIC_COLUMNS: dict[str, str] = {
     "xpEarned": "xp_earned",
@@ -80,14 +80,10 @@ def unmapped_metric_attributes(items: Any) -> list[dict[str, Any]] | None:
     return kept or None
 
 
-def _standard_context(value: Any) -> bool | None:
-    return True if isinstance(value, str) and value.strip() in CALIPER_V1P2_CONTEXTS else None
-
-
 R = FieldRule
 
 TIMEBACK = ConversionSet("timeback", (
-    R("@context", CONSUMED, _standard_context),
+    R("@context", CONSUMED, standard_context),
     R("id", "event_id", text),
     R("type", "event_type", text),
     R("profile", "profile", text),

@@ -17,7 +17,7 @@ from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.kafka import KafkaSettings, Source
 from schemas.records import LearningFact, RawEvent
 from streams.app import build_app
-from streams.bench import publish_raw, sample_raw_events
+from streams.bench import publish_raw, raw_messages, sample_raw_events
 from streams.normalizers import normalize
 from streams.settings import StreamsSettings
 
@@ -35,7 +35,7 @@ async def read_topic(kafka: KafkaSettings, topic: str, expect: int, timeout_s: f
                      settle_s: float = 3.0) -> list[tuple[bytes | None, bytes]]:
     """Every message of ``topic`` once ``expect`` arrived and nothing more came for ``settle_s``."""
     reader = AIOKafkaConsumer(topic, auto_offset_reset="earliest", enable_auto_commit=False,
-                              **kafka.client_options())  # type: ignore[arg-type]
+                              **kafka.client_options())
     await reader.start()
     messages: list[tuple[bytes | None, bytes]] = []
     deadline = time.monotonic() + timeout_s
@@ -65,9 +65,7 @@ def expected_facts(raws: list[RawEvent], settings: StreamsSettings) -> list[Lear
 async def test_raw_events_become_exactly_the_expected_facts(kafka_settings: KafkaSettings) -> None:
     settings = worker_settings()
     raws = sample_raw_events(120, tenant="it")
-    codec = RawEventCodec()
-    await publish_raw(kafka_settings, [(kafka_settings.topics.raw(Source(r.source)), codec.encode_record(r))
-                                       for r in raws])
+    await publish_raw(kafka_settings, raw_messages(kafka_settings, raws))
     app = build_app(settings, kafka_settings)
     await app.start()
     try:
@@ -77,7 +75,7 @@ async def test_raw_events_become_exactly_the_expected_facts(kafka_settings: Kafk
     decoded = [LearningFactCodec().decode_record(value) for _, value in out]
     want = expected_facts(raws, settings)
     assert sorted(decoded, key=lambda f: f.fact_id) == sorted(want, key=lambda f: f.fact_id)
-    assert {key for key, _ in out} == {f"it\x1f{f.student_id}".encode() for f in want}
+    assert {key for key, _ in out} == {f"it|{f.student_id}".encode() for f in want}
     assert {f.source for f in decoded} == {"timeback", "hub", "caliper"}
 
 
@@ -91,10 +89,14 @@ async def test_a_bad_event_goes_to_the_dead_letter_topic_and_processing_continue
                       profile="GradingProfile", student_id="", sensor="s", send_time_ms=1, received_time_ms=2,
                       envelope_index=0, payload=b'{"type": "GradeEvent"}')
     garbage = b"not an avro message"
-    # good events, then the undecodable and the invalid one, then a good one that must still become a fact
-    messages = [(topics.raw(Source(r.source)), codec.encode_record(r)) for r in good_before]
-    messages += [(topics.raw(Source.HUB), garbage), (topics.raw(Source.HUB), codec.encode_record(broken))]
-    messages += [(topics.raw(Source(r.source)), codec.encode_record(r)) for r in good_after]
+    # good events, then the undecodable and the invalid one, then (same key, so same partition, after them) a
+    # good one that must still become a fact
+    after = raw_messages(kafka_settings, good_after)
+    same_key = after[0][1]
+    messages = raw_messages(kafka_settings, good_before)
+    messages += [(topics.raw(Source.HUB), same_key, garbage),
+                 (topics.raw(Source.HUB), same_key, codec.encode_record(broken))]
+    messages += after
     await publish_raw(kafka_settings, messages)
     app = build_app(settings, kafka_settings)
     await app.start()

@@ -127,8 +127,10 @@ def extensions(fact: LearningFact) -> dict[str, Any]:
 # (payload path, value sent, fact field, expected). "extensions" checks the value is kept in extensions_json.
 HUB_FIELDS: list[tuple[str, Any, str, Any]] = [
     ("@context", CONTEXT, "profile", "GradingProfile"),
-    ("@context", ["https://example.edu/ctx", CONTEXT], "extensions", {"@context": ["https://example.edu/ctx", CONTEXT]}),
-    ("id", "urn:uuid:aaaaaaaa-253f-4073-9f29-5786f3ff3f36", "event_id", "urn:uuid:aaaaaaaa-253f-4073-9f29-5786f3ff3f36"),
+    ("@context", ["https://example.edu/ctx", CONTEXT], "extensions",
+     {"@context": ["https://example.edu/ctx", CONTEXT]}),
+    ("id", "urn:uuid:aaaaaaaa-253f-4073-9f29-5786f3ff3f36", "event_id",
+     "urn:uuid:aaaaaaaa-253f-4073-9f29-5786f3ff3f36"),
     ("type", "GradeViewEvent", "event_type", "GradeViewEvent"),
     ("profile", "ReadingGradingProfile", "profile", "ReadingGradingProfile"),
     ("actor.type", "SoftwareApplication", "actor_type", "SoftwareApplication"),
@@ -188,7 +190,8 @@ def test_every_hub_field_lands_in_the_fact(path: str, value: Any, field: str, ex
 
 
 TIMEBACK_FIELDS: list[tuple[str, Any, str, Any]] = [
-    ("id", "urn:uuid:bbbbbbbb-f8ed-4c18-bb3a-dfe51b2cc594", "event_id", "urn:uuid:bbbbbbbb-f8ed-4c18-bb3a-dfe51b2cc594"),
+    ("id", "urn:uuid:bbbbbbbb-f8ed-4c18-bb3a-dfe51b2cc594", "event_id",
+     "urn:uuid:bbbbbbbb-f8ed-4c18-bb3a-dfe51b2cc594"),
     ("eventTime", "2024-04-24T14:12:00.000Z", "event_time_ms", ms("2024-04-24T14:12:00")),
     ("eventTime", "2024-04-24T14:12:00", "event_time_ms", ms("2024-04-24T14:12:00")),
     ("profile", "TimebackProfile", "profile", "TimebackProfile"),
@@ -490,7 +493,8 @@ def timeback_events(draw: st.DrawFn) -> dict[str, Any]:
         event["generated"] = {"id": "https://x.example/c/1", "type": "TimebackTimeSpentMetricsCollection",
                               "items": draw(time_items)}
     if draw(st.booleans()):
-        event["extensions"] = draw(st.dictionaries(st.text(min_size=1, max_size=5), st.integers(), max_size=3))
+        event["extensions"] = draw(st.dictionaries(st.text(min_size=1, max_size=5), st.integers(-(2**53), 2**53),
+                                                        max_size=3))
     return event
 
 

@@ -15,7 +15,15 @@ from pydantic import SecretStr
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.kafka import KafkaSettings
 from schemas.records import RawEvent, pseudonymize_email
-from streams.app import AGENT_NAME, ConflictTracker, OutboundRecord, StreamsMetrics, build_app, fact_key
+from streams.app import (
+    AGENT_NAME,
+    ConflictTracker,
+    OutboundRecord,
+    StreamsMetrics,
+    build_app,
+    fact_key,
+    withhold_acks,
+)
 from streams.settings import StreamsSettings
 
 SETTINGS = StreamsSettings(worker_version="9.9.9", email_hash_key=SecretStr("k"), conflict_cache_size=100)
@@ -60,7 +68,6 @@ def harness() -> tuple[faust.App, RecordingPublisher, StreamsMetrics]:
     publisher, metrics = RecordingPublisher(), StreamsMetrics()
     app = build_app(SETTINGS, KAFKA, publisher=publisher, metrics=metrics)
     app.finalize()
-    app.conf.store = "memory://"
     app.flow_control.resume()
     return app, publisher, metrics
 
@@ -93,7 +100,7 @@ async def test_a_raw_event_becomes_an_avro_fact_keyed_by_tenant_and_student(harn
     assert len(result.facts) == 1 and result.dead_letter_reason == ""
     [record] = publisher.on(TOPICS.facts)
     fact = LearningFactCodec().decode_record(record.value)
-    assert record.key == b"tenant-a\x1f" + USER.encode() == fact_key(fact)
+    assert record.key == b"tenant-a|" + USER.encode() == fact_key(fact)
     assert fact.xp_earned == 100.0 and fact.student_email_hash == pseudonymize_email("[email protected]", b"k")
     assert fact.normalizer_version == "caliper-streams/9.9.9"
     assert counter(metrics, "caliper_streams_facts_out_total", source="timeback") == 1.0
@@ -160,33 +167,69 @@ def test_the_conflict_tracker_is_bounded_and_forgets_the_oldest() -> None:
     assert tracker.seen(("t", "a", 0), "h2") is None  # same content again: a re-send
 
 
-async def test_a_failed_publish_crashes_the_agent_and_withholds_the_acks() -> None:
-    async def failing(records: Sequence[OutboundRecord]) -> None:
-        raise OSError("broker unreachable")
+async def test_a_failed_publish_is_retried_and_acked_only_once_delivered(monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts: list[list[OutboundRecord]] = []
 
-    app = build_app(SETTINGS, KAFKA, publisher=failing)
+    async def flaky(records: Sequence[OutboundRecord]) -> None:
+        attempts.append(list(records))
+        assert acked == []  # nothing is acked while the batch is undelivered
+        if len(attempts) < 3:
+            raise OSError("broker unreachable")
+
+    metrics = StreamsMetrics()
+    app = build_app(SETTINGS.model_copy(update={"publish_retry_initial_s": 0.01}), KAFKA, publisher=flaky,
+                    metrics=metrics)
     app.finalize()
     app.flow_control.resume()
     agent = next(iter(app.agents.values()))
-    acked: list[Any] = []
-    with pytest.raises(OSError, match="broker unreachable"):
-        async with agent.test_context() as tested:
-            as_consumed(tested)
-            app.consumer.ack = acked.append  # type: ignore[method-assign]
-            await tested.put(raw_message(timeback_payload()))
-    assert acked == []  # the take_events finally-ack found the message already marked: no offset to commit
-
-
-async def test_a_delivered_batch_is_acked_to_the_consumer(harness: Any) -> None:
-    app, _, _ = harness
-    agent = next(iter(app.agents.values()))
-    acked: list[Any] = []
+    acked = record_acks(app, monkeypatch)
     async with agent.test_context() as tested:
         as_consumed(tested)
-        app.consumer.ack = acked.append  # type: ignore[method-assign]
+        await tested.put(raw_message(timeback_payload()))
+    assert len(attempts) == 3 and attempts[0] == attempts[2] and len(attempts[2]) == 1
+    assert [message.offset for message in acked] == [0]
+    assert counter(metrics, "caliper_streams_publish_failures_total") == 2.0
+
+
+def test_withheld_events_never_become_committable() -> None:
+    app = build_app(SETTINGS, KAFKA)
+    consumer_acks: list[Any] = []
+
+    class RecordingConsumer:
+        def ack(self, message: Any) -> bool:
+            consumer_acks.append(message)
+            return True
+
+    delivered, withheld = (faust.Event(app, None, b"v", None, ConsumerMessage(
+        topic="t", partition=0, offset=offset, timestamp=0.0, timestamp_type=0, headers=None, key=None,
+        value=b"v", checksum=None)) for offset in (0, 1))
+    withhold_acks([withheld])
+    for event in (delivered, withheld):
+        event.message.ack(RecordingConsumer())  # type: ignore[arg-type]
+    assert [message.offset for message in consumer_acks] == [0]
+
+
+async def test_a_delivered_batch_is_acked_to_the_consumer(harness: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    app, _, _ = harness
+    agent = next(iter(app.agents.values()))
+    acked = record_acks(app, monkeypatch)
+    async with agent.test_context() as tested:
+        as_consumed(tested)
         await tested.put(raw_message(timeback_payload()))
         await tested.put(b"garbage")
     assert [message.offset for message in acked] == [0, 1]
+
+
+def record_acks(app: faust.App, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Record the messages the stream acks to the consumer (what makes an offset committable)."""
+    acked: list[Any] = []
+
+    def ack(message: Any) -> bool:
+        acked.append(message)
+        return True
+
+    monkeypatch.setattr(app.consumer, "ack", ack)
+    return acked
 
 
 def as_consumed(tested: Any) -> None:
