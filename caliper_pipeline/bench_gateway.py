@@ -18,13 +18,15 @@ from pathlib import Path
 
 import orjson
 
+from caliper_pipeline.bench_stages import bench_kafka
 from caliper_pipeline.load import LoadResult, drive
-from caliper_pipeline.local_kafka import KafkaDistribution, LocalKafkaBroker, free_port
+from caliper_pipeline.local_kafka import free_port
 from caliper_pipeline.processes import ChildProcess
 from caliper_pipeline.samples import envelope, timeback_activity_event
 from caliper_pipeline.settings import Settings
 from caliper_pipeline.topics import ensure_topics
 from gateway.clients import ClientRegistry
+from schemas.kafka import KafkaSettings
 
 
 def _wait_ready(url: str, timeout: float = 60) -> None:
@@ -52,13 +54,12 @@ def _line(name: str, result: LoadResult) -> str:
 
 def run_gateway_bench(settings: Settings, seconds: float, concurrency: int) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    broker = None
-    kafka = settings.kafka
-    if not kafka.bootstrap_servers:
-        broker = LocalKafkaBroker(KafkaDistribution(settings.local.kafka_version, settings.local.cache_dir),
-                                  work / "kafka", heap=settings.local.kafka_heap)
-        kafka = kafka.model_copy(update={"bootstrap_servers": broker.start()})
-    kafka = kafka.model_copy(update={"topic_prefix": f"bench{int(time.time())}."})
+    with bench_kafka(settings, work) as kafka:
+        return _measure(kafka.model_copy(update={"topic_prefix": f"bench{int(time.time())}."}), work, seconds,
+                        concurrency)
+
+
+def _measure(kafka: KafkaSettings, work: Path, seconds: float, concurrency: int) -> dict[str, float]:
     asyncio.run(ensure_topics(kafka))
     clients_file = work / "clients.json"
     client, secret = ClientRegistry(clients_file).add("bench", rate_limit_per_second=1e9)
@@ -99,8 +100,6 @@ def run_gateway_bench(settings: Settings, seconds: float, concurrency: int) -> d
     finally:
         gateway.stop()
         bare.stop()
-        if broker is not None:
-            broker.stop()
     return figures
 
 

@@ -1,0 +1,48 @@
+"""``bench streams`` and ``bench sink``: each stage alone against the real broker (a temporary local one unless
+``CALIPER_KAFKA__BOOTSTRAP_SERVERS`` names a cluster), the sink into a temporary embedded ClickHouse."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from caliper_pipeline.local_kafka import KafkaDistribution, LocalKafkaBroker
+from caliper_pipeline.settings import Settings
+from schemas.kafka import KafkaSettings
+
+
+@contextmanager
+def bench_kafka(settings: Settings, work: Path) -> Iterator[KafkaSettings]:
+    """The configured Kafka, or a fresh local broker in ``work`` for the length of the bench."""
+    if settings.kafka.bootstrap_servers:
+        yield settings.kafka
+        return
+    broker = LocalKafkaBroker(KafkaDistribution(settings.local.kafka_version, settings.local.cache_dir),
+                              work / "kafka", heap=settings.local.kafka_heap)
+    bootstrap = broker.start()
+    try:
+        yield settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+    finally:
+        broker.stop()
+
+
+def run_streams_bench(settings: Settings, events: int) -> dict[str, Any]:
+    from streams.bench import run_bench
+
+    with bench_kafka(settings, Path(tempfile.mkdtemp(prefix="bench-streams-"))) as kafka:
+        return run_bench(kafka, events)
+
+
+def run_sink_bench(settings: Settings, rows: int) -> dict[str, Any]:
+    from sinks.bench import run_bench
+
+    work = Path(tempfile.mkdtemp(prefix="bench-sink-"))
+    clickhouse = settings.clickhouse
+    if clickhouse.embedded:  # never the stack's own chDB directory: a running sink holds its lock
+        clickhouse = clickhouse.model_copy(update={"data_path": work / "chdb"})
+    with bench_kafka(settings, work) as kafka:
+        return asyncio.run(run_bench(kafka, clickhouse, rows))
