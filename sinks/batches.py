@@ -6,6 +6,21 @@ ClickHouse's Kafka Connect sink: a batch is a deterministic offset range ``[firs
 recorded in ``sink_batches`` before it is inserted with ``insert_deduplication_token = topic:partition:first-last``.
 A retry - after a failure, or after a crash that came before the offset commit - rebuilds exactly that range,
 so ClickHouse drops the repeated block.
+
+How a batch is written (``write``):
+
+- fast path: the messages are grouped by the writer schema their header names; when there is one group, its
+  bodies are joined into an Avro container (``sinks.avro_container``) that ClickHouse decodes itself in one
+  ``INSERT ... SELECT`` (``sinks.avro_insert``); messages whose header names no known writer are rejects;
+- Python path: each message decoded with fastavro, the good ones inserted as one Arrow block, the others
+  rejected. It is taken when ClickHouse refuses the container (a corrupt body: the Python decoder then
+  isolates it), when a batch mixes writer schemas (only during a schema rollout), or when a writer schema
+  has fields the mapping does not handle.
+
+Both paths insert the range's facts as ONE insert carrying the range's token, so whichever path a retry takes,
+ClickHouse drops it: with ``insert_deduplication_token`` set, deduplication compares tokens, not block contents.
+A retry normally takes the same path anyway: the same bytes are accepted or refused by ClickHouse the same way.
+Rejects go in with ``<token>:rejects``.
 """
 
 from __future__ import annotations
@@ -16,7 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.codec import LearningFactCodec
-from sinks.errors import SinkBackpressureError, SinkError
+from sinks.avro_container import WriterGroup, group_by_writer
+from sinks.avro_insert import AvroFactInsert, fact_insert_for
+from sinks.errors import AvroMappingError, ClickHouseQueryError, SinkBackpressureError, SinkError
 from sinks.fact_rows import FACT_TABLE, REJECTS_TABLE, RejectedMessage, facts_to_arrow, rejects_to_arrow
 from sinks.metrics import SinkMetrics
 from sinks.targets import ClickHouseTarget, quote_literal
@@ -68,6 +85,7 @@ class FactBatchSink:
         self._open: dict[TopicPartition, PartitionBatch] = {}
         self._closed: dict[TopicPartition, deque[PartitionBatch]] = {}
         self._plans: dict[TopicPartition, tuple[int, int]] = {}
+        self._avro_inserts: dict[int, AvroFactInsert | None] = {}  # by id() of a parsed writer schema
 
     # -- accumulating ---------------------------------------------------------------------------------------
 
@@ -144,33 +162,67 @@ class FactBatchSink:
     # -- writing --------------------------------------------------------------------------------------------
 
     def decode(self, batch: PartitionBatch) -> tuple[list[dict[str, Any]], list[RejectedMessage]]:
+        """Every message of the batch decoded in Python, in offset order: the records, and the messages that
+        do not decode."""
         records: list[dict[str, Any]] = []
         rejects: list[RejectedMessage] = []
         for offset, value in zip(batch.offsets, batch.values, strict=True):
             try:
-                records.append(self._codec.decode(value))
+                records.append(self._codec.decode(value or b""))
             except Exception as error:  # any undecodable message is kept, never dropped
                 rejects.append(RejectedMessage(
                     batch.topic, batch.partition, offset, str(error) or type(error).__name__, value or b""))
         return records, rejects
 
+    def _avro_insert_for(self, group: WriterGroup) -> AvroFactInsert | None:
+        """How ClickHouse reads this writer's container, or None: its batches take the Python path."""
+        key = id(group.writer_schema)  # parsed writer schemas live as long as the codec
+        if key not in self._avro_inserts:
+            try:
+                self._avro_inserts[key] = fact_insert_for(
+                    group.writer_schema, self._codec.reader_schema, self.target.database)
+            except AvroMappingError:
+                self._avro_inserts[key] = None
+        return self._avro_inserts[key]
+
+    def _insert_in_clickhouse(self, batch: PartitionBatch, group: WriterGroup) -> bool:
+        """The fast path: ClickHouse decodes the group's container. False when it refused the container."""
+        plan = self._avro_insert_for(group)
+        if plan is None:
+            return False
+        try:
+            self.target.insert_avro(plan, group.container(), batch.dedup_token)
+        except ClickHouseQueryError:  # refused the data (not unreachable): find the bad messages in Python
+            self.metrics.python_decoded.inc()
+            return False
+        return True
+
     def write(self, batch: PartitionBatch) -> WriteResult:
         """Insert one batch (blocking). Raises ``SinkBackpressureError`` when ClickHouse fails."""
         started = time.perf_counter()
-        records, rejects = self.decode(batch)
+        groups, unreadable = group_by_writer(batch.offsets, batch.values, self._codec.writer_schema_of)
+        rejects = [RejectedMessage(batch.topic, batch.partition, offset, error, raw)
+                   for offset, raw, error in unreadable]
         try:
             if batch.planned_last is None:
                 self._record_plan(batch)
+            if len(groups) == 1 and self._insert_in_clickhouse(batch, groups[0]):
+                rows = len(groups[0].bodies)
+            elif groups:
+                records, rejects = self.decode(batch)  # the same header rejects, plus the bad bodies
+                rows = len(records)
+                if records:
+                    self.target.insert_arrow(FACT_TABLE, facts_to_arrow(records), batch.dedup_token)
+            else:
+                rows = 0
             if rejects:
                 self.target.insert_arrow(REJECTS_TABLE, rejects_to_arrow(rejects), batch.dedup_token + ":rejects")
-            if records:
-                self.target.insert_arrow(FACT_TABLE, facts_to_arrow(records), batch.dedup_token)
         except SinkError as error:
             self.metrics.insert_failures.inc()
             raise SinkBackpressureError(0.0, batch.topic, batch.partition, error) from error
         self.metrics.insert_seconds.observe(time.perf_counter() - started)
-        self.metrics.rows_inserted.labels(FACT_TABLE).inc(len(records))
+        self.metrics.rows_inserted.labels(FACT_TABLE).inc(rows)
         self.metrics.rejected.inc(len(rejects))
         self.metrics.batches.inc()
         self._plans.pop((batch.topic, batch.partition), None)
-        return WriteResult(rows=len(records), rejected=len(rejects))
+        return WriteResult(rows=rows, rejected=len(rejects))

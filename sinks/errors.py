@@ -41,3 +41,7 @@ class MigrationError(SinkError):
 
 class SqlClientError(SinkError):
     """The SQL endpoint or the ClickHouse server answered with an error."""
+
+
+class AvroMappingError(SinkError):
+    """A writer schema whose fields ClickHouse cannot be told how to decode: its batches are decoded in Python."""

@@ -36,6 +36,8 @@ class _Rebalance(ConsumerRebalanceListener):
         self._loader.sink.drop([(tp.topic, tp.partition) for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self._loader.assigned_at is None:
+            self._loader.assigned_at = time.monotonic()
         for topic in {tp.topic for tp in assigned}:
             try:
                 await asyncio.to_thread(self._loader.sink.load_plans, topic)
@@ -59,6 +61,7 @@ class FactLoader:
             metrics=self.metrics)
         self.rows_written = 0
         self.started = False
+        self.assigned_at: float | None = None  # when the group first gave this loader partitions
         self._backoff = 0.0
         self._resume_at: float | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -74,6 +77,7 @@ class FactLoader:
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             group_id=self.settings.group_id,
+            group_instance_id=self.settings.group_instance_id or None,
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",

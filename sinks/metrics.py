@@ -21,6 +21,9 @@ class SinkMetrics:
         self.rejected = Counter(
             "sink_rejected_messages_total", "Messages that could not be decoded (kept in sink_rejects)",
             registry=self.registry)
+        self.python_decoded = Counter(
+            "sink_python_decoded_batches_total", "Batches ClickHouse refused to decode (a corrupt message), "
+            "decoded message by message in Python instead", registry=self.registry)
         self.lag = Gauge(
             "sink_consumer_lag", "Messages between the partition's high watermark and the sink's position",
             ["topic", "partition"], registry=self.registry)

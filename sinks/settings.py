@@ -35,6 +35,9 @@ class SinkSettings(BaseModel):
     batch_rows: int = Field(default=50_000, ge=1)
     batch_seconds: float = Field(default=1.0, gt=0)
     group_id: str = "caliper-sink"
+    # static group membership (KIP-345): a sink restarted under the same id takes its partitions back at once
+    # instead of waiting for its killed incarnation's session to time out; one stable id per replica (pod name)
+    group_instance_id: str = ""
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8124, ge=0, le=65535)
     retry_backoff_min_seconds: float = Field(default=0.5, gt=0)

@@ -7,14 +7,19 @@ Every call blocks; async callers run them with ``asyncio.to_thread``. Failures b
 from __future__ import annotations
 
 import abc
+import shutil
 import threading
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from sinks.errors import ClickHouseQueryError, ClickHouseUnavailableError, SinkError
 from sinks.settings import ClickHouseSettings
+
+if TYPE_CHECKING:
+    from sinks.avro_insert import AvroFactInsert
 
 # the formats the SQL endpoint serves, by the names its callers use
 OUTPUT_FORMATS = {
@@ -61,6 +66,13 @@ class ClickHouseTarget(abc.ABC):
         """Insert one block; a retry with the same ``dedup_token`` is dropped by ClickHouse."""
 
     @abc.abstractmethod
+    def insert_avro(self, plan: AvroFactInsert, container: bytes, dedup_token: str) -> None:
+        """Insert the facts of an Avro container file, decoded by ClickHouse; deduplicated like ``insert_arrow``.
+
+        Raises ``ClickHouseQueryError`` when ClickHouse refuses the container (e.g. a corrupt record).
+        """
+
+    @abc.abstractmethod
     def ping(self) -> bool:
         """Whether ClickHouse answers."""
 
@@ -69,7 +81,11 @@ class ClickHouseTarget(abc.ABC):
 
 
 class EmbeddedClickHouse(ClickHouseTarget):
-    """chDB on a data directory; only one process may open it, so the sink process owns it."""
+    """chDB on a data directory; only one process may open it, so the sink process owns it.
+
+    Avro containers reach chDB as files in ``<data_path>.staging/``, next to the data directory and owned with
+    it (leftovers of a killed process are cleared on open); each is deleted once its insert returned.
+    """
 
     def __init__(self, data_path: Path, database: str = "learning") -> None:
         from chdb import session as chdb_session
@@ -77,6 +93,9 @@ class EmbeddedClickHouse(ClickHouseTarget):
         data_path.mkdir(parents=True, exist_ok=True)
         self.database = database
         self.data_path = data_path
+        self.staging_path = data_path.with_name(data_path.name + ".staging")
+        shutil.rmtree(self.staging_path, ignore_errors=True)
+        self.staging_path.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
             self._session = chdb_session.Session(str(data_path))
@@ -120,6 +139,18 @@ class EmbeddedClickHouse(ClickHouseTarget):
             f"SELECT {columns} FROM Python(insert_block)"
         )
 
+    def insert_avro(self, plan: AvroFactInsert, container: bytes, dedup_token: str) -> None:
+        staged = self.staging_path / f"{uuid.uuid4().hex}.avro"
+        try:
+            staged.write_bytes(container)
+        except OSError as error:
+            raise ClickHouseUnavailableError(f"cannot stage an Avro container in {self.staging_path}: {error}") \
+                from error
+        try:
+            self._run(plan.file_statement(str(staged), dedup_token))
+        finally:
+            staged.unlink(missing_ok=True)
+
     def ping(self) -> bool:
         try:
             self._run("SELECT 1")
@@ -130,6 +161,7 @@ class EmbeddedClickHouse(ClickHouseTarget):
     def close(self) -> None:
         with self._lock:
             self._session.close()
+        shutil.rmtree(self.staging_path, ignore_errors=True)
 
 
 def _server_error(error: Exception) -> SinkError:
@@ -187,6 +219,14 @@ class ServerClickHouse(ClickHouseTarget):
                 table, arrow_table, database=self.database,
                 settings={"insert_deduplication_token": dedup_token},
             )
+        except Exception as error:
+            raise _server_error(error) from error
+
+    def insert_avro(self, plan: AvroFactInsert, container: bytes, dedup_token: str) -> None:
+        # INSERT ... SELECT ... FROM input(...) FORMAT Avro: the statement in the URL, the container as the body
+        try:
+            self._client.command(plan.input_statement(), data=container,
+                                 settings={"insert_deduplication_token": dedup_token})
         except Exception as error:
             raise _server_error(error) from error
 

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
 from schemas.records import LearningFact, fact_id_for
+from sinks.avro_insert import AvroFactInsert
 from sinks.errors import ClickHouseUnavailableError
 from sinks.loader import FactLoader
 from sinks.migrations import Layout, apply_migrations
@@ -162,6 +163,13 @@ class FailingTarget(ClickHouseTarget):
         self.inner.insert_arrow(table, arrow_table, dedup_token)
         self.inserts += 1
 
+    def insert_avro(self, plan: AvroFactInsert, container: bytes, dedup_token: str) -> None:
+        if self._failing():
+            self.failures += 1
+            raise ClickHouseUnavailableError("injected: ClickHouse is down")
+        self.inner.insert_avro(plan, container, dedup_token)
+        self.inserts += 1
+
     def ping(self) -> bool:
         return not self._failing() and self.inner.ping()
 
@@ -193,7 +201,10 @@ def free_port() -> int:
 def start_sink_process(kafka: KafkaSettings, data_path: Path, port: int, group: str) -> subprocess.Popen[bytes]:
     env = os.environ | {
         "PYTHONPATH": str(REPO_ROOT),
-        "CALIPER_SINK": json.dumps({"batch_rows": 700, "batch_seconds": 0.3, "group_id": group, "http_port": port}),
+        # one stable instance id, as a restarted pod keeps its name: the restart takes the partitions back at
+        # once instead of waiting ~10 s for the killed process's session to expire
+        "CALIPER_SINK": json.dumps({"batch_rows": 700, "batch_seconds": 0.3, "group_id": group, "http_port": port,
+                                    "group_instance_id": f"{group}-0"}),
         "CALIPER_CLICKHOUSE": json.dumps({"data_path": str(data_path)}),
         "CALIPER_KAFKA": kafka.model_dump_json(),
         "CALIPER_LOG_LEVEL": "WARNING",

@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import base64
+import io
+import os
 import shutil
 import typing
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import fastavro
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from fastavro.schema import parse_schema
 
 from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
 from schemas.records import LEARNING_FACT_FIELDS, LearningFact, fact_id_for
+from sinks.avro_container import WriterGroup, container_of, group_by_writer
+from sinks.avro_insert import fact_insert_for
 from sinks.batches import FactBatchSink
 from sinks.erasure import erase_student, student_id_hash
 from sinks.errors import MigrationError, QueryRejectedError
-from sinks.fact_rows import FACT_ARROW_SCHEMA, FACT_TABLE, column_for, fact_records, facts_to_arrow
+from sinks.fact_rows import FACT_ARROW_SCHEMA, FACT_COLUMNS, FACT_TABLE, column_for, fact_records, facts_to_arrow
 from sinks.http import SinkProcess, build_app
 from sinks.loader import FactLoader
 from sinks.migrations import MIGRATIONS_DIR, Layout, apply_migrations, discover, render
 from sinks.query_client import check_read_only
 from sinks.settings import ClickHouseSettings, SinkSettings
-from sinks.targets import EmbeddedClickHouse
+from sinks.targets import EmbeddedClickHouse, ServerClickHouse
 
 DAY_MS = 1_700_006_400_000  # 2023-11-15T00:00:00Z
 
@@ -194,6 +200,163 @@ def test_a_range_rebuilt_after_a_crash_carries_the_same_token(target: EmbeddedCl
     for b in rebuilt:
         restarted.write(b)
     assert scalar(target, "SELECT count() FROM learning.learning_facts") == 10  # no FINAL: nothing doubled
+
+
+# -- ClickHouse decodes the Avro (fast path) ----------------------------------------------------------------
+
+def varied_facts(count: int) -> list[LearningFact]:
+    """Facts that exercise every column type: nulls and values, booleans, times, non-ASCII, big numbers."""
+    facts = []
+    for i in range(count):
+        changes: dict[str, typing.Any] = {
+            "fact_index": i % 3, "xp_earned": i * 0.25, "extensions_json": f'{{"n": {i}, "é": "ü"}}',
+            "object_name": "Fração ✓ " * (i % 4), "student_email_hash": f"{i:064x}"}
+        if i % 2:
+            changes |= {"score_given": i / 7, "max_score": 10.0, "score_ratio": 0.5, "attempts": 2**40 + i,
+                        "started_time_ms": DAY_MS - i, "ended_time_ms": DAY_MS + i, "last_access_time_ms": 0,
+                        "total_time_seconds": 1e-3, "percent_read": 99.5, "finished": i % 4 == 1,
+                        "frequency_assigned": -i}
+        facts.append(make_fact(i, **changes))
+    return facts
+
+
+def all_rows(target: EmbeddedClickHouse, table: str) -> list[tuple[typing.Any, ...]]:
+    return target.query_rows(f"SELECT * FROM learning.{table} ORDER BY fact_id, content_hash")[1]
+
+
+def test_a_container_of_message_bodies_reads_back_as_the_same_records() -> None:
+    codec = LearningFactCodec()
+    records = fact_records(varied_facts(50))
+    messages = [codec.encode(record) for record in records]
+    groups, unreadable = group_by_writer(list(range(50)), messages, codec.writer_schema_of)
+    assert unreadable == [] and len(groups) == 1 and groups[0].offsets == list(range(50))
+    read = list(fastavro.reader(io.BytesIO(groups[0].container())))
+    assert read == records == [codec.decode(m) for m in messages]
+    assert container_of(groups[0].schema_json(), groups[0].bodies) == groups[0].container()  # deterministic
+
+
+def test_messages_are_grouped_by_writer_and_bad_headers_set_apart() -> None:
+    codec = LearningFactCodec()
+    good = codec.encode_record(make_fact(1))
+    groups, unreadable = group_by_writer([5, 6, 7, 8], [good, b"\xc3\x01" + b"\x00" * 8 + b"x", None, good],
+                                         codec.writer_schema_of)
+    assert [g.offsets for g in groups] == [[5, 8]] and groups[0].bodies == [good[10:]] * 2
+    assert [(offset, raw) for offset, raw, _ in unreadable] == [(6, b"\xc3\x01" + b"\x00" * 8 + b"x"), (7, b"")]
+    assert "unknown learning_fact writer fingerprint" in unreadable[0][2]
+
+
+def test_clickhouse_decoding_gives_the_rows_of_the_python_path(
+        target: EmbeddedClickHouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = LearningFactCodec()
+    facts = varied_facts(200)
+    sink = FactBatchSink(target, "g", batch_rows=200, batch_seconds=60)
+    for offset, fact in enumerate(facts):
+        sink.add(codec.encode_record(fact), "facts", 0, offset)
+    (batch,) = sink.take_due()
+    arrow_inserts: list[str] = []
+    real_insert_arrow = target.insert_arrow
+    monkeypatch.setattr(target, "insert_arrow", lambda table, block, token: (
+        arrow_inserts.append(table), real_insert_arrow(table, block, token)))
+    assert sink.write(batch).rows == 200
+    assert arrow_inserts == [] and sink.metrics.python_decoded._value.get() == 0  # ClickHouse decoded them
+    target.command("CREATE TABLE learning.facts_by_arrow AS learning.learning_facts")
+    records, rejects = sink.decode(batch)
+    real_insert_arrow("facts_by_arrow", facts_to_arrow(records), "arrow")
+    by_clickhouse, by_python = all_rows(target, "learning_facts"), all_rows(target, "facts_by_arrow")
+    assert len(by_clickhouse) == 200 and rejects == []
+    for fast, slow in zip(by_clickhouse, by_python, strict=True):
+        assert fast == slow  # every column
+    finished = FACT_COLUMNS.index("finished")
+    assert {row[finished] for row in by_clickhouse} == {None, True, False}  # null and both values seen
+
+
+def test_an_older_writer_gets_the_readers_defaults_as_in_python(target: EmbeddedClickHouse) -> None:
+    codec = LearningFactCodec()
+    dropped = {"extensions_json", "started_time_ms", "score_ratio", "ed_app"}
+    older = {**codec.reader_schema, "fields": [f for f in codec.reader_schema["fields"] if f["name"] not in dropped]}
+    older_parsed = parse_schema({k: v for k, v in older.items() if not k.startswith("__")})
+    records = fact_records(varied_facts(20))
+    bodies = []
+    for record in records:
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, older_parsed, record)
+        bodies.append(body.getvalue())
+    plan = fact_insert_for(older_parsed, codec.reader_schema, "learning")
+    assert "'{}'" in plan.expressions and "NULL" in plan.expressions and "`extensions_json`" not in plan.structure
+    target.insert_avro(plan, WriterGroup(older_parsed, bodies=bodies).container(), "older")
+    resolved = [fastavro.schemaless_reader(io.BytesIO(b), older_parsed, codec.reader_schema) for b in bodies]
+    target.command("CREATE TABLE learning.facts_by_arrow AS learning.learning_facts")
+    target.insert_arrow("facts_by_arrow", facts_to_arrow(resolved), "arrow")
+    assert all_rows(target, "learning_facts") == all_rows(target, "facts_by_arrow")
+    assert scalar(target, "SELECT countIf(extensions_json = '{}' AND started_time IS NULL) "
+                          "FROM learning.learning_facts") == 20
+
+
+def test_a_corrupt_message_is_rejected_and_the_rest_inserted(target: EmbeddedClickHouse) -> None:
+    codec = LearningFactCodec()
+    messages = [codec.encode_record(make_fact(i)) for i in range(10)]
+    messages[4] = messages[4][:10] + b"\xff\xff\xff\xff"  # a known writer, a body that runs out
+    messages[6] = messages[6] + b"\x07\x07"  # trailing bytes: both decoders read the record and skip them
+    messages[8] = b"garbage"
+    sink = FactBatchSink(target, "g", batch_rows=10, batch_seconds=60)
+    for offset, message in enumerate(messages):
+        sink.add(message, "facts", 1, 100 + offset)
+    (batch,) = sink.take_due()
+    assert (sink.write(batch).rows, sink.metrics.rejected._value.get()) == (8, 2)
+    assert sink.metrics.python_decoded._value.get() == 1  # ClickHouse refused the container
+    _, rejected = target.query_rows("SELECT offset, raw_base64 FROM learning.sink_rejects ORDER BY offset")
+    assert rejected == [(104, base64.b64encode(messages[4]).decode()), (108, base64.b64encode(b"garbage").decode())]
+    assert scalar(target, "SELECT count() FROM learning.learning_facts") == 8
+    assert scalar(target, "SELECT countIf(event_id = 'event-6') FROM learning.learning_facts") == 1
+
+
+@pytest.mark.parametrize("paths", [("clickhouse", "clickhouse"), ("clickhouse", "python"),
+                                   ("python", "clickhouse")])
+def test_a_retried_range_inserts_nothing_new_whichever_path(target: EmbeddedClickHouse, paths: tuple[str, str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = LearningFactCodec()
+    messages = [codec.encode_record(make_fact(i)) for i in range(30)]
+    for attempt, path in enumerate(paths):
+        sink = FactBatchSink(target, "g", batch_rows=30, batch_seconds=60)
+        sink.load_plans("facts")
+        if path == "python":  # as if ClickHouse had refused the container
+            monkeypatch.setattr(sink, "_avro_insert_for", lambda group: None)
+        for offset, message in enumerate(messages):
+            sink.add(message, "facts", 3, offset)
+        (batch,) = sink.take_due()
+        assert batch.dedup_token == "facts:3:0-29" and sink.write(batch).rows == 30
+        assert scalar(target, "SELECT count() FROM learning.learning_facts") == 30, attempt  # no FINAL
+        monkeypatch.undo()
+    assert os.listdir(target.staging_path) == []  # staged containers are deleted
+
+
+def test_the_server_statement_reads_the_body_as_avro_with_the_token() -> None:
+    codec = LearningFactCodec()
+    plan = fact_insert_for(codec.reader_schema, codec.reader_schema, "learning")
+    statement = plan.input_statement()
+    assert statement.startswith("INSERT INTO learning.learning_facts (`fact_id`, `fact_index`, ")
+    assert ", fromUnixTimestamp64Milli(`event_time_ms`, 'UTC'), " in statement
+    assert ", fromUnixTimestamp64Milli(`started_time_ms`, 'UTC'), " in statement
+    assert statement.endswith("FROM input('`fact_id` String, `fact_index` Int64, " + plan.structure.split(
+        "Int64, ", 1)[1] + "') FORMAT Avro")
+    assert "`started_time_ms` Nullable(Int64)" in plan.structure and "`finished` Nullable(Bool)" in plan.structure
+    calls: list[tuple[str, bytes, dict[str, str]]] = []
+
+    class RecordingClient:
+        def command(self, sql: str, *, data: bytes, settings: dict[str, str]) -> None:
+            calls.append((sql, data, settings))
+
+    server = ServerClickHouse.__new__(ServerClickHouse)
+    server.database, server._client = "learning", RecordingClient()  # type: ignore[assignment]
+    server.insert_avro(plan, b"Obj\x01...", "facts:0:0-9")
+    assert calls == [(statement, b"Obj\x01...", {"insert_deduplication_token": "facts:0:0-9"})]
+
+
+def test_the_server_statement_parses(target: EmbeddedClickHouse) -> None:
+    codec = LearningFactCodec()
+    statement = fact_insert_for(codec.reader_schema, codec.reader_schema, "learning").input_statement()
+    ast = target.query_formatted("EXPLAIN AST " + statement.removesuffix(" FORMAT Avro"), "TSV", read_only=False)
+    assert b"Function input" in ast and b"Function fromUnixTimestamp64Milli" in ast
 
 
 # -- erasure -----------------------------------------------------------------------------------------------
