@@ -66,8 +66,9 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.app import run_gateway
+    from sinks.query_client import SqlClient
 
-    run_gateway(settings.gateway, settings.kafka)
+    run_gateway(settings.gateway, settings.kafka, SqlClient(settings.clickhouse, settings.sink))
     return 0
 
 

@@ -31,12 +31,14 @@ from gateway.metrics import GatewayMetrics
 from gateway.openapi import openapi_document
 from gateway.publisher import EventPublisher
 from gateway.ratelimit import RateLimiter
-from gateway.settings import INGEST_SCOPE, GatewaySettings
+from gateway.read_api import read_events
+from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
 from gateway.tokens import Caller, TokenIssuer
 from schemas.caliper import CALIPER_CONTEXT_V1P2, validate_envelope
 from schemas.errors import FieldProblem
 from schemas.hub import validate_hub_event
 from schemas.kafka import KafkaSettings
+from sinks.query_client import SqlClient
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
 PUBLISHER = web.AppKey("publisher", EventPublisher)
@@ -44,6 +46,7 @@ REGISTRY = web.AppKey("registry", ClientRegistry)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", GatewayMetrics)
+READER = web.AppKey("reader", SqlClient)
 CALLER = web.RequestKey("caller", Caller)
 BODY = web.RequestKey("body", bytes)
 
@@ -207,6 +210,15 @@ async def post_token(request: web.Request) -> web.Response:
                   "scope": " ".join(granted)})
 
 
+async def get_events(request: web.Request) -> web.Response:
+    caller = request.app[TOKENS].verify(request.headers.get("Authorization"), READ_SCOPE)
+    request[CALLER] = caller
+    reader = request.app.get(READER)
+    if reader is None:
+        raise web.HTTPNotFound(reason="the read API is not configured on this gateway")
+    return await read_events(reader, reader.clickhouse.database, caller.tenant, request.query)
+
+
 async def get_endpoint_config(request: web.Request) -> web.Response:
     return _json({
         "caliper_maximum_payload_size": request.app[SETTINGS].max_body_bytes,
@@ -236,8 +248,8 @@ async def get_openapi(request: web.Request) -> web.Response:
     return _json(openapi_document(request.app[SETTINGS]))
 
 
-def build_app(settings: GatewaySettings, kafka: KafkaSettings, *,
-              publisher: EventPublisher | None = None) -> web.Application:
+def build_app(settings: GatewaySettings, kafka: KafkaSettings, *, publisher: EventPublisher | None = None,
+              reader: SqlClient | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     registry = ClientRegistry(settings.clients_file)
     app[SETTINGS] = settings
@@ -247,6 +259,8 @@ def build_app(settings: GatewaySettings, kafka: KafkaSettings, *,
     app[LIMITER] = RateLimiter(settings.default_rate_limit_per_second)
     app[METRICS] = GatewayMetrics()
     app[PUBLISHER] = publisher or EventPublisher(kafka, settings)
+    if reader is not None:
+        app[READER] = reader
 
     async def kafka_producer(app: web.Application) -> AsyncIterator[None]:
         await app[PUBLISHER].start()
@@ -258,6 +272,7 @@ def build_app(settings: GatewaySettings, kafka: KafkaSettings, *,
     app.router.add_post("/caliper/event", post_caliper_event)
     app.router.add_post("/caliper/event/validate", post_caliper_validate)
     app.router.add_get("/caliper/event", get_endpoint_config)
+    app.router.add_get("/caliper/events", get_events)
     app.router.add_post("/hub/v1/events", post_hub_event)
     app.router.add_get("/healthz", get_health)
     app.router.add_get("/readyz", get_ready)
@@ -266,8 +281,8 @@ def build_app(settings: GatewaySettings, kafka: KafkaSettings, *,
     return app
 
 
-def run_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> None:
-    web.run_app(build_app(settings, kafka), host=settings.host, port=settings.port, access_log=None,
+def run_gateway(settings: GatewaySettings, kafka: KafkaSettings, reader: SqlClient | None = None) -> None:
+    web.run_app(build_app(settings, kafka, reader=reader), host=settings.host, port=settings.port, access_log=None,
                 print=None, handle_signals=True)
 
 

@@ -59,6 +59,27 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
                 "get": {"summary": "IMS endpoint configuration",
                         "responses": {"200": _response("Endpoint configuration", "EndpointConfig")}},
             },
+            "/caliper/events": {"get": {
+                "summary": "Read the caller's tenant's events (newest first)",
+                "security": [{"OAuth2": [READ_SCOPE]}],
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "sensor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "startDate", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "endDate", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "actorId", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"description": "Events", "content": {_JSON: {"schema": {
+                    "type": "object", "required": ["events", "limit", "offset", "count"],
+                    "properties": {"events": {"type": "array", "items": {"type": "object"}},
+                                   "limit": {"type": "integer"}, "offset": {"type": "integer"},
+                                   "count": {"type": "integer"}}}}}},
+                              "400": _response("Invalid query parameters", "CaliperResult"),
+                              "401": _response("Unauthorized", "CaliperResult"),
+                              "403": _response("The token lacks the event.read scope", "CaliperResult"),
+                              "404": _response("The read API is not configured", "CaliperResult")},
+            }},
             "/caliper/event/validate": {"post": {"summary": "Validate an envelope; nothing is published",
                                                  **caliper_post}},
             "/hub/v1/events": {"post": {

@@ -26,7 +26,6 @@ class GatewaySettings(BaseModel):
     retry_after_seconds: int = 5
     producer_linger_ms: int = 2
     compression: str | None = "lz4"
-    sink_url: str = "http://127.0.0.1:8124"
 
     @property
     def base_url(self) -> str:

@@ -1,0 +1,94 @@
+"""GET /caliper/events: a sender reads its own tenant's events through the sink's SQL endpoint (real chDB)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import build_app
+from gateway.clients import ClientRegistry
+from gateway.errors import InvalidPayloadError
+from gateway.read_api import events_query
+from gateway.settings import INGEST_SCOPE, GatewaySettings
+from schemas.kafka import KafkaSettings
+from schemas.records import LearningFact, fact_id_for
+from sinks.fact_rows import FACT_TABLE, fact_records, facts_to_arrow
+from sinks.http import SinkProcess
+from sinks.http import build_app as build_sink_app
+from sinks.loader import FactLoader
+from sinks.migrations import Layout, apply_migrations
+from sinks.query_client import SqlClient
+from sinks.settings import ClickHouseSettings, SinkSettings
+from sinks.targets import EmbeddedClickHouse
+
+pytestmark = pytest.mark.integration
+DAY_MS = 1_700_006_400_000  # 2023-11-15T00:00:00Z
+
+
+def _fact(number: int, tenant: str, student: str, sensor: str = "https://app.example/s") -> LearningFact:
+    event_id = f"urn:uuid:00000000-0000-0000-0000-{number:012d}"
+    return LearningFact(fact_id=fact_id_for(tenant, event_id), fact_index=0, content_hash=f"h{number}", tenant=tenant,
+                        client_id="c", source="timeback", event_id=event_id, event_type="ActivityEvent",
+                        profile="TimebackProfile", action="Completed", event_time_ms=DAY_MS + number * 60_000,
+                        send_time_ms=0, received_time_ms=DAY_MS, student_id=student, sensor=sensor,
+                        xp_earned=float(number))
+
+
+async def test_sender_reads_only_its_tenant_with_filters(tmp_path: Path, kafka_settings: KafkaSettings) -> None:
+    target = EmbeddedClickHouse(tmp_path / "chdb", database="learning")
+    apply_migrations(target, Layout("learning"))
+    facts = [_fact(i, "school-a", f"s{i % 2}") for i in range(1, 7)] + [_fact(50, "school-b", "s0")]
+    facts.append(replace(_fact(7, "school-a", "s1"), sensor="https://other.example/s"))
+    target.insert_arrow(FACT_TABLE, facts_to_arrow(fact_records(facts)), "read-api-test")
+    sink_settings = SinkSettings()
+    loader = FactLoader(sink_settings, kafka_settings, target)
+    sink_app = build_sink_app(SinkProcess(sink_settings, ClickHouseSettings(), target, loader))
+    try:
+        async with TestServer(sink_app) as sink_server:
+            reader = SqlClient(ClickHouseSettings(), SinkSettings(sink_url=str(sink_server.make_url(""))))
+            settings = GatewaySettings(clients_file=tmp_path / "clients.json")
+            registry = ClientRegistry(settings.clients_file)
+            _, secret = registry.add("school-a", client_id="reader")
+            _, writer_secret = registry.add("school-a", client_id="writer", scopes=(INGEST_SCOPE,))
+            async with TestClient(TestServer(build_app(settings, kafka_settings, reader=reader))) as client:
+                async def token(client_id: str, client_secret: str) -> str:
+                    response = await client.post("/oauth2/token", data={
+                        "grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret})
+                    return str((await response.json())["access_token"])
+
+                auth = {"Authorization": f"Bearer {await token('reader', secret)}"}
+                everything = await (await client.get("/caliper/events", headers=auth)).json()
+                assert everything["count"] == 7 and {e["student_id"] for e in everything["events"]} == {"s0", "s1"}
+                assert all(e["event_id"] != facts[6].event_id for e in everything["events"])  # school-b's
+                page = await (await client.get("/caliper/events", headers=auth,
+                                               params={"limit": "2", "offset": "1"})).json()
+                assert [e["xp_earned"] for e in page["events"]] == [6.0, 5.0]
+                actor = await (await client.get("/caliper/events", headers=auth, params={"actorId": "s0"})).json()
+                assert sorted(e["xp_earned"] for e in actor["events"]) == [2.0, 4.0, 6.0]
+                window = await (await client.get("/caliper/events", headers=auth, params={
+                    "startDate": "2023-11-15T00:02:00Z", "endDate": "2023-11-15T00:04:00.000"})).json()
+                assert sorted(e["xp_earned"] for e in window["events"]) == [2.0, 3.0]
+                sensor = await (await client.get("/caliper/events", headers=auth,
+                                                 params={"sensor": "https://other.example/s"})).json()
+                assert [e["xp_earned"] for e in sensor["events"]] == [7.0]
+                bad = await client.get("/caliper/events", headers=auth, params={"limit": "x", "startDate": "soon"})
+                assert bad.status == 400
+                assert {e["path"] for e in (await bad.json())["errors"]} == {"limit", "startDate"}
+                assert (await client.get("/caliper/events")).status == 401
+                writer = {"Authorization": f"Bearer {await token('writer', writer_secret)}"}
+                assert (await client.get("/caliper/events", headers=writer)).status == 403
+            reader.close()
+    finally:
+        target.close()
+
+
+def test_filter_values_are_escaped_literals() -> None:
+    sql, _, _ = events_query("learning", "school-a", {"actorId": "x' OR 1=1 --", "sensor": "a\\'b"})
+    assert "student_id = 'x\\' OR 1=1 --'" in sql
+    assert "sensor = 'a\\\\\\'b'" in sql
+    assert sql.count("tenant = 'school-a'") == 1
+    with pytest.raises(InvalidPayloadError):
+        events_query("learning", "t", {"limit": "5000"})
