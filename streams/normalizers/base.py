@@ -256,3 +256,22 @@ def build_fact(raw: RawEvent, payload: dict[str, Any], values: dict[str, Any], r
         extensions_json=canonical_json(remainder).decode(),
         **values,
     )
+
+
+CALIPER_V1P2_CONTEXTS = frozenset({
+    "http://purl.imsglobal.org/ctx/caliper/v1p2", "https://purl.imsglobal.org/ctx/caliper/v1p2"})
+
+
+def standard_context(value: Any) -> bool | None:
+    """Swallow the standard v1p2 ``@context`` string (no information); anything else is kept."""
+    return True if isinstance(value, str) and value.strip() in CALIPER_V1P2_CONTEXTS else None
+
+
+# The first rules of every source's set: what identifies the event.
+EVENT_IDENTITY: tuple[FieldRule, ...] = (
+    FieldRule("@context", CONSUMED, standard_context),
+    FieldRule("id", "event_id", text),
+    FieldRule("type", "event_type", text),
+    FieldRule("profile", "profile", text),
+    FieldRule("action", "action", text),
+)

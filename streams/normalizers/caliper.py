@@ -12,7 +12,7 @@ from typing import Any
 
 from schemas.records import LearningFact, RawEvent
 from streams.normalizers.base import (
-    CONSUMED,
+    EVENT_IDENTITY,
     ConversionSet,
     FieldRule,
     NormalizeOptions,
@@ -26,23 +26,10 @@ from streams.normalizers.base import (
     text,
 )
 
-CALIPER_V1P2_CONTEXTS = frozenset({
-    "http://purl.imsglobal.org/ctx/caliper/v1p2", "https://purl.imsglobal.org/ctx/caliper/v1p2"})
-
-
-def standard_context(value: Any) -> bool | None:
-    """Swallow the standard v1p2 ``@context`` string (no information); anything else is kept."""
-    return True if isinstance(value, str) and value.strip() in CALIPER_V1P2_CONTEXTS else None
-
-
 R = FieldRule
 
 COMMON = ConversionSet("caliper", (
-    R("@context", CONSUMED, standard_context),
-    R("id", "event_id", text),
-    R("type", "event_type", text),
-    R("profile", "profile", text),
-    R("action", "action", text),
+    *EVENT_IDENTITY,
     R("eventTime", "event_time_ms", millis),
     R("actor", "student_id", iri),
     R("actor.id", "student_id", text),

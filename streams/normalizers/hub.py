@@ -14,7 +14,7 @@ from schemas.errors import InvalidSkillCodeError, NormalizationError
 from schemas.hub import validate_hub_event
 from schemas.records import LearningFact, RawEvent
 from streams.normalizers.base import (
-    CONSUMED,
+    EVENT_IDENTITY,
     ConversionSet,
     FieldRule,
     NormalizeOptions,
@@ -25,7 +25,6 @@ from streams.normalizers.base import (
     number,
     text,
 )
-from streams.normalizers.caliper import standard_context
 
 __all__ = ["HUB", "bncc_columns", "normalize_hub"]
 
@@ -50,11 +49,7 @@ def bncc_columns(value: Any) -> dict[str, str] | None:
 R = FieldRule
 
 HUB = ConversionSet("hub", (
-    R("@context", CONSUMED, standard_context),
-    R("id", "event_id", text),
-    R("type", "event_type", text),
-    R("profile", "profile", text),
-    R("action", "action", text),
+    *EVENT_IDENTITY,
     R("actor.type", "actor_type", text),
     R("object.type", "object_type", text),
     R("object.assignee.id", "student_id", text),

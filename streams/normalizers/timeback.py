@@ -16,7 +16,7 @@ from schemas.errors import NormalizationError
 from schemas.records import LearningFact, RawEvent
 from schemas.timeback import TIMEBACK_EVENT_MODELS, is_timeback_event
 from streams.normalizers.base import (
-    CONSUMED,
+    EVENT_IDENTITY,
     ConversionSet,
     FieldRule,
     NormalizeOptions,
@@ -26,7 +26,7 @@ from streams.normalizers.base import (
     number,
     text,
 )
-from streams.normalizers.caliper import normalize_caliper, standard_context
+from streams.normalizers.caliper import normalize_caliper
 
 METRIC_COLUMNS: dict[str, str] = {
     "xpEarned": "xp_earned",
@@ -83,11 +83,7 @@ def unmapped_metric_attributes(items: Any) -> list[dict[str, Any]] | None:
 R = FieldRule
 
 TIMEBACK = ConversionSet("timeback", (
-    R("@context", CONSUMED, standard_context),
-    R("id", "event_id", text),
-    R("type", "event_type", text),
-    R("profile", "profile", text),
-    R("action", "action", text),
+    *EVENT_IDENTITY,
     R("eventTime", "event_time_ms", millis),
     R("actor.id", "student_id", text),
     R("actor.type", "actor_type", text),
