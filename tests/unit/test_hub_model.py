@@ -7,47 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from seed_payloads import STUDENT_URN, seed_hub_event
 
 from schemas.errors import FieldProblem
 from schemas.hub import REQUIRED_PATHS, HubEvent, validate_hub_event
-
-STUDENT = "urn:uuid:6bbab0d2-11de-4bcf-8004-a380d3d485ab"
-EDTECH = "urn:uuid:0f8fad5b-d9cb-469f-a165-70867728950e"
-
-
-def seed_event() -> dict[str, Any]:
-    """The seed's example body with its placeholders filled in."""
-    return {
-        "@context": "http://purl.imsglobal.org/ctx/caliper/v1p2",
-        "id": "urn:uuid:12c05c4e-253f-4073-9f29-5786f3ff3f36",
-        "type": "GradeEvent",
-        "profile": "GradingProfile",
-        "actor": {"type": "SoftwareApplication", "host": "https://edtech.example.com.br"},
-        "action": "Graded",
-        "object": {
-            "type": "Attempt",
-            "assignee": {"id": STUDENT, "type": "Person"},
-            "assignable": {
-                "id": "activity-42",
-                "type": "Activity",
-                "skillCode": "EF05MA01",
-                "extension": {"name": "Frações equivalentes", "bookLevel": "3"},
-                "isPartOf": {"id": 6, "name": "Matemática", "type": "Subject"},
-                "frequency_assigned": 1,
-            },
-            "dateCreated": "2022-07-19T19:40:00.000Z",
-            "startedAtTime": "2022-07-19T19:30:00.000Z",
-            "endedAtTime": "2022-07-19T19:36:00.000Z",
-            "lastTime": "2022-07-19T19:36:12.117",
-            "totalTime": 372,
-            "percentReading": 25.91,
-            "completionType": "SUCCESSFULL",
-            "finished": "True",
-        },
-        "edApp": EDTECH,
-        "generated": {"type": "Score", "maxScore": 10.0, "scoreGiven": 7.5, "proficiencyLevel": "Adequado",
-                      "trys": 2},
-    }
 
 
 def without(payload: dict[str, Any], path: str) -> dict[str, Any]:
@@ -71,11 +34,11 @@ def with_value(payload: dict[str, Any], path: str, value: Any) -> dict[str, Any]
 
 
 def test_the_seed_example_is_valid_and_typed() -> None:
-    event, problems = validate_hub_event(seed_event())
+    event, problems = validate_hub_event(seed_hub_event())
     assert problems == []
     assert isinstance(event, HubEvent)
     assert event.object.assignable.skill_code == "EF05MA01"
-    assert event.object.assignee.id == STUDENT
+    assert event.object.assignee.id == STUDENT_URN
     assert event.object.total_time == 372
     assert event.object.finished is True
     assert event.object.last_time == datetime(2022, 7, 19, 19, 36, 12, 117000, tzinfo=UTC)
@@ -85,19 +48,19 @@ def test_the_seed_example_is_valid_and_typed() -> None:
 
 @pytest.mark.parametrize("path", REQUIRED_PATHS)
 def test_a_missing_required_field_is_named_by_its_contract_path(path: str) -> None:
-    event, problems = validate_hub_event(without(seed_event(), path))
+    event, problems = validate_hub_event(without(seed_hub_event(), path))
     assert event is None
     assert problems == [FieldProblem(path, f"Field {path} not informed", missing=True)]
 
 
 @pytest.mark.parametrize("path", ["object.assignable.skillCode", "object.totalTime", "edApp", "actor.host"])
 def test_a_null_required_field_is_not_informed(path: str) -> None:
-    _, problems = validate_hub_event(with_value(seed_event(), path, None))
+    _, problems = validate_hub_event(with_value(seed_hub_event(), path, None))
     assert problems == [FieldProblem(path, f"Field {path} not informed", missing=True)]
 
 
 def test_a_missing_parent_names_each_required_field_below_it() -> None:
-    _, problems = validate_hub_event(without(seed_event(), "object.assignee"))
+    _, problems = validate_hub_event(without(seed_hub_event(), "object.assignee"))
     assert [(p.path, p.missing) for p in problems] == [
         ("object.assignee.id", True), ("object.assignee.type", True)]
 
@@ -109,7 +72,7 @@ def test_a_missing_parent_names_each_required_field_below_it() -> None:
     "generated.proficiencyLevel", "generated.trys",
 ])
 def test_optional_fields_may_be_left_out(path: str) -> None:
-    event, problems = validate_hub_event(without(seed_event(), path))
+    event, problems = validate_hub_event(without(seed_hub_event(), path))
     assert problems == [] and event is not None
 
 
@@ -126,7 +89,7 @@ def test_optional_fields_may_be_left_out(path: str) -> None:
 ])
 def test_a_value_outside_the_accepted_ones_names_field_and_accepted_values(
         path: str, value: str, accepted: str) -> None:
-    _, problems = validate_hub_event(with_value(seed_event(), path, value))
+    _, problems = validate_hub_event(with_value(seed_hub_event(), path, value))
     assert len(problems) == 1
     assert problems[0].path == path and not problems[0].missing
     assert problems[0].message.startswith(f"{path} must be one of: {accepted}")
@@ -150,13 +113,13 @@ def test_a_value_outside_the_accepted_ones_names_field_and_accepted_values(
     ("object.percentReading", "half"),
 ])
 def test_a_malformed_value_is_reported_on_its_path(path: str, value: Any) -> None:
-    _, problems = validate_hub_event(with_value(seed_event(), path, value))
+    _, problems = validate_hub_event(with_value(seed_hub_event(), path, value))
     assert [p.path for p in problems] == [path]
     assert problems[0].message.startswith(path)
 
 
 def test_every_problem_is_reported_not_only_the_first() -> None:
-    payload = without(seed_event(), "object.assignable.skillCode")
+    payload = without(seed_hub_event(), "object.assignable.skillCode")
     payload = with_value(payload, "type", "Nope")
     payload = with_value(payload, "object.finished", "perhaps")
     payload = without(payload, "edApp")
@@ -169,22 +132,22 @@ def test_every_problem_is_reported_not_only_the_first() -> None:
     (True, True), (False, False), ("True", True), ("true", True), ("TRUE", True), ("FALSE", False),
     ("false", False)])
 def test_finished_accepts_booleans_in_any_spelling(sent: Any, read: bool) -> None:
-    event, _ = validate_hub_event(with_value(seed_event(), "object.finished", sent))
+    event, _ = validate_hub_event(with_value(seed_hub_event(), "object.finished", sent))
     assert event is not None and event.object.finished is read
 
 
 @pytest.mark.parametrize("action", ["ViewdGraded", "ViewedGraded"])
 def test_both_spellings_of_viewed_graded_are_accepted(action: str) -> None:
-    event, _ = validate_hub_event(with_value(seed_event(), "action", action))
+    event, _ = validate_hub_event(with_value(seed_hub_event(), "action", action))
     assert event is not None and event.action == "ViewedGraded"
 
 
 def test_values_are_read_tolerantly_and_normalized() -> None:
-    payload = seed_event()
+    payload = seed_hub_event()
     payload["object"]["assignable"]["skillCode"] = " ef15lp01 "
     payload["object"]["totalTime"] = "372"
     payload["object"]["completionType"] = "failure"
-    payload["object"]["assignee"]["id"] = STUDENT.upper().replace("URN:UUID:", "urn:uuid:")
+    payload["object"]["assignee"]["id"] = STUDENT_URN.upper().replace("URN:UUID:", "urn:uuid:")
     payload["object"]["startedAtTime"] = "2022-07-19T16:30:00-03:00"
     payload["generated"]["scoreGiven"] = "7.5"
     payload["object"]["assignable"]["isPartOf"]["id"] = "LP"
@@ -193,14 +156,14 @@ def test_values_are_read_tolerantly_and_normalized() -> None:
     assert event.object.assignable.skill_code == "EF15LP01"
     assert event.object.total_time == 372
     assert event.object.completion_type == "FAILURE"
-    assert event.object.assignee.id == STUDENT
+    assert event.object.assignee.id == STUDENT_URN
     assert event.object.started_at_time == datetime(2022, 7, 19, 19, 30, tzinfo=UTC)
     assert event.generated is not None and event.generated.score_given == 7.5
     assert event.object.assignable.is_part_of is not None and event.object.assignable.is_part_of.id == "LP"
 
 
 def test_offsetless_times_are_utc() -> None:
-    event, _ = validate_hub_event(with_value(seed_event(), "object.dateCreated", "2022-07-19T19:36:12.117"))
+    event, _ = validate_hub_event(with_value(seed_hub_event(), "object.dateCreated", "2022-07-19T19:36:12.117"))
     assert event is not None
     assert event.object.date_created == datetime(2022, 7, 19, 19, 36, 12, 117000, tzinfo=UTC)
 
@@ -210,18 +173,18 @@ def test_offsetless_times_are_utc() -> None:
     ["https://example.edu/ctx/extra.jsonld", "http://purl.imsglobal.org/ctx/caliper/v1p2"],
 ])
 def test_context_is_the_v1p2_context_or_an_array_ending_with_it(context: Any) -> None:
-    event, problems = validate_hub_event(with_value(seed_event(), "@context", context))
+    event, problems = validate_hub_event(with_value(seed_hub_event(), "@context", context))
     assert problems == [] and event is not None
 
 
 def test_an_array_context_not_ending_with_v1p2_is_rejected() -> None:
     _, problems = validate_hub_event(with_value(
-        seed_event(), "@context", ["http://purl.imsglobal.org/ctx/caliper/v1p2", "https://example.edu/ctx"]))
+        seed_hub_event(), "@context", ["http://purl.imsglobal.org/ctx/caliper/v1p2", "https://example.edu/ctx"]))
     assert [p.path for p in problems] == ["@context"]
 
 
 def test_unknown_fields_are_kept() -> None:
-    payload = seed_event()
+    payload = seed_hub_event()
     payload["school"] = {"inep": "35012345"}
     payload["object"]["assignable"]["difficulty"] = "hard"
     event, problems = validate_hub_event(payload)
@@ -239,5 +202,5 @@ def test_a_payload_that_is_not_an_object_is_one_problem(payload: object) -> None
 
 
 def test_an_object_field_given_as_a_string_is_reported_as_such() -> None:
-    _, problems = validate_hub_event(with_value(seed_event(), "actor", "https://edtech.example.com.br"))
+    _, problems = validate_hub_event(with_value(seed_hub_event(), "actor", "https://edtech.example.com.br"))
     assert problems == [FieldProblem("actor", "actor must be a JSON object")]

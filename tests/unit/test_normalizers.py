@@ -10,6 +10,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from seed_payloads import CONTEXT, USER, seed_activity_event, seed_hub_event
 
 from schemas.errors import NormalizationError
 from schemas.records import LearningFact, RawEvent, content_hash_of, fact_id_for, pseudonymize_email
@@ -18,9 +19,6 @@ from streams.normalizers.base import duration_seconds
 
 KEY = b"test-key"
 VERSION = "caliper-streams/test"
-CONTEXT = "http://purl.imsglobal.org/ctx/caliper/v1p2"
-STUDENT_URN = "urn:uuid:6bbab0d2-11de-4bcf-8004-a380d3d485ab"
-USER = "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/users/user-1"
 
 
 def ms(text: str) -> int:
@@ -28,62 +26,8 @@ def ms(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
-def hub_event() -> dict[str, Any]:
-    return {
-        "@context": CONTEXT,
-        "id": "urn:uuid:12c05c4e-253f-4073-9f29-5786f3ff3f36",
-        "type": "GradeEvent",
-        "profile": "GradingProfile",
-        "actor": {"type": "SoftwareApplication", "host": "https://edtech.example.com.br"},
-        "action": "Graded",
-        "object": {
-            "type": "Attempt",
-            "assignee": {"id": STUDENT_URN, "type": "Person"},
-            "assignable": {
-                "id": "activity-42", "type": "Activity", "skillCode": "EF05MA01",
-                "extension": {"name": "Frações", "bookLevel": "3"},
-                "isPartOf": {"id": 6, "name": "Matemática", "type": "Subject"},
-                "frequency_assigned": 1,
-            },
-            "dateCreated": "2022-07-19T19:40:00.000Z",
-            "startedAtTime": "2022-07-19T19:30:00.000Z",
-            "endedAtTime": "2022-07-19T19:36:00.000Z",
-            "lastTime": "2022-07-19T19:36:12.117",
-            "totalTime": 372,
-            "percentReading": 25.91,
-            "completionType": "SUCCESSFULL",
-            "finished": "True",
-        },
-        "edApp": "urn:uuid:0f8fad5b-d9cb-469f-a165-70867728950e",
-        "generated": {"type": "Score", "maxScore": 10.0, "scoreGiven": 7.5, "proficiencyLevel": "Adequado",
-                      "trys": 2},
-    }
-
-
-def timeback_event() -> dict[str, Any]:
-    return {
-        "id": "urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594",
-        "eventTime": "2024-04-24T14:12:00.000Z",
-        "profile": "TimebackProfile",
-        "type": "ActivityEvent",
-        "actor": {"id": USER, "type": "TimebackUser", "email": "[email protected]"},
-        "action": "Completed",
-        "object": {
-            "id": "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/courses/component-resources/r-1",
-            "type": "TimebackActivityContext",
-            "subject": "Reading",
-            "app": {"name": "PowerPath UI"},
-            "activity": {"name": "Answered quiz"},
-            "course": {"id": "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/courses/c-1",
-                       "name": "Reading G3"},
-        },
-        "generated": {"id": "https://your-app-url.com/ims/metrics/collections/activity/1",
-                      "type": "TimebackActivityMetricsCollection", "items": [{"type": "xpEarned", "value": 100}]},
-    }
-
-
 def time_spent_event() -> dict[str, Any]:
-    event = timeback_event()
+    event = seed_activity_event()
     event.update(type="TimeSpentEvent", action="SpentTime", generated={
         "id": "https://your-app-url.com/ims/metrics/collections/time/1",
         "type": "TimebackTimeSpentMetricsCollection",
@@ -180,7 +124,7 @@ HUB_FIELDS: list[tuple[str, Any, str, Any]] = [
 @pytest.mark.parametrize(("path", "value", "field", "expected"), HUB_FIELDS,
                          ids=[f"{row[0]}->{row[2]}" for row in HUB_FIELDS])
 def test_every_hub_field_lands_in_the_fact(path: str, value: Any, field: str, expected: Any) -> None:
-    fact = one_fact("hub", set_path(hub_event(), path, value))
+    fact = one_fact("hub", set_path(seed_hub_event(), path, value))
     if field == "extensions":
         kept = extensions(fact)
         for key, subtree in expected.items():
@@ -248,7 +192,7 @@ TIME_SPENT_FIELDS: list[tuple[str, Any, str, Any]] = [
 @pytest.mark.parametrize(("path", "value", "field", "expected"), TIMEBACK_FIELDS,
                          ids=[f"{row[0]}->{row[2]}" for row in TIMEBACK_FIELDS])
 def test_every_timeback_activity_field_lands_in_the_fact(path: str, value: Any, field: str, expected: Any) -> None:
-    check_field(one_fact("timeback", set_path(timeback_event(), path, value)), field, expected)
+    check_field(one_fact("timeback", set_path(seed_activity_event(), path, value)), field, expected)
 
 
 @pytest.mark.parametrize(("path", "value", "field", "expected"), TIME_SPENT_FIELDS,
@@ -267,7 +211,7 @@ def check_field(fact: LearningFact, field: str, expected: Any) -> None:
 
 
 def test_envelope_metadata_and_ids_come_from_the_raw_event() -> None:
-    payload = timeback_event()
+    payload = seed_activity_event()
     fact = one_fact("timeback", payload)
     assert fact.sensor == "https://alpharead.alpha.school"
     assert fact.send_time_ms == 1_700_000_000_000 and fact.received_time_ms == 1_700_000_000_500
@@ -278,22 +222,22 @@ def test_envelope_metadata_and_ids_come_from_the_raw_event() -> None:
 
 
 def test_the_raw_email_is_kept_only_when_asked() -> None:
-    fact = one_fact("timeback", timeback_event(), keep_raw_email=True)
+    fact = one_fact("timeback", seed_activity_event(), keep_raw_email=True)
     assert fact.student_email == "[email protected]"
     assert fact.student_email_hash == pseudonymize_email("[email protected]", KEY)
 
 
 def test_a_fully_mapped_seed_event_leaves_only_unmapped_values_in_extensions() -> None:
-    assert extensions(one_fact("timeback", timeback_event())) == {"generated": {
+    assert extensions(one_fact("timeback", seed_activity_event())) == {"generated": {
         "id": "https://your-app-url.com/ims/metrics/collections/activity/1",
         "type": "TimebackActivityMetricsCollection"}}
-    assert extensions(one_fact("hub", hub_event())) == {
+    assert extensions(one_fact("hub", seed_hub_event())) == {
         "actor": {"host": "https://edtech.example.com.br"}, "generated": {"type": "Score"},
         "object": {"assignee": {"type": "Person"}}}
 
 
 def test_unknown_fields_are_kept_in_extensions() -> None:
-    payload = set_path(hub_event(), "school", {"inep": "35012345"})
+    payload = set_path(seed_hub_event(), "school", {"inep": "35012345"})
     payload["object"]["assignable"]["difficulty"] = "hard"
     kept = extensions(one_fact("hub", payload))
     assert kept["school"] == {"inep": "35012345"}
@@ -301,12 +245,12 @@ def test_unknown_fields_are_kept_in_extensions() -> None:
 
 
 def test_a_zero_max_score_gives_no_ratio() -> None:
-    fact = one_fact("hub", set_path(hub_event(), "generated.maxScore", 0))
+    fact = one_fact("hub", set_path(seed_hub_event(), "generated.maxScore", 0))
     assert fact.max_score == 0.0 and fact.score_ratio is None
 
 
 def test_an_invalid_hub_event_is_a_normalization_error_naming_every_problem() -> None:
-    payload = hub_event()
+    payload = seed_hub_event()
     del payload["object"]["assignable"]["skillCode"]
     payload["type"] = "Nope"
     with pytest.raises(NormalizationError) as caught:
@@ -326,7 +270,7 @@ def test_a_payload_that_is_not_a_json_object_is_a_normalization_error(payload: b
 
 def test_an_unknown_source_is_a_normalization_error() -> None:
     with pytest.raises(NormalizationError, match="unknown source"):
-        one_fact("fax", timeback_event())
+        one_fact("fax", seed_activity_event())
 
 
 def test_an_event_without_event_time_is_a_normalization_error() -> None:
@@ -338,7 +282,7 @@ def test_an_event_without_event_time_is_a_normalization_error() -> None:
 
 def test_an_invalid_timeback_event_is_a_normalization_error() -> None:
     with pytest.raises(NormalizationError, match="generated"):
-        one_fact("timeback", set_path(timeback_event(), "generated.items", [{"type": "stars", "value": 1}]))
+        one_fact("timeback", set_path(seed_activity_event(), "generated.items", [{"type": "stars", "value": 1}]))
 
 
 def test_other_caliper_events_through_the_timeback_door_are_normalized_generically() -> None:
@@ -481,7 +425,7 @@ time_items = st.lists(st.fixed_dictionaries({
 
 @st.composite
 def timeback_events(draw: st.DrawFn) -> dict[str, Any]:
-    event = timeback_event()
+    event = seed_activity_event()
     event["id"] = f"urn:uuid:{draw(st.uuids())}"
     event["eventTime"] = draw(timestamps)
     event["actor"]["email"] = draw(st.emails())

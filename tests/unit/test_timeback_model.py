@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from seed_payloads import USER, seed_activity_event
 
 from schemas.timeback import (
     TimebackActivityEvent,
@@ -16,34 +17,9 @@ from schemas.timeback import (
     validate_timeback_event,
 )
 
-USER = "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/users/user-1"
-
-
-def activity_event() -> dict[str, Any]:
-    """The seed's example event."""
-    return {
-        "id": "urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594",
-        "eventTime": "2024-04-24T14:12:00.000Z",
-        "profile": "TimebackProfile",
-        "type": "ActivityEvent",
-        "actor": {"id": USER, "type": "TimebackUser", "email": "[email protected]"},
-        "action": "Completed",
-        "object": {
-            "id": "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/courses/component-resources/r-1",
-            "type": "TimebackActivityContext",
-            "subject": "Reading",
-            "app": {"name": "PowerPath UI"},
-            "activity": {"name": "Answered quiz"},
-            "course": {"id": "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/courses/c-1",
-                       "name": "Reading G3"},
-        },
-        "generated": {"id": "https://your-app-url.com/ims/metrics/collections/activity/1",
-                      "type": "TimebackActivityMetricsCollection", "items": [{"type": "xpEarned", "value": 100}]},
-    }
-
 
 def time_spent_event() -> dict[str, Any]:
-    event = activity_event()
+    event = seed_activity_event()
     event.update(type="TimeSpentEvent", action="SpentTime", generated={
         "id": "https://your-app-url.com/ims/metrics/collections/time/1",
         "type": "TimebackTimeSpentMetricsCollection",
@@ -57,7 +33,7 @@ def time_spent_event() -> dict[str, Any]:
 
 
 def test_the_seed_activity_event_gives_typed_access() -> None:
-    event = TimebackActivityEvent.model_validate(activity_event())
+    event = TimebackActivityEvent.model_validate(seed_activity_event())
     assert event.actor.id == USER and event.actor.email == "[email protected]"
     assert event.object.subject == "Reading"
     assert event.object.app.name == "PowerPath UI"
@@ -78,14 +54,14 @@ def test_time_spent_metrics_read_numeric_strings_and_offsetless_dates() -> None:
 
 @pytest.mark.parametrize("ed_app", ["https://alpharead.alpha.school", {"id": "https://x.example", "name": "X"}])
 def test_references_may_be_an_iri_or_an_object(ed_app: Any) -> None:
-    payload = activity_event()
+    payload = seed_activity_event()
     payload["edApp"] = ed_app
     payload["session"] = "https://x.example/sessions/1"
     assert TimebackActivityEvent.model_validate(payload).ed_app == ed_app
 
 
 def test_unknown_fields_are_kept() -> None:
-    payload = activity_event()
+    payload = seed_activity_event()
     payload["actor"]["grade"] = 3
     payload["generated"]["items"][0]["extensions"] = {"streak": 4}
     payload["custom"] = True
@@ -95,7 +71,7 @@ def test_unknown_fields_are_kept() -> None:
 
 
 def test_parse_picks_the_model_by_type() -> None:
-    assert isinstance(parse_timeback_event(activity_event()), TimebackActivityEvent)
+    assert isinstance(parse_timeback_event(seed_activity_event()), TimebackActivityEvent)
     assert isinstance(parse_timeback_event(time_spent_event()), TimebackTimeSpentEvent)
 
 
@@ -107,7 +83,7 @@ def test_parse_picks_the_model_by_type() -> None:
     (("id",), "c51570e4"),
 ])
 def test_values_the_reference_forbids_are_problems(path: tuple[Any, ...], value: Any) -> None:
-    payload = activity_event()
+    payload = seed_activity_event()
     node: Any = payload
     for key in path[:-1]:
         node = node[key]
@@ -120,7 +96,7 @@ def test_values_the_reference_forbids_are_problems(path: tuple[Any, ...], value:
 
 
 def test_missing_required_fields_are_named() -> None:
-    payload = activity_event()
+    payload = seed_activity_event()
     del payload["eventTime"]
     del payload["object"]["app"]
     _, problems = validate_timeback_event(payload)
@@ -135,8 +111,8 @@ def test_time_spent_values_must_not_be_negative() -> None:
 
 
 def test_only_timeback_profile_activity_and_time_spent_events_are_timeback_events() -> None:
-    assert is_timeback_event(activity_event()) and is_timeback_event(time_spent_event())
-    other = activity_event() | {"type": "NavigationEvent"}
+    assert is_timeback_event(seed_activity_event()) and is_timeback_event(time_spent_event())
+    other = seed_activity_event() | {"type": "NavigationEvent"}
     assert not is_timeback_event(other)
     _, problems = validate_timeback_event(other)
     assert [p.path for p in problems] == ["type"]
