@@ -134,6 +134,15 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.replay import replay
+
+    summary = asyncio.run(replay(settings.kafka, topic=args.topic, to_topic=args.to_topic, partition=args.partition,
+                                 from_offset=args.from_offset, to_offset=args.to_offset, dry_run=args.dry_run))
+    print("\n".join(summary.lines()))
+    return 0
+
+
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from caliper_pipeline.bench import run_bench
 
@@ -179,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     erase.add_argument("--tenant", required=True)
     erase.add_argument("--student", required=True)
     erase.add_argument("--requested-by", default="cli")
+
+    replay = add("replay", cmd_replay, "re-publish dead letters (or a topic range) after a fix")
+    replay.add_argument("--topic", help="default: the dead-letter topic")
+    replay.add_argument("--to-topic", help="destination when --topic is not the dead-letter topic")
+    replay.add_argument("--partition", type=int)
+    replay.add_argument("--from-offset", type=int)
+    replay.add_argument("--to-offset", type=int, help="inclusive")
+    replay.add_argument("--dry-run", action="store_true", help="count what would be re-published")
 
     bench = add("bench", cmd_bench, "benchmarks that print figures")
     bench.add_argument("component", choices=["gateway", "schemas", "streams", "sink"])

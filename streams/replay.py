@@ -1,0 +1,131 @@
+"""``caliper-pipeline replay``: re-publish dead letters (or any topic range) after a fix.
+
+Dead letters carry the original message (base64) and the topic it came from; replay puts those bytes back on
+that topic, keyed as before, so the fixed worker normalizes them again. Facts are deterministic (same fact ids),
+so a replay of something that already landed collapses in ClickHouse. Any other topic's messages are copied
+as they are to ``--to-topic``. The range is fixed when replay starts (end offsets at that moment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas.kafka import KafkaSettings, crc32_partitioner
+
+
+@dataclass
+class ReplaySummary:
+    read: int = 0
+    republished: int = 0
+    skipped: int = 0
+    by_destination: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def lines(self) -> list[str]:
+        lines = [f"read {self.read}, republished {self.republished}, skipped {self.skipped}"]
+        lines += [f"  -> {topic}: {count}" for topic, count in sorted(self.by_destination.items())]
+        lines += [f"  reason {count:>6} x {reason}" for reason, count in self.reasons.most_common(10)]
+        return lines
+
+
+def dead_letter_destination(value: bytes) -> tuple[str, bytes] | None:
+    """The original topic and bytes of a dead-letter record, or None if it is not one."""
+    try:
+        record = orjson.loads(value)
+        return str(record["topic"]), base64.b64decode(record["original_b64"], validate=True)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+async def replay(kafka: KafkaSettings, *, topic: str | None = None, to_topic: str | None = None,
+                 partition: int | None = None, from_offset: int | None = None, to_offset: int | None = None,
+                 dry_run: bool = False, progress: bool = True) -> ReplaySummary:
+    source = topic or kafka.topics.dead_letters
+    is_dead_letters = source == kafka.topics.dead_letters
+    if not is_dead_letters and not to_topic:
+        raise ValueError("--to-topic is needed to replay a topic other than the dead letters")
+    options = kafka.client_options()
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, isolation_level="read_committed",
+                                **options)
+    producer = AIOKafkaProducer(acks="all", enable_idempotence=True, partitioner=crc32_partitioner,
+                                **options)
+    summary = ReplaySummary()
+    await consumer.start()
+    await producer.start()
+    try:
+        if source not in await consumer.topics():
+            raise ValueError(f"no topic {source!r}")
+        partitions = await producer.partitions_for(source)
+        assigned = [TopicPartition(source, p) for p in sorted(partitions) if partition is None or p == partition]
+        consumer.assign(assigned)
+        ends = await consumer.end_offsets(assigned)
+        starts = await consumer.beginning_offsets(assigned)
+        stops = {tp: min(ends[tp], to_offset + 1) if to_offset is not None else ends[tp] for tp in assigned}
+        for tp in assigned:
+            consumer.seek(tp, max(starts[tp], from_offset or 0))
+        total = sum(max(0, stops[tp] - max(starts[tp], from_offset or 0)) for tp in assigned)
+        pending = {tp for tp in assigned if stops[tp] > max(starts[tp], from_offset or 0)}
+        started = time.monotonic()
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            sends = []
+            for tp, messages in batches.items():
+                for message in messages:
+                    if message.offset >= stops[tp]:
+                        break
+                    summary.read += 1
+                    routed = _route(message.value or b"", is_dead_letters, to_topic, summary)
+                    if routed is not None and not dry_run:
+                        sends.append(await producer.send(routed[0], routed[1], key=message.key))
+                if await consumer.position(tp) >= stops[tp]:
+                    pending.discard(tp)
+            if sends:
+                await asyncio.gather(*sends)
+            summary.republished += len(sends) if not dry_run else 0
+            if progress:
+                _progress(summary.read, total, started)
+        if progress:
+            print(file=sys.stderr)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return summary
+
+
+def _route(value: bytes, is_dead_letters: bool, to_topic: str | None,
+           summary: ReplaySummary) -> tuple[str, bytes] | None:
+    """Where one message goes back to, and its bytes; None (counted as skipped) for a broken dead letter."""
+    if not is_dead_letters:
+        destination, payload = str(to_topic), value
+    else:
+        record = dead_letter_destination(value)
+        if record is None:
+            summary.skipped += 1
+            return None
+        destination, payload = record
+        summary.reasons[_reason_of(value)] += 1
+    summary.by_destination[destination] += 1
+    return destination, payload
+
+
+def _reason_of(value: bytes) -> str:
+    try:
+        return str(orjson.loads(value).get("reason", ""))[:120]
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+
+
+def _progress(done: int, total: int, started: float) -> None:
+    width = 30
+    filled = int(width * done / total) if total else width
+    rate = done / max(time.monotonic() - started, 1e-6)
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} ({rate:,.0f}/s)", end="", file=sys.stderr,
+          flush=True)
