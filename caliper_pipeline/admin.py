@@ -15,17 +15,26 @@ class AdminActionError(PipelineError):
     """An operator action failed; the message says why."""
 
 
-def local_admin_token(settings: Settings) -> str:
-    """The sink's admin token: configured, or one generated once for the local stack (``var/sink-admin-token``)."""
-    configured = settings.sink.admin_token.get_secret_value()
+def local_secret(settings: Settings, name: str, configured: str) -> str:
+    """A secret of the local stack: the configured one, or one generated once and kept in ``var/<name>``."""
     if configured:
         return configured
-    path = settings.local.home / "sink-admin-token"
+    path = settings.local.home / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def local_admin_token(settings: Settings) -> str:
+    """The sink's admin token (``var/sink-admin-token`` for the local stack)."""
+    return local_secret(settings, "sink-admin-token", settings.sink.admin_token.get_secret_value())
+
+
+def local_email_hash_key(settings: Settings) -> str:
+    """The key that pseudonymizes emails (``var/email-hash-key`` for the local stack)."""
+    return local_secret(settings, "email-hash-key", settings.streams.email_hash_key.get_secret_value())
 
 
 def erase_student_facts(settings: Settings, tenant: str, student_id: str, requested_by: str) -> int:
