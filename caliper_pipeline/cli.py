@@ -202,10 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--dry-run", action="store_true", help="count what would be re-published")
 
     bench = add("bench", cmd_bench, "benchmarks that print figures")
-    bench.add_argument("component", choices=["gateway", "schemas", "streams", "sink"])
-    bench.add_argument("--seconds", type=float, default=10.0)
-    bench.add_argument("--concurrency", type=int, default=64)
-    bench.add_argument("--count", type=int, default=100_000)
+    benches = bench.add_subparsers(dest="component", required=True)
+    for component, text in (("gateway", "the gateway vs a bare forwarder, on the real broker"),
+                            ("schemas", "encode + decode of a learning fact"),
+                            ("streams", "facts/s of one worker"), ("sink", "rows/s loaded into ClickHouse")):
+        stage = benches.add_parser(component, help=text, description=text)
+        stage.add_argument("--seconds", type=float, default=10.0)
+        stage.add_argument("--concurrency", type=int, default=64)
+        stage.add_argument("--count", type=int, default=100_000)
+    from caliper_pipeline import bench_e2e, loadgen, soak
+
+    e2e = benches.add_parser("e2e", help="the whole pipeline under load: events/s, freshness, exact counts")
+    e2e.set_defaults(handler=bench_e2e.bench_e2e_command)
+    bench_e2e.add_bench_e2e_arguments(e2e)
+    loadgen.add_loadgen_arguments(add("loadgen", loadgen.loadgen_command, "realistic traffic through the gateway"))
+    soak.add_soak_arguments(add("soak", soak.soak_command, "a steady rate for minutes; memory of every process"))
     return parser
 
 

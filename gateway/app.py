@@ -216,7 +216,8 @@ async def get_events(request: web.Request) -> web.Response:
     reader = request.app.get(READER)
     if reader is None:
         raise web.HTTPNotFound(reason="the read API is not configured on this gateway")
-    return await read_events(reader, reader.clickhouse.database, caller.tenant, request.query)
+    return await read_events(reader, reader.clickhouse.database, caller.tenant, request.query,
+                             request.app[SETTINGS].retry_after_seconds)
 
 
 async def get_endpoint_config(request: web.Request) -> web.Response:

@@ -62,6 +62,11 @@ class KafkaUnavailableError(GatewayError):
     reason = "kafka_unavailable"
 
 
+class ClickHouseUnavailableForReadsError(GatewayError):
+    status = 503
+    reason = "clickhouse_unavailable"
+
+
 class UnknownClientError(PipelineError):
     """A client id that the registry does not hold."""
 

@@ -12,9 +12,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.errors import InvalidPayloadError
+from gateway.errors import ClickHouseUnavailableForReadsError, InvalidPayloadError
 from schemas.coerce import parse_time
 from schemas.errors import FieldProblem
+from sinks.errors import SinkError
 from sinks.query_client import SqlClient
 
 EVENT_COLUMNS = (
@@ -55,7 +56,7 @@ def events_query(database: str, tenant: str, query: Any) -> tuple[str, int, int]
     if query.get("actorId"):
         conditions.append(f"student_id = {sql_string(query['actorId'])}")
     for name, operator in (("startDate", ">="), ("endDate", "<")):
-        if query.get(name):
+        if name in query:  # present but empty is an error too, not "no filter"
             moment = parse_time(query[name])
             if moment is None:
                 problems.append(FieldProblem(name, f"{name} must be an ISO 8601 date-time, got {query[name]!r}"))
@@ -68,8 +69,13 @@ def events_query(database: str, tenant: str, query: Any) -> tuple[str, int, int]
     return sql, limit, offset
 
 
-async def read_events(reader: SqlClient, database: str, tenant: str, query: Any) -> web.Response:
+async def read_events(reader: SqlClient, database: str, tenant: str, query: Any, retry_after: int) -> web.Response:
     sql, limit, offset = events_query(database, tenant, query)
-    rows = [orjson.loads(line) for line in (await reader.query(sql, "jsoneachrow")).splitlines() if line.strip()]
+    try:
+        answer = await reader.query(sql, "jsoneachrow")
+    except SinkError as error:
+        raise ClickHouseUnavailableForReadsError(f"ClickHouse cannot answer now: {error}",
+                                                 retry_after=retry_after) from error
+    rows = [orjson.loads(line) for line in answer.splitlines() if line.strip()]
     return web.Response(body=orjson.dumps({"events": rows, "limit": limit, "offset": offset, "count": len(rows)}),
                         content_type="application/json")

@@ -1,0 +1,532 @@
+"""``caliper-pipeline bench e2e``: the whole pipeline under realistic load, measured end to end.
+
+Starts the local stack the way ``caliper-pipeline up`` does (local Apache Kafka unless one is configured, the
+sink owning embedded chDB, a streams worker, the gateway — child processes of ``caliper_pipeline.cli``), in a
+fresh temporary home on free ports, or uses a running stack given by URLs. Drives ``loadgen`` for the set time
+and reports:
+
+- sustained events/s acknowledged by the gateway, and the gateway's request latency p50/p99;
+- end-to-end freshness p50/p95: for sampled acknowledged events, the time from the gateway's acknowledgement
+  until the event is queryable in ClickHouse (``learning_facts`` has no ingestion timestamp column, so sampled
+  ids are polled through the sink's ``POST /sql``; the poll interval bounds the resolution);
+- the final EXACT counts per tenant: acknowledged distinct event ids vs ``count(DISTINCT event_id)`` in
+  ClickHouse (must be equal), rows under ``FINAL`` vs distinct facts, rejected events, dead letters (messages
+  on the dead-letter topic) and rejected-topic messages.
+
+Writes ``e2e-<timestamp>.json`` and ``e2e-<timestamp>.md`` to the output directory. Targets (reported, not
+asserted): >= 10,000 events/s sustained for 10 minutes, freshness p95 <= 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from caliper_pipeline.loadgen import LoadgenSummary, percentile, run_loadgen
+from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution, LocalKafkaBroker, free_port
+from caliper_pipeline.processes import ChildProcess
+from caliper_pipeline.settings import Settings
+from caliper_pipeline.topics import ensure_topics
+from gateway.clients import ClientRegistry
+from schemas.kafka import KafkaSettings
+
+FRESHNESS_TARGET_P95_S = 5.0
+THROUGHPUT_TARGET = 10_000.0
+
+
+class LocalPipeline:
+    """The pipeline's processes on one machine, in ``work_dir``: broker (optional), sink, streams, gateway.
+
+    Every process is a child (``ChildProcess``) of this one, in its own session; ``kill``/``restart``/``stop``
+    are for fault injection. ``kafka_bootstrap`` uses an existing broker (else a local one in ``work_dir``).
+    """
+
+    PROCESSES = ("sink", "streams", "gateway")
+
+    def __init__(self, settings: Settings, work_dir: Path, *, kafka_bootstrap: str | None = None,
+                 topic_prefix: str | None = None, partitions: int | None = None,
+                 extra_env: dict[str, str] | None = None, broker: LocalKafkaBroker | None = None) -> None:
+        self.settings = settings
+        self.work_dir = work_dir
+        self.kafka_bootstrap = kafka_bootstrap or settings.kafka.bootstrap_servers or None
+        self.run_id = secrets.token_hex(4)
+        self.topic_prefix = topic_prefix or f"e2e{self.run_id}."
+        self.partitions = partitions or settings.kafka.partitions
+        self.extra_env = extra_env or {}
+        self.broker: LocalKafkaBroker | None = broker  # a broker this pipeline starts, kills and stops
+        self.children: dict[str, ChildProcess] = {}
+        self.gateway_port = free_port()
+        self.sink_port = free_port()
+        self.clients_file = work_dir / "clients.json"
+        self.admin_token = secrets.token_urlsafe(24)
+        # the streams worker refuses to run without a key to pseudonymize emails: configured, or one per run
+        self.email_hash_key = settings.streams.email_hash_key.get_secret_value() or secrets.token_urlsafe(32)
+        self.client_id = ""
+        self.client_secret = ""
+        self.database = settings.clickhouse.database
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def sink_url(self) -> str:
+        return f"http://127.0.0.1:{self.sink_port}"
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return self.settings.kafka.model_copy(update={
+            "bootstrap_servers": self.kafka_bootstrap or "", "topic_prefix": self.topic_prefix,
+            "partitions": self.partitions})
+
+    def env(self) -> dict[str, str]:
+        python_path = os.environ.get("PYTHONPATH", "")
+        return {
+            **os.environ, "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{python_path}" if python_path else str(REPO_ROOT),
+            "CALIPER_LOCAL__HOME": str(self.work_dir),
+            "CALIPER_KAFKA__BOOTSTRAP_SERVERS": self.kafka_bootstrap or "",
+            "CALIPER_KAFKA__TOPIC_PREFIX": self.topic_prefix,
+            "CALIPER_KAFKA__PARTITIONS": str(self.partitions),
+            "CALIPER_GATEWAY__PORT": str(self.gateway_port),
+            "CALIPER_GATEWAY__CLIENTS_FILE": str(self.clients_file),
+            "CALIPER_SINK__HTTP_PORT": str(self.sink_port),
+            "CALIPER_SINK__ADMIN_TOKEN": self.admin_token,
+            "CALIPER_SINK__GROUP_ID": f"sink-{self.run_id}",
+            "CALIPER_STREAMS__APP_ID": f"streams-{self.run_id}",
+            "CALIPER_STREAMS__EMAIL_HASH_KEY": self.email_hash_key,
+            "CALIPER_CLICKHOUSE__DATA_PATH": str(self.work_dir / "chdb"),
+            **self.extra_env,
+        }
+
+    def start_broker(self) -> str:
+        if self.broker is None:
+            distribution = KafkaDistribution(self.settings.local.kafka_version, self.settings.local.cache_dir)
+            self.broker = LocalKafkaBroker(distribution, self.work_dir / "kafka", heap=self.settings.local.kafka_heap)
+        elif self.broker.ports is not None:
+            # a restart must keep the ports the other processes know; LocalKafkaBroker.start() alone re-checks
+            # them with a bind() that fails while connections of the killed broker sit in TIME_WAIT, and then
+            # moves to new ports, stranding every client
+            old = self.broker
+            self.broker = LocalKafkaBroker(old.distribution, old.data_dir, host=old.host, heap=old.heap,
+                                           ports=old.ports)
+        self.kafka_bootstrap = self.broker.start()
+        return self.kafka_bootstrap
+
+    def start(self, ready_timeout: float = 180.0) -> LocalPipeline:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        if not self.kafka_bootstrap or self.broker is not None:
+            self.start_broker()
+        asyncio.run(ensure_topics(self.kafka))
+        client, self.client_secret = ClientRegistry(self.clients_file).add(
+            f"bench-{self.run_id}", client_id=f"bench-{self.run_id}", rate_limit_per_second=1e9)
+        self.client_id = client.client_id
+        for name in self.PROCESSES:
+            self.start_process(name)
+        self.wait_ready("sink", ready_timeout)
+        self.wait_ready("gateway", ready_timeout)
+        return self
+
+    def start_process(self, name: str) -> ChildProcess:
+        child = ChildProcess.pipeline_command(name, [name], self.env(), self.work_dir / "logs")
+        child.start()
+        self.children[name] = child
+        return child
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process (``broker`` included)."""
+        if name == "broker":
+            assert self.broker is not None
+            self.broker.kill()
+        else:
+            self.children[name].kill()
+
+    def stop_process(self, name: str) -> None:
+        """SIGTERM one process (SIGKILL after a timeout)."""
+        if name == "broker":
+            assert self.broker is not None
+            self.broker.stop()
+        else:
+            self.children[name].stop()
+
+    def restart(self, name: str, *, wait: bool = True, timeout: float = 180.0) -> None:
+        if name == "broker":
+            self.start_broker()
+            return
+        self.start_process(name)
+        if wait and name in ("sink", "gateway"):
+            self.wait_ready(name, timeout)
+
+    def wait_ready(self, name: str, timeout: float = 180.0) -> None:
+        url = {"sink": self.sink_url, "gateway": self.gateway_url}[name] + "/readyz"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in self.children.values():
+                if not child.alive():
+                    raise RuntimeError(f"{child.name} exited; its log ({child.log_path}):\n{child.tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=3) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"{url} not ready within {timeout:.0f}s; log:\n{self.children[name].tail()}")
+
+    def pids(self) -> dict[str, int]:
+        pids = {name: child.pid for name, child in self.children.items() if child.alive() and child.pid}
+        if self.broker is not None and self.broker.process is not None and self.broker.process.poll() is None:
+            pids["kafka"] = self.broker.process.pid
+        return {k: v for k, v in pids.items() if v}
+
+    def stop(self) -> None:
+        for name in reversed(self.PROCESSES):
+            child = self.children.get(name)
+            if child is not None:
+                child.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+    def __enter__(self) -> LocalPipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------------------------------------- reading back
+
+    def sql(self, statement: str, timeout: float = 120.0) -> list[dict[str, Any]]:
+        return sql_rows(self.sink_url, statement, timeout)
+
+    def counts_by_tenant(self) -> dict[str, dict[str, int]]:
+        return counts_by_tenant(self.sink_url, self.database)
+
+    def topic_message_count(self, topic: str) -> int:
+        return asyncio.run(topic_message_count(self.kafka, topic))
+
+
+def sql_rows(sink_url: str, statement: str, timeout: float = 120.0) -> list[dict[str, Any]]:
+    """Rows of one read-only statement through the sink's ``POST /sql`` (JSONEachRow)."""
+    request = urllib.request.Request(f"{sink_url}/sql?format=jsoneachrow", data=statement.encode())
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return [json.loads(line) for line in response.read().decode().splitlines() if line.strip()]
+
+
+async def sql_rows_async(session: Any, sink_url: str, statement: str) -> list[dict[str, Any]]:
+    async with session.post(f"{sink_url}/sql", params={"format": "jsoneachrow"}, data=statement.encode()) as resp:
+        body = await resp.text()
+        if resp.status != 200:
+            raise RuntimeError(f"/sql {resp.status}: {body[:500]}")
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def counts_by_tenant(sink_url: str, database: str = "learning") -> dict[str, dict[str, int]]:
+    """Per tenant: distinct event ids, distinct facts, and rows under FINAL (equal to facts when no duplicate)."""
+    rows = sql_rows(sink_url, f"SELECT tenant, uniqExact(event_id) AS events, uniqExact(fact_id) AS facts, "
+                              f"count() AS rows FROM {database}.learning_facts FINAL GROUP BY tenant")
+    return {row["tenant"]: {"events": int(row["events"]), "facts": int(row["facts"]), "rows": int(row["rows"])}
+            for row in rows}
+
+
+async def topic_message_count(kafka: KafkaSettings, topic: str) -> int:
+    """Messages currently on a topic (end offsets minus beginning offsets over its partitions)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(**kafka.client_options(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not assigned:
+            return 0
+        ends = await consumer.end_offsets(assigned)
+        begins = await consumer.beginning_offsets(assigned)
+        return sum(ends[tp] - begins[tp] for tp in assigned)
+    finally:
+        await consumer.stop()
+
+
+class FreshnessProbe:
+    """Polls ClickHouse for the sampled acknowledged ids; records ack -> queryable delays."""
+
+    def __init__(self, sink_url: str, database: str, summary: LoadgenSummary, interval: float = 0.5) -> None:
+        self.sink_url = sink_url
+        self.database = database
+        self.summary = summary
+        self.interval = interval
+        self.delays: list[float] = []
+        self._seen: set[str] = set()
+        self.errors = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            while True:
+                final = stop.is_set()  # one last poll after the stop, then return
+                pending = [i for i in list(self.summary.ack_times) if i not in self._seen][:400]
+                if pending:
+                    await self._poll(session, pending)
+                if final:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.interval)
+
+    async def _poll(self, session: Any, pending: list[str]) -> None:
+        ids = ",".join("'" + i.replace("'", "") + "'" for i in pending)
+        try:
+            rows = await sql_rows_async(session, self.sink_url, "SELECT DISTINCT event_id FROM "
+                                        f"{self.database}.learning_facts WHERE event_id IN ({ids})")
+        except Exception:  # a poll failing (sink busy or restarting) is retried next round
+            self.errors += 1
+            return
+        now = time.time()
+        for row in rows:
+            event_id = row["event_id"]
+            if event_id not in self._seen:
+                self._seen.add(event_id)
+                self.delays.append(max(0.0, now - self.summary.ack_times[event_id]))
+
+    @property
+    def missing(self) -> int:
+        return len(self.summary.ack_times) - len(self._seen)
+
+
+def wait_drained(sink_url: str, database: str, expected: dict[str, int], timeout: float,
+                 settle: float = 10.0) -> tuple[dict[str, dict[str, int]], float]:
+    """Poll per-tenant counts until each tenant has ``expected`` distinct event ids (or nothing moved for
+    ``settle`` seconds after the timeout's start, or the timeout passed). Returns the counts and the wait."""
+    started = time.monotonic()
+    last: dict[str, dict[str, int]] = {}
+    last_change = started
+    while True:
+        try:
+            counts = counts_by_tenant(sink_url, database)
+        except (urllib.error.URLError, OSError):
+            counts = last
+        if counts != last:
+            last, last_change = counts, time.monotonic()
+        done = all(counts.get(t, {}).get("events", 0) >= n for t, n in expected.items())
+        now = time.monotonic()
+        if done or now - started > timeout or (now - last_change > settle and now - started > settle * 3):
+            return counts, now - started
+        time.sleep(0.5)
+
+
+def run_e2e_bench(settings: Settings, *, seconds: float, rate: float | None, output_dir: Path,
+                  gateway_url: str | None = None, sink_url: str | None = None, client_id: str | None = None,
+                  client_secret: str | None = None, senders: int = 8, envelope_size: int = 50,
+                  students: int = 10_000, duplicate_rate: float = 0.01, invalid_rate: float = 0.0005,
+                  generic_share: float = 0.1, hub_share: float = 0.02, sample_every: int = 200,
+                  drain_timeout: float = 300.0, keep: bool = False) -> dict[str, Any]:
+    """Run the stack (or use the running one at ``gateway_url``/``sink_url``), drive load, measure, report."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pipeline: LocalPipeline | None = None
+    work = Path(tempfile.mkdtemp(prefix="caliper-e2e-"))
+    started_at = datetime.now(UTC)
+    try:
+        if gateway_url is None:
+            pipeline = LocalPipeline(settings, work).start()
+            gateway_url, sink_url = pipeline.gateway_url, pipeline.sink_url
+            client_id, client_secret = pipeline.client_id, pipeline.client_secret
+            clients_file: Path | None = pipeline.clients_file
+        else:
+            sink_url = sink_url or settings.sink.base_url()
+            clients_file = settings.gateway.clients_file
+            if not client_id or not client_secret:
+                from caliper_pipeline.stack import demo_credentials
+
+                client_id, client_secret = demo_credentials(settings)
+        assert sink_url is not None and client_id and client_secret
+        print(f"e2e bench: gateway {gateway_url}, sink {sink_url}, {seconds:.0f}s at "
+              f"{'open loop' if rate is None else f'{rate:,.0f} events/s'}", flush=True)
+        summary = LoadgenSummary()
+        probe = FreshnessProbe(sink_url, settings.clickhouse.database, summary)
+
+        async def drive() -> tuple[dict[str, dict[str, int]], float]:
+            stop = asyncio.Event()
+            probe_task = asyncio.ensure_future(probe.run(stop))
+            try:
+                await run_loadgen(gateway_url, client_id, client_secret, seconds=seconds, rate=rate,
+                                  senders=senders, students=students, envelope_size=envelope_size,
+                                  duplicate_rate=duplicate_rate, invalid_rate=invalid_rate,
+                                  generic_share=generic_share, hub_share=hub_share, clients_file=clients_file,
+                                  sample_every=sample_every, summary=summary)
+                expected = {t: len(ids) for t, ids in summary.acknowledged_ids.items()}
+                return await asyncio.to_thread(wait_drained, sink_url, settings.clickhouse.database, expected,
+                                               drain_timeout)
+            finally:
+                stop.set()
+                await asyncio.wait_for(probe_task, 60)
+
+        load_started = time.monotonic()
+        counts, drain_seconds = asyncio.run(drive())
+        expected = {t: len(ids) for t, ids in summary.acknowledged_ids.items()}
+        everything_seconds = time.monotonic() - load_started
+        if pipeline is not None:
+            dead_letters = pipeline.topic_message_count(pipeline.kafka.topics.dead_letters)
+            rejected_topic = pipeline.topic_message_count(pipeline.kafka.topics.rejected)
+        else:
+            kafka = settings.kafka
+            dead_letters = asyncio.run(topic_message_count(kafka, kafka.topics.dead_letters)) \
+                if kafka.bootstrap_servers else -1
+            rejected_topic = asyncio.run(topic_message_count(kafka, kafka.topics.rejected)) \
+                if kafka.bootstrap_servers else -1
+        per_tenant = {}
+        for tenant, acked in sorted(expected.items()):
+            in_ch = counts.get(tenant, {"events": 0, "facts": 0, "rows": 0})
+            per_tenant[tenant] = {"acknowledged": acked, "clickhouse_distinct_event_ids": in_ch["events"],
+                                  "clickhouse_rows_final": in_ch["rows"], "clickhouse_facts": in_ch["facts"],
+                                  "unacknowledged_sent": len(summary.unacknowledged_ids.get(tenant, ())),
+                                  "equal": in_ch["events"] == acked}
+        acked_total = sum(expected.values())
+        in_ch_total = sum(v["clickhouse_distinct_event_ids"] for v in per_tenant.values())
+        delays = probe.delays
+        result: dict[str, Any] = {
+            "date": started_at.isoformat(timespec="seconds"),
+            "machine": machine_description(),
+            "seconds": seconds, "rate": rate, "senders": senders, "envelope_size": envelope_size,
+            "stack": "started by the bench (local Kafka, embedded chDB)" if pipeline else f"running at {gateway_url}",
+            "loadgen": summary.as_dict(),
+            "sustained_events_per_s": round(summary.events_per_second, 1),
+            "e2e_events_per_s": round(acked_total / everything_seconds, 1) if everything_seconds else 0.0,
+            "gateway_p50_ms": round(summary.percentile_ms(0.50), 2),
+            "gateway_p99_ms": round(summary.percentile_ms(0.99), 2),
+            "freshness_samples": len(delays), "freshness_missing": probe.missing,
+            "freshness_p50_s": round(percentile(delays, 0.50), 3),
+            "freshness_p95_s": round(percentile(delays, 0.95), 3),
+            "freshness_max_s": round(max(delays), 3) if delays else float("nan"),
+            "freshness_poll_interval_s": probe.interval,
+            "drain_seconds_after_load": round(drain_seconds, 1),
+            "acknowledged_distinct": acked_total, "clickhouse_distinct": in_ch_total,
+            "exact": all(v["equal"] for v in per_tenant.values()),
+            "duplicate_rows_after_final": sum(v["clickhouse_rows_final"] - v["clickhouse_facts"]
+                                              for v in per_tenant.values()),
+            "rejected_events": summary.events_rejected, "rejected_topic_messages": rejected_topic,
+            "dead_letters": dead_letters, "per_tenant": per_tenant,
+            "targets": {"events_per_s": THROUGHPUT_TARGET, "freshness_p95_s": FRESHNESS_TARGET_P95_S,
+                        "duration_s": 600},
+        }
+        result["meets_throughput_target"] = result["sustained_events_per_s"] >= THROUGHPUT_TARGET
+        result["meets_freshness_target"] = result["freshness_p95_s"] <= FRESHNESS_TARGET_P95_S
+        stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+        (output_dir / f"e2e-{stamp}.json").write_text(json.dumps(result, indent=2, default=str))
+        (output_dir / f"e2e-{stamp}.md").write_text(render_markdown(result))
+        print(render_markdown(result), flush=True)
+        return result
+    finally:
+        if pipeline is not None:
+            pipeline.stop()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def machine_description() -> str:
+    cores = os.cpu_count() or 0
+    memory = ""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            kib = int(meminfo.readline().split()[1])
+            memory = f", {kib / 1024 / 1024:.0f} GiB"
+    except OSError:
+        pass
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip() + ", "
+                break
+    except OSError:
+        pass
+    return f"{model}{cores} cores{memory}"
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    def mark(ok: bool) -> str:
+        return "yes" if ok else "**no**"
+
+    load_rate = "open loop" if result["rate"] is None else f"{result['rate']:,.0f} events/s"
+    rows = [
+        ("date", result["date"]), ("machine", result["machine"]),
+        ("load", f"{result['seconds']:.0f} s, {load_rate}, {result['senders']} senders, "
+                 f"envelopes of {result['envelope_size']}"),
+        ("sustained events/s (acknowledged by the gateway)",
+         f"{result['sustained_events_per_s']:,.0f} (target >= {THROUGHPUT_TARGET:,.0f}: "
+         f"{mark(result['meets_throughput_target'])})"),
+        ("end-to-end events/s (load + drain into ClickHouse)", f"{result['e2e_events_per_s']:,.0f}"),
+        ("gateway latency p50 / p99 (per request)",
+         f"{result['gateway_p50_ms']:.1f} ms / {result['gateway_p99_ms']:.1f} ms"),
+        ("freshness p50 / p95 / max (ack -> queryable)",
+         f"{result['freshness_p50_s']:.2f} s / {result['freshness_p95_s']:.2f} s / {result['freshness_max_s']:.2f} s "
+         f"(target p95 <= {FRESHNESS_TARGET_P95_S:.0f} s: {mark(result['meets_freshness_target'])}; "
+         f"{result['freshness_samples']} samples, poll every {result['freshness_poll_interval_s']} s)"),
+        ("drain after the load stopped", f"{result['drain_seconds_after_load']:.1f} s"),
+        ("acknowledged distinct event ids", f"{result['acknowledged_distinct']:,}"),
+        ("count(DISTINCT event_id) in ClickHouse",
+         f"{result['clickhouse_distinct']:,} (exact: {mark(result['exact'])})"),
+        ("duplicate rows under FINAL", str(result["duplicate_rows_after_final"])),
+        ("rejected events (400) / rejected-topic messages",
+         f"{result['rejected_events']:,} / {result['rejected_topic_messages']:,}"),
+        ("dead letters", str(result["dead_letters"])),
+    ]
+    lines = ["| figure | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)]
+    lines += ["", "| tenant | acknowledged | distinct in ClickHouse | rows FINAL | equal |",
+              "| --- | --- | --- | --- | --- |"]
+    for tenant, v in result["per_tenant"].items():
+        lines.append(f"| {tenant} | {v['acknowledged']:,} | {v['clickhouse_distinct_event_ids']:,} | "
+                     f"{v['clickhouse_rows_final']:,} | {mark(v['equal'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def add_bench_e2e_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=600.0, help="load duration (target: 600)")
+    parser.add_argument("--rate", type=float, default=None, help="events/s (default: open loop)")
+    parser.add_argument("--output-dir", type=Path, default=Path("var/bench"))
+    parser.add_argument("--gateway-url", default=None, help="use a running stack (with --sink-url)")
+    parser.add_argument("--sink-url", default=None)
+    parser.add_argument("--client-id", default=None)
+    parser.add_argument("--client-secret", default=None)
+    parser.add_argument("--senders", type=int, default=8)
+    parser.add_argument("--envelope-size", type=int, default=50)
+    parser.add_argument("--students", type=int, default=10_000)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary home (logs, data)")
+
+
+def bench_e2e_command(settings: Settings, args: argparse.Namespace) -> int:
+    result = run_e2e_bench(settings, seconds=args.seconds, rate=args.rate, output_dir=args.output_dir,
+                           gateway_url=args.gateway_url, sink_url=args.sink_url, client_id=args.client_id,
+                           client_secret=args.client_secret, senders=args.senders,
+                           envelope_size=args.envelope_size, students=args.students, keep=args.keep)
+    print(f"written to {args.output_dir}")
+    return 0 if result["exact"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m caliper_pipeline.bench_e2e`` (until the subcommand is wired into ``caliper-pipeline``)."""
+    import logging
+
+    parser = argparse.ArgumentParser(prog="python -m caliper_pipeline.bench_e2e", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_bench_e2e_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return bench_e2e_command(Settings(), args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
