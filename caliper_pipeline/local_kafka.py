@@ -189,7 +189,7 @@ class LocalKafkaBroker:
         self._format_storage(config)
         stderr_log = (self.data_dir / "logs" / "stderr.log").open("ab")
         self.process = subprocess.Popen(self._java("kafka.Kafka", str(config)), stdout=stderr_log,
-                                        stderr=stderr_log, start_new_session=True)
+                                        stderr=stderr_log, start_new_session=True, preexec_fn=_die_with_parent)
         (self.data_dir / "broker.pid").write_text(str(self.process.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -227,6 +227,16 @@ class LocalKafkaBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process that started it dies (Linux), so a killed test run
+    or stack leaves no orphan JVM behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _kraft_cluster_id() -> str:
