@@ -12,9 +12,9 @@ from aiokafka.errors import KafkaError
 
 from gateway.errors import KafkaUnavailableError
 from gateway.settings import GatewaySettings
-from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner
 from schemas.records import RawEvent
+from schemas.registry import raw_event_codec
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class EventPublisher:
     def __init__(self, kafka: KafkaSettings, gateway: GatewaySettings) -> None:
         self._kafka = kafka
         self._gateway = gateway
-        self._codec = RawEventCodec()
+        self._codec = raw_event_codec(kafka)
         self._producer: AIOKafkaProducer | None = None
         self._pending_rejections: set[asyncio.Task[None]] = set()
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Callable
 from typing import Any
 
 import fastavro
@@ -23,7 +22,7 @@ from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from schemas.avro_gen import catalog_versions
 from schemas.errors import SchemaEncodingError
-from schemas.records import LEARNING_FACT_FIELDS, RAW_EVENT_FIELDS, LearningFact, RawEvent
+from schemas.records import RAW_EVENT_FIELDS, LearningFact, RawEvent
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -99,19 +98,27 @@ class AvroCodec:
         return record
 
 
-def _make_record_codec(record_name: str, field_names: tuple[str, ...], build: Callable[..., Any]) -> type:
-    class RecordCodec(AvroCodec):
-        def __init__(self, schema_ids: dict[int, int] | None = None) -> None:
-            super().__init__(record_name, schema_ids)
+class RawEventCodec(AvroCodec):
+    """Avro codec of the gateway's raw events."""
 
-        def encode_record(self, value: Any) -> bytes:
-            return self.encode({name: getattr(value, name) for name in field_names})
+    def __init__(self, schema_ids: dict[int, int] | None = None) -> None:
+        super().__init__("raw_event", schema_ids)
 
-        def decode_record(self, message: bytes) -> Any:
-            return build(**self.decode(message))
+    def encode_record(self, event: RawEvent) -> bytes:
+        return self.encode({name: getattr(event, name) for name in RAW_EVENT_FIELDS})
 
-    return RecordCodec
+    def decode_record(self, message: bytes) -> RawEvent:
+        return RawEvent(**self.decode(message))
 
 
-RawEventCodec = _make_record_codec("raw_event", RAW_EVENT_FIELDS, RawEvent)
-LearningFactCodec = _make_record_codec("learning_fact", LEARNING_FACT_FIELDS, LearningFact)
+class LearningFactCodec(AvroCodec):
+    """Avro codec of the learning facts."""
+
+    def __init__(self, schema_ids: dict[int, int] | None = None) -> None:
+        super().__init__("learning_fact", schema_ids)
+
+    def encode_record(self, fact: LearningFact) -> bytes:
+        return self.encode(fact.to_record())
+
+    def decode_record(self, message: bytes) -> LearningFact:
+        return LearningFact(**self.decode(message))

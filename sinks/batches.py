@@ -74,14 +74,14 @@ class FactBatchSink:
 
     def __init__(
         self, target: ClickHouseTarget, consumer_group: str, *, batch_rows: int, batch_seconds: float,
-        metrics: SinkMetrics | None = None,
+        metrics: SinkMetrics | None = None, codec: LearningFactCodec | None = None,
     ) -> None:
         self.target = target
         self.consumer_group = consumer_group
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds
         self.metrics = metrics or SinkMetrics()
-        self._codec = LearningFactCodec()
+        self._codec = codec or LearningFactCodec()
         self._open: dict[TopicPartition, PartitionBatch] = {}
         self._closed: dict[TopicPartition, deque[PartitionBatch]] = {}
         self._plans: dict[TopicPartition, tuple[int, int]] = {}

@@ -17,6 +17,7 @@ import time
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from schemas.kafka import KafkaSettings
+from schemas.registry import learning_fact_codec
 from sinks.batches import FactBatchSink, PartitionBatch
 from sinks.errors import SinkBackpressureError, SinkError
 from sinks.metrics import SinkMetrics
@@ -58,7 +59,7 @@ class FactLoader:
         self.metrics = metrics or SinkMetrics()
         self.sink = FactBatchSink(
             target, sink.group_id, batch_rows=sink.batch_rows, batch_seconds=sink.batch_seconds,
-            metrics=self.metrics)
+            metrics=self.metrics, codec=learning_fact_codec(kafka))
         self.rows_written = 0
         self.started = False
         self.assigned_at: float | None = None  # when the group first gave this loader partitions

@@ -40,6 +40,7 @@ from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.errors import PipelineError
 from schemas.kafka import KafkaSettings, Topics, crc32_partitioner
 from schemas.records import LearningFact
+from schemas.registry import learning_fact_codec, raw_event_codec
 from streams.normalizers import NormalizeOptions, normalize_with
 from streams.settings import StreamsSettings
 
@@ -115,7 +116,8 @@ def fact_key(fact: LearningFact) -> bytes:
 class EventProcessor:
     """Raw message bytes -> the records to produce (facts, or a dead letter, plus conflict notices)."""
 
-    def __init__(self, settings: StreamsSettings, topics: Topics, metrics: StreamsMetrics | None = None) -> None:
+    def __init__(self, settings: StreamsSettings, topics: Topics, metrics: StreamsMetrics | None = None, *,
+                 codecs: tuple[RawEventCodec, LearningFactCodec] | None = None) -> None:
         self.settings = settings
         self.topics = topics
         self.metrics = metrics or StreamsMetrics()
@@ -124,8 +126,7 @@ class EventProcessor:
             keep_raw_email=settings.keep_raw_email,
             normalizer_version=settings.normalizer_version,
         )
-        self.raw_codec = RawEventCodec()
-        self.fact_codec = LearningFactCodec()
+        self.raw_codec, self.fact_codec = codecs or (RawEventCodec(), LearningFactCodec())
         self.conflicts = ConflictTracker(settings.conflict_cache_size)
         self._events_in: dict[str, Any] = {}
         self._facts_out: dict[str, Any] = {}
@@ -245,7 +246,8 @@ def build_app(settings: StreamsSettings, kafka: KafkaSettings, *, publisher: Pub
         producer_acks=-1,
         producer_partitioner=crc32_partitioner,
     )
-    processor = EventProcessor(settings, topics, metrics)
+    processor = EventProcessor(settings, topics, metrics,
+                               codecs=(raw_event_codec(kafka), learning_fact_codec(kafka)))
     publish: Publisher = publisher or KafkaPublisher(app)
     raw_topic = app.topic(*topics.raw_topics, key_serializer="raw", value_serializer="raw")
 

@@ -1,0 +1,79 @@
+"""The Confluent Schema Registry, when one is configured (``CALIPER_KAFKA__SCHEMA_REGISTRY_URL``).
+
+Every released catalog version of a record is registered under the record's subject (record-name strategy:
+``org.caliperpipeline.LearningFact``); the registry answers each with its schema id (registering an existing
+schema again returns the same id). The codecs then write the Confluent wire format (``00`` + 4-byte id) and read
+any id the catalog holds. Without a registry URL, codecs use the Avro single-object encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from schemas.avro_gen import NAMESPACE, RECORDS, catalog_versions
+from schemas.codec import LearningFactCodec, RawEventCodec
+from schemas.errors import PipelineError
+from schemas.kafka import KafkaSettings
+
+CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+
+
+class SchemaRegistryError(PipelineError):
+    """The schema registry refused a schema or could not be reached."""
+
+
+class SchemaRegistryClient:
+    """The two calls of the Confluent Schema Registry REST API the pipeline needs."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
+            data=json.dumps(body).encode() if body is not None else None)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            detail = error.read()[:500].decode(errors="replace")
+            raise SchemaRegistryError(f"schema registry {method} {path}: {error.code} {detail}") from error
+        except (urllib.error.URLError, OSError) as error:
+            raise SchemaRegistryError(f"schema registry at {self.url} is not reachable: {error}") from error
+
+    def register(self, subject: str, schema: dict[str, Any]) -> int:
+        """Register (or find) ``schema`` under ``subject``; its global id."""
+        answer = self._call("POST", f"/subjects/{urllib.parse.quote(subject, safe='')}/versions",
+                            {"schema": json.dumps(schema), "schemaType": "AVRO"})
+        return int(answer["id"])
+
+
+def subject_of(record_name: str) -> str:
+    return f"{NAMESPACE}.{RECORDS[record_name].__name__}"
+
+
+def registry_ids(client: SchemaRegistryClient, record_name: str) -> dict[int, int]:
+    """Registry id -> catalog version, for every released version (oldest first, so the registry's own
+    compatibility check sees them in order)."""
+    return {client.register(subject_of(record_name), schema): version
+            for version, schema in catalog_versions(record_name)}
+
+
+def raw_event_codec(kafka: KafkaSettings) -> RawEventCodec:
+    """The RawEvent codec these Kafka settings call for (Confluent wire format when a registry is configured)."""
+    if not kafka.schema_registry_url:
+        return RawEventCodec()
+    return RawEventCodec(schema_ids=registry_ids(SchemaRegistryClient(kafka.schema_registry_url), "raw_event"))
+
+
+def learning_fact_codec(kafka: KafkaSettings) -> LearningFactCodec:
+    """The LearningFact codec these Kafka settings call for."""
+    if not kafka.schema_registry_url:
+        return LearningFactCodec()
+    return LearningFactCodec(schema_ids=registry_ids(SchemaRegistryClient(kafka.schema_registry_url),
+                                                     "learning_fact"))
