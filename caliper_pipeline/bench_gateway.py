@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from caliper_pipeline.bench_stages import bench_kafka
-from caliper_pipeline.load import LoadResult, drive
+from caliper_pipeline.load import LoadResult, drive, drive_wrk
 from caliper_pipeline.local_kafka import free_port
 from caliper_pipeline.processes import ChildProcess
 from caliper_pipeline.samples import envelope, timeback_activity_event
@@ -52,14 +55,14 @@ def _line(name: str, result: LoadResult) -> str:
             f"non-200 {result.errors}")
 
 
-def run_gateway_bench(settings: Settings, seconds: float, concurrency: int) -> dict[str, float]:
+def run_gateway_bench(settings: Settings, seconds: float, concurrency: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     with bench_kafka(settings, work) as kafka:
         return _measure(kafka.model_copy(update={"topic_prefix": f"bench{int(time.time())}."}), work, seconds,
                         concurrency)
 
 
-def _measure(kafka: KafkaSettings, work: Path, seconds: float, concurrency: int) -> dict[str, float]:
+def _measure(kafka: KafkaSettings, work: Path, seconds: float, concurrency: int) -> dict[str, Any]:
     asyncio.run(ensure_topics(kafka))
     clients_file = work / "clients.json"
     client, secret = ClientRegistry(clients_file).add("bench", rate_limit_per_second=1e9)
@@ -70,7 +73,7 @@ def _measure(kafka: KafkaSettings, work: Path, seconds: float, concurrency: int)
     gateway = ChildProcess.pipeline_command("gateway", ["gateway"], env, work)
     bare = ChildProcess("bare-forwarder", [sys.executable, "-m", "gateway.bare_forwarder", kafka.bootstrap_servers,
                                            kafka.topics.raw_topics[0], str(bare_port)], env, work)
-    figures: dict[str, float] = {}
+    figures: dict[str, Any] = {}
     try:
         gateway.start()
         base = f"http://127.0.0.1:{port}"
@@ -78,25 +81,34 @@ def _measure(kafka: KafkaSettings, work: Path, seconds: float, concurrency: int)
         auth = {"Authorization": f"Bearer {_token(base, client.client_id, secret)}"}
         single = lambda: orjson.dumps(envelope(timeback_activity_event()))  # noqa: E731
         hundred = lambda: orjson.dumps(envelope(*[timeback_activity_event() for _ in range(100)]))  # noqa: E731
-        print(f"gateway bench: {seconds:.0f}s per run, concurrency {concurrency}, broker {kafka.bootstrap_servers}")
-        one = asyncio.run(drive(f"{base}/caliper/event", single, events_per_body=1, concurrency=concurrency,
-                                seconds=seconds, headers=auth))
+        use_wrk = shutil.which("wrk") is not None
+
+        def load(url: str, make_body: Callable[[], bytes], events: int, connections: int,
+                 headers: dict[str, str] | None = None) -> LoadResult:
+            if use_wrk:
+                return drive_wrk(url, make_body(), events_per_body=events, concurrency=connections,
+                                 seconds=seconds, headers=headers, work_dir=work)
+            return asyncio.run(drive(url, make_body, events_per_body=events, concurrency=connections,
+                                     seconds=seconds, headers=headers))
+
+        print(f"gateway bench: {seconds:.0f}s per run, concurrency {concurrency}, broker {kafka.bootstrap_servers}, "
+              f"load driver {'wrk' if use_wrk else 'python (install wrk for a cheaper driver)'}")
+        one = load(f"{base}/caliper/event", single, 1, concurrency, auth)
         print(_line("gateway, 1-event envelopes", one), flush=True)
-        batch = asyncio.run(drive(f"{base}/caliper/event", hundred, events_per_body=100,
-                                  concurrency=max(4, concurrency // 8), seconds=seconds, headers=auth))
+        batch = load(f"{base}/caliper/event", hundred, 100, max(4, concurrency // 8), auth)
         print(_line("gateway, 100-event envelopes", batch), flush=True)
         gateway.stop()
         bare.start()
         _wait_ready_post(f"http://127.0.0.1:{bare_port}/caliper/event")
-        baseline = asyncio.run(drive(f"http://127.0.0.1:{bare_port}/caliper/event", single, events_per_body=1,
-                                     concurrency=concurrency, seconds=seconds))
+        baseline = load(f"http://127.0.0.1:{bare_port}/caliper/event", single, 1, concurrency)
         print(_line("bare forwarder, 1-event bodies", baseline), flush=True)
         ratio = one.requests_per_second / baseline.requests_per_second if baseline.requests_per_second else 0.0
         print(f"gateway / bare forwarder = {ratio:.2f}  (targets per gateway core: >= 10,000 req/s, p99 <= 20 ms, "
               f">= 0.6 of bare; >= 50,000 events/s in 100-event envelopes)")
         figures = {"single_rps": one.requests_per_second, "single_p50_ms": one.percentile_ms(0.5),
                    "single_p99_ms": one.percentile_ms(0.99), "envelope100_events_per_s": batch.events_per_second,
-                   "bare_rps": baseline.requests_per_second, "ratio_to_bare": ratio}
+                   "bare_rps": baseline.requests_per_second, "ratio_to_bare": ratio,
+                   "driver": "wrk" if use_wrk else "python"}
     finally:
         gateway.stop()
         bare.stop()

@@ -26,6 +26,7 @@ from gateway.errors import (
     UnsupportedDataVersionError,
     UnsupportedMediaTypeError,
 )
+from gateway.event_loop import new_event_loop
 from gateway.ingest import envelope_events, hub_event
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import openapi_document
@@ -96,8 +97,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if error.status < 400:
             raise
         response = _answer_error(request, _http_error(error))
-    metrics.requests.labels(endpoint, str(response.status)).inc()
-    metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+    metrics.request_done(endpoint, response.status, time.perf_counter() - started)
     return response
 
 
@@ -170,7 +170,7 @@ async def _publish(request: web.Request, outgoing: list[Any]) -> None:
     await request.app[PUBLISHER].publish(outgoing)
     request.app[METRICS].publish_latency.observe(time.perf_counter() - started)
     for source, count in Counter(item.source.value for item in outgoing).items():
-        request.app[METRICS].events.labels(source).inc(count)
+        request.app[METRICS].events_accepted(source, count)
 
 
 async def post_caliper_event(request: web.Request) -> web.Response:
@@ -283,7 +283,8 @@ def build_app(settings: GatewaySettings, kafka: KafkaSettings, *, publisher: Eve
 
 
 def run_gateway(settings: GatewaySettings, kafka: KafkaSettings, reader: SqlClient | None = None) -> None:
-    web.run_app(build_app(settings, kafka, reader=reader), host=settings.host, port=settings.port, access_log=None,
+    web.run_app(build_app(settings, kafka, reader=reader), loop=new_event_loop(), host=settings.host,
+                port=settings.port, access_log=None,
                 print=None, handle_signals=True)
 
 

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
+from gateway.event_loop import new_event_loop
+
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 TOPIC = web.AppKey("topic", str)
 
@@ -37,4 +39,5 @@ def build_forwarder(bootstrap_servers: str, topic: str) -> web.Application:
 
 if __name__ == "__main__":
     bootstrap, topic, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    web.run_app(build_forwarder(bootstrap, topic), host="127.0.0.1", port=port, access_log=None, print=None)
+    web.run_app(build_forwarder(bootstrap, topic), host="127.0.0.1", port=port, access_log=None, print=None,
+                loop=new_event_loop())

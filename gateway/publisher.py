@@ -66,11 +66,13 @@ class EventPublisher:
         producer = self.producer
         topics = self._kafka.topics
         try:
-            futures = [
-                await producer.send(topics.raw(item.source), self._codec.encode_record(item.event), key=item.key)
-                for item in events
-            ]
-            await asyncio.wait_for(asyncio.gather(*futures), self._gateway.publish_timeout_seconds)
+            async with asyncio.timeout(self._gateway.publish_timeout_seconds):
+                futures = [
+                    await producer.send(topics.raw(item.source), self._codec.encode_record(item.event), key=item.key)
+                    for item in events
+                ]
+                for future in futures:
+                    await future
         except (KafkaError, TimeoutError) as error:
             log.warning("publishing %d events failed: %r", len(events), error)
             raise KafkaUnavailableError(f"Kafka did not acknowledge the events: {type(error).__name__}",
