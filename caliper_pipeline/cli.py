@@ -9,10 +9,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
 from caliper_pipeline.settings import Settings
+from schemas.errors import PipelineError
 
 log = logging.getLogger("caliper_pipeline")
 
@@ -84,16 +86,20 @@ def cmd_streams(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
-    import signal
-
     from sinks.http import run_sink
 
-    def stop(*_: object) -> None:
-        raise KeyboardInterrupt
+    async def until_signalled() -> None:
+        """SIGTERM or Ctrl-C cancels the sink: open batches are not committed and are replayed by the next run
+        (their insert tokens make that safe), ClickHouse and the consumer are closed cleanly."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_sink(settings.sink, settings.clickhouse, settings.kafka)
 
-    signal.signal(signal.SIGTERM, stop)  # SIGTERM: stop like Ctrl-C (uncommitted batches are replayed)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_sink(settings.sink, settings.clickhouse, settings.kafka))
+    asyncio.run(until_signalled())
     return 0
 
 
@@ -226,7 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     settings = Settings()
-    return int(args.handler(settings, args))
+    try:
+        return int(args.handler(settings, args))
+    except PipelineError as error:  # an error we raise on purpose says what is wrong: no traceback
+        print(f"caliper-pipeline {args.command}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -16,6 +17,7 @@ class ChildProcess:
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.stop_seconds: float | None = None
 
     @classmethod
     def pipeline_command(cls, name: str, subcommand: list[str], env: dict[str, str], log_dir: Path) -> ChildProcess:
@@ -39,12 +41,14 @@ class ChildProcess:
         if process is None:
             return None
         if process.poll() is None:
+            started = time.monotonic()
             os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            self.stop_seconds = time.monotonic() - started
         return process.returncode
 
     def kill(self) -> None:

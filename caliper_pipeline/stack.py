@@ -99,7 +99,8 @@ def run_stack(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
             child.stop()
         if broker is not None:
             broker.stop()
-        print("stopped: gateway, streams, sink" + (", kafka" if broker else ""), flush=True)
+        took = ", ".join(f"{c.name} {c.stop_seconds:.1f}s" for c in reversed(children) if c.stop_seconds is not None)
+        print(f"stopped: {took}" + (", kafka" if broker else ""), flush=True)
 
 
 def _wait_for_stop(children: list[ChildProcess]) -> int:
