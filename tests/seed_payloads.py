@@ -3,6 +3,7 @@ the normalizers. Each call returns a fresh copy to change."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 CONTEXT = "http://purl.imsglobal.org/ctx/caliper/v1p2"
@@ -65,3 +66,26 @@ def seed_activity_event() -> dict[str, Any]:
         "generated": {"id": "https://your-app-url.com/ims/metrics/collections/activity/1",
                       "type": "TimebackActivityMetricsCollection", "items": [{"type": "xpEarned", "value": 100}]},
     }
+
+
+# --- editing a payload by dotted path (each returns a changed deep copy) ------------------------------------
+
+
+def without(payload: dict[str, Any], path: str) -> dict[str, Any]:
+    changed = copy.deepcopy(payload)
+    *parents, last = path.split(".")
+    node = changed
+    for key in parents:
+        node = node[key]
+    del node[last]
+    return changed
+
+
+def with_value(payload: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(payload)
+    *parents, last = path.split(".")
+    node = changed
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return changed

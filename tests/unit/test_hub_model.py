@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from seed_payloads import STUDENT_URN, seed_hub_event
+from seed_payloads import STUDENT_URN, seed_hub_event, with_value, without
 
 from schemas.errors import FieldProblem
 from schemas.hub import REQUIRED_PATHS, HubEvent, validate_hub_event
-
-
-def without(payload: dict[str, Any], path: str) -> dict[str, Any]:
-    changed = copy.deepcopy(payload)
-    *parents, last = path.split(".")
-    node = changed
-    for key in parents:
-        node = node[key]
-    del node[last]
-    return changed
-
-
-def with_value(payload: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    changed = copy.deepcopy(payload)
-    *parents, last = path.split(".")
-    node = changed
-    for key in parents:
-        node = node[key]
-    node[last] = value
-    return changed
 
 
 def test_the_seed_example_is_valid_and_typed() -> None:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from seed_payloads import CONTEXT, USER, seed_activity_event, seed_hub_event
+from seed_payloads import CONTEXT, USER, seed_activity_event, seed_hub_event, with_value
 
 from schemas.errors import NormalizationError
 from schemas.records import LearningFact, RawEvent, content_hash_of, fact_id_for, pseudonymize_email
@@ -51,16 +51,6 @@ def one_fact(source: str, payload: dict[str, Any], keep_raw_email: bool = False)
                       normalizer_version=VERSION)
     assert len(facts) == 1
     return facts[0]
-
-
-def set_path(payload: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    changed = copy.deepcopy(payload)
-    *parents, last = path.split(".")
-    node = changed
-    for key in parents:
-        node = node[key]
-    node[last] = value
-    return changed
 
 
 def extensions(fact: LearningFact) -> dict[str, Any]:
@@ -124,7 +114,7 @@ HUB_FIELDS: list[tuple[str, Any, str, Any]] = [
 @pytest.mark.parametrize(("path", "value", "field", "expected"), HUB_FIELDS,
                          ids=[f"{row[0]}->{row[2]}" for row in HUB_FIELDS])
 def test_every_hub_field_lands_in_the_fact(path: str, value: Any, field: str, expected: Any) -> None:
-    fact = one_fact("hub", set_path(seed_hub_event(), path, value))
+    fact = one_fact("hub", with_value(seed_hub_event(), path, value))
     if field == "extensions":
         kept = extensions(fact)
         for key, subtree in expected.items():
@@ -192,13 +182,13 @@ TIME_SPENT_FIELDS: list[tuple[str, Any, str, Any]] = [
 @pytest.mark.parametrize(("path", "value", "field", "expected"), TIMEBACK_FIELDS,
                          ids=[f"{row[0]}->{row[2]}" for row in TIMEBACK_FIELDS])
 def test_every_timeback_activity_field_lands_in_the_fact(path: str, value: Any, field: str, expected: Any) -> None:
-    check_field(one_fact("timeback", set_path(seed_activity_event(), path, value)), field, expected)
+    check_field(one_fact("timeback", with_value(seed_activity_event(), path, value)), field, expected)
 
 
 @pytest.mark.parametrize(("path", "value", "field", "expected"), TIME_SPENT_FIELDS,
                          ids=[f"{row[0]}->{row[2]}" for row in TIME_SPENT_FIELDS])
 def test_every_timeback_time_spent_field_lands_in_the_fact(path: str, value: Any, field: str, expected: Any) -> None:
-    check_field(one_fact("timeback", set_path(time_spent_event(), path, value)), field, expected)
+    check_field(one_fact("timeback", with_value(time_spent_event(), path, value)), field, expected)
 
 
 def check_field(fact: LearningFact, field: str, expected: Any) -> None:
@@ -237,7 +227,7 @@ def test_a_fully_mapped_seed_event_leaves_only_unmapped_values_in_extensions() -
 
 
 def test_unknown_fields_are_kept_in_extensions() -> None:
-    payload = set_path(seed_hub_event(), "school", {"inep": "35012345"})
+    payload = with_value(seed_hub_event(), "school", {"inep": "35012345"})
     payload["object"]["assignable"]["difficulty"] = "hard"
     kept = extensions(one_fact("hub", payload))
     assert kept["school"] == {"inep": "35012345"}
@@ -245,7 +235,7 @@ def test_unknown_fields_are_kept_in_extensions() -> None:
 
 
 def test_a_zero_max_score_gives_no_ratio() -> None:
-    fact = one_fact("hub", set_path(seed_hub_event(), "generated.maxScore", 0))
+    fact = one_fact("hub", with_value(seed_hub_event(), "generated.maxScore", 0))
     assert fact.max_score == 0.0 and fact.score_ratio is None
 
 
@@ -282,7 +272,7 @@ def test_an_event_without_event_time_is_a_normalization_error() -> None:
 
 def test_an_invalid_timeback_event_is_a_normalization_error() -> None:
     with pytest.raises(NormalizationError, match="generated"):
-        one_fact("timeback", set_path(seed_activity_event(), "generated.items", [{"type": "stars", "value": 1}]))
+        one_fact("timeback", with_value(seed_activity_event(), "generated.items", [{"type": "stars", "value": 1}]))
 
 
 def test_other_caliper_events_through_the_timeback_door_are_normalized_generically() -> None:
