@@ -15,6 +15,7 @@ import fastavro
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from fastavro.schema import parse_schema
+from pydantic import SecretStr
 
 from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
@@ -35,9 +36,24 @@ from sinks.targets import EmbeddedClickHouse, ServerClickHouse
 DAY_MS = 1_700_006_400_000  # 2023-11-15T00:00:00Z
 
 
-@pytest.fixture
-def target(tmp_path: Path) -> Iterator[EmbeddedClickHouse]:
-    engine = EmbeddedClickHouse(tmp_path / "chdb", database="learning")
+@pytest.fixture(params=["chdb", "server"])
+def target(request: pytest.FixtureRequest, tmp_path: Path,
+           clickhouse_server: dict[str, typing.Any] | None) -> Iterator[EmbeddedClickHouse]:
+    """The real ClickHouse engine: embedded chDB always; a ClickHouse server too where one is available
+    (testcontainers with a Docker engine, or CALIPER_TEST_CLICKHOUSE_HOST: its ``learning`` database is dropped
+    and recreated for every test, so point it at a test server only)."""
+    if request.param == "server":
+        if clickhouse_server is None:
+            pytest.skip("no ClickHouse server here: no Docker engine and CALIPER_TEST_CLICKHOUSE_HOST unset")
+        settings = ClickHouseSettings(host=clickhouse_server["host"], port=clickhouse_server["port"],
+                                      username=clickhouse_server["username"],
+                                      password=SecretStr(clickhouse_server["password"]), database="learning")
+        server = ServerClickHouse(settings)
+        server.command("DROP DATABASE IF EXISTS learning SYNC")
+        server.command("CREATE DATABASE learning")
+        engine = typing.cast(EmbeddedClickHouse, server)  # the tests use the common ClickHouseTarget interface
+    else:
+        engine = EmbeddedClickHouse(tmp_path / "chdb", database="learning")
     apply_migrations(engine, Layout("learning"))
     yield engine
     engine.close()
