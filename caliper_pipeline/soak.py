@@ -1,6 +1,6 @@
 """``caliper-pipeline soak``: the whole pipeline at a steady rate for a long time, watching every process's memory.
 
-Starts the local stack (``bench_e2e.LocalPipeline``: local Kafka, sink with embedded chDB, streams worker,
+Starts the local stack (``local_pipeline.LocalPipeline``: local Kafka, sink with embedded chDB, streams worker,
 gateway) in a fresh temporary home, drives ``loadgen`` at ``rate`` events/s (default: half the end-to-end
 maximum, measured first by a short open-loop run) for ``seconds`` (default 600), and samples each process's
 resident memory (``VmRSS`` in ``/proc/<pid>/status``: gateway, streams, sink, and the broker's JVM) every
@@ -25,8 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from caliper_pipeline.bench_e2e import LocalPipeline, machine_description, wait_drained
+from caliper_pipeline.bench_e2e import machine_description, wait_drained
 from caliper_pipeline.loadgen import LoadgenSummary, run_loadgen
+from caliper_pipeline.local_pipeline import LocalPipeline
 from caliper_pipeline.settings import Settings
 from gateway.clients import ClientRegistry
 
@@ -200,19 +201,3 @@ def soak_command(settings: Settings, args: argparse.Namespace) -> int:
     result = run_soak(settings, seconds=args.seconds, rate=args.rate, sample_every=args.sample_every,
                       bound=args.bound, output_dir=args.output_dir, keep=args.keep)
     return 0 if result["verdict"]["ok"] and result["exact"] else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m caliper_pipeline.soak`` (until the subcommand is wired into ``caliper-pipeline``)."""
-    import logging
-
-    parser = argparse.ArgumentParser(prog="python -m caliper_pipeline.soak", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_soak_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return soak_command(Settings(), args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """A whole pipeline for integration tests: gateway, streams and sink as subprocesses of ``caliper_pipeline.cli``.
 
-Built on ``caliper_pipeline.bench_e2e.LocalPipeline`` (env vars ``CALIPER_KAFKA__BOOTSTRAP_SERVERS``,
+Built on ``caliper_pipeline.local_pipeline.LocalPipeline`` (env vars ``CALIPER_KAFKA__BOOTSTRAP_SERVERS``,
 ``CALIPER_KAFKA__TOPIC_PREFIX`` (unique), ``CALIPER_GATEWAY__PORT``, ``CALIPER_GATEWAY__CLIENTS_FILE``,
 ``CALIPER_SINK__HTTP_PORT``, ``CALIPER_CLICKHOUSE__DATA_PATH``, ``CALIPER_SINK__ADMIN_TOKEN``, ...), plus what
 the fault-injection tests need: load in a background thread while a process is killed, and the exact-count
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from caliper_pipeline.bench_e2e import LocalPipeline, counts_by_tenant
 from caliper_pipeline.loadgen import LoadgenSummary, run_loadgen
 from caliper_pipeline.local_kafka import LocalKafkaBroker
+from caliper_pipeline.local_pipeline import LocalPipeline, counts_by_tenant
 from caliper_pipeline.settings import Settings
 from gateway.clients import ClientRegistry
 from sinks.targets import quote_literal
