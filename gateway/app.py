@@ -110,7 +110,8 @@ def _http_error(error: web.HTTPException) -> GatewayError:
 
 def _answer_error(request: web.Request, error: GatewayError) -> web.Response:
     request.app[METRICS].rejects.labels(error.reason).inc()
-    if isinstance(error, InvalidPayloadError | MalformedJsonError | UnsupportedDataVersionError):
+    if request.method == "POST" and isinstance(
+            error, InvalidPayloadError | MalformedJsonError | UnsupportedDataVersionError):  # rejected events
         caller = request.get(CALLER)
         request.app[PUBLISHER].record_rejection(
             tenant=caller.tenant if caller else "", client_id=caller.client_id if caller else "",
