@@ -27,20 +27,10 @@ from caliper_pipeline.local_kafka import free_port
 from caliper_pipeline.processes import ChildProcess
 from caliper_pipeline.samples import envelope, timeback_activity_event
 from caliper_pipeline.settings import Settings
+from caliper_pipeline.stack import wait_http_ok
 from caliper_pipeline.topics import ensure_topics
 from gateway.clients import ClientRegistry
 from schemas.kafka import KafkaSettings
-
-
-def _wait_ready(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(url)
 
 
 def _token(base: str, client_id: str, secret: str) -> str:
@@ -77,7 +67,7 @@ def _measure(kafka: KafkaSettings, work: Path, seconds: float, concurrency: int)
     try:
         gateway.start()
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(f"{base}/readyz")
+        wait_http_ok(f"{base}/readyz", 60, [gateway])
         auth = {"Authorization": f"Bearer {_token(base, client.client_id, secret)}"}
         single = lambda: orjson.dumps(envelope(timeback_activity_event()))  # noqa: E731
         hundred = lambda: orjson.dumps(envelope(*[timeback_activity_event() for _ in range(100)]))  # noqa: E731

@@ -73,23 +73,15 @@ def test_broker_sigkill_and_restart_under_load(tmp_path: Path, kafka_distributio
 
 
 @pytest.mark.timeout(200)
-def test_streams_worker_sigkill_and_restart(pipeline: LocalPipeline) -> None:
+@pytest.mark.parametrize("process", ["streams", "sink"])
+def test_worker_sigkill_and_restart(pipeline: LocalPipeline, process: str) -> None:
+    """A streams worker, or the sink mid-batch (at 300 events/s and 0.5 s batches a batch is always being built
+    or inserted), SIGKILLed under load and restarted a second later."""
     load = LoadRun(pipeline, seconds=LOAD_SECONDS, rate=RATE)
     load.wait_for_acknowledged(int(RATE * 4))
-    pipeline.kill("streams")
+    pipeline.kill(process)
     time.sleep(1.0)
-    pipeline.restart("streams")
-    summary = load.result()
-    print(assert_exactly_once(pipeline, summary, timeout=120))
-
-
-@pytest.mark.timeout(200)
-def test_sink_sigkill_mid_batch_and_restart(pipeline: LocalPipeline) -> None:
-    load = LoadRun(pipeline, seconds=LOAD_SECONDS, rate=RATE)
-    load.wait_for_acknowledged(int(RATE * 4))
-    pipeline.kill("sink")  # at 300 events/s and 0.5 s batches a batch is always being built or inserted
-    time.sleep(1.0)
-    pipeline.restart("sink")
+    pipeline.restart(process)
     summary = load.result()
     print(assert_exactly_once(pipeline, summary, timeout=120))
 
