@@ -1,4 +1,4 @@
-"""The IMS Caliper 1.2 conformance corpus (../shared/conformance): where it is, how to post its files, and which
+"""The IMS Caliper 1.2 conformance corpus (tests/fixtures/caliper-v1p2): where it is, how to post its files, and which
 field each must-reject file names. Shared by the validator's unit test and the gateway's HTTP conformance test."""
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from typing import Any
 
 from schemas.caliper import CALIPER_CONTEXT_V1P2, FieldError
 
-# the corpus lives in ../shared beside the checkout (CI clones main with shared/ beside it)
-CORPUS = Path(os.environ.get("CALIPER_CONFORMANCE_DIR",
-                             Path(__file__).resolve().parents[2] / "shared" / "conformance" / "caliper-v1p2"))
+# the corpus is committed with the tests (see its README for its source); CALIPER_CONFORMANCE_DIR names another copy
+CORPUS = Path(os.environ.get("CALIPER_CONFORMANCE_DIR", Path(__file__).resolve().parent / "fixtures" / "caliper-v1p2"))
 VALID_FILES = sorted((CORPUS / "valid").glob("*.json"))
 assert VALID_FILES, f"conformance corpus not found at {CORPUS} (set CALIPER_CONFORMANCE_DIR)"
 INVALID_FILES = sorted((CORPUS / "invalid").glob("*.json"))
