@@ -32,9 +32,16 @@ def local_admin_token(settings: Settings) -> str:
     return local_secret(settings, "sink-admin-token", settings.sink.admin_token.get_secret_value())
 
 
-def local_email_hash_key(settings: Settings) -> str:
-    """The key that pseudonymizes emails (``var/email-hash-key`` for the local stack)."""
-    return local_secret(settings, "email-hash-key", settings.streams.email_hash_key.get_secret_value())
+def local_privacy_keys(settings: Settings) -> dict[str, str]:
+    """The privacy keys as environment variables: the configured ones, or for the local stack ones generated once
+    and kept in ``var/email-hash-key`` (pseudonymizes emails) and ``var/student-key`` (the student key that
+    erasure matches on)."""
+    privacy = settings.privacy
+    return {
+        "CALIPER_PRIVACY__EMAIL_HASH_KEY": local_secret(settings, "email-hash-key",
+                                                        privacy.email_hash_key.get_secret_value()),
+        "CALIPER_PRIVACY__STUDENT_KEY": local_secret(settings, "student-key", privacy.student_key.get_secret_value()),
+    }
 
 
 def erase_student_facts(settings: Settings, tenant: str, student_id: str, requested_by: str) -> int:

@@ -77,11 +77,7 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_streams(settings: Settings, args: argparse.Namespace) -> int:
     from streams.app import run_worker
 
-    if not settings.streams.email_hash_key.get_secret_value():
-        print("CALIPER_STREAMS__EMAIL_HASH_KEY is not set: emails cannot be pseudonymized without a secret key "
-              "(caliper-pipeline up generates one for the local stack)", file=sys.stderr)
-        return 2
-    run_worker(settings.streams, settings.kafka)
+    run_worker(settings.streams, settings.kafka, settings.privacy)  # MissingPrivacyKeyError without the keys
     return 0
 
 

@@ -50,8 +50,9 @@ class LocalPipeline:
         self.sink_port = free_port()
         self.clients_file = work_dir / "clients.json"
         self.admin_token = secrets.token_urlsafe(24)
-        # the streams worker refuses to run without a key to pseudonymize emails: configured, or one per run
-        self.email_hash_key = settings.streams.email_hash_key.get_secret_value() or secrets.token_urlsafe(32)
+        # the streams worker refuses to run without its privacy keys: configured, or one of each per run
+        self.email_hash_key = settings.privacy.email_hash_key.get_secret_value() or secrets.token_urlsafe(32)
+        self.student_key = settings.privacy.student_key.get_secret_value() or secrets.token_urlsafe(32)
         self.client_id = ""
         self.client_secret = ""
         self.database = settings.clickhouse.database
@@ -85,7 +86,8 @@ class LocalPipeline:
             "CALIPER_SINK__ADMIN_TOKEN": self.admin_token,
             "CALIPER_SINK__GROUP_ID": f"sink-{self.run_id}",
             "CALIPER_STREAMS__APP_ID": f"streams-{self.run_id}",
-            "CALIPER_STREAMS__EMAIL_HASH_KEY": self.email_hash_key,
+            "CALIPER_PRIVACY__EMAIL_HASH_KEY": self.email_hash_key,
+            "CALIPER_PRIVACY__STUDENT_KEY": self.student_key,
             "CALIPER_CLICKHOUSE__DATA_PATH": str(self.work_dir / "chdb"),
             **self.extra_env,
         }

@@ -1,7 +1,7 @@
 """The pipeline's settings: one env prefix (``CALIPER_``), one nested section per component.
 
 Examples: ``CALIPER_KAFKA__BOOTSTRAP_SERVERS=broker:9092``, ``CALIPER_GATEWAY__PORT=8080``,
-``CALIPER_CLICKHOUSE__HOST=clickhouse`` (empty = embedded chDB), ``CALIPER_STREAMS__EMAIL_HASH_KEY=...``.
+``CALIPER_CLICKHOUSE__HOST=clickhouse`` (empty = embedded chDB), ``CALIPER_PRIVACY__EMAIL_HASH_KEY=...``.
 Built once in ``main()`` and passed down; nothing reads the environment at import time.
 """
 
@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.settings import GatewaySettings
 from schemas.kafka import KafkaSettings
+from schemas.privacy import PrivacySettings
 from sinks.settings import ClickHouseSettings, SinkSettings
 from streams.settings import StreamsSettings
 
@@ -41,5 +42,6 @@ class Settings(BaseSettings):
     local: LocalStackSettings = Field(default_factory=LocalStackSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)

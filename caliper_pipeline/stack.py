@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from caliper_pipeline.admin import local_admin_token, local_email_hash_key
+from caliper_pipeline.admin import local_admin_token, local_privacy_keys
 from caliper_pipeline.local_kafka import KafkaDistribution, LocalKafkaBroker
 from caliper_pipeline.processes import ChildProcess
 from caliper_pipeline.settings import Settings
@@ -75,7 +75,7 @@ def run_stack(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
         client_id, secret = demo_credentials(settings)
         env = {**os.environ, "CALIPER_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "PYTHONUNBUFFERED": "1",
                "CALIPER_SINK__ADMIN_TOKEN": local_admin_token(settings),
-               "CALIPER_STREAMS__EMAIL_HASH_KEY": local_email_hash_key(settings)}
+               **local_privacy_keys(settings)}
         children = [ChildProcess.pipeline_command(name, [name], env, log_dir)
                     for name in ("sink", "streams", "gateway")]
         for child in children:

@@ -10,7 +10,7 @@ import orjson
 from gateway.publisher import OutgoingEvent
 from gateway.tokens import Caller
 from schemas.coerce import time_to_ms
-from schemas.kafka import Source
+from schemas.kafka import Source, partition_key
 from schemas.records import RawEvent
 
 TIMEBACK_PROFILE = "TimebackProfile"
@@ -24,11 +24,6 @@ def reference_id(value: Any) -> str:
         identifier = value.get("id")
         return identifier if isinstance(identifier, str) else ""
     return ""
-
-
-def routing_key(tenant: str, student_id: str) -> bytes:
-    """Kafka key: a student's events share a partition, so they stay in order."""
-    return f"{tenant}|{student_id}".encode()
 
 
 def envelope_events(envelope: Mapping[str, Any], caller: Caller, received_ms: int) -> list[OutgoingEvent]:
@@ -45,7 +40,7 @@ def envelope_events(envelope: Mapping[str, Any], caller: Caller, received_ms: in
             student_id=student_id, sensor=sensor, send_time_ms=send_time_ms, received_time_ms=received_ms,
             envelope_index=index, payload=orjson.dumps(item),
         )
-        outgoing.append(OutgoingEvent(source=source, key=routing_key(caller.tenant, student_id), event=event))
+        outgoing.append(OutgoingEvent(source=source, key=partition_key(caller.tenant, student_id), event=event))
     return outgoing
 
 
@@ -57,4 +52,4 @@ def hub_event(payload: Mapping[str, Any], caller: Caller, received_ms: int) -> O
         student_id=student_id, sensor=reference_id(payload.get("edApp")), send_time_ms=0,
         received_time_ms=received_ms, envelope_index=0, payload=orjson.dumps(payload),
     )
-    return OutgoingEvent(source=Source.HUB, key=routing_key(caller.tenant, student_id), event=event)
+    return OutgoingEvent(source=Source.HUB, key=partition_key(caller.tenant, student_id), event=event)

@@ -30,6 +30,15 @@ def crc32_partitioner(key: bytes | None, all_partitions: Sequence[int], availabl
     return all_partitions[zlib.crc32(key) % len(all_partitions)]
 
 
+def partition_key(tenant: str, student_id: str) -> bytes:
+    """The Kafka key of a student's raw events and facts: ``tenant|student``.
+
+    With ``crc32_partitioner`` it keeps one student's events (gateway) and facts (streams) in order on one
+    partition each; every stage that keys by student uses this one function.
+    """
+    return f"{tenant}|{student_id}".encode()
+
+
 class KafkaSettings(BaseModel):
     """How to reach Kafka. An empty ``bootstrap_servers`` means: start the local broker."""
 

@@ -4,8 +4,9 @@
 decodes each message (``RawEventCodec``), normalizes it and produces every fact Avro-encoded
 (``LearningFactCodec``), keyed by tenant + student so one student's facts stay in order on one partition.
 
-Failures are data: a message that cannot be decoded or normalized goes to the dead-letter topic as JSON
-(reason, worker version, topic, partition, offset and the original bytes in base64) and processing goes on.
+Failures are data: a message that cannot be decoded or normalized goes to the dead-letter topic as a
+``schemas.side_topics.DeadLetter`` (reason, worker version, topic, partition, offset, the original bytes) and
+processing goes on.
 
 Delivery is at-least-once: the agent takes events in small batches (``take_events``: up to
 ``batch_max_events`` or ``batch_within_s``), produces everything the batch yields and awaits the broker's
@@ -17,13 +18,12 @@ message still being processed (faust issue #606); one actor per worker makes tha
 
 Conflicts (same event id, different content): the fact's ``content_hash`` lets the sink keep both versions
 (it is in the sink's sort key); the worker also remembers the last hashes in a bounded LRU and publishes a
-JSON record to the conflicts topic when an event id comes back with other content.
+``ConflictNotice`` to the conflicts topic when an event id comes back with other content.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import ssl
 from collections import OrderedDict
@@ -32,15 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
-import orjson
 from faust.exceptions import ConsumerNotStarted
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.errors import PipelineError
-from schemas.kafka import KafkaSettings, Topics, crc32_partitioner
+from schemas.kafka import KafkaSettings, Topics, crc32_partitioner, partition_key
+from schemas.privacy import PrivacySettings
 from schemas.records import LearningFact
 from schemas.registry import learning_fact_codec, raw_event_codec
+from schemas.side_topics import ConflictNotice, DeadLetter
 from streams.normalizers import NormalizeOptions, normalize_with
 from streams.settings import StreamsSettings
 
@@ -108,22 +109,24 @@ class ConflictTracker:
 
 
 def fact_key(fact: LearningFact) -> bytes:
-    """The facts topic's key: tenant + student (the gateway's ``tenant|student`` form), so one student's facts
-    keep their order on one partition (every producer of the pipeline uses ``crc32_partitioner``)."""
-    return f"{fact.tenant}|{fact.student_id}".encode()
+    """The facts topic's key: the pipeline's ``partition_key`` of tenant + student, so one student's facts keep
+    their order on one partition (every producer of the pipeline uses ``crc32_partitioner``)."""
+    return partition_key(fact.tenant, fact.student_id)
 
 
 class EventProcessor:
     """Raw message bytes -> the records to produce (facts, or a dead letter, plus conflict notices)."""
 
-    def __init__(self, settings: StreamsSettings, topics: Topics, metrics: StreamsMetrics | None = None, *,
+    def __init__(self, settings: StreamsSettings, topics: Topics, privacy: PrivacySettings,
+                 metrics: StreamsMetrics | None = None, *,
                  codecs: tuple[RawEventCodec, LearningFactCodec] | None = None) -> None:
+        privacy.require_keys()  # never produce facts with unkeyed (or empty-keyed) pseudonyms
         self.settings = settings
         self.topics = topics
         self.metrics = metrics or StreamsMetrics()
         self.options = NormalizeOptions(
-            email_hash_key=settings.email_hash_key.get_secret_value().encode(),
-            keep_raw_email=settings.keep_raw_email,
+            email_hash_key=privacy.email_hash_key_bytes,
+            keep_raw_email=privacy.keep_raw_email,
             normalizer_version=settings.normalizer_version,
         )
         self.raw_codec, self.fact_codec = codecs or (RawEventCodec(), LearningFactCodec())
@@ -164,12 +167,11 @@ class EventProcessor:
             if previous is not None:
                 result.conflicts += 1
                 self.metrics.conflicts.labels(tenant=fact.tenant).inc()
-                result.records.append(OutboundRecord(self.topics.conflicts, fact_key(fact), orjson.dumps({
-                    "tenant": fact.tenant, "source": fact.source, "event_id": fact.event_id,
-                    "fact_index": fact.fact_index, "previous_content_hash": previous,
-                    "content_hash": fact.content_hash, "topic": topic, "partition": partition,
-                    "offset": offset, "worker_version": self.settings.worker_version,
-                })))
+                result.records.append(OutboundRecord(self.topics.conflicts, fact_key(fact), ConflictNotice(
+                    tenant=fact.tenant, source=fact.source, event_id=fact.event_id, fact_index=fact.fact_index,
+                    previous_content_hash=previous, content_hash=fact.content_hash, topic=topic,
+                    partition=partition, offset=offset, worker_version=self.settings.worker_version,
+                ).to_json()))
         return result
 
     def _dead_letter(self, result: ProcessedEvent, reason: str, topic: str, partition: int, offset: int,
@@ -177,17 +179,10 @@ class EventProcessor:
         self.metrics.dead_letters.labels(topic=topic).inc()
         result.facts = []
         result.dead_letter_reason = reason
-        result.records = [OutboundRecord(self.topics.dead_letters, key, dead_letter_record(
-            reason, self.settings.worker_version, topic, partition, offset, value or b""))]
+        result.records = [OutboundRecord(self.topics.dead_letters, key, DeadLetter(
+            reason=reason, worker_version=self.settings.worker_version, topic=topic, partition=partition,
+            offset=offset, original=value or b"").to_json())]
         return result
-
-
-def dead_letter_record(reason: str, worker_version: str, topic: str, partition: int, offset: int,
-                       original: bytes) -> bytes:
-    return orjson.dumps({
-        "reason": reason, "worker_version": worker_version, "topic": topic, "partition": partition,
-        "offset": offset, "original_b64": base64.b64encode(original).decode(),
-    })
 
 
 class KafkaPublisher:
@@ -222,8 +217,8 @@ def broker_options(kafka: KafkaSettings) -> dict[str, Any]:
     return options
 
 
-def build_app(settings: StreamsSettings, kafka: KafkaSettings, *, publisher: Publisher | None = None,
-              metrics: StreamsMetrics | None = None) -> faust.App:
+def build_app(settings: StreamsSettings, kafka: KafkaSettings, privacy: PrivacySettings, *,
+              publisher: Publisher | None = None, metrics: StreamsMetrics | None = None) -> faust.App:
     """The worker app: one agent over the raw topics. ``publisher`` replaces Kafka output (tests)."""
     topics = kafka.topics
     app = faust.App(
@@ -246,7 +241,7 @@ def build_app(settings: StreamsSettings, kafka: KafkaSettings, *, publisher: Pub
         producer_acks=-1,
         producer_partitioner=crc32_partitioner,
     )
-    processor = EventProcessor(settings, topics, metrics,
+    processor = EventProcessor(settings, topics, privacy, metrics,
                                codecs=(raw_event_codec(kafka), learning_fact_codec(kafka)))
     publish: Publisher = publisher or KafkaPublisher(app)
     raw_topic = app.topic(*topics.raw_topics, key_serializer="raw", value_serializer="raw")
@@ -317,12 +312,14 @@ def _record_lag(app: faust.App, metrics: StreamsMetrics, message: Any) -> None:
             max(0, highwater - message.offset - 1))
 
 
-def run_worker(settings: StreamsSettings, kafka: KafkaSettings) -> None:
-    """Start the worker and block until it is stopped (``caliper-pipeline streams``)."""
+def run_worker(settings: StreamsSettings, kafka: KafkaSettings, privacy: PrivacySettings) -> None:
+    """Start the worker and block until it is stopped (``caliper-pipeline streams``); refuses to start without
+    the privacy keys (``MissingPrivacyKeyError``)."""
+    privacy.require_keys()
     metrics = StreamsMetrics()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.registry)
-    app = build_app(settings, kafka, metrics=metrics)
+    app = build_app(settings, kafka, privacy, metrics=metrics)
     worker = faust.Worker(app, loglevel=settings.log_level)
     try:
         worker.execute_from_commandline()

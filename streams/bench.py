@@ -18,17 +18,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import SecretStr
 
+from schemas.caliper import CALIPER_CONTEXT_V1P2
 from schemas.codec import RawEventCodec
-from schemas.kafka import KafkaSettings, Source, crc32_partitioner
+from schemas.kafka import KafkaSettings, Source, crc32_partitioner, partition_key
+from schemas.privacy import PrivacySettings
 from schemas.records import RawEvent
 from streams.app import EventProcessor, StreamsMetrics, build_app
 from streams.settings import StreamsSettings
 
-CONTEXT = "http://purl.imsglobal.org/ctx/caliper/v1p2"
+CONTEXT = CALIPER_CONTEXT_V1P2
 ONEROSTER = "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2"
 BNCC_CODES = ("EF05MA01", "EF15LP01", "EF69AR31", "EM13LGG101", "EI03EO01")
-BENCH_SETTINGS = StreamsSettings(app_id="caliper-streams-bench", worker_version="bench",
-                                 email_hash_key=SecretStr("bench-key"))
+BENCH_SETTINGS = StreamsSettings(app_id="caliper-streams-bench", worker_version="bench")
+BENCH_PRIVACY = PrivacySettings(email_hash_key=SecretStr("bench-key"), student_key=SecretStr("bench-student-key"))
 
 
 def _timeback(index: int, time_spent: bool) -> dict[str, Any]:
@@ -114,13 +116,13 @@ RawMessage = tuple[str, bytes, bytes]  # topic, key, value
 def raw_messages(kafka: KafkaSettings, raws: list[RawEvent]) -> list[RawMessage]:
     """The raw events as the gateway publishes them: Avro, on their source's topic, keyed ``tenant|student``."""
     codec = RawEventCodec()
-    return [(kafka.topics.raw(Source(raw.source)), f"{raw.tenant}|{raw.student_id}".encode(),
+    return [(kafka.topics.raw(Source(raw.source)), partition_key(raw.tenant, raw.student_id),
              codec.encode_record(raw)) for raw in raws]
 
 
 def bench_without_kafka(messages: list[RawMessage], topics_of: KafkaSettings) -> dict[str, Any]:
     """Decode + normalize + Avro-encode every message in this process (what one worker does per message)."""
-    processor = EventProcessor(BENCH_SETTINGS, topics_of.topics, StreamsMetrics())
+    processor = EventProcessor(BENCH_SETTINGS, topics_of.topics, BENCH_PRIVACY, StreamsMetrics())
     started = time.perf_counter()
     facts = dead = 0
     for offset, (topic, key, value) in enumerate(messages):
@@ -165,7 +167,8 @@ async def bench_with_kafka(kafka: KafkaSettings, messages: list[RawMessage], exp
                            timeout_s: float = 300.0) -> dict[str, Any]:
     """Publish the raw messages, run one worker in-process and time the facts arriving."""
     await publish_raw(kafka, messages)
-    app = build_app(BENCH_SETTINGS.model_copy(update={"app_id": f"bench-{uuid.uuid4().hex[:8]}"}), kafka)
+    app = build_app(BENCH_SETTINGS.model_copy(update={"app_id": f"bench-{uuid.uuid4().hex[:8]}"}), kafka,
+                    BENCH_PRIVACY)
     reader = AIOKafkaConsumer(kafka.topics.facts, auto_offset_reset="earliest", enable_auto_commit=False,
                               **kafka.client_options())
     await reader.start()

@@ -9,16 +9,15 @@ as they are to ``--to-topic``. The range is fixed when replay starts (end offset
 from __future__ import annotations
 
 import asyncio
-import base64
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.kafka import KafkaSettings, crc32_partitioner
+from schemas.side_topics import DeadLetter, SideTopicRecordError
 
 
 @dataclass
@@ -36,12 +35,11 @@ class ReplaySummary:
         return lines
 
 
-def dead_letter_destination(value: bytes) -> tuple[str, bytes] | None:
-    """The original topic and bytes of a dead-letter record, or None if it is not one."""
+def dead_letter_of(value: bytes) -> DeadLetter | None:
+    """The dead letter a message holds, or None if it is not one."""
     try:
-        record = orjson.loads(value)
-        return str(record["topic"]), base64.b64decode(record["original_b64"], validate=True)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return DeadLetter.from_json(value)
+    except SideTopicRecordError:
         return None
 
 
@@ -106,21 +104,14 @@ def _route(value: bytes, is_dead_letters: bool, to_topic: str | None,
     if not is_dead_letters:
         destination, payload = str(to_topic), value
     else:
-        record = dead_letter_destination(value)
-        if record is None:
+        letter = dead_letter_of(value)
+        if letter is None:
             summary.skipped += 1
             return None
-        destination, payload = record
-        summary.reasons[_reason_of(value)] += 1
+        destination, payload = letter.topic, letter.original
+        summary.reasons[letter.reason[:120]] += 1
     summary.by_destination[destination] += 1
     return destination, payload
-
-
-def _reason_of(value: bytes) -> str:
-    try:
-        return str(orjson.loads(value).get("reason", ""))[:120]
-    except (orjson.JSONDecodeError, AttributeError):
-        return ""
 
 
 def _progress(done: int, total: int, started: float) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from schemas.caliper import CALIPER_CONTEXT_V1P2
 from schemas.coerce import coerce_bool, coerce_int, coerce_number, time_to_ms
 from schemas.errors import NormalizationError
 from schemas.records import LearningFact, RawEvent, content_hash_of, fact_id_for, pseudonymize_email
@@ -258,8 +259,9 @@ def build_fact(raw: RawEvent, payload: dict[str, Any], values: dict[str, Any], r
     )
 
 
+# the v1p2 context IRI as the spec writes it (http) and its https form, which senders also use
 CALIPER_V1P2_CONTEXTS = frozenset({
-    "http://purl.imsglobal.org/ctx/caliper/v1p2", "https://purl.imsglobal.org/ctx/caliper/v1p2"})
+    CALIPER_CONTEXT_V1P2, CALIPER_CONTEXT_V1P2.replace("http://", "https://", 1)})
 
 
 def standard_context(value: Any) -> bool | None:

@@ -6,7 +6,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.kafka import KafkaSettings
-from streams.app import dead_letter_record
+from schemas.side_topics import DeadLetter
 from streams.replay import replay
 
 pytestmark = pytest.mark.integration
@@ -33,8 +33,9 @@ async def test_dead_letters_return_to_their_topic(kafka_settings: KafkaSettings)
     await producer.start()
     try:
         for i in range(5):
-            record = dead_letter_record("NormalizationError: no actor", "test", topics.raw_topics[i % 2], 0, i,
-                                        f"original-{i}".encode())
+            record = DeadLetter(reason="NormalizationError: no actor", worker_version="test",
+                                topic=topics.raw_topics[i % 2], partition=0, offset=i,
+                                original=f"original-{i}".encode()).to_json()
             await producer.send_and_wait(topics.dead_letters, record, key=f"k{i}".encode())
         await producer.send_and_wait(topics.dead_letters, b"not a dead-letter record", key=b"x")
     finally:

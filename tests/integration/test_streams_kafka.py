@@ -4,18 +4,18 @@ letters while processing goes on."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 import uuid
 
-import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 
 from schemas.codec import LearningFactCodec, RawEventCodec
-from schemas.kafka import KafkaSettings, Source
+from schemas.kafka import KafkaSettings, Source, partition_key
+from schemas.privacy import PrivacySettings
 from schemas.records import LearningFact, RawEvent
+from schemas.side_topics import DeadLetter
 from streams.app import build_app
 from streams.bench import publish_raw, raw_messages, sample_raw_events
 from streams.normalizers import normalize
@@ -24,11 +24,11 @@ from streams.settings import StreamsSettings
 pytestmark = pytest.mark.integration
 
 EMAIL_KEY = "integration-key"
+PRIVACY = PrivacySettings(email_hash_key=SecretStr(EMAIL_KEY), student_key=SecretStr("integration-student-key"))
 
 
 def worker_settings() -> StreamsSettings:
-    return StreamsSettings(app_id=f"it-streams-{uuid.uuid4().hex[:8]}", worker_version="it",
-                           email_hash_key=SecretStr(EMAIL_KEY))
+    return StreamsSettings(app_id=f"it-streams-{uuid.uuid4().hex[:8]}", worker_version="it")
 
 
 async def read_topic(kafka: KafkaSettings, topic: str, expect: int, timeout_s: float = 90.0,
@@ -66,7 +66,7 @@ async def test_raw_events_become_exactly_the_expected_facts(kafka_settings: Kafk
     settings = worker_settings()
     raws = sample_raw_events(120, tenant="it")
     await publish_raw(kafka_settings, raw_messages(kafka_settings, raws))
-    app = build_app(settings, kafka_settings)
+    app = build_app(settings, kafka_settings, PRIVACY)
     await app.start()
     try:
         out = await read_topic(kafka_settings, kafka_settings.topics.facts, expect=len(raws))
@@ -75,7 +75,7 @@ async def test_raw_events_become_exactly_the_expected_facts(kafka_settings: Kafk
     decoded = [LearningFactCodec().decode_record(value) for _, value in out]
     want = expected_facts(raws, settings)
     assert sorted(decoded, key=lambda f: f.fact_id) == sorted(want, key=lambda f: f.fact_id)
-    assert {key for key, _ in out} == {f"it|{f.student_id}".encode() for f in want}
+    assert {key for key, _ in out} == {partition_key("it", f.student_id) for f in want}
     assert {f.source for f in decoded} == {"timeback", "hub", "caliper"}
 
 
@@ -98,7 +98,7 @@ async def test_a_bad_event_goes_to_the_dead_letter_topic_and_processing_continue
                  (topics.raw(Source.HUB), same_key, codec.encode_record(broken))]
     messages += after
     await publish_raw(kafka_settings, messages)
-    app = build_app(settings, kafka_settings)
+    app = build_app(settings, kafka_settings, PRIVACY)
     await app.start()
     try:
         letters, facts = await asyncio.gather(
@@ -106,11 +106,10 @@ async def test_a_bad_event_goes_to_the_dead_letter_topic_and_processing_continue
             read_topic(kafka_settings, topics.facts, expect=3))
     finally:
         await app.stop()
-    records = [orjson.loads(value) for _, value in letters]
-    assert sorted(base64.b64decode(r["original_b64"]) for r in records) == sorted(
-        [garbage, codec.encode_record(broken)])
-    assert all(r["topic"] == topics.raw(Source.HUB) and r["worker_version"] == "it" for r in records)
-    reasons = " | ".join(r["reason"] for r in records)
+    records = [DeadLetter.from_json(value) for _, value in letters]
+    assert sorted(r.original for r in records) == sorted([garbage, codec.encode_record(broken)])
+    assert all(r.topic == topics.raw(Source.HUB) and r.worker_version == "it" for r in records)
+    reasons = " | ".join(r.reason for r in records)
     assert "SchemaEncodingError" in reasons and "Field object.assignable.skillCode not informed" in reasons
     decoded = {LearningFactCodec().decode_record(value).event_id for _, value in facts}
     assert decoded == {r.event_id for r in good_before + good_after}

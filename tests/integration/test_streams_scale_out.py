@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_streams_kafka import expected_facts, read_topic, worker_settings
+from test_streams_kafka import PRIVACY, expected_facts, read_topic, worker_settings
 
 from caliper_pipeline.local_kafka import free_port
 from caliper_pipeline.processes import ChildProcess
@@ -37,7 +37,8 @@ async def test_two_workers_share_partitions(kafka_settings: KafkaSettings, tmp_p
         env = {**os.environ, "CALIPER_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
                "CALIPER_KAFKA__TOPIC_PREFIX": kafka_settings.topic_prefix, "CALIPER_KAFKA__PARTITIONS": "3",
                "CALIPER_STREAMS__APP_ID": settings.app_id, "CALIPER_STREAMS__WORKER_VERSION": "it",
-               "CALIPER_STREAMS__EMAIL_HASH_KEY": settings.email_hash_key.get_secret_value(),
+               "CALIPER_PRIVACY__EMAIL_HASH_KEY": PRIVACY.email_hash_key.get_secret_value(),
+               "CALIPER_PRIVACY__STUDENT_KEY": PRIVACY.student_key.get_secret_value(),
                "CALIPER_STREAMS__METRICS_PORT": str(port)}
         workers.append(ChildProcess(f"streams-{index}", [sys.executable, "-m", "caliper_pipeline.cli", "streams"],
                                     env, tmp_path))

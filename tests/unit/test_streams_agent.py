@@ -13,8 +13,10 @@ from faust.types.tuples import ConsumerMessage
 from pydantic import SecretStr
 
 from schemas.codec import LearningFactCodec, RawEventCodec
-from schemas.kafka import KafkaSettings
+from schemas.kafka import KafkaSettings, partition_key
+from schemas.privacy import MissingPrivacyKeyError, PrivacySettings
 from schemas.records import RawEvent, pseudonymize_email
+from schemas.side_topics import ConflictNotice, DeadLetter
 from streams.app import (
     AGENT_NAME,
     ConflictTracker,
@@ -26,7 +28,8 @@ from streams.app import (
 )
 from streams.settings import StreamsSettings
 
-SETTINGS = StreamsSettings(worker_version="9.9.9", email_hash_key=SecretStr("k"), conflict_cache_size=100)
+SETTINGS = StreamsSettings(worker_version="9.9.9", conflict_cache_size=100)
+PRIVACY = PrivacySettings(email_hash_key=SecretStr("k"), student_key=SecretStr("s"))
 KAFKA = KafkaSettings(bootstrap_servers="127.0.0.1:1", topic_prefix="unit.")
 TOPICS = KAFKA.topics
 USER = "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/users/user-1"
@@ -66,7 +69,7 @@ class RecordingPublisher:
 @pytest.fixture
 def harness() -> tuple[faust.App, RecordingPublisher, StreamsMetrics]:
     publisher, metrics = RecordingPublisher(), StreamsMetrics()
-    app = build_app(SETTINGS, KAFKA, publisher=publisher, metrics=metrics)
+    app = build_app(SETTINGS, KAFKA, PRIVACY, publisher=publisher, metrics=metrics)
     app.finalize()
     app.flow_control.resume()
     return app, publisher, metrics
@@ -78,7 +81,8 @@ def counter(metrics: StreamsMetrics, name: str, **labels: str) -> float:
 
 
 def test_build_app_configures_the_worker_from_settings() -> None:
-    app = build_app(SETTINGS.model_copy(update={"web_port": 0}), KAFKA.model_copy(update={"partitions": 4}))
+    app = build_app(SETTINGS.model_copy(update={"web_port": 0}), KAFKA.model_copy(update={"partitions": 4}),
+                    PRIVACY)
     assert app.conf.id == "caliper-streams"
     assert app.conf.topic_partitions == 4
     assert app.conf.web_enabled is False
@@ -100,7 +104,7 @@ async def test_a_raw_event_becomes_an_avro_fact_keyed_by_tenant_and_student(harn
     assert len(result.facts) == 1 and result.dead_letter_reason == ""
     [record] = publisher.on(TOPICS.facts)
     fact = LearningFactCodec().decode_record(record.value)
-    assert record.key == b"tenant-a|" + USER.encode() == fact_key(fact)
+    assert record.key == b"tenant-a|" + USER.encode() == fact_key(fact) == partition_key("tenant-a", USER)
     assert fact.xp_earned == 100.0 and fact.student_email_hash == pseudonymize_email("[email protected]", b"k")
     assert fact.normalizer_version == "caliper-streams/9.9.9"
     assert counter(metrics, "caliper_streams_facts_out_total", source="timeback") == 1.0
@@ -115,16 +119,18 @@ async def test_a_bad_event_goes_to_the_dead_letters_and_processing_continues(har
         await tested.put(garbage, key=b"g")
         await tested.put(not_normalizable)
         await tested.put(raw_message(timeback_payload()))
-    letters = [orjson.loads(record.value) for record in publisher.on(TOPICS.dead_letters)]
-    assert [letter["offset"] for letter in letters] == [0, 1]
-    assert base64.b64decode(letters[0]["original_b64"]) == garbage
-    assert letters[0]["reason"].startswith("SchemaEncodingError")
-    assert letters[1]["reason"].startswith("NormalizationError")
-    assert all(letter["worker_version"] == "9.9.9" for letter in letters)
-    assert set(letters[0]) == {"reason", "worker_version", "topic", "partition", "offset", "original_b64"}
+    letters = [DeadLetter.from_json(record.value) for record in publisher.on(TOPICS.dead_letters)]
+    assert [letter.offset for letter in letters] == [0, 1]
+    assert letters[0].original == garbage
+    assert letters[0].reason.startswith("SchemaEncodingError")
+    assert letters[1].reason.startswith("NormalizationError")
+    assert all(letter.worker_version == "9.9.9" for letter in letters)
+    wire = orjson.loads(publisher.on(TOPICS.dead_letters)[0].value)  # the JSON shape replay and operators read
+    assert set(wire) == {"reason", "worker_version", "topic", "partition", "offset", "original_b64"}
+    assert base64.b64decode(wire["original_b64"]) == garbage
     assert publisher.on(TOPICS.dead_letters)[0].key == b"g"
     assert len(publisher.on(TOPICS.facts)) == 1
-    assert counter(metrics, "caliper_streams_dead_letters_total", topic=letters[0]["topic"]) == 2.0
+    assert counter(metrics, "caliper_streams_dead_letters_total", topic=letters[0].topic) == 2.0
 
 
 async def test_same_event_id_with_other_content_is_published_as_a_conflict(harness: Any) -> None:
@@ -136,10 +142,11 @@ async def test_same_event_id_with_other_content_is_published_as_a_conflict(harne
         await tested.put(raw_message(timeback_payload(xp=250)))  # same id, other content
     facts = [LearningFactCodec().decode_record(r.value) for r in publisher.on(TOPICS.facts)]
     assert len(facts) == 3 and facts[0].content_hash == facts[1].content_hash != facts[2].content_hash
-    [conflict] = [orjson.loads(record.value) for record in publisher.on(TOPICS.conflicts)]
-    assert conflict["event_id"] == "urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594"
-    assert conflict["previous_content_hash"] == facts[0].content_hash
-    assert conflict["content_hash"] == facts[2].content_hash
+    [conflict] = [ConflictNotice.from_json(record.value) for record in publisher.on(TOPICS.conflicts)]
+    assert conflict.event_id == "urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594"
+    assert conflict.previous_content_hash == facts[0].content_hash
+    assert conflict.content_hash == facts[2].content_hash
+    assert (conflict.tenant, conflict.worker_version, conflict.offset) == ("tenant-a", "9.9.9", 2)
     assert counter(metrics, "caliper_streams_conflicts_total", tenant="tenant-a") == 1.0
 
 
@@ -155,6 +162,18 @@ async def test_an_entity_produces_nothing_and_is_no_dead_letter(harness: Any) ->
         [result] = tested.results[event.message.offset]
         assert result.records == [] and result.dead_letter_reason == ""
     assert publisher.records == []
+
+
+@pytest.mark.parametrize("privacy, missing", [
+    (PrivacySettings(), ["CALIPER_PRIVACY__EMAIL_HASH_KEY", "CALIPER_PRIVACY__STUDENT_KEY"]),
+    (PrivacySettings(email_hash_key=SecretStr("k")), ["CALIPER_PRIVACY__STUDENT_KEY"]),
+    (PrivacySettings(student_key=SecretStr("s")), ["CALIPER_PRIVACY__EMAIL_HASH_KEY"]),
+])
+def test_the_worker_refuses_to_start_without_both_privacy_keys(privacy: PrivacySettings, missing: list[str]) -> None:
+    with pytest.raises(MissingPrivacyKeyError) as refused:
+        build_app(SETTINGS, KAFKA, privacy)
+    assert refused.value.variables == missing
+    assert all(name in str(refused.value) for name in missing)
 
 
 def test_the_conflict_tracker_is_bounded_and_forgets_the_oldest() -> None:
@@ -177,7 +196,7 @@ async def test_a_failed_publish_is_retried_and_acked_only_once_delivered(monkeyp
             raise OSError("broker unreachable")
 
     metrics = StreamsMetrics()
-    app = build_app(SETTINGS.model_copy(update={"publish_retry_initial_s": 0.01}), KAFKA, publisher=flaky,
+    app = build_app(SETTINGS.model_copy(update={"publish_retry_initial_s": 0.01}), KAFKA, PRIVACY, publisher=flaky,
                     metrics=metrics)
     app.finalize()
     app.flow_control.resume()
@@ -192,7 +211,7 @@ async def test_a_failed_publish_is_retried_and_acked_only_once_delivered(monkeyp
 
 
 def test_withheld_events_never_become_committable() -> None:
-    app = build_app(SETTINGS, KAFKA)
+    app = build_app(SETTINGS, KAFKA, PRIVACY)
     consumer_acks: list[Any] = []
 
     class RecordingConsumer:

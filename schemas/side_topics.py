@@ -1,0 +1,165 @@
+"""The JSON records of the pipeline's side topics, each written and read through one definition.
+
+- ``RejectedRequest`` (``<prefix>rejected``, written by the gateway): a request refused for its content, with the
+  problems found and the start of its body;
+- ``DeadLetter`` (``<prefix>deadletter``, written by the streams worker): a raw message that could not become
+  facts, with the reason and the original bytes; ``caliper-pipeline replay`` reads it back;
+- ``ConflictNotice`` (``<prefix>conflicts``, written by the streams worker): an event id seen again with other
+  content.
+
+Each is a frozen dataclass with ``to_json() -> bytes`` and ``from_json(bytes)``; ``from_json`` raises
+``SideTopicRecordError`` naming the record and the field at fault, so a reader never guesses at a shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import orjson
+
+from schemas.errors import PipelineError
+
+REJECTED_BODY_LIMIT = 64 * 1024  # bytes of a rejected request's body kept on the rejected topic
+REJECTED_PROBLEMS_LIMIT = 100  # problems kept per rejected request
+
+
+class SideTopicRecordError(PipelineError):
+    """Bytes that are not a valid record of a side topic; says which record and what is wrong."""
+
+    def __init__(self, record: str, problem: str) -> None:
+        super().__init__(f"not a valid {record} record: {problem}")
+        self.record = record
+        self.problem = problem
+
+
+def _load(record: str, data: bytes) -> Mapping[str, Any]:
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise SideTopicRecordError(record, f"not JSON ({error})") from error
+    if not isinstance(document, dict):
+        raise SideTopicRecordError(record, "not a JSON object")
+    return document
+
+
+def _field(record: str, document: Mapping[str, Any], name: str, kind: type) -> Any:
+    if name not in document:
+        raise SideTopicRecordError(record, f"{name!r} is missing")
+    value = document[name]
+    # bool is an int in Python, never in these records
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SideTopicRecordError(record, f"{name!r} must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRequest:
+    """A request the gateway refused for its content (4xx), kept for the sender's support."""
+
+    tenant: str
+    client_id: str
+    endpoint: str
+    status: int
+    problems: tuple[tuple[str, str], ...]  # (path, message) pairs
+    body: str  # the body's first REJECTED_BODY_LIMIT bytes, decoded as UTF-8 (bad bytes replaced)
+    body_truncated: bool
+
+    @classmethod
+    def of(cls, *, tenant: str, client_id: str, endpoint: str, status: int,
+           problems: Sequence[tuple[str, str]], body: bytes) -> Self:
+        """The record of a refused request, with the problems and the body cut to their limits."""
+        return cls(tenant=tenant, client_id=client_id, endpoint=endpoint, status=status,
+                   problems=tuple((str(path), str(message)) for path, message in problems[:REJECTED_PROBLEMS_LIMIT]),
+                   body=body[:REJECTED_BODY_LIMIT].decode("utf-8", "replace"),
+                   body_truncated=len(body) > REJECTED_BODY_LIMIT)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({
+            "tenant": self.tenant, "client_id": self.client_id, "endpoint": self.endpoint, "status": self.status,
+            "problems": [{"path": path, "message": message} for path, message in self.problems],
+            "body": self.body, "body_truncated": self.body_truncated,
+        })
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Self:
+        name = "rejected request"
+        document = _load(name, data)
+        problems = []
+        for index, problem in enumerate(_field(name, document, "problems", list)):
+            if not isinstance(problem, dict):
+                raise SideTopicRecordError(name, f"problems[{index}] must be an object")
+            problems.append((_field(name, problem, "path", str), _field(name, problem, "message", str)))
+        return cls(tenant=_field(name, document, "tenant", str), client_id=_field(name, document, "client_id", str),
+                   endpoint=_field(name, document, "endpoint", str), status=_field(name, document, "status", int),
+                   problems=tuple(problems), body=_field(name, document, "body", str),
+                   body_truncated=_field(name, document, "body_truncated", bool))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A raw message the streams worker could not turn into facts; ``original`` is its value, byte for byte."""
+
+    reason: str
+    worker_version: str
+    topic: str
+    partition: int
+    offset: int
+    original: bytes
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({
+            "reason": self.reason, "worker_version": self.worker_version, "topic": self.topic,
+            "partition": self.partition, "offset": self.offset,
+            "original_b64": base64.b64encode(self.original).decode("ascii"),
+        })
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Self:
+        name = "dead letter"
+        document = _load(name, data)
+        encoded = _field(name, document, "original_b64", str)
+        try:
+            original = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise SideTopicRecordError(name, f"'original_b64' is not base64 ({error})") from error
+        return cls(reason=_field(name, document, "reason", str),
+                   worker_version=_field(name, document, "worker_version", str),
+                   topic=_field(name, document, "topic", str), partition=_field(name, document, "partition", int),
+                   offset=_field(name, document, "offset", int), original=original)
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictNotice:
+    """An event id that came back with other content (``content_hash`` differs from the one seen before)."""
+
+    tenant: str
+    source: str
+    event_id: str
+    fact_index: int
+    previous_content_hash: str
+    content_hash: str
+    topic: str
+    partition: int
+    offset: int
+    worker_version: str
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({
+            "tenant": self.tenant, "source": self.source, "event_id": self.event_id, "fact_index": self.fact_index,
+            "previous_content_hash": self.previous_content_hash, "content_hash": self.content_hash,
+            "topic": self.topic, "partition": self.partition, "offset": self.offset,
+            "worker_version": self.worker_version,
+        })
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Self:
+        name = "conflict notice"
+        document = _load(name, data)
+        text = {key: _field(name, document, key, str) for key in (
+            "tenant", "source", "event_id", "previous_content_hash", "content_hash", "topic", "worker_version")}
+        numbers = {key: _field(name, document, key, int) for key in ("fact_index", "partition", "offset")}
+        return cls(**text, **numbers)
