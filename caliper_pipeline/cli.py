@@ -67,10 +67,11 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.app import run_gateway
+    from caliper_pipeline.read_bridge import SqlEventReader
+    from gateway.main import run_gateway
     from sinks.query_client import SqlClient
 
-    run_gateway(settings.gateway, settings.kafka, SqlClient(settings.clickhouse, settings.sink))
+    run_gateway(settings.gateway, settings.kafka, SqlEventReader(SqlClient(settings.clickhouse, settings.sink)))
     return 0
 
 

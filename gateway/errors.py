@@ -1,4 +1,9 @@
-"""Errors the gateway answers with: each carries its HTTP status and the data its answer needs."""
+"""Errors the gateway answers with: each carries its HTTP status and the data its answer needs.
+
+The error middleware (``gateway.middlewares``) renders every ``GatewayError`` in the format of the endpoint's
+own contract; ``records_rejection`` marks the errors whose request is also written to the rejected topic (the
+request's content was refused, as opposed to its credentials, its size or the gateway's state).
+"""
 
 from __future__ import annotations
 
@@ -8,23 +13,34 @@ from schemas.errors import FieldProblem, PipelineError
 class GatewayError(PipelineError):
     status = 500
     reason = "internal"
+    records_rejection = False
 
     def __init__(self, message: str, *, problems: list[FieldProblem] | None = None,
-                 retry_after: int | None = None) -> None:
+                 retry_after: int | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.problems = problems or []
         self.retry_after = retry_after
+        self.headers = headers or {}
 
 
 class InvalidPayloadError(GatewayError):
     status = 400
     reason = "invalid_payload"
+    records_rejection = True
 
 
 class MalformedJsonError(GatewayError):
     status = 400
     reason = "malformed_json"
+    records_rejection = True
+
+
+class InvalidQueryError(GatewayError):
+    """Bad query parameters of a read request (not an event: nothing goes to the rejected topic)."""
+
+    status = 400
+    reason = "invalid_query"
 
 
 class UnauthorizedError(GatewayError):
@@ -50,6 +66,7 @@ class UnsupportedMediaTypeError(GatewayError):
 class UnsupportedDataVersionError(GatewayError):
     status = 422
     reason = "unsupported_data_version"
+    records_rejection = True
 
 
 class RateLimitedError(GatewayError):
@@ -62,9 +79,22 @@ class KafkaUnavailableError(GatewayError):
     reason = "kafka_unavailable"
 
 
-class ClickHouseUnavailableForReadsError(GatewayError):
+class ReadsUnavailableError(GatewayError):
     status = 503
-    reason = "clickhouse_unavailable"
+    reason = "reads_unavailable"
+
+
+class HttpError(GatewayError):
+    """An aiohttp ``HTTPException`` (no route, wrong method...) carried with its status and headers."""
+
+    def __init__(self, status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers=headers)
+        self.status = status
+        self.reason = reason
+
+
+class InternalError(GatewayError):
+    """Whatever the code did not expect: logged with its traceback, answered without any internals."""
 
 
 class UnknownClientError(PipelineError):
@@ -73,3 +103,17 @@ class UnknownClientError(PipelineError):
     def __init__(self, client_id: str) -> None:
         super().__init__(f"unknown client {client_id!r}")
         self.client_id = client_id
+
+
+class OAuthError(GatewayError):
+    """An RFC 6749 error of the token endpoint; ``reason`` is its ``error`` code (``invalid_client``...)."""
+
+    def __init__(self, status: int, code: str, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+        self.reason = code
+
+
+class NotFoundError(GatewayError):
+    status = 404
+    reason = "not_found"

@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from caliper_corpus import INVALID_FILES, NOT_JSON_FIXTURES, VALID_FILES, load, offending_field, wrap
 
-from gateway.app import build_app
 from gateway.clients import ClientRegistry
+from gateway.main import build_app
 from gateway.settings import GatewaySettings
 from schemas.kafka import KafkaSettings
 

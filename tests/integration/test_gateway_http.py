@@ -19,8 +19,8 @@ from caliper_pipeline.samples import (
     timeback_activity_event,
     timeback_time_spent_event,
 )
-from gateway.app import build_app
 from gateway.clients import ClientRegistry
+from gateway.main import build_app
 from gateway.settings import INGEST_SCOPE, GatewaySettings
 from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings, Source

@@ -1,0 +1,1 @@
+"""The gateway's request handlers, one module per contract (``gateway.routes`` maps them to URLs)."""

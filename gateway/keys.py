@@ -1,0 +1,25 @@
+"""The typed keys of the gateway's shared state: resources on the app (``web.AppKey``), per-request facts
+(``web.RequestKey``). Every module reads the app's resources through these keys, never through strings."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.clients import ClientRegistry
+from gateway.metrics import GatewayMetrics
+from gateway.publisher import EventPublisher
+from gateway.ratelimit import RateLimiter
+from gateway.settings import GatewaySettings
+from gateway.tokens import Caller, TokenIssuer
+from schemas.read_api import EventReader
+
+SETTINGS = web.AppKey("settings", GatewaySettings)
+PUBLISHER = web.AppKey("publisher", EventPublisher)
+REGISTRY = web.AppKey("registry", ClientRegistry)
+TOKENS = web.AppKey("tokens", TokenIssuer)
+LIMITER = web.AppKey("limiter", RateLimiter)
+METRICS = web.AppKey("metrics", GatewayMetrics)
+READER = web.AppKey("reader", EventReader)
+
+CALLER = web.RequestKey("caller", Caller)  # who called, once the token is verified
+BODY = web.RequestKey("body", bytes)  # the request body, once read (kept for the rejected-requests topic)

@@ -1,0 +1,63 @@
+"""Building and running the gateway's aiohttp application: the only door of the pipeline.
+
+Resources live on the root app under ``gateway.keys`` and are opened/closed by ``cleanup_ctx``; the routes
+(``gateway.routes``) mount the hub and the token endpoint as sub-apps, each with its own error format. An event
+is acknowledged only after Kafka acknowledged it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway.clients import ClientRegistry
+from gateway.event_loop import new_event_loop
+from gateway.keys import LIMITER, METRICS, PUBLISHER, READER, REGISTRY, SETTINGS, TOKENS
+from gateway.metrics import GatewayMetrics
+from gateway.middlewares import error_middleware, metrics_middleware
+from gateway.publisher import EventPublisher
+from gateway.ratelimit import RateLimiter
+from gateway.responses import caliper_error_body
+from gateway.routes import BEARER_CHALLENGE, setup_routes
+from gateway.settings import GatewaySettings
+from gateway.tokens import TokenIssuer
+from schemas.kafka import KafkaSettings
+from schemas.read_api import EventReader
+
+
+def build_app(settings: GatewaySettings, kafka: KafkaSettings, *, publisher: EventPublisher | None = None,
+              reader: EventReader | None = None) -> web.Application:
+    """The gateway; ``publisher`` replaces the Kafka producer (tests), ``reader`` serves ``GET /caliper/events``
+    (none: that endpoint answers 404)."""
+    app = web.Application(middlewares=[metrics_middleware, error_middleware(caliper_error_body, BEARER_CHALLENGE)],
+                          client_max_size=settings.max_body_bytes)
+    registry = ClientRegistry(settings.clients_file)
+    app[SETTINGS] = settings
+    app[REGISTRY] = registry
+    app[TOKENS] = TokenIssuer(settings.jwt_secret.get_secret_value(), settings.jwt_issuer,
+                              settings.token_ttl_seconds, registry)
+    app[LIMITER] = RateLimiter(settings.default_rate_limit_per_second)
+    app[METRICS] = GatewayMetrics()
+    app[PUBLISHER] = publisher or EventPublisher(kafka, settings)
+    if reader is not None:
+        app[READER] = reader
+
+    async def kafka_producer(app: web.Application) -> AsyncIterator[None]:
+        await app[PUBLISHER].start()
+        yield
+        await app[PUBLISHER].stop()
+
+    async def close_reader(app: web.Application) -> None:
+        if READER in app:
+            await app[READER].close()
+
+    app.cleanup_ctx.append(kafka_producer)
+    app.on_cleanup.append(close_reader)
+    setup_routes(app)
+    return app
+
+
+def run_gateway(settings: GatewaySettings, kafka: KafkaSettings, reader: EventReader | None = None) -> None:
+    web.run_app(build_app(settings, kafka, reader=reader), loop=new_event_loop(), host=settings.host,
+                port=settings.port, access_log=None, print=None, handle_signals=True)

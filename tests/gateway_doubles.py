@@ -1,0 +1,115 @@
+"""Test doubles for the gateway's two outer boundaries, so its own behaviour is tested without a broker:
+``FakePublisher`` (the Kafka producer: records what it was given) and ``FakeReader`` (the read side)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.clients import Client, ClientRegistry
+from gateway.errors import KafkaUnavailableError
+from gateway.keys import TOKENS
+from gateway.main import build_app
+from gateway.publisher import EventPublisher, OutgoingEvent
+from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
+from schemas.kafka import KafkaSettings
+from schemas.read_api import EventPage, EventQuery, EventReader
+
+UNUSED_KAFKA = KafkaSettings(bootstrap_servers="127.0.0.1:9")
+
+
+def gateway_settings(tmp_path: Path, **overrides: Any) -> GatewaySettings:
+    """Gateway settings with a random signing secret and a clients file of the test's own."""
+    return GatewaySettings(**{"clients_file": tmp_path / "clients.json", "jwt_secret": secrets.token_urlsafe(32),
+                              **overrides})
+
+
+class FakePublisher(EventPublisher):
+    """Stands in for Kafka: ``published`` holds every acknowledged event, ``rejections`` every rejected-topic
+    record; ``failure`` (an exception) makes ``publish`` raise it."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        super().__init__(UNUSED_KAFKA, settings)
+        self.published: list[OutgoingEvent] = []
+        self.rejections: list[dict[str, Any]] = []
+        self.failure: BaseException | None = None
+        self.ready = True
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def publish(self, events: list[OutgoingEvent]) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.published.extend(events)
+
+    def record_rejection(self, **record: Any) -> None:
+        self.rejections.append(record)
+
+    async def is_ready(self) -> bool:
+        return self.ready
+
+
+class KafkaDown(KafkaUnavailableError):
+    def __init__(self) -> None:
+        super().__init__("Kafka did not acknowledge the events", retry_after=5)
+
+
+class FakeReader:
+    """An ``EventReader`` answering a fixed page; ``queries`` holds what it was asked."""
+
+    def __init__(self, events: list[dict[str, Any]] | None = None, failure: Exception | None = None) -> None:
+        self.events = events or []
+        self.failure = failure
+        self.queries: list[EventQuery] = []
+        self.closed = False
+
+    async def read_events(self, query: EventQuery) -> EventPage:
+        self.queries.append(query)
+        if self.failure is not None:
+            raise self.failure
+        return EventPage(events=self.events[query.offset:query.offset + query.limit], limit=query.limit,
+                         offset=query.offset)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class GatewayHarness:
+    """A running gateway (in-process test server) with a fake publisher, and helpers to call it."""
+
+    def __init__(self, client: TestClient, settings: GatewaySettings, publisher: FakePublisher) -> None:
+        self.client = client
+        self.settings = settings
+        self.publisher = publisher
+        self.registry = ClientRegistry(settings.clients_file)
+
+    def add_client(self, tenant: str = "school-a", **options: Any) -> tuple[Client, str]:
+        return self.registry.add(tenant, **options)
+
+    def token(self, client: Client, scopes: set[str] | None = None) -> str:
+        token, _ = self.client.app[TOKENS].issue(client, scopes)
+        return token
+
+    def auth(self, client: Client, scopes: set[str] | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(client, scopes)}"}
+
+    async def ingest_auth(self, tenant: str = "school-a", **options: Any) -> dict[str, str]:
+        client, _ = self.add_client(tenant, **options)
+        return self.auth(client, {INGEST_SCOPE, READ_SCOPE})
+
+
+@asynccontextmanager
+async def gateway(settings: GatewaySettings, *, reader: EventReader | None = None) -> AsyncIterator[GatewayHarness]:
+    publisher = FakePublisher(settings)
+    app = build_app(settings, UNUSED_KAFKA, publisher=publisher, reader=reader)
+    async with TestClient(TestServer(app)) as client:
+        yield GatewayHarness(client, settings, publisher)

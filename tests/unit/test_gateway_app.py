@@ -1,0 +1,101 @@
+"""The gateway's own HTTP behaviour without a broker (``build_app(publisher=FakePublisher(...))``): the error
+formats of its contracts, the catch-all 500, unknown routes and methods, the ingest answers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gateway_doubles import KafkaDown, gateway, gateway_settings
+
+from caliper_pipeline.samples import envelope, hub_grade_event, timeback_activity_event
+from schemas.kafka import Source
+
+
+async def test_an_envelope_is_published_and_acknowledged(tmp_path: Path) -> None:
+    async with gateway(gateway_settings(tmp_path)) as gw:
+        auth = await gw.ingest_auth()
+        response = await gw.client.post("/caliper/event", json=envelope(timeback_activity_event("s1"),
+                                                                        timeback_activity_event("s2")), headers=auth)
+        assert response.status == 200
+        assert await response.json() == {"status": "success", "message": "2 events accepted", "errors": None}
+        assert [e.event.student_id for e in gw.publisher.published] == [
+            "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/users/s1",
+            "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/users/s2"]
+        assert {e.source for e in gw.publisher.published} == {Source.TIMEBACK}
+        assert {e.event.tenant for e in gw.publisher.published} == {"school-a"}
+
+
+async def test_an_unexpected_exception_is_a_json_500_without_internals(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    async with gateway(gateway_settings(tmp_path)) as gw:
+        auth = await gw.ingest_auth()
+        gw.publisher.failure = RuntimeError("secret internals: password=hunter2")
+        response = await gw.client.post("/caliper/event", json=envelope(timeback_activity_event()), headers=auth)
+        assert response.status == 500 and response.content_type == "application/json"
+        body = await response.json()
+        assert body["status"] == "error" and body["errors"] is None
+        assert "hunter2" not in await response.text() and "RuntimeError" not in await response.text()
+        hub = await gw.client.post("/hub/v1/events", json=hub_grade_event(), headers=auth)
+        assert hub.status == 500 and hub.content_type == "application/json"
+        assert isinstance((await hub.json())["message"], list) and "hunter2" not in await hub.text()
+    assert "hunter2" in caplog.text and "Traceback" in caplog.text  # logged, with its traceback
+
+
+async def test_kafka_unavailable_is_503_with_retry_after(tmp_path: Path) -> None:
+    async with gateway(gateway_settings(tmp_path)) as gw:
+        auth = await gw.ingest_auth()
+        gw.publisher.failure = KafkaDown()
+        response = await gw.client.post("/caliper/event", json=envelope(timeback_activity_event()), headers=auth)
+        assert response.status == 503 and response.headers["Retry-After"] == "5"
+        gw.publisher.ready = False
+        assert (await gw.client.get("/readyz")).status == 503
+
+
+async def test_unknown_routes_are_json_404_in_each_format(tmp_path: Path) -> None:
+    async with gateway(gateway_settings(tmp_path)) as gw:
+        response = await gw.client.get("/no/such/thing")
+        assert response.status == 404 and response.content_type == "application/json"
+        assert (await response.json())["status"] == "error"
+        hub = await gw.client.post("/hub/v2/events", json={})
+        assert hub.status == 404 and isinstance((await hub.json())["message"], list)
+        oauth = await gw.client.post("/oauth2/authorize", data={})
+        assert oauth.status == 404 and (await oauth.json())["error"] == "invalid_request"
+
+
+async def test_405_answers_carry_allow(tmp_path: Path) -> None:
+    async with gateway(gateway_settings(tmp_path)) as gw:
+        response = await gw.client.delete("/caliper/event")
+        assert response.status == 405 and response.content_type == "application/json"
+        assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST"}
+        assert "DELETE" in (await response.json())["message"]
+        hub = await gw.client.get("/hub/v1/events")
+        assert hub.status == 405 and hub.headers["Allow"] == "POST"
+        assert isinstance((await hub.json())["message"], list)
+        token = await gw.client.get("/oauth2/token")
+        assert token.status == 405 and token.headers["Allow"] == "POST"
+        assert (await token.json())["error"] == "invalid_request"
+
+
+async def test_hub_errors_have_the_hubs_format(tmp_path: Path) -> None:
+    async with gateway(gateway_settings(tmp_path)) as gw:
+        auth = await gw.ingest_auth()
+        missing = hub_grade_event()
+        del missing["object"]["assignable"]["skillCode"]
+        response = await gw.client.post("/hub/v1/events", json=missing, headers=auth)
+        assert response.status == 400
+        assert "Field object.assignable.skillCode not informed" in (await response.json())["message"]
+        unauthorized = await gw.client.post("/hub/v1/events", json=hub_grade_event())
+        assert unauthorized.status == 401 and isinstance((await unauthorized.json())["message"], list)
+        assert unauthorized.headers["WWW-Authenticate"].startswith("Bearer")
+        assert gw.publisher.published == []
+        assert [r["endpoint"] for r in gw.publisher.rejections] == ["/hub/v1/events"]  # only the content error
+
+
+def test_importing_the_gateway_loads_neither_sinks_nor_pyarrow() -> None:
+    code = ("import sys, gateway.main; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sinks', 'pyarrow', 'streams', 'chdb'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,76 @@
+"""``GET /caliper/events`` without a store: query parameters -> ``EventQuery`` (400 naming every bad or unknown
+parameter), the reader's page as the answer, 503 without internals when the store cannot answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway_doubles import FakeReader, gateway, gateway_settings
+
+from gateway.settings import INGEST_SCOPE, READ_SCOPE
+from schemas.read_api import EventQuery, ReadUnavailableError
+
+EVENTS = [{"event_id": f"e{i}"} for i in range(5)]
+
+
+async def test_parameters_become_an_event_query_of_the_callers_tenant(tmp_path: Path) -> None:
+    reader = FakeReader(EVENTS)
+    async with gateway(gateway_settings(tmp_path), reader=reader) as gw:
+        client, _ = gw.add_client("school-a")
+        auth = gw.auth(client, {READ_SCOPE})
+        response = await gw.client.get("/caliper/events", headers=auth, params={
+            "limit": "2", "offset": "1", "sensor": "https://app.example/s", "actorId": "s1",
+            "startDate": "2023-11-15T00:02:00Z", "endDate": "2023-11-15T00:04:00.000"})
+        assert response.status == 200
+        assert await response.json() == {"events": [{"event_id": "e1"}, {"event_id": "e2"}], "limit": 2,
+                                         "offset": 1, "count": 2}
+        assert reader.queries == [EventQuery(tenant="school-a", limit=2, offset=1, sensor="https://app.example/s",
+                                             actor_id="s1", start_ms=1_700_006_520_000, end_ms=1_700_006_640_000)]
+        assert (await (await gw.client.get("/caliper/events", headers=auth)).json())["limit"] == 100
+        assert reader.queries[-1] == EventQuery(tenant="school-a")
+    assert reader.closed  # the gateway closes its reader when it stops
+
+
+async def test_bad_and_unknown_parameters_are_400_naming_each(tmp_path: Path) -> None:
+    reader = FakeReader(EVENTS)
+    async with gateway(gateway_settings(tmp_path), reader=reader) as gw:
+        client, _ = gw.add_client("school-a")
+        auth = gw.auth(client, {READ_SCOPE})
+        cases = {
+            "limit=x&startDate=soon": {"limit", "startDate"},
+            "limit=0": {"limit"}, "limit=1001": {"limit"}, "limit=5000": {"limit"}, "offset=-1": {"offset"},
+            "offset=10000001": {"offset"}, "limit=%D9%A3": {"limit"},  # an Arabic-Indic digit is not an integer
+            "startDate=": {"startDate"}, "endDate=": {"endDate"},
+            "eventType=GradeEvent": {"eventType"}, "limit=5&limit=6": {"limit"},
+        }
+        bodies = {}
+        for query, names in cases.items():
+            response = await gw.client.get(f"/caliper/events?{query}", headers=auth)
+            assert response.status == 400, query
+            bodies[query] = body = await response.json()
+            assert {e["path"] for e in body["errors"]} == names, (query, body)
+        unknown = bodies["eventType=GradeEvent"]["errors"][0]["message"]
+        assert "unknown query parameter 'eventType'" in unknown and "actorId" in unknown
+        assert reader.queries == []
+        assert gw.publisher.rejections == []  # read errors are not rejected events
+
+
+async def test_unavailable_store_is_503_without_internals(tmp_path: Path) -> None:
+    reader = FakeReader(failure=ReadUnavailableError("SELECT secret FROM learning.learning_facts: Code 999"))
+    async with gateway(gateway_settings(tmp_path), reader=reader) as gw:
+        client, _ = gw.add_client("school-a")
+        response = await gw.client.get("/caliper/events", headers=gw.auth(client, {READ_SCOPE}))
+        assert response.status == 503 and int(response.headers["Retry-After"]) > 0
+        text = await response.text()
+        assert "SELECT" not in text and "learning_facts" not in text and "Code 999" not in text
+
+
+async def test_auth_and_a_gateway_without_reader(tmp_path: Path) -> None:
+    async with gateway(gateway_settings(tmp_path), reader=FakeReader(EVENTS)) as gw:
+        client, _ = gw.add_client("school-a")
+        assert (await gw.client.get("/caliper/events")).status == 401
+        assert (await gw.client.get("/caliper/events", headers=gw.auth(client, {INGEST_SCOPE}))).status == 403
+    async with gateway(gateway_settings(tmp_path)) as gw:
+        client, _ = gw.add_client("school-a")
+        response = await gw.client.get("/caliper/events", headers=gw.auth(client, {READ_SCOPE}))
+        assert response.status == 404 and (await response.json())["status"] == "error"
