@@ -108,6 +108,9 @@ async def fetch_token(session: aiohttp.ClientSession, gateway_url: str, client_i
                 if response.status == 401:  # a just-added client: the gateway re-reads its file within a second
                     await asyncio.sleep(0.3)
                     continue
+                if response.status == 429:  # the token endpoint throttles attempts per address
+                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                    continue
                 raise RuntimeError(f"token for {client_id}: {response.status} {await response.text()}")
         except aiohttp.ClientError:
             await asyncio.sleep(0.5 * (attempt + 1))

@@ -7,6 +7,7 @@ and shown only once, when the client is added.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -31,10 +32,25 @@ def hash_secret(secret: str, salt: bytes | None = None) -> str:
 def secret_matches(secret: str, stored: str) -> bool:
     try:
         _, salt_hex, digest_hex = stored.split("$")
+        salt = bytes.fromhex(salt_hex)
     except ValueError:
         return False
-    candidate = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(salt_hex), **_SCRYPT)
+    candidate = hashlib.scrypt(secret.encode("utf-8", "surrogatepass"), salt=salt, **_SCRYPT)
     return hmac.compare_digest(candidate.hex(), digest_hex)
+
+
+# checked instead of a stored hash when the client id is unknown, so that an unknown id costs the same scrypt as a
+# known one (no timing difference tells an attacker which ids exist)
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_secret(secrets.token_urlsafe(32))
+
+
+def client_secret_ok(client: Client | None, secret: str) -> bool:
+    """Whether ``secret`` is the secret of an active ``client``; always costs one scrypt (blocking: run it in a
+    thread on an event loop)."""
+    matches = secret_matches(secret, client.secret_hash if client is not None else _dummy_hash())
+    return matches and client is not None and not client.revoked
 
 
 @dataclass(frozen=True)
@@ -118,7 +134,6 @@ class ClientRegistry:
         return clients[client_id]
 
     def authenticate(self, client_id: str, secret: str) -> Client | None:
+        """The active client with this id and secret, else None (blocking: one scrypt in every case)."""
         client = self.get(client_id)
-        if client is None or client.revoked or not secret_matches(secret, client.secret_hash):
-            return None
-        return client
+        return client if client_secret_ok(client, secret) else None

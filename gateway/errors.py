@@ -14,6 +14,7 @@ class GatewayError(PipelineError):
     status = 500
     reason = "internal"
     records_rejection = False
+    close_connection = False  # the request's body was left unread or undecodable: the connection cannot be reused
 
     def __init__(self, message: str, *, problems: list[FieldProblem] | None = None,
                  retry_after: int | None = None, headers: dict[str, str] | None = None) -> None:
@@ -117,3 +118,17 @@ class OAuthError(GatewayError):
 class NotFoundError(GatewayError):
     status = 404
     reason = "not_found"
+
+
+class ServerBusyError(GatewayError):
+    """The gateway cannot take this request now (its memory budget for request bodies is used up)."""
+
+    status = 503
+    reason = "busy"
+
+
+class UnreadableBodyError(InvalidPayloadError):
+    """A body that cannot be read or decoded (``Content-Encoding: gzip`` on a plain body...)."""
+
+    reason = "unreadable_body"
+    close_connection = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -27,9 +27,13 @@ def reference_id(value: Any) -> str:
 
 
 def envelope_events(envelope: Mapping[str, Any], caller: Caller, received_ms: int) -> list[OutgoingEvent]:
+    return list(iter_envelope_events(envelope, caller, received_ms))
+
+
+def iter_envelope_events(envelope: Mapping[str, Any], caller: Caller, received_ms: int) -> Iterator[OutgoingEvent]:
+    """One raw event per envelope item, made as they are consumed (so a caller may keep only their encoding)."""
     sensor = str(envelope.get("sensor", ""))
     send_time_ms = time_to_ms(envelope.get("sendTime")) or 0
-    outgoing = []
     for index, item in enumerate(envelope["data"]):
         profile = str(item.get("profile", "") or "")
         source = Source.TIMEBACK if profile == TIMEBACK_PROFILE else Source.CALIPER
@@ -40,8 +44,7 @@ def envelope_events(envelope: Mapping[str, Any], caller: Caller, received_ms: in
             student_id=student_id, sensor=sensor, send_time_ms=send_time_ms, received_time_ms=received_ms,
             envelope_index=index, payload=orjson.dumps(item),
         )
-        outgoing.append(OutgoingEvent(source=source, key=partition_key(caller.tenant, student_id), event=event))
-    return outgoing
+        yield OutgoingEvent(source=source, key=partition_key(caller.tenant, student_id), event=event)
 
 
 def hub_event(payload: Mapping[str, Any], caller: Caller, received_ms: int) -> OutgoingEvent:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.body import BodyBudget
 from gateway.clients import ClientRegistry
 from gateway.metrics import GatewayMetrics
 from gateway.publisher import EventPublisher
 from gateway.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
+from gateway.token_guard import TokenGuard
 from gateway.tokens import Caller, TokenIssuer
 from schemas.read_api import EventReader
 
@@ -20,6 +22,8 @@ TOKENS = web.AppKey("tokens", TokenIssuer)
 LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 READER = web.AppKey("reader", EventReader)
+TOKEN_GUARD = web.AppKey("token_guard", TokenGuard)
+BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
 
 CALLER = web.RequestKey("caller", Caller)  # who called, once the token is verified
-BODY = web.RequestKey("body", bytes)  # the request body, once read (kept for the rejected-requests topic)
+BODY = web.RequestKey("body", bytearray)  # the request body, once read (kept for the rejected-requests topic)

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.body import BodyBudget
 from gateway.clients import ClientRegistry
 from gateway.event_loop import new_event_loop
-from gateway.keys import LIMITER, METRICS, PUBLISHER, READER, REGISTRY, SETTINGS, TOKENS
+from gateway.keys import BODY_BUDGET, LIMITER, METRICS, PUBLISHER, READER, REGISTRY, SETTINGS, TOKEN_GUARD, TOKENS
 from gateway.metrics import GatewayMetrics
 from gateway.middlewares import error_middleware, metrics_middleware
 from gateway.publisher import EventPublisher
@@ -21,6 +22,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.responses import caliper_error_body
 from gateway.routes import BEARER_CHALLENGE, setup_routes
 from gateway.settings import GatewaySettings
+from gateway.token_guard import TokenGuard
 from gateway.tokens import TokenIssuer
 from schemas.kafka import KafkaSettings
 from schemas.read_api import EventReader
@@ -35,9 +37,11 @@ def build_app(settings: GatewaySettings, kafka: KafkaSettings, *, publisher: Eve
     registry = ClientRegistry(settings.clients_file)
     app[SETTINGS] = settings
     app[REGISTRY] = registry
-    app[TOKENS] = TokenIssuer(settings.jwt_secret.get_secret_value(), settings.jwt_issuer,
-                              settings.token_ttl_seconds, registry)
-    app[LIMITER] = RateLimiter(settings.default_rate_limit_per_second)
+    app[TOKENS] = TokenIssuer(settings.verification_secrets, settings.jwt_issuer, settings.token_ttl_seconds,
+                              registry, max_ttl_seconds=settings.max_token_ttl_seconds)
+    app[TOKEN_GUARD] = TokenGuard(settings)
+    app[LIMITER] = RateLimiter(settings.default_rate_limit_per_second, settings.rate_limit_burst_seconds)
+    app[BODY_BUDGET] = BodyBudget(settings.max_inflight_body_bytes, settings.retry_after_seconds)
     app[METRICS] = GatewayMetrics()
     app[PUBLISHER] = publisher or EventPublisher(kafka, settings)
     if reader is not None:
@@ -48,12 +52,13 @@ def build_app(settings: GatewaySettings, kafka: KafkaSettings, *, publisher: Eve
         yield
         await app[PUBLISHER].stop()
 
-    async def close_reader(app: web.Application) -> None:
+    async def close_resources(app: web.Application) -> None:
+        app[TOKEN_GUARD].close()
         if READER in app:
             await app[READER].close()
 
     app.cleanup_ctx.append(kafka_producer)
-    app.on_cleanup.append(close_reader)
+    app.on_cleanup.append(close_resources)
     setup_routes(app)
     return app
 

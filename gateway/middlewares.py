@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler, Middleware
 from gateway.errors import GatewayError, HttpError, InternalError, PayloadTooLargeError
 from gateway.keys import BODY, CALLER, METRICS, PUBLISHER, SETTINGS
 from gateway.responses import ErrorRenderer, json_response
+from schemas.side_topics import REJECTED_BODY_LIMIT, RejectedRequest
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,16 @@ def answer_error(request: web.Request, error: GatewayError, render: ErrorRendere
     request.config_dict[METRICS].rejects.labels(error.reason).inc()
     if error.records_rejection and request.method == "POST":
         caller = request.get(CALLER)
-        request.config_dict[PUBLISHER].record_rejection(
+        request.config_dict[PUBLISHER].record_rejection(RejectedRequest.of(
             tenant=caller.tenant if caller else "", client_id=caller.client_id if caller else "",
-            endpoint=request.path, status=error.status,
-            problems=[{"path": p.path, "message": p.message} for p in error.problems],
-            body=request.get(BODY, b""))
+            endpoint=request.path, status=error.status, problems=[(p.path, p.message) for p in error.problems],
+            body=bytes((request.get(BODY) or b"")[:REJECTED_BODY_LIMIT + 1])))  # + 1: "truncated" stays right
     headers = dict(error.headers)
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     if error.status == 401:
         headers.setdefault("WWW-Authenticate", www_authenticate)
-    return json_response(render(error), status=error.status, headers=headers or None)
+    response = json_response(render(error), status=error.status, headers=headers or None)
+    if error.close_connection:
+        response.force_close()
+    return response

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
+from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings, package_version
 
 _JSON = "application/json"
 
@@ -18,11 +18,13 @@ def _caliper_errors() -> dict[str, Any]:
         ("400", "Invalid payload or malformed JSON; nothing was published"),
         ("401", "Missing, malformed, expired or revoked token"),
         ("403", "The token lacks the event.create scope"),
-        ("413", "Body over the size limit"),
-        ("415", "Content-Type is not application/json"),
+        ("413", "Body, number of events (per envelope, or more than the client's burst) or one event (as a Kafka "
+                "message) over its limit; the errors name data or data[i]"),
+        ("415", "Content-Type is not application/json, or an unsupported Content-Encoding"),
         ("422", "Unsupported dataVersion"),
         ("429", "Rate limit exceeded (see Retry-After)"),
-        ("503", "Kafka could not take the events; nothing was acknowledged (see Retry-After)"),
+        ("503", "Kafka could not take the events, or the gateway holds too many request bodies; nothing was "
+                "acknowledged (see Retry-After)"),
     ]}
 
 
@@ -35,11 +37,12 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
     }
     hub_errors = {code: _response(text, "HubError") for code, text in [
         ("400", "Missing fields or wrong values, one line each"), ("401", "Unauthorized"), ("403", "Forbidden"),
-        ("413", "Body too large"), ("415", "Not JSON"), ("429", "Rate limited"), ("503", "Kafka unavailable"),
+        ("413", "Body or event too large"), ("415", "Not JSON, or an unsupported Content-Encoding"),
+        ("429", "Rate limited"), ("503", "Kafka unavailable, or the gateway is busy"),
     ]}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "caliper-pipeline gateway", "version": "0.1.0",
+        "info": {"title": "caliper-pipeline gateway", "version": package_version(),
                  "description": "IMS Caliper 1.2 ingestion (Timeback profile, generic Caliper, the hub's grade "
                                 "events). An event is acknowledged only after Kafka holds it."},
         "servers": [{"url": settings.base_url}],
@@ -51,8 +54,12 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
                     "properties": {"grant_type": {"type": "string", "enum": ["client_credentials"]},
                                    "client_id": {"type": "string"}, "client_secret": {"type": "string"},
                                    "scope": {"type": "string"}}}}}},
-                "responses": {"200": _response("Access token", "Token"), "400": _response("Bad grant", "OAuthError"),
-                              "401": _response("Unknown client or wrong secret", "OAuthError")},
+                "responses": {"200": _response("Access token", "Token"),
+                              "400": _response("invalid_request, unsupported_grant_type or invalid_scope",
+                                               "OAuthError"),
+                              "401": _response("invalid_client: unknown client or wrong secret", "OAuthError"),
+                              "413": _response("invalid_request: the form is too large", "OAuthError"),
+                              "429": _response("slow_down: too many attempts (see Retry-After)", "OAuthError")},
             }},
             "/caliper/event": {
                 "post": {"summary": "Ingest a Caliper 1.2 envelope (all-or-nothing)", **caliper_post},
@@ -119,7 +126,8 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
                 "Token": {"type": "object", "required": ["access_token", "token_type", "expires_in"],
                           "properties": {"access_token": {"type": "string"}, "token_type": {"type": "string"},
                                          "expires_in": {"type": "integer"}, "scope": {"type": "string"}}},
-                "OAuthError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "OAuthError": {"type": "object", "required": ["error"], "properties": {
+                    "error": {"type": "string"}, "error_description": {"type": "string"}}},
                 "EndpointConfig": {"type": "object", "properties": {
                     "caliper_maximum_payload_size": {"type": "integer"},
                     "caliper_supported_versions": {"type": "array", "items": {"type": "string"}},

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
@@ -15,10 +14,9 @@ from gateway.settings import GatewaySettings
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner
 from schemas.records import RawEvent
 from schemas.registry import raw_event_codec
+from schemas.side_topics import RejectedRequest
 
 log = logging.getLogger(__name__)
-
-REJECTED_BODY_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +24,19 @@ class OutgoingEvent:
     source: Source
     key: bytes
     event: RawEvent
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event as it goes on its raw topic: the Kafka key and the Avro-encoded ``RawEvent``."""
+
+    source: Source
+    key: bytes
+    value: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.key) + len(self.value)
 
 
 class EventPublisher:
@@ -61,14 +72,18 @@ class EventPublisher:
                                         retry_after=self._gateway.retry_after_seconds)
         return self._producer
 
-    async def publish(self, events: list[OutgoingEvent]) -> None:
+    def encode(self, item: OutgoingEvent) -> EncodedEvent:
+        """The event as it will be published (the gateway checks its size before publishing anything)."""
+        return EncodedEvent(item.source, item.key, self._codec.encode_record(item.event))
+
+    async def publish(self, events: list[EncodedEvent]) -> None:
         """Return only when the broker acknowledged every event (acks=all); else raise KafkaUnavailableError."""
         producer = self.producer
         topics = self._kafka.topics
         try:
             async with asyncio.timeout(self._gateway.publish_timeout_seconds):
                 futures = [
-                    await producer.send(topics.raw(item.source), self._codec.encode_record(item.event), key=item.key)
+                    await producer.send(topics.raw(item.source), item.value, key=item.key)
                     for item in events
                 ]
                 for future in futures:
@@ -78,21 +93,16 @@ class EventPublisher:
             raise KafkaUnavailableError(f"Kafka did not acknowledge the events: {type(error).__name__}",
                                         retry_after=self._gateway.retry_after_seconds) from error
 
-    def record_rejection(self, *, tenant: str, client_id: str, endpoint: str, status: int,
-                         problems: list[dict[str, str]], body: bytes) -> None:
+    def record_rejection(self, record: RejectedRequest) -> None:
         """Write a rejected request with its reasons to the bounded rejected-events topic (best effort)."""
         if self._producer is None:
             return
-        record = orjson.dumps({
-            "tenant": tenant, "client_id": client_id, "endpoint": endpoint, "status": status,
-            "problems": problems[:100], "body": body[:REJECTED_BODY_LIMIT].decode("utf-8", "replace"),
-            "body_truncated": len(body) > REJECTED_BODY_LIMIT,
-        })
+        value, tenant = record.to_json(), record.tenant
 
         async def send() -> None:
             try:
                 assert self._producer is not None
-                await self._producer.send_and_wait(self._kafka.topics.rejected, record, key=tenant.encode())
+                await self._producer.send_and_wait(self._kafka.topics.rejected, value, key=tenant.encode())
             except KafkaError as error:
                 log.warning("could not record a rejection: %r", error)
 

@@ -1,13 +1,34 @@
-"""Settings of the HTTP gateway (the ``gateway`` section of the pipeline's settings)."""
+"""Settings of the HTTP gateway (the ``gateway`` section of the pipeline's settings, ``CALIPER_GATEWAY__*``)."""
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from schemas.errors import PipelineError
 
 INGEST_SCOPE = "https://purl.imsglobal.org/spec/caliper/v1p1/scope/event.create"
 READ_SCOPE = "https://purl.imsglobal.org/spec/caliper/v1p1/scope/event.read"
+KNOWN_SCOPES = (INGEST_SCOPE, READ_SCOPE)
+
+# written in the source, so anyone can sign with it: the gateway refuses it unless allow_development_secret is set
+DEVELOPMENT_JWT_SECRET = "local-development-only-change-me-0123456789"
+MIN_SECRET_BYTES = 32
+MIB = 1024 * 1024
+
+
+def package_version() -> str:
+    """The installed version of caliper-pipeline (pyproject.toml is its one source)."""
+    try:
+        return version("caliper-pipeline")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
+class DevelopmentSecretError(PipelineError):
+    """The gateway was asked to start with a signing secret anyone may know."""
 
 
 class GatewaySettings(BaseModel):
@@ -16,17 +37,69 @@ class GatewaySettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    jwt_secret: SecretStr = SecretStr("local-development-only-change-me-0123456789")
+    # limits of one request (each answered with a 4xx naming what is over) and of all requests together
+    max_body_bytes: int = Field(default=4 * MIB, ge=1024)  # after Content-Encoding decoding
+    max_inflight_body_bytes: int = Field(default=32 * MIB, ge=1024)  # bodies held at once; beyond: 503
+    max_events_per_envelope: int = Field(default=10_000, ge=1)
+    # one event as published (Avro-encoded RawEvent plus its key): below the producer's max_request_size
+    # (1,048,576) and the broker's default message.max.bytes (1,048,588, a record batch of one message), so an
+    # acknowledged event always fits in a Kafka message. Raise the broker's and the topic's limits first if raised.
+    max_event_bytes: int = Field(default=1_000_000, ge=1024, le=1_048_576 - 1024)
+    max_json_depth: int = Field(default=64, ge=2, le=255)  # orjson cannot serialize beyond 255 levels
+
+    # access tokens: HS256 JWTs signed with jwt_secret; jwt_previous_secrets still verify (key rotation)
+    jwt_secret: SecretStr = SecretStr(DEVELOPMENT_JWT_SECRET)
+    jwt_previous_secrets: list[SecretStr] = Field(default_factory=list)
+    allow_development_secret: bool = False
     jwt_issuer: str = "caliper-pipeline"
     token_ttl_seconds: int = Field(default=3600, ge=60)
+    max_token_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+
+    # the token endpoint: secret checks in a small thread pool, throttled per address and per client id
+    token_hash_workers: int = Field(default=2, ge=1)
+    token_attempts_per_second_per_address: float = Field(default=5.0, gt=0)
+    token_attempts_burst_per_address: float = Field(default=10.0, ge=1)
+    token_failures_per_second_per_client: float = Field(default=2.0, gt=0)
+    token_failures_burst_per_client: float = Field(default=10.0, ge=1)
+
     clients_file: Path = Path("var/clients.json")
-    default_rate_limit_per_second: float = Field(default=2000.0, gt=0)
+    default_rate_limit_per_second: float = Field(default=2000.0, gt=0)  # events (and entities) per second
+    rate_limit_burst_seconds: float = Field(default=1.0, gt=0)  # bucket capacity = rate x this
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
     retry_after_seconds: int = 5
     producer_linger_ms: int = 2
     compression: str | None = "lz4"
 
+    @model_validator(mode="after")
+    def _token_lifetime(self) -> GatewaySettings:
+        if self.token_ttl_seconds > self.max_token_ttl_seconds:
+            raise ValueError(f"token_ttl_seconds ({self.token_ttl_seconds}) must not exceed max_token_ttl_seconds "
+                             f"({self.max_token_ttl_seconds}): the gateway would refuse the tokens it issues")
+        return self
+
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def verification_secrets(self) -> list[str]:
+        """Every key that verifies a token: the signing key first, then the previous ones."""
+        return [self.jwt_secret.get_secret_value(), *(s.get_secret_value() for s in self.jwt_previous_secrets)]
+
+    def check_signing_secrets(self) -> None:
+        """Refuse the development secret and short secrets unless ``allow_development_secret`` is set."""
+        if self.allow_development_secret:
+            return
+        for index, secret in enumerate(self.verification_secrets):
+            name = "jwt_secret" if index == 0 else f"jwt_previous_secrets[{index - 1}]"
+            if secret == DEVELOPMENT_JWT_SECRET:
+                problem = "is the development secret written in the source code"
+            elif len(secret.encode()) < MIN_SECRET_BYTES:
+                problem = f"is shorter than {MIN_SECRET_BYTES} bytes"
+            else:
+                continue
+            raise DevelopmentSecretError(
+                f"the gateway refuses to start: {name} {problem}, so anyone could sign access tokens. Set "
+                f"CALIPER_GATEWAY__JWT_SECRET to a random secret of at least {MIN_SECRET_BYTES} bytes (e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`), or, on a development machine "
+                "only, CALIPER_GATEWAY__ALLOW_DEVELOPMENT_SECRET=true")

@@ -13,12 +13,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.clients import Client, ClientRegistry
 from gateway.errors import KafkaUnavailableError
-from gateway.keys import TOKENS
+from gateway.keys import REGISTRY, TOKENS
 from gateway.main import build_app
-from gateway.publisher import EventPublisher, OutgoingEvent
+from gateway.publisher import EncodedEvent, EventPublisher
 from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
+from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings
 from schemas.read_api import EventPage, EventQuery, EventReader
+from schemas.records import RawEvent
+from schemas.side_topics import RejectedRequest
 
 UNUSED_KAFKA = KafkaSettings(bootstrap_servers="127.0.0.1:9")
 
@@ -30,13 +33,13 @@ def gateway_settings(tmp_path: Path, **overrides: Any) -> GatewaySettings:
 
 
 class FakePublisher(EventPublisher):
-    """Stands in for Kafka: ``published`` holds every acknowledged event, ``rejections`` every rejected-topic
-    record; ``failure`` (an exception) makes ``publish`` raise it."""
+    """Stands in for Kafka: ``published`` holds every acknowledged message (encoded as for the broker; ``events``
+    decodes them), ``rejections`` every rejected-topic record; ``failure`` (an exception) makes ``publish`` raise."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         super().__init__(UNUSED_KAFKA, settings)
-        self.published: list[OutgoingEvent] = []
-        self.rejections: list[dict[str, Any]] = []
+        self.published: list[EncodedEvent] = []
+        self.rejections: list[RejectedRequest] = []
         self.failure: BaseException | None = None
         self.ready = True
 
@@ -46,13 +49,18 @@ class FakePublisher(EventPublisher):
     async def stop(self) -> None:
         return None
 
-    async def publish(self, events: list[OutgoingEvent]) -> None:
+    async def publish(self, events: list[EncodedEvent]) -> None:
         if self.failure is not None:
             raise self.failure
         self.published.extend(events)
 
-    def record_rejection(self, **record: Any) -> None:
-        self.rejections.append(record)
+    @property
+    def events(self) -> list[RawEvent]:
+        codec = RawEventCodec()
+        return [codec.decode_record(message.value) for message in self.published]
+
+    def record_rejection(self, record: RejectedRequest) -> None:
+        self.rejections.append(RejectedRequest.from_json(record.to_json()))  # as a reader of the topic sees it
 
     async def is_ready(self) -> bool:
         return self.ready
@@ -111,5 +119,6 @@ class GatewayHarness:
 async def gateway(settings: GatewaySettings, *, reader: EventReader | None = None) -> AsyncIterator[GatewayHarness]:
     publisher = FakePublisher(settings)
     app = build_app(settings, UNUSED_KAFKA, publisher=publisher, reader=reader)
+    app[REGISTRY].refresh_seconds = 0  # clients added by a test are seen at once (the file is re-read each second)
     async with TestClient(TestServer(app)) as client:
         yield GatewayHarness(client, settings, publisher)

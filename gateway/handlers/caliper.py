@@ -1,40 +1,62 @@
 """The Caliper endpoints: ``POST /caliper/event`` (publish an envelope, all-or-nothing),
-``POST /caliper/event/validate`` (the same checks, nothing published) and ``GET /caliper/event`` (the IMS
-endpoint configuration)."""
+``POST /caliper/event/validate`` (every check of the former, nothing published, no rate charged) and
+``GET /caliper/event`` (the IMS endpoint configuration)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aiohttp import web
 
 from gateway.errors import InvalidPayloadError, UnsupportedDataVersionError
-from gateway.handlers.common import authorize, check_rate, publish, read_json
-from gateway.ingest import envelope_events
-from gateway.keys import SETTINGS
+from gateway.handlers.common import authorize, check_event_count, encode_within_limit, publish, read_json
+from gateway.ingest import iter_envelope_events
+from gateway.keys import BODY_BUDGET, SETTINGS
 from gateway.responses import json_response
-from gateway.settings import INGEST_SCOPE
-from schemas.caliper import CALIPER_CONTEXT_V1P2, validate_envelope
+from gateway.settings import INGEST_SCOPE, package_version
+from schemas.caliper import CALIPER_CONTEXT_V1P2, is_event, validate_envelope
+from schemas.caliper.terms import KNOWN_PROFILES
 from schemas.errors import FieldProblem
+from schemas.hub import PROFILES as HUB_PROFILES
 
 UNSUPPORTED_VERSION_PREFIX = "unsupported dataVersion"
 
 
+def _item_count(payload: Any) -> int:
+    data = payload.get("data") if type(payload) is dict else None
+    return len(data) if type(data) is list else 0
+
+
+def accepted_message(data: list[Any], verb: str) -> str:
+    """"3 events accepted" (the wording senders already match), or "2 events and 1 entity accepted"."""
+    events = sum(1 for item in data if is_event(item))
+    entities = len(data) - events
+    if not entities:
+        return f"{events} events {verb}"
+    return (f"{events} event{'' if events == 1 else 's'} and {entities} entit{'y' if entities == 1 else 'ies'} "
+            f"{verb}")
+
+
 async def _envelope(request: web.Request, *, publish_events: bool) -> web.Response:
     caller = authorize(request, INGEST_SCOPE)
-    payload = await read_json(request)
-    problems = [FieldProblem(path=e.path, message=e.message) for e in validate_envelope(payload)]
-    if any(p.path == "dataVersion" and p.message.startswith(UNSUPPORTED_VERSION_PREFIX) for p in problems):
-        raise UnsupportedDataVersionError("unsupported dataVersion", problems=problems)
-    if problems:
-        raise InvalidPayloadError(f"{len(problems)} problem(s) in the envelope; nothing was accepted",
-                                  problems=problems)
-    count = len(payload["data"])
-    if not publish_events:
-        return json_response({"status": "success", "message": f"{count} events are valid", "errors": None})
-    check_rate(request, caller, count)
-    await publish(request, envelope_events(payload, caller, int(time.time() * 1000)))
-    return json_response({"status": "success", "message": f"{count} events accepted", "errors": None})
+    async with request.config_dict[BODY_BUDGET].hold() as reservation:
+        payload = await read_json(request, reservation)
+        check_event_count(request, caller, _item_count(payload), charge=publish_events)
+        problems = [FieldProblem(path=e.path, message=e.message) for e in validate_envelope(payload)]
+        if any(p.path == "dataVersion" and p.message.startswith(UNSUPPORTED_VERSION_PREFIX) for p in problems):
+            raise UnsupportedDataVersionError("unsupported dataVersion", problems=problems)
+        if problems:
+            raise InvalidPayloadError(f"{len(problems)} problem(s) in the envelope; nothing was accepted",
+                                      problems=problems)
+        outgoing = iter_envelope_events(payload, caller, int(time.time() * 1000))
+        messages = encode_within_limit(request, ((f"data[{i}]", item) for i, item in enumerate(outgoing)))
+        if not publish_events:
+            return json_response({"status": "success", "message": accepted_message(payload["data"], "are valid"),
+                                  "errors": None})
+        await publish(request, messages)
+        return json_response({"status": "success", "message": accepted_message(payload["data"], "accepted"),
+                              "errors": None})
 
 
 async def post_caliper_event(request: web.Request) -> web.Response:
@@ -46,9 +68,15 @@ async def post_caliper_validate(request: web.Request) -> web.Response:
 
 
 async def get_endpoint_config(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS]
     return json_response({
-        "caliper_maximum_payload_size": request.config_dict[SETTINGS].max_body_bytes,
+        "caliper_maximum_payload_size": settings.max_body_bytes,
         "caliper_supported_versions": [CALIPER_CONTEXT_V1P2],
-        "caliper_supported_extensions": {"endpoint_name": "caliper-pipeline gateway", "endpoint_version": "0.1.0",
-                                         "profiles": ["TimebackProfile", "GradingProfile", "ReadingProfile"]},
+        "caliper_supported_extensions": {
+            "endpoint_name": "caliper-pipeline gateway", "endpoint_version": package_version(),
+            "profiles": sorted(KNOWN_PROFILES | set(HUB_PROFILES)),  # what the validators accept
+            "maximum_event_size": settings.max_event_bytes,
+            "maximum_events_per_envelope": settings.max_events_per_envelope,
+            "maximum_json_depth": settings.max_json_depth,
+        },
     })

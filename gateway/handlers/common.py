@@ -1,19 +1,30 @@
-"""What every ingest handler does first: verify the token, then read the body as JSON."""
+"""What the ingest handlers share: the token, the body (within the request's and the gateway's bounds), the
+per-client event budget, the size of each event as published, and publishing."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.errors import MalformedJsonError, PayloadTooLargeError, RateLimitedError, UnsupportedMediaTypeError
+from gateway.body import Reservation, json_depth_problem, read_body
+from gateway.errors import (
+    InvalidPayloadError,
+    MalformedJsonError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    UnsupportedMediaTypeError,
+)
 from gateway.keys import BODY, CALLER, LIMITER, METRICS, PUBLISHER, SETTINGS, TOKENS
-from gateway.publisher import OutgoingEvent
+from gateway.publisher import EncodedEvent, OutgoingEvent
 from gateway.tokens import Caller
 from schemas.errors import FieldProblem
+
+MAX_PROBLEMS = 100
 
 
 def authorize(request: web.Request, scope: str) -> Caller:
@@ -22,33 +33,67 @@ def authorize(request: web.Request, scope: str) -> Caller:
     return caller
 
 
-async def read_json(request: web.Request) -> Any:
-    """The body parsed as JSON (Content-Type, size and syntax checked)."""
+async def read_json(request: web.Request, reservation: Reservation) -> Any:
+    """The body parsed as JSON: Content-Type, encoding, size, syntax and nesting depth checked."""
     if request.content_type != "application/json":
-        raise UnsupportedMediaTypeError(f"Content-Type must be application/json, not {request.content_type!r}")
-    limit = request.config_dict[SETTINGS].max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLargeError(f"body of {request.content_length} bytes is larger than {limit} bytes")
-    body = await request.read()
+        raise UnsupportedMediaTypeError(f"Content-Type must be application/json, not {request.content_type[:60]!r}")
+    settings = request.config_dict[SETTINGS]
+    body = await read_body(request, reservation, settings.max_body_bytes)
     request[BODY] = body
     try:
-        return orjson.loads(body)
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise MalformedJsonError(f"malformed JSON: {error}",
                                  problems=[FieldProblem(path="", message=f"malformed JSON: {error}")]) from error
+    problem = json_depth_problem(payload, settings.max_json_depth)
+    if problem is not None:
+        raise InvalidPayloadError(problem.message, problems=[problem])
+    return payload
 
 
-def check_rate(request: web.Request, caller: Caller, events: int) -> None:
-    wait = request.config_dict[LIMITER].acquire(caller.client_id, events, caller.rate_limit_per_second)
-    if wait is not None:
-        raise RateLimitedError(f"rate limit of client {caller.client_id} exceeded", retry_after=wait)
+def check_event_count(request: web.Request, caller: Caller, count: int, *, charge: bool) -> None:
+    """Limits on how many events (and entities) one request may carry, then (``charge``) the client's rate: 413
+    when the request can never pass, 429 (with ``Retry-After``) when it can later."""
+    settings = request.config_dict[SETTINGS]
+    if count > settings.max_events_per_envelope:
+        raise PayloadTooLargeError(
+            f"the envelope holds {count} events and entities; at most {settings.max_events_per_envelope} per request",
+            problems=[FieldProblem("data", f"{count} items; at most {settings.max_events_per_envelope} per request")])
+    limiter = request.config_dict[LIMITER]
+    capacity = int(limiter.capacity(caller.rate_limit_per_second))
+    if count > capacity:
+        raise PayloadTooLargeError(
+            f"the envelope holds {count} events and entities; client {caller.client_id} may send at most "
+            f"{capacity} at once (its rate limit); split it", problems=[FieldProblem(
+                "data", f"{count} items; this client may send at most {capacity} at once")])
+    if charge:
+        wait = limiter.acquire(caller.client_id, count, caller.rate_limit_per_second)
+        if wait is not None:
+            raise RateLimitedError(f"rate limit of client {caller.client_id} exceeded", retry_after=wait)
 
 
-async def publish(request: web.Request, outgoing: list[OutgoingEvent]) -> None:
+def encode_within_limit(request: web.Request, outgoing: Iterable[tuple[str, OutgoingEvent]]) -> list[EncodedEvent]:
+    """Each ``(path, event)`` encoded as it will be published; 413 naming every event larger than Kafka takes."""
+    publisher = request.config_dict[PUBLISHER]
+    limit = request.config_dict[SETTINGS].max_event_bytes
+    encoded, problems = [], []
+    for path, item in outgoing:
+        message = publisher.encode(item)
+        if message.size > limit:
+            problems.append(FieldProblem(path, f"this event is {message.size} bytes once encoded; the limit of one "
+                                               f"event is {limit} bytes (a Kafka message)"))
+        encoded.append(message)
+    if problems:
+        raise PayloadTooLargeError(f"{len(problems)} event(s) larger than {limit} bytes; nothing was accepted",
+                                   problems=problems[:MAX_PROBLEMS])
+    return encoded
+
+
+async def publish(request: web.Request, messages: list[EncodedEvent]) -> None:
     """Return once Kafka acknowledged every event (else ``KafkaUnavailableError``, answered 503)."""
     metrics = request.config_dict[METRICS]
     started = time.perf_counter()
-    await request.config_dict[PUBLISHER].publish(outgoing)
+    await request.config_dict[PUBLISHER].publish(messages)
     metrics.publish_latency.observe(time.perf_counter() - started)
-    for source, count in Counter(item.source.value for item in outgoing).items():
+    for source, count in Counter(item.source.value for item in messages).items():
         metrics.events_accepted(source, count)

@@ -7,8 +7,9 @@ import time
 from aiohttp import web
 
 from gateway.errors import InvalidPayloadError
-from gateway.handlers.common import authorize, check_rate, publish, read_json
+from gateway.handlers.common import authorize, check_event_count, encode_within_limit, publish, read_json
 from gateway.ingest import hub_event
+from gateway.keys import BODY_BUDGET
 from gateway.responses import json_response
 from gateway.settings import INGEST_SCOPE
 from schemas.caliper import CALIPER_CONTEXT_V1P2
@@ -17,10 +18,12 @@ from schemas.hub import validate_hub_event
 
 async def post_hub_event(request: web.Request) -> web.Response:
     caller = authorize(request, INGEST_SCOPE)
-    payload = await read_json(request)
-    event, problems = validate_hub_event(payload)
-    if problems or event is None:
-        raise InvalidPayloadError("invalid hub event", problems=problems)
-    check_rate(request, caller, 1)
-    await publish(request, [hub_event(payload, caller, int(time.time() * 1000))])
+    async with request.config_dict[BODY_BUDGET].hold() as reservation:
+        payload = await read_json(request, reservation)
+        check_event_count(request, caller, 1, charge=True)
+        event, problems = validate_hub_event(payload)
+        if problems or event is None:
+            raise InvalidPayloadError("invalid hub event", problems=problems)
+        messages = encode_within_limit(request, [("", hub_event(payload, caller, int(time.time() * 1000)))])
+        await publish(request, messages)
     return json_response({"@context": CALIPER_CONTEXT_V1P2, "id": event.id})

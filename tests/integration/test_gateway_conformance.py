@@ -3,6 +3,7 @@ every valid file is accepted (200), every must-reject file gets a 4xx whose erro
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.integration
 def corpus_settings(tmp_path_factory: pytest.TempPathFactory) -> tuple[GatewaySettings, str, str]:
     clients_file = tmp_path_factory.mktemp("gateway") / "clients.json"
     client, secret = ClientRegistry(clients_file).add("conformance", rate_limit_per_second=1e9)
-    return GatewaySettings(clients_file=clients_file), client.client_id, secret
+    return GatewaySettings(clients_file=clients_file, jwt_secret=secrets.token_urlsafe(32)), client.client_id, secret
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from caliper_pipeline.samples import (
 from gateway.clients import ClientRegistry
 from gateway.main import build_app
 from gateway.settings import INGEST_SCOPE, GatewaySettings
+from gateway.tokens import key_id
 from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings, Source
 
@@ -30,7 +32,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def gateway_settings(tmp_path: Path) -> GatewaySettings:
-    return GatewaySettings(clients_file=tmp_path / "clients.json", max_body_bytes=64 * 1024)
+    return GatewaySettings(clients_file=tmp_path / "clients.json", max_body_bytes=64 * 1024,
+                           jwt_secret=secrets.token_urlsafe(32))
 
 
 @pytest.fixture
@@ -151,9 +154,10 @@ async def test_status_codes(client: TestClient, credentials: tuple[str, str],
     assert (await client.post("/caliper/event", json=payload, headers={"Authorization": "Token x"})).status == 401
     assert (await client.post("/caliper/event", json=payload,
                                headers={"Authorization": "Bearer not-a-jwt"})).status == 401
+    key = gateway_settings.jwt_secret.get_secret_value()
     expired = jwt.encode({"iss": gateway_settings.jwt_issuer, "sub": "app-a", "tenant": "school-a",
-                          "scope": INGEST_SCOPE, "exp": int(time.time()) - 10},
-                         gateway_settings.jwt_secret.get_secret_value(), algorithm="HS256")
+                          "scope": INGEST_SCOPE, "iat": int(time.time()) - 70, "exp": int(time.time()) - 10},
+                         key, algorithm="HS256", headers={"kid": key_id(key)})
     response = await client.post("/caliper/event", json=payload, headers={"Authorization": f"Bearer {expired}"})
     assert response.status == 401 and "expired" in (await response.json())["message"]
     scoped = await _token(client, credentials, scope="https://purl.imsglobal.org/spec/caliper/v1p1/scope/event.read")

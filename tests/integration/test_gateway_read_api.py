@@ -6,6 +6,7 @@ read model lands. The query-parameter checks are unit tests (``tests/unit/test_g
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,7 +55,7 @@ async def test_sender_reads_only_its_tenant_with_filters(tmp_path: Path, kafka_s
         async with TestServer(sink_app) as sink_server:
             reader = SqlEventReader(SqlClient(ClickHouseSettings(),
                                               SinkSettings(sink_url=str(sink_server.make_url("")))))
-            settings = GatewaySettings(clients_file=tmp_path / "clients.json")
+            settings = GatewaySettings(clients_file=tmp_path / "clients.json", jwt_secret=secrets.token_urlsafe(32))
             registry = ClientRegistry(settings.clients_file)
             _, secret = registry.add("school-a", client_id="reader")
             _, writer_secret = registry.add("school-a", client_id="writer", scopes=(INGEST_SCOPE,))
