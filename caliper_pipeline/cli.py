@@ -76,7 +76,7 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_streams(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.app import run_worker
+    from streams.worker import run_worker
 
     run_worker(settings.streams, settings.kafka, settings.privacy)  # MissingPrivacyKeyError without the keys
     return 0

@@ -23,8 +23,10 @@ from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner, partition_key
 from schemas.privacy import PrivacySettings
 from schemas.records import RawEvent
-from streams.app import EventProcessor, StreamsMetrics, build_app
+from streams.metrics import StreamsMetrics
+from streams.processor import EventProcessor
 from streams.settings import StreamsSettings
+from streams.worker import build_app
 
 CONTEXT = CALIPER_CONTEXT_V1P2
 ONEROSTER = "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2"

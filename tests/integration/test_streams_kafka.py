@@ -16,10 +16,10 @@ from schemas.kafka import KafkaSettings, Source, partition_key
 from schemas.privacy import PrivacySettings
 from schemas.records import LearningFact, RawEvent
 from schemas.side_topics import DeadLetter
-from streams.app import build_app
 from streams.bench import publish_raw, raw_messages, sample_raw_events
 from streams.normalizers import normalize
 from streams.settings import StreamsSettings
+from streams.worker import build_app
 
 pytestmark = pytest.mark.integration
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,16 +19,10 @@ from schemas.kafka import KafkaSettings, partition_key
 from schemas.privacy import MissingPrivacyKeyError, PrivacySettings
 from schemas.records import RawEvent, pseudonymize_email
 from schemas.side_topics import ConflictNotice, DeadLetter
-from streams.app import (
-    AGENT_NAME,
-    ConflictTracker,
-    OutboundRecord,
-    StreamsMetrics,
-    build_app,
-    fact_key,
-    withhold_acks,
-)
+from streams.metrics import StreamsMetrics
+from streams.processor import ConflictTracker, OutboundRecord, fact_key
 from streams.settings import StreamsSettings
+from streams.worker import AGENT_NAME, build_app, withhold_acks
 
 SETTINGS = StreamsSettings(worker_version="9.9.9", conflict_cache_size=100)
 PRIVACY = PrivacySettings(email_hash_key=SecretStr("k"), student_key=SecretStr("s"))
@@ -89,8 +85,8 @@ def test_build_app_configures_the_worker_from_settings() -> None:
     assert str(app.conf.store) == "memory:"
     assert app.conf.broker_session_timeout == SETTINGS.session_timeout_s
     assert app.conf.broker_heartbeat_interval == SETTINGS.heartbeat_interval_s
-    agent = app.agents[f"streams.app.{AGENT_NAME}"] if f"streams.app.{AGENT_NAME}" in app.agents else next(
-        iter(app.agents.values()))
+    [agent] = app.agents.values()
+    assert agent.name.endswith(AGENT_NAME)
     assert agent.concurrency == 1
     assert set(agent.channel.topics) == set(TOPICS.raw_topics)
 
@@ -263,3 +259,10 @@ def as_consumed(tested: Any) -> None:
             checksum=made.checksum, generation_id=made.generation_id)
 
     tested.to_message = consumer_message
+
+
+def test_the_processor_runs_without_faust() -> None:
+    """The processing core (decode, normalize, encode, dead letters, conflicts) imports no faust."""
+    probe = "import sys, streams.processor, streams.metrics; print(sorted(m for m in sys.modules if m == 'faust'))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,148 @@
+"""Raw message bytes -> the records the worker produces; no faust here (the wiring is ``streams.worker``).
+
+``EventProcessor.process`` decodes one raw message (``RawEventCodec``), normalizes it and Avro-encodes every fact
+(``LearningFactCodec``), keyed by the pipeline's ``partition_key`` (tenant + student) so one student's facts stay
+in order on one partition.
+
+Failures are data: a message that cannot be decoded or normalized becomes one ``schemas.side_topics.DeadLetter``
+(reason, worker version, topic, partition, offset, the original bytes) for the dead-letter topic, and processing
+goes on.
+
+Conflicts (same event id, different content): the fact's ``content_hash`` lets the sink keep both versions
+(it is in the sink's sort key); the processor also remembers the last hashes in a bounded LRU
+(``ConflictTracker``) and adds a ``ConflictNotice`` for the conflicts topic when an event id comes back with
+other content.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.codec import LearningFactCodec, RawEventCodec
+from schemas.errors import PipelineError
+from schemas.kafka import Topics, partition_key
+from schemas.privacy import PrivacySettings
+from schemas.records import LearningFact
+from schemas.side_topics import ConflictNotice, DeadLetter
+from streams.metrics import StreamsMetrics
+from streams.normalizers import NormalizeOptions, normalize_with
+from streams.settings import StreamsSettings
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecord:
+    """One message the worker produces."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(slots=True)
+class ProcessedEvent:
+    """What one raw message became: the records to produce and what to count."""
+
+    records: list[OutboundRecord] = field(default_factory=list)
+    facts: list[LearningFact] = field(default_factory=list)
+    dead_letter_reason: str = ""
+    conflicts: int = 0
+
+
+Publisher = Callable[[Sequence[OutboundRecord]], Awaitable[None]]
+
+
+class ConflictTracker:
+    """A bounded LRU of event key -> content hash; tells a re-send (same hash) from a conflict."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._hashes: OrderedDict[tuple[str, str, int], str] = OrderedDict()
+
+    def seen(self, key: tuple[str, str, int], content_hash: str) -> str | None:
+        """Remember ``content_hash``; return the previous different hash when this is a conflict."""
+        previous = self._hashes.get(key)
+        self._hashes[key] = content_hash
+        self._hashes.move_to_end(key)
+        if len(self._hashes) > self.max_entries:
+            self._hashes.popitem(last=False)
+        return previous if previous is not None and previous != content_hash else None
+
+
+def fact_key(fact: LearningFact) -> bytes:
+    """The facts topic's key: the pipeline's ``partition_key`` of tenant + student, so one student's facts keep
+    their order on one partition (every producer of the pipeline uses ``crc32_partitioner``)."""
+    return partition_key(fact.tenant, fact.student_id)
+
+
+class EventProcessor:
+    """Raw message bytes -> the records to produce (facts, or a dead letter, plus conflict notices)."""
+
+    def __init__(self, settings: StreamsSettings, topics: Topics, privacy: PrivacySettings,
+                 metrics: StreamsMetrics | None = None, *,
+                 codecs: tuple[RawEventCodec, LearningFactCodec] | None = None) -> None:
+        privacy.require_keys()  # never produce facts with unkeyed (or empty-keyed) pseudonyms
+        self.settings = settings
+        self.topics = topics
+        self.metrics = metrics or StreamsMetrics()
+        self.options = NormalizeOptions(
+            email_hash_key=privacy.email_hash_key_bytes,
+            keep_raw_email=privacy.keep_raw_email,
+            normalizer_version=settings.normalizer_version,
+        )
+        self.raw_codec, self.fact_codec = codecs or (RawEventCodec(), LearningFactCodec())
+        self.conflicts = ConflictTracker(settings.conflict_cache_size)
+        self._events_in: dict[str, Any] = {}
+        self._facts_out: dict[str, Any] = {}
+
+    def _count_event_in(self, topic: str) -> None:
+        child = self._events_in.get(topic)
+        if child is None:
+            child = self._events_in[topic] = self.metrics.events_in.labels(topic=topic)
+        child.inc()
+
+    def _count_fact_out(self, source: str) -> None:
+        child = self._facts_out.get(source)
+        if child is None:
+            child = self._facts_out[source] = self.metrics.facts_out.labels(source=source)
+        child.inc()
+
+    def process(self, topic: str, partition: int, offset: int, key: bytes | None,
+                value: bytes | None) -> ProcessedEvent:
+        self._count_event_in(topic)
+        result = ProcessedEvent()
+        try:
+            raw = self.raw_codec.decode_record(value or b"")
+            result.facts = normalize_with(raw, self.options)
+            result.records = [OutboundRecord(self.topics.facts, fact_key(fact), self.fact_codec.encode_record(fact))
+                              for fact in result.facts]
+        except PipelineError as error:
+            return self._dead_letter(result, f"{type(error).__name__}: {error}", topic, partition, offset, key,
+                                     value)
+        except Exception as error:  # a bug must not stop the stream: the event is kept as data to replay
+            return self._dead_letter(result, f"internal error {type(error).__name__}: {error}", topic,
+                                     partition, offset, key, value)
+        for fact in result.facts:
+            self._count_fact_out(fact.source)
+            previous = self.conflicts.seen((fact.tenant, fact.event_id, fact.fact_index), fact.content_hash)
+            if previous is not None:
+                result.conflicts += 1
+                self.metrics.conflicts.labels(tenant=fact.tenant).inc()
+                result.records.append(OutboundRecord(self.topics.conflicts, fact_key(fact), ConflictNotice(
+                    tenant=fact.tenant, source=fact.source, event_id=fact.event_id, fact_index=fact.fact_index,
+                    previous_content_hash=previous, content_hash=fact.content_hash, topic=topic,
+                    partition=partition, offset=offset, worker_version=self.settings.worker_version,
+                ).to_json()))
+        return result
+
+    def _dead_letter(self, result: ProcessedEvent, reason: str, topic: str, partition: int, offset: int,
+                     key: bytes | None, value: bytes | None) -> ProcessedEvent:
+        self.metrics.dead_letters.labels(topic=topic).inc()
+        result.facts = []
+        result.dead_letter_reason = reason
+        result.records = [OutboundRecord(self.topics.dead_letters, key, DeadLetter(
+            reason=reason, worker_version=self.settings.worker_version, topic=topic, partition=partition,
+            offset=offset, original=value or b"").to_json())]
+        return result
