@@ -15,7 +15,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
+from schemas.errors import PipelineError
 from schemas.kafka import KafkaSettings, crc32_partitioner
 from schemas.side_topics import DeadLetter, SideTopicRecordError
 
@@ -43,25 +45,42 @@ def dead_letter_of(value: bytes) -> DeadLetter | None:
         return None
 
 
+class ReplayError(PipelineError):
+    """A replay that cannot run as asked; the message says why (the CLI prints it as one line)."""
+
+
 async def replay(kafka: KafkaSettings, *, topic: str | None = None, to_topic: str | None = None,
                  partition: int | None = None, from_offset: int | None = None, to_offset: int | None = None,
                  dry_run: bool = False, progress: bool = True) -> ReplaySummary:
     source = topic or kafka.topics.dead_letters
     is_dead_letters = source == kafka.topics.dead_letters
     if not is_dead_letters and not to_topic:
-        raise ValueError("--to-topic is needed to replay a topic other than the dead letters")
+        raise ReplayError(f"--to-topic is needed to replay {source!r}: only dead letters know their destination")
+    for name, value in (("--partition", partition), ("--from-offset", from_offset), ("--to-offset", to_offset)):
+        if value is not None and value < 0:
+            raise ReplayError(f"{name} must be 0 or more, not {value}")
+    if from_offset is not None and to_offset is not None and from_offset > to_offset:
+        raise ReplayError(f"--from-offset {from_offset} is after --to-offset {to_offset}: the range is empty")
     options = kafka.client_options()
     consumer = AIOKafkaConsumer(enable_auto_commit=False, isolation_level="read_committed",
                                 **options)
     producer = AIOKafkaProducer(acks="all", enable_idempotence=True, partitioner=crc32_partitioner,
                                 **options)
     summary = ReplaySummary()
-    await consumer.start()
-    await producer.start()
     try:
+        try:
+            await consumer.start()
+            await producer.start()
+        except KafkaError as error:
+            raise ReplayError(f"cannot reach Kafka at {kafka.bootstrap_servers or '(no bootstrap servers)'}: "
+                              f"{error}") from error
         if source not in await consumer.topics():
-            raise ValueError(f"no topic {source!r}")
+            raise ReplayError(f"no topic {source!r} on the broker")
+        if to_topic is not None and not is_dead_letters and to_topic not in await consumer.topics():
+            raise ReplayError(f"no topic {to_topic!r} on the broker (create it first)")
         partitions = await producer.partitions_for(source)
+        if partition is not None and partition not in partitions:
+            raise ReplayError(f"{source!r} has no partition {partition} (it has {len(partitions)})")
         assigned = [TopicPartition(source, p) for p in sorted(partitions) if partition is None or p == partition]
         consumer.assign(assigned)
         ends = await consumer.end_offsets(assigned)
@@ -92,6 +111,9 @@ async def replay(kafka: KafkaSettings, *, topic: str | None = None, to_topic: st
                 _progress(summary.read, total, started)
         if progress:
             print(file=sys.stderr)
+    except KafkaError as error:
+        raise ReplayError(f"Kafka failed during the replay ({summary.read} read, {summary.republished} "
+                          f"republished so far; a rerun starts the range again): {error!r}") from error
     finally:
         await producer.stop()
         await consumer.stop()

@@ -7,7 +7,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.kafka import KafkaSettings
 from schemas.side_topics import DeadLetter
-from streams.replay import replay
+from streams.replay import ReplayError, replay
 
 pytestmark = pytest.mark.integration
 
@@ -59,9 +59,18 @@ async def test_a_topic_range_is_copied(kafka_settings: KafkaSettings) -> None:
             await producer.send_and_wait(topics.rejected, f"m{i}".encode(), partition=0)
     finally:
         await producer.stop()
-    with pytest.raises(ValueError):
+    with pytest.raises(ReplayError, match="--to-topic is needed"):
         await replay(kafka_settings, topic=topics.rejected, progress=False)
+    with pytest.raises(ReplayError, match="has no partition 99"):
+        await replay(kafka_settings, topic=topics.rejected, to_topic=topics.conflicts, partition=99, progress=False)
+    with pytest.raises(ReplayError, match="no topic 'nowhere' on the broker"):
+        await replay(kafka_settings, topic=topics.rejected, to_topic="nowhere", progress=False)
     summary = await replay(kafka_settings, topic=topics.rejected, to_topic=topics.conflicts, partition=0,
                            from_offset=2, to_offset=4, progress=False)
     assert summary.republished == 3
     assert sorted(v for _, v in await _read_all(kafka_settings, topics.conflicts, 3)) == [b"m2", b"m3", b"m4"]
+
+
+async def test_a_missing_topic_is_a_clear_error(kafka_settings: KafkaSettings) -> None:
+    with pytest.raises(ReplayError, match="no topic 'no-such-topic' on the broker"):
+        await replay(kafka_settings, topic="no-such-topic", to_topic=kafka_settings.topics.conflicts, progress=False)
