@@ -55,6 +55,7 @@ class LearningFact:
     ed_app: str = ""
     student_id: str = ""
     student_email_hash: str = ""
+    student_key: str = ""  # keyed pseudonym of tenant + student (schemas.privacy.student_key_for): erasure's key
     student_email: str = ""
     actor_type: str = ""
     object_id: str = ""

@@ -91,6 +91,7 @@ class EventProcessor:
             email_hash_key=privacy.email_hash_key_bytes,
             keep_raw_email=privacy.keep_raw_email,
             normalizer_version=settings.normalizer_version,
+            student_key=privacy.student_key_bytes,
         )
         self.raw_codec, self.fact_codec = codecs or (RawEventCodec(), LearningFactCodec())
         self.conflicts = ConflictTracker(settings.conflict_cache_size)

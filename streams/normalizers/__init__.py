@@ -28,10 +28,10 @@ NORMALIZERS: dict[str, SourceNormalizer] = {
 __all__ = ["NORMALIZERS", "NormalizeOptions", "normalize", "normalize_with"]
 
 
-def normalize(raw: RawEvent, *, email_hash_key: bytes, keep_raw_email: bool,
-              normalizer_version: str) -> list[LearningFact]:
+def normalize(raw: RawEvent, *, email_hash_key: bytes, keep_raw_email: bool, normalizer_version: str,
+              student_key: bytes) -> list[LearningFact]:
     """The learning facts of one raw event (none for a Caliper entity); NormalizationError if it has none."""
-    return normalize_with(raw, NormalizeOptions(email_hash_key, keep_raw_email, normalizer_version))
+    return normalize_with(raw, NormalizeOptions(email_hash_key, keep_raw_email, normalizer_version, student_key))
 
 
 def normalize_with(raw: RawEvent, options: NormalizeOptions) -> list[LearningFact]:

@@ -28,6 +28,7 @@ import orjson
 from schemas.caliper import CALIPER_CONTEXT_V1P2
 from schemas.coerce import coerce_bool, coerce_int, coerce_number, time_to_ms
 from schemas.errors import NormalizationError
+from schemas.privacy import student_key_for
 from schemas.records import LearningFact, RawEvent, content_hash_of, fact_id_for, pseudonymize_email
 
 CONSUMED = "__consumed__"
@@ -40,11 +41,12 @@ Transform = Callable[[Any], Any]
 
 @dataclass(frozen=True, slots=True)
 class NormalizeOptions:
-    """What a normalizer needs besides the event: the email pseudonymization key and the version stamp."""
+    """What a normalizer needs besides the event: the pseudonymization keys and the version stamp."""
 
     email_hash_key: bytes
     keep_raw_email: bool
     normalizer_version: str
+    student_key: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +254,7 @@ def build_fact(raw: RawEvent, payload: dict[str, Any], values: dict[str, Any], r
         sensor=raw.sensor,
         student_id=student_id,
         student_email_hash=pseudonymize_email(email, options.email_hash_key),
+        student_key=student_key_for(raw.tenant, student_id, options.student_key),
         student_email=email if options.keep_raw_email else "",
         normalizer_version=options.normalizer_version,
         extensions_json=canonical_json(remainder).decode(),

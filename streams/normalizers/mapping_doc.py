@@ -29,6 +29,7 @@ _FROM_ENVELOPE = {
     "source": "the door: timeback, hub or caliper", "send_time_ms": "envelope sendTime",
     "received_time_ms": "the gateway's clock when it accepted the request", "sensor": "envelope sensor (hub: edApp)",
     "student_email_hash": "HMAC-SHA256(key, case-folded email)",
+    "student_key": "HMAC-SHA256(student key, tenant + 0x1F + student_id): the pseudonym erasure matches on",
     "student_email": "the raw email only with CALIPER_PRIVACY__KEEP_RAW_EMAIL=true",
     "score_ratio": "score_given / max_score when max_score > 0",
     "normalizer_version": "the worker's version", "extensions_json": "everything no rule mapped, as JSON",

@@ -58,7 +58,8 @@ def expected_facts(raws: list[RawEvent], settings: StreamsSettings) -> list[Lear
     facts: list[LearningFact] = []
     for raw in raws:
         facts += normalize(raw, email_hash_key=EMAIL_KEY.encode(), keep_raw_email=False,
-                           normalizer_version=settings.normalizer_version)
+                           normalizer_version=settings.normalizer_version,
+                           student_key=PRIVACY.student_key_bytes)
     return facts
 
 
@@ -113,3 +114,4 @@ async def test_a_bad_event_goes_to_the_dead_letter_topic_and_processing_continue
     assert "SchemaEncodingError" in reasons and "Field object.assignable.skillCode not informed" in reasons
     decoded = {LearningFactCodec().decode_record(value).event_id for _, value in facts}
     assert decoded == {r.event_id for r in good_before + good_after}
+

@@ -46,7 +46,8 @@ names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), m
 
 
 def facts_of(raw: RawEvent) -> list[LearningFact]:
-    return normalize(raw, email_hash_key=KEY, keep_raw_email=False, normalizer_version=VERSION)
+    return normalize(raw, email_hash_key=KEY, keep_raw_email=False, normalizer_version=VERSION,
+                     student_key=b"property-student-key")
 
 
 def shuffled(value: Any, rng: random.Random) -> Any:

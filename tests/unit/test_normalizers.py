@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 from seed_payloads import CONTEXT, USER, seed_activity_event, seed_hub_event, with_value
 
 from schemas.errors import NormalizationError
+from schemas.privacy import student_key_for
 from schemas.records import LearningFact, RawEvent, content_hash_of, fact_id_for, pseudonymize_email
 from streams.normalizers import normalize
 from streams.normalizers.base import duration_seconds
 
 KEY = b"test-key"
+STUDENT_KEY = b"test-student-key"
 VERSION = "caliper-streams/test"
 
 
@@ -48,7 +50,7 @@ def raw_event(source: str, payload: dict[str, Any], tenant: str = "tenant-a") ->
 
 def one_fact(source: str, payload: dict[str, Any], keep_raw_email: bool = False) -> LearningFact:
     facts = normalize(raw_event(source, payload), email_hash_key=KEY, keep_raw_email=keep_raw_email,
-                      normalizer_version=VERSION)
+                      normalizer_version=VERSION, student_key=STUDENT_KEY)
     assert len(facts) == 1
     return facts[0]
 
@@ -211,6 +213,16 @@ def test_envelope_metadata_and_ids_come_from_the_raw_event() -> None:
     assert fact.normalizer_version == VERSION
 
 
+def test_every_fact_carries_the_keyed_student_key_of_its_tenant_and_student() -> None:
+    for source, payload in (("timeback", seed_activity_event()), ("hub", seed_hub_event())):
+        fact = one_fact(source, payload)
+        assert fact.student_key == student_key_for("tenant-a", fact.student_id, STUDENT_KEY)
+        assert len(fact.student_key) == 64 and fact.student_id not in fact.student_key
+    other_tenant = normalize(raw_event("timeback", seed_activity_event(), tenant="tenant-b"), email_hash_key=KEY,
+                             keep_raw_email=False, normalizer_version=VERSION, student_key=STUDENT_KEY)[0]
+    assert other_tenant.student_key != one_fact("timeback", seed_activity_event()).student_key
+
+
 def test_the_raw_email_is_kept_only_when_asked() -> None:
     fact = one_fact("timeback", seed_activity_event(), keep_raw_email=True)
     assert fact.student_email == "[email protected]"
@@ -255,7 +267,7 @@ def test_a_payload_that_is_not_a_json_object_is_a_normalization_error(payload: b
     raw = raw_event("caliper", {"id": "urn:uuid:x"})
     raw.payload = payload
     with pytest.raises(NormalizationError):
-        normalize(raw, email_hash_key=KEY, keep_raw_email=False, normalizer_version=VERSION)
+        normalize(raw, email_hash_key=KEY, keep_raw_email=False, normalizer_version=VERSION, student_key=STUDENT_KEY)
 
 
 def test_an_unknown_source_is_a_normalization_error() -> None:
@@ -388,7 +400,7 @@ def test_any_other_event_type_uses_the_general_conversion() -> None:
 def test_an_entity_yields_no_fact_and_no_error() -> None:
     entity = {"@context": CONTEXT, "id": "https://example.edu/users/554433", "type": "Person", "name": "Ana"}
     assert normalize(raw_event("caliper", entity), email_hash_key=KEY, keep_raw_email=False,
-                     normalizer_version=VERSION) == []
+                     normalizer_version=VERSION, student_key=STUDENT_KEY) == []
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("PT10M", 600.0), ("PT1H2M3.5S", 3723.5), ("P1DT1S", 86401.0),

@@ -85,7 +85,7 @@ def test_migrations_apply_once_and_are_recorded(target: EmbeddedClickHouse) -> N
     assert apply_migrations(target, Layout("learning")) == []
     versions = [m.version for m in discover()]
     _, rows = target.query_rows("SELECT version FROM learning.schema_migrations FINAL ORDER BY version")
-    assert [r[0] for r in rows] == versions == [1, 2, 3]
+    assert [r[0] for r in rows] == versions == [1, 2, 3, 4]
     _, tables = target.query_rows("SHOW TABLES FROM learning")
     assert {"learning_facts", "sink_rejects", "sink_batches", "erasures", "student_daily_xp",
             "student_daily_time_on_task", "student_skill_mastery", "fact_conflicts"} <= {t[0] for t in tables}

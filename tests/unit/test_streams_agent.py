@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.kafka import KafkaSettings, partition_key
-from schemas.privacy import MissingPrivacyKeyError, PrivacySettings
+from schemas.privacy import MissingPrivacyKeyError, PrivacySettings, student_key_for
 from schemas.records import RawEvent, pseudonymize_email
 from schemas.side_topics import ConflictNotice, DeadLetter
 from streams.metrics import StreamsMetrics
@@ -103,6 +103,7 @@ async def test_a_raw_event_becomes_an_avro_fact_keyed_by_tenant_and_student(harn
     assert record.key == b"tenant-a|" + USER.encode() == fact_key(fact) == partition_key("tenant-a", USER)
     assert fact.xp_earned == 100.0 and fact.student_email_hash == pseudonymize_email("[email protected]", b"k")
     assert fact.normalizer_version == "caliper-streams/9.9.9"
+    assert fact.student_key == student_key_for("tenant-a", USER, b"s")  # keyed with PRIVACY.student_key
     assert counter(metrics, "caliper_streams_facts_out_total", source="timeback") == 1.0
 
 
