@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
+from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -35,37 +37,100 @@ def test_newest_catalog_version_is_generated_from_the_record(name: str) -> None:
         f"{name} changed without a new catalog version: run python -m schemas.avro_gen --write")
 
 
-def _default_datum(schema: dict[str, Any]) -> dict[str, Any]:
+PREDECESSORS = Path(__file__).resolve().parents[1] / "fixtures" / "avro"  # see its README.md
+
+_SAMPLES: dict[str, Any] = {"string": "s", "long": 7, "double": 2.5, "boolean": True, "bytes": b"\x00b"}
+
+
+def _sample_datum(schema: dict[str, Any]) -> dict[str, Any]:
+    """A record of ``schema`` whose every value differs from its field's default (so a default read in place of
+    the written value, or a value of another type, is noticed)."""
     datum: dict[str, Any] = {}
-    for field in schema["fields"]:
+    for index, field in enumerate(schema["fields"]):
         kind = field["type"]
-        if "default" in field:
-            datum[field["name"]] = field["default"]
-        else:
-            datum[field["name"]] = {"string": "x", "long": 1, "double": 1.0, "boolean": True, "bytes": b"x"}[kind]
+        if isinstance(kind, list):  # an optional value: write the value, not null
+            [kind] = [member for member in kind if member != "null"]
+        value = _SAMPLES[kind]
+        datum[field["name"]] = f"{value}-{field['name']}" if kind == "string" else (
+            value + index if kind in ("long", "double") else value)
     return datum
+
+
+def lineage(name: str, versions: list[tuple[int, dict[str, Any]]],
+            predecessors: Path = PREDECESSORS) -> list[tuple[str, dict[str, Any]]]:
+    """The versions of a record to compare, oldest first: a fixture ``v0`` if there is one, then the catalog's.
+    Fails loudly when that leaves a single version: there would be nothing to compare."""
+    fixture = predecessors / name / "v0.avsc"
+    found = [("fixture v0", json.loads(fixture.read_text()))] if fixture.exists() else []
+    found += [(f"v{number}", schema) for number, schema in versions]
+    if len(found) < 2:
+        pytest.fail(f"{name} has a single version ({', '.join(label for label, _ in found)}) and nothing to "
+                    f"compare it with: release a v2 or add a predecessor {fixture} (see {predecessors}/README.md)")
+    return found
+
+
+def check_resolution(writer: dict[str, Any], reader: dict[str, Any]) -> None:
+    """Data written with ``writer`` reads with ``reader``: every field both have keeps its value, a field only the
+    reader has gets its default (Avro schema resolution; raises when it cannot resolve)."""
+    datum = _sample_datum(writer)
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, parse_schema(writer), datum)
+    buffer.seek(0)
+    read = fastavro.schemaless_reader(buffer, parse_schema(writer), parse_schema(reader))
+    assert isinstance(read, dict)
+    for field in reader["fields"]:
+        expected = datum[field["name"]] if field["name"] in datum else field["default"]
+        assert read[field["name"]] == expected, field["name"]
+    assert set(read) == {field["name"] for field in reader["fields"]}
 
 
 @pytest.mark.parametrize("name", sorted(RECORDS))
 def test_each_version_reads_the_previous_and_is_read_by_it(name: str) -> None:
-    versions = [schema for _, schema in catalog_versions(name)]
-    for older, newer in itertools.pairwise(versions):
-        for writer, reader in ((older, newer), (newer, older)):
-            buffer = io.BytesIO()
-            fastavro.schemaless_writer(buffer, parse_schema(writer), _default_datum(writer))
-            buffer.seek(0)
-            fastavro.schemaless_reader(buffer, parse_schema(writer), parse_schema(reader))
+    versions = lineage(name, catalog_versions(name))
+    for (older_label, older), (newer_label, newer) in itertools.pairwise(versions):
+        for writer, reader, direction in ((older, newer, f"{newer_label} reads {older_label}"),
+                                          (newer, older, f"{older_label} reads {newer_label}")):
+            try:
+                check_resolution(writer, reader)
+            except (fastavro.read.SchemaResolutionError, AssertionError) as error:
+                pytest.fail(f"{name}: {direction} failed: {error!r}")
 
 
-def test_a_field_without_default_breaks_backward_resolution() -> None:
-    """The evolution check can fail: a new required field cannot read old data."""
-    old = catalog_versions("learning_fact")[-1][1]
-    new = {**old, "fields": [*old["fields"], {"name": "brand_new", "type": "string"}]}
-    buffer = io.BytesIO()
-    fastavro.schemaless_writer(buffer, parse_schema(old), _default_datum(old))
-    buffer.seek(0)
-    with pytest.raises(fastavro.read.SchemaResolutionError):
-        fastavro.schemaless_reader(buffer, parse_schema(old), parse_schema(new))
+def test_learning_fact_has_a_real_pair_of_released_versions() -> None:
+    assert [label for label, _ in lineage("learning_fact", catalog_versions("learning_fact"))][:2] == ["v1", "v2"]
+
+
+def test_a_record_with_one_version_and_no_predecessor_fails_loudly(tmp_path: Path) -> None:
+    with pytest.raises(pytest.fail.Exception, match="single version"):
+        lineage("raw_event", catalog_versions("raw_event"), predecessors=tmp_path)
+
+
+@pytest.mark.parametrize("break_it", [
+    lambda fields: [*fields, {"name": "brand_new", "type": "string"}],  # a new field without default
+    lambda fields: [{**f, "type": "long"} if f["name"] == "tenant" else f for f in fields],  # a type change
+    lambda fields: [f for f in fields if f["name"] != "event_id"],  # a field without default dropped
+], ids=["field-without-default", "type-change", "required-field-dropped"])
+def test_the_evolution_check_fails_on_an_incompatible_version(break_it: Any) -> None:
+    """Negative control: the same check, on a newer version made incompatible on purpose, fails."""
+    released = catalog_versions("learning_fact")[-1][1]
+    broken = {**released, "fields": break_it(released["fields"])}
+    failures = 0
+    for writer, reader in ((released, broken), (broken, released)):
+        try:
+            check_resolution(writer, reader)
+        except fastavro.read.SchemaResolutionError:
+            failures += 1
+    assert failures >= 1
+
+
+def test_a_value_avro_resolves_but_changes_is_noticed() -> None:
+    """Negative control for the value comparison: Avro promotes a string to bytes without complaint, but the
+    reader then gets bytes where the code expects text; the check compares values and fails."""
+    released = catalog_versions("learning_fact")[-1][1]
+    promoted = {**released, "fields": [{**f, "type": "bytes"} if f["name"] == "tenant" else f
+                                       for f in released["fields"]]}
+    with pytest.raises(AssertionError, match="tenant"):
+        check_resolution(released, promoted)
 
 
 def test_fact_round_trip_with_single_object_header() -> None:
