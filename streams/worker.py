@@ -21,7 +21,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from faust.exceptions import ConsumerNotStarted
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from prometheus_client import start_http_server
 
 from schemas.kafka import KafkaSettings, crc32_partitioner
@@ -33,6 +35,38 @@ from streams.settings import StreamsSettings
 
 AGENT_NAME = "normalize_raw_events"
 logger = logging.getLogger(__name__)
+
+
+READ_COMMITTED = "read_committed"
+
+
+class ReadCommittedConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    """faust's aiokafka consumer thread whose consumer reads only committed records.
+
+    faust 0.15.3 hard-codes ``isolation_level="read_uncommitted"`` unless the whole app runs its
+    exactly-once mode (transactional producers, one transaction per partition). The worker needs only the
+    reading side: the gateway publishes an envelope in one Kafka transaction, and a record of an aborted or
+    still-open transaction must never become a fact. aiokafka reads the consumer's isolation level when it
+    starts, so it is set on the consumer faust has just built, before faust starts it.
+    """
+
+    def _create_worker_consumer(self, transport: aiokafka_driver.Transport) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        if getattr(consumer, "_isolation_level", None) is None:  # aiokafka changed: fail, never read uncommitted
+            raise RuntimeError("cannot set the consumer's isolation level: aiokafka has no _isolation_level")
+        consumer._isolation_level = READ_COMMITTED
+        return consumer
+
+
+class ReadCommittedConsumer(aiokafka_driver.Consumer):
+    def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
+        return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class ReadCommittedTransport(aiokafka_driver.Transport):
+    """The aiokafka transport with ``ReadCommittedConsumer``; producing is unchanged."""
+
+    Consumer = ReadCommittedConsumer
 
 
 class KafkaPublisher:
@@ -91,6 +125,8 @@ def build_app(settings: StreamsSettings, kafka: KafkaSettings, privacy: PrivacyS
         producer_acks=-1,
         producer_partitioner=crc32_partitioner,
     )
+    # read_committed (see ReadCommittedConsumerThread); set before anything (app.topic) creates the transport
+    app.transport = ReadCommittedTransport(app.conf.broker_consumer, app)
     processor = EventProcessor(settings, topics, privacy, metrics,
                                codecs=(raw_event_codec(kafka), learning_fact_codec(kafka)))
     publish: Publisher = publisher or KafkaPublisher(app)

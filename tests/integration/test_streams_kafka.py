@@ -8,11 +8,11 @@ import time
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr
 
 from schemas.codec import LearningFactCodec, RawEventCodec
-from schemas.kafka import KafkaSettings, Source, partition_key
+from schemas.kafka import KafkaSettings, Source, crc32_partitioner, partition_key
 from schemas.privacy import PrivacySettings
 from schemas.records import LearningFact, RawEvent
 from schemas.side_topics import DeadLetter
@@ -52,6 +52,18 @@ async def read_topic(kafka: KafkaSettings, topic: str, expect: int, timeout_s: f
     finally:
         await reader.stop()
     return messages
+
+
+async def uncommitted_offsets(kafka: KafkaSettings, group_id: str) -> dict[TopicPartition, int]:
+    """Per raw partition holding records: how far the group's committed offset is behind the partition's end."""
+    reader = AIOKafkaConsumer(group_id=group_id, enable_auto_commit=False, **kafka.client_options())
+    await reader.start()
+    try:
+        partitions = [TopicPartition(topic, p) for topic in kafka.topics.raw_topics for p in range(kafka.partitions)]
+        ends = await reader.end_offsets(partitions)
+        return {tp: ends[tp] - (await reader.committed(tp) or 0) for tp in partitions if ends[tp] > 0}
+    finally:
+        await reader.stop()
 
 
 def expected_facts(raws: list[RawEvent], settings: StreamsSettings) -> list[LearningFact]:
@@ -115,3 +127,39 @@ async def test_a_bad_event_goes_to_the_dead_letter_topic_and_processing_continue
     decoded = {LearningFactCodec().decode_record(value).event_id for _, value in facts}
     assert decoded == {r.event_id for r in good_before + good_after}
 
+
+async def test_only_records_of_committed_transactions_become_facts(kafka_settings: KafkaSettings) -> None:
+    """The gateway publishes an envelope in one Kafka transaction: the worker reads with read_committed, so an
+    aborted transaction yields no fact (nor dead letter) and a committed one on the same partitions yields all
+    of its facts."""
+    settings = worker_settings()
+    aborted = raw_messages(kafka_settings, sample_raw_events(24, tenant="aborted"))
+    committed_raws = sample_raw_events(24, tenant="committed")
+    committed = raw_messages(kafka_settings, committed_raws)
+    producer = AIOKafkaProducer(transactional_id=f"it-gateway-{uuid.uuid4().hex[:8]}", acks="all",
+                                partitioner=crc32_partitioner, **kafka_settings.client_options())
+    await producer.start()
+    try:
+        for messages, commit in ((aborted, False), (committed, True)):
+            await producer.begin_transaction()
+            for topic, key, value in messages:
+                await producer.send(topic, value, key=key)
+            await (producer.commit_transaction() if commit else producer.abort_transaction())
+    finally:
+        await producer.stop()
+    app = build_app(settings, kafka_settings, PRIVACY)
+    await app.start()
+    try:
+        facts = await read_topic(kafka_settings, kafka_settings.topics.facts, expect=len(committed))
+        # by now the worker has been past both transactions for seconds: a dead letter would be there
+        letters = await read_topic(kafka_settings, kafka_settings.topics.dead_letters, expect=0, settle_s=1)
+    finally:
+        await app.stop()
+    decoded = [LearningFactCodec().decode_record(value) for _, value in facts]
+    assert {fact.tenant for fact in decoded} == {"committed"}
+    # the worker's commits moved past both transactions: only the final commit marker may stay unconsumed
+    # (a restarted worker would replay nothing; faust skips the offsets read_committed never delivers)
+    behind = await uncommitted_offsets(kafka_settings, settings.app_id)
+    assert behind and all(count <= 1 for count in behind.values()), behind
+    assert sorted(f.fact_id for f in decoded) == sorted(f.fact_id for f in expected_facts(committed_raws, settings))
+    assert letters == []

@@ -22,7 +22,7 @@ from schemas.side_topics import ConflictNotice, DeadLetter
 from streams.metrics import StreamsMetrics
 from streams.processor import ConflictTracker, OutboundRecord, fact_key
 from streams.settings import StreamsSettings
-from streams.worker import AGENT_NAME, build_app, withhold_acks
+from streams.worker import AGENT_NAME, ReadCommittedTransport, build_app, withhold_acks
 
 SETTINGS = StreamsSettings(worker_version="9.9.9", conflict_cache_size=100)
 PRIVACY = PrivacySettings(email_hash_key=SecretStr("k"), student_key=SecretStr("s"))
@@ -89,6 +89,16 @@ def test_build_app_configures_the_worker_from_settings() -> None:
     assert agent.name.endswith(AGENT_NAME)
     assert agent.concurrency == 1
     assert set(agent.channel.topics) == set(TOPICS.raw_topics)
+
+
+async def test_the_worker_consumer_reads_only_committed_records() -> None:
+    """The consumer faust builds for the worker reads with isolation_level=read_committed (faust alone would
+    read uncommitted records, those of aborted transactions included); the real-broker test is
+    tests/integration/test_streams_kafka.py::test_only_records_of_committed_transactions_become_facts."""
+    app = build_app(SETTINGS, KAFKA, PRIVACY)
+    assert isinstance(app.transport, ReadCommittedTransport)
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)  # built, not started: no broker
+    assert consumer._isolation_level == "read_committed"
 
 
 async def test_a_raw_event_becomes_an_avro_fact_keyed_by_tenant_and_student(harness: Any) -> None:
