@@ -42,7 +42,9 @@ BNCC_CODES = ["EI03EO01", "EI02TS03", "EF01LP01", "EF05MA01", "EF15LP01", "EF35L
 moments = st.datetimes(min_value=datetime(2015, 1, 1), max_value=datetime(2035, 1, 1))
 iso_utc = moments.map(lambda d: d.replace(tzinfo=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
 naive_iso = moments.map(lambda d: d.isoformat(timespec="milliseconds"))
-names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=30)
+# the validators refuse blank names (hypothesis found " "): a generated name has a visible character
+names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1,
+                max_size=30).filter(str.strip)
 
 
 def facts_of(raw: RawEvent) -> list[LearningFact]:
