@@ -23,14 +23,14 @@ from hypothesis import strategies as st
 
 from gateway.ingest import envelope_events, hub_event
 from gateway.tokens import Caller
-from schemas.caliper import validate_caliper_item
+from schemas.caliper import CALIPER_CONTEXT_V1P2, validate_caliper_item
 from schemas.hub import validate_hub_event
 from schemas.records import LearningFact, RawEvent
 from streams.normalizers import normalize
 
 KEY = b"property-key"
 VERSION = "caliper-streams/property"
-CONTEXT = "http://purl.imsglobal.org/ctx/caliper/v1p2"
+CONTEXT = CALIPER_CONTEXT_V1P2
 ONEROSTER = "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2"
 CALLER = Caller(client_id="prop-client", tenant="prop-tenant", scopes=frozenset(), rate_limit_per_second=None)
 RECEIVED_MS = 1_760_000_000_000
