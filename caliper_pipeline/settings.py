@@ -3,13 +3,17 @@
 Examples: ``CALIPER_KAFKA__BOOTSTRAP_SERVERS=broker:9092``, ``CALIPER_GATEWAY__PORT=8080``,
 ``CALIPER_CLICKHOUSE__HOST=clickhouse`` (empty = embedded chDB), ``CALIPER_PRIVACY__EMAIL_HASH_KEY=...``.
 Built once in ``main()`` and passed down; nothing reads the environment at import time.
+
+One home for a stack's state: ``CALIPER_LOCAL__HOME`` (default ``var``) holds the Kafka data, the logs, the
+clients file, the embedded ClickHouse directory and every secret the local stack generates. A path set explicitly
+(``CALIPER_GATEWAY__CLIENTS_FILE``, ``CALIPER_CLICKHOUSE__DATA_PATH``) wins over the one derived from home.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.settings import GatewaySettings
@@ -33,6 +37,26 @@ class LocalStackSettings(BaseModel):
     def kafka_data_dir(self) -> Path:
         return self.home / "kafka"
 
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def clients_file(self) -> Path:
+        return self.home / "clients.json"
+
+    @property
+    def chdb_dir(self) -> Path:
+        return self.home / "chdb"
+
+    @property
+    def streams_data_dir(self) -> Path:
+        """faust's data directory (``FAUST_DATADIR``; the worker keeps no tables, but faust creates it)."""
+        return self.home / "streams"
+
+    def secret_file(self, name: str) -> Path:
+        return self.home / name
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CALIPER_", env_nested_delimiter="__", frozen=True,
@@ -45,3 +69,14 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+
+    @model_validator(mode="after")
+    def _state_under_home(self) -> Settings:
+        """The clients file and the embedded ClickHouse directory follow ``local.home`` unless set explicitly."""
+        if "clients_file" not in self.gateway.model_fields_set:
+            object.__setattr__(self, "gateway", self.gateway.model_copy(
+                update={"clients_file": self.local.clients_file}))
+        if "data_path" not in self.clickhouse.model_fields_set:
+            object.__setattr__(self, "clickhouse", self.clickhouse.model_copy(
+                update={"data_path": self.local.chdb_dir}))
+        return self
