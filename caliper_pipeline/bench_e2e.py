@@ -27,15 +27,15 @@ import os
 import shutil
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from caliper_pipeline.loadgen import LoadgenSummary, percentile, run_loadgen
-from caliper_pipeline.local_pipeline import LocalPipeline, counts_by_tenant, sql_rows_async, topic_message_count
+from caliper_pipeline.local_pipeline import LocalPipeline, counts_by_tenant, topic_message_count
 from caliper_pipeline.settings import Settings
+from caliper_pipeline.sink_client import SinkClient, SinkClientError
+from sinks.fact_rows import FACT_TABLE
 
 FRESHNESS_TARGET_P95_S = 5.0
 THROUGHPUT_TARGET = 10_000.0
@@ -44,8 +44,8 @@ THROUGHPUT_TARGET = 10_000.0
 class FreshnessProbe:
     """Polls ClickHouse for the sampled acknowledged ids; records ack -> queryable delays."""
 
-    def __init__(self, sink_url: str, database: str, summary: LoadgenSummary, interval: float = 0.5) -> None:
-        self.sink_url = sink_url
+    def __init__(self, sink: SinkClient, database: str, summary: LoadgenSummary, interval: float = 0.5) -> None:
+        self.sink = sink
         self.database = database
         self.summary = summary
         self.interval = interval
@@ -70,9 +70,9 @@ class FreshnessProbe:
     async def _poll(self, session: Any, pending: list[str]) -> None:
         ids = ",".join("'" + i.replace("'", "") + "'" for i in pending)
         try:
-            rows = await sql_rows_async(session, self.sink_url, "SELECT DISTINCT event_id FROM "
-                                        f"{self.database}.learning_facts WHERE event_id IN ({ids})")
-        except Exception:  # a poll failing (sink busy or restarting) is retried next round
+            rows = await self.sink.rows_async(session, "SELECT DISTINCT event_id FROM "
+                                              f"{self.database}.{FACT_TABLE} WHERE event_id IN ({ids})")
+        except SinkClientError:  # a poll failing (sink busy or restarting) is retried next round
             self.errors += 1
             return
         now = time.time()
@@ -87,7 +87,7 @@ class FreshnessProbe:
         return len(self.summary.ack_times) - len(self._seen)
 
 
-def wait_drained(sink_url: str, database: str, expected: dict[str, int], timeout: float,
+def wait_drained(sink: SinkClient, database: str, expected: dict[str, int], timeout: float,
                  settle: float = 10.0) -> tuple[dict[str, dict[str, int]], float]:
     """Poll per-tenant counts until each tenant has ``expected`` distinct event ids (or nothing moved for
     ``settle`` seconds after the timeout's start, or the timeout passed). Returns the counts and the wait."""
@@ -96,8 +96,8 @@ def wait_drained(sink_url: str, database: str, expected: dict[str, int], timeout
     last_change = started
     while True:
         try:
-            counts = counts_by_tenant(sink_url, database)
-        except (urllib.error.URLError, OSError):
+            counts = counts_by_tenant(sink, database)
+        except SinkClientError:
             counts = last
         if counts != last:
             last, last_change = counts, time.monotonic()
@@ -133,10 +133,11 @@ def run_e2e_bench(settings: Settings, *, seconds: float, rate: float | None, out
 
                 client_id, client_secret = demo_credentials(settings)
         assert sink_url is not None and client_id and client_secret
+        sink = pipeline.sink_client if pipeline is not None else SinkClient.from_settings(settings, sink_url)
         print(f"e2e bench: gateway {gateway_url}, sink {sink_url}, {seconds:.0f}s at "
               f"{'open loop' if rate is None else f'{rate:,.0f} events/s'}", flush=True)
         summary = LoadgenSummary()
-        probe = FreshnessProbe(sink_url, settings.clickhouse.database, summary)
+        probe = FreshnessProbe(sink, settings.clickhouse.database, summary)
 
         async def drive() -> tuple[dict[str, dict[str, int]], float]:
             stop = asyncio.Event()
@@ -148,7 +149,7 @@ def run_e2e_bench(settings: Settings, *, seconds: float, rate: float | None, out
                                   generic_share=generic_share, hub_share=hub_share, clients_file=clients_file,
                                   sample_every=sample_every, summary=summary)
                 expected = {t: len(ids) for t, ids in summary.acknowledged_ids.items()}
-                return await asyncio.to_thread(wait_drained, sink_url, settings.clickhouse.database, expected,
+                return await asyncio.to_thread(wait_drained, sink, settings.clickhouse.database, expected,
                                                drain_timeout)
             finally:
                 stop.set()

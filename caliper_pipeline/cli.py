@@ -9,12 +9,15 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from caliper_pipeline.settings import Settings
+from caliper_pipeline.settings import Settings, unknown_settings
+from caliper_pipeline.sink_client import FORMATS
 from schemas.errors import PipelineError
+from schemas.version import PIPELINE_VERSION
 
 log = logging.getLogger("caliper_pipeline")
 
@@ -76,8 +79,6 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_streams(settings: Settings, args: argparse.Namespace) -> int:
-    import os
-
     # faust creates a data directory on start ({app id}-data in the working directory by default, read from the
     # environment when faust is imported): keep it under the stack's home with the rest of its state
     if "FAUST_DATADIR" not in os.environ:
@@ -130,13 +131,9 @@ def cmd_clients(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
-    from sinks.query_client import SqlClient
+    from caliper_pipeline.sink_client import SinkClient
 
-    client = SqlClient(settings.clickhouse, settings.sink)
-    try:
-        print(asyncio.run(client.query(args.query, args.format)).decode(), end="")
-    finally:
-        client.close()
+    print(SinkClient.from_settings(settings).query(args.query, args.format).decode(), end="")
     return 0
 
 
@@ -166,6 +163,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="caliper-pipeline", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {PIPELINE_VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, handler: Callable[[Settings, argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
@@ -195,9 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     client_revoke = client_commands.add_parser("revoke", help="revoke a client")
     client_revoke.add_argument("client_id")
 
-    sql = add("sql", cmd_sql, "run a read-only SQL query against ClickHouse")
+    sql = add("sql", cmd_sql, "run a read-only SQL query through the sink's POST /sql (with the analyst token: "
+                              "CALIPER_SINK__ANALYST_TOKEN, else the one `up` keeps under its home)")
     sql.add_argument("query")
-    sql.add_argument("--format", choices=["pretty", "csv", "json"], default="pretty")
+    sql.add_argument("--format", choices=list(FORMATS), default="pretty")
     erase = add("erase", cmd_erase, "erase a student's facts (LGPD/GDPR)")
     erase.add_argument("--tenant", required=True)
     erase.add_argument("--student", required=True)
@@ -236,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     settings = Settings()
+    for key in unknown_settings(os.environ):  # pydantic-settings would ignore it: say so
+        log.warning("%s names no setting and is ignored (a typo, or a renamed setting?)", key)
     try:
         return int(args.handler(settings, args))
     except PipelineError as error:  # an error we raise on purpose says what is wrong: no traceback

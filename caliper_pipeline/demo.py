@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 
@@ -11,7 +10,8 @@ import aiohttp
 
 from caliper_pipeline.samples import envelope, hub_grade_event, timeback_activity_event, timeback_time_spent_event
 from caliper_pipeline.settings import Settings
-from sinks.query_client import SqlClient
+from caliper_pipeline.sink_client import SinkClient
+from sinks.fact_rows import FACT_TABLE
 
 
 async def _post_demo_events(gateway_url: str, client_id: str, secret: str) -> list[str]:
@@ -32,31 +32,21 @@ async def _post_demo_events(gateway_url: str, client_id: str, secret: str) -> li
     return [activity["id"], time_spent["id"], grade["id"]]
 
 
-def run_demo(settings: Settings, gateway_url: str, client_id: str, secret: str, timeout: float = 60.0) -> bool:
+def run_demo(settings: Settings, gateway_url: str, client_id: str, secret: str, sink: SinkClient,
+             timeout: float = 60.0) -> bool:
     event_ids = asyncio.run(_post_demo_events(gateway_url, client_id, secret))
     ids = ", ".join(f"'{event_id}'" for event_id in event_ids)
-    database = settings.clickhouse.database
-    count_sql = f"SELECT count() AS n FROM {database}.learning_facts FINAL WHERE event_id IN ({ids})"
-    return asyncio.run(_show_arrivals(SqlClient(settings.clickhouse, settings.sink), count_sql, ids, database,
-                                      len(event_ids), timeout))
-
-
-async def _show_arrivals(client: SqlClient, count_sql: str, ids: str, database: str, expected: int,
-                         timeout: float) -> bool:
+    table = f"{settings.clickhouse.database}.{FACT_TABLE}"
     started = time.monotonic()
     arrived = 0
-    try:
-        while time.monotonic() - started < timeout:
-            arrived = int(json.loads(await client.query(count_sql, "jsoneachrow"))["n"])
-            if arrived >= expected:
-                break
-            await asyncio.sleep(0.5)
-        print(f"\n{arrived}/{expected} demo events reached ClickHouse in {time.monotonic() - started:.1f}s:")
-        table = await client.query(
-            "SELECT source, event_type, student_id, xp_earned, total_questions, seconds_active, bncc_code, "
-            "bncc_component, score_given, max_score, total_time_seconds, completion_type "
-            f"FROM {database}.learning_facts FINAL WHERE event_id IN ({ids}) ORDER BY source, event_type", "pretty")
-        print(table.decode())
-    finally:
-        client.close()
-    return arrived >= expected
+    while time.monotonic() - started < timeout:
+        arrived = int(sink.rows(f"SELECT count() AS n FROM {table} FINAL WHERE event_id IN ({ids})")[0]["n"])
+        if arrived >= len(event_ids):
+            break
+        time.sleep(0.5)
+    print(f"\n{arrived}/{len(event_ids)} demo events reached ClickHouse in {time.monotonic() - started:.1f}s:")
+    print(sink.query(
+        "SELECT source, event_type, student_id, xp_earned, total_questions, seconds_active, bncc_code, "
+        "bncc_component, score_given, max_score, total_time_seconds, completion_type "
+        f"FROM {table} FINAL WHERE event_id IN ({ids}) ORDER BY source, event_type", "pretty").decode())
+    return arrived >= len(event_ids)

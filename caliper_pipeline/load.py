@@ -13,6 +13,8 @@ from pathlib import Path
 
 import aiohttp
 
+from caliper_pipeline.processes import die_with_parent
+
 
 @dataclass
 class LoadResult:
@@ -102,7 +104,8 @@ def drive_wrk(url: str, body: bytes, *, events_per_body: int, concurrency: int, 
     script.write_text(_WRK_SCRIPT.format(body=body_path, headers="\n".join(
         f'wrk.headers["{name}"] = "{value}"' for name, value in all_headers.items())))
     command = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, int(seconds))}s", "--latency", "-s", str(script), url]
-    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60,
+                            preexec_fn=die_with_parent()).stdout
     requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = int(non_2xx.group(1)) if non_2xx else 0

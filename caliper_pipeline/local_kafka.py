@@ -3,7 +3,8 @@
 ``KafkaDistribution`` fetches the broker's jars once into a cache directory (``mvn dependency:copy-dependencies``
 on ``deploy/local/kafka/pom.xml``). ``LocalKafkaBroker`` formats a data directory, starts ``kafka.Kafka`` as
 broker and controller on loopback ports, waits until it answers metadata requests, and stops it with SIGTERM
-(then SIGKILL after a timeout) so no JVM outlives it.
+(then SIGKILL after a timeout) so no JVM outlives it; the kernel SIGKILLs it if the process that started it dies
+first (``processes.die_with_parent``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from caliper_pipeline.processes import die_with_parent
 from schemas.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -189,7 +191,7 @@ class LocalKafkaBroker:
         self._format_storage(config)
         stderr_log = (self.data_dir / "logs" / "stderr.log").open("ab")
         self.process = subprocess.Popen(self._java("kafka.Kafka", str(config)), stdout=stderr_log,
-                                        stderr=stderr_log, start_new_session=True, preexec_fn=_die_with_parent)
+                                        stderr=stderr_log, start_new_session=True, preexec_fn=die_with_parent())
         (self.data_dir / "broker.pid").write_text(str(self.process.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -201,6 +203,14 @@ class LocalKafkaBroker:
             time.sleep(0.5)
         self.stop()
         raise LocalKafkaError(f"the broker did not answer within {timeout:.0f}s; see {self.data_dir}/logs")
+
+    def restart(self, timeout: float = 90.0) -> str:
+        """Start again on the ports of the last start, which every client was given (``start`` alone would move
+        to other ports when a probe finds them busy)."""
+        self.stop()
+        if self.ports is not None:
+            self._requested_ports = self.ports
+        return self.start(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         process, self.process = self.process, None
@@ -227,16 +237,6 @@ class LocalKafkaBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM it when the process that started it dies (Linux), so a killed test run
-    or stack leaves no orphan JVM behind."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _kraft_cluster_id() -> str:

@@ -2,27 +2,29 @@
 
 ``LocalPipeline`` starts (optionally) a local broker, then the sink, a streams worker and the gateway as child
 processes of ``caliper_pipeline.cli`` in a work directory, on free ports and with topics of their own; it can
-kill, stop and restart any of them. The helpers read results back through the sink's ``POST /sql``.
+kill, stop and restart any of them. Its secrets (the gateway's signing secret, the sink's analyst and admin
+tokens, the privacy keys) are new for each run and given to each process in its environment. Results are read
+back through the sink's ``POST /sql`` (``sink_client.SinkClient`` with the run's analyst token).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution, LocalKafkaBroker, free_port
+from caliper_pipeline.local_secrets import StackSecrets
 from caliper_pipeline.processes import ChildProcess
 from caliper_pipeline.settings import Settings
+from caliper_pipeline.sink_client import SinkClient
 from caliper_pipeline.stack import wait_http_ok
 from caliper_pipeline.topics import ensure_topics
 from gateway.clients import ClientRegistry
 from schemas.kafka import KafkaSettings
+from sinks.fact_rows import FACT_TABLE
 
 
 class LocalPipeline:
@@ -49,10 +51,9 @@ class LocalPipeline:
         self.gateway_port = free_port()
         self.sink_port = free_port()
         self.clients_file = work_dir / "clients.json"
-        self.admin_token = secrets.token_urlsafe(24)
-        # the streams worker refuses to run without its privacy keys: configured, or one of each per run
-        self.email_hash_key = settings.privacy.email_hash_key.get_secret_value() or secrets.token_urlsafe(32)
-        self.student_key = settings.privacy.student_key.get_secret_value() or secrets.token_urlsafe(32)
+        # new for this run (configured ones kept): the gateway refuses the development signing secret, the sink
+        # answers /sql only with the analyst token, the streams worker refuses to run without its privacy keys
+        self.secrets = StackSecrets.generate(settings)
         self.client_id = ""
         self.client_secret = ""
         self.database = settings.clickhouse.database
@@ -66,12 +67,21 @@ class LocalPipeline:
         return f"http://127.0.0.1:{self.sink_port}"
 
     @property
+    def admin_token(self) -> str:
+        return self.secrets.admin_token
+
+    @property
+    def sink_client(self) -> SinkClient:
+        return SinkClient(self.sink_url, self.secrets.analyst_token)
+
+    @property
     def kafka(self) -> KafkaSettings:
         return self.settings.kafka.model_copy(update={
             "bootstrap_servers": self.kafka_bootstrap or "", "topic_prefix": self.topic_prefix,
             "partitions": self.partitions})
 
-    def env(self) -> dict[str, str]:
+    def env(self, process: str | None = None) -> dict[str, str]:
+        """The environment of the pipeline's processes; with ``process``, including that one's secrets."""
         python_path = os.environ.get("PYTHONPATH", "")
         return {
             **os.environ, "PYTHONUNBUFFERED": "1",
@@ -83,12 +93,10 @@ class LocalPipeline:
             "CALIPER_GATEWAY__PORT": str(self.gateway_port),
             "CALIPER_GATEWAY__CLIENTS_FILE": str(self.clients_file),
             "CALIPER_SINK__HTTP_PORT": str(self.sink_port),
-            "CALIPER_SINK__ADMIN_TOKEN": self.admin_token,
             "CALIPER_SINK__GROUP_ID": f"sink-{self.run_id}",
             "CALIPER_STREAMS__APP_ID": f"streams-{self.run_id}",
-            "CALIPER_PRIVACY__EMAIL_HASH_KEY": self.email_hash_key,
-            "CALIPER_PRIVACY__STUDENT_KEY": self.student_key,
             "CALIPER_CLICKHOUSE__DATA_PATH": str(self.work_dir / "chdb"),
+            **(self.secrets.env_for(process) if process else {}),
             **self.extra_env,
         }
 
@@ -121,7 +129,7 @@ class LocalPipeline:
         return self
 
     def start_process(self, name: str) -> ChildProcess:
-        child = ChildProcess.pipeline_command(name, [name], self.env(), self.work_dir / "logs")
+        child = ChildProcess.pipeline_command(name, [name], self.env(name), self.work_dir / "logs")
         child.start()
         self.children[name] = child
         return child
@@ -177,34 +185,19 @@ class LocalPipeline:
     # ---------------------------------------------------------------------------------------------- reading back
 
     def sql(self, statement: str, timeout: float = 120.0) -> list[dict[str, Any]]:
-        return sql_rows(self.sink_url, statement, timeout)
+        return SinkClient(self.sink_url, self.secrets.analyst_token, timeout=timeout).rows(statement)
 
     def counts_by_tenant(self) -> dict[str, dict[str, int]]:
-        return counts_by_tenant(self.sink_url, self.database)
+        return counts_by_tenant(self.sink_client, self.database)
 
     def topic_message_count(self, topic: str) -> int:
         return asyncio.run(topic_message_count(self.kafka, topic))
 
 
-def sql_rows(sink_url: str, statement: str, timeout: float = 120.0) -> list[dict[str, Any]]:
-    """Rows of one read-only statement through the sink's ``POST /sql`` (JSONEachRow)."""
-    request = urllib.request.Request(f"{sink_url}/sql?format=jsoneachrow", data=statement.encode())
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return [json.loads(line) for line in response.read().decode().splitlines() if line.strip()]
-
-
-async def sql_rows_async(session: Any, sink_url: str, statement: str) -> list[dict[str, Any]]:
-    async with session.post(f"{sink_url}/sql", params={"format": "jsoneachrow"}, data=statement.encode()) as resp:
-        body = await resp.text()
-        if resp.status != 200:
-            raise RuntimeError(f"/sql {resp.status}: {body[:500]}")
-    return [json.loads(line) for line in body.splitlines() if line.strip()]
-
-
-def counts_by_tenant(sink_url: str, database: str = "learning") -> dict[str, dict[str, int]]:
+def counts_by_tenant(client: SinkClient, database: str = "learning") -> dict[str, dict[str, int]]:
     """Per tenant: distinct event ids, distinct facts, and rows under FINAL (equal to facts when no duplicate)."""
-    rows = sql_rows(sink_url, f"SELECT tenant, uniqExact(event_id) AS events, uniqExact(fact_id) AS facts, "
-                              f"count() AS rows FROM {database}.learning_facts FINAL GROUP BY tenant")
+    rows = client.rows(f"SELECT tenant, uniqExact(event_id) AS events, uniqExact(fact_id) AS facts, "
+                       f"count() AS rows FROM {database}.{FACT_TABLE} FINAL GROUP BY tenant")
     return {row["tenant"]: {"events": int(row["events"]), "facts": int(row["facts"]), "rows": int(row["rows"])}
             for row in rows}
 

@@ -1,13 +1,53 @@
-"""Child processes of the local stack: started in their own session, stopped with SIGTERM then SIGKILL."""
+"""Child processes of the local stack: started in their own session, stopped with SIGTERM then SIGKILL, and never
+outliving the process that started them.
+
+Every process the project starts (``ChildProcess``, the local Kafka broker, ``wrk``) is started with
+``die_with_parent()``: Linux's ``PR_SET_PDEATHSIG`` makes the kernel SIGKILL it when its parent dies, whatever
+ended the parent (SIGKILL included, which no handler can see). The children run this same code, so what they
+start dies with them in turn. The death signal is tied to the *thread* that started the child: start children
+from a thread that lives as long as they should (``up`` and ``LocalPipeline`` start them from the main thread).
+"""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()  # resolved here, in the parent: the child between fork and exec must not load libraries
+
+
+def die_with_parent(signum: int = signal.SIGKILL) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets ``signum`` when this process dies. If this process died already (between
+    the fork and the ``prctl``), the child kills itself at once instead of running as an orphan."""
+    parent = os.getpid()
+    prctl = _PRCTL
+
+    def preexec() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signum)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
 
 
 class ChildProcess:
@@ -18,6 +58,7 @@ class ChildProcess:
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.stop_seconds: float | None = None
+        self.started_at: float | None = None  # time.monotonic() of the last start
 
     @classmethod
     def pipeline_command(cls, name: str, subcommand: list[str], env: dict[str, str], log_dir: Path) -> ChildProcess:
@@ -25,13 +66,19 @@ class ChildProcess:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.arguments, env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(self.arguments, env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
+                                            start_new_session=True, preexec_fn=die_with_parent())
+        self.started_at = time.monotonic()
+        self.stop_seconds = None
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll() if self.process else None
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -11,6 +11,8 @@ clients file, the embedded ClickHouse directory and every secret the local stack
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,6 +23,9 @@ from schemas.kafka import KafkaSettings
 from schemas.privacy import PrivacySettings
 from sinks.settings import ClickHouseSettings, SinkSettings
 from streams.settings import StreamsSettings
+
+ENV_PREFIX = "CALIPER_"
+ENV_NESTED_DELIMITER = "__"
 
 
 class LocalStackSettings(BaseModel):
@@ -59,8 +64,8 @@ class LocalStackSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CALIPER_", env_nested_delimiter="__", frozen=True,
-                                      extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED_DELIMITER,
+                                      frozen=True, extra="ignore")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     local: LocalStackSettings = Field(default_factory=LocalStackSettings)
@@ -80,3 +85,33 @@ class Settings(BaseSettings):
             object.__setattr__(self, "clickhouse", self.clickhouse.model_copy(
                 update={"data_path": self.local.chdb_dir}))
         return self
+
+
+def _model_of(annotation: object) -> type[BaseModel] | None:
+    """The settings model a field holds (also inside ``X | None``), None for a plain value."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        model = _model_of(argument)
+        if model is not None:
+            return model
+    return None
+
+
+def unknown_settings(environ: Mapping[str, str]) -> list[str]:
+    """The ``CALIPER_<SECTION>__<FIELD>`` variables of ``environ`` that name no setting: a typo, or a setting that
+    was renamed or removed. pydantic-settings ignores them silently, so a deployment file that sets one is
+    configured differently from what it says."""
+    unknown: list[str] = []
+    for key in environ:
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX) or ENV_NESTED_DELIMITER not in upper[len(ENV_PREFIX):]:
+            continue  # not a nested setting (CALIPER_KAFKA='{...}' is a whole section; others are not settings)
+        model: type[BaseModel] | None = Settings
+        for part in upper[len(ENV_PREFIX):].lower().split(ENV_NESTED_DELIMITER):
+            field = model.model_fields.get(part) if model is not None else None
+            if field is None:
+                unknown.append(key)
+                break
+            model = _model_of(field.annotation)
+    return sorted(unknown)

@@ -97,7 +97,7 @@ def measure_max_rate(pipeline: LocalPipeline, seconds: float = 15.0) -> float:
                                       seconds=seconds, rate=None, senders=8, envelope_size=50, students=10_000,
                                       clients_file=pipeline.clients_file, tenants=1, progress=None))
     expected = {t: len(ids) for t, ids in summary.acknowledged_ids.items()}
-    _, drain = wait_drained(pipeline.sink_url, pipeline.database, expected, timeout=300)
+    _, drain = wait_drained(pipeline.sink_client, pipeline.database, expected, timeout=300)
     return summary.distinct_acknowledged / (summary.seconds + drain)
 
 
@@ -132,7 +132,7 @@ def run_soak(settings: Settings, *, seconds: float = 600.0, rate: float | None =
             stop.set()
             sampler.join()
         expected = {t: len(ids) for t, ids in summary.acknowledged_ids.items()}
-        counts, drain = wait_drained(pipeline.sink_url, pipeline.database, expected, timeout=300)
+        counts, drain = wait_drained(pipeline.sink_client, pipeline.database, expected, timeout=300)
         in_clickhouse = sum(counts.get(t, {}).get("events", 0) for t in expected)
         result: dict[str, Any] = {
             "date": started_at.isoformat(timespec="seconds"), "machine": machine_description(),

@@ -11,21 +11,24 @@ import asyncio
 import json
 import os
 import signal
-import threading
+import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from caliper_pipeline.admin import local_admin_token, local_privacy_keys
 from caliper_pipeline.local_kafka import KafkaDistribution, LocalKafkaBroker
+from caliper_pipeline.local_secrets import StackSecrets
 from caliper_pipeline.processes import ChildProcess
 from caliper_pipeline.settings import Settings
+from caliper_pipeline.supervisor import Supervised, Supervisor
 from caliper_pipeline.topics import ensure_topics
 from gateway.clients import ClientRegistry
+from schemas.version import PIPELINE_VERSION
 
 DEMO_TENANT = "demo-school"
 DEMO_CLIENT_ID = "demo-client"
+PIDS_FILE = "processes.json"  # under home: the pid of up and of every process it runs
 
 
 def demo_credentials(settings: Settings) -> tuple[str, str]:
@@ -58,78 +61,134 @@ def wait_http_ok(url: str, timeout: float, children: list[ChildProcess]) -> None
     raise TimeoutError(f"{url} was not ready within {timeout:.0f}s")
 
 
+class StopRequested(BaseException):
+    """SIGTERM or SIGHUP reached ``up``: stop the stack as Ctrl-C does (a BaseException, like KeyboardInterrupt,
+    so that no ``except Exception`` on the way swallows it)."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise StopRequested(signal.Signals(signum).name)
+
+
+class BrokerProcess:
+    """The local broker as a supervised process: restarted on the same ports, so every client finds it again."""
+
+    name = "kafka"
+
+    def __init__(self, broker: LocalKafkaBroker) -> None:
+        self.broker = broker
+        self._last: subprocess.Popen[bytes] | None = broker.process
+
+    def start(self) -> None:
+        self.broker.restart()
+        self._last = self.broker.process
+
+    def alive(self) -> bool:
+        return self._last is not None and self._last.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._last.pid if self._last else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._last.poll() if self._last else None
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            text = (self.broker.data_dir / "logs" / "server.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
 def run_stack(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
+    """Start the stack, keep its processes running (``Supervisor``) until Ctrl-C, SIGTERM or SIGHUP, then stop
+    everything. Whatever ends ``up`` (SIGKILL included), the kernel ends every process it started
+    (``processes.die_with_parent``)."""
     started = time.monotonic()
+    previous = {signum: signal.signal(signum, _raise_stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
     home = settings.local.home
     home.mkdir(parents=True, exist_ok=True)
-    log_dir = home / "logs"
     broker: LocalKafkaBroker | None = None
-    kafka = settings.kafka
-    if not kafka.bootstrap_servers:
-        distribution = KafkaDistribution(settings.local.kafka_version, settings.local.cache_dir)
-        broker = LocalKafkaBroker(distribution, settings.local.kafka_data_dir, heap=settings.local.kafka_heap)
-        kafka = kafka.model_copy(update={"bootstrap_servers": broker.start()})
     children: list[ChildProcess] = []
+    supervisor: Supervisor | None = None
     try:
+        kafka = settings.kafka
+        if not kafka.bootstrap_servers:
+            distribution = KafkaDistribution(settings.local.kafka_version, settings.local.cache_dir)
+            broker = LocalKafkaBroker(distribution, settings.local.kafka_data_dir, heap=settings.local.kafka_heap)
+            kafka = kafka.model_copy(update={"bootstrap_servers": broker.start()})
         asyncio.run(ensure_topics(kafka))
         client_id, secret = demo_credentials(settings)
-        env = {**os.environ, "CALIPER_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "PYTHONUNBUFFERED": "1",
-               "CALIPER_SINK__ADMIN_TOKEN": local_admin_token(settings),
-               **local_privacy_keys(settings)}
-        children = [ChildProcess.pipeline_command(name, [name], env, log_dir)
+        stack_secrets = StackSecrets.kept(settings)
+        env = {**os.environ, "CALIPER_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "PYTHONUNBUFFERED": "1"}
+        children = [ChildProcess.pipeline_command(name, [name], {**env, **stack_secrets.env_for(name)},
+                                                  settings.local.log_dir)
                     for name in ("sink", "streams", "gateway")]
         for child in children:
             child.start()
+        processes: list[Supervised] = [*children, *([BrokerProcess(broker)] if broker else [])]
+        supervisor = Supervisor(processes, pids_file=home / PIDS_FILE)
         gateway_url = settings.gateway.base_url
+        # while starting, a process that exits is a configuration error: fail fast with its log
         wait_http_ok(f"{settings.sink.base_url()}/readyz", 180, children)
         wait_http_ok(f"{gateway_url}/readyz", 120, children)
-        print(_banner(settings, kafka.bootstrap_servers, client_id, secret, broker is not None,
-                      time.monotonic() - started, children), flush=True)
+        print(_banner(settings, kafka.bootstrap_servers, client_id, secret, stack_secrets.analyst_token,
+                      broker is not None, time.monotonic() - started, children), flush=True)
         if demo:
             from caliper_pipeline.demo import run_demo
+            from caliper_pipeline.sink_client import SinkClient
 
-            ok = run_demo(settings, gateway_url, client_id, secret)
+            sink = SinkClient(settings.sink.base_url(), stack_secrets.analyst_token)
+            ok = run_demo(settings, gateway_url, client_id, secret, sink)
             if exit_after_demo:
                 return 0 if ok else 1
         elif exit_after_demo:
             return 0
-        return _wait_for_stop(children)
+        while True:
+            time.sleep(0.5)
+            supervisor.check()
+    except KeyboardInterrupt:
+        print("\nCtrl-C: stopping", flush=True)
+        return 0
+    except StopRequested as stop:
+        print(f"{stop}: stopping", flush=True)
+        return 0
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         for child in reversed(children):
             child.stop()
         if broker is not None:
             broker.stop()
+        if supervisor is not None:
+            supervisor.remove_pids()
         took = ", ".join(f"{c.name} {c.stop_seconds:.1f}s" for c in reversed(children) if c.stop_seconds is not None)
         print(f"stopped: {took}" + (", kafka" if broker else ""), flush=True)
 
 
-def _wait_for_stop(children: list[ChildProcess]) -> int:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.wait(1.0):
-            for child in children:
-                if not child.alive():
-                    print(f"{child.name} exited; stopping the stack. Its log ({child.log_path}):\n{child.tail()}")
-                    return 1
-    except KeyboardInterrupt:
-        print("\nCtrl-C: stopping", flush=True)
-    return 0
-
-
-def _banner(settings: Settings, bootstrap: str, client_id: str, secret: str, local_kafka: bool,
+def _banner(settings: Settings, bootstrap: str, client_id: str, secret: str, analyst_token: str, local_kafka: bool,
             seconds: float, children: list[ChildProcess]) -> str:
     url = settings.gateway.base_url
+    sink_url = settings.sink.base_url()
     where = "embedded chDB at " + str(Path(settings.clickhouse.data_path).resolve()) if settings.clickhouse.embedded \
         else f"ClickHouse server {settings.clickhouse.host}:{settings.clickhouse.port}"
     kafka_note = f" (local Apache Kafka {settings.local.kafka_version})" if local_kafka else ""
     pids = ", ".join(f"{c.name} pid {c.pid}" for c in children)
+    home = settings.local.home
     return (
-        f"\ncaliper-pipeline is up in {seconds:.1f}s\n"
+        f"\ncaliper-pipeline is up in {seconds:.1f}s (version {PIPELINE_VERSION})\n"
         f"  gateway      {url}   (POST /caliper/event, POST /hub/v1/events, GET /openapi.json)\n"
         f"  kafka        {bootstrap}{kafka_note}\n"
-        f"  clickhouse   {where}; SQL: caliper-pipeline sql \"SELECT count() FROM learning.learning_facts\"\n"
-        f"  processes    {pids}; logs in {settings.local.home / 'logs'}\n"
+        f"  clickhouse   {where}\n"
+        f"  sql          caliper-pipeline sql \"SELECT count() FROM learning.learning_facts\"   "
+        f"(reads the analyst token from {home})\n"
+        f"  analyst      token={analyst_token}\n"
+        f"               curl -s -H 'Authorization: Bearer {analyst_token}' --data-binary 'SELECT 1' "
+        f"'{sink_url}/sql?format=pretty'\n"
+        f"  processes    {pids}; logs in {settings.local.log_dir}\n"
+        f"  secrets      kept in {home} (mode 0600): jwt-secret, sink-analyst-token, sink-admin-token, ...\n"
         f"  demo client  client_id={client_id} client_secret={secret}\n"
         f"  token        curl -s -d grant_type=client_credentials -d client_id={client_id} "
         f"-d client_secret={secret} {url}/oauth2/token\n"

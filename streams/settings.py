@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.version import PIPELINE_VERSION
+
 
 class StreamsSettings(BaseModel):
     """How the normalizer worker runs; Kafka itself is described by ``schemas.kafka.KafkaSettings``, the
@@ -12,7 +14,7 @@ class StreamsSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     app_id: str = "caliper-streams"
-    worker_version: str = "0.1.0"
+    worker_version: str = PIPELINE_VERSION
     web_port: int = Field(default=0, ge=0, le=65535)  # faust's web server; 0 = disabled
     metrics_port: int = Field(default=0, ge=0, le=65535)  # Prometheus /metrics; 0 = disabled
     conflict_cache_size: int = Field(default=100_000, ge=1)  # event keys remembered to spot conflicts

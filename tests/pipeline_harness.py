@@ -2,7 +2,7 @@
 
 Built on ``caliper_pipeline.local_pipeline.LocalPipeline`` (env vars ``CALIPER_KAFKA__BOOTSTRAP_SERVERS``,
 ``CALIPER_KAFKA__TOPIC_PREFIX`` (unique), ``CALIPER_GATEWAY__PORT``, ``CALIPER_GATEWAY__CLIENTS_FILE``,
-``CALIPER_SINK__HTTP_PORT``, ``CALIPER_CLICKHOUSE__DATA_PATH``, ``CALIPER_SINK__ADMIN_TOKEN``, ...), plus what
+``CALIPER_SINK__HTTP_PORT``, ``CALIPER_CLICKHOUSE__DATA_PATH``, and the run's secrets), plus what
 the fault-injection tests need: load in a background thread while a process is killed, and the exact-count
 check (every acknowledged event in ClickHouse exactly once, by event id).
 """
@@ -19,8 +19,9 @@ from typing import Any
 
 from caliper_pipeline.loadgen import LoadgenSummary, run_loadgen
 from caliper_pipeline.local_kafka import LocalKafkaBroker
-from caliper_pipeline.local_pipeline import LocalPipeline, counts_by_tenant
+from caliper_pipeline.local_pipeline import LocalPipeline
 from caliper_pipeline.settings import Settings
+from caliper_pipeline.sink_client import SinkClientError
 from gateway.clients import ClientRegistry
 from sinks.targets import quote_literal
 
@@ -123,15 +124,15 @@ def assert_exactly_once(pipeline: LocalPipeline, summary: LoadgenSummary, *, tim
     counts: dict[str, dict[str, int]] = {}
     while time.monotonic() - started < timeout:
         try:
-            counts = counts_by_tenant(pipeline.sink_url, pipeline.database)
-        except OSError:
+            counts = pipeline.counts_by_tenant()
+        except SinkClientError:  # the sink restarting, or its ClickHouse not ready yet
             counts = {}
         if all(counts.get(t, {}).get("events", 0) >= n for t, n in expected.items()):
             break
         time.sleep(1.0)
     drained = time.monotonic() - started
     time.sleep(2.0)  # anything late (a replay past the acknowledged count) shows up in the final read
-    counts = counts_by_tenant(pipeline.sink_url, pipeline.database)
+    counts = pipeline.counts_by_tenant()
     result = ExactCounts(
         acknowledged=expected,
         distinct_in_clickhouse={t: counts.get(t, {}).get("events", 0) for t in expected},

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from caliper_pipeline.admin import local_admin_token, local_email_hash_key
-from caliper_pipeline.settings import Settings
+from caliper_pipeline.local_secrets import StackSecrets, local_admin_token
+from caliper_pipeline.settings import LocalStackSettings, Settings
+from gateway.settings import GatewaySettings
 
 
 def state_paths(settings: Settings) -> dict[str, Path]:
@@ -57,11 +58,48 @@ def test_generated_secrets_live_under_home_readable_by_the_owner_only(monkeypatc
                                                                     tmp_path: Path) -> None:
     monkeypatch.setenv("CALIPER_LOCAL__HOME", str(tmp_path / "home"))
     monkeypatch.delenv("CALIPER_SINK__ADMIN_TOKEN", raising=False)
-    monkeypatch.delenv("CALIPER_STREAMS__EMAIL_HASH_KEY", raising=False)
     settings = Settings()
     token = local_admin_token(settings)
     assert local_admin_token(settings) == token, "generated once, then kept"
-    local_email_hash_key(settings)
     files = sorted(p for p in (tmp_path / "home").iterdir() if p.is_file())
-    assert [p.name for p in files] == ["email-hash-key", "sink-admin-token"]
+    assert [p.name for p in files] == ["sink-admin-token"]
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in files)
+
+
+def test_up_keeps_one_secret_of_each_kind_under_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("GATEWAY__JWT_SECRET", "SINK__ANALYST_TOKEN", "SINK__ADMIN_TOKEN", "SINK__ERASURE_HASH_KEY",
+                 "PRIVACY__EMAIL_HASH_KEY", "PRIVACY__STUDENT_KEY"):
+        monkeypatch.delenv(f"CALIPER_{name}", raising=False)
+    monkeypatch.setenv("CALIPER_LOCAL__HOME", str(tmp_path / "home"))
+    settings = Settings()
+    kept = StackSecrets.kept(settings)
+    assert StackSecrets.kept(settings) == kept, "a restart of up keeps the tokens clients already hold"
+    values = [kept.jwt_secret, kept.analyst_token, kept.admin_token, kept.erasure_hash_key, kept.email_hash_key,
+              kept.student_key]
+    assert len(set(values)) == 6 and all(len(v) >= 32 for v in values)
+    assert kept.jwt_secret != GatewaySettings().jwt_secret.get_secret_value(), "never the development secret"
+    files = {p.name: p for p in (tmp_path / "home").iterdir()}
+    assert set(files) == {"jwt-secret", "sink-analyst-token", "sink-admin-token", "sink-erasure-hash-key",
+                          "email-hash-key", "student-key"}
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in files.values())
+    assert files["sink-analyst-token"].read_text() == kept.analyst_token
+    assert "***" in repr(kept) and kept.analyst_token not in repr(kept)
+
+
+def test_each_process_gets_only_its_own_secrets(tmp_path: Path) -> None:
+    secrets = StackSecrets.generate(Settings(local=LocalStackSettings(home=tmp_path)))
+    assert not any(tmp_path.iterdir()), "per-run secrets are never written"
+    assert StackSecrets.generate(Settings(local=LocalStackSettings(home=tmp_path))) != secrets
+    gateway, sink, streams = (secrets.env_for(name) for name in ("gateway", "sink", "streams"))
+    assert gateway == {"CALIPER_GATEWAY__JWT_SECRET": secrets.jwt_secret,
+                       "CALIPER_SINK__ANALYST_TOKEN": secrets.analyst_token}
+    assert sink["CALIPER_SINK__ADMIN_TOKEN"] == secrets.admin_token
+    assert secrets.jwt_secret not in sink.values() and secrets.jwt_secret not in streams.values()
+    assert secrets.admin_token not in gateway.values() and secrets.admin_token not in streams.values()
+
+
+def test_a_configured_secret_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CALIPER_LOCAL__HOME", str(tmp_path))
+    monkeypatch.setenv("CALIPER_GATEWAY__JWT_SECRET", "configured-signing-secret-0123456789abcdef")
+    assert StackSecrets.kept(Settings()).jwt_secret == "configured-signing-secret-0123456789abcdef"
+    assert not (tmp_path / "jwt-secret").exists()
