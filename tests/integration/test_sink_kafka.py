@@ -199,17 +199,19 @@ def free_port() -> int:
 
 
 def start_sink_process(kafka: KafkaSettings, data_path: Path, port: int, group: str) -> subprocess.Popen[bytes]:
-    env = os.environ | {
+    """``caliper-pipeline sink`` configured the way every process is: ``CALIPER_<SECTION>__<FIELD>`` variables."""
+    kafka_env = {f"CALIPER_KAFKA__{name.upper()}": str(value)
+                 for name, value in kafka.model_dump(mode="json").items() if value is not None}
+    env = os.environ | kafka_env | {
         "PYTHONPATH": str(REPO_ROOT),
+        "CALIPER_SINK__BATCH_ROWS": "700", "CALIPER_SINK__BATCH_SECONDS": "0.3", "CALIPER_SINK__GROUP_ID": group,
+        "CALIPER_SINK__HTTP_PORT": str(port),
         # one stable instance id, as a restarted pod keeps its name: the restart takes the partitions back at
         # once instead of waiting ~10 s for the killed process's session to expire
-        "CALIPER_SINK": json.dumps({"batch_rows": 700, "batch_seconds": 0.3, "group_id": group, "http_port": port,
-                                    "group_instance_id": f"{group}-0"}),
-        "CALIPER_CLICKHOUSE": json.dumps({"data_path": str(data_path)}),
-        "CALIPER_KAFKA": kafka.model_dump_json(),
-        "CALIPER_LOG_LEVEL": "WARNING",
+        "CALIPER_SINK__GROUP_INSTANCE_ID": f"{group}-0",
+        "CALIPER_CLICKHOUSE__DATA_PATH": str(data_path),
     }
-    return subprocess.Popen([sys.executable, "-m", "sinks"], cwd=REPO_ROOT, env=env)
+    return subprocess.Popen([sys.executable, "-m", "caliper_pipeline.cli", "sink"], cwd=REPO_ROOT, env=env)
 
 
 async def sql_count(port: int, sql: str) -> int | None:
