@@ -60,7 +60,9 @@ RUN groupadd --system --gid 10001 caliper \
  && useradd --system --uid 10001 --gid caliper --home-dir /var/lib/caliper --create-home \
             --shell /usr/sbin/nologin caliper
 COPY --from=build /opt/caliper /opt/caliper
-# Containers listen on all interfaces; state (clients file, chDB when no server is configured) under /var/lib/caliper.
+# Containers listen on all interfaces (the sink's port is for the internal network only: compose does not publish
+# it, its Kubernetes Service is a ClusterIP); state (clients file, chDB when no server is configured) under
+# /var/lib/caliper.
 ENV PATH=/opt/caliper/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

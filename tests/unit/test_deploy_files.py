@@ -7,7 +7,9 @@
   structure, apiVersion and kind are checked (plus the KafkaTopics against ``schemas.kafka.Topics``);
 - kustomize: ``kustomize build`` of the base and every overlay when a kustomize binary (or ``kubectl kustomize``)
   is available, and always a Python check that every path a kustomization.yaml lists exists;
-- Dockerfile: every COPY source exists and is not excluded by ``.dockerignore``.
+- Dockerfile: every COPY source exists and is not excluded by ``.dockerignore``;
+- settings: every ``CALIPER_*`` variable that compose, the Kubernetes files or the Dockerfile set names a real
+  setting and parses (pydantic-settings would ignore an unknown one silently).
 
 A missing tool or package skips its test with the reason. ``deploy/check.sh`` installs them and runs this file.
 """
@@ -19,6 +21,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -28,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from caliper_pipeline.settings import Settings, unknown_settings
 from schemas.kafka import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -438,3 +442,86 @@ def test_dockerfile_contract() -> None:
     assert "/healthz" in DOCKERFILE.read_text()
     assert [json.loads(a) for k, a in instructions if k == "ENTRYPOINT"][-1] == ["caliper-pipeline"]
     assert [json.loads(a) for k, a in instructions if k == "CMD"][-1] == ["gateway"]
+
+
+# -------------------------------------------------------------------------------------------- settings
+
+
+def _compose_value(value: object) -> str:
+    """A compose environment value as the container sees it with no .env file: ``${VAR:-default}`` -> default."""
+    text = str(value)
+    text = re.sub(r"\$\{\w+:?-([^}]*)\}", r"\1", text)
+    return re.sub(r"\$\{\w+\}", "", text)
+
+
+def _compose_environments() -> dict[str, dict[str, str]]:
+    services = _load(COMPOSE_FILE)["services"]  # YAML merge keys (<<: *anchor) resolved by the loader
+    return {f"compose service {name}": {k: _compose_value(v) for k, v in (service.get("environment") or {}).items()}
+            for name, service in services.items() if "build" in service}
+
+
+def _dockerfile_environment() -> dict[str, str]:
+    environment: dict[str, str] = {}
+    for keyword, arguments in _dockerfile_instructions():
+        if keyword == "ENV":
+            environment |= dict(word.split("=", 1) for word in shlex.split(arguments) if "=" in word)
+    return environment
+
+
+def _kubernetes_environments() -> dict[str, dict[str, str]]:
+    """Per workload: the ConfigMap's data (base, then the production overlay's) and its own env entries (values
+    from the Secret's placeholders)."""
+    config = next(d for d in _load_all(K8S_DIR / "base" / "config.yaml") if d["kind"] == "ConfigMap")["data"]
+    production = _load(K8S_DIR / "overlays" / "production" / "config.yaml")["data"]
+    secrets = {d["metadata"]["name"]: d.get("stringData", {}) for d in _load_all(K8S_DIR / "base" / "secret.yaml")}
+    environments: dict[str, dict[str, str]] = {}
+    for name in ("gateway", "streams", "sink"):
+        (deployment,) = [d for d in _load_all(K8S_DIR / "base" / f"{name}.yaml") if d["kind"] == "Deployment"]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        own: dict[str, str] = {}
+        for entry in container.get("env", []):
+            reference = entry.get("valueFrom", {}).get("secretKeyRef")
+            if reference:
+                secret = secrets.get(reference["name"], {})
+                assert reference["key"] in secret, f"{name}: {entry['name']} reads a key the Secret does not have"
+                own[entry["name"]] = secret[reference["key"]]
+            else:
+                own[entry["name"]] = str(entry.get("value", ""))
+        environments[f"kubernetes {name}"] = {**config, **own}
+        environments[f"kubernetes {name} (production)"] = {**config, **production, **own}
+    return environments
+
+
+def _deployed_environments() -> dict[str, dict[str, str]]:
+    image = _dockerfile_environment()
+    environments = {origin: image | env for origin, env in _compose_environments().items()}
+    environments |= {origin: image | env for origin, env in _kubernetes_environments().items()}
+    environments["Dockerfile"] = image
+    return environments
+
+
+def test_unknown_settings_are_found() -> None:
+    assert unknown_settings({"CALIPER_GATEWAY__SINK_URL": "http://sink:8124", "CALIPER_SINK__SINK_URL": "x",
+                             "CALIPER_KAFKA__PARTITIONS": "6", "CALIPER_SINK__NOPE__DEEPER": "1",
+                             "CALIPER_NOSECTION__X": "1", "CALIPER_IMAGE": "not a setting"}) == \
+        ["CALIPER_GATEWAY__SINK_URL", "CALIPER_NOSECTION__X", "CALIPER_SINK__NOPE__DEEPER"]
+
+
+@pytest.mark.parametrize("origin", sorted(_deployed_environments()) if importlib.util.find_spec("yaml") else [])
+def test_every_deployed_variable_is_a_setting(origin: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    environment = _deployed_environments()[origin]
+    caliper = {k: v for k, v in environment.items() if k.startswith("CALIPER_")}
+    assert caliper, origin
+    assert unknown_settings(caliper) == [], f"{origin} sets variables that name no setting"
+    for key in [k for k in os.environ if k.startswith("CALIPER_")]:
+        monkeypatch.delenv(key)
+    for key, value in caliper.items():
+        monkeypatch.setenv(key, value)
+    Settings()  # every value parses (a ValidationError names the field)
+
+
+def test_the_sink_is_not_published_by_compose() -> None:
+    """The sink answers SQL: only the gateway and Prometheus reach it, over compose's internal network."""
+    services = _load(COMPOSE_FILE)["services"]
+    assert "ports" not in services["sink"]
+    assert services["gateway"]["environment"]["CALIPER_SINK__SINK_URL"] == "http://sink:8124"
