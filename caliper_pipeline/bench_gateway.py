@@ -24,6 +24,7 @@ import orjson
 from caliper_pipeline.bench_stages import bench_kafka
 from caliper_pipeline.load import LoadResult, drive, drive_wrk
 from caliper_pipeline.local_kafka import free_port
+from caliper_pipeline.local_secrets import StackSecrets
 from caliper_pipeline.processes import ChildProcess
 from caliper_pipeline.samples import envelope, timeback_activity_event
 from caliper_pipeline.settings import Settings
@@ -59,7 +60,8 @@ def _measure(kafka: KafkaSettings, work: Path, seconds: float, concurrency: int)
     port, bare_port = free_port(), free_port()
     env = {**os.environ, "CALIPER_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
            "CALIPER_KAFKA__TOPIC_PREFIX": kafka.topic_prefix, "CALIPER_GATEWAY__PORT": str(port),
-           "CALIPER_GATEWAY__CLIENTS_FILE": str(clients_file)}
+           "CALIPER_GATEWAY__CLIENTS_FILE": str(clients_file),
+           **StackSecrets.generate(Settings()).env_for("gateway")}  # never the development signing secret
     gateway = ChildProcess.pipeline_command("gateway", ["gateway"], env, work)
     bare = ChildProcess("bare-forwarder", [sys.executable, "-m", "gateway.bare_forwarder", kafka.bootstrap_servers,
                                            kafka.topics.raw_topics[0], str(bare_port)], env, work)
