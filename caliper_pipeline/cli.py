@@ -219,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("--seconds", type=float, default=10.0)
         stage.add_argument("--concurrency", type=int, default=64)
         stage.add_argument("--count", type=int, default=100_000)
-    from caliper_pipeline import bench_e2e, loadgen, soak
+    from caliper_pipeline import loadgen
+    from caliper_pipeline.bench import e2e as bench_e2e
+    from caliper_pipeline.bench import soak
 
     e2e = benches.add_parser("e2e", help="the whole pipeline under load: events/s, freshness, exact counts")
     e2e.set_defaults(handler=bench_e2e.bench_e2e_command)

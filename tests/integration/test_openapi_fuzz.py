@@ -25,7 +25,7 @@ from pipeline_harness import LocalPipeline, start_pipeline  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
 from caliper_pipeline import samples  # noqa: E402
-from caliper_pipeline.bench_gateway import _token  # noqa: E402
+from caliper_pipeline.bench.gateway import access_token  # noqa: E402
 from caliper_pipeline.processes import ChildProcess  # noqa: E402
 from gateway.openapi import openapi_document  # noqa: E402
 from gateway.settings import GatewaySettings  # noqa: E402
@@ -54,7 +54,7 @@ def fuzzed_gateway(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
     pipeline = start_pipeline(tmp_path_factory.mktemp("fuzz"), kafka_bootstrap=kafka_bootstrap,
                               extra_env={"CALIPER_GATEWAY__MAX_BODY_BYTES": str(256 * 1024)})
     try:
-        token = _token(pipeline.gateway_url, pipeline.client_id, pipeline.client_secret)
+        token = access_token(pipeline.gateway_url, pipeline.client_id, pipeline.client_secret)
         yield FuzzedGateway(pipeline.gateway_url, token, pipeline.children["gateway"], pipeline)
     finally:
         pipeline.stop()

@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from caliper_pipeline.bench.schemas import typical_fact
 from schemas.avro_gen import catalog_versions
-from schemas.bench import typical_fact
 from schemas.kafka import KafkaSettings
 from schemas.registry import (
     SchemaRegistryClient,

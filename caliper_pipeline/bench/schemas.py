@@ -6,6 +6,7 @@ import time
 
 from schemas.codec import LearningFactCodec
 from schemas.records import LearningFact, fact_id_for
+from schemas.version import PIPELINE_VERSION
 
 
 def typical_fact() -> LearningFact:
@@ -22,7 +23,7 @@ def typical_fact() -> LearningFact:
         object_type="TimebackActivityContext", activity_name="Answered quiz", course_name="Reading G3",
         course_id="https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/courses/c1", app_name="PowerPath UI",
         subject_name="Reading", xp_earned=100.0, total_questions=10.0, correct_questions=8.0, mastered_units=1.0,
-        normalizer_version="0.1.0", extensions_json='{"generated":{"id":"https://your-app-url.com/1"}}',
+        normalizer_version=f"caliper-streams/{PIPELINE_VERSION}", extensions_json='{"generated":{"id":"https://your-app-url.com/1"}}',
     )
 
 

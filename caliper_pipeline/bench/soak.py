@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from caliper_pipeline.bench_e2e import machine_description, wait_drained
+from caliper_pipeline.bench.e2e import machine_description, wait_drained
 from caliper_pipeline.loadgen import LoadgenSummary, run_loadgen
 from caliper_pipeline.local_pipeline import LocalPipeline
 from caliper_pipeline.settings import Settings

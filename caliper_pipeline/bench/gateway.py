@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
-from caliper_pipeline.bench_stages import bench_kafka
-from caliper_pipeline.load import LoadResult, drive, drive_wrk
+from caliper_pipeline.bench.load import LoadResult, drive, drive_wrk
+from caliper_pipeline.bench.stages import bench_kafka
 from caliper_pipeline.local_kafka import free_port
 from caliper_pipeline.local_secrets import StackSecrets
 from caliper_pipeline.processes import ChildProcess
@@ -34,7 +34,7 @@ from gateway.clients import ClientRegistry
 from schemas.kafka import KafkaSettings
 
 
-def _token(base: str, client_id: str, secret: str) -> str:
+def access_token(base: str, client_id: str, secret: str) -> str:
     data = f"grant_type=client_credentials&client_id={client_id}&client_secret={secret}".encode()
     with urllib.request.urlopen(urllib.request.Request(f"{base}/oauth2/token", data=data), timeout=10) as response:
         return str(json.loads(response.read())["access_token"])
@@ -63,14 +63,15 @@ def _measure(kafka: KafkaSettings, work: Path, seconds: float, concurrency: int)
            "CALIPER_GATEWAY__CLIENTS_FILE": str(clients_file),
            **StackSecrets.generate(Settings()).env_for("gateway")}  # never the development signing secret
     gateway = ChildProcess.pipeline_command("gateway", ["gateway"], env, work)
-    bare = ChildProcess("bare-forwarder", [sys.executable, "-m", "gateway.bare_forwarder", kafka.bootstrap_servers,
-                                           kafka.topics.raw_topics[0], str(bare_port)], env, work)
+    bare = ChildProcess("bare-forwarder", [sys.executable, "-m", "caliper_pipeline.bench.bare_forwarder",
+                                           kafka.bootstrap_servers, kafka.topics.raw_topics[0], str(bare_port)],
+                        env, work)
     figures: dict[str, Any] = {}
     try:
         gateway.start()
         base = f"http://127.0.0.1:{port}"
         wait_http_ok(f"{base}/readyz", 60, [gateway])
-        auth = {"Authorization": f"Bearer {_token(base, client.client_id, secret)}"}
+        auth = {"Authorization": f"Bearer {access_token(base, client.client_id, secret)}"}
         single = lambda: orjson.dumps(envelope(timeback_activity_event()))  # noqa: E731
         hundred = lambda: orjson.dumps(envelope(*[timeback_activity_event() for _ in range(100)]))  # noqa: E731
         use_wrk = shutil.which("wrk") is not None

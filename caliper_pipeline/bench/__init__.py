@@ -1,0 +1,34 @@
+"""``caliper-pipeline bench <component>``: benchmarks that print figures (never timed assertions in tests).
+
+Every benchmark lives in this package, none in the data-path packages: ``gateway`` (against ``bare_forwarder``,
+driven by ``load``), ``schemas`` (the codec), ``streams`` and ``sink`` (each stage alone, ``stages``), ``e2e``
+(the whole pipeline under load) and ``soak`` (memory over minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from caliper_pipeline.settings import Settings
+
+
+def run_bench(settings: Settings, component: str, args: argparse.Namespace) -> int:
+    if component == "gateway":
+        from caliper_pipeline.bench.gateway import run_gateway_bench
+
+        figures = run_gateway_bench(settings, args.seconds, args.concurrency)
+    elif component == "schemas":
+        from caliper_pipeline.bench.schemas import run_codec_bench
+
+        figures = run_codec_bench(args.count)
+    elif component == "streams":
+        from caliper_pipeline.bench.stages import run_streams_bench
+
+        figures = run_streams_bench(settings, args.count)
+    else:
+        from caliper_pipeline.bench.stages import run_sink_bench
+
+        figures = run_sink_bench(settings, args.count)
+    print(json.dumps(figures, indent=2, default=str))
+    return 0
