@@ -79,11 +79,6 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_streams(settings: Settings, args: argparse.Namespace) -> int:
-    # faust creates a data directory on start ({app id}-data in the working directory by default, read from the
-    # environment when faust is imported): keep it under the stack's home with the rest of its state
-    if "FAUST_DATADIR" not in os.environ:
-        settings.local.streams_data_dir.mkdir(parents=True, exist_ok=True)
-        os.environ["FAUST_DATADIR"] = str(settings.local.streams_data_dir / "{conf.name}-data")
     from streams.worker import run_worker
 
     run_worker(settings.streams, settings.kafka, settings.privacy)  # MissingPrivacyKeyError without the keys

@@ -18,7 +18,7 @@ from typing import Any
 from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution, LocalKafkaBroker, free_port
 from caliper_pipeline.local_secrets import StackSecrets
 from caliper_pipeline.processes import ChildProcess
-from caliper_pipeline.settings import Settings
+from caliper_pipeline.settings import LocalStackSettings, Settings
 from caliper_pipeline.sink_client import SinkClient
 from caliper_pipeline.stack import wait_http_ok
 from caliper_pipeline.topics import ensure_topics
@@ -96,6 +96,7 @@ class LocalPipeline:
             "CALIPER_SINK__GROUP_ID": f"sink-{self.run_id}",
             "CALIPER_STREAMS__APP_ID": f"streams-{self.run_id}",
             "CALIPER_CLICKHOUSE__DATA_PATH": str(self.work_dir / "chdb"),
+            **(LocalStackSettings(home=self.work_dir).process_env(process) if process else {}),
             **(self.secrets.env_for(process) if process else {}),
             **self.extra_env,
         }

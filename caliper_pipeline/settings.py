@@ -56,8 +56,16 @@ class LocalStackSettings(BaseModel):
 
     @property
     def streams_data_dir(self) -> Path:
-        """faust's data directory (``FAUST_DATADIR``; the worker keeps no tables, but faust creates it)."""
+        """Where the streams worker's faust keeps its data directory (it keeps no tables, but faust creates one)."""
         return self.home / "streams"
+
+    def process_env(self, process: str) -> dict[str, str]:
+        """Environment variables that keep a child process's own state under home (creating its directory):
+        faust reads its data directory from ``FAUST_DATADIR`` when it is imported, else uses the working directory."""
+        if process != "streams":
+            return {}
+        self.streams_data_dir.mkdir(parents=True, exist_ok=True)
+        return {"FAUST_DATADIR": str(self.streams_data_dir.resolve() / "{conf.name}-data")}
 
     def secret_file(self, name: str) -> Path:
         return self.home / name

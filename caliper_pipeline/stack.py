@@ -123,8 +123,9 @@ def run_stack(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
         client_id, secret = demo_credentials(settings)
         stack_secrets = StackSecrets.kept(settings)
         env = {**os.environ, "CALIPER_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "PYTHONUNBUFFERED": "1"}
-        children = [ChildProcess.pipeline_command(name, [name], {**env, **stack_secrets.env_for(name)},
-                                                  settings.local.log_dir)
+        children = [ChildProcess.pipeline_command(
+                        name, [name], {**env, **settings.local.process_env(name), **stack_secrets.env_for(name)},
+                        settings.local.log_dir)
                     for name in ("sink", "streams", "gateway")]
         for child in children:
             child.start()

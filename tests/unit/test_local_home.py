@@ -103,3 +103,11 @@ def test_a_configured_secret_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setenv("CALIPER_GATEWAY__JWT_SECRET", "configured-signing-secret-0123456789abcdef")
     assert StackSecrets.kept(Settings()).jwt_secret == "configured-signing-secret-0123456789abcdef"
     assert not (tmp_path / "jwt-secret").exists()
+
+
+def test_the_streams_worker_keeps_faust_data_under_home(tmp_path: Path) -> None:
+    local = LocalStackSettings(home=tmp_path / "home")
+    env = local.process_env("streams")
+    assert Path(env["FAUST_DATADIR"]).parent == (tmp_path / "home" / "streams").resolve()
+    assert (tmp_path / "home" / "streams").is_dir(), "faust creates only the last level"
+    assert local.process_env("sink") == local.process_env("gateway") == {}
