@@ -31,7 +31,7 @@ def bench_kafka(settings: Settings, work: Path) -> Iterator[KafkaSettings]:
 
 
 def run_streams_bench(settings: Settings, events: int) -> dict[str, Any]:
-    from streams.bench import run_bench
+    from caliper_pipeline.bench.streams import run_bench
 
     with bench_kafka(settings, Path(tempfile.mkdtemp(prefix="bench-streams-"))) as kafka:
         return run_bench(kafka, events)

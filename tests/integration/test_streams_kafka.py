@@ -11,12 +11,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr
 
+from caliper_pipeline.bench.streams import publish_raw, raw_messages, sample_raw_events
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner, partition_key
 from schemas.privacy import PrivacySettings
 from schemas.records import LearningFact, RawEvent
 from schemas.side_topics import DeadLetter
-from streams.bench import publish_raw, raw_messages, sample_raw_events
 from streams.normalizers import normalize
 from streams.settings import StreamsSettings
 from streams.worker import build_app

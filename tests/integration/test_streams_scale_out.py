@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from test_streams_kafka import PRIVACY, expected_facts, read_topic, worker_settings
 
+from caliper_pipeline.bench.streams import publish_raw, raw_messages, sample_raw_events
 from caliper_pipeline.local_kafka import free_port
 from caliper_pipeline.processes import ChildProcess
 from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
-from streams.bench import publish_raw, raw_messages, sample_raw_events
 
 pytestmark = pytest.mark.integration
 
