@@ -2,18 +2,24 @@
 
 - times with or without an offset (``"2022-07-19T19:36:12.117"`` is read as UTC), ``Z`` suffix;
 - booleans as ``true``/``"True"``/``"TRUE"``/``"false"``;
-- numbers as JSON numbers or numeric strings.
-Each returns ``None`` for a value it cannot read; callers decide whether that is an error.
+- numbers as JSON numbers or numeric strings (integers are read exactly, never through a float).
+Each returns ``None`` for a value it cannot read (also for a time outside Python's datetime range or a number
+that is not finite); callers decide whether that is an error. Bounds (int64, magnitudes, the event-time window)
+are ``schemas.limits``'s concern.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+_INTEGER_TEXT = re.compile(r"[+-]?\d{1,30}")
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -25,16 +31,23 @@ def parse_time(value: Any) -> datetime | None:
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a date-time; or an offset that leaves year 1..9999
         return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+
+
+def datetime_to_ms(moment: datetime) -> int:
+    """Epoch milliseconds of a datetime (naive = UTC), exactly: no float rounding (``x.timestamp() * 1000`` is
+    off by one millisecond for about one time in 160)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // _MILLISECOND
 
 
 def time_to_ms(value: Any) -> int | None:
     parsed = parse_time(value)
-    return None if parsed is None else int(parsed.timestamp() * 1000)
+    return None if parsed is None else datetime_to_ms(parsed)
 
 
 def coerce_bool(value: Any) -> bool | None:
@@ -52,19 +65,28 @@ def coerce_bool(value: Any) -> bool | None:
 def coerce_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str):
             number = float(value.strip())
-        except ValueError:
+        else:
             return None
-    else:
+    except (ValueError, OverflowError):  # not a number; an integer too large for a float
         return None
     return number if math.isfinite(number) else None
 
 
 def coerce_int(value: Any) -> int | None:
+    """An integral value as an exact int: ``12``, ``12.0``, ``"12"``, ``" 12 "``; ``None`` for ``12.5``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if _INTEGER_TEXT.fullmatch(text):
+            return int(text)
     number = coerce_number(value)
     if number is None or not number.is_integer():
         return None

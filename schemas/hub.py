@@ -13,6 +13,11 @@ Values are read as tolerantly as real senders post them and normalized on the wa
   ``ViewedGraded``; ``completionType`` is matched case-insensitively and upper-cased (``SUCCESSFUL`` is read
   as the contract's ``SUCCESSFULL``).
 
+Every value is held to the bounds of ``schemas.limits`` (``validate_hub_event(payload, limits=...)``): ``trys``
+and ``frequency_assigned`` fit int64, numbers are finite and bounded, the four times are real date-times inside
+the event-time window, strings carry no control characters, the payload nests at most ``max_depth`` levels.
+``HubEvent.model_validate`` without a context applies ``STORAGE_LIMITS`` (what the store can hold at all).
+
 Unknown fields are allowed everywhere and kept (``extra="allow"``).
 """
 
@@ -25,11 +30,21 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic_core import PydanticCustomError
 
 from schemas.bncc import parse_bncc
 from schemas.coerce import coerce_bool, coerce_int, coerce_number, parse_time
 from schemas.errors import FieldProblem, InvalidSkillCodeError
+from schemas.limits import DEFAULT_LIMITS, ValidationLimits, depth_problem
+from schemas.model_checks import (
+    checked,
+    int64_bound,
+    number_bound,
+    optional,
+    problems_of,
+    text_bound,
+    time_bound,
+    validation_context,
+)
 
 CALIPER_V1P2_CONTEXT = "http://purl.imsglobal.org/ctx/caliper/v1p2"
 _ACCEPTED_CONTEXTS = frozenset({CALIPER_V1P2_CONTEXT, "https://purl.imsglobal.org/ctx/caliper/v1p2"})
@@ -56,42 +71,6 @@ REQUIRED_PATHS: tuple[str, ...] = (
 )
 
 
-def _problem(path: str, message: str, value: Any) -> PydanticCustomError:
-    shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return PydanticCustomError("hub_value", "{path} {message} (got {got})",
-                               {"path": path, "message": message, "got": shown})
-
-
-def _checked(path: str, message: str, read: Callable[[Any], Any]) -> BeforeValidator:
-    """A before-validator that reads a value with ``read`` (None = unreadable) and names the field if not."""
-
-    def check(value: Any) -> Any:
-        if value is None:
-            raise _problem(path, "not informed", value)
-        result = read(value)
-        if result is None:
-            raise _problem(path, message, value)
-        return result
-
-    return BeforeValidator(check)
-
-
-def _optional(path: str, message: str, read: Callable[[Any], Any]) -> BeforeValidator:
-    """Like ``_checked`` but a null stays null (the field is optional)."""
-
-    def check(value: Any) -> Any:
-        if value is None:
-            return None
-        result = read(value)
-        if result is None:
-            raise _problem(path, message, value)
-        return result
-
-    return BeforeValidator(check)
-
-
 def _one_of(accepted: tuple[str, ...], aliases: dict[str, str] | None = None,
             fold_case: bool = False) -> Callable[[Any], str | None]:
     lookup = {value: value for value in accepted} | (aliases or {})
@@ -110,7 +89,7 @@ def _one_of(accepted: tuple[str, ...], aliases: dict[str, str] | None = None,
 def _accepted(path: str, accepted: tuple[str, ...], *, required: bool = True,
               aliases: dict[str, str] | None = None, fold_case: bool = False) -> BeforeValidator:
     message = "must be one of: " + ", ".join(accepted)
-    factory = _checked if required else _optional
+    factory = checked if required else optional
     return factory(path, message, _one_of(accepted, aliases, fold_case))
 
 
@@ -177,7 +156,8 @@ def _number(value: Any) -> float | None:
 
 
 _OPEN = ConfigDict(extra="allow", populate_by_name=True)
-_TIME = "must be an ISO 8601 date-time"
+_TIME = "must be an ISO 8601 date-time of a real calendar day"
+_TEXT = text_bound
 
 
 
@@ -186,8 +166,8 @@ class HubActor(BaseModel):
 
     model_config = _OPEN
 
-    type: Annotated[str, _checked("actor.type", "must be a non-empty string", _text)]
-    host: Annotated[str, _checked("actor.host", "must be an http(s) URL", _http_url)]
+    type: Annotated[str, checked("actor.type", "must be a non-empty string", _text, _TEXT)]
+    host: Annotated[str, checked("actor.host", "must be an http(s) URL", _http_url, _TEXT)]
 
 
 class HubAssignee(BaseModel):
@@ -195,16 +175,17 @@ class HubAssignee(BaseModel):
 
     model_config = _OPEN
 
-    id: Annotated[str, _checked("object.assignee.id", "must be a URN of a UUID (urn:uuid:...)", _urn_uuid)]
+    id: Annotated[str, checked("object.assignee.id", "must be a URN of a UUID (urn:uuid:...)", _urn_uuid)]
     type: Annotated[str, _accepted("object.assignee.type", ASSIGNEE_TYPES)]
 
 
 class HubAssignableExtension(BaseModel):
     model_config = _OPEN
 
-    name: Annotated[str | None, _optional("object.assignable.extension.name", "must be a string", _text)] = None
-    book_level: Annotated[str | None, _optional(
-        "object.assignable.extension.bookLevel", "must be a string", _text_or_number)] = Field(
+    name: Annotated[str | None, optional(
+        "object.assignable.extension.name", "must be a string", _text, _TEXT)] = None
+    book_level: Annotated[str | None, optional(
+        "object.assignable.extension.bookLevel", "must be a string", _text_or_number, _TEXT)] = Field(
         default=None, alias="bookLevel")
 
 
@@ -213,10 +194,10 @@ class HubDiscipline(BaseModel):
 
     model_config = _OPEN
 
-    id: Annotated[int | str | None, _optional(
+    id: Annotated[int | str | None, optional(
         "object.assignable.isPartOf.id", "must be a MEC discipline code (integer or string)",
-        _discipline_code)] = None
-    name: Annotated[str | None, _optional("object.assignable.isPartOf.name", "must be a string", _text)] = None
+        _discipline_code, _TEXT)] = None
+    name: Annotated[str | None, optional("object.assignable.isPartOf.name", "must be a string", _text, _TEXT)] = None
     type: Annotated[str | None, _accepted("object.assignable.isPartOf.type", DISCIPLINE_TYPES,
                                           required=False)] = None
 
@@ -226,15 +207,17 @@ class HubAssignable(BaseModel):
 
     model_config = _OPEN
 
-    id: Annotated[str, _checked("object.assignable.id", "must be a non-empty string or number", _text_or_number)]
+    id: Annotated[str, checked(
+        "object.assignable.id", "must be a non-empty string or number", _text_or_number, _TEXT)]
     type: Annotated[str, _accepted("object.assignable.type", ASSIGNABLE_TYPES)]
-    skill_code: Annotated[str, _checked(
+    skill_code: Annotated[str, checked(
         "object.assignable.skillCode", "must be a BNCC skill code such as EF05MA01, EI03EO01 or EM13LGG101",
         _skill_code)] = Field(alias="skillCode")
     extension: HubAssignableExtension | None = None
     is_part_of: HubDiscipline | None = Field(default=None, alias="isPartOf")
-    frequency_assigned: Annotated[int | None, _optional(
-        "object.assignable.frequency_assigned", "must be a non-negative integer", _non_negative_int)] = None
+    frequency_assigned: Annotated[int | None, optional(
+        "object.assignable.frequency_assigned", "must be a non-negative integer", _non_negative_int,
+        int64_bound)] = None
 
 
 class HubAttempt(BaseModel):
@@ -245,23 +228,24 @@ class HubAttempt(BaseModel):
     type: Annotated[str, _accepted("object.type", OBJECT_TYPES)]
     assignee: HubAssignee
     assignable: HubAssignable
-    date_created: Annotated[datetime, _checked("object.dateCreated", _TIME, parse_time)] = Field(
+    date_created: Annotated[datetime, checked("object.dateCreated", _TIME, parse_time, time_bound)] = Field(
         alias="dateCreated")
-    started_at_time: Annotated[datetime, _checked("object.startedAtTime", _TIME, parse_time)] = Field(
-        alias="startedAtTime")
-    ended_at_time: Annotated[datetime | None, _optional("object.endedAtTime", _TIME, parse_time)] = Field(
-        default=None, alias="endedAtTime")
-    last_time: Annotated[datetime | None, _optional("object.lastTime", _TIME, parse_time)] = Field(
-        default=None, alias="lastTime")
-    total_time: Annotated[int, _checked(
-        "object.totalTime", "must be a whole non-negative number of seconds", _non_negative_int)] = Field(
-        alias="totalTime")
-    percent_reading: Annotated[float | None, _optional(
-        "object.percentReading", "must be a number", _number)] = Field(default=None, alias="percentReading")
+    started_at_time: Annotated[datetime, checked(
+        "object.startedAtTime", _TIME, parse_time, time_bound)] = Field(alias="startedAtTime")
+    ended_at_time: Annotated[datetime | None, optional(
+        "object.endedAtTime", _TIME, parse_time, time_bound)] = Field(default=None, alias="endedAtTime")
+    last_time: Annotated[datetime | None, optional(
+        "object.lastTime", _TIME, parse_time, time_bound)] = Field(default=None, alias="lastTime")
+    total_time: Annotated[int, checked(
+        "object.totalTime", "must be a whole non-negative number of seconds", _non_negative_int,
+        number_bound)] = Field(alias="totalTime")
+    percent_reading: Annotated[float | None, optional(
+        "object.percentReading", "must be a number", _number, number_bound)] = Field(
+        default=None, alias="percentReading")
     completion_type: Annotated[str | None, _accepted(
         "object.completionType", COMPLETION_TYPES, required=False, aliases={"SUCCESSFUL": "SUCCESSFULL"},
         fold_case=True)] = Field(default=None, alias="completionType")
-    finished: Annotated[bool | None, _optional("object.finished", "must be TRUE or FALSE", coerce_bool)] = None
+    finished: Annotated[bool | None, optional("object.finished", "must be TRUE or FALSE", coerce_bool)] = None
 
 
 class HubScore(BaseModel):
@@ -270,15 +254,16 @@ class HubScore(BaseModel):
     model_config = _OPEN
 
     type: Annotated[str | None, _accepted("generated.type", GENERATED_TYPES, required=False)] = None
-    max_score: Annotated[float | None, _optional("generated.maxScore", "must be a number", _number)] = Field(
-        default=None, alias="maxScore")
-    score_given: Annotated[float | None, _optional("generated.scoreGiven", "must be a number", _number)] = Field(
+    max_score: Annotated[float | None, optional(
+        "generated.maxScore", "must be a number", _number, number_bound)] = Field(default=None, alias="maxScore")
+    score_given: Annotated[float | None, optional(
+        "generated.scoreGiven", "must be a number", _number, number_bound)] = Field(
         default=None, alias="scoreGiven")
-    proficiency_level: Annotated[str | None, _optional(
-        "generated.proficiencyLevel", "must be a string", _text_or_number)] = Field(
+    proficiency_level: Annotated[str | None, optional(
+        "generated.proficiencyLevel", "must be a string", _text_or_number, _TEXT)] = Field(
         default=None, alias="proficiencyLevel")
-    trys: Annotated[int | None, _optional("generated.trys", "must be a non-negative integer",
-                                          _non_negative_int)] = None
+    trys: Annotated[int | None, optional("generated.trys", "must be a non-negative integer",
+                                          _non_negative_int, int64_bound)] = None
 
 
 class HubEvent(BaseModel):
@@ -286,53 +271,33 @@ class HubEvent(BaseModel):
 
     model_config = _OPEN
 
-    context: Annotated[str | list[Any], _checked(
+    context: Annotated[str | list[Any], checked(
         "@context", f"must be {CALIPER_V1P2_CONTEXT} or an array ending with it", _context)] = Field(
         alias="@context")
-    id: Annotated[str, _checked("id", "must be a URN of a UUID (urn:uuid:...)", _urn_uuid)]
+    id: Annotated[str, checked("id", "must be a URN of a UUID (urn:uuid:...)", _urn_uuid)]
     type: Annotated[str, _accepted("type", EVENT_TYPES)]
     profile: Annotated[str, _accepted("profile", PROFILES)]
     actor: HubActor
     action: Annotated[str, _accepted("action", ACTIONS, aliases={
         "ViewdGraded": CANONICAL_VIEWED_GRADED, "ViewedGraded": CANONICAL_VIEWED_GRADED})]
     object: HubAttempt
-    ed_app: Annotated[str, _checked("edApp", "must be a URN of a UUID (urn:uuid:...)", _urn_uuid)] = Field(
+    ed_app: Annotated[str, checked("edApp", "must be a URN of a UUID (urn:uuid:...)", _urn_uuid)] = Field(
         alias="edApp")
     generated: HubScore | None = None
 
 
-def validate_hub_event(payload: object) -> tuple[HubEvent | None, list[FieldProblem]]:
-    """The typed event, or ``None`` and every problem found (missing fields first named by their path)."""
+def validate_hub_event(payload: object, limits: ValidationLimits = DEFAULT_LIMITS, *,
+                       now: datetime | None = None) -> tuple[HubEvent | None, list[FieldProblem]]:
+    """The typed event, or ``None`` and every problem found (missing fields first named by their path).
+
+    ``limits``: the bounds of ``schemas.limits`` (event-time window, magnitudes, depth...); ``now``: the instant
+    the event-time window is computed from (default: the current time)."""
     if not isinstance(payload, dict):
         return None, [FieldProblem(path="$", message="the event must be a JSON object")]
+    too_deep = depth_problem(payload, limits)
+    if too_deep is not None:
+        return None, [FieldProblem(too_deep.path, f"{too_deep.path} {too_deep.message}")]
     try:
-        return HubEvent.model_validate(payload), []
+        return HubEvent.model_validate(payload, context=validation_context(limits, now)), []
     except ValidationError as error:
         return None, problems_of(error, REQUIRED_PATHS)
-
-
-def problems_of(error: ValidationError, required_paths: tuple[str, ...] = ()) -> list[FieldProblem]:
-    """Translate pydantic errors into contract paths; a missing parent names its required descendants."""
-    problems: list[FieldProblem] = []
-    seen: set[str] = set()
-    for detail in error.errors(include_url=False):
-        path = ".".join(str(part) for part in detail["loc"])
-        missing = detail["type"] == "missing" or detail.get("input", "") is None
-        if missing:
-            paths = [p for p in required_paths if p.startswith(path + ".")] or [path]
-            for required in paths:
-                if required not in seen:
-                    seen.add(required)
-                    problems.append(FieldProblem(required, f"Field {required} not informed", missing=True))
-            continue
-        if path in seen:
-            continue
-        seen.add(path)
-        if detail["type"] == "hub_value":
-            message = detail["msg"]
-        elif detail["type"] in ("model_type", "model_attributes_type", "dict_type"):
-            message = f"{path or '$'} must be a JSON object"
-        else:
-            message = f"{path or '$'}: {detail['msg']}"
-        problems.append(FieldProblem(path or "$", message))
-    return problems

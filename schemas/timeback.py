@@ -6,18 +6,27 @@ hub's events: metric values may be numeric strings, times may lack an offset (UT
 document types as ``string | object`` (``edApp``, ``group``, ``session``...) accept either, and unknown fields
 are kept (``extra="allow"``). The actor's email is optional here (the reference requires it; a missing email
 only leaves the fact's email hash empty).
+
+Values are held to the bounds of ``schemas.limits``: metric values finite and bounded, times real date-times
+inside the event-time window, strings without control characters. ``validate_timeback_event(payload, limits=...)``
+applies ``limits``; ``Model.model_validate(payload)`` without a context applies ``STORAGE_LIMITS`` (the
+normalizer re-reads accepted events that way). The gateway validates these events with the Caliper rules
+(``schemas.caliper``), which are at least as strict as these models (a property test keeps them so).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ValidationInfo as Info
+from pydantic_core import PydanticCustomError
 
 from schemas.coerce import coerce_number, parse_time
 from schemas.errors import FieldProblem
-from schemas.hub import problems_of
+from schemas.limits import DEFAULT_LIMITS, ValidationLimits, number_problem, text_problem
+from schemas.model_checks import context_of, problems_of, validation_context
 
 TIMEBACK_PROFILE = "TimebackProfile"
 ACTIVITY_METRIC_TYPES = ("xpEarned", "totalQuestions", "correctQuestions", "masteredUnits")
@@ -28,19 +37,45 @@ REQUIRED_PATHS: tuple[str, ...] = (
 )
 
 
-def _number_or_raw(value: Any) -> Any:
-    number = coerce_number(value)
-    return value if number is None else number
+def _number(value: Any, info: Info) -> Any:
+    """A number (or a numeric string) inside the bounds; anything else is left for pydantic to refuse."""
+    number = coerce_number(value) if not isinstance(value, bool) else None
+    if number is None:
+        if isinstance(value, int | float) and not isinstance(value, bool):  # inf, nan, an int beyond a float
+            raise PydanticCustomError("bound", "must be a finite number")
+        return value
+    problem = number_problem(number, context_of(info)["limits"])
+    if problem is not None:
+        raise PydanticCustomError("bound", problem)
+    return number
 
 
-def _time_or_raw(value: Any) -> Any:
-    parsed = parse_time(value)
-    return value if parsed is None else parsed
+def _time(value: Any, info: Info) -> datetime:
+    """A real calendar date-time (offset-less = UTC) inside the event-time window."""
+    if isinstance(value, datetime):
+        moment: datetime | None = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    else:
+        moment = parse_time(value)
+    if moment is None:
+        raise PydanticCustomError("bound", "must be an ISO 8601 date-time of a real calendar day")
+    problem = context_of(info)["window"].problem(moment)
+    if problem is not None:
+        raise PydanticCustomError("bound", problem)
+    return moment
 
 
-Number = Annotated[float, BeforeValidator(_number_or_raw)]
-Time = Annotated[datetime, BeforeValidator(_time_or_raw)]
-Reference = str | dict[str, Any]
+def _clean_text(value: str, info: Info) -> str:
+    if context_of(info)["limits"].forbid_control_characters:
+        problem = text_problem(value)
+        if problem is not None:
+            raise PydanticCustomError("bound", problem)
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_number)]
+Time = Annotated[datetime, BeforeValidator(_time)]
+Text = Annotated[str, AfterValidator(_clean_text)]
+Reference = Text | dict[str, Any]
 
 _OPEN = ConfigDict(extra="allow", populate_by_name=True)
 
@@ -50,11 +85,11 @@ class TimebackUser(BaseModel):
 
     model_config = _OPEN
 
-    id: str = Field(min_length=1)
+    id: Text = Field(min_length=1)
     type: Literal["TimebackUser"] = "TimebackUser"
-    email: str | None = None
-    name: str | None = None
-    role: str | None = None
+    email: Text | None = None
+    name: Text | None = None
+    role: Text | None = None
     extensions: dict[str, Any] | None = None
 
 
@@ -63,8 +98,8 @@ class TimebackNamedRef(BaseModel):
 
     model_config = _OPEN
 
-    id: str | None = None
-    name: str | None = None
+    id: Text | None = None
+    name: Text | None = None
     extensions: dict[str, Any] | None = None
 
 
@@ -73,9 +108,9 @@ class TimebackActivityContext(BaseModel):
 
     model_config = _OPEN
 
-    id: str = Field(min_length=1)
+    id: Text = Field(min_length=1)
     type: Literal["TimebackActivityContext"] = "TimebackActivityContext"
-    subject: str
+    subject: Text
     app: TimebackNamedRef
     course: TimebackNamedRef | None = None
     activity: TimebackNamedRef | None = None
@@ -102,7 +137,7 @@ class TimebackTimeSpentMetric(BaseModel):
     model_config = _OPEN
 
     type: Literal["active", "inactive", "waste", "unknown", "anti-pattern"]
-    sub_type: str | None = Field(default=None, alias="subType")
+    sub_type: Text | None = Field(default=None, alias="subType")
     value: Number = Field(ge=0)
     start_date: Time | None = Field(default=None, alias="startDate")
     end_date: Time | None = Field(default=None, alias="endDate")
@@ -123,8 +158,8 @@ class _TimebackEventBase(BaseModel):
 
     model_config = _OPEN
 
-    context: str | list[Any] | None = Field(default=None, alias="@context")
-    id: str = Field(pattern=r"^urn:uuid:")
+    context: str | list[Any] | dict[str, Any] | None = Field(default=None, alias="@context")
+    id: Text = Field(pattern=r"^urn:uuid:")
     actor: TimebackUser
     object: TimebackActivityContext
     event_time: Time = Field(alias="eventTime")
@@ -170,8 +205,10 @@ def is_timeback_event(payload: object) -> bool:
             and payload.get("type") in TIMEBACK_EVENT_MODELS)
 
 
-def validate_timeback_event(payload: object) -> tuple[TimebackEvent | None, list[FieldProblem]]:
-    """The typed event (chosen by ``type``), or ``None`` and every problem found."""
+def validate_timeback_event(payload: object, limits: ValidationLimits = DEFAULT_LIMITS, *,
+                            now: datetime | None = None) -> tuple[TimebackEvent | None, list[FieldProblem]]:
+    """The typed event (chosen by ``type``), or ``None`` and every problem found; ``limits`` and ``now`` as for
+    ``schemas.hub.validate_hub_event``."""
     if not isinstance(payload, dict):
         return None, [FieldProblem(path="$", message="the event must be a JSON object")]
     model = TIMEBACK_EVENT_MODELS.get(str(payload.get("type")))
@@ -180,7 +217,7 @@ def validate_timeback_event(payload: object) -> tuple[TimebackEvent | None, list
         return None, [FieldProblem(path="type", message=f"type must be one of: {accepted}",
                                    missing="type" not in payload)]
     try:
-        return model.model_validate(payload), []
+        return model.model_validate(payload, context=validation_context(limits, now)), []
     except ValidationError as error:
         return None, problems_of(error, REQUIRED_PATHS)
 

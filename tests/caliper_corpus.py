@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from schemas.caliper import CALIPER_CONTEXT_V1P2, FieldError
+from schemas.caliper import CALIPER_CONTEXT_V1P2
+from schemas.errors import FieldProblem
 
 # the corpus is committed with the tests (see its README for its source); CALIPER_CONFORMANCE_DIR names another copy
 CORPUS = Path(os.environ.get("CALIPER_CONFORMANCE_DIR", Path(__file__).resolve().parent / "fixtures" / "caliper-v1p2"))
@@ -65,7 +66,7 @@ def offending_field(fixture_name: str) -> str:
     return name[0].lower() + name[1:]
 
 
-def names_field(error: FieldError, field_path: str) -> bool:
+def names_field(error: FieldProblem, field_path: str) -> bool:
     return error.path == field_path or error.path.startswith((f"{field_path}.", f"{field_path}["))
 
 

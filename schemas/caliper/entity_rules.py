@@ -5,8 +5,14 @@ the validator merges a type's table with those of all its supertypes once, at im
 
 Property kinds (see ``Kind``) follow the corpus in caliper-v1p2/: a string property given a
 number or an object is an error, an integer property accepts an integral float (DOOL-1899), a
-decimal property needs a JSON number with a fraction or exponent (``maxScore: 50`` is rejected
-by the corpus, ``50.0`` accepted), booleans must be JSON booleans.
+decimal property takes any JSON number (JSON has one number type) -- in strict conformance mode
+only one written with a fraction or exponent (``maxScore: 50`` is rejected by the corpus, ``50.0``
+accepted) --, booleans must be JSON booleans.  Every kind also holds its value to the bounds of
+``schemas.limits`` (int64, finite bounded numbers, real dates, the event-time window for the
+times a fact is dated by, no control characters in strings).
+
+``Score.attempt`` and ``Result.attempt`` are required, as the IMS reference sensor (caliper-python
+1.2) requires them and the corpus rejects them null (``caliperEntityScore-MalformedAttemptNoValue``).
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ class Kind(StrEnum):
 
     STRING = "string"
     INTEGER = "integer"  # JSON integer, or a float with an integral value (DOOL-1899)
-    DECIMAL = "decimal"  # JSON float (Caliper's xsd:decimal / float properties)
+    DECIMAL = "decimal"  # JSON number (Caliper's xsd:decimal / float); strict mode: written as a float
     NUMBER = "number"  # any JSON number, or a numeric string (tolerance; Timeback metric values)
+    NON_NEGATIVE_NUMBER = "non-negative number"  # NUMBER >= 0 (Timeback time-spent seconds)
     BOOLEAN = "boolean"
-    DATETIME = "datetime"  # ISO 8601 date and time; the UTC offset may be omitted
+    DATETIME = "datetime"  # ISO 8601 date and time of a real calendar day; the UTC offset may be omitted
+    EVENT_TIME = "event time"  # DATETIME inside the event-time window (the times a fact is dated by)
     DURATION = "duration"  # ISO 8601 duration, e.g. PT50M30S
     IRI = "IRI"
+    URN_UUID = "urn:uuid IRI"  # an IRI starting with urn:uuid: (TimebackProfile event ids)
     EMAIL = "email"  # non-empty, no whitespace (pages obfuscate addresses; don't parse them)
     OBJECT = "object"  # free JSON object (extensions, LTI message parameters)
     CONTEXT = "JSON-LD context"  # @context: the Caliper IRI, an inline object, or a list ending in it
@@ -88,10 +97,13 @@ STRING: Final = Scalar(Kind.STRING)
 INTEGER: Final = Scalar(Kind.INTEGER)
 DECIMAL: Final = Scalar(Kind.DECIMAL)
 NUMBER: Final = Scalar(Kind.NUMBER)
+NON_NEGATIVE_NUMBER: Final = Scalar(Kind.NON_NEGATIVE_NUMBER)
 BOOLEAN: Final = Scalar(Kind.BOOLEAN)
 DATETIME: Final = Scalar(Kind.DATETIME)
+EVENT_TIME: Final = Scalar(Kind.EVENT_TIME)
 DURATION: Final = Scalar(Kind.DURATION)
 IRI: Final = Scalar(Kind.IRI)
+URN_UUID: Final = Scalar(Kind.URN_UUID)
 EMAIL: Final = Scalar(Kind.EMAIL)
 OBJECT: Final = Scalar(Kind.OBJECT)
 CONTEXT: Final = Scalar(Kind.CONTEXT)
@@ -110,7 +122,7 @@ def refs(*types: str) -> ListOf:
     return ListOf(Ref(types))
 
 
-_TIMESPAN = {"startedAtTime": DATETIME, "endedAtTime": DATETIME, "duration": DURATION}
+_TIMESPAN = {"startedAtTime": EVENT_TIME, "endedAtTime": EVENT_TIME, "duration": DURATION}
 _RESPONSE_VALUES = {"values": STRINGS}
 _ITEM_LABELS_AND_VALUES = {"itemLabels": STRINGS, "itemValues": STRINGS}
 
@@ -134,9 +146,9 @@ TIMEBACK_TIME_SPENT_METRIC: Final = Record(
     {
         "type": Term("Timeback time-spent metric type", terms.TIMEBACK_TIME_SPENT_METRIC_TYPES),
         "subType": STRING,
-        "value": NUMBER,  # seconds
-        "startDate": DATETIME,
-        "endDate": DATETIME,
+        "value": NON_NEGATIVE_NUMBER,  # seconds
+        "startDate": EVENT_TIME,
+        "endDate": EVENT_TIME,
         "extensions": OBJECT,
     },
     required=("type", "value"),
@@ -150,7 +162,7 @@ ENTITY_RULES: Final[Mapping[str, TypeRules]] = MappingProxyType(
                 "id": IRI,
                 "name": STRING,
                 "description": STRING,
-                "dateCreated": DATETIME,
+                "dateCreated": EVENT_TIME,
                 "dateModified": DATETIME,
                 "extensions": OBJECT,
                 "otherIdentifiers": refs("SystemIdentifier"),
@@ -238,8 +250,8 @@ ENTITY_RULES: Final[Mapping[str, TypeRules]] = MappingProxyType(
                 "metric": Term("metric", terms.METRICS),
                 "metricValue": DECIMAL,
                 "maxMetricValue": DECIMAL,
-                "startedAtTime": DATETIME,
-                "endedAtTime": DATETIME,
+                "startedAtTime": EVENT_TIME,
+                "endedAtTime": EVENT_TIME,
             },
             required=("metric", "metricValue"),
         ),
@@ -276,7 +288,8 @@ ENTITY_RULES: Final[Mapping[str, TypeRules]] = MappingProxyType(
                 "resultScore": DECIMAL,
                 "scoredBy": ref("Agent"),
                 "comment": STRING,
-            }
+            },
+            required=("attempt",),
         ),
         "Score": TypeRules(
             {
@@ -285,7 +298,8 @@ ENTITY_RULES: Final[Mapping[str, TypeRules]] = MappingProxyType(
                 "scoreGiven": DECIMAL,
                 "scoredBy": ref("Agent"),
                 "comment": STRING,
-            }
+            },
+            required=("attempt",),
         ),
         # Sessions and links.
         "Session": TypeRules({"user": ref("Person"), "client": ref("SoftwareApplication"), **_TIMESPAN}),

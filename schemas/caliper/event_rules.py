@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-from schemas.caliper.entity_rules import CONTEXT, DATETIME, IRI, OBJECT, Rule, embedded, ref
+from schemas.caliper.entity_rules import CONTEXT, EVENT_TIME, IRI, OBJECT, URN_UUID, Rule, embedded, ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ BASE_EVENT: Final = EventRules(
         "id": IRI,
         "actor": ref("Agent"),
         "object": ref("Entity"),
-        "eventTime": DATETIME,
+        "eventTime": EVENT_TIME,
         "edApp": ref("SoftwareApplication"),
         "generated": ref("Entity"),
         "target": ref("Entity"),
@@ -165,10 +165,12 @@ EVENT_RULES: Final[Mapping[str, EventRules]] = MappingProxyType(
                 "target": DIGITAL_RESOURCE,
             }
         ),
-        # TimebackProfile: profile and generated are required (timeback-events-api.yaml); @context is
+        # TimebackProfile: profile and generated are required, the id is a urn:uuid (timeback-events-api.yaml,
+        # and the model the normalizer reads them with, schemas.timeback); @context is
         # listed as required there too, but the API's own published example omits it, so it is not.
         "ActivityEvent": EventRules(
             {
+                "id": URN_UUID,
                 "actor": embedded("TimebackUser"),
                 "object": embedded("TimebackActivityContext"),
                 "generated": embedded("TimebackActivityMetricsCollection"),
@@ -177,6 +179,7 @@ EVENT_RULES: Final[Mapping[str, EventRules]] = MappingProxyType(
         ),
         "TimeSpentEvent": EventRules(
             {
+                "id": URN_UUID,
                 "actor": embedded("TimebackUser"),
                 "object": embedded("TimebackActivityContext"),
                 "generated": embedded("TimebackTimeSpentMetricsCollection"),

@@ -3,40 +3,47 @@
 At import time every rule is compiled into a plain checker function and every type's table is
 merged with its supertypes' tables, so validating is a walk over dicts with no per-call
 compilation.  Every problem is reported (not only the first), each with a dotted path relative
-to what was validated (``actor.email``, ``generated.items[2].type``; ``""`` is the root).
+to what was validated (``actor.email``, ``generated.items[2].type``; ``""`` is the root), and
+every value is held to the bounds of ``schemas.limits`` (``limits=``, default ``DEFAULT_LIMITS``),
+so that what is accepted can be normalized and loaded.
 
 Tolerances (real payloads are messy): entity references may be an IRI string or an embedded
 object; ``@context`` may be the Caliper IRI, an inline context object, or a list whose last
 element is the Caliper IRI; timestamps may omit the UTC offset; properties this model does not
 know are kept and not reported -- except an adjacent-letter swap of a known property name
-(``endedAtTiem``), which is reported as the typo it is (the corpus requires that).
+(``endedAtTiem``), which is reported as the typo it is (the corpus requires that); ``null`` on an
+optional property means the property is absent (the IMS reference sensor writes ``"description":
+null``; JSON-LD drops null values too) -- ``schemas.caliper.envelope.check_envelope`` returns the
+envelope without them --,
+while ``null`` on a required property is an error; JSON integers are accepted for decimal
+properties unless ``strict_decimals=True`` (the IMS corpus's reading).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
 
 from schemas.caliper import terms
-from schemas.caliper.entity_rules import ENTITY_RULES, Kind, ListOf, Record, Ref, Rule, Scalar, Term
+from schemas.caliper.entity_rules import ENTITY_RULES, ListOf, Record, Ref, Rule, Scalar, Term
 from schemas.caliper.event_rules import BASE_EVENT, EVENT_RULES
 from schemas.caliper.scalars import (
     SCALAR_CHECKERS,
     Checker,
-    Errors,
-    FieldError,
-    check_integer,
+    Walk,
     check_iri,
-    check_object,
     child_path,
     format_accepted_values,
     json_type_name,
+    shown,
 )
-from schemas.caliper.terms import CALIPER_CONTEXT_V1P2
+from schemas.errors import FieldProblem
+from schemas.limits import DEFAULT_LIMITS, ValidationLimits
 
-__all__ = ["FieldError", "is_event", "validate_caliper_item", "validate_endpoint_config", "validate_envelope"]
+__all__ = ["is_event", "validate_caliper_item", "walk_item"]
 
 
 # --- compiled types ----------------------------------------------------------------------------
@@ -58,13 +65,21 @@ def _compile_term(rule: Term) -> Checker:
     values, vocabulary = rule.values, rule.vocabulary
     accepted_values = format_accepted_values(values)
 
-    def check(value: Any, path: str, errors: Errors) -> None:
+    def check(value: Any, path: str, walk: Walk) -> None:
         if type(value) is not str:
-            errors.append(FieldError(path, f"expected a {vocabulary} (string), got {json_type_name(value)}"))
+            walk.add(path, f"expected a {vocabulary} (string), got {json_type_name(value)}")
         elif value not in values:
-            errors.append(FieldError(path, f"unknown {vocabulary} {value!r}; accepted values: {accepted_values}"))
+            walk.add(path, f"unknown {vocabulary} {shown(value)}; accepted values: {accepted_values}")
 
     return check
+
+
+def _too_deep(path: str, walk: Walk) -> bool:
+    """Whether the value at ``path`` (one level below ``walk.depth``) nests too deep; reports it if so."""
+    if walk.depth < walk.limits.max_depth:
+        return False
+    walk.add(path, f"nested more than {walk.limits.max_depth} levels of objects and arrays deep")
+    return True
 
 
 def _compile_ref(rule: Ref) -> Checker:
@@ -74,13 +89,13 @@ def _compile_ref(rule: Ref) -> Checker:
     iri_allowed = rule.iri_allowed
     shape = f"an IRI or an embedded {wanted} object" if iri_allowed else f"an embedded {wanted} object"
 
-    def check(value: Any, path: str, errors: Errors) -> None:
+    def check(value: Any, path: str, walk: Walk) -> None:
         if type(value) is dict:
-            _validate_typed_object(value, path, errors, allowed, wanted, fallback_type)
+            _validate_typed_object(value, path, walk, allowed, wanted, fallback_type)
         elif type(value) is str and iri_allowed:
-            check_iri(value, path, errors)
+            check_iri(value, path, walk)
         else:
-            errors.append(FieldError(path, f"expected {shape}, got {json_type_name(value)}"))
+            walk.add(path, f"expected {shape}, got {json_type_name(value)}")
 
     return check
 
@@ -88,15 +103,19 @@ def _compile_ref(rule: Ref) -> Checker:
 def _compile_list(rule: ListOf) -> Checker:
     check_item = _compile_rule(rule.item)
 
-    def check(value: Any, path: str, errors: Errors) -> None:
+    def check(value: Any, path: str, walk: Walk) -> None:
         if type(value) is not list:
-            errors.append(FieldError(path, f"expected a list, got {json_type_name(value)}"))
+            walk.add(path, f"expected a list, got {json_type_name(value)}")
             return
+        if _too_deep(path, walk):
+            return
+        walk.depth += 1
         for index, item in enumerate(value):
             if item is None:
-                errors.append(FieldError(f"{path}[{index}]", "must not be null"))
+                walk.add(f"{path}[{index}]", "must not be null")
             else:
-                check_item(item, f"{path}[{index}]", errors)
+                check_item(item, f"{path}[{index}]", walk)
+        walk.depth -= 1
 
     return check
 
@@ -105,11 +124,13 @@ def _compile_record(rule: Record) -> Checker:
     properties = {name: _compile_rule(sub_rule) for name, sub_rule in rule.properties.items()}
     required, record_name = rule.required, rule.name
 
-    def check(value: Any, path: str, errors: Errors) -> None:
+    def check(value: Any, path: str, walk: Walk) -> None:
         if type(value) is not dict:
-            errors.append(FieldError(path, f"expected a {record_name} object, got {json_type_name(value)}"))
-            return
-        _check_properties(value, path, errors, properties, required)
+            walk.add(path, f"expected a {record_name} object, got {json_type_name(value)}")
+        elif not _too_deep(path, walk):
+            walk.depth += 1
+            _check_properties(value, path, walk, properties, required)
+            walk.depth -= 1
 
     return check
 
@@ -178,9 +199,9 @@ def _transposition_of(type_name: str, key: str) -> str | None:
 
 
 def _check_properties(
-    obj: Mapping[str, Any],
+    obj: dict[str, Any],
     path: str,
-    errors: Errors,
+    walk: Walk,
     properties: Mapping[str, Checker],
     required: tuple[str, ...],
     type_name: str | None = None,
@@ -189,81 +210,83 @@ def _check_properties(
         check = properties.get(key)
         if check is not None:
             key_path = f"{path}.{key}" if path else key
-            if value is None:
-                errors.append(FieldError(key_path, "must not be null"))
-            else:
-                check(value, key_path, errors)
+            if value is not None:
+                check(value, key_path, walk)
+            elif key in required:
+                walk.add(key_path, "required property must not be null")
+            else:  # an optional property sent as null is absent
+                walk.nulls.append((obj, key))
         elif type_name is not None and key not in ("type", "action", "profile"):
             intended = _transposition_of(type_name, key)
             if intended is not None:
-                errors.append(
-                    FieldError(child_path(path, key), f"unknown property {key!r}: misspelling of {intended!r}?")
-                )
+                walk.add(child_path(path, key), f"unknown property {key!r}: misspelling of {intended!r}?")
     for name in required:
         if name not in obj:
-            errors.append(FieldError(child_path(path, name), "required property is missing"))
+            walk.add(child_path(path, name), "required property is missing")
+        elif name not in properties and obj[name] is None:  # action, profile: checked by the engine
+            walk.add(child_path(path, name), "required property must not be null")
 
 
-def _check_event_terms(obj: Mapping[str, Any], path: str, errors: Errors, compiled: _CompiledType) -> None:
+def _check_event_terms(obj: Mapping[str, Any], path: str, walk: Walk, compiled: _CompiledType) -> None:
     event = compiled.event
     assert event is not None
     action = obj.get("action")
-    if action is not None:  # a missing action is reported by the required check
+    if action is not None:  # a missing or null action is reported by the required check
         if type(action) is not str or action not in event.actions:
-            errors.append(
-                FieldError(
-                    child_path(path, "action"),
-                    f"action {action!r} is not allowed for {compiled.name}; "
-                    f"accepted values: {format_accepted_values(event.actions)}",
-                )
+            walk.add(
+                child_path(path, "action"),
+                f"action {shown(action)} is not allowed for {compiled.name}; "
+                f"accepted values: {format_accepted_values(event.actions)}",
             )
         elif compiled.required_for_action:
             for name in compiled.required_for_action.get(action, ()):
-                if name not in obj:
-                    errors.append(FieldError(child_path(path, name), f"required when action is {action!r}"))
-    if "profile" in obj:
-        profile = obj["profile"]
+                if obj.get(name) is None:
+                    walk.add(child_path(path, name), f"required when action is {action!r}")
+    profile = obj.get("profile")
+    if profile is not None:  # optional unless the type requires it (then the required check reports null)
         if type(profile) is not str or profile not in terms.KNOWN_PROFILES:
-            errors.append(
-                FieldError(
-                    child_path(path, "profile"),
-                    f"unknown profile {profile!r}; accepted values: {format_accepted_values(terms.KNOWN_PROFILES)}",
-                )
+            walk.add(
+                child_path(path, "profile"),
+                f"unknown profile {shown(profile)}; "
+                f"accepted values: {format_accepted_values(terms.KNOWN_PROFILES)}",
             )
         elif profile not in event.profiles:
-            errors.append(
-                FieldError(
-                    child_path(path, "profile"),
-                    f"{compiled.name} is not part of {profile}; "
-                    f"accepted values: {format_accepted_values(event.profiles)}",
-                )
+            walk.add(
+                child_path(path, "profile"),
+                f"{compiled.name} is not part of {profile}; accepted values: {format_accepted_values(event.profiles)}",
             )
+    elif "profile" in obj and "profile" not in compiled.required:
+        walk.nulls.append((obj, "profile"))  # type: ignore[arg-type]  # obj is the walked dict
 
 
 def _validate_typed_object(
-    obj: Mapping[str, Any],
+    obj: dict[str, Any],
     path: str,
-    errors: Errors,
+    walk: Walk,
     allowed: frozenset[str] | None,
     wanted: str,
     fallback_type: str,
 ) -> None:
     """Validate an object whose rules come from its ``type``; ``allowed=None`` accepts any type."""
+    if _too_deep(path, walk):
+        return
     type_name = obj.get("type")
     compiled = _COMPILED.get(type_name) if type(type_name) is str else None
     type_path = child_path(path, "type")
     if type_name is None:
         problem = "must not be null" if "type" in obj else "required property is missing"
-        errors.append(FieldError(type_path, f"{problem}; expected {wanted}"))
+        walk.add(type_path, f"{problem}; expected {wanted}")
     elif compiled is None:
-        errors.append(FieldError(type_path, f"unknown type {type_name!r}; expected {wanted}"))
+        walk.add(type_path, f"unknown type {shown(type_name)}; expected {wanted}")
     elif allowed is not None and type_name not in allowed:
-        errors.append(FieldError(type_path, f"type {type_name!r} is not allowed here; expected {wanted}"))
+        walk.add(type_path, f"type {type_name!r} is not allowed here; expected {wanted}")
     if compiled is None:  # still report what can be checked, with the rules of the expected type
         compiled = _COMPILED[fallback_type]
-    _check_properties(obj, path, errors, compiled.properties, compiled.required, compiled.name)
+    walk.depth += 1
+    _check_properties(obj, path, walk, compiled.properties, compiled.required, compiled.name)
     if compiled.event is not None:
-        _check_event_terms(obj, path, errors, compiled)
+        _check_event_terms(obj, path, walk, compiled)
+    walk.depth -= 1
 
 
 # --- public API ----------------------------------------------------------------------------------
@@ -277,73 +300,22 @@ def is_event(item: Mapping[str, Any]) -> bool:
     return "actor" in item and "action" in item and "eventTime" in item
 
 
-def validate_caliper_item(item: object) -> list[FieldError]:
-    """Validate one Event or Entity (a parsed JSON value). Empty list = valid. Reports EVERY problem."""
-    errors: Errors = []
+def walk_item(item: object, path: str, walk: Walk) -> None:
+    """Validate one envelope item at ``path`` within ``walk``."""
     if type(item) is not dict:
-        errors.append(FieldError("", f"expected a Caliper Event or Entity object, got {json_type_name(item)}"))
-        return errors
+        walk.add(path, f"expected a Caliper Event or Entity object, got {json_type_name(item)}")
+        return
     fallback = "Event" if is_event(item) else "Entity"
-    _validate_typed_object(item, "", errors, None, _KNOWN_TYPES_HINT, fallback)
-    return errors
+    _validate_typed_object(item, path, walk, None, _KNOWN_TYPES_HINT, fallback)
 
 
-_check_send_time: Final = SCALAR_CHECKERS[Kind.DATETIME]
+def validate_caliper_item(item: object, limits: ValidationLimits = DEFAULT_LIMITS, *,
+                          strict_decimals: bool = False, now: datetime | None = None) -> list[FieldProblem]:
+    """Validate one Event or Entity (a parsed JSON value). Empty list = valid. Reports EVERY problem.
 
-
-def validate_envelope(payload: object) -> list[FieldError]:
-    """Validate a whole envelope {sensor, sendTime, dataVersion, data[>=1]}; item errors are
-    prefixed with data[i]."""
-    if type(payload) is not dict:
-        return [FieldError("", f"expected a Caliper envelope object, got {json_type_name(payload)}")]
-    errors: Errors = []
-    for name in ("sensor", "sendTime", "dataVersion", "data"):
-        if payload.get(name) is None:
-            errors.append(FieldError(name, "required property is missing"))
-    sensor, send_time = payload.get("sensor"), payload.get("sendTime")
-    if sensor is not None:
-        check_iri(sensor, "sensor", errors)
-    if send_time is not None:
-        _check_send_time(send_time, "sendTime", errors)
-    data_version = payload.get("dataVersion")
-    if data_version is not None and data_version != CALIPER_CONTEXT_V1P2:
-        errors.append(
-            FieldError("dataVersion", f"unsupported dataVersion {data_version!r}; accepted: {CALIPER_CONTEXT_V1P2}")
-        )
-    data = payload.get("data")
-    if data is not None:
-        if type(data) is not list:
-            errors.append(FieldError("data", f"expected a list of Events and Entities, got {json_type_name(data)}"))
-        elif not data:
-            errors.append(FieldError("data", "must hold at least one Event or Entity"))
-        else:
-            for index, item in enumerate(data):
-                prefix = f"data[{index}]"
-                for error in validate_caliper_item(item):
-                    path = f"{prefix}.{error.path}" if error.path else prefix
-                    errors.append(FieldError(path, error.message))
-    return errors
-
-
-def validate_endpoint_config(payload: object) -> list[FieldError]:
-    """Validate a Caliper 1.2 endpoint configuration document (what a receiver's config endpoint
-    returns): caliper_supported_versions (list of IRIs, required), caliper_maximum_payload_size
-    (integer), caliper_supported_extensions (object)."""
-    if type(payload) is not dict:
-        return [FieldError("", f"expected an endpoint configuration object, got {json_type_name(payload)}")]
-    errors: Errors = []
-    versions = payload.get("caliper_supported_versions")
-    if versions is None:
-        errors.append(FieldError("caliper_supported_versions", "required property is missing"))
-    elif type(versions) is not list:
-        errors.append(FieldError("caliper_supported_versions", f"expected a list, got {json_type_name(versions)}"))
-    else:
-        for index, version in enumerate(versions):
-            check_iri(version, f"caliper_supported_versions[{index}]", errors)
-    size = payload.get("caliper_maximum_payload_size")
-    if size is not None:
-        check_integer(size, "caliper_maximum_payload_size", errors)
-    extensions = payload.get("caliper_supported_extensions")
-    if extensions is not None:
-        check_object(extensions, "caliper_supported_extensions", errors)
-    return errors
+    ``limits``: the bounds of ``schemas.limits`` (event-time window, magnitudes, depth...); ``strict_decimals``:
+    refuse JSON integers for decimal properties (the IMS conformance corpus's reading); ``now``: the instant the
+    event-time window is computed from (default: the current time)."""
+    walk = Walk(limits, strict_decimals, now)
+    walk_item(item, "", walk)
+    return walk.problems

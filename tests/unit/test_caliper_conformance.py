@@ -1,6 +1,10 @@
 """The Caliper 1.2 validator against the whole conformance corpus, plus its tolerance rules.
 
-Tolerance rules vs. the corpus -- where they truly conflict the fixture wins:
+The corpus runs in both modes: the strict conformance mode (``strict_decimals=True``) gives every file the
+verdict the corpus expects; the default mode differs on exactly the files of ``DIFFERS_IN_DEFAULT_MODE``
+(asserted, so that a change is noticed), each with its reason.
+
+Tolerance rules vs. the corpus -- where they truly conflict the fixture wins (in strict mode):
 
 * Booleans sent as strings ("True", "true", ...): caliperEntityAudioObject-MalformedMutedNotANInt
   sends ``"muted": "True"`` and must be rejected.  A string is therefore never a boolean; the
@@ -12,11 +16,17 @@ Tolerance rules vs. the corpus -- where they truly conflict the fixture wins:
   Result maxResultScore/resultScore "15.0"/"10.0", Score.scoreGiven "10.0" must all be rejected.
   So every Caliper integer/decimal property wants a JSON number; the tolerance applies only where
   the corpus is silent: the TimebackProfile metric ``value`` ("12" is accepted there).
-* Integers for decimal properties (not a listed tolerance, but the opposite of what JavaScript
-  senders produce): AggregateMeasure metricValue 12 / maxMetricValue 25, Score.maxScore 15 and
-  AssignableDigitalResource.maxScore 50 must be rejected, so Caliper decimal properties need a
-  JSON number written with a fraction or exponent (50.0).  The reverse is accepted (DOOL-1899):
-  an integer property takes an integral float (maxSubmits 0.0).
+* Integers for decimal properties: AggregateMeasure metricValue 12 / maxMetricValue 25,
+  Score.maxScore 15 and AssignableDigitalResource.maxScore 50 are rejected by the corpus, so in
+  strict mode Caliper decimal properties need a JSON number written with a fraction or exponent
+  (50.0).  JSON has one number type (RFC 8259) and a JavaScript sender cannot write 50.0, so the
+  default mode accepts integers there: these four files are the only ones whose verdict differs.
+  The reverse is accepted in both modes (DOOL-1899): an integer property takes an integral float
+  (maxSubmits 0.0).
+* ``null`` on an optional property is the property absent (the reference sensor writes
+  ``"description": null``); the corpus's null files are all about required properties (id, type,
+  actor, object, eventTime, and Score/Result ``attempt``, which the reference sensor requires too)
+  and stay rejected in both modes.
 * Unknown properties are kept, not reported -- except an adjacent-letter swap of a known property:
   caliperEntitySession-MalformedEndedAtTimeNotValidDateTime misspells ``endedAtTiem`` (with a bad
   date) and must be rejected, so such a near-miss is reported as a typo at its own path.
@@ -51,42 +61,74 @@ from hypothesis import strategies as st
 
 from schemas.caliper import (
     CALIPER_CONTEXT_V1P2,
-    FieldError,
     is_event,
     validate_caliper_item,
     validate_endpoint_config,
     validate_envelope,
 )
+from schemas.errors import FieldProblem
 
-# --- the corpus: every file of both folders ---------------------------------------------------
+# --- the corpus: every file of both folders, in both modes -------------------------------------
+
+MODES = {"strict": True, "default": False}  # mode -> strict_decimals
+# The invalid files the default mode accepts, and why (the strict mode rejects them, as the corpus expects).
+DIFFERS_IN_DEFAULT_MODE = {
+    "caliperEntityAggregateMeasure-MalformedMaxMetricValueNotAnInt":
+        "maxMetricValue 25: a JSON integer for a decimal property",
+    "caliperEntityAggregateMeasure-MalformedMetricValueNotAnInt":
+        "metricValue 12: a JSON integer for a decimal property",
+    "caliperEntityAssignableDigitalResource-MalformedMaxSubmitsNotAnInt":
+        "maxScore 50 (its only fault; the file name says maxSubmits): a JSON integer for a decimal property",
+    "caliperEntityScore-MalformedMaxScoreNotAnInt": "maxScore 15: a JSON integer for a decimal property",
+}
 
 
-@pytest.mark.parametrize("fixture", VALID_FILES, ids=lambda path: path.stem)
-def test_valid_fixture_is_accepted(fixture: Path) -> None:
+def corpus_item_errors(fixture: Path, strict_decimals: bool) -> list[FieldProblem]:
     payload = load(fixture)
+    if not fixture.stem.startswith("caliperEnvelope"):
+        # caliperIdentifierSystemIdentifier is a SystemIdentifier without @context: a Caliper type
+        # (not an Entity, it has no id), accepted as a data item like any other.
+        payload = wrap(payload)
+    return validate_envelope(payload, strict_decimals=strict_decimals)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fixture", VALID_FILES, ids=lambda path: path.stem)
+def test_valid_fixture_is_accepted(fixture: Path, mode: str) -> None:
     if fixture.stem == "caliperEndpointConfigPayload":
         # Not Caliper data: it is the document a receiver's endpoint-configuration resource returns
         # (supported versions / extensions / max payload size).  A conforming receiver accepts it as
         # such, so it is validated as an endpoint configuration, never as an envelope item (it has
         # no type or id; see test_endpoint_config_is_not_caliper_data).
-        assert validate_endpoint_config(payload) == []
-    elif fixture.stem.startswith("caliperEnvelope"):
-        assert validate_envelope(payload) == []
+        assert validate_endpoint_config(load(fixture)) == []
     else:
-        # caliperIdentifierSystemIdentifier is a SystemIdentifier without @context: a Caliper type
-        # (not an Entity, it has no id), accepted as a data item like any other.
-        assert validate_envelope(wrap(payload)) == []
+        assert corpus_item_errors(fixture, MODES[mode]) == []
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("fixture", INVALID_FILES, ids=lambda path: path.stem)
-def test_invalid_fixture_is_rejected_naming_the_field(fixture: Path) -> None:
+def test_invalid_fixture_is_rejected_naming_the_field(fixture: Path, mode: str) -> None:
     if fixture.stem in NOT_JSON_FIXTURES:
         with pytest.raises(json.JSONDecodeError):
             load(fixture)
         return
-    errors = validate_envelope(wrap(load(fixture)))
+    errors = corpus_item_errors(fixture, MODES[mode])
+    if mode == "default" and fixture.stem in DIFFERS_IN_DEFAULT_MODE:
+        assert errors == []
+        return
     field_path = f"data[0].{offending_field(fixture.stem)}"
     assert any(names_field(error, field_path) for error in errors), (field_path, errors)
+
+
+def test_exactly_the_listed_files_differ_between_strict_and_default_mode() -> None:
+    differing = set()
+    for fixture in [*VALID_FILES, *INVALID_FILES]:
+        if fixture.stem in NOT_JSON_FIXTURES or fixture.stem == "caliperEndpointConfigPayload":
+            continue
+        strict, default = (corpus_item_errors(fixture, strict) == [] for strict in (True, False))
+        if strict != default:
+            differing.add(fixture.stem)
+    assert differing == set(DIFFERS_IN_DEFAULT_MODE)
 
 
 def test_corpus_is_complete() -> None:
@@ -98,7 +140,7 @@ def test_endpoint_config_is_not_caliper_data() -> None:
     assert CALIPER_CONTEXT_V1P2 in config["caliper_supported_versions"]
     assert {error.path for error in validate_envelope(wrap(config))} >= {"data[0].type"}
     assert validate_endpoint_config({"caliper_supported_versions": "v1p2"}) == [
-        FieldError("caliper_supported_versions", "expected a list, got string")
+        FieldProblem("caliper_supported_versions", "expected a list, got string")
     ]
 
 
@@ -123,7 +165,7 @@ def with_changes(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return item
 
 
-def paths(errors: list[FieldError]) -> list[str]:
+def paths(errors: list[FieldProblem]) -> list[str]:
     return [error.path for error in errors]
 
 
@@ -193,12 +235,13 @@ def test_string_booleans_are_rejected_because_the_corpus_rejects_them(value: str
     assert paths(validate_caliper_item(item)) == ["muted"]
 
 
-def test_integral_float_is_an_integer_but_integer_is_not_a_decimal() -> None:  # DOOL-1899
+def test_integral_float_is_an_integer_and_integer_is_a_decimal_unless_strict() -> None:  # DOOL-1899
     resource = with_changes(PERSON, id="https://example.edu/assign/2", type="AssignableDigitalResource")
     assert validate_caliper_item(with_changes(resource, maxSubmits=0.0, maxScore=0.0)) == []
     assert paths(validate_caliper_item(with_changes(resource, maxSubmits=1.5))) == ["maxSubmits"]
     assert paths(validate_caliper_item(with_changes(resource, maxSubmits="abc"))) == ["maxSubmits"]
-    assert paths(validate_caliper_item(with_changes(resource, maxScore=50))) == ["maxScore"]
+    assert validate_caliper_item(with_changes(resource, maxScore=50)) == []
+    assert paths(validate_caliper_item(with_changes(resource, maxScore=50), strict_decimals=True)) == ["maxScore"]
 
 
 @pytest.mark.parametrize("value", [12, {"text": "x"}, ["a"], True])
@@ -293,7 +336,7 @@ def test_any_json_value_in_any_property_gives_errors_not_exceptions(key: str, va
 
 def test_non_object_item_is_an_error_at_the_root() -> None:
     assert validate_caliper_item(["not", "an", "item"]) == [
-        FieldError("", "expected a Caliper Event or Entity object, got array")
+        FieldProblem("", "expected a Caliper Event or Entity object, got array")
     ]
 
 

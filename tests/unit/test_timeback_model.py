@@ -90,7 +90,7 @@ def test_values_the_reference_forbids_are_problems(path: tuple[Any, ...], value:
     node[path[-1]] = value
     event, problems = validate_timeback_event(payload)
     assert event is None
-    assert [p.path for p in problems] == [".".join(str(part) for part in path)]
+    assert [p.path for p in problems] == [".".join(str(part) for part in path).replace(".0", "[0]")]
     with pytest.raises(ValidationError):
         TimebackActivityEvent.model_validate(payload)
 
@@ -107,7 +107,7 @@ def test_time_spent_values_must_not_be_negative() -> None:
     payload = time_spent_event()
     payload["generated"]["items"][1]["value"] = -5
     _, problems = validate_timeback_event(payload)
-    assert [p.path for p in problems] == ["generated.items.1.value"]
+    assert [p.path for p in problems] == ["generated.items[1].value"]
 
 
 def test_only_timeback_profile_activity_and_time_spent_events_are_timeback_events() -> None:
