@@ -26,15 +26,23 @@ def parse_time(value: Any) -> datetime | None:
     """An ISO 8601 date-time as an aware UTC datetime; no offset means UTC."""
     if not isinstance(value, str) or len(value) < 10:
         return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
-        if parsed.tzinfo is None:
-            return parsed.replace(tzinfo=UTC)
+        parsed = datetime.fromisoformat(value)  # the common case: "2024-04-24T14:12:00.000Z" (Z read as UTC)
+    except ValueError:
+        text = value.strip()
+        if text.endswith("z"):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is UTC:
+        return parsed
+    try:
         return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):  # not a date-time; or an offset that leaves year 1..9999
+    except OverflowError:  # an offset that moves the time out of years 1..9999
         return None
 
 

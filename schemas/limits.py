@@ -24,8 +24,8 @@ Timeback models) check every limit a later stage enforces and name the offending
   distinct UTC months.
 
 ``DEFAULT_LIMITS`` is what the gateway accepts; ``STORAGE_LIMITS`` is what the store can hold at all (the whole
-DateTime64 range, any finite number, any string) -- for stages that re-read already accepted events (the normalizers) and
-must not refuse what a gateway with wider configured limits accepted.
+DateTime64 range, any finite number, any string) -- for stages that re-read already accepted events (the
+normalizers) and must not refuse what a gateway with wider configured limits accepted.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -73,11 +74,23 @@ class ValidationLimits:
             raise ValueError("max_depth must allow at least an envelope, its data and an event (4 levels)")
 
     def time_window(self, now: datetime | None = None) -> TimeWindow:
-        """The window of event times as of ``now`` (default: the current time)."""
-        latest = self.latest_time
-        if latest is None:
-            latest = (now or datetime.now(UTC)) + self.max_future
+        """The window of event times as of ``now`` (default: the current time, to the second)."""
+        if self.latest_time is not None:
+            return self._window(self.latest_time)
+        if now is not None:
+            return self._window(now + self.max_future)
+        second = int(time.time())  # the current window is computed once a second (validation is a hot path)
+        cached = _CURRENT_WINDOWS.get(id(self))
+        if cached is None or cached[0] is not self or cached[1] != second:
+            moment = datetime.fromtimestamp(second + 1, UTC)  # rounded up: never narrower than now + max_future
+            cached = _CURRENT_WINDOWS[id(self)] = (self, second, self._window(moment + self.max_future))
+        return cached[2]
+
+    def _window(self, latest: datetime) -> TimeWindow:
         return TimeWindow(max(self.earliest_time, DATETIME64_MIN), min(latest, DATETIME64_MAX))
+
+
+_CURRENT_WINDOWS: dict[int, tuple[ValidationLimits, int, TimeWindow]] = {}  # by id(limits); few limits exist
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,25 +144,41 @@ def number_problem(value: float, limits: ValidationLimits) -> str | None:
     return None
 
 
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether the containers in ``value`` nest more than ``levels`` deep (recursion at most ``levels`` deep)."""
+    if type(value) is dict:
+        children: Any = value.values()
+    elif type(value) is list:
+        children = value
+    else:
+        return False
+    if levels <= 0:
+        return True
+    for child in children:  # noqa: SIM110 - a loop: any() over a generator costs twice as much here
+        if (type(child) is dict or type(child) is list) and _deeper_than(child, levels - 1):
+            return True
+    return False
+
+
+def _too_deep_path(value: Any, levels: int, path: str) -> str:
+    """The path of the first container nested more than ``levels`` deep in ``value`` (which is)."""
+    if levels <= 0:
+        return path
+    children = value.items() if type(value) is dict else enumerate(value)
+    for key, child in children:
+        if (type(child) is dict or type(child) is list) and _deeper_than(child, levels - 1):
+            where = f"{path}[{key}]" if type(key) is int else (f"{path}.{key}" if path else str(key))
+            return _too_deep_path(child, levels - 1, where)
+    return path  # pragma: no cover - only called on a value that is too deep
+
+
 def depth_problem(value: Any, limits: ValidationLimits, path: str = "") -> FieldProblem | None:
     """The first place where ``value`` nests deeper than ``limits.max_depth`` (``value`` itself is level 1)."""
-    stack: list[tuple[Any, int, str]] = [(value, 1, path)]
     limit = limits.max_depth
-    while stack:
-        node, level, where = stack.pop()
-        if type(node) is dict:
-            children: Any = node.items()
-        elif type(node) is list:
-            children = enumerate(node)
-        else:
-            continue
-        if level > limit:
-            return FieldProblem(where, f"nested more than {limit} levels of objects and arrays deep")
-        for key, child in children:
-            if type(child) is dict or type(child) is list:
-                child_path = f"{where}[{key}]" if type(key) is int else (f"{where}.{key}" if where else str(key))
-                stack.append((child, level + 1, child_path))
-    return None
+    if not _deeper_than(value, limit - 1):
+        return None
+    return FieldProblem(_too_deep_path(value, limit - 1, path),
+                        f"nested more than {limit} levels of objects and arrays deep")
 
 
 def month_of(moment: datetime) -> int:

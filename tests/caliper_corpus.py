@@ -22,6 +22,17 @@ NOT_JSON_FIXTURES = {
     "caliperEntity-BadJson",
     "caliperEntitySurvey-MalformedItemsContainsWrongEntityType",  # trailing comma after "Person"
 }
+# The invalid files the validator's default mode accepts, and why: the strict conformance mode
+# (strict_decimals=True) rejects them, as the corpus expects; the gateway runs the default mode.
+DIFFERS_IN_DEFAULT_MODE = {
+    "caliperEntityAggregateMeasure-MalformedMaxMetricValueNotAnInt":
+        "maxMetricValue 25: a JSON integer for a decimal property",
+    "caliperEntityAggregateMeasure-MalformedMetricValueNotAnInt":
+        "metricValue 12: a JSON integer for a decimal property",
+    "caliperEntityAssignableDigitalResource-MalformedMaxSubmitsNotAnInt":
+        "maxScore 50 (its only fault; the file name says maxSubmits): a JSON integer for a decimal property",
+    "caliperEntityScore-MalformedMaxScoreNotAnInt": "maxScore 15: a JSON integer for a decimal property",
+}
 # Fixtures whose file name does not name the offending field (read from their content).
 MISNAMED_FIXTURES = {
     "caliperEntity-MalformedCreationDate": "dateCreated",

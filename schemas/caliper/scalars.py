@@ -24,7 +24,6 @@ from schemas.limits import (
     INT64_MIN,
     ValidationLimits,
     int64_problem,
-    month_of,
     number_problem,
     text_problem,
 )
@@ -33,7 +32,8 @@ from schemas.limits import (
 class Walk:
     """One validation: the problems found so far, the limits applied, and what the walk remembers."""
 
-    __slots__ = ("depth", "limits", "months", "nulls", "problems", "strict_decimals", "window")
+    __slots__ = ("depth", "limits", "max_abs", "max_depth", "min_abs", "months", "nulls", "problems",
+                 "strict_decimals", "window")
 
     def __init__(self, limits: ValidationLimits, strict_decimals: bool, now: datetime | None = None) -> None:
         self.problems: list[FieldProblem] = []
@@ -43,6 +43,8 @@ class Walk:
         self.nulls: list[tuple[dict[str, Any], str]] = []  # (object, key) of optional properties sent as null
         self.months: set[int] = set()  # YYYYMM of the events' eventTime (the fact table's partitions)
         self.depth = 0  # JSON nesting level of the value being checked (the validated root is level 1)
+        self.max_depth = limits.max_depth
+        self.max_abs, self.min_abs = limits.max_abs_number, limits.min_abs_number
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(FieldProblem(path, message))
@@ -55,7 +57,7 @@ _DATETIME_RE: Final = re.compile(
     r"[Tt](?:[01]\d|2[0-3]):[0-5]\d(?::(?:[0-5]\d|60)(?:[.,]\d+)?)?"
     r"(?:[Zz]|[+-](?:[01]\d|2[0-3]):?[0-5]\d)?"
 )
-_DURATION_RE: Final = re.compile(
+DURATION_RE: Final = re.compile(
     r"P(?!$)(?:\d+(?:[.,]\d+)?Y)?(?:\d+(?:[.,]\d+)?M)?(?:\d+(?:[.,]\d+)?W)?(?:\d+(?:[.,]\d+)?D)?"
     r"(?:T(?=\d)(?:\d+(?:[.,]\d+)?H)?(?:\d+(?:[.,]\d+)?M)?(?:\d+(?:[.,]\d+)?S)?)?"
 )
@@ -103,7 +105,7 @@ def shown(value: Any) -> str:
 
 
 def duration_seconds(text: str) -> float:
-    """The length of an ISO 8601 duration (already matched by ``_DURATION_RE``) in seconds; a year is 365.2425
+    """The length of an ISO 8601 duration (already matched by ``DURATION_RE``) in seconds; a year is 365.2425
     days, a month a twelfth of it (only its magnitude is checked)."""
     date_part, _, time_part = text[1:].partition("T")
     total = 0.0
@@ -123,10 +125,13 @@ def _check_text_content(value: str, path: str, walk: Walk) -> None:
         walk.add(path, f"{text_problem(value)}, got {shown(value)}")
 
 
+_forbidden: Final = FORBIDDEN_CHARACTER.search
+
+
 def _check_string(value: Any, path: str, walk: Walk) -> None:
     if type(value) is not str:
         walk.add(path, f"expected a string, got {json_type_name(value)}")
-    elif FORBIDDEN_CHARACTER.search(value) is not None:
+    elif _forbidden(value) is not None:
         _check_text_content(value, path, walk)
 
 
@@ -145,6 +150,8 @@ def check_integer(value: Any, path: str, walk: Walk) -> None:
 
 
 def _check_bounded(number: float, path: str, walk: Walk) -> None:
+    if walk.min_abs <= number <= walk.max_abs or -walk.max_abs <= number <= -walk.min_abs or number == 0:
+        return  # the common case, decided by comparisons (nan fails them all)
     problem = number_problem(number, walk.limits)
     if problem is not None:
         walk.add(path, f"{problem}, got {shown(number)}")
@@ -172,6 +179,9 @@ def _number_of(value: Any, path: str, walk: Walk) -> float | None:
 
 
 def _check_number(value: Any, path: str, walk: Walk) -> None:
+    kind = type(value)
+    if (kind is int or kind is float) and walk.min_abs <= value <= walk.max_abs:
+        return  # the common case: a positive number in bounds
     number = _number_of(value, path, walk)
     if number is not None:
         _check_bounded(number, path, walk)
@@ -222,13 +232,13 @@ def check_event_time(value: Any, path: str, walk: Walk) -> None:
     if not window.earliest <= moment <= window.latest:
         walk.add(path, f"{window.problem(moment)}, got {shown(value)}")
     elif path.endswith(".eventTime") and path.count(".") == 1:  # data[i].eventTime: the fact's partition
-        walk.months.add(month_of(moment))
+        walk.months.add(moment.year * 100 + moment.month)  # month_of(moment): parse_time gives UTC already
 
 
 def _check_duration(value: Any, path: str, walk: Walk) -> None:
     if type(value) is not str:
         walk.add(path, f"expected an ISO 8601 duration (e.g. PT50M30S), got {json_type_name(value)}")
-    elif _DURATION_RE.fullmatch(value) is None:
+    elif DURATION_RE.fullmatch(value) is None:
         walk.add(path, f"expected an ISO 8601 duration (e.g. PT50M30S), got {shown(value)}")
     else:
         seconds = duration_seconds(value)
@@ -237,14 +247,16 @@ def _check_duration(value: Any, path: str, walk: Walk) -> None:
 
 
 def _pattern_checker(pattern: re.Pattern[str], what: str) -> Checker:
+    """A checker for strings of ``pattern``, also free of control characters."""
     fullmatch = pattern.fullmatch
+    forbidden = _forbidden
 
     def check(value: Any, path: str, walk: Walk) -> None:
         if type(value) is not str:
             walk.add(path, f"expected {what}, got {json_type_name(value)}")
         elif fullmatch(value) is None:
             walk.add(path, f"expected {what}, got {shown(value)}")
-        elif FORBIDDEN_CHARACTER.search(value) is not None:
+        elif forbidden(value) is not None:
             _check_text_content(value, path, walk)
 
     return check

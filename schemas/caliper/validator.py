@@ -30,6 +30,7 @@ from typing import Any, Final
 from schemas.caliper import terms
 from schemas.caliper.entity_rules import ENTITY_RULES, ListOf, Record, Ref, Rule, Scalar, Term
 from schemas.caliper.event_rules import BASE_EVENT, EVENT_RULES
+from schemas.caliper.fact_paths import check_fact_paths
 from schemas.caliper.scalars import (
     SCALAR_CHECKERS,
     Checker,
@@ -75,10 +76,9 @@ def _compile_term(rule: Term) -> Checker:
 
 
 def _too_deep(path: str, walk: Walk) -> bool:
-    """Whether the value at ``path`` (one level below ``walk.depth``) nests too deep; reports it if so."""
-    if walk.depth < walk.limits.max_depth:
-        return False
-    walk.add(path, f"nested more than {walk.limits.max_depth} levels of objects and arrays deep")
+    """Report that the container at ``path`` (one level below ``walk.depth``) nests too deep; always True.
+    Callers test ``walk.depth >= walk.max_depth`` first (inline: this walk is the validator's hot path)."""
+    walk.add(path, f"nested more than {walk.max_depth} levels of objects and arrays deep")
     return True
 
 
@@ -107,7 +107,7 @@ def _compile_list(rule: ListOf) -> Checker:
         if type(value) is not list:
             walk.add(path, f"expected a list, got {json_type_name(value)}")
             return
-        if _too_deep(path, walk):
+        if walk.depth >= walk.max_depth and _too_deep(path, walk):
             return
         walk.depth += 1
         for index, item in enumerate(value):
@@ -127,7 +127,7 @@ def _compile_record(rule: Record) -> Checker:
     def check(value: Any, path: str, walk: Walk) -> None:
         if type(value) is not dict:
             walk.add(path, f"expected a {record_name} object, got {json_type_name(value)}")
-        elif not _too_deep(path, walk):
+        elif walk.depth < walk.max_depth or not _too_deep(path, walk):
             walk.depth += 1
             _check_properties(value, path, walk, properties, required)
             walk.depth -= 1
@@ -176,6 +176,7 @@ _COMPILED.update({name: _compile_entity(name) for name in terms.ENTITY_SUPERTYPE
 _COMPILED.update({name: _compile_event(name) for name in terms.EVENT_TYPES})
 _EVENT_TYPES: Final = frozenset(terms.EVENT_TYPES)
 _KNOWN_TYPES_HINT: Final = "a Caliper 1.2 Event or Entity type (e.g. ViewEvent, Person)"
+_TIMEBACK_EVENTS: Final = frozenset({"ActivityEvent", "TimeSpentEvent"})
 
 
 # --- the walk ----------------------------------------------------------------------------------
@@ -268,7 +269,7 @@ def _validate_typed_object(
     fallback_type: str,
 ) -> None:
     """Validate an object whose rules come from its ``type``; ``allowed=None`` accepts any type."""
-    if _too_deep(path, walk):
+    if walk.depth >= walk.max_depth and _too_deep(path, walk):
         return
     type_name = obj.get("type")
     compiled = _COMPILED.get(type_name) if type(type_name) is str else None
@@ -305,8 +306,10 @@ def walk_item(item: object, path: str, walk: Walk) -> None:
     if type(item) is not dict:
         walk.add(path, f"expected a Caliper Event or Entity object, got {json_type_name(item)}")
         return
-    fallback = "Event" if is_event(item) else "Entity"
-    _validate_typed_object(item, path, walk, None, _KNOWN_TYPES_HINT, fallback)
+    event = is_event(item)
+    _validate_typed_object(item, path, walk, None, _KNOWN_TYPES_HINT, "Event" if event else "Entity")
+    if event and not (item.get("profile") == "TimebackProfile" and item.get("type") in _TIMEBACK_EVENTS):
+        check_fact_paths(item, path, walk)  # (the Timeback normalizer reads only what the Timeback rules type)
 
 
 def validate_caliper_item(item: object, limits: ValidationLimits = DEFAULT_LIMITS, *,

@@ -47,6 +47,7 @@ from typing import Any
 import pytest
 from caliper_corpus import (
     CORPUS,
+    DIFFERS_IN_DEFAULT_MODE,
     INVALID_FILES,
     NOT_JSON_FIXTURES,
     SENSOR_ENVELOPE,
@@ -71,16 +72,7 @@ from schemas.errors import FieldProblem
 # --- the corpus: every file of both folders, in both modes -------------------------------------
 
 MODES = {"strict": True, "default": False}  # mode -> strict_decimals
-# The invalid files the default mode accepts, and why (the strict mode rejects them, as the corpus expects).
-DIFFERS_IN_DEFAULT_MODE = {
-    "caliperEntityAggregateMeasure-MalformedMaxMetricValueNotAnInt":
-        "maxMetricValue 25: a JSON integer for a decimal property",
-    "caliperEntityAggregateMeasure-MalformedMetricValueNotAnInt":
-        "metricValue 12: a JSON integer for a decimal property",
-    "caliperEntityAssignableDigitalResource-MalformedMaxSubmitsNotAnInt":
-        "maxScore 50 (its only fault; the file name says maxSubmits): a JSON integer for a decimal property",
-    "caliperEntityScore-MalformedMaxScoreNotAnInt": "maxScore 15: a JSON integer for a decimal property",
-}
+
 
 
 def corpus_item_errors(fixture: Path, strict_decimals: bool) -> list[FieldProblem]:
