@@ -58,7 +58,8 @@ from streams.normalizers.timeback import TIMEBACK
 
 CONTEXT = "http://purl.imsglobal.org/ctx/caliper/v1p2"
 CALLER = Caller(client_id="load-client", tenant="load-tenant", scopes=frozenset(), rate_limit_per_second=None)
-OPTIONS = NormalizeOptions(b"load-test-key", keep_raw_email=True, normalizer_version="load-test")
+OPTIONS = NormalizeOptions(b"load-test-key", keep_raw_email=True, normalizer_version="load-test",
+                           student_key=b"load-test-student-key")
 RECEIVED_MS = 1_780_000_000_000
 CODEC = LearningFactCodec()
 _tokens = itertools.count()
