@@ -61,7 +61,7 @@ class ValidationLimits:
     latest_time: datetime | None = None  # ... unless a fixed last instant is given (aware)
     max_abs_number: float = 1e15
     min_abs_number: float = 1e-100  # non-zero magnitudes below it are refused
-    max_depth: int = 32
+    max_depth: int = 64  # as the gateway's max_json_depth: the IMS corpus nests 6 levels; orjson stops at ~255
     max_months_per_envelope: int = CLICKHOUSE_MAX_PARTITIONS_PER_INSERT
     forbid_control_characters: bool = True  # in strings that land in String columns
 

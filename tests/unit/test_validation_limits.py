@@ -181,11 +181,11 @@ def test_defect_deep_nesting_is_a_problem_not_a_recursion_error() -> None:
                  actor={"id": "https://example.edu/users/1", "type": "Person"}, object=document)
     del event["generated"]
     problems = validate_envelope(wrap(event))
-    assert len(problems) == 1 and "nested more than 32 levels" in problems[0].message
+    assert len(problems) == 1 and "nested more than 64 levels" in problems[0].message
     assert problems[0].path.startswith("data[0].object.isPartOf.isPartOf")
     hub = with_value(seed_hub_event(), "object.assignable.extension", {"deep": document})
     _, problems = validate_hub_event(hub)
-    assert len(problems) == 1 and "nested more than 32 levels" in problems[0].message
+    assert len(problems) == 1 and "nested more than 64 levels" in problems[0].message
 
 
 def test_defect_null_action_is_refused() -> None:
