@@ -118,7 +118,7 @@ def test_defect_huge_numbers_are_refused(value: float) -> None:
 @pytest.mark.parametrize("value", [float("inf"), float("nan"), "1e400"])
 def test_non_finite_numbers_are_refused(value: object) -> None:
     assert paths(envelope_problems(with_value(grade_event(), "generated.maxScore", value))) == [
-        "data[0].generated.maxScore"] or value == "1e400"
+        "data[0].generated.maxScore"]
     event = activity()
     event["generated"]["items"][0]["value"] = value
     assert paths(envelope_problems(event)) == ["data[0].generated.items[0].value"]
