@@ -44,7 +44,7 @@ async def _form(request: web.Request) -> dict[str, str]:
         raise OAuthError(413, "invalid_request", f"the token request is larger than {MAX_FORM_BYTES} bytes")
     try:
         form = await request.post()
-    except (UnicodeDecodeError, ValueError) as error:
+    except (UnicodeDecodeError, LookupError, ValueError) as error:  # bad bytes, an unknown charset
         raise _invalid("the body is not a valid application/x-www-form-urlencoded UTF-8 form") from error
     values: dict[str, str] = {}
     for name in ("grant_type", "client_id", "client_secret", "scope"):

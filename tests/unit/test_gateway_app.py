@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import jwt
 import pytest
 from gateway_doubles import KafkaDown, gateway, gateway_settings
 
 from caliper_pipeline.samples import envelope, hub_grade_event, timeback_activity_event
+from gateway.settings import INGEST_SCOPE, READ_SCOPE
+from gateway.tokens import key_id
 from schemas.kafka import Source
 
 
@@ -99,3 +103,36 @@ def test_importing_the_gateway_loads_neither_sinks_nor_pyarrow() -> None:
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'sinks', 'pyarrow', 'streams', 'chdb'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+async def test_status_codes_of_the_ingest_endpoints(tmp_path: Path) -> None:
+    settings = gateway_settings(tmp_path, max_body_bytes=64 * 1024)
+    async with gateway(settings) as gw:
+        client, _ = gw.add_client("school-a")
+        auth = gw.auth(client)
+        payload = envelope(timeback_activity_event())
+        key = settings.jwt_secret.get_secret_value()
+        now = int(time.time())
+        expired = jwt.encode({"iss": settings.jwt_issuer, "sub": client.client_id, "tenant": "school-a",
+                              "scope": INGEST_SCOPE, "iat": now - 100, "exp": now - 10}, key, algorithm="HS256",
+                             headers={"kid": key_id(key)})
+        for headers in ({}, {"Authorization": "Token x"}, {"Authorization": "Bearer not-a-jwt"},
+                        {"Authorization": f"Bearer {expired}"}):
+            response = await gw.client.post("/caliper/event", json=payload, headers=headers)
+            assert response.status == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "expired" in (await response.json())["message"]
+        read_only = gw.auth(client, {READ_SCOPE})
+        assert (await gw.client.post("/caliper/event", json=payload, headers=read_only)).status == 403
+        assert (await gw.client.post("/caliper/event", data=b"{}", headers={**auth, "Content-Type": "text/plain"})
+                ).status == 415
+        big = envelope(*[timeback_activity_event() for _ in range(200)])
+        assert (await gw.client.post("/caliper/event", json=big, headers=auth)).status == 413
+        malformed = await gw.client.post("/caliper/event", data=b'{"sensor": ',
+                                         headers={**auth, "Content-Type": "application/json"})
+        assert malformed.status == 400 and (await malformed.json())["errors"][0]["message"].startswith("malformed")
+        old = {**payload, "dataVersion": "http://purl.imsglobal.org/ctx/caliper/v1p1"}
+        assert (await gw.client.post("/caliper/event", json=old, headers=auth)).status == 422
+        hub = await gw.client.post("/hub/v1/events", data=b"[", headers={**auth, "Content-Type": "application/json"})
+        assert hub.status == 400 and isinstance((await hub.json())["message"], list)
+        assert gw.publisher.published == []
+        assert sorted(r.status for r in gw.publisher.rejections) == [400, 400, 422]  # content refusals only

@@ -69,6 +69,8 @@ async def test_malformed_token_requests_are_4xx_never_500(tmp_path: Path) -> Non
         cases = [
             (await _post(gw, b"grant_type=client_credentials&client_id=\xff\xfe", headers=form_type), 400,
              "invalid_request"),
+            (await _post(gw, b"grant_type=client_credentials", headers={
+                "Content-Type": "application/x-www-form-urlencoded; charset=klingon"}), 400, "invalid_request"),
             (await _post(gw, {}), 400, "invalid_request"),
             (await _post(gw, {"grant_type": "password"}), 400, "unsupported_grant_type"),
             (await _post(gw, {**GRANT, "client_id": client.client_id, "client_secret": secret},
