@@ -91,7 +91,7 @@ async def read_body(request: web.Request, reservation: Reservation, max_bytes: i
 
 def json_depth_problem(value: Any, max_depth: int) -> FieldProblem | None:
     """The first place where ``value`` nests objects/arrays deeper than ``max_depth``, else None (iterative)."""
-    if not _deeper_than(value, max_depth):
+    if (type(value) is not dict and type(value) is not list) or not _deeper_than(value, max_depth):
         return None
     stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
@@ -107,15 +107,17 @@ def json_depth_problem(value: Any, max_depth: int) -> FieldProblem | None:
 
 
 def _deeper_than(value: Any, max_depth: int) -> bool:
-    """Whether containers nest deeper than ``max_depth`` (the fast pass: no paths built)."""
-    if type(value) is not dict and type(value) is not list:
-        return False
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
+    """Whether containers nest deeper than ``max_depth`` (the fast pass, level by level, no paths built)."""
+    level, depth = [value], 1
+    while level:
         if depth > max_depth:
             return True
-        for child in node.values() if type(node) is dict else node:
-            if type(child) is dict or type(child) is list:
-                stack.append((child, depth + 1))
+        deeper: list[Any] = []
+        add = deeper.append
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    add(child)
+        level, depth = deeper, depth + 1
     return False
