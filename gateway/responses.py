@@ -37,7 +37,7 @@ def hub_line(problem: FieldProblem) -> str:
     """One line of the hub's 400 answer: "Field <path> not informed", or a message that names the field."""
     if problem.missing:
         return f"Field {problem.path} not informed"
-    if problem.path and problem.path in problem.message:
+    if not problem.path or problem.path in problem.message:
         return problem.message
     return f"Field {problem.path}: {problem.message}"
 

@@ -133,6 +133,10 @@ async def test_an_event_larger_than_kafka_takes_is_413_naming_it(tmp_path: Path)
         status, answer = answers[0]
         assert status == 413 and [e["path"] for e in answer["errors"]] == ["data[1]"]
         assert "4096 bytes" in answer["errors"][0]["message"]
+        hub = hub_grade_event()
+        hub["extensions"] = {"notes": "x" * 5000}
+        status, answer = await _post(gw, "/hub/v1/events", orjson.dumps(hub), auth)
+        assert status == 413 and answer["message"][0].startswith("this event is")
         assert gw.publisher.published == []
     assert GatewaySettings().max_event_bytes < 1_048_576  # below the producer's and the broker's message limit
 
