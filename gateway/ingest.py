@@ -12,8 +12,7 @@ from gateway.tokens import Caller
 from schemas.coerce import time_to_ms
 from schemas.kafka import Source, partition_key
 from schemas.records import RawEvent
-
-TIMEBACK_PROFILE = "TimebackProfile"
+from schemas.timeback import TIMEBACK_PROFILE
 
 
 def reference_id(value: Any) -> str:
