@@ -31,7 +31,8 @@ from schemas.read_api import EventReader
 def build_app(settings: GatewaySettings, kafka: KafkaSettings, *, publisher: EventPublisher | None = None,
               reader: EventReader | None = None) -> web.Application:
     """The gateway; ``publisher`` replaces the Kafka producer (tests), ``reader`` serves ``GET /caliper/events``
-    (none: that endpoint answers 404)."""
+    (none: that endpoint answers 404). Raises ``DevelopmentSecretError`` for a signing secret anyone may know."""
+    settings.check_signing_secrets()
     app = web.Application(middlewares=[metrics_middleware, error_middleware(caliper_error_body, BEARER_CHALLENGE)],
                           client_max_size=settings.max_body_bytes)
     registry = ClientRegistry(settings.clients_file)

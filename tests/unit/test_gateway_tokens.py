@@ -12,14 +12,21 @@ from typing import Any
 import jwt
 import orjson
 import pytest
-from gateway_doubles import gateway, gateway_settings
+from gateway_doubles import UNUSED_KAFKA, gateway, gateway_settings
 from pydantic import ValidationError
 
 from caliper_pipeline.samples import envelope, timeback_activity_event
 from caliper_pipeline.settings import Settings
 from gateway.clients import Client, ClientRegistry
 from gateway.errors import UnauthorizedError
-from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
+from gateway.main import build_app
+from gateway.settings import (
+    DEVELOPMENT_JWT_SECRET,
+    INGEST_SCOPE,
+    READ_SCOPE,
+    DevelopmentSecretError,
+    GatewaySettings,
+)
 from gateway.tokens import TokenIssuer, key_id
 
 KEY = secrets.token_urlsafe(32)
@@ -110,6 +117,22 @@ def test_previous_secrets_come_from_the_environment_as_a_json_list(monkeypatch: 
     settings = Settings().gateway
     assert settings.verification_secrets == [KEY, OLD_KEY]
     assert OLD_KEY not in repr(settings)  # SecretStr: never printed
+
+
+@pytest.mark.parametrize(("overrides", "problem"), [
+    ({}, "development secret"),
+    ({"jwt_secret": "short-secret"}, "shorter than 32 bytes"),
+    ({"jwt_secret": KEY, "jwt_previous_secrets": [DEVELOPMENT_JWT_SECRET]}, "jwt_previous_secrets[0]"),
+])
+def test_the_gateway_refuses_to_start_with_a_secret_anyone_may_know(tmp_path: Path, overrides: dict[str, Any],
+                                                                     problem: str) -> None:
+    settings = GatewaySettings(clients_file=tmp_path / "clients.json", **overrides)
+    with pytest.raises(DevelopmentSecretError, match="refuses to start") as refused:
+        build_app(settings, UNUSED_KAFKA)
+    assert problem in str(refused.value)
+    assert "CALIPER_GATEWAY__JWT_SECRET" in str(refused.value)
+    assert "CALIPER_GATEWAY__ALLOW_DEVELOPMENT_SECRET=true" in str(refused.value)
+    build_app(settings.model_copy(update={"allow_development_secret": True}), UNUSED_KAFKA)  # explicit opt-in
 
 
 async def test_non_ascii_bearer_tokens_are_401(tmp_path: Path) -> None:
