@@ -6,15 +6,12 @@
   share until its answer is ready (its parsed JSON lives that long).
 - ``read_body``: ``Content-Encoding`` identity, gzip or deflate (decoded by aiohttp; anything else is 415), at most
   ``max_body_bytes`` after decoding (413), a body that cannot be decoded is a 400 naming the encoding.
-- ``json_depth_problem``: JSON nested deeper than ``max_json_depth`` is a 400 naming the path where the depth is
-  exceeded (checked right after parsing, whatever the endpoint, before anything walks the value recursively).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
@@ -23,7 +20,6 @@ from gateway.errors import PayloadTooLargeError, ServerBusyError, UnreadableBody
 from schemas.errors import FieldProblem
 
 DECODED_ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")
-MAX_KEY_IN_PATH = 40
 
 
 class BodyBudget:
@@ -87,37 +83,3 @@ async def read_body(request: web.Request, reservation: Reservation, max_bytes: i
         raise UnreadableBodyError(f"{what} could not be read: {str(error).splitlines()[-1].strip()}",
                                   problems=[FieldProblem("body", f"{what} could not be read or decoded")]) from error
     return body
-
-
-def json_depth_problem(value: Any, max_depth: int) -> FieldProblem | None:
-    """The first place where ``value`` nests objects/arrays deeper than ``max_depth``, else None (iterative)."""
-    if (type(value) is not dict and type(value) is not list) or not _deeper_than(value, max_depth):
-        return None
-    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
-    while stack:
-        node, depth, path = stack.pop()
-        if depth > max_depth:
-            return FieldProblem(path, f"JSON nested deeper than {max_depth} levels (at {path or 'the root'})")
-        pairs = (((f"{path}.{key[:MAX_KEY_IN_PATH]}" if path else key[:MAX_KEY_IN_PATH]), child)
-                 for key, child in node.items()) if type(node) is dict else \
-            ((f"{path}[{index}]", child) for index, child in enumerate(node))
-        stack.extend((child, depth + 1, child_path) for child_path, child in pairs
-                     if type(child) is dict or type(child) is list)
-    return None  # pragma: no cover - _deeper_than found a path
-
-
-def _deeper_than(value: Any, max_depth: int) -> bool:
-    """Whether containers nest deeper than ``max_depth`` (the fast pass, level by level, no paths built)."""
-    level, depth = [value], 1
-    while level:
-        if depth > max_depth:
-            return True
-        deeper: list[Any] = []
-        add = deeper.append
-        for node in level:
-            for child in node.values() if type(node) is dict else node:
-                kind = type(child)
-                if kind is dict or kind is list:
-                    add(child)
-        level, depth = deeper, depth + 1
-    return False

@@ -3,6 +3,7 @@ per-client event budget, the size of each event as published, and publishing."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -11,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.body import Reservation, json_depth_problem, read_body
+from gateway.body import Reservation, read_body
 from gateway.errors import (
     InvalidPayloadError,
     MalformedJsonError,
@@ -23,6 +24,7 @@ from gateway.keys import BODY, CALLER, LIMITER, METRICS, PUBLISHER, SETTINGS, TO
 from gateway.publisher import EncodedEvent, OutgoingEvent
 from gateway.tokens import Caller
 from schemas.errors import FieldProblem
+from schemas.limits import ValidationLimits, depth_problem
 
 MAX_PROBLEMS = 100
 
@@ -34,7 +36,8 @@ def authorize(request: web.Request, scope: str) -> Caller:
 
 
 async def read_json(request: web.Request, reservation: Reservation) -> Any:
-    """The body parsed as JSON: Content-Type, encoding, size, syntax and nesting depth checked."""
+    """The body parsed as JSON: Content-Type, encoding, size, syntax and nesting depth (``max_json_depth``, whatever
+    the endpoint and its validator; the envelope itself is level 1) checked."""
     if request.content_type != "application/json":
         raise UnsupportedMediaTypeError(f"Content-Type must be application/json, not {request.content_type[:60]!r}")
     settings = request.config_dict[SETTINGS]
@@ -45,10 +48,15 @@ async def read_json(request: web.Request, reservation: Reservation) -> Any:
     except orjson.JSONDecodeError as error:
         raise MalformedJsonError(f"malformed JSON: {error}",
                                  problems=[FieldProblem(path="", message=f"malformed JSON: {error}")]) from error
-    problem = json_depth_problem(payload, settings.max_json_depth)
+    problem = depth_problem(payload, _depth_limit(settings.max_json_depth))  # before anything walks it recursively
     if problem is not None:
         raise InvalidPayloadError(problem.message, problems=[problem])
     return payload
+
+
+@functools.cache
+def _depth_limit(max_depth: int) -> ValidationLimits:
+    return ValidationLimits(max_depth=max_depth)
 
 
 def check_event_count(request: web.Request, caller: Caller, count: int, *, charge: bool) -> None:
