@@ -15,9 +15,8 @@ from gateway.ingest import iter_envelope_events
 from gateway.keys import BODY_BUDGET, SETTINGS
 from gateway.responses import json_response
 from gateway.settings import INGEST_SCOPE, package_version
-from schemas.caliper import CALIPER_CONTEXT_V1P2, is_event, validate_envelope
+from schemas.caliper import CALIPER_CONTEXT_V1P2, check_envelope, is_event
 from schemas.caliper.terms import KNOWN_PROFILES
-from schemas.errors import FieldProblem
 from schemas.hub import PROFILES as HUB_PROFILES
 
 UNSUPPORTED_VERSION_PREFIX = "unsupported dataVersion"
@@ -43,7 +42,7 @@ async def _envelope(request: web.Request, *, publish_events: bool) -> web.Respon
     async with request.config_dict[BODY_BUDGET].hold() as reservation:
         payload = await read_json(request, reservation)
         check_event_count(request, caller, _item_count(payload), charge=publish_events)
-        problems = [FieldProblem(path=e.path, message=e.message) for e in validate_envelope(payload)]
+        problems, payload = check_envelope(payload)  # the payload without the optional properties sent as null
         if any(p.path == "dataVersion" and p.message.startswith(UNSUPPORTED_VERSION_PREFIX) for p in problems):
             raise UnsupportedDataVersionError("unsupported dataVersion", problems=problems)
         if problems:

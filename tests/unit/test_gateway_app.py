@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import jwt
+import orjson
 import pytest
 from gateway_doubles import KafkaDown, gateway, gateway_settings
 
-from caliper_pipeline.samples import envelope, hub_grade_event, timeback_activity_event
+from caliper_pipeline.samples import envelope, generic_caliper_event, hub_grade_event, timeback_activity_event
 from gateway.settings import INGEST_SCOPE, READ_SCOPE
 from gateway.tokens import key_id
 from schemas.kafka import Source
@@ -136,3 +137,19 @@ async def test_status_codes_of_the_ingest_endpoints(tmp_path: Path) -> None:
         assert hub.status == 400 and isinstance((await hub.json())["message"], list)
         assert gw.publisher.published == []
         assert sorted(r.status for r in gw.publisher.rejections) == [400, 400, 422]  # content refusals only
+
+
+async def test_optional_nulls_are_dropped_before_publishing(tmp_path: Path) -> None:
+    """Issue 12 finding 12, at the gateway: an envelope with ``null`` on optional properties is accepted and what
+    goes to Kafka no longer carries them (``schemas.caliper.check_envelope``'s payload)."""
+    async with gateway(gateway_settings(tmp_path)) as gw:
+        auth = await gw.ingest_auth()
+        event = generic_caliper_event()
+        event["object"]["description"] = None
+        event["referrer"] = None
+        response = await gw.client.post("/caliper/event", json=envelope(event), headers=auth)
+        assert response.status == 200, await response.text()
+        (published,) = gw.publisher.events
+        sent = orjson.loads(published.payload)
+        assert "referrer" not in sent and "description" not in sent["object"]
+        assert sent["object"]["name"] == event["object"]["name"]
