@@ -51,10 +51,12 @@ async def test_basic_auth_and_form_credentials(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("header", [
-    "Basic YWJj",  # bad padding (the finding: a 500)
+    "Basic YWJjZA",  # base64 of "abcd" without its padding (the finding: binascii.Error, a 500)
+    "Basic YWJjZA=",  # wrong padding
     "Basic !!!!",  # not base64
     "Basic " + base64.b64encode(b"\xff\xfe:\xfa").decode(),  # not UTF-8
     "Basic " + base64.b64encode(b"no-colon-here").decode(),  # no ':'
+    "Basic YWJj",  # "abc": valid base64, no ':'
 ])
 async def test_malformed_basic_credentials_are_400_invalid_request(tmp_path: Path, header: str) -> None:
     async with gateway(gateway_settings(tmp_path)) as gw:
