@@ -97,7 +97,8 @@ def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await run_sink(settings.sink, settings.clickhouse, settings.kafka)
+            await run_sink(settings.sink, settings.clickhouse, settings.kafka,
+                           student_key_secret=settings.sink.erasure_hash_key.get_secret_value().encode())
 
     asyncio.run(until_signalled())
     return 0
@@ -145,6 +146,22 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
     summary = asyncio.run(replay(settings.kafka, topic=args.topic, to_topic=args.to_topic, partition=args.partition,
                                  from_offset=args.from_offset, to_offset=args.to_offset, dry_run=args.dry_run))
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def cmd_purge_kafka(settings: Settings, args: argparse.Namespace) -> int:
+    from caliper_pipeline.purge import PurgeError, purge_kafka
+    from schemas.coerce import parse_time
+
+    moment = parse_time(args.before)
+    if moment is None:
+        raise PurgeError(f"--before must be an ISO 8601 date-time, got {args.before!r}")
+    topics = settings.kafka.topics
+    downstream = {topic: settings.streams.app_id for topic in topics.raw_topics}
+    downstream[topics.facts] = settings.sink.group_id
+    summary = asyncio.run(purge_kafka(settings.kafka, int(moment.timestamp() * 1000), downstream_groups=downstream,
+                                      dry_run=args.dry_run, force=args.force))
     print("\n".join(summary.lines()))
     return 0
 
@@ -204,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--from-offset", type=int)
     replay.add_argument("--to-offset", type=int, help="inclusive")
     replay.add_argument("--dry-run", action="store_true", help="count what would be re-published")
+
+    purge = add("purge-kafka", cmd_purge_kafka, "delete the pipeline's Kafka records older than a moment")
+    purge.add_argument("--before", required=True, help="ISO 8601 date-time, e.g. 2026-11-30T12:00:00Z")
+    purge.add_argument("--dry-run", action="store_true", help="count what would be deleted")
+    purge.add_argument("--force", action="store_true",
+                       help="also delete records the next stage has not committed yet (loses them)")
 
     bench = add("bench", cmd_bench, "benchmarks that print figures")
     benches = bench.add_subparsers(dest="component", required=True)

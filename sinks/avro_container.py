@@ -74,6 +74,7 @@ class WriterGroup:
     writer_schema: Any  # the fastavro-parsed writer schema
     offsets: list[int] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
+    headers: list[bytes] = field(default_factory=list)  # each message's header (what precedes its body)
 
     def schema_json(self) -> str:
         """The writer schema's parsing canonical form: what its fingerprint is computed from."""
@@ -100,6 +101,7 @@ def group_by_writer(
         if last_group is not None and value.startswith(last_header):  # the usual case: the previous writer
             last_group.offsets.append(offset)
             last_group.bodies.append(value[last_start:])
+            last_group.headers.append(last_header)
             continue
         try:
             writer, start = writer_schema_of(value)
@@ -111,5 +113,6 @@ def group_by_writer(
             group = groups[id(writer)] = WriterGroup(writer)
         group.offsets.append(offset)
         group.bodies.append(value[start:])
+        group.headers.append(value[:start])
         last_header, last_group, last_start = value[:start], group, start
     return list(groups.values()), unreadable

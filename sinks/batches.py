@@ -1,42 +1,27 @@
-"""Per-partition batches of the facts topic and how one is written to ClickHouse.
+"""Per-partition batches of the facts topic: accumulating them, and their recorded offset ranges.
 
-Follows quix-streams' batching-sink contract (``add`` a message, ``flush`` a partition's batch, ``write``
-raises ``SinkBackpressureError`` when the destination cannot take it), with one addition taken from
-ClickHouse's Kafka Connect sink: a batch is a deterministic offset range ``[first, last]`` of one partition,
-recorded in ``sink_batches`` before it is inserted with ``insert_deduplication_token = topic:partition:first-last``.
-A retry - after a failure, or after a crash that came before the offset commit - rebuilds exactly that range,
-so ClickHouse drops the repeated block.
-
-How a batch is written (``write``):
-
-- fast path: the messages are grouped by the writer schema their header names; when there is one group, its
-  bodies are joined into an Avro container (``sinks.avro_container``) that ClickHouse decodes itself in one
-  ``INSERT ... SELECT`` (``sinks.avro_insert``); messages whose header names no known writer are rejects;
-- Python path: each message decoded with fastavro, the good ones inserted as one Arrow block, the others
-  rejected. It is taken when ClickHouse refuses the container (a corrupt body: the Python decoder then
-  isolates it), when a batch mixes writer schemas (only during a schema rollout), or when a writer schema
-  has fields the mapping does not handle.
-
-Both paths insert the range's facts as ONE insert carrying the range's token, so whichever path a retry takes,
-ClickHouse drops it: with ``insert_deduplication_token`` set, deduplication compares tokens, not block contents.
-A retry normally takes the same path anyway: the same bytes are accepted or refused by ClickHouse the same way.
-Rejects go in with ``<token>:rejects``.
+Follows quix-streams' batching-sink contract (``add`` a message, ``take_due`` the batches to flush, ``write``
+raises ``SinkBackpressureError(retry_after)`` when the destination cannot take a batch now, and the caller
+pauses that partition for that long), with one addition taken from ClickHouse's Kafka Connect sink: a batch is a
+deterministic offset range ``[first, last]`` of one partition, recorded in ``sink_batches`` before it is
+inserted with ``insert_deduplication_token = topic:partition:first-last``. A retry - after a failure, or after a
+crash that came before the offset commit - rebuilds exactly that range, so ClickHouse drops the repeated block.
+How a batch is written, and how rows ClickHouse refuses are isolated, is ``sinks.writer``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from schemas.codec import LearningFactCodec
-from sinks.avro_container import WriterGroup, group_by_writer
-from sinks.avro_insert import AvroFactInsert, fact_insert_for
-from sinks.errors import AvroMappingError, ClickHouseQueryError, SinkBackpressureError, SinkError
-from sinks.fact_rows import FACT_TABLE, REJECTS_TABLE, RejectedMessage, facts_to_arrow, rejects_to_arrow
+from sinks.clickhouse import ClickHouse
+from sinks.errors import ClickHouseQueryError, SinkBackpressureError, SinkError
 from sinks.metrics import SinkMetrics
-from sinks.targets import ClickHouseTarget, quote_literal
+from sinks.tables import BATCHES_TABLE, FACT_TABLE
+from sinks.writer import BatchWriter
 
 TopicPartition = tuple[str, int]
 
@@ -73,10 +58,11 @@ class FactBatchSink:
     """Accumulates facts per partition and writes each closed batch as one deduplicated ClickHouse insert."""
 
     def __init__(
-        self, target: ClickHouseTarget, consumer_group: str, *, batch_rows: int, batch_seconds: float,
+        self, clickhouse: ClickHouse, consumer_group: str, *, batch_rows: int, batch_seconds: float,
         metrics: SinkMetrics | None = None, codec: LearningFactCodec | None = None,
+        isolate_after_failures: int = 5, backoff_min_seconds: float = 0.5, backoff_max_seconds: float = 30.0,
     ) -> None:
-        self.target = target
+        self.clickhouse = clickhouse
         self.consumer_group = consumer_group
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds
@@ -85,7 +71,13 @@ class FactBatchSink:
         self._open: dict[TopicPartition, PartitionBatch] = {}
         self._closed: dict[TopicPartition, deque[PartitionBatch]] = {}
         self._plans: dict[TopicPartition, tuple[int, int]] = {}
-        self._avro_inserts: dict[int, AvroFactInsert | None] = {}  # by id() of a parsed writer schema
+        self._writer = BatchWriter(clickhouse, self._codec.writer_schema_of, self.metrics)
+        self.isolate_after_failures = isolate_after_failures
+        self.backoff_min_seconds = backoff_min_seconds
+        self.backoff_max_seconds = backoff_max_seconds
+        self._failures: dict[TopicPartition, tuple[int, int]] = {}  # partition -> (first offset, failures)
+        # held while a batch is written: an erasure takes it to order itself against in-flight inserts
+        self.write_lock = threading.Lock()
 
     # -- accumulating ---------------------------------------------------------------------------------------
 
@@ -145,84 +137,50 @@ class FactBatchSink:
 
     def load_plans(self, topic: str) -> None:
         """Read the last recorded range of every partition of ``topic`` (at start and on assignment)."""
-        _, rows = self.target.query_rows(
-            f"SELECT partition, first_offset, last_offset FROM {self.target.database}.sink_batches FINAL "
-            f"WHERE consumer_group = {quote_literal(self.consumer_group)} AND topic = {quote_literal(topic)}")
+        _, rows = self.clickhouse.query_rows(
+            f"SELECT partition, first_offset, last_offset FROM {self.clickhouse.database}.{BATCHES_TABLE} FINAL "
+            "WHERE consumer_group = {group:String} AND topic = {topic:String}",
+            {"group": self.consumer_group, "topic": topic})
         for partition, first, last in rows:
             self._plans[(topic, int(partition))] = (int(first), int(last))
 
     def _record_plan(self, batch: PartitionBatch) -> None:
-        self.target.command(
-            f"INSERT INTO {self.target.database}.sink_batches "
+        self.clickhouse.command(
+            f"INSERT INTO {self.clickhouse.database}.{BATCHES_TABLE} "
             "(consumer_group, topic, partition, first_offset, last_offset, recorded_at) VALUES "
-            f"({quote_literal(self.consumer_group)}, {quote_literal(batch.topic)}, {batch.partition}, "
-            f"{batch.first_offset}, {batch.last_offset}, now64(6))")
+            "({group:String}, {topic:String}, {partition:UInt32}, {first:UInt64}, {last:UInt64}, now64(6))",
+            {"group": self.consumer_group, "topic": batch.topic, "partition": batch.partition,
+             "first": batch.first_offset, "last": batch.last_offset})
         self._plans[(batch.topic, batch.partition)] = (batch.first_offset, batch.last_offset)
 
     # -- writing --------------------------------------------------------------------------------------------
 
-    def decode(self, batch: PartitionBatch) -> tuple[list[dict[str, Any]], list[RejectedMessage]]:
-        """Every message of the batch decoded in Python, in offset order: the records, and the messages that
-        do not decode."""
-        records: list[dict[str, Any]] = []
-        rejects: list[RejectedMessage] = []
-        for offset, value in zip(batch.offsets, batch.values, strict=True):
-            try:
-                records.append(self._codec.decode(value or b""))
-            except Exception as error:  # any undecodable message is kept, never dropped
-                rejects.append(RejectedMessage(
-                    batch.topic, batch.partition, offset, str(error) or type(error).__name__, value or b""))
-        return records, rejects
-
-    def _avro_insert_for(self, group: WriterGroup) -> AvroFactInsert | None:
-        """How ClickHouse reads this writer's container, or None: its batches take the Python path."""
-        key = id(group.writer_schema)  # parsed writer schemas live as long as the codec
-        if key not in self._avro_inserts:
-            try:
-                self._avro_inserts[key] = fact_insert_for(
-                    group.writer_schema, self._codec.reader_schema, self.target.database)
-            except AvroMappingError:
-                self._avro_inserts[key] = None
-        return self._avro_inserts[key]
-
-    def _insert_in_clickhouse(self, batch: PartitionBatch, group: WriterGroup) -> bool:
-        """The fast path: ClickHouse decodes the group's container. False when it refused the container."""
-        plan = self._avro_insert_for(group)
-        if plan is None:
-            return False
-        try:
-            self.target.insert_avro(plan, group.container(), batch.dedup_token)
-        except ClickHouseQueryError:  # refused the data (not unreachable): find the bad messages in Python
-            self.metrics.python_decoded.inc()
-            return False
-        return True
-
     def write(self, batch: PartitionBatch) -> WriteResult:
-        """Insert one batch (blocking). Raises ``SinkBackpressureError`` when ClickHouse fails."""
+        """Insert one batch (blocking). Raises ``SinkBackpressureError(retry_after)`` when ClickHouse cannot take
+        it now; the caller pauses the partition for that long and offers the same range again."""
+        tp = (batch.topic, batch.partition)
+        first, failures = self._failures.get(tp, (batch.first_offset, 0))
+        if first != batch.first_offset:
+            failures = 0
         started = time.perf_counter()
-        groups, unreadable = group_by_writer(batch.offsets, batch.values, self._codec.writer_schema_of)
-        rejects = [RejectedMessage(batch.topic, batch.partition, offset, error, raw)
-                   for offset, raw, error in unreadable]
         try:
-            if batch.planned_last is None:
-                self._record_plan(batch)
-            if len(groups) == 1 and self._insert_in_clickhouse(batch, groups[0]):
-                rows = len(groups[0].bodies)
-            elif groups:
-                records, rejects = self.decode(batch)  # the same header rejects, plus the bad bodies
-                rows = len(records)
-                if records:
-                    self.target.insert_arrow(FACT_TABLE, facts_to_arrow(records), batch.dedup_token)
-            else:
-                rows = 0
-            if rejects:
-                self.target.insert_arrow(REJECTS_TABLE, rejects_to_arrow(rejects), batch.dedup_token + ":rejects")
+            with self.write_lock:
+                if batch.planned_last is None:
+                    self._record_plan(batch)
+                outcome = self._writer.write(batch.topic, batch.partition, batch.offsets, batch.values,
+                                             isolate_any_refusal=failures >= self.isolate_after_failures)
         except SinkError as error:
             self.metrics.insert_failures.inc()
-            raise SinkBackpressureError(0.0, batch.topic, batch.partition, error) from error
+            failures += 1
+            self._failures[tp] = (batch.first_offset, failures)
+            isolating = isinstance(error, ClickHouseQueryError) and failures >= self.isolate_after_failures
+            retry_after = 0.0 if isolating else min(
+                self.backoff_max_seconds, self.backoff_min_seconds * 2 ** (failures - 1))
+            raise SinkBackpressureError(retry_after, batch.topic, batch.partition, error) from error
+        self._failures.pop(tp, None)
         self.metrics.insert_seconds.observe(time.perf_counter() - started)
-        self.metrics.rows_inserted.labels(FACT_TABLE).inc(rows)
-        self.metrics.rejected.inc(len(rejects))
+        self.metrics.rows_inserted.labels(FACT_TABLE).inc(outcome.rows)
+        self.metrics.rejected.inc(len(outcome.rejects))
         self.metrics.batches.inc()
-        self._plans.pop((batch.topic, batch.partition), None)
-        return WriteResult(rows=rows, rejected=len(rejects))
+        self._plans.pop(tp, None)
+        return WriteResult(rows=outcome.rows, rejected=len(outcome.rejects))

@@ -16,12 +16,12 @@ from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
 from schemas.records import LearningFact, fact_id_for
 from sinks.avro_container import group_by_writer
-from sinks.avro_insert import fact_insert_for
-from sinks.fact_rows import FACT_TABLE, facts_to_arrow
+from sinks.clickhouse import connect
 from sinks.loader import FactLoader
 from sinks.migrations import Layout, apply_migrations
 from sinks.settings import ClickHouseSettings, SinkSettings
-from sinks.targets import open_target
+from sinks.tables import FACT_INPUT_TABLE, facts_to_arrow
+from sinks.writer import INSERT_SETTINGS
 
 BASE_TIME_MS = 1_700_006_400_000
 PYTHON_PATH_SAMPLE = 20_000  # rows the Python-path rates are measured on (it is ~10x slower)
@@ -67,7 +67,7 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, rows: 
     await _produce(kafka, topic, messages)
     produce_seconds = time.perf_counter() - started
 
-    target = await asyncio.to_thread(open_target, clickhouse)
+    target = await asyncio.to_thread(connect, clickhouse, create_database=True)
     try:
         await asyncio.to_thread(apply_migrations, target, Layout(clickhouse.database, clickhouse.cluster))
         loader = FactLoader(SinkSettings(group_id=f"bench-{run}"), kafka, target, topic=topic)
@@ -90,9 +90,9 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, rows: 
         (group,), _ = group_by_writer(range(rows), values, codec.writer_schema_of)
         container = group.container()
         container_seconds = time.perf_counter() - started
-        plan = fact_insert_for(group.writer_schema, codec.reader_schema, target.database)
         started = time.perf_counter()
-        await asyncio.to_thread(target.insert_avro, plan, container, f"bench:{run}:avro-insert-only")
+        await asyncio.to_thread(target.insert_avro, FACT_INPUT_TABLE, container,
+                                {**INSERT_SETTINGS, "insert_deduplication_token": f"bench:{run}:avro-insert-only"})
         avro_insert_seconds = time.perf_counter() - started
 
         sample = values[:PYTHON_PATH_SAMPLE]
@@ -103,7 +103,8 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, rows: 
         block = facts_to_arrow(decoded)
         arrow_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        await asyncio.to_thread(target.insert_arrow, FACT_TABLE, block, f"bench:{run}:arrow-insert-only")
+        await asyncio.to_thread(target.insert_arrow, FACT_INPUT_TABLE, block,
+                                {**INSERT_SETTINGS, "insert_deduplication_token": f"bench:{run}:arrow-insert-only"})
         arrow_insert_seconds = time.perf_counter() - started
     finally:
         await asyncio.to_thread(target.close)

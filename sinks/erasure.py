@@ -1,43 +1,74 @@
-"""Right to erasure: delete every fact of one student and record that it was done, without personal data."""
+"""Right to erasure: delete every fact of one student, keep them from coming back, and leave no clear id behind.
+
+A student is named by its *student key*: HMAC-SHA256 of ``tenant \\x1f student_id`` with the pipeline's student
+key secret (``schemas.privacy``), which the streams worker also stamps on every fact (``student_key``). So:
+
+1. the erasure is recorded first: ``erasures`` holds (tenant, student key, requester, time, rows deleted) and no
+   personal data; from that moment the view that loads facts (``learning_facts_loader``) drops every fact of the
+   student that arrives later - facts still in Kafka, replays, re-sends;
+2. the rows are deleted with ``ALTER TABLE ... DELETE WHERE tenant = ... AND student_key = ...`` (a mutation that
+   rewrites the parts holding them; a lightweight DELETE would only mask them): the mutation log, the mutation
+   files and ``system.mutations`` show the key, never the student id;
+3. in the sink process (the embedded engine), the erasure holds the loader's write lock from the count to the end
+   of the mutation, so no insert that started before step 1 can land after step 2. Against a server, where sinks
+   are other processes, the deletion is repeated after ``settle_seconds`` to catch such an insert.
+
+Facts loaded before the fact carried a student key (``student_key = ''``, written by a worker of an older
+version) can only be found by the clear id: they are deleted by it, and only when such rows exist.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import threading
+import time
+from contextlib import nullcontext
+from typing import Any
 
-from sinks.fact_rows import FACT_TABLE
+from schemas.privacy import student_key_for
+from sinks.clickhouse import ClickHouse
+from sinks.errors import SinkError
 from sinks.migrations import Layout
-from sinks.targets import ClickHouseTarget, quote_literal
-
-# tables whose rows carry a student id (sink_rejects holds undecodable bytes: see docs/analytics.md)
-STUDENT_TABLES = (FACT_TABLE,)
+from sinks.tables import ERASURES_TABLE, FACT_TABLE
 
 
-def student_id_hash(tenant: str, student_id: str, key: bytes = b"") -> str:
-    """What ``erasures`` stores instead of the student id: HMAC-SHA256 with ``key`` (SHA-256 without one)."""
-    message = f"{tenant}\x1f{student_id}".encode()
-    if key:
-        return hmac.new(key, message, hashlib.sha256).hexdigest()
-    return hashlib.sha256(message).hexdigest()
+class ErasureKeyMissingError(SinkError):
+    """No student key secret is configured: facts cannot be matched without clear ids."""
 
 
 def erase_student(
-    target: ClickHouseTarget, tenant: str, student_id: str, requested_by: str,
-    *, cluster: str = "", hash_key: bytes = b"",
+    clickhouse: ClickHouse, layout: Layout, tenant: str, student_id: str, requested_by: str, *, key: bytes,
+    write_lock: threading.Lock | None = None, settle_seconds: float = 0.0,
 ) -> int:
-    """Delete the student's rows from every table holding facts; returns how many rows were deleted."""
-    layout = Layout(target.database, cluster)
-    where = f"tenant = {quote_literal(tenant)} AND student_id = {quote_literal(student_id)}"
-    deleted = 0
-    for table in STUDENT_TABLES:
-        read_table = f"{target.database}.{table}"
-        _, rows = target.query_rows(f"SELECT count() FROM {read_table} WHERE {where}")
-        deleted += int(rows[0][0])
-        target.command(
-            f"DELETE FROM {layout.local_table(table)} {layout.on_cluster} WHERE {where} "
-            "SETTINGS mutations_sync = 2, lightweight_deletes_sync = 2")
-    target.command(
-        f"INSERT INTO {target.database}.erasures (tenant, student_id_hash, requested_by, requested_at, rows_deleted) "
-        f"VALUES ({quote_literal(tenant)}, {quote_literal(student_id_hash(tenant, student_id, hash_key))}, "
-        f"{quote_literal(requested_by)}, now64(3), {deleted})")
-    return deleted
+    """Erase one student's facts; returns how many rows were deleted."""
+    if not key:
+        raise ErasureKeyMissingError("no student key secret is configured (CALIPER_PRIVACY__STUDENT_KEY)")
+    student_key = student_key_for(tenant, student_id, key)
+    facts = f"{layout.database}.{FACT_TABLE}"
+    by_key = {"tenant": tenant, "key": student_key}
+    with write_lock or nullcontext():
+        rows = int(clickhouse.scalar(
+            f"SELECT count() FROM {facts} WHERE tenant = {{tenant:String}} AND student_key = {{key:String}}",
+            by_key))
+        legacy = int(clickhouse.scalar(
+            f"SELECT count() FROM {facts} WHERE tenant = {{tenant:String}} AND student_key = '' "
+            "AND student_id = {student:String}", {"tenant": tenant, "student": student_id}))
+        clickhouse.command(
+            f"INSERT INTO {layout.database}.{ERASURES_TABLE} "
+            "(tenant, student_id_hash, requested_by, requested_at, rows_deleted) VALUES "
+            "({tenant:String}, {key:String}, {by:String}, now64(3), {rows:UInt64})",
+            {**by_key, "by": requested_by, "rows": rows + legacy})
+        _delete(clickhouse, layout, "student_key = {key:String}", by_key)
+        if legacy:
+            _delete(clickhouse, layout, "student_key = '' AND student_id = {student:String}",
+                    {"tenant": tenant, "student": student_id})
+    if settle_seconds > 0:
+        time.sleep(settle_seconds)
+        _delete(clickhouse, layout, "student_key = {key:String}", by_key)
+    return rows + legacy
+
+
+def _delete(clickhouse: ClickHouse, layout: Layout, condition: str, parameters: dict[str, Any]) -> None:
+    clickhouse.command(
+        f"ALTER TABLE {layout.local_table(FACT_TABLE)} {layout.on_cluster} DELETE "
+        f"WHERE tenant = {{tenant:String}} AND {condition}",
+        parameters, settings={"mutations_sync": 2})

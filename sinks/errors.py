@@ -16,9 +16,30 @@ class ClickHouseUnavailableError(SinkError):
 class ClickHouseQueryError(SinkError):
     """ClickHouse answered a statement with an error (bad SQL, unknown table, readonly violation ...)."""
 
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 class QueryRejectedError(SinkError):
-    """A query sent to the read-only SQL endpoint that is not a single read statement."""
+    """An analyst query the SQL policy refuses (not one read statement, a table function or a function that
+    reaches files, the network or processes, another database, a SETTINGS or FORMAT clause ...)."""
+
+
+class QueryLimitError(SinkError):
+    """An analyst query stopped by one of its limits (time, memory, result rows or bytes)."""
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class QueryCapacityError(SinkError):
+    """Every analyst query slot is busy: the caller retries after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class SinkBackpressureError(SinkError):

@@ -1,8 +1,17 @@
 """The sink process: the loader plus its HTTP endpoints, served from the process that owns ClickHouse.
 
-``GET /healthz`` (the process runs), ``GET /readyz`` (ClickHouse answers and the loader is not backing off),
-``GET /metrics`` (Prometheus), ``POST /sql?format=JSON|CSV|Pretty`` (one read-only statement, the body),
-``POST /admin/erase`` (JSON ``tenant``, ``student_id``, ``requested_by``; ``Authorization: Bearer <admin token>``).
+| endpoint | credential | what |
+| --- | --- | --- |
+| ``GET /healthz`` | none | the process runs |
+| ``GET /readyz`` | analyst or admin | ClickHouse answers and no partition is paused |
+| ``GET /metrics`` | analyst or admin | Prometheus |
+| ``POST /sql?format=json|csv|...`` | analyst or admin | one analyst statement (the body), see ``sinks.queries`` |
+| ``POST /read/events`` | analyst or admin | the senders' read model (an ``EventQuery`` as JSON), for the gateway |
+| ``POST /admin/erase`` | admin | erase a student (JSON ``tenant``, ``student_id``, ``requested_by``) |
+
+Credentials are ``Authorization: Bearer <token>``: the analyst token (``CALIPER_SINK__ANALYST_TOKEN``) and the admin
+token (``CALIPER_SINK__ADMIN_TOKEN``); an endpoint whose tokens are all unset refuses every caller. Every error is
+JSON ``{"error": ...}``; an unexpected exception is logged and answered 500 without internals.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,38 +28,97 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.kafka import KafkaSettings
+from schemas.read_api import MAX_OFFSET, MAX_PAGE_SIZE, EventQuery, ReadUnavailableError
+from sinks.clickhouse import ClickHouse, connect
 from sinks.erasure import erase_student
-from sinks.errors import QueryRejectedError, SinkError
+from sinks.errors import (
+    ClickHouseQueryError,
+    QueryCapacityError,
+    QueryLimitError,
+    QueryRejectedError,
+    SinkError,
+)
 from sinks.loader import FactLoader
 from sinks.migrations import Layout, apply_migrations
-from sinks.query_client import check_read_only
+from sinks.queries import CONTENT_TYPES, AnalystQueries, clickhouse_format
+from sinks.read_model import ClickHouseEventReader
 from sinks.settings import ClickHouseSettings, SinkSettings
-from sinks.targets import ClickHouseTarget, clickhouse_format, open_target
 
 log = logging.getLogger(__name__)
-
-_CONTENT_TYPES = {"JSON": "application/json", "JSONEachRow": "application/x-ndjson",
-                  "CSVWithNames": "text/csv", "TabSeparatedWithNames": "text/tab-separated-values"}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ANALYST, ADMIN = "analyst", "admin"
 
 
 @dataclass(slots=True)
 class SinkProcess:
     settings: SinkSettings
     clickhouse: ClickHouseSettings
-    target: ClickHouseTarget
+    writer: ClickHouse  # the loader's client
     loader: FactLoader
+    queries: AnalystQueries
+    probe: ClickHouse  # readiness pings, on a connection of their own
+    student_key_secret: bytes = b""
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.clickhouse.database, self.clickhouse.cluster)
 
 
 SINK_PROCESS = web.AppKey("sink_process", SinkProcess)
+REQUIRED_ROLE = web.AppKey("required_role", dict)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status, headers=headers)
+
+
+def _offered_role(request: web.Request, settings: SinkSettings) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    offered = token.strip().encode("utf-8", "surrogateescape")
+    for role, configured in ((ADMIN, settings.admin_token), (ANALYST, settings.analyst_token)):
+        expected = configured.get_secret_value().encode()
+        if expected and hmac.compare_digest(expected, offered):
+            return role
+    return None
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Credentials per route, and every error as JSON (the catch-all keeps internals out of the answer)."""
+    route = request.match_info.route.resource
+    needed = request.app[REQUIRED_ROLE].get(route.canonical if route is not None else "", ADMIN)
+    try:
+        if needed is not None and request.match_info.http_exception is None:
+            role = _offered_role(request, request.app[SINK_PROCESS].settings)
+            if role is None or (needed == ADMIN and role != ADMIN):
+                return _error(401, f"{needed} token required (Authorization: Bearer <token>)",
+                              {"WWW-Authenticate": 'Bearer realm="caliper-sink"'})
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        headers = {k: v for k, v in error.headers.items() if k.lower() in ("allow", "retry-after")}
+        return _error(error.status, error.reason, headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, "internal error; see the sink's log")
 
 
 def build_app(process: SinkProcess) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=process.settings.queries.max_query_bytes + 1024, middlewares=[guard])
     app[SINK_PROCESS] = process
+    app[REQUIRED_ROLE] = {"/healthz": None, "/readyz": ANALYST, "/metrics": ANALYST, "/sql": ANALYST,
+                          "/read/events": ANALYST, "/admin/erase": ADMIN}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sql", sql)
+    app.router.add_post("/read/events", read_events)
     app.router.add_post("/admin/erase", admin_erase)
     return app
 
@@ -60,10 +129,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     process = request.app[SINK_PROCESS]
-    reachable = await asyncio.to_thread(process.target.ping)
+    reachable = await asyncio.to_thread(process.probe.ping)
     ready = reachable and process.loader.ready
     body = {"ready": ready, "clickhouse": reachable, "consuming": process.loader.started,
-            "backing_off": process.loader.backing_off}
+            "backing_off": process.loader.backing_off, "paused_partitions": len(process.loader.paused)}
     return web.json_response(body, status=200 if ready else 503)
 
 
@@ -74,51 +143,100 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def sql(request: web.Request) -> web.Response:
     process = request.app[SINK_PROCESS]
+    counter = process.loader.metrics.queries
     try:
-        fmt = clickhouse_format(request.query.get("format", "JSON"))
-        statement = check_read_only(await request.text())
-    except (ValueError, QueryRejectedError) as error:
-        return web.json_response({"error": str(error)}, status=400)
+        fmt = clickhouse_format(request.query.get("format", "json"))
+    except ValueError as error:
+        return _error(400, str(error), field="format")
     try:
-        body = await asyncio.to_thread(process.target.query_formatted, statement, fmt)
+        body = await process.queries.run(await request.text(), fmt)
+    except QueryRejectedError as error:
+        counter.labels("rejected").inc()
+        return _error(400, str(error))
+    except QueryLimitError as error:
+        counter.labels("limited").inc()
+        return _error(422, str(error), limit=error.limit)
+    except QueryCapacityError as error:
+        counter.labels("busy").inc()
+        return _error(429, str(error), {"Retry-After": str(error.retry_after)})
+    except ClickHouseQueryError as error:
+        counter.labels("failed").inc()
+        return _error(400, str(error).splitlines()[0][:1000] if str(error) else "the query failed")
     except SinkError as error:
-        return web.json_response({"error": str(error)}, status=400)
-    return web.Response(body=body, content_type=_CONTENT_TYPES.get(fmt, "text/plain"), charset="utf-8")
+        counter.labels("unavailable").inc()
+        log.warning("query failed: %s", error)
+        return _error(503, "ClickHouse cannot answer now", {"Retry-After": "5"})
+    counter.labels("ok").inc()
+    return web.Response(body=body, content_type=CONTENT_TYPES.get(fmt, "text/plain"), charset="utf-8")
+
+
+def _event_query(payload: Any) -> EventQuery:
+    """An EventQuery from the gateway's JSON; ValueError naming the field."""
+    if not isinstance(payload, dict):
+        raise ValueError("a JSON object is expected")
+    query = EventQuery.from_json(payload)
+    if not isinstance(query.tenant, str) or not query.tenant:
+        raise ValueError("tenant must be a non-empty string")
+    for name, low, high in (("limit", 1, MAX_PAGE_SIZE), ("offset", 0, MAX_OFFSET)):
+        value = getattr(query, name)
+        if type(value) is not int or not low <= value <= high:
+            raise ValueError(f"{name} must be an integer between {low} and {high}")
+    for name in ("sensor", "actor_id"):
+        if not isinstance(getattr(query, name), str):
+            raise ValueError(f"{name} must be a string")
+    for name in ("start_ms", "end_ms"):
+        if getattr(query, name) is not None and type(getattr(query, name)) is not int:
+            raise ValueError(f"{name} must be an integer or null")
+    return query
+
+
+async def read_events(request: web.Request) -> web.Response:
+    process = request.app[SINK_PROCESS]
+    try:
+        query = _event_query(await request.json())
+    except ValueError as error:
+        return _error(400, str(error))
+    try:
+        page = await ClickHouseEventReader(process.queries).read_events(query)
+    except ReadUnavailableError:
+        return _error(503, "the events cannot be read now", {"Retry-After": "5"})
+    return web.json_response(page.to_json())
 
 
 async def admin_erase(request: web.Request) -> web.Response:
     process = request.app[SINK_PROCESS]
-    token = process.settings.admin_token.get_secret_value()
-    offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not token or not hmac.compare_digest(token.encode(), offered.encode()):
-        return web.json_response({"error": "admin token required"}, status=401)
     try:
         payload: Any = await request.json()
-        tenant, student_id, requested_by = (str(payload[k]) for k in ("tenant", "student_id", "requested_by"))
-    except (ValueError, KeyError, TypeError):
-        return web.json_response({"error": "JSON body with tenant, student_id, requested_by expected"}, status=400)
-    if not (tenant and student_id and requested_by):
-        return web.json_response({"error": "tenant, student_id and requested_by must not be empty"}, status=400)
-    key = process.settings.erasure_hash_key.get_secret_value().encode()
+    except ValueError:
+        return _error(400, "a JSON body with tenant, student_id and requested_by is expected")
+    if not isinstance(payload, dict):
+        return _error(400, "a JSON object with tenant, student_id and requested_by is expected")
+    for name in ("tenant", "student_id", "requested_by"):
+        value = payload.get(name)
+        if not isinstance(value, str) or not value.strip():
+            return _error(400, f"{name} must be a non-empty string", field=name)
     try:
         deleted = await asyncio.to_thread(
-            erase_student, process.target, tenant, student_id, requested_by,
-            cluster=process.clickhouse.cluster, hash_key=key)
+            erase_student, process.writer, process.layout, payload["tenant"], payload["student_id"],
+            payload["requested_by"], key=process.student_key_secret, write_lock=process.loader.sink.write_lock)
     except SinkError as error:
-        return web.json_response({"error": str(error)}, status=503)
+        log.warning("erasure failed: %s", error)
+        return _error(503, f"the erasure could not be completed: {type(error).__name__}", {"Retry-After": "5"})
     return web.json_response({"rows_deleted": deleted})
 
 
-async def run_sink(
-    sink: SinkSettings, clickhouse: ClickHouseSettings, kafka: KafkaSettings,
-    *, target: ClickHouseTarget | None = None,
-) -> None:
+async def run_sink(sink: SinkSettings, clickhouse: ClickHouseSettings, kafka: KafkaSettings, *,
+                   student_key_secret: bytes = b"") -> None:
     """Apply migrations, then run the loader and the HTTP endpoints until cancelled."""
-    owned = target if target is not None else await asyncio.to_thread(open_target, clickhouse)
+    writer = await asyncio.to_thread(connect, clickhouse, create_database=True)
+    probe: ClickHouse | None = None
+    queries = AnalystQueries(clickhouse, sink.queries)
     try:
-        await asyncio.to_thread(apply_migrations, owned, Layout(clickhouse.database, clickhouse.cluster))
-        loader = FactLoader(sink, kafka, owned)
-        runner = web.AppRunner(build_app(SinkProcess(sink, clickhouse, owned, loader)), access_log=None)
+        await asyncio.to_thread(apply_migrations, writer, Layout(clickhouse.database, clickhouse.cluster))
+        probe = await asyncio.to_thread(connect, clickhouse)
+        loader = FactLoader(sink, kafka, writer)
+        process = SinkProcess(sink, clickhouse, writer, loader, queries, probe, student_key_secret)
+        runner = web.AppRunner(build_app(process), access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, sink.http_host, sink.http_port).start()
@@ -128,4 +246,7 @@ async def run_sink(
             with contextlib.suppress(Exception):
                 await runner.cleanup()
     finally:
-        await asyncio.to_thread(owned.close)
+        await asyncio.to_thread(queries.close)
+        if probe is not None:
+            await asyncio.to_thread(probe.close)
+        await asyncio.to_thread(writer.close)

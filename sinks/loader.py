@@ -2,10 +2,11 @@
 
 - aiokafka consumer, ``enable_auto_commit=False``, ``isolation_level="read_committed"``;
 - a partition's offset ``last + 1`` is committed only after its batch's insert returned;
-- when ClickHouse fails: every partition is paused and rewound to its first unwritten offset, the loader waits
-  (exponential backoff, keeps polling so it stays in the group), then resumes and re-reads the same ranges;
-  ``ready`` is False meanwhile;
-- undecodable messages go to ``sink_rejects`` with the batch.
+- when a batch cannot be written, only ITS partition is paused and rewound to its first unwritten offset for the
+  ``retry_after`` the sink asks for (exponential per partition); every other partition keeps loading, and the
+  loader keeps polling so it stays in the group; the paused partition is then resumed and re-reads the same
+  range. ``ready`` is False while any partition is paused;
+- messages ClickHouse cannot load are isolated and go to ``sink_rejects`` with the reason (``sinks.writer``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from schemas.kafka import KafkaSettings
 from schemas.registry import learning_fact_codec
 from sinks.batches import FactBatchSink, PartitionBatch
+from sinks.clickhouse import ClickHouse
 from sinks.errors import SinkBackpressureError, SinkError
 from sinks.metrics import SinkMetrics
 from sinks.settings import SinkSettings
-from sinks.targets import ClickHouseTarget
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self._loader.sink.drop([(tp.topic, tp.partition) for tp in revoked])
+        for tp in revoked:
+            self._loader.paused.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         if self._loader.assigned_at is None:
@@ -50,7 +53,7 @@ class FactLoader:
     """Loads ``Topics.facts`` into ClickHouse until cancelled."""
 
     def __init__(
-        self, sink: SinkSettings, kafka: KafkaSettings, target: ClickHouseTarget,
+        self, sink: SinkSettings, kafka: KafkaSettings, clickhouse: ClickHouse,
         *, metrics: SinkMetrics | None = None, topic: str | None = None,
     ) -> None:
         self.settings = sink
@@ -58,18 +61,19 @@ class FactLoader:
         self.topic = topic or kafka.topics.facts
         self.metrics = metrics or SinkMetrics()
         self.sink = FactBatchSink(
-            target, sink.group_id, batch_rows=sink.batch_rows, batch_seconds=sink.batch_seconds,
-            metrics=self.metrics, codec=learning_fact_codec(kafka))
+            clickhouse, sink.group_id, batch_rows=sink.batch_rows, batch_seconds=sink.batch_seconds,
+            metrics=self.metrics, codec=learning_fact_codec(kafka),
+            isolate_after_failures=sink.isolate_after_failures,
+            backoff_min_seconds=sink.retry_backoff_min_seconds, backoff_max_seconds=sink.retry_backoff_max_seconds)
         self.rows_written = 0
         self.started = False
         self.assigned_at: float | None = None  # when the group first gave this loader partitions
-        self._backoff = 0.0
-        self._resume_at: float | None = None
+        self.paused: dict[TopicPartition, float] = {}  # partition -> when to resume it
         self._consumer: AIOKafkaConsumer | None = None
 
     @property
     def backing_off(self) -> bool:
-        return self._resume_at is not None
+        return bool(self.paused)
 
     @property
     def ready(self) -> bool:
@@ -100,31 +104,32 @@ class FactLoader:
             await consumer.stop()
 
     async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
-        if self._resume_at is not None and time.monotonic() >= self._resume_at:
-            await self._try_resume(consumer)
+        self._resume_due(consumer)
         fetched = await consumer.getmany(timeout_ms=POLL_MS, max_records=self.settings.batch_rows)
         add = self.sink.add
         now = time.monotonic()
         for tp, messages in fetched.items():
+            if tp in self.paused:  # fetched before the pause: read again after the resume
+                continue
             topic, partition = tp.topic, tp.partition
             for message in messages:
                 add(message.value, topic, partition, message.offset, now)
             if messages:
                 self._update_lag(consumer, tp, messages[-1].offset + 1)
-        if self._resume_at is None:
-            await self._write_due(consumer)
+        await self._write_due(consumer)
 
     async def _write_due(self, consumer: AIOKafkaConsumer) -> None:
-        due = self.sink.take_due()
-        for index, batch in enumerate(due):
+        for batch in self.sink.take_due():
+            tp = TopicPartition(batch.topic, batch.partition)
+            if tp in self.paused:  # a batch behind one that failed: re-read after the resume
+                continue
             try:
                 result = await asyncio.to_thread(self.sink.write, batch)
             except SinkBackpressureError as error:
-                await self._back_off(consumer, due[index:], error)
-                return
+                self._pause(consumer, tp, batch.first_offset, error)
+                continue
             await self._commit(consumer, batch)
             self.rows_written += result.rows
-            self._backoff = 0.0
 
     async def _commit(self, consumer: AIOKafkaConsumer, batch: PartitionBatch) -> None:
         tp = TopicPartition(batch.topic, batch.partition)
@@ -133,36 +138,29 @@ class FactLoader:
         except Exception as error:  # a rebalance took the partition: its new owner re-reads the recorded range
             log.warning("commit of %s failed after insert: %s", batch.dedup_token, error)
 
-    async def _back_off(
-        self, consumer: AIOKafkaConsumer, unwritten: list[PartitionBatch], error: SinkBackpressureError,
-    ) -> None:
-        """Pause everything, rewind each partition to its first unwritten offset, retry after a delay."""
-        rewind = self.sink.pending_first_offsets()
-        for batch in unwritten:
-            tp_key = (batch.topic, batch.partition)
-            rewind[tp_key] = min(rewind.get(tp_key, batch.first_offset), batch.first_offset)
-        self.sink.drop()
-        assigned = consumer.assignment()
-        consumer.pause(*assigned)
-        for (topic, partition), offset in rewind.items():
-            tp = TopicPartition(topic, partition)
-            if tp in assigned:
-                consumer.seek(tp, offset)
-        self._backoff = min(
-            self.settings.retry_backoff_max_seconds,
-            max(self.settings.retry_backoff_min_seconds, self._backoff * 2))
-        self._resume_at = time.monotonic() + self._backoff
-        self.metrics.backing_off.set(1)
-        log.warning("ClickHouse write failed (%s); paused, retrying in %.2fs", error.cause, self._backoff)
+    def _pause(self, consumer: AIOKafkaConsumer, tp: TopicPartition, first_unwritten: int,
+               error: SinkBackpressureError) -> None:
+        """Pause one partition, forget what it accumulated, rewind it to its first unwritten offset, and resume
+        it after the ``retry_after`` the sink asked for."""
+        rewind = min(first_unwritten, self.sink.pending_first_offsets().get((tp.topic, tp.partition), first_unwritten))
+        self.sink.drop([(tp.topic, tp.partition)])
+        if tp in consumer.assignment():
+            consumer.pause(tp)
+            consumer.seek(tp, rewind)
+        self.paused[tp] = time.monotonic() + error.retry_after
+        self.metrics.backing_off.set(len(self.paused))
+        log.warning("%s[%d]: ClickHouse did not take the batch from offset %d (%s); retrying in %.2fs",
+                    tp.topic, tp.partition, rewind, error.cause, error.retry_after)
 
-    async def _try_resume(self, consumer: AIOKafkaConsumer) -> None:
-        if not await asyncio.to_thread(self.sink.target.ping):
-            self._backoff = min(self.settings.retry_backoff_max_seconds, self._backoff * 2)
-            self._resume_at = time.monotonic() + self._backoff
-            return
-        self._resume_at = None
-        self.metrics.backing_off.set(0)
-        consumer.resume(*consumer.assignment())
+    def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        due = [tp for tp, at in self.paused.items() if at <= now]
+        for tp in due:
+            del self.paused[tp]
+            if tp in consumer.assignment():
+                consumer.resume(tp)
+        if due:
+            self.metrics.backing_off.set(len(self.paused))
 
     def _update_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition, next_offset: int) -> None:
         highwater = consumer.highwater(tp)

@@ -19,13 +19,16 @@ class SinkMetrics:
         self.insert_failures = Counter(
             "sink_insert_failures_total", "Batch writes that failed and were retried", registry=self.registry)
         self.rejected = Counter(
-            "sink_rejected_messages_total", "Messages that could not be decoded (kept in sink_rejects)",
-            registry=self.registry)
-        self.python_decoded = Counter(
-            "sink_python_decoded_batches_total", "Batches ClickHouse refused to decode (a corrupt message), "
-            "decoded message by message in Python instead", registry=self.registry)
+            "sink_rejected_messages_total", "Messages ClickHouse could not load (kept in sink_rejects with the "
+            "reason)", registry=self.registry)
+        self.isolating = Counter(
+            "sink_isolating_batches_total", "Batches ClickHouse refused for their data, split to isolate the "
+            "refused messages", registry=self.registry)
         self.lag = Gauge(
             "sink_consumer_lag", "Messages between the partition's high watermark and the sink's position",
             ["topic", "partition"], registry=self.registry)
         self.backing_off = Gauge(
-            "sink_backing_off", "1 while the loader waits for ClickHouse to come back", registry=self.registry)
+            "sink_backing_off", "Partitions paused until ClickHouse takes their batch (0 when loading freely)",
+            registry=self.registry)
+        self.queries = Counter(
+            "sink_analyst_queries_total", "Analyst queries by outcome", ["outcome"], registry=self.registry)

@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from sinks.clickhouse import ClickHouse
 from sinks.errors import MigrationError
-from sinks.targets import ClickHouseTarget, quote_literal
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
@@ -113,7 +113,7 @@ def _fill(statement: str, values: dict[str, str]) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), statement)
 
 
-def _bootstrap(target: ClickHouseTarget, layout: Layout) -> None:
+def _bootstrap(target: ClickHouse, layout: Layout) -> None:
     target.command(f"CREATE DATABASE IF NOT EXISTS {layout.database} {layout.on_cluster}")
     engine = "ReplicatedReplacingMergeTree(applied_at)" if layout.cluster else "ReplacingMergeTree(applied_at)"
     target.command(
@@ -123,13 +123,13 @@ def _bootstrap(target: ClickHouseTarget, layout: Layout) -> None:
     )
 
 
-def applied_migrations(target: ClickHouseTarget, database: str) -> dict[int, str]:
+def applied_migrations(target: ClickHouse, database: str) -> dict[int, str]:
     """Version -> checksum of the migrations recorded as applied."""
     _, rows = target.query_rows(f"SELECT version, checksum FROM {database}.schema_migrations FINAL")
     return {int(version): str(checksum) for version, checksum in rows}
 
 
-def apply_migrations(target: ClickHouseTarget, layout: Layout, directory: Path = MIGRATIONS_DIR) -> list[int]:
+def apply_migrations(target: ClickHouse, layout: Layout, directory: Path = MIGRATIONS_DIR) -> list[int]:
     """Apply every migration not yet recorded; returns the versions applied now (empty when up to date)."""
     _bootstrap(target, layout)
     done = applied_migrations(target, layout.database)
@@ -145,7 +145,7 @@ def apply_migrations(target: ClickHouseTarget, layout: Layout, directory: Path =
             target.command(statement)
         target.command(
             f"INSERT INTO {layout.database}.schema_migrations (version, name, checksum, applied_at) VALUES "
-            f"({migration.version}, {quote_literal(migration.name)}, {quote_literal(migration.checksum)}, now64(3))"
-        )
+            "({version:UInt32}, {name:String}, {checksum:String}, now64(3))",
+            {"version": migration.version, "name": migration.name, "checksum": migration.checksum})
         applied_now.append(migration.version)
     return applied_now

@@ -27,6 +27,36 @@ class ClickHouseSettings(BaseModel):
         return not self.host
 
 
+class QueryLimits(BaseModel):
+    """Limits of one analyst query (``POST /sql``, the read API) and of all of them together."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_execution_seconds: float = Field(default=60.0, gt=0)
+    max_memory_bytes: int = Field(default=1 << 30, ge=1 << 20)
+    max_result_rows: int = Field(default=1_000_000, ge=1)
+    max_result_bytes: int = Field(default=256 << 20, ge=1024)
+    max_rows_to_read: int = Field(default=0, ge=0)  # 0: no limit on rows scanned (time and memory still bound)
+    max_concurrent: int = Field(default=4, ge=1)  # queries at once; each may use max_memory_bytes
+    queue_seconds: float = Field(default=2.0, ge=0)  # wait for a free slot before answering 429
+    max_query_bytes: int = Field(default=64 * 1024, ge=256)  # length of the SQL text
+
+    def clickhouse_settings(self) -> dict[str, int | float | str]:
+        """The ClickHouse settings that enforce these limits (``readonly`` is added by the caller, last)."""
+        settings: dict[str, int | float | str] = {
+            "max_execution_time": self.max_execution_seconds,
+            "timeout_overflow_mode": "throw",
+            "max_memory_usage": self.max_memory_bytes,
+            "max_result_rows": self.max_result_rows,
+            "max_result_bytes": self.max_result_bytes,
+            "result_overflow_mode": "throw",
+        }
+        if self.max_rows_to_read:
+            settings["max_rows_to_read"] = self.max_rows_to_read
+            settings["read_overflow_mode"] = "throw"
+        return settings
+
+
 class SinkSettings(BaseModel):
     """How the sink process batches, retries and serves its HTTP endpoints."""
 
@@ -42,8 +72,15 @@ class SinkSettings(BaseModel):
     http_port: int = Field(default=8124, ge=0, le=65535)
     retry_backoff_min_seconds: float = Field(default=0.5, gt=0)
     retry_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    # failures of one batch (ClickHouse answering, not a connection error) after which its rows are isolated by
+    # splitting the batch, even when the error code does not say the rows are at fault
+    isolate_after_failures: int = Field(default=5, ge=1)
+    # credentials of the HTTP endpoints: the analyst token reads (/sql, /read/events, /metrics, /readyz), the
+    # admin token also erases; /healthz needs none. An empty token disables what it guards.
+    analyst_token: SecretStr = SecretStr("")
     admin_token: SecretStr = SecretStr("")
     erasure_hash_key: SecretStr = SecretStr("")
+    queries: QueryLimits = Field(default_factory=lambda: QueryLimits())
     # base URL of a running sink's HTTP endpoints (SqlClient in embedded mode); empty: http_host:http_port
     sink_url: str = ""
 

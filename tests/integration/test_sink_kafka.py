@@ -10,26 +10,26 @@ import socket
 import subprocess
 import sys
 import time
+import typing
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pyarrow as pa
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
 from schemas.records import LearningFact, fact_id_for
-from sinks.avro_insert import AvroFactInsert
+from sinks.clickhouse import ClickHouse, connect
 from sinks.errors import ClickHouseUnavailableError
 from sinks.loader import FactLoader
 from sinks.migrations import Layout, apply_migrations
-from sinks.settings import SinkSettings
-from sinks.targets import ClickHouseTarget, EmbeddedClickHouse
+from sinks.settings import ClickHouseSettings, SinkSettings
 
 pytestmark = pytest.mark.integration
 
@@ -46,22 +46,24 @@ def make_fact(number: int, run: str) -> LearningFact:
         received_time_ms=DAY_MS + number, student_id=f"student-{number % 37}", xp_earned=1.0)
 
 
-async def produce(kafka: KafkaSettings, facts: list[LearningFact], *, extra: tuple[bytes, ...] = ()) -> None:
+async def produce(kafka: KafkaSettings, facts: list[LearningFact], *, extra: tuple[bytes, ...] = (),
+                  partition: int | None = None) -> None:
     codec = LearningFactCodec()
     producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20,
                                 **kafka.client_options())
     await producer.start()
     try:
-        pending = [await producer.send(kafka.topics.facts, codec.encode_record(f), key=f.student_id.encode())
-                   for f in facts]
-        pending += [await producer.send(kafka.topics.facts, raw, key=b"garbage") for raw in extra]
+        pending = [await producer.send(kafka.topics.facts, codec.encode_record(f), key=f.student_id.encode(),
+                                       partition=partition) for f in facts]
+        pending += [await producer.send(kafka.topics.facts, raw, key=b"garbage", partition=partition)
+                    for raw in extra]
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
 
 
-def count(target: ClickHouseTarget, sql: str = "SELECT count() FROM learning.learning_facts") -> int:
-    return int(target.query_rows(sql)[1][0][0])
+def count(target: ClickHouse, sql: str = "SELECT count() FROM learning.learning_facts") -> int:
+    return int(target.scalar(sql))
 
 
 async def wait_for(condition: Callable[[], Any], timeout: float = 60.0, step: float = 0.2) -> None:
@@ -74,7 +76,7 @@ async def wait_for(condition: Callable[[], Any], timeout: float = 60.0, step: fl
 
 @pytest.fixture
 def target(tmp_path: Path) -> Any:
-    engine = EmbeddedClickHouse(tmp_path / "chdb", "learning")
+    engine = connect(ClickHouseSettings(data_path=tmp_path / "chdb"), create_database=True)
     apply_migrations(engine, Layout("learning"))
     yield engine
     engine.close()
@@ -127,55 +129,44 @@ async def test_facts_delivered_twice_give_no_duplicate_rows(kafka_settings: Kafk
     assert count(target, "SELECT count() FROM learning.fact_conflicts") == 0
 
 
-class FailingTarget(ClickHouseTarget):
-    """Passes calls to a real target, but inserts and pings fail during a window that starts after N inserts."""
+class FailingClickHouse:
+    """The real client, but inserts (of the partitions named, or all) and pings fail during a window that starts
+    after N successful inserts."""
 
-    def __init__(self, inner: ClickHouseTarget, *, fail_after_inserts: int, fail_seconds: float) -> None:
+    def __init__(self, inner: ClickHouse, *, fail_after_inserts: int, fail_seconds: float,
+                 partitions: set[int] | None = None) -> None:
         self.inner = inner
         self.database = inner.database
         self.inserts = 0
         self.failures = 0
         self.fail_after_inserts = fail_after_inserts
         self.fail_seconds = fail_seconds
+        self.partitions = partitions
         self.failing_until: float | None = None
 
-    def _failing(self) -> bool:
+    def _failing(self, token: str = "") -> bool:
         if self.failing_until is None and self.inserts >= self.fail_after_inserts:
             self.failing_until = time.monotonic() + self.fail_seconds
+        if self.partitions is not None and int(token.split(":")[1]) not in self.partitions:
+            return False
         return self.failing_until is not None and time.monotonic() < self.failing_until
 
-    def command(self, sql: str) -> None:
-        if self._failing():
+    def insert_avro(self, table: str, container: bytes, settings: dict[str, Any]) -> None:
+        if self._failing(settings["insert_deduplication_token"]):
             self.failures += 1
             raise ClickHouseUnavailableError("injected: ClickHouse is down")
-        self.inner.command(sql)
-
-    def query_rows(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        return self.inner.query_rows(sql)
-
-    def query_formatted(self, sql: str, fmt: str, *, read_only: bool = True) -> bytes:
-        return self.inner.query_formatted(sql, fmt, read_only=read_only)
-
-    def insert_arrow(self, table: str, arrow_table: pa.Table, dedup_token: str) -> None:
-        if self._failing():
-            self.failures += 1
-            raise ClickHouseUnavailableError("injected: ClickHouse is down")
-        self.inner.insert_arrow(table, arrow_table, dedup_token)
-        self.inserts += 1
-
-    def insert_avro(self, plan: AvroFactInsert, container: bytes, dedup_token: str) -> None:
-        if self._failing():
-            self.failures += 1
-            raise ClickHouseUnavailableError("injected: ClickHouse is down")
-        self.inner.insert_avro(plan, container, dedup_token)
+        self.inner.insert_avro(table, container, settings)
         self.inserts += 1
 
     def ping(self) -> bool:
-        return not self._failing() and self.inner.ping()
+        return (self.partitions is not None or not self._failing()) and self.inner.ping()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 async def test_nothing_is_lost_while_clickhouse_fails(kafka_settings: KafkaSettings, target: Any) -> None:
-    flaky = FailingTarget(target, fail_after_inserts=2, fail_seconds=3.0)
+    flaky = typing.cast(ClickHouse, FailingClickHouse(target, fail_after_inserts=2, fail_seconds=3.0))
     facts = [make_fact(i, "flaky") for i in range(5000)]
     await produce(kafka_settings, facts)
     not_ready_seen = False
@@ -187,15 +178,63 @@ async def test_nothing_is_lost_while_clickhouse_fails(kafka_settings: KafkaSetti
         await asyncio.sleep(1.0)
         assert loader.ready
         assert loader.metrics.insert_failures._value.get() >= 1
-    assert flaky.failures >= 1 and not_ready_seen
+    assert typing.cast(FailingClickHouse, flaky).failures >= 1 and not_ready_seen
     assert count(target) == 5000
     assert count(target, "SELECT uniqExact(fact_id) FROM learning.learning_facts") == 5000
+
+
+async def test_a_poison_envelope_does_not_stop_the_other_tenants(kafka_settings: KafkaSettings,
+                                                                 target: Any) -> None:
+    """Issue 11 finding 3: one student's events spread over 150 months (ClickHouse refuses such an insert: "Too
+    many partitions for single INSERT block") plus undecodable messages, on one partition, mixed into ordinary
+    traffic. Everything ordinary loads, the poison events are accounted for (loaded, or in sink_rejects with the
+    reason), and the loader keeps running."""
+    month_ms = 31 * 86_400_000
+    poison = [replace(make_fact(i, "poison"), student_id="poison-student", tenant="tenant-p",
+                      event_time_ms=i * month_ms) for i in range(150)]
+    ordinary = [make_fact(i, "ordinary") for i in range(3000)]
+    await produce(kafka_settings, ordinary[:1500])
+    await produce(kafka_settings, poison, extra=(b"\x00garbage", b"\xc3\x01" + b"\x00" * 8), partition=0)
+    await produce(kafka_settings, ordinary[1500:])
+    async with running(FactLoader(sink_settings(batch_rows=5000, batch_seconds=0.5), kafka_settings,
+                                  target)) as loader:
+        await wait_for(lambda: count(target, "SELECT count() FROM learning.learning_facts WHERE tenant = 'school-a'")
+                       >= 3000, timeout=60)
+        await wait_for(lambda: count(target, "SELECT count() FROM learning.learning_facts WHERE tenant = 'tenant-p'")
+                       + count(target, "SELECT count() FROM learning.sink_rejects") >= 152, timeout=60)
+        assert loader.ready and not loader.paused
+    assert count(target, "SELECT count() FROM learning.learning_facts FINAL WHERE tenant = 'school-a'") == 3000
+    assert count(target, "SELECT count() FROM learning.learning_facts FINAL WHERE tenant = 'tenant-p'") == 150
+    assert count(target, "SELECT count() FROM learning.sink_rejects FINAL") == 2
+    assert loader.metrics.isolating._value.get() >= 1
+
+
+async def test_a_partition_clickhouse_refuses_waits_alone(kafka_settings: KafkaSettings, target: Any) -> None:
+    """While ClickHouse refuses the batches of partition 0, partitions 1 and 2 keep loading; partition 0 loads
+    everything once ClickHouse takes it again (nothing lost, nothing doubled)."""
+    flaky = FailingClickHouse(target, fail_after_inserts=0, fail_seconds=8.0, partitions={0})
+    per_partition = {p: [make_fact(p * 10_000 + i, f"p{p}") for i in range(400)] for p in range(3)}
+    for partition, facts in per_partition.items():
+        await produce(kafka_settings, facts, partition=partition)
+    loader = FactLoader(sink_settings(), kafka_settings, typing.cast(ClickHouse, flaky))
+    async with running(loader):
+        others = "SELECT count() FROM learning.learning_facts WHERE event_id LIKE 'p1-%' OR event_id LIKE 'p2-%'"
+        await wait_for(lambda: count(target, others) >= 800, timeout=30)
+        # the others are all in while partition 0 is still refused
+        assert flaky.failing_until is not None and time.monotonic() < flaky.failing_until
+        assert count(target, "SELECT count() FROM learning.learning_facts WHERE event_id LIKE 'p0-%'") == 0
+        assert [tp.partition for tp in loader.paused] == [0] and not loader.ready
+        await wait_for(lambda: count(target) >= 1200, timeout=60)
+    assert count(target) == 1200 and flaky.failures >= 1
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+ANALYST_TOKEN = "analyst-" + uuid.uuid4().hex
 
 
 def start_sink_process(kafka: KafkaSettings, data_path: Path, port: int, group: str) -> subprocess.Popen[bytes]:
@@ -205,7 +244,7 @@ def start_sink_process(kafka: KafkaSettings, data_path: Path, port: int, group: 
     env = os.environ | kafka_env | {
         "PYTHONPATH": str(REPO_ROOT),
         "CALIPER_SINK__BATCH_ROWS": "700", "CALIPER_SINK__BATCH_SECONDS": "0.3", "CALIPER_SINK__GROUP_ID": group,
-        "CALIPER_SINK__HTTP_PORT": str(port),
+        "CALIPER_SINK__HTTP_PORT": str(port), "CALIPER_SINK__ANALYST_TOKEN": ANALYST_TOKEN,
         # one stable instance id, as a restarted pod keeps its name: the restart takes the partitions back at
         # once instead of waiting ~10 s for the killed process's session to expire
         "CALIPER_SINK__GROUP_INSTANCE_ID": f"{group}-0",
@@ -217,7 +256,8 @@ def start_sink_process(kafka: KafkaSettings, data_path: Path, port: int, group: 
 async def sql_count(port: int, sql: str) -> int | None:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session, session.post(
-                f"http://127.0.0.1:{port}/sql", params={"format": "JSON"}, data=sql) as response:
+                f"http://127.0.0.1:{port}/sql", params={"format": "JSON"}, data=sql,
+                headers={"Authorization": f"Bearer {ANALYST_TOKEN}"}) as response:
             if response.status != 200:
                 return None
             return int(next(iter((await response.json())["data"][0].values())))

@@ -1,7 +1,8 @@
-"""The fact table's columns and the Arrow blocks the loader inserts, derived from ``LearningFact``'s field list.
+"""The sink's tables: their names (the one definition every module and tool uses) and the Arrow blocks inserted.
 
-A field ``x_ms`` (epoch milliseconds) becomes a ``DateTime64(3, 'UTC')`` column ``x``; every other field keeps
-its name. ``Optional`` fields are the only nullable columns.
+Facts are inserted into ``learning_facts_in`` (columns = the LearningFact's field names, times as ``*_ms``
+``DateTime64(3, 'UTC')``), from which a materialized view fills ``learning_facts``, where a field ``x_ms`` is the
+column ``x``. ``Optional`` fields are the only nullable columns.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ import pyarrow as pa
 
 from schemas.records import LEARNING_FACT_FIELDS, LearningFact
 
-FACT_TABLE = "learning_facts"
+FACT_TABLE = "learning_facts"  # what analysts read
+FACT_INPUT_TABLE = "learning_facts_in"  # what the loader writes (a Null table; a view moves rows to FACT_TABLE)
+CURRENT_FACTS_VIEW = "current_facts"
 REJECTS_TABLE = "sink_rejects"
+BATCHES_TABLE = "sink_batches"
+ERASURES_TABLE = "erasures"
 
 _ARROW_TYPES: dict[Any, pa.DataType] = {
     str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(), bytes: pa.binary(),
@@ -39,10 +44,11 @@ def _arrow_field(name: str, annotation: Any) -> pa.Field:
         members = [m for m in typing.get_args(annotation) if m is not type(None)]
         annotation, nullable = members[0], True
     arrow_type = _TIME if name.endswith("_ms") else _ARROW_TYPES[annotation]
-    return pa.field(column_for(name), arrow_type, nullable=nullable)
+    return pa.field(name, arrow_type, nullable=nullable)
 
 
 def fact_arrow_schema() -> pa.Schema:
+    """The Arrow schema of a block for ``learning_facts_in``: one field per ``LearningFact`` field."""
     hints = typing.get_type_hints(LearningFact)
     return pa.schema([_arrow_field(f.name, hints[f.name]) for f in dataclasses.fields(LearningFact)])
 
@@ -75,7 +81,7 @@ def fact_records(facts: Iterable[LearningFact]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True, slots=True)
 class RejectedMessage:
-    """A message of the facts topic that could not be decoded."""
+    """A message of the facts topic that could not be loaded, and why."""
 
     topic: str
     partition: int

@@ -1,0 +1,195 @@
+"""One ClickHouse client for the embedded engine and for servers: clickhouse-connect.
+
+``connect(settings)`` returns a ``ClickHouse``: a clickhouse-connect client on ``chdb:///<data_path>`` (the
+embedded default, chDB running in this process) or on a server over HTTP(S). Every query, command and insert of
+the sink goes through the same clickhouse-connect API, so the tests, which run on the embedded engine, exercise
+the code that production servers run. What stays server-only is clickhouse-connect's own HTTP transport.
+
+Several clients may be open on the embedded engine at once: each owns a chDB connection handle to the one engine
+of the process, and handles run queries concurrently. The sink opens one for loading, one per concurrent analyst
+query and one for probes, so a slow query never waits behind an insert or the other way round.
+
+Errors become ``ClickHouseUnavailableError`` (no answer: the loader backs off and retries) or
+``ClickHouseQueryError`` (ClickHouse answered with an exception; it carries the ClickHouse error code, and
+``is_data_error`` tells whether the rows themselves were refused).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from sinks.errors import ClickHouseQueryError, ClickHouseUnavailableError, SinkError
+from sinks.settings import ClickHouseSettings
+
+_CODE = re.compile(r"\bCode:\s*(\d+)")
+
+# ClickHouse error codes that mean "these rows cannot be stored", whatever the state of the server: retrying the
+# same rows gives the same answer, so the loader isolates them instead of retrying for ever.
+DATA_ERROR_CODES = frozenset({
+    6,  # CANNOT_PARSE_TEXT
+    26,  # CANNOT_PARSE_QUOTED_STRING
+    27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    32,  # ATTEMPT_TO_READ_AFTER_EOF
+    33,  # CANNOT_READ_ALL_DATA
+    38,  # CANNOT_PARSE_DATE
+    41,  # CANNOT_PARSE_DATETIME
+    53,  # TYPE_MISMATCH
+    69,  # ARGUMENT_OUT_OF_BOUND
+    70,  # CANNOT_CONVERT_TYPE
+    72,  # CANNOT_PARSE_NUMBER
+    117,  # INCORRECT_DATA
+    131,  # TOO_LARGE_STRING_SIZE
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    407,  # DECIMAL_OVERFLOW
+})
+TOO_MANY_PARTS = 252  # also "Too many partitions for single INSERT block": a property of the rows, see below
+
+
+def error_code(message: str) -> int | None:
+    match = _CODE.search(message)
+    return int(match.group(1)) if match else None
+
+
+def is_data_error(error: ClickHouseQueryError) -> bool:
+    """Whether ClickHouse refused the rows themselves (splitting the batch can isolate them)."""
+    if error.code in DATA_ERROR_CODES:
+        return True
+    if "avro::Exception" in str(error):  # 1001 STD_EXCEPTION from the Avro reader: a body it cannot decode
+        return True
+    # 252 is TOO_MANY_PARTS: transient when merges lag ("Too many parts"), but a property of the block when one
+    # insert spans more partitions than max_partitions_per_insert_block: a smaller block loads.
+    return error.code == TOO_MANY_PARTS and "partitions for single INSERT block" in str(error)
+
+
+def _wrap(error: Exception) -> SinkError:
+    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, StreamFailureError
+
+    message = str(error).strip()
+    if isinstance(error, StreamFailureError) or (
+            isinstance(error, DatabaseError) and not isinstance(error, OperationalError)):
+        return ClickHouseQueryError(message, code=getattr(error, "code", None) or error_code(message))
+    if isinstance(error, OperationalError) and error_code(message) is not None:
+        return ClickHouseQueryError(message, code=error_code(message))
+    return ClickHouseUnavailableError(message or type(error).__name__)
+
+
+class ClickHouse:
+    """A clickhouse-connect client with the sink's error mapping. Calls block: async code uses ``to_thread``."""
+
+    def __init__(self, client: Any, database: str, *, embedded: bool) -> None:
+        self._client = client
+        self.database = database
+        self.embedded = embedded
+
+    # -- statements -----------------------------------------------------------------------------------------
+
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None,
+                settings: Mapping[str, Any] | None = None) -> None:
+        """A statement that returns no rows (DDL, INSERT ... SELECT, ALTER ... DELETE)."""
+        try:
+            self._client.command(sql, parameters=dict(parameters or {}), settings=dict(settings or {}))
+        except Exception as error:
+            raise _wrap(error) from error
+
+    def command_text(self, sql: str) -> str:
+        """A statement's result as clickhouse-connect's ``command`` returns it (TabSeparated text), with no FORMAT
+        clause added to the statement (``EXPLAIN AST`` must see the statement exactly as the caller wrote it)."""
+        try:
+            result = self._client.command(sql)
+        except Exception as error:
+            raise _wrap(error) from error
+        if isinstance(result, str):
+            return result
+        if isinstance(result, list | tuple):
+            return "\n".join(str(item) for item in result)
+        return str(result)
+
+    def query_rows(self, sql: str, parameters: Mapping[str, Any] | None = None,
+                   settings: Mapping[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows of a query (server-side bound ``{name:Type}`` parameters)."""
+        try:
+            result = self._client.query(sql, parameters=dict(parameters or {}), settings=dict(settings or {}))
+        except Exception as error:
+            raise _wrap(error) from error
+        return list(result.column_names), [tuple(row) for row in result.result_rows]
+
+    def scalar(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
+        _, rows = self.query_rows(sql, parameters)
+        return rows[0][0] if rows else None
+
+    def query_formatted(self, sql: str, fmt: str, parameters: Mapping[str, Any] | None = None,
+                        settings: Mapping[str, Any] | None = None) -> bytes:
+        """The result rendered by ClickHouse in ``fmt`` (a ClickHouse output format name)."""
+        try:
+            data: bytes = self._client.raw_query(sql, parameters=dict(parameters or {}),
+                                                 settings=dict(settings or {}), fmt=fmt)
+        except Exception as error:
+            raise _wrap(error) from error
+        return data
+
+    # -- inserts --------------------------------------------------------------------------------------------
+
+    def insert_arrow(self, table: str, block: pa.Table, settings: Mapping[str, Any] | None = None) -> None:
+        """Insert one Arrow block; columns by name."""
+        try:
+            self._client.insert_arrow(table, block, database=self.database, settings=dict(settings or {}))
+        except Exception as error:
+            raise _wrap(error) from error
+
+    def insert_avro(self, table: str, container: bytes, settings: Mapping[str, Any] | None = None) -> None:
+        """Insert the records of an Avro container file, decoded by ClickHouse; Avro fields fill columns by name
+        and an absent field takes the column's DEFAULT."""
+        try:
+            self._client.raw_insert(f"{self.database}.{table}", None, container, fmt="Avro",
+                                    settings={"input_format_avro_allow_missing_fields": 1, **(settings or {})})
+        except Exception as error:
+            raise _wrap(error) from error
+
+    # -- session --------------------------------------------------------------------------------------------
+
+    def restrict(self, settings: Mapping[str, Any]) -> None:
+        """Fix settings for the rest of this client's session, in order (put ``readonly`` last: once set, no
+        later statement of this session may change a setting)."""
+        for name, value in settings.items():
+            self._client.set_client_setting(name, value)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # best effort: the engine or the connection may already be gone
+            self._client.close()
+
+
+def connect(settings: ClickHouseSettings, *, create_database: bool = False) -> ClickHouse:
+    """A new client: embedded chDB on ``settings.data_path`` when no host is set, else the server."""
+    import clickhouse_connect
+
+    try:
+        if settings.embedded:
+            settings.data_path.mkdir(parents=True, exist_ok=True)
+            client = clickhouse_connect.get_client(dsn=f"chdb://{settings.data_path.resolve()}")
+        else:
+            client = clickhouse_connect.get_client(
+                host=settings.host, port=settings.port, username=settings.username,
+                password=settings.password.get_secret_value(), secure=settings.secure)
+    except Exception as error:
+        where = settings.data_path if settings.embedded else f"{settings.host}:{settings.port}"
+        raise ClickHouseUnavailableError(f"cannot open ClickHouse at {where}: {error}") from error
+    clickhouse = ClickHouse(client, settings.database, embedded=settings.embedded)
+    try:
+        if create_database:
+            clickhouse.command(f"CREATE DATABASE IF NOT EXISTS {settings.database}")
+        client.database = settings.database
+    except Exception:
+        clickhouse.close()
+        raise
+    return clickhouse

@@ -1,0 +1,160 @@
+"""Analyst queries: checked by the SQL policy, run read-only with limits, a bounded number at a time.
+
+Each concurrent query has a connection of its own whose session was fixed at start to the query limits and,
+last, ``readonly=1`` (so no statement on it can raise a limit or write). On the embedded engine these are chDB
+handles of the sink's own engine: a query runs beside the loader's inserts, never in front of them. On a server
+they are ordinary clickhouse-connect clients; there the recommended analyst user (docs/operations.md) is
+read-only with constraints on these settings, and the sink sends the limits with every query.
+
+At most ``max_concurrent`` queries run at once (each may use ``max_memory_bytes``); a caller waits up to
+``queue_seconds`` for a slot, then gets ``QueryCapacityError`` (HTTP 429 with Retry-After).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from sinks.clickhouse import ClickHouse, connect
+from sinks.errors import ClickHouseQueryError, QueryCapacityError, QueryLimitError, QueryRejectedError
+from sinks.settings import ClickHouseSettings, QueryLimits
+from sinks.sql_policy import check_tree, parse_explain_ast, prepare
+
+# output formats the SQL endpoint serves, by the names its callers use
+OUTPUT_FORMATS = {
+    "json": "JSON",
+    "jsoneachrow": "JSONEachRow",
+    "csv": "CSVWithNames",
+    "tsv": "TabSeparatedWithNames",
+    "pretty": "PrettyCompactMonoBlock",
+}
+CONTENT_TYPES = {"JSON": "application/json", "JSONEachRow": "application/x-ndjson",
+                 "CSVWithNames": "text/csv", "TabSeparatedWithNames": "text/tab-separated-values"}
+# ClickHouse error code -> the limit it reports
+LIMIT_ERRORS = {159: "max_execution_seconds", 241: "max_memory_bytes", 396: "max_result_rows/max_result_bytes",
+                158: "max_rows_to_read", 307: "max_rows_to_read"}
+
+
+def clickhouse_format(name: str) -> str:
+    """The ClickHouse output format for a name the SQL endpoint accepts (``json``, ``csv``, ``pretty`` ...)."""
+    try:
+        return OUTPUT_FORMATS[name.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown format {name!r}; use one of {', '.join(sorted(OUTPUT_FORMATS))}") from None
+
+
+class AnalystQueries:
+    """Runs analyst SQL on a pool of read-only, limited connections."""
+
+    def __init__(self, clickhouse: ClickHouseSettings, limits: QueryLimits) -> None:
+        self.settings = clickhouse
+        self.limits = limits
+        self.database = clickhouse.database
+        self._idle: list[ClickHouse] = []
+        self._opened: list[ClickHouse] = []
+        self._lock = threading.Lock()
+        self._slots = asyncio.Semaphore(limits.max_concurrent)
+        self._parser: ClickHouse | None = None
+        self._table_functions: frozenset[str] = frozenset()
+        self._per_query: dict[str, Any] = {}
+
+    # -- connections ----------------------------------------------------------------------------------------
+
+    def _restricted(self) -> ClickHouse:
+        client = connect(self.settings)
+        try:
+            if client.embedded:
+                client.restrict({**self.limits.clickhouse_settings(), "readonly": 1})
+            else:
+                self._per_query = {**self.limits.clickhouse_settings(), "readonly": 2}
+        except Exception:
+            client.close()
+            raise
+        with self._lock:
+            self._opened.append(client)
+        return client
+
+    def _take(self) -> ClickHouse:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._restricted()
+
+    def _give_back(self, client: ClickHouse) -> None:
+        with self._lock:
+            self._idle.append(client)
+
+    def _parse_client(self) -> ClickHouse:
+        with self._lock:
+            parser = self._parser
+        if parser is None:
+            parser = self._restricted()
+            _, rows = parser.query_rows("SELECT lower(name) FROM system.table_functions")
+            self._table_functions = frozenset(str(row[0]) for row in rows)
+            with self._lock:
+                self._parser = parser
+        return parser
+
+    # -- checking and running -------------------------------------------------------------------------------
+
+    def check(self, sql: str) -> str:
+        """The statement to run, if the policy allows it; else ``QueryRejectedError`` saying why (blocking)."""
+        statement = prepare(sql, self.limits.max_query_bytes)
+        parser = self._parse_client()
+        try:
+            tree = parser.command_text(f"EXPLAIN AST {statement}\n")
+        except ClickHouseQueryError as error:
+            raise QueryRejectedError(f"ClickHouse cannot parse the query: {_first_line(error)}") from error
+        check_tree(parse_explain_ast(tree.splitlines()), self.database, self._table_functions)
+        return statement
+
+    def _run(self, statement: str, fmt: str) -> bytes:
+        client = self._take()
+        try:
+            return client.query_formatted(statement + "\n", fmt, settings=self._per_query)
+        except ClickHouseQueryError as error:
+            limit = LIMIT_ERRORS.get(error.code or 0)
+            if limit is not None:
+                raise QueryLimitError(f"the query exceeded its limit ({limit}): {_first_line(error)}",
+                                      limit=limit) from error
+            raise
+        finally:
+            self._give_back(client)
+
+    def rows_blocking(self, sql: str, parameters: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Rows of one of the sink's OWN statements (the read model): no policy check, the same limits."""
+        client = self._take()
+        try:
+            return client.query_rows(sql, parameters, settings=self._per_query)
+        finally:
+            self._give_back(client)
+
+    def run_blocking(self, sql: str, fmt: str) -> bytes:
+        """Check and run one statement; ``fmt`` is a ClickHouse output format name."""
+        return self._run(self.check(sql), fmt)
+
+    async def run(self, sql: str, fmt: str) -> bytes:
+        """Check and run one statement in a worker thread, waiting ``queue_seconds`` at most for a free slot."""
+        try:
+            await asyncio.wait_for(self._slots.acquire(), timeout=self.limits.queue_seconds or 0.001)
+        except TimeoutError:
+            raise QueryCapacityError(
+                f"{self.limits.max_concurrent} queries are running; try again shortly",
+                retry_after=max(1, int(self.limits.max_execution_seconds // 10))) from None
+        try:
+            return await asyncio.to_thread(self.run_blocking, sql, fmt)
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened, self._idle = self._opened, [], []
+        for client in opened:
+            client.close()
+        self._parser = None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:500] if text else type(error).__name__

@@ -1,0 +1,131 @@
+"""What an analyst may run through the sink's SQL endpoint, decided on ClickHouse's own parse of the statement.
+
+A text check cannot tell ``SELECT 'file(x)'`` from ``SELECT file('x')``, so the statement is parsed by ClickHouse
+(``EXPLAIN AST``, which parses and evaluates nothing) and its tree is checked:
+
+- the statement is a SELECT (with WITH, UNION, INTERSECT/EXCEPT), ``DESCRIBE TABLE`` or ``SHOW TABLES``:
+  never EXPLAIN (EXPLAIN PLAN/PIPELINE evaluates scalar subqueries), never a statement that writes;
+- no SETTINGS, FORMAT or INTO OUTFILE clause (limits are the sink's; the format is the ``format`` parameter);
+- tables only of the pipeline's database (no ``system``, no ``information_schema``, no other database);
+- table functions only from a short list that reads nothing outside the query (``numbers``, ``values`` ...);
+  ``file``, ``url``, ``s3``, ``executable``, ``remote``, chDB's ``python`` and every other table function are
+  refused, and so are their names used as ordinary functions (``SELECT file('/proc/self/environ')`` reads a file
+  even under ``readonly=1``), and functions that reach files, other hosts or engine internals.
+
+The statement that passed is then run, unchanged, on a connection fixed at ``readonly=1`` with the query limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sinks.errors import QueryRejectedError
+
+ALLOWED_TABLE_FUNCTIONS = frozenset({
+    "numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateseries", "values", "null", "view",
+    "primes",
+})
+# ordinary functions that read files, reach other hosts, run models or expose engine internals
+DENIED_FUNCTIONS = frozenset({
+    "file", "hascolumnintable", "joinget", "joingetornull", "catboostevaluate", "modelevaluate", "evalmlmethod",
+    "dictget", "dictgetornull", "dictgetordefault", "dictgetall", "dicthas", "dictgethierarchy", "dictisin",
+    "dictgetchildren", "dictgetdescendants", "getclienthttpheader", "getserversetting", "getmergetreesetting",
+    "getmacro", "addresstoline", "addresstolinewithinlines", "addresstosymbol", "demangle", "trace",
+    "filesystemavailable", "filesystemcapacity", "filesystemunreserved", "currentquerys", "initialqueryid",
+})
+STATEMENTS = ("SelectWithUnionQuery", "DescribeQuery", "ShowTables")
+
+
+@dataclass(slots=True)
+class AstNode:
+    """One line of ``EXPLAIN AST``: its kind (``Function``), its text after the kind (``file (children 1)``)."""
+
+    kind: str
+    text: str
+    children: list[AstNode] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The function or table name: the text before `` (alias ...)`` / `` (children N)``."""
+        return self.text.split(" (", 1)[0].strip()
+
+    def walk(self, parent: AstNode | None = None) -> Iterator[tuple[AstNode, AstNode | None]]:
+        yield self, parent
+        for child in self.children:
+            yield from child.walk(self)
+
+
+def parse_explain_ast(lines: list[str]) -> AstNode:
+    """The tree of ``EXPLAIN AST`` output (one node a line, one space of indentation per level)."""
+    root: AstNode | None = None
+    stack: list[tuple[int, AstNode]] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip(" "))
+        kind, _, text = line.strip().partition(" ")
+        node = AstNode(kind, text)
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        if stack:
+            stack[-1][1].children.append(node)
+        elif root is None:
+            root = node
+        else:
+            raise QueryRejectedError("one statement per query")
+        stack.append((depth, node))
+    if root is None:
+        raise QueryRejectedError("empty query")
+    return root
+
+
+def prepare(sql: str, max_bytes: int) -> str:
+    """The statement without surrounding blanks and trailing ``;``; refuses empty and oversized texts."""
+    statement = sql.strip()
+    while statement.endswith(";"):
+        statement = statement[:-1].rstrip()
+    if not statement:
+        raise QueryRejectedError("empty query")
+    if len(statement.encode()) > max_bytes:
+        raise QueryRejectedError(f"the query is longer than {max_bytes} bytes")
+    return statement
+
+
+def check_tree(root: AstNode, database: str, table_functions: frozenset[str]) -> None:
+    """Raise ``QueryRejectedError`` naming the first thing the policy does not allow.
+
+    ``table_functions``: the engine's table function names, lower-cased (``system.table_functions``): none of them
+    may be called as an ordinary function either, unless it is in ``ALLOWED_TABLE_FUNCTIONS``.
+    """
+    if root.kind not in STATEMENTS:
+        what = "EXPLAIN" if root.kind == "Explain" else root.kind.removesuffix("Query")
+        raise QueryRejectedError(f"only SELECT, DESCRIBE TABLE and SHOW TABLES are allowed, not {what}")
+    if root.kind == "SelectWithUnionQuery" and len(root.children) > 1:
+        raise QueryRejectedError("FORMAT and INTO OUTFILE clauses are not allowed (choose the format with ?format=)")
+    if root.kind == "ShowTables" and root.children:
+        raise QueryRejectedError("SHOW TABLES lists the pipeline's database only")
+    for node, parent in root.walk():
+        if node.kind == "Set":
+            raise QueryRejectedError("SETTINGS clauses are not allowed: the sink sets the query's limits")
+        if node.kind == "TableIdentifier":
+            _check_table(node.name, database)
+        elif node.kind == "Function":
+            name = node.name
+            if parent is not None and parent.kind == "TableExpression":
+                if name.lower() not in ALLOWED_TABLE_FUNCTIONS:
+                    raise QueryRejectedError(f"the table function {name} is not allowed; allowed: "
+                                             f"{', '.join(sorted(ALLOWED_TABLE_FUNCTIONS))}")
+            elif _denied(name.lower(), table_functions):
+                raise QueryRejectedError(f"the function {name} is not allowed")
+
+
+def _denied(folded: str, table_functions: frozenset[str]) -> bool:
+    if folded in DENIED_FUNCTIONS or folded.startswith("dictget"):
+        return True
+    return folded in table_functions and folded not in ALLOWED_TABLE_FUNCTIONS
+
+
+def _check_table(name: str, database: str) -> None:
+    if "." in name and name.split(".", 1)[0] != database:
+        raise QueryRejectedError(f"only tables of the {database} database may be read, not {name}")
