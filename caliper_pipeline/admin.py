@@ -16,16 +16,18 @@ class AdminActionError(PipelineError):
 
 
 def erase_student_facts(settings: Settings, tenant: str, student_id: str, requested_by: str) -> int:
-    if not settings.clickhouse.embedded:
-        from sinks.erasure import erase_student
-        from sinks.targets import open_target
+    if not settings.clickhouse.embedded:  # a server: no sink process to go through, no loader to order against
+        from sinks.clickhouse import connect
+        from sinks.erasure import SERVER_SETTLE_SECONDS, erase_student
+        from sinks.migrations import Layout
 
-        target = open_target(settings.clickhouse)
+        clickhouse = connect(settings.clickhouse)
         try:
-            return erase_student(target, tenant, student_id, requested_by, cluster=settings.clickhouse.cluster,
-                                 hash_key=settings.sink.erasure_hash_key.get_secret_value().encode())
+            return erase_student(clickhouse, Layout(settings.clickhouse.database, settings.clickhouse.cluster),
+                                 tenant, student_id, requested_by, key=settings.privacy.student_key_bytes,
+                                 settle_seconds=SERVER_SETTLE_SECONDS)
         finally:
-            target.close()
+            clickhouse.close()
     request = urllib.request.Request(
         f"{settings.sink.base_url()}/admin/erase",
         data=json.dumps({"tenant": tenant, "student_id": student_id, "requested_by": requested_by}).encode(),

@@ -98,7 +98,7 @@ def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
             await run_sink(settings.sink, settings.clickhouse, settings.kafka,
-                           student_key_secret=settings.sink.erasure_hash_key.get_secret_value().encode())
+                           student_key_secret=settings.privacy.student_key_bytes)
 
     asyncio.run(until_signalled())
     return 0

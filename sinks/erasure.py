@@ -31,6 +31,10 @@ from sinks.migrations import Layout
 from sinks.tables import ERASURES_TABLE, FACT_TABLE
 
 
+# against a server, the deletion is repeated after this long: longer than an insert of one batch takes
+SERVER_SETTLE_SECONDS = 30.0
+
+
 class ErasureKeyMissingError(SinkError):
     """No student key secret is configured: facts cannot be matched without clear ids."""
 

@@ -79,7 +79,6 @@ class SinkSettings(BaseModel):
     # admin token also erases; /healthz needs none. An empty token disables what it guards.
     analyst_token: SecretStr = SecretStr("")
     admin_token: SecretStr = SecretStr("")
-    erasure_hash_key: SecretStr = SecretStr("")
     queries: QueryLimits = Field(default_factory=lambda: QueryLimits())
     # base URL of a running sink's HTTP endpoints (SqlClient in embedded mode); empty: http_host:http_port
     sink_url: str = ""
