@@ -122,3 +122,56 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, rows: 
         "python_arrow_insert_only_rows_per_s": round(len(sample) / arrow_insert_seconds),
         "batches": int(loader.metrics.batches._value.get()),
     }
+
+
+async def _load(kafka: KafkaSettings, target: Any, topic: str, rows: int, run: str) -> float:
+    """Seconds the loader takes to write ``rows`` facts of ``topic`` once it has its partitions."""
+    loader = FactLoader(SinkSettings(group_id=f"bench-{run}-{topic}"), kafka, target, topic=topic)
+    task = asyncio.create_task(loader.run())
+    try:
+        while loader.rows_written < rows:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.005)
+        return time.monotonic() - (loader.assigned_at or time.monotonic())
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def run_heavy_query_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, rows: int,
+                                query_seconds: float = 60.0) -> dict[str, Any]:
+    """The load rate alone, then while an analyst query runs for ``query_seconds`` (through the sink's analyst
+    query pool, as ``POST /sql`` runs it): loading must not wait behind a query."""
+    from sinks.queries import AnalystQueries
+    from sinks.settings import QueryLimits
+
+    run = uuid.uuid4().hex[:8]
+    codec = LearningFactCodec()
+    topics = [f"{kafka.topic_prefix}bench.{run}.{name}" for name in ("alone", "with-query")]
+    for index, topic in enumerate(topics):
+        facts = [bench_fact(index * rows + i, run) for i in range(rows)]
+        await _produce(kafka, topic, [(f.student_id.encode(), codec.encode_record(f)) for f in facts])
+    target = await asyncio.to_thread(connect, clickhouse, create_database=True)
+    queries = AnalystQueries(clickhouse, QueryLimits(max_execution_seconds=query_seconds))
+    try:
+        await asyncio.to_thread(apply_migrations, target, Layout(clickhouse.database, clickhouse.cluster))
+        alone = await _load(kafka, target, topics[0], rows, run)
+        heavy = asyncio.create_task(queries.run(
+            "SELECT count() FROM numbers(1e13) WHERE sipHash64(number) % 1000003 = 1", "TabSeparated"))
+        await asyncio.sleep(1.0)  # the query is running
+        with_query = await _load(kafka, target, topics[1], rows, run)
+        query_still_running = not heavy.done()
+        heavy.cancel()
+        await asyncio.gather(heavy, return_exceptions=True)
+    finally:
+        await asyncio.to_thread(queries.close)
+        await asyncio.to_thread(target.close)
+    return {
+        "rows": rows,
+        "load_rows_per_s_alone": round(rows / alone),
+        "load_rows_per_s_during_heavy_query": round(rows / with_query),
+        "ratio": round(alone / with_query, 2),
+        "query_still_running_when_the_load_ended": query_still_running,
+        "query_seconds_limit": query_seconds,
+    }
