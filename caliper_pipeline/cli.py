@@ -70,11 +70,20 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
-    from caliper_pipeline.read_bridge import SqlEventReader
     from gateway.main import run_gateway
-    from sinks.query_client import SqlClient
+    from schemas.read_api import EventReader
 
-    run_gateway(settings.gateway, settings.kafka, SqlEventReader(SqlClient(settings.clickhouse, settings.sink)))
+    reader: EventReader
+    if settings.clickhouse.embedded:  # only the sink process may open the embedded engine: read through it
+        from sinks.read_client import HttpEventReader
+
+        reader = HttpEventReader(settings.sink.base_url(), settings.sink.analyst_token.get_secret_value())
+    else:
+        from sinks.queries import AnalystQueries
+        from sinks.read_model import ClickHouseEventReader
+
+        reader = ClickHouseEventReader(AnalystQueries(settings.clickhouse, settings.sink.queries))
+    run_gateway(settings.gateway, settings.kafka, reader)
     return 0
 
 

@@ -7,11 +7,12 @@ import time
 import uuid
 
 import aiohttp
+from sinks.query_client import SqlClient
 
 from caliper_pipeline.samples import envelope, hub_grade_event, timeback_activity_event, timeback_time_spent_event
 from caliper_pipeline.settings import Settings
 from caliper_pipeline.sink_client import SinkClient
-from sinks.fact_rows import FACT_TABLE
+from sinks.tables import FACT_TABLE
 
 
 async def _post_demo_events(gateway_url: str, client_id: str, secret: str) -> list[str]:

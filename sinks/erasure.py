@@ -30,7 +30,6 @@ from sinks.errors import SinkError
 from sinks.migrations import Layout
 from sinks.tables import ERASURES_TABLE, FACT_TABLE
 
-
 # against a server, the deletion is repeated after this long: longer than an insert of one batch takes
 SERVER_SETTLE_SECONDS = 30.0
 

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sinks.targets import quote_literal
+
 from caliper_pipeline.loadgen import LoadgenSummary, run_loadgen
 from caliper_pipeline.local_kafka import LocalKafkaBroker
 from caliper_pipeline.local_pipeline import LocalPipeline
 from caliper_pipeline.settings import Settings
 from caliper_pipeline.sink_client import SinkClientError
 from gateway.clients import ClientRegistry
-from sinks.targets import quote_literal
 
 FULL_PROOF = os.environ.get("CALIPER_FULL_PROOF") == "1"
 

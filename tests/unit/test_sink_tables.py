@@ -15,9 +15,9 @@ import pytest
 from sink_fixtures import insert, make_fact, open_engine, scalar
 
 from schemas.codec import LearningFactCodec
+from schemas.privacy import student_key_for
 from schemas.records import LEARNING_FACT_FIELDS, LearningFact
 from sinks.clickhouse import ClickHouse
-from schemas.privacy import student_key_for
 from sinks.erasure import ErasureKeyMissingError, erase_student
 from sinks.errors import MigrationError
 from sinks.migrations import MIGRATIONS_DIR, Layout, apply_migrations, discover, render
