@@ -7,7 +7,6 @@ import time
 import uuid
 
 import aiohttp
-from sinks.query_client import SqlClient
 
 from caliper_pipeline.samples import envelope, hub_grade_event, timeback_activity_event, timeback_time_spent_event
 from caliper_pipeline.settings import Settings

@@ -24,7 +24,7 @@ from caliper_pipeline.stack import wait_http_ok
 from caliper_pipeline.topics import ensure_topics
 from gateway.clients import ClientRegistry
 from schemas.kafka import KafkaSettings
-from sinks.fact_rows import FACT_TABLE
+from sinks.tables import FACT_TABLE
 
 
 class LocalPipeline:

@@ -9,7 +9,6 @@ in the environment wins over the kept one. Each process gets only the secrets it
 | ``jwt-secret`` | ``CALIPER_GATEWAY__JWT_SECRET`` | the gateway signs and checks access tokens |
 | ``sink-analyst-token`` | ``CALIPER_SINK__ANALYST_TOKEN`` | reads the sink's ``/sql``, ``/metrics``, ``/readyz`` |
 | ``sink-admin-token`` | ``CALIPER_SINK__ADMIN_TOKEN`` | the sink's ``/admin/erase`` (``caliper-pipeline erase``) |
-| ``sink-erasure-hash-key`` | ``CALIPER_SINK__ERASURE_HASH_KEY`` | keys the erased student's hash in the log |
 | ``email-hash-key`` | ``CALIPER_PRIVACY__EMAIL_HASH_KEY`` | the streams worker pseudonymizes emails |
 | ``student-key`` | ``CALIPER_PRIVACY__STUDENT_KEY`` | the student key of facts (streams), erasure (sink) |
 """
@@ -26,7 +25,6 @@ from caliper_pipeline.settings import Settings
 JWT_SECRET_FILE = "jwt-secret"
 ANALYST_TOKEN_FILE = "sink-analyst-token"
 ADMIN_TOKEN_FILE = "sink-admin-token"
-ERASURE_HASH_KEY_FILE = "sink-erasure-hash-key"
 EMAIL_HASH_KEY_FILE = "email-hash-key"
 STUDENT_KEY_FILE = "student-key"
 
@@ -52,20 +50,18 @@ def local_secret(settings: Settings, name: str, configured: str) -> str:
 def _configured(settings: Settings) -> dict[str, str]:
     """The secrets set in the environment (or explicitly), by ``StackSecrets`` field name."""
     gateway, sink = settings.gateway, settings.sink
-    analyst = getattr(sink, "analyst_token", None)  # the sink's setting (being added with the sink's credentials)
     return {
         # the gateway's default is the development secret written in the source: only an explicit one counts
         "jwt_secret": gateway.jwt_secret.get_secret_value() if "jwt_secret" in gateway.model_fields_set else "",
-        "analyst_token": analyst.get_secret_value() if analyst is not None else "",
+        "analyst_token": sink.analyst_token.get_secret_value(),
         "admin_token": sink.admin_token.get_secret_value(),
-        "erasure_hash_key": sink.erasure_hash_key.get_secret_value(),
         "email_hash_key": settings.privacy.email_hash_key.get_secret_value(),
         "student_key": settings.privacy.student_key.get_secret_value(),
     }
 
 
 _FILES = {"jwt_secret": JWT_SECRET_FILE, "analyst_token": ANALYST_TOKEN_FILE, "admin_token": ADMIN_TOKEN_FILE,
-          "erasure_hash_key": ERASURE_HASH_KEY_FILE, "email_hash_key": EMAIL_HASH_KEY_FILE,
+          "email_hash_key": EMAIL_HASH_KEY_FILE,
           "student_key": STUDENT_KEY_FILE}
 
 
@@ -74,7 +70,6 @@ class StackSecrets:
     jwt_secret: str
     analyst_token: str
     admin_token: str
-    erasure_hash_key: str
     email_hash_key: str
     student_key: str
 
@@ -101,7 +96,7 @@ class StackSecrets:
                    "CALIPER_PRIVACY__STUDENT_KEY": self.student_key}
         if process == "sink":  # erasure matches on the student key
             return {"CALIPER_SINK__ANALYST_TOKEN": self.analyst_token, "CALIPER_SINK__ADMIN_TOKEN": self.admin_token,
-                    "CALIPER_SINK__ERASURE_HASH_KEY": self.erasure_hash_key, **privacy}
+                    **privacy}
         if process == "streams":
             return privacy
         raise KeyError(f"no secrets for a process named {process!r}")

@@ -52,6 +52,12 @@ class SinkUnreachableError(SinkClientError):
         self.reason = reason
 
 
+def sql_literal(value: str) -> str:
+    """A ClickHouse string literal (backslashes and quotes escaped), for the statements tools compose; the
+    endpoint takes one statement of text, without bound parameters."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def error_message(body: bytes | str) -> str:
     """The sink's ``{"error": ...}`` message, or the start of the body when it is something else."""
     text = body.decode(errors="replace") if isinstance(body, bytes) else body

@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sinks.targets import quote_literal
-
 from caliper_pipeline.loadgen import LoadgenSummary, run_loadgen
 from caliper_pipeline.local_kafka import LocalKafkaBroker
 from caliper_pipeline.local_pipeline import LocalPipeline
 from caliper_pipeline.settings import Settings
-from caliper_pipeline.sink_client import SinkClientError
+from caliper_pipeline.sink_client import SinkClientError, sql_literal
 from gateway.clients import ClientRegistry
 
 FULL_PROOF = os.environ.get("CALIPER_FULL_PROOF") == "1"
@@ -106,7 +104,7 @@ class ExactCounts:
 
 def _event_ids(pipeline: LocalPipeline, tenant: str) -> set[str]:
     rows = pipeline.sql(f"SELECT DISTINCT event_id FROM {pipeline.database}.learning_facts "
-                        f"WHERE tenant = {quote_literal(tenant)}")
+                        f"WHERE tenant = {sql_literal(tenant)}")
     return {row["event_id"] for row in rows}
 
 
@@ -149,7 +147,7 @@ def assert_exactly_once(pipeline: LocalPipeline, summary: LoadgenSummary, *, tim
         assert not extra, f"{len(extra)} events of {tenant} in ClickHouse were never sent: {sorted(extra)[:3]}"
     duplicates = pipeline.sql(
         f"SELECT tenant, event_id, fact_index, content_hash, count() AS n FROM {pipeline.database}.learning_facts "
-        f"FINAL WHERE tenant IN ({','.join(quote_literal(t) for t in expected)}) "
+        f"FINAL WHERE tenant IN ({','.join(sql_literal(t) for t in expected)}) "
         "GROUP BY tenant, event_id, fact_index, content_hash HAVING n > 1 LIMIT 5")
     assert not duplicates, f"rows of the same content twice under FINAL: {duplicates}; {result}"
     unacknowledged = sum(result.unacknowledged.values())

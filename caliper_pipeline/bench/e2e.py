@@ -35,7 +35,7 @@ from caliper_pipeline.loadgen import LoadgenSummary, percentile, run_loadgen
 from caliper_pipeline.local_pipeline import LocalPipeline, counts_by_tenant, topic_message_count
 from caliper_pipeline.settings import Settings
 from caliper_pipeline.sink_client import SinkClient, SinkClientError
-from sinks.fact_rows import FACT_TABLE
+from sinks.tables import FACT_TABLE
 
 FRESHNESS_TARGET_P95_S = 5.0
 THROUGHPUT_TARGET = 10_000.0

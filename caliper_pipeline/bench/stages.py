@@ -38,7 +38,7 @@ def run_streams_bench(settings: Settings, events: int) -> dict[str, Any]:
 
 
 def run_sink_bench(settings: Settings, rows: int) -> dict[str, Any]:
-    from sinks.bench import run_bench
+    from caliper_pipeline.bench.sink import run_bench
 
     work = Path(tempfile.mkdtemp(prefix="bench-sink-"))
     clickhouse = settings.clickhouse

@@ -303,7 +303,7 @@ async def test_a_sink_killed_mid_batch_loses_and_doubles_nothing(kafka_settings:
 
 @pytest.mark.slow
 async def test_bench_loads_every_row_and_reports_rates(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
-    from sinks.bench import run_bench
+    from caliper_pipeline.bench.sink import run_bench
     from sinks.settings import ClickHouseSettings
 
     rows = int(os.environ.get("CALIPER_BENCH_ROWS", "100000"))

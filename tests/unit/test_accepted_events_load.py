@@ -47,10 +47,12 @@ from schemas.codec import LearningFactCodec
 from schemas.hub import validate_hub_event
 from schemas.limits import DATETIME64_MAX, DATETIME64_MIN, DEFAULT_LIMITS, FORBIDDEN_CHARACTER, INT64_MAX, INT64_MIN
 from schemas.records import LEARNING_FACT_FIELDS, LearningFact, RawEvent
+from sinks.clickhouse import ClickHouse, connect
 from sinks.errors import ClickHouseQueryError
-from sinks.fact_rows import FACT_TABLE, column_for, facts_to_arrow
 from sinks.migrations import Layout, apply_migrations
-from sinks.targets import EmbeddedClickHouse
+from sinks.settings import ClickHouseSettings
+from sinks.tables import FACT_INPUT_TABLE, FACT_TABLE, column_for, facts_to_arrow
+from sinks.writer import INSERT_SETTINGS
 from streams.normalizers import NormalizeOptions, normalize_with
 from streams.normalizers.caliper import COMMON, CONVERSION_SETS
 from streams.normalizers.hub import HUB
@@ -69,8 +71,9 @@ _tokens = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedClickHouse]:
-    target = EmbeddedClickHouse(Path(tmp_path_factory.mktemp("accepted-load")) / "chdb", database="learning")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]:
+    settings = ClickHouseSettings(data_path=Path(tmp_path_factory.mktemp("accepted-load")) / "chdb")
+    target = connect(settings, create_database=True)
     apply_migrations(target, Layout("learning"))
     yield target
     target.close()
@@ -80,13 +83,14 @@ _SELECT = ", ".join(f"toUnixTimestamp64Milli({column_for(name)})" if name.endswi
                     for name in LEARNING_FACT_FIELDS)
 
 
-def load_and_read_back(engine: EmbeddedClickHouse, facts: list[LearningFact]) -> None:
+def load_and_read_back(engine: ClickHouse, facts: list[LearningFact]) -> None:
     """Insert the facts as the sink does (Avro records -> one block) and check every column reads back equal."""
     if not facts:
         return
     records = [CODEC.decode(CODEC.encode_record(fact)) for fact in facts]  # what the worker writes, the sink reads
     token = f"load-test-{next(_tokens)}"
-    engine.insert_arrow(FACT_TABLE, facts_to_arrow(records), token)
+    engine.insert_arrow(FACT_INPUT_TABLE, facts_to_arrow(records),
+                        {**INSERT_SETTINGS, "insert_deduplication_token": token})
     keys = ", ".join(f"('{fact.fact_id}', '{fact.content_hash}')" for fact in facts)
     _, rows = engine.query_rows(f"SELECT {_SELECT} FROM learning.{FACT_TABLE} FINAL "
                                 f"WHERE (fact_id, content_hash) IN ({keys}) ORDER BY fact_id, content_hash")
@@ -241,7 +245,7 @@ def rule_cases() -> Iterator[tuple[str, dict[str, Any], str, str, Any]]:
         yield "hub", seed_hub_event(), rule.source, getattr(rule.transform, "__name__", ""), None
 
 
-def test_no_normalizer_rule_lets_a_hostile_value_in(engine: EmbeddedClickHouse) -> None:
+def test_no_normalizer_rule_lets_a_hostile_value_in(engine: ClickHouse) -> None:
     loaded: list[LearningFact] = []
     exercised: dict[str, bool] = {}  # rule source path -> a benign value there was accepted somewhere
     hostile_refused = 0
@@ -417,7 +421,7 @@ def caliper_events(draw: st.DrawFn) -> tuple[dict[str, Any], str | None]:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(case=st.one_of(timeback_events(), caliper_events(), hub_events()))
-def test_every_accepted_event_normalizes_and_loads(engine: EmbeddedClickHouse,
+def test_every_accepted_event_normalizes_and_loads(engine: ClickHouse,
                                                    case: tuple[dict[str, Any], str | None]) -> None:
     event, hostile = case
     event["id"] = f"urn:uuid:{uuid.uuid4()}"
@@ -449,7 +453,7 @@ def envelope_over_months(months: int) -> dict[str, Any]:
     return {**wrap(events[0]), "data": events}
 
 
-def test_an_accepted_envelope_over_the_most_months_loads_in_one_insert(engine: EmbeddedClickHouse) -> None:
+def test_an_accepted_envelope_over_the_most_months_loads_in_one_insert(engine: ClickHouse) -> None:
     envelope = envelope_over_months(DEFAULT_LIMITS.max_months_per_envelope)
     problems, published = check_envelope(envelope)
     assert problems == []
@@ -458,11 +462,12 @@ def test_an_accepted_envelope_over_the_most_months_loads_in_one_insert(engine: E
     load_and_read_back(engine, facts)  # one block, 100 partitions
 
 
-def test_one_month_more_is_refused_by_the_validator_as_the_engine_would(engine: EmbeddedClickHouse) -> None:
+def test_one_month_more_is_refused_by_the_validator_as_the_engine_would(engine: ClickHouse) -> None:
     envelope = envelope_over_months(DEFAULT_LIMITS.max_months_per_envelope + 1)
     problems, _ = check_envelope(envelope)
     assert [p.path for p in problems] == ["data"]
     facts = [fact for raw in caliper_raws(envelope) for fact in normalize_with(raw, OPTIONS)]
     records = [fact.to_record() for fact in facts]
     with pytest.raises(ClickHouseQueryError, match="Too many partitions"):
-        engine.insert_arrow(FACT_TABLE, facts_to_arrow(records), "one-month-too-many")
+        engine.insert_arrow(FACT_INPUT_TABLE, facts_to_arrow(records),
+                            {**INSERT_SETTINGS, "insert_deduplication_token": "one-month-too-many"})
