@@ -3,14 +3,15 @@
 | endpoint | credential | what |
 | --- | --- | --- |
 | ``GET /healthz`` | none | the process runs |
-| ``GET /readyz`` | analyst or admin | ClickHouse answers and no partition is paused |
+| ``GET /readyz`` | none (a health probe); details with a token | ClickHouse answers and no partition is paused |
 | ``GET /metrics`` | analyst or admin | Prometheus |
 | ``POST /sql?format=json|csv|...`` | analyst or admin | one analyst statement (the body), see ``sinks.queries`` |
 | ``POST /read/events`` | analyst or admin | the senders' read model (an ``EventQuery`` as JSON), for the gateway |
 | ``POST /admin/erase`` | admin | erase a student (JSON ``tenant``, ``student_id``, ``requested_by``) |
 
 Credentials are ``Authorization: Bearer <token>``: the analyst token (``CALIPER_SINK__ANALYST_TOKEN``) and the admin
-token (``CALIPER_SINK__ADMIN_TOKEN``); an endpoint whose tokens are all unset refuses every caller. Every error is
+token (``CALIPER_SINK__ADMIN_TOKEN``); an endpoint whose tokens are all unset refuses every caller. The two health probes answer anyone (an
+orchestrator's probe carries no credential), and say nothing but ready or not to a caller without a token. Every error is
 JSON ``{"error": ...}``; an unexpected exception is logged and answered 500 without internals.
 """
 
@@ -112,7 +113,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 def build_app(process: SinkProcess) -> web.Application:
     app = web.Application(client_max_size=process.settings.queries.max_query_bytes + 1024, middlewares=[guard])
     app[SINK_PROCESS] = process
-    app[REQUIRED_ROLE] = {"/healthz": None, "/readyz": ANALYST, "/metrics": ANALYST, "/sql": ANALYST,
+    app[REQUIRED_ROLE] = {"/healthz": None, "/readyz": None, "/metrics": ANALYST, "/sql": ANALYST,
                           "/read/events": ANALYST, "/admin/erase": ADMIN}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -131,8 +132,10 @@ async def readyz(request: web.Request) -> web.Response:
     process = request.app[SINK_PROCESS]
     reachable = await asyncio.to_thread(process.probe.ping)
     ready = reachable and process.loader.ready
-    body = {"ready": ready, "clickhouse": reachable, "consuming": process.loader.started,
-            "backing_off": process.loader.backing_off, "paused_partitions": len(process.loader.paused)}
+    body: dict[str, Any] = {"ready": ready}
+    if _offered_role(request, process.settings) is not None:
+        body |= {"clickhouse": reachable, "consuming": process.loader.started,
+                 "backing_off": process.loader.backing_off, "paused_partitions": len(process.loader.paused)}
     return web.json_response(body, status=200 if ready else 503)
 
 

@@ -196,10 +196,14 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def test_every_endpoint_but_healthz_needs_a_credential(sink_client: TestClient[typing.Any, typing.Any]) -> None:
-    """Issue 11 finding 1: /sql, /metrics and /readyz needed no credential."""
+    """Issue 11 finding 1: /sql and /metrics needed no credential. The health probes answer anyone, and /readyz
+    tells an anonymous caller only whether the sink is ready."""
     assert (await sink_client.get("/healthz")).status == 200
-    for method, path in (("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/sql"), ("POST", "/read/events"),
-                         ("POST", "/admin/erase")):
+    anonymous = await sink_client.get("/readyz")
+    assert await anonymous.json() == {"ready": False}  # no consumer in this test: not ready, and no details
+    detailed = await (await sink_client.get("/readyz", headers=bearer(ANALYST))).json()
+    assert detailed["clickhouse"] is True and detailed["ready"] is False
+    for method, path in (("GET", "/metrics"), ("POST", "/sql"), ("POST", "/read/events"), ("POST", "/admin/erase")):
         for headers in ({}, bearer("wrong"), bearer("ünïcode-tökén"), {"Authorization": "Basic eDp5"}):
             answer = await sink_client.request(method, path, headers=headers, data="SELECT 1")
             assert answer.status == 401, (method, path, headers)
