@@ -10,9 +10,10 @@
 | ``POST /admin/erase`` | admin | erase a student (JSON ``tenant``, ``student_id``, ``requested_by``) |
 
 Credentials are ``Authorization: Bearer <token>``: the analyst token (``CALIPER_SINK__ANALYST_TOKEN``) and the admin
-token (``CALIPER_SINK__ADMIN_TOKEN``); an endpoint whose tokens are all unset refuses every caller. The two health probes answer anyone (an
-orchestrator's probe carries no credential), and say nothing but ready or not to a caller without a token. Every error is
-JSON ``{"error": ...}``; an unexpected exception is logged and answered 500 without internals.
+token (``CALIPER_SINK__ADMIN_TOKEN``); an endpoint whose tokens are all unset refuses every caller. The two health
+probes answer anyone (an orchestrator's probe carries no credential), and say nothing but ready or not to a caller
+without a token. Every error is JSON ``{"error": ...}``; an unexpected exception is logged and answered 500
+without internals.
 """
 
 from __future__ import annotations
