@@ -1,4 +1,10 @@
-"""Publishing validated events to Kafka: idempotent producer, acks=all, answer only after the broker has them."""
+"""Publishing validated events to Kafka: answer only after the broker has them, all of a request or none.
+
+A request's events go to their raw topics in ONE Kafka transaction (``gateway.transactions``: concurrent
+requests share transactions): consumers reading ``read_committed`` (the streams worker, the sink) see all of them
+or, when the request is answered with an error, none. Rejected requests go to the rejected topic through a plain
+idempotent producer (best effort, outside any transaction).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from aiokafka.errors import KafkaError
 
 from gateway.errors import KafkaUnavailableError
 from gateway.settings import GatewaySettings
+from gateway.transactions import Record, TransactionalPublisher, TransactionFailedError
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner
 from schemas.records import RawEvent
 from schemas.registry import raw_event_codec
@@ -46,19 +53,36 @@ class EventPublisher:
         self._kafka = kafka
         self._gateway = gateway
         self._codec = raw_event_codec(kafka)
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: AIOKafkaProducer | None = None  # rejections and readiness
+        self._transactions: TransactionalPublisher | None = None
         self._pending_rejections: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        self._producer = AIOKafkaProducer(
-            enable_idempotence=True, acks="all", linger_ms=self._gateway.producer_linger_ms,
-            compression_type=self._gateway.compression, max_batch_size=512 * 1024, partitioner=crc32_partitioner,
-            request_timeout_ms=int(self._gateway.publish_timeout_seconds * 1000),
+    def _new_producer(self, transactional_id: str | None = None) -> AIOKafkaProducer:
+        gateway = self._gateway
+        return AIOKafkaProducer(
+            enable_idempotence=True, acks="all", linger_ms=gateway.producer_linger_ms,
+            compression_type=gateway.compression, max_batch_size=512 * 1024, partitioner=crc32_partitioner,
+            request_timeout_ms=int(gateway.publish_timeout_seconds * 1000), transactional_id=transactional_id,
+            # the broker aborts a transaction left open longer than this (a gateway killed mid-transaction)
+            transaction_timeout_ms=int((gateway.publish_timeout_seconds + 30) * 1000),
             **self._kafka.client_options(),
         )
+
+    async def start(self) -> None:
+        gateway = self._gateway
+        self._producer = self._new_producer()
         await self._producer.start()
+        transactions = TransactionalPublisher(
+            self._new_producer, gateway.effective_transactional_id, producers=gateway.transaction_producers,
+            window_seconds=gateway.transaction_window_ms / 1000, max_group_records=gateway.transaction_max_events,
+            commit_timeout_seconds=gateway.publish_timeout_seconds + 30)
+        await transactions.start()
+        self._transactions = transactions
 
     async def stop(self) -> None:
+        if self._transactions is not None:
+            await self._transactions.stop()
+            self._transactions = None
         if self._producer is not None:
             if self._pending_rejections:
                 await asyncio.wait(self._pending_rejections, timeout=5)
@@ -77,20 +101,18 @@ class EventPublisher:
         return EncodedEvent(item.source, item.key, self._codec.encode_record(item.event))
 
     async def publish(self, events: list[EncodedEvent]) -> None:
-        """Return only when the broker acknowledged every event (acks=all); else raise KafkaUnavailableError."""
-        producer = self.producer
+        """Return only when a committed transaction carries every event (acks=all); else raise
+        KafkaUnavailableError, and none of the events is visible to read_committed consumers."""
+        if self._transactions is None:
+            raise KafkaUnavailableError("the Kafka producer is not started",
+                                        retry_after=self._gateway.retry_after_seconds)
         topics = self._kafka.topics
+        records = [Record(topics.raw(item.source), item.key, item.value) for item in events]
         try:
-            async with asyncio.timeout(self._gateway.publish_timeout_seconds):
-                futures = [
-                    await producer.send(topics.raw(item.source), item.value, key=item.key)
-                    for item in events
-                ]
-                for future in futures:
-                    await future
-        except (KafkaError, TimeoutError) as error:
-            log.warning("publishing %d events failed: %r", len(events), error)
-            raise KafkaUnavailableError(f"Kafka did not acknowledge the events: {type(error).__name__}",
+            await self._transactions.publish(records, self._gateway.publish_timeout_seconds)
+        except TransactionFailedError as error:
+            log.warning("publishing %d events failed: %s", len(events), error)
+            raise KafkaUnavailableError(f"Kafka did not take the events; none was published ({error})",
                                         retry_after=self._gateway.retry_after_seconds) from error
 
     def record_rejection(self, record: RejectedRequest) -> None:

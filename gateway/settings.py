@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -69,6 +70,13 @@ class GatewaySettings(BaseModel):
     retry_after_seconds: int = 5
     producer_linger_ms: int = 2
     compression: str | None = "lz4"
+    # all-or-nothing requests: each request's events go in one Kafka transaction, concurrent requests grouped
+    # (gateway.transactions). The transactional id must be unique per gateway process and stable across its
+    # restarts (a restart fences the previous incarnation); empty: caliper-gateway-<host name>-<port>.
+    transactional_id: str = ""
+    transaction_producers: int = Field(default=2, ge=1)  # transactions in flight at once
+    transaction_window_ms: float = Field(default=2.0, ge=0)  # how long a group waits for more requests
+    transaction_max_events: int = Field(default=10_000, ge=1)  # events of one group (a bigger request goes alone)
 
     @model_validator(mode="after")
     def _token_lifetime(self) -> GatewaySettings:
@@ -80,6 +88,10 @@ class GatewaySettings(BaseModel):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def effective_transactional_id(self) -> str:
+        return self.transactional_id or f"caliper-gateway-{socket.gethostname()}-{self.port}"
 
     @property
     def verification_secrets(self) -> list[str]:
