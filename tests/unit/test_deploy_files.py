@@ -521,7 +521,15 @@ def test_every_deployed_variable_is_a_setting(origin: str, monkeypatch: pytest.M
 
 
 def test_the_sink_is_not_published_by_compose() -> None:
-    """The sink answers SQL: only the gateway and Prometheus reach it, over compose's internal network."""
-    services = _load(COMPOSE_FILE)["services"]
+    """The sink answers SQL: only the gateway and Prometheus reach it, over compose's internal network, each with
+    the one analyst token the sink checks."""
+    document = _load(COMPOSE_FILE)
+    services = document["services"]
     assert "ports" not in services["sink"]
     assert services["gateway"]["environment"]["CALIPER_SINK__SINK_URL"] == "http://sink:8124"
+    token = services["sink"]["environment"]["CALIPER_SINK__ANALYST_TOKEN"]
+    assert services["gateway"]["environment"]["CALIPER_SINK__ANALYST_TOKEN"] == token
+    assert document["configs"]["sink-analyst-token"]["content"] == token
+    (mounted,) = [c for c in services["prometheus"]["configs"] if c["source"] == "sink-analyst-token"]
+    (job,) = [j for j in _load(COMPOSE_DIR / "prometheus.yml")["scrape_configs"] if j["job_name"] == "sink"]
+    assert job["authorization"]["credentials_file"] == mounted["target"]
