@@ -121,14 +121,20 @@ def cmd_clients(settings: Settings, args: argparse.Namespace) -> int:
     if args.clients_command == "add":
         scopes = tuple(args.scope) if args.scope else (INGEST_SCOPE, READ_SCOPE)
         client, secret = registry.add(args.tenant, client_id=args.client_id, scopes=scopes,
-                                      rate_limit_per_second=args.rate_limit)
+                                      rate_limit_per_second=args.rate_limit, timezone=args.timezone)
         print(f"client_id:     {client.client_id}\nclient_secret: {secret}\ntenant:        {client.tenant}\n"
+              f"timezone:      {registry.timezone_of(client.tenant)}\n"
               f"scopes:        {' '.join(client.scopes)}\n(the secret is shown only now; it is stored hashed)")
     elif args.clients_command == "list":
         for client in registry.all():
             state = "revoked" if client.revoked else "active"
             limit = client.rate_limit_per_second or settings.gateway.default_rate_limit_per_second
-            print(f"{client.client_id}\ttenant={client.tenant}\t{state}\trate={limit:g}/s")
+            print(f"{client.client_id}\ttenant={client.tenant}\ttimezone={registry.timezone_of(client.tenant)}"
+                  f"\t{state}\trate={limit:g}/s")
+    elif args.clients_command == "timezone":
+        tenant = registry.set_timezone(args.tenant, args.timezone)
+        print(f"tenant {args.tenant!r} is now in {tenant.timezone} (offset-less times of its events are read in it, "
+              f"facts get its local date; events already loaded keep theirs)")
     else:
         registry.revoke(args.client_id)
         print(f"revoked {args.client_id}")
@@ -181,6 +187,16 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return run_bench(settings, args.component, args)
 
 
+def timezone_argument(name: str) -> str:
+    """An IANA time zone name, checked before anything is written (an unknown one is a usage error)."""
+    from schemas.tenants import checked_timezone
+
+    try:
+        return checked_timezone(name)
+    except PipelineError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="caliper-pipeline", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -210,7 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     client_add.add_argument("--client-id")
     client_add.add_argument("--scope", action="append", help="repeat for several scopes")
     client_add.add_argument("--rate-limit", type=float, help="events per second")
+    client_add.add_argument("--timezone", type=timezone_argument,
+                            help="the tenant's IANA time zone, e.g. America/Sao_Paulo (default: unchanged; UTC for "
+                                 "a new tenant): its local days, and how offset-less times are read")
     client_commands.add_parser("list", help="list clients")
+    client_timezone = client_commands.add_parser("timezone", help="set a tenant's IANA time zone")
+    client_timezone.add_argument("--tenant", required=True)
+    client_timezone.add_argument("--timezone", required=True, type=timezone_argument,
+                                 help="an IANA time zone name, e.g. America/Sao_Paulo or UTC")
     client_revoke = client_commands.add_parser("revoke", help="revoke a client")
     client_revoke.add_argument("client_id")
 

@@ -1,8 +1,12 @@
-"""Sender clients: id, hashed secret, tenant, scopes, rate limit; kept in one JSON file.
+"""Sender clients (id, hashed secret, tenant, scopes, rate limit) and tenants (time zone), kept in one JSON file.
 
-``caliper-pipeline clients add|list|revoke`` edits the file (atomic replace); the gateway re-reads it when it
-changes, so a revocation takes effect within a second without a restart. Secrets are stored as scrypt hashes
-and shown only once, when the client is added.
+``caliper-pipeline clients add|list|revoke|timezone`` edits the file (atomic replace); the gateway re-reads it
+when it changes, so a revocation or a new time zone takes effect within a second without a restart. Secrets are
+stored as scrypt hashes and shown only once, when the client is added.
+
+The file is ``{"version": 2, "clients": {client id: client}, "tenants": {tenant: {"timezone": IANA name}}}``; a
+file of the first format (``{client id: client}``, written before tenants had a time zone) is read as such, every
+tenant in UTC, and written in the new format at the next change. A tenant without an entry is in UTC.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from pathlib import Path
 
 from gateway.errors import UnknownClientError
 from gateway.settings import INGEST_SCOPE, READ_SCOPE
+from schemas.tenants import DEFAULT_TIMEZONE, checked_timezone
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+FILE_VERSION = 2
 
 
 def hash_secret(secret: str, salt: bytes | None = None) -> str:
@@ -64,6 +70,13 @@ class Client:
     created_at: float = field(default_factory=time.time)
 
 
+@dataclass(frozen=True)
+class Tenant:
+    """What the registry knows of a tenant besides its clients: its IANA time zone (``schemas.tenants``)."""
+
+    timezone: str = DEFAULT_TIMEZONE
+
+
 class ClientRegistry:
     """The clients file, re-read when it changes (checked at most once per ``refresh_seconds``)."""
 
@@ -71,6 +84,7 @@ class ClientRegistry:
         self.path = path
         self.refresh_seconds = refresh_seconds
         self._clients: dict[str, Client] = {}
+        self._tenants: dict[str, Tenant] = {}
         self._mtime_ns = -1
         self._checked_at = 0.0
 
@@ -78,14 +92,19 @@ class ClientRegistry:
         try:
             mtime_ns = self.path.stat().st_mtime_ns
         except FileNotFoundError:
-            self._clients, self._mtime_ns = {}, -1
+            self._clients, self._tenants, self._mtime_ns = {}, {}, -1
             return
         if mtime_ns == self._mtime_ns:
             return
         raw = json.loads(self.path.read_text() or "{}")
+        if isinstance(raw.get("version"), int):
+            clients, tenants = raw.get("clients", {}), raw.get("tenants", {})
+        else:  # the first format: client id -> client
+            clients, tenants = raw, {}
         self._clients = {
-            cid: Client(**{**entry, "scopes": tuple(entry.get("scopes", ()))}) for cid, entry in raw.items()
+            cid: Client(**{**entry, "scopes": tuple(entry.get("scopes", ()))}) for cid, entry in clients.items()
         }
+        self._tenants = {name: Tenant(**entry) for name, entry in tenants.items()}
         self._mtime_ns = mtime_ns
 
     def _fresh(self) -> dict[str, Client]:
@@ -102,26 +121,52 @@ class ClientRegistry:
         self._checked_at = 0.0
         return sorted(self._fresh().values(), key=lambda c: c.created_at)
 
-    def _save(self, clients: dict[str, Client]) -> None:
+    def tenant(self, name: str) -> Tenant:
+        """The tenant's settings (its time zone); a tenant the file does not name is in UTC."""
+        self._fresh()
+        return self._tenants.get(name, Tenant())
+
+    def timezone_of(self, tenant: str) -> str:
+        return self.tenant(tenant).timezone
+
+    def set_timezone(self, tenant: str, timezone: str) -> Tenant:
+        """Set a tenant's IANA time zone (UnknownTimeZoneError, a PipelineError, for an unknown name)."""
+        checked_timezone(timezone)
+        self._checked_at = 0.0
+        clients = dict(self._fresh())
+        tenants = dict(self._tenants)
+        tenants[tenant] = replace(tenants.get(tenant, Tenant()), timezone=timezone)
+        self._save(clients, tenants)
+        return tenants[tenant]
+
+    def _save(self, clients: dict[str, Client], tenants: dict[str, Tenant] | None = None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({cid: asdict(c) for cid, c in clients.items()}, indent=2))
+        document = {"version": FILE_VERSION, "clients": {cid: asdict(c) for cid, c in clients.items()},
+                    "tenants": {name: asdict(t) for name, t in (self._tenants if tenants is None else tenants).items()}}
+        temporary.write_text(json.dumps(document, indent=2))
         os.chmod(temporary, 0o600)
         os.replace(temporary, self.path)
         self._checked_at = 0.0
 
     def add(self, tenant: str, *, client_id: str | None = None, secret: str | None = None,
             scopes: tuple[str, ...] = (INGEST_SCOPE, READ_SCOPE),
-            rate_limit_per_second: float | None = None) -> tuple[Client, str]:
-        """Register a client; returns it and its secret (shown once, stored only as a hash)."""
+            rate_limit_per_second: float | None = None, timezone: str | None = None) -> tuple[Client, str]:
+        """Register a client; returns it and its secret (shown once, stored only as a hash). ``timezone`` sets
+        the tenant's time zone (for all its clients); None leaves it as it is (UTC for a new tenant)."""
+        if timezone is not None:
+            checked_timezone(timezone)
         self._checked_at = 0.0
         clients = dict(self._fresh())
+        tenants = dict(self._tenants)
+        if timezone is not None:
+            tenants[tenant] = replace(tenants.get(tenant, Tenant()), timezone=timezone)
         client_id = client_id or f"{tenant}-{secrets.token_hex(4)}"
         secret = secret or secrets.token_urlsafe(32)
         client = Client(client_id=client_id, secret_hash=hash_secret(secret), tenant=tenant, scopes=scopes,
                         rate_limit_per_second=rate_limit_per_second)
         clients[client_id] = client
-        self._save(clients)
+        self._save(clients, tenants)
         return client, secret
 
     def revoke(self, client_id: str) -> Client:

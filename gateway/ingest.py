@@ -41,7 +41,7 @@ def iter_envelope_events(envelope: Mapping[str, Any], caller: Caller, received_m
             tenant=caller.tenant, client_id=caller.client_id, source=source.value,
             event_id=reference_id(item), event_type=str(item.get("type", "")), profile=profile,
             student_id=student_id, sensor=sensor, send_time_ms=send_time_ms, received_time_ms=received_ms,
-            envelope_index=index, payload=orjson.dumps(item),
+            envelope_index=index, payload=orjson.dumps(item), tenant_timezone=caller.tenant_timezone,
         )
         yield OutgoingEvent(source=source, key=partition_key(caller.tenant, student_id), event=event)
 
@@ -53,5 +53,6 @@ def hub_event(payload: Mapping[str, Any], caller: Caller, received_ms: int) -> O
         event_id=str(payload["id"]), event_type=str(payload["type"]), profile=str(payload["profile"]),
         student_id=student_id, sensor=reference_id(payload.get("edApp")), send_time_ms=0,
         received_time_ms=received_ms, envelope_index=0, payload=orjson.dumps(payload),
+        tenant_timezone=caller.tenant_timezone,
     )
     return OutgoingEvent(source=Source.HUB, key=partition_key(caller.tenant, student_id), event=event)

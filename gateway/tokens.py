@@ -38,6 +38,7 @@ class Caller:
     tenant: str
     scopes: frozenset[str]
     rate_limit_per_second: float | None
+    tenant_timezone: str = "UTC"  # the tenant's IANA time zone (the registry's), stamped on its raw events
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,8 @@ class TokenIssuer:
         if required_scope not in claims.scopes:
             raise ForbiddenError(f"the token lacks the scope {required_scope}")
         return Caller(client_id=client.client_id, tenant=client.tenant, scopes=claims.scopes,
-                      rate_limit_per_second=client.rate_limit_per_second)
+                      rate_limit_per_second=client.rate_limit_per_second,
+                      tenant_timezone=self._registry.timezone_of(client.tenant))
 
     def _decode(self, token: str) -> _Claims:
         try:

@@ -27,6 +27,10 @@ def _avro_type(annotation: Any) -> Any:
     if annotation in _PRIMITIVES:
         return _PRIMITIVES[annotation]
     origin = typing.get_origin(annotation)
+    if origin is dict:
+        key, value = typing.get_args(annotation)
+        if key is str:
+            return {"type": "map", "values": _avro_type(value)}
     if origin in (typing.Union, types.UnionType):
         members = [m for m in typing.get_args(annotation) if m is not type(None)]
         if len(members) == 1:
@@ -41,6 +45,8 @@ def avro_schema_for(record_class: type) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": field.name, "type": _avro_type(hints[field.name])}
         if field.default is not dataclasses.MISSING:
             entry["default"] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            entry["default"] = field.default_factory()
         avro_fields.append(entry)
     return {
         "type": "record",

@@ -46,3 +46,11 @@ class NormalizationError(PipelineError):
         super().__init__(reason)
         self.reason = reason
         self.event_id = event_id
+
+
+class UnknownTimeZoneError(PipelineError, ValueError):
+    """A tenant time zone that is not an IANA time zone name this machine knows."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown time zone {name!r}: give an IANA name such as America/Sao_Paulo or UTC")
+        self.name = name

@@ -2,8 +2,8 @@
 
 Each is a slotted dataclass, the single source of its field list: the Avro schemas in ``schemas/avro/`` are
 generated from these classes (``python -m schemas.avro_gen``) and a test keeps the released catalog in step.
-Times are UTC epoch milliseconds (``*_ms``); optional values are ``None`` only where no default serves
-(a score of 0 is a real score, an absent one is not).
+Times are UTC epoch milliseconds (``*_ms``), dates are days since 1970-01-01 (``*_days``); optional values are
+``None`` only where no default serves (a score of 0 is a real score, an absent one is not).
 """
 
 from __future__ import annotations
@@ -11,14 +11,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 FACT_ID_NAMESPACE = uuid.UUID("6f1d7c1e-4b0e-5a57-9c52-7f0b8f1c2a10")
 
 
 @dataclass(slots=True)
 class RawEvent:
-    """One validated event as the gateway publishes it: typed routing metadata plus the event as JSON bytes."""
+    """One validated event as the gateway publishes it: typed routing metadata plus the event as JSON bytes.
+
+    ``send_time_ms`` is the envelope's sendTime, 0 where the source has none (the hub). ``tenant_timezone`` is the
+    IANA time zone of the tenant when the gateway accepted the event (``schemas.tenants``; v1 messages read as UTC).
+    """
 
     tenant: str
     client_id: str
@@ -32,11 +36,21 @@ class RawEvent:
     received_time_ms: int
     envelope_index: int
     payload: bytes
+    tenant_timezone: str = "UTC"
 
 
 @dataclass(slots=True)
 class LearningFact:
-    """One learning fact: what every source (Timeback, hub, generic Caliper) is normalized into."""
+    """One learning fact: what every source (Timeback, hub, generic Caliper) is normalized into.
+
+    ``docs/fact-mapping.md`` (generated from this class and the normalizers' rules) says where each field comes
+    from. Since v3: ``send_time_ms`` is None where the source has no sendTime (the hub); ``event_date_days`` is
+    the local date of ``event_time_ms`` in ``tenant_timezone`` (None only in facts written before v3: the sink
+    then takes the UTC date); ``learner_role`` says how the student was found: ``actor`` (a Person actor),
+    ``assignee`` (the assignee of the event's Attempt), ``session_user`` (the user of the Session a SessionEvent
+    is about) or ``none`` (no learner: ``student_id`` is empty; the actor is then named by ``actor_id`` and
+    ``actor_type``, never as a student); ``''`` in facts written before v3.
+    """
 
     fact_id: str
     fact_index: int
@@ -49,18 +63,27 @@ class LearningFact:
     profile: str
     action: str
     event_time_ms: int
-    send_time_ms: int
+    send_time_ms: int | None
     received_time_ms: int
+    event_date_days: int | None = None  # local date of event_time_ms in tenant_timezone, days since 1970-01-01
+    tenant_timezone: str = "UTC"
+    date_created_ms: int | None = None  # when the source created the record (hub: object.dateCreated)
     sensor: str = ""
     ed_app: str = ""
     student_id: str = ""
     student_email_hash: str = ""
     student_key: str = ""  # keyed pseudonym of tenant + student (schemas.privacy.student_key_for): erasure's key
     student_email: str = ""
+    actor_id: str = ""
     actor_type: str = ""
+    actor_host: str = ""
+    learner_role: str = ""  # actor | assignee | session_user | none ('' before v3)
+    learner_type: str = ""  # the learner's Caliper type (Person, TimebackUser...)
     object_id: str = ""
     object_type: str = ""
     object_name: str = ""
+    generated_id: str = ""
+    generated_type: str = ""
     activity_id: str = ""
     activity_name: str = ""
     activity_type: str = ""
@@ -84,6 +107,7 @@ class LearningFact:
     seconds_waste: float = 0.0
     seconds_unknown: float = 0.0
     seconds_anti_pattern: float = 0.0
+    seconds_by_sub_type: dict[str, float] = field(default_factory=dict)  # "waste/eating" -> seconds (Timeback)
     score_given: float | None = None
     max_score: float | None = None
     score_ratio: float | None = None

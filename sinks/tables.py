@@ -1,8 +1,8 @@
 """The sink's tables: their names (the one definition every module and tool uses) and the Arrow blocks inserted.
 
 Facts are inserted into ``learning_facts_in`` (columns = the LearningFact's field names, times as ``*_ms``
-``DateTime64(3, 'UTC')``), from which a materialized view fills ``learning_facts``, where a field ``x_ms`` is the
-column ``x``. ``Optional`` fields are the only nullable columns.
+``DateTime64(3, 'UTC')``, dates as ``*_days`` ``Date32``), from which a materialized view fills ``learning_facts``,
+where a field ``x_ms`` or ``x_days`` is the column ``x``. ``Optional`` fields are the only nullable columns.
 """
 
 from __future__ import annotations
@@ -31,11 +31,15 @@ _ARROW_TYPES: dict[Any, pa.DataType] = {
     str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(), bytes: pa.binary(),
 }
 _TIME = pa.timestamp("ms", tz="UTC")
+_UNIT_SUFFIXES = ("_ms", "_days")  # a field's unit, not part of its column's name
 
 
 def column_for(field_name: str) -> str:
-    """The fact table column that stores a ``LearningFact`` field."""
-    return field_name[:-3] if field_name.endswith("_ms") else field_name
+    """The fact table column that stores a ``LearningFact`` field (``event_time_ms`` -> ``event_time``)."""
+    for suffix in _UNIT_SUFFIXES:
+        if field_name.endswith(suffix):
+            return field_name[:-len(suffix)]
+    return field_name
 
 
 def _arrow_field(name: str, annotation: Any) -> pa.Field:
@@ -43,7 +47,13 @@ def _arrow_field(name: str, annotation: Any) -> pa.Field:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         members = [m for m in typing.get_args(annotation) if m is not type(None)]
         annotation, nullable = members[0], True
-    arrow_type = _TIME if name.endswith("_ms") else _ARROW_TYPES[annotation]
+    if typing.get_origin(annotation) is dict:  # a map (seconds_by_sub_type)
+        key, value = typing.get_args(annotation)
+        arrow_type = pa.map_(_ARROW_TYPES[key], _ARROW_TYPES[value])
+    elif name.endswith("_days"):
+        arrow_type = pa.date32()
+    else:
+        arrow_type = _TIME if name.endswith("_ms") else _ARROW_TYPES[annotation]
     return pa.field(name, arrow_type, nullable=nullable)
 
 

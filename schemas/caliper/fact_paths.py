@@ -33,9 +33,15 @@ class Column(Enum):
 
 
 # first key -> second key -> (rest of the path, column); relative to an event
+# an Attempt's assignee, read as the learner wherever it is (streams.normalizers.caliper.find_learner)
+_ASSIGNEE: Final = ((("assignee",), Column.STRING), (("assignee", "id"), Column.STRING),
+                    (("assignee", "type"), Column.STRING))
+
 FACT_PATHS: Final[Mapping[str, Mapping[str, tuple[tuple[tuple[str, ...], Column], ...]]]] = {
     "actor": {"email": (((), Column.STRING),)},
+    "object": {"assignee": tuple((rest[1:], column) for rest, column in _ASSIGNEE)},
     "generated": {
+        "assignee": tuple((rest[1:], column) for rest, column in _ASSIGNEE),
         "scoreGiven": (((), Column.FLOAT64),),
         "maxScore": (((), Column.FLOAT64),),
         "count": (((), Column.INT64),),
@@ -47,6 +53,7 @@ FACT_PATHS: Final[Mapping[str, Mapping[str, tuple[tuple[tuple[str, ...], Column]
             (("startedAtTime",), Column.TIME),
             (("endedAtTime",), Column.TIME),
             (("assignable", "id"), Column.STRING),
+            *_ASSIGNEE,
         ),
     },
 }

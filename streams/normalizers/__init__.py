@@ -1,7 +1,8 @@
 """Normalizers: one raw event (any source) -> its learning facts.
 
 ``normalize`` decodes the raw event's JSON payload and hands it to its source's normalizer (``timeback``,
-``hub``, ``caliper``), each a declarative conversion set (``streams.normalizers.base``).
+``hub``, ``caliper``), each a declarative conversion set (``streams.normalizers.base``). ``urn:uuid:`` strings are
+lower-cased first (UUIDs compare case-insensitively), so an upper-case re-send is the same fact, not a conflict.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from schemas.errors import NormalizationError
 from schemas.kafka import Source
 from schemas.records import LearningFact, RawEvent
-from streams.normalizers.base import NormalizeOptions, decode_payload
+from streams.normalizers.base import NormalizeOptions, decode_payload, has_upper_case_uuid_urn, lower_uuid_urns
 from streams.normalizers.caliper import normalize_caliper
 from streams.normalizers.hub import normalize_hub
 from streams.normalizers.timeback import normalize_timeback
@@ -39,4 +40,7 @@ def normalize_with(raw: RawEvent, options: NormalizeOptions) -> list[LearningFac
     normalizer = NORMALIZERS.get(raw.source)
     if normalizer is None:
         raise NormalizationError(f"unknown source {raw.source!r}", event_id=raw.event_id)
-    return normalizer(raw, decode_payload(raw), options)
+    document = decode_payload(raw)
+    if has_upper_case_uuid_urn(raw.payload):
+        document = lower_uuid_urns(document)
+    return normalizer(raw, document, options)

@@ -9,7 +9,9 @@ path (dotted, e.g. ``object.assignable.skillCode``), transforms the value and st
 - a rule with ``destination=None`` has a transform that returns several fact fields at once (a dict);
 - a rule with ``destination=CONSUMED`` swallows a value that has no fact field and need not be kept;
 - ``leftover`` decides what of a mapped value is still kept (e.g. per-item attributes of a metrics list);
-- ``consume=False`` reads a value without removing it (another rule maps the same value too).
+- ``consume=False`` reads a value without removing it (another rule maps the same value too);
+- a ``zoned`` rule's transform also gets the tenant's time zone (``time_rule``: an offset-less date-time is a
+  wall-clock time of the tenant, not UTC).
 
 Everything not mapped is the remainder, stored as the fact's ``extensions_json`` so nothing is dropped.
 ``build_fact`` turns the converted fields plus the raw event's routing metadata into the LearningFact.
@@ -20,23 +22,32 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import orjson
 
 from schemas.caliper import CALIPER_CONTEXT_V1P2
-from schemas.coerce import coerce_bool, coerce_int, coerce_number, time_to_ms
-from schemas.errors import NormalizationError
+from schemas.coerce import coerce_bool, coerce_int, coerce_number, parse_time
+from schemas.errors import NormalizationError, UnknownTimeZoneError
 from schemas.privacy import student_key_for
 from schemas.records import LearningFact, RawEvent, content_hash_of, fact_id_for, pseudonymize_email
+from schemas.tenants import DEFAULT_TIMEZONE, local_days, zone_for
 
 CONSUMED = "__consumed__"
 _ISO_DURATION = re.compile(
     r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
     r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$")
 
-Transform = Callable[[Any], Any]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+# an explicit offset at the end of the time part of an ISO 8601 date-time: Z, +03, -0300, +03:00
+_OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2}(?::?\d{2}(?:\.\d+)?)?)?)$")
+_URN_UUID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+_URN_UUID_LENGTH = len("urn:uuid:") + 36
+
+# Any: a transform takes the value, and a zoned one the tenant's time zone as well
+Transform = Callable[..., Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,7 @@ class FieldRule:
     transform: Transform | None = None
     leftover: Callable[[Any], Any] | None = None
     consume: bool = True
+    zoned: bool = False
     keys: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -97,8 +109,9 @@ class ConversionSet:
         """A new set with extra rules before (higher priority) and after this one's."""
         return ConversionSet(name, (*first, *self.rules, *then))
 
-    def convert(self, document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The fact fields the rules produce, and the remainder of the document nothing mapped."""
+    def convert(self, document: dict[str, Any], zone: tzinfo = UTC) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The fact fields the rules produce, and the remainder of the document nothing mapped; offset-less times
+        are read in ``zone`` (the tenant's)."""
         values: dict[str, Any] = {}
         consumed: set[int] = set()
         for index, rule in enumerate(self.rules):
@@ -113,7 +126,10 @@ class ConversionSet:
                 value = value.get(key)
             if value is None:
                 continue
-            result = value if rule.transform is None else rule.transform(value)
+            if rule.transform is None:
+                result = value
+            else:
+                result = rule.transform(value, zone) if rule.zoned else rule.transform(value)
             if result is None:
                 continue
             if destination is None:
@@ -170,12 +186,32 @@ def iri(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def millis(value: Any) -> int | None:
-    """A date-time (ISO text, offset-less = UTC, or an aware datetime) as UTC epoch milliseconds."""
+def epoch_ms(moment: datetime) -> int:
+    """UTC epoch milliseconds of an aware datetime, exactly (no float rounding)."""
+    return (moment - _EPOCH) // _MILLISECOND
+
+
+def has_offset(text: str) -> bool:
+    """Whether an ISO 8601 date-time names its offset (``Z``, ``-03:00``...); a bare date has none."""
+    return _OFFSET.search(text.strip()[10:]) is not None
+
+
+def millis(value: Any, zone: tzinfo = UTC) -> int | None:
+    """A date-time as UTC epoch milliseconds; without an offset it is a wall-clock time in ``zone`` (the
+    tenant's time zone), e.g. the hub's ``lastTime: "2022-07-19T19:36:12.117"``."""
     if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return int(aware.timestamp() * 1000)
-    return time_to_ms(value)
+        return epoch_ms(value if value.tzinfo is not None else value.replace(tzinfo=zone))
+    moment = parse_time(value)  # offset-less is read as UTC here: the same wall clock, moved into the zone below
+    if moment is None:
+        return None
+    if zone is not UTC and not has_offset(value):
+        moment = moment.replace(tzinfo=zone)
+    return epoch_ms(moment)
+
+
+def time_rule(source: str, destination: str, *, consume: bool = True) -> FieldRule:
+    """A rule reading a date-time, offset-less in the tenant's time zone (``millis``)."""
+    return FieldRule(source, destination, millis, consume=consume, zoned=True)
 
 
 def number(value: Any) -> float | None:
@@ -216,24 +252,68 @@ def decode_payload(raw: RawEvent) -> dict[str, Any]:
     return document
 
 
+def lower_uuid_urns(document: Any) -> Any:
+    """``document`` with every ``urn:uuid:`` string lower-cased: UUIDs compare case-insensitively (RFC 9562), so a
+    re-send in upper case is the same event (same fact id, same content hash), not a conflict."""
+    if isinstance(document, str):
+        return document.lower() if _URN_UUID.fullmatch(document) else document
+    if isinstance(document, dict):
+        return {key: lower_uuid_urns(value) for key, value in document.items()}
+    if isinstance(document, list):
+        return [lower_uuid_urns(item) for item in document]
+    return document
+
+
+def has_upper_case_uuid_urn(payload: bytes) -> bool:
+    """Whether a JSON payload may hold an ``urn:uuid:`` in other than lower case (the walk is skipped otherwise;
+    a false alarm only costs the walk)."""
+    lowered = payload.lower()
+    start = lowered.find(b"urn:uuid:")
+    while start != -1:
+        end = start + _URN_UUID_LENGTH
+        if payload[start:end] != lowered[start:end]:
+            return True
+        start = lowered.find(b"urn:uuid:", end)
+    return False
+
+
+def canonical_id(identifier: str) -> str:
+    """An event id as stored: ``urn:uuid:`` ids lower-cased, any other id as sent."""
+    return identifier.lower() if _URN_UUID.fullmatch(identifier) else identifier
+
+
+def tenant_zone(raw: RawEvent) -> tzinfo:
+    """The tenant's time zone the gateway stamped on the event; a NormalizationError if it is unknown here."""
+    if raw.tenant_timezone == DEFAULT_TIMEZONE:
+        return UTC  # the same rules as ZoneInfo("UTC"), and the normalizers' fast path
+    try:
+        return zone_for(raw.tenant_timezone)
+    except UnknownTimeZoneError as error:
+        raise NormalizationError(str(error), event_id=raw.event_id) from error
+
+
 def canonical_json(document: Any) -> bytes:
     """Canonical JSON bytes (sorted keys): the same content always gives the same bytes."""
     return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
 
 
 def build_fact(raw: RawEvent, payload: dict[str, Any], values: dict[str, Any], remainder: dict[str, Any],
-               options: NormalizeOptions, fact_index: int = 0) -> LearningFact:
-    """The LearningFact of converted ``values`` plus the raw event's routing metadata."""
-    event_id = values.pop("event_id", "") or raw.event_id
+               options: NormalizeOptions, zone: tzinfo, fact_index: int = 0) -> LearningFact:
+    """The LearningFact of converted ``values`` plus the raw event's routing metadata.
+
+    ``values`` name the learner (``student_id``, ``learner_role``, ``learner_type``) as the source's normalizer
+    found them; without a student the fact is loaded all the same, marked ``learner_role = "none"``.
+    """
+    event_id = canonical_id(values.pop("event_id", "") or raw.event_id)
     if not event_id:
         raise NormalizationError("the event has no id", event_id=raw.event_id)
     event_time_ms = values.pop("event_time_ms", None)
     if event_time_ms is None:
         raise NormalizationError("the event has no readable event time", event_id=event_id)
-    student_id = values.pop("student_id", "") or raw.student_id
-    if not student_id:
-        raise NormalizationError("the event names no student (actor)", event_id=event_id)
+    student_id = values.pop("student_id", "")
     email = values.pop("student_email", "")
+    if not student_id:  # nobody to attribute the event to: say so, never name the actor (an application) instead
+        values["learner_role"], values["learner_type"], email = "none", "", ""
     score, maximum = values.get("score_given"), values.get("max_score")
     if score is not None and maximum is not None and maximum > 0 and "score_ratio" not in values:
         values["score_ratio"] = score / maximum
@@ -249,8 +329,10 @@ def build_fact(raw: RawEvent, payload: dict[str, Any], values: dict[str, Any], r
         profile=values.pop("profile", "") or raw.profile,
         action=values.pop("action", ""),
         event_time_ms=event_time_ms,
-        send_time_ms=raw.send_time_ms,
+        send_time_ms=raw.send_time_ms or None,  # 0: the source has no sendTime (the hub)
         received_time_ms=raw.received_time_ms,
+        event_date_days=local_days(event_time_ms, zone),
+        tenant_timezone=raw.tenant_timezone,
         sensor=raw.sensor,
         student_id=student_id,
         student_email_hash=pseudonymize_email(email, options.email_hash_key),

@@ -1,15 +1,22 @@
 """Generic Caliper 1.2 events -> LearningFact, one declarative conversion set per event type.
 
 Every set starts from ``COMMON`` (the Caliper Event's own fields: id, type, actor, object, eventTime, edApp,
-generated, group, session...); a type's own rules come first and so win over the common ones (a GradeEvent's
-student is the attempt's assignee, not the grading actor). Any event type without its own set uses ``COMMON``.
-Entities (items of an envelope that are not events) yield no fact and are not an error.
+generated, group, session...); a type's own rules come first and so win over the common ones. Any event type
+without its own set uses ``COMMON``. Entities (items of an envelope that are not events) yield no fact and are not
+an error. Offset-less times are read in the tenant's time zone.
+
+The learner is found by role, not position (``find_learner``): the assignee of the event's Attempt (``object``,
+``generated`` or ``generated.attempt``) when it names one; else the actor when it is a Person (an actor given by
+IRI alone counts as one unless the event type's actor is never the learner: ``NON_LEARNER_ACTORS``); else the
+user of the Session a SessionEvent is about; else nobody (``learner_role = "none"``, empty ``student_id``): a
+grading application or a timing-out platform is never stored as a student.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from schemas.caliper.terms import entity_subtypes
 from schemas.records import LearningFact, RawEvent
 from streams.normalizers.base import (
     EVENT_IDENTITY,
@@ -21,34 +28,59 @@ from streams.normalizers.base import (
     duration_seconds,
     integer,
     iri,
-    millis,
     number,
+    tenant_zone,
     text,
+    time_rule,
 )
 
 R = FieldRule
 
+# Where a rule's destination starts with "_", the value is a candidate for the learner (``find_learner``), not a
+# fact field: the attempt's assignee, the actor's email, the user of a Session.
+ASSIGNEE_ID, ASSIGNEE_TYPE, ACTOR_EMAIL, SESSION_USER_ID, SESSION_USER_TYPE = (
+    "_assignee_id", "_assignee_type", "_actor_email", "_session_user_id", "_session_user_type")
+PERSON_TYPES = entity_subtypes("Person")
+# event types (and actions; None: every action) whose actor is never the learner, whatever its type
+NON_LEARNER_ACTORS: dict[str, frozenset[str] | None] = {
+    "GradeEvent": None,  # the grader (an application or an instructor); the learner is the attempt's assignee
+    "OutcomeEvent": None,  # Caliper 1.1's GradeEvent
+    "SessionEvent": frozenset({"TimedOut"}),  # the platform (a SoftwareApplication) ends the session
+}
+
 COMMON = ConversionSet("caliper", (
     *EVENT_IDENTITY,
-    R("eventTime", "event_time_ms", millis),
-    R("actor", "student_id", iri),
-    R("actor.id", "student_id", text),
+    time_rule("eventTime", "event_time_ms"),
+    R("actor", "actor_id", iri),
+    R("actor.id", "actor_id", text),
     R("actor.type", "actor_type", text),
-    R("actor.email", "student_email", text),
+    R("actor.email", ACTOR_EMAIL, text),
     R("object", "object_id", iri),
     R("object.id", "object_id", text),
     R("object.type", "object_type", text),
     R("object.name", "object_name", text),
-    R("object.dateCreated", "started_time_ms", millis),
+    time_rule("object.dateCreated", "date_created_ms"),
+    R("object.assignee", ASSIGNEE_ID, iri),
+    R("object.assignee.id", ASSIGNEE_ID, text),
+    R("object.assignee.type", ASSIGNEE_TYPE, text),
     R("edApp", "ed_app", iri),
     R("edApp.id", "ed_app", text),
     R("edApp.name", "app_name", text),
+    R("generated", "generated_id", iri),
+    R("generated.id", "generated_id", text),
+    R("generated.type", "generated_type", text),
+    R("generated.assignee", ASSIGNEE_ID, iri),
+    R("generated.assignee.id", ASSIGNEE_ID, text),
+    R("generated.assignee.type", ASSIGNEE_TYPE, text),
+    R("generated.attempt.assignee", ASSIGNEE_ID, iri),
+    R("generated.attempt.assignee.id", ASSIGNEE_ID, text),
+    R("generated.attempt.assignee.type", ASSIGNEE_TYPE, text),
     R("generated.scoreGiven", "score_given", number),
     R("generated.maxScore", "max_score", number),
     R("generated.attempt.count", "attempts", integer),
     R("generated.count", "attempts", integer),
-    R("generated.startedAtTime", "started_time_ms", millis),
-    R("generated.endedAtTime", "ended_time_ms", millis),
+    time_rule("generated.startedAtTime", "started_time_ms"),
+    time_rule("generated.endedAtTime", "ended_time_ms"),
     R("generated.duration", "total_time_seconds", duration_seconds),
     R("session", "session_id", iri),
     R("session.id", "session_id", text),
@@ -58,15 +90,13 @@ COMMON = ConversionSet("caliper", (
 ))
 
 _ATTEMPT_OBJECT = (
-    R("object.assignee", "student_id", iri),
-    R("object.assignee.id", "student_id", text),
     R("object.assignable", "activity_id", iri),
     R("object.assignable.id", "activity_id", text),
     R("object.assignable.type", "activity_type", text),
     R("object.assignable.name", "activity_name", text),
     R("object.count", "attempts", integer),
-    R("object.startedAtTime", "started_time_ms", millis),
-    R("object.endedAtTime", "ended_time_ms", millis),
+    time_rule("object.startedAtTime", "started_time_ms"),
+    time_rule("object.endedAtTime", "ended_time_ms"),
     R("object.duration", "total_time_seconds", duration_seconds),
 )
 
@@ -78,8 +108,8 @@ ASSESSMENT_EVENT = COMMON.extended("caliper.AssessmentEvent", first=(
 ))
 ASSESSMENT_ITEM_EVENT = COMMON.extended("caliper.AssessmentItemEvent", first=(
     R("generated.attempt.assignable.id", "activity_id", text),
-    R("generated.attempt.startedAtTime", "started_time_ms", millis),
-    R("generated.attempt.endedAtTime", "ended_time_ms", millis),
+    time_rule("generated.attempt.startedAtTime", "started_time_ms"),
+    time_rule("generated.attempt.endedAtTime", "ended_time_ms"),
     R("object.isPartOf.id", "activity_id", text),
     R("object.isPartOf.name", "activity_name", text),
     R("object.isPartOf.type", "activity_type", text),
@@ -104,6 +134,9 @@ def _session_object_id(value: Any) -> dict[str, str] | None:
 
 SESSION_EVENT = COMMON.extended("caliper.SessionEvent", first=(
     R("object", None, _session_object_id, consume=False),
+    R("object.user", SESSION_USER_ID, iri),
+    R("object.user.id", SESSION_USER_ID, text),
+    R("object.user.type", SESSION_USER_TYPE, text),
 ))
 TOOL_USE_EVENT = COMMON.extended("caliper.ToolUseEvent", first=(
     R("target.id", "activity_id", text),
@@ -141,9 +174,39 @@ def conversion_set_for(event_type: Any) -> ConversionSet:
     return CONVERSION_SETS.get(event_type, COMMON) if isinstance(event_type, str) else COMMON
 
 
+def actor_may_be_learner(event_type: str, action: str, actor_type: str) -> bool:
+    """A Person actor is the learner; one given by IRI alone (no type) too, unless the event type's actor is
+    never the learner (``NON_LEARNER_ACTORS``); an application, an organization... never is."""
+    if actor_type:
+        return actor_type in PERSON_TYPES
+    if event_type in NON_LEARNER_ACTORS:
+        actions = NON_LEARNER_ACTORS[event_type]
+        return actions is not None and action not in actions
+    return True
+
+
+def find_learner(values: dict[str, Any]) -> None:
+    """Replace the learner candidates in ``values`` by ``student_id``, ``student_email``, ``learner_role`` and
+    ``learner_type`` (nothing when there is no learner: ``build_fact`` marks the fact ``none``)."""
+    assignee, assignee_type = values.pop(ASSIGNEE_ID, ""), values.pop(ASSIGNEE_TYPE, "")
+    email = values.pop(ACTOR_EMAIL, "")
+    user, user_type = values.pop(SESSION_USER_ID, ""), values.pop(SESSION_USER_TYPE, "")
+    actor, actor_type = values.get("actor_id", ""), values.get("actor_type", "")
+    if assignee:
+        values.update(student_id=assignee, learner_role="assignee", learner_type=assignee_type)
+        if actor == assignee:
+            values["student_email"] = email
+    elif actor and actor_may_be_learner(values.get("event_type", ""), values.get("action", ""), actor_type):
+        values.update(student_id=actor, learner_role="actor", learner_type=actor_type, student_email=email)
+    elif user:
+        values.update(student_id=user, learner_role="session_user", learner_type=user_type)
+
+
 def normalize_caliper(raw: RawEvent, document: dict[str, Any], options: NormalizeOptions) -> list[LearningFact]:
     """The fact of a generic Caliper event; no fact for an entity."""
     if not is_event(document):
         return []
-    values, remainder = conversion_set_for(document.get("type")).convert(document)
-    return [build_fact(raw, document, values, remainder, options)]
+    zone = tenant_zone(raw)
+    values, remainder = conversion_set_for(document.get("type")).convert(document, zone)
+    find_learner(values)
+    return [build_fact(raw, document, values, remainder, options, zone)]

@@ -1,8 +1,12 @@
 """The Brazilian hub's grade/reading events (seed 003) -> LearningFact.
 
-The event is read through ``schemas.hub.HubEvent`` (BNCC code upper-cased, numbers and booleans coerced, times
-UTC) and converted by ``HUB``. The hub sends no ``eventTime``: the fact's event time is the record's
-``object.dateCreated`` (required by the contract).
+The event is read through ``schemas.hub.HubEvent`` (BNCC code upper-cased, numbers and booleans coerced) and
+converted by ``HUB``; its times are read from the event as sent, an offset-less time (``lastTime:
+"2022-07-19T19:36:12.117"``) being a wall-clock time of the tenant's time zone. The hub sends no ``eventTime``:
+the fact's event time is when the learning happened, ``object.endedAtTime``, else ``object.lastTime``, else
+``object.startedAtTime`` (required); ``object.dateCreated`` (when the hub's record was created) has its own
+column. The hub sends no sendTime either: ``send_time_ms`` is None. The student is the attempt's assignee. Where
+the contract names a default (``HUB_DEFAULTS``) a missing value takes it.
 """
 
 from __future__ import annotations
@@ -21,12 +25,20 @@ from streams.normalizers.base import (
     boolean,
     build_fact,
     integer,
-    millis,
     number,
+    tenant_zone,
     text,
+    time_rule,
 )
 
-__all__ = ["HUB", "bncc_columns", "normalize_hub"]
+__all__ = ["HUB", "HUB_DEFAULTS", "bncc_columns", "normalize_hub"]
+
+# the contract's defaults: "object.assignee.type: Person (default)", "isPartOf.type: Subject (default)",
+# "frequency_assigned: 1 (default)"
+HUB_DEFAULTS: dict[str, Any] = {"learner_type": "Person", "discipline_type": "Subject", "frequency_assigned": 1}
+# the times of the contract, read from the event as sent (the model's datetimes no longer say which had no offset)
+HUB_TIMES = (("object", "dateCreated"), ("object", "startedAtTime"), ("object", "endedAtTime"),
+             ("object", "lastTime"))
 
 
 def bncc_columns(value: Any) -> dict[str, str] | None:
@@ -51,8 +63,10 @@ R = FieldRule
 HUB = ConversionSet("hub", (
     *EVENT_IDENTITY,
     R("actor.type", "actor_type", text),
+    R("actor.host", "actor_host", text),
     R("object.type", "object_type", text),
     R("object.assignee.id", "student_id", text),
+    R("object.assignee.type", "learner_type", text),
     R("object.assignable.id", "activity_id", text),
     R("object.assignable.type", "activity_type", text),
     R("object.assignable.skillCode", None, bncc_columns),
@@ -62,15 +76,20 @@ HUB = ConversionSet("hub", (
     R("object.assignable.isPartOf.name", "subject_name", text),
     R("object.assignable.isPartOf.type", "discipline_type", text),
     R("object.assignable.frequency_assigned", "frequency_assigned", integer),
-    R("object.dateCreated", "event_time_ms", millis),
-    R("object.startedAtTime", "started_time_ms", millis),
-    R("object.endedAtTime", "ended_time_ms", millis),
-    R("object.lastTime", "last_access_time_ms", millis),
+    # when the learning happened: the first of these the event has
+    time_rule("object.endedAtTime", "event_time_ms", consume=False),
+    time_rule("object.lastTime", "event_time_ms", consume=False),
+    time_rule("object.startedAtTime", "event_time_ms", consume=False),
+    time_rule("object.dateCreated", "date_created_ms"),
+    time_rule("object.startedAtTime", "started_time_ms"),
+    time_rule("object.endedAtTime", "ended_time_ms"),
+    time_rule("object.lastTime", "last_access_time_ms"),
     R("object.totalTime", "total_time_seconds", number),
     R("object.percentReading", "percent_read", number),
     R("object.completionType", "completion_type", text),
     R("object.finished", "finished", boolean),
     R("edApp", "ed_app", text),
+    R("generated.type", "generated_type", text),
     R("generated.scoreGiven", "score_given", number),
     R("generated.maxScore", "max_score", number),
     R("generated.proficiencyLevel", "proficiency_level", text),
@@ -85,5 +104,13 @@ def normalize_hub(raw: RawEvent, document: dict[str, Any], options: NormalizeOpt
         reasons = "; ".join(problem.message for problem in problems)
         raise NormalizationError(f"invalid hub event: {reasons}", event_id=raw.event_id)
     typed = event.model_dump(by_alias=True, exclude_unset=True)
-    values, remainder = HUB.convert(typed)
-    return [build_fact(raw, document, values, remainder, options)]
+    for parent, name in HUB_TIMES:  # validated above: the text as sent, read in the tenant's zone by the rules
+        sent = document.get(parent, {}).get(name)
+        if isinstance(sent, str) and name in typed.get(parent, {}):
+            typed[parent][name] = sent
+    zone = tenant_zone(raw)
+    values, remainder = HUB.convert(typed, zone)
+    for name, default in HUB_DEFAULTS.items():
+        values.setdefault(name, default)
+    values["learner_role"] = "assignee"
+    return [build_fact(raw, document, values, remainder, options, zone)]

@@ -14,8 +14,17 @@ from pathlib import Path
 
 from schemas.records import LearningFact
 from streams.normalizers.base import CONSUMED, ConversionSet
-from streams.normalizers.caliper import COMMON, CONVERSION_SETS
-from streams.normalizers.hub import HUB
+from streams.normalizers.caliper import (
+    ACTOR_EMAIL,
+    ASSIGNEE_ID,
+    ASSIGNEE_TYPE,
+    COMMON,
+    CONVERSION_SETS,
+    NON_LEARNER_ACTORS,
+    SESSION_USER_ID,
+    SESSION_USER_TYPE,
+)
+from streams.normalizers.hub import HUB, HUB_DEFAULTS
 from streams.normalizers.timeback import TIMEBACK
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "fact-mapping.md"
@@ -26,9 +35,16 @@ _FROM_ENVELOPE = {
     "fact_index": "0 (one fact per event today; the sub-index of events that yield several)",
     "content_hash": "hash of the event's canonical JSON (same id + other hash = a conflict)",
     "tenant": "the sender client's tenant (from its token)", "client_id": "the sender client",
-    "source": "the door: timeback, hub or caliper", "send_time_ms": "envelope sendTime",
-    "received_time_ms": "the gateway's clock when it accepted the request", "sensor": "envelope sensor (hub: edApp)",
-    "student_email_hash": "HMAC-SHA256(key, case-folded email)",
+    "source": "the door: timeback, hub or caliper",
+    "send_time_ms": "envelope sendTime; null for the hub, which sends none",
+    "received_time_ms": "the gateway's clock when it accepted the request",
+    "event_date_days": "the local date of event_time_ms in tenant_timezone, days since 1970-01-01 (the table's "
+                       "`event_date`)",
+    "tenant_timezone": "the tenant's IANA time zone when the gateway accepted the event (`caliper-pipeline clients "
+                       "timezone`); offset-less times of the event are read in it",
+    "sensor": "envelope sensor (hub: edApp)",
+    "student_email_hash": "HMAC-SHA256(key, case-folded email): the actor's `actor.email` when the student is the "
+                          "actor (Timeback, generic Caliper), else empty",
     "student_key": "HMAC-SHA256(student key, tenant + 0x1F + student_id): the pseudonym erasure matches on",
     "student_email": "the raw email only with CALIPER_PRIVACY__KEEP_RAW_EMAIL=true",
     "score_ratio": "score_given / max_score when max_score > 0",
@@ -36,9 +52,18 @@ _FROM_ENVELOPE = {
 }
 _MULTI_FIELD = {
     "generated.items": ["xp_earned", "total_questions", "correct_questions", "mastered_units", "seconds_active",
-                        "seconds_inactive", "seconds_waste", "seconds_unknown", "seconds_anti_pattern"],
+                        "seconds_inactive", "seconds_waste", "seconds_unknown", "seconds_anti_pattern",
+                        "seconds_by_sub_type", "started_time_ms", "ended_time_ms"],
     "object.assignable.skillCode": ["bncc_code", "bncc_stage", "bncc_year_group", "bncc_component", "bncc_number"],
 }
+
+
+# the generic normalizer's learner candidates (``find_learner`` picks one) and the fields they can become
+_CANDIDATES = {ASSIGNEE_ID: ("student_id", "assignee"), ASSIGNEE_TYPE: ("learner_type", "assignee"),
+               SESSION_USER_ID: ("student_id", "session user"), SESSION_USER_TYPE: ("learner_type", "session user"),
+               ACTOR_EMAIL: ("student_email", "actor")}
+# fields a normalizer sets in code, not by a rule
+_SET_IN_CODE = {"learner_role": ("actor", "assignee", "assignee, actor, session_user or none")}
 
 
 def _sources(conversion: ConversionSet) -> dict[str, list[str]]:
@@ -47,14 +72,27 @@ def _sources(conversion: ConversionSet) -> dict[str, list[str]]:
         if rule.destination == CONSUMED:
             continue
         names = [rule.destination] if rule.destination else _MULTI_FIELD.get(rule.source, [])
+        label = rule.source
+        if rule.destination in _CANDIDATES:
+            name, role = _CANDIDATES[rule.destination]
+            names, label = [name], f"{rule.source} ({role})"
         for name in names:
-            if rule.source not in found[name]:
-                found[name].append(rule.source)
+            if label not in found[name]:
+                found[name].append(label)
+    for name, default in HUB_DEFAULTS.items():
+        if conversion is HUB:
+            found[name].append(f"default: {default}")
+    if "actor_id" in found and conversion is COMMON:
+        found["student_id"] += ["actor (Person)", "actor.id (Person)"]
+        found["learner_type"] += ["actor.type (Person)"]
     return found
 
 
 def _type_name(annotation: object) -> str:
     """``str``, ``float``, or ``float or null`` for an optional value."""
+    if typing.get_origin(annotation) is dict:
+        key, value = typing.get_args(annotation)
+        return f"map {key.__name__} -> {value.__name__}"
     members = [m for m in typing.get_args(annotation) if m is not type(None)] or [annotation]
     names = [getattr(member, "__name__", str(member)) for member in members]
     optional = type(None) in typing.get_args(annotation)
@@ -72,13 +110,44 @@ def render() -> str:
                     generic.setdefault(field_name, []).append(label)
     columns = [("Timeback (`/caliper/event`, TimebackProfile)", _sources(TIMEBACK)),
                ("hub (`/hub/v1/events`)", _sources(HUB)), ("generic Caliper 1.2", generic)]
+    for index, (_, sources) in enumerate(columns):
+        for name, by_source in _SET_IN_CODE.items():
+            sources[name] = [by_source[index]]
+    not_learners = ", ".join(f"{kind} ({'every action' if actions is None else ', '.join(sorted(actions))})"
+                             for kind, actions in NON_LEARNER_ACTORS.items())
     lines = [
         "# The learning fact and where each source puts its fields",
         "",
         "Generated by `python -m streams.normalizers.mapping_doc --write` from `schemas/records.py` and the",
-        "normalizers' rules in `streams/normalizers/`; a test fails when this page is stale. Metric items of",
-        "Timeback (`generated.items[].type` = xpEarned, totalQuestions, ..., active, inactive, waste, unknown,",
-        "anti-pattern) are summed per type into their columns; a BNCC code is split into its parts.",
+        "normalizers' rules in `streams/normalizers/`; a test fails when this page is stale. Where a cell lists",
+        "several paths, the first one the event has wins. Metric items of Timeback (`generated.items[].type` =",
+        "xpEarned, totalQuestions, ..., active, inactive, waste, unknown, anti-pattern) are summed per type into",
+        "their columns, and a time-spent item with a `subType` also under `type/subType` in `seconds_by_sub_type`;",
+        "a BNCC code is split into its parts.",
+        "",
+        "## When the event happened, and on which local day",
+        "",
+        "- Timeback and generic Caliper: `eventTime`.",
+        "- hub (no eventTime): when the learning happened, `object.endedAtTime`, else `object.lastTime`, else",
+        "  `object.startedAtTime`; `object.dateCreated` (when the hub created its record) is `date_created_ms`.",
+        "- A time without an offset (the hub's `lastTime: \"2022-07-19T19:36:12.117\"`) is a wall-clock time of the",
+        "  tenant's time zone (`tenant_timezone`, default UTC); `event_date_days` is the local date of the event",
+        "  time in that zone.",
+        "",
+        "## Who the student is",
+        "",
+        "Found by role, not by position; `learner_role` says how:",
+        "",
+        "- `assignee`: the assignee of the event's Attempt (`object`, `generated` or `generated.attempt`); always",
+        "  for the hub (`object.assignee`).",
+        "- `actor`: the actor, when it is a Person (a TimebackUser for Timeback). An actor given by IRI alone (no",
+        "  type) counts as one, except where the event type's actor is never the learner: " + not_learners + ".",
+        "- `session_user`: the user of the Session a SessionEvent is about (a session timed out by the platform).",
+        "- `none`: nobody found: `student_id`, `student_key` and the email hash are empty. The fact is loaded; the",
+        "  actor (a grading application...) is in `actor_id`/`actor_type`, never in `student_id`.",
+        "",
+        "`urn:uuid:` ids are lower-cased (UUIDs compare case-insensitively): a re-send in upper case is the same",
+        "fact (same `fact_id`, same `content_hash`).",
         "",
         "## Filled the same way for every source",
         "",

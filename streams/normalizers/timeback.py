@@ -1,13 +1,16 @@
 """TimebackProfile events -> LearningFact.
 
 ``ActivityEvent``/``TimeSpentEvent`` of the TimebackProfile are read through their models
-(``schemas.timeback``: numeric strings become numbers, times become UTC) and converted by ``TIMEBACK``; the
-metrics of ``generated.items`` go to their columns, duplicates of one metric type summed. Whatever else the
-Timeback door receives (any Caliper event the reference allows) is normalized as a generic Caliper event.
+(``schemas.timeback``: numeric strings become numbers) and converted by ``TIMEBACK``; times are read as sent, an
+offset-less one in the tenant's time zone. The metrics of ``generated.items`` go to their columns, duplicates of
+one metric type summed; a time-spent item's ``subType`` also counts its seconds under ``type/subType`` in
+``seconds_by_sub_type`` (``waste/eating``). The student is the actor (a TimebackUser). Whatever else the Timeback
+door receives (any Caliper event the reference allows) is normalized as a generic Caliper event.
 """
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,7 +27,9 @@ from streams.normalizers.base import (
     iri,
     millis,
     number,
+    tenant_zone,
     text,
+    time_rule,
 )
 from streams.normalizers.caliper import normalize_caliper
 
@@ -39,14 +44,17 @@ METRIC_COLUMNS: dict[str, str] = {
     "unknown": "seconds_unknown",
     "anti-pattern": "seconds_anti_pattern",
 }
-_MAPPED_METRIC_KEYS = frozenset({"type", "value", "startDate", "endDate"})
+_MAPPED_METRIC_KEYS = frozenset({"type", "subType", "value", "startDate", "endDate"})
+_ITEM_TIMES = ("startDate", "endDate")
 
 
-def metric_columns(items: Any) -> dict[str, Any] | None:
-    """Sum each metric type's values into its column; the earliest start and latest end of time windows."""
+def metric_columns(items: Any, zone: tzinfo) -> dict[str, Any] | None:
+    """Sum each metric type's values into its column (and each ``type/subType`` into ``seconds_by_sub_type``);
+    the earliest start and latest end of time windows, offset-less ones read in the tenant's ``zone``."""
     if not isinstance(items, list):
         return None
     columns: dict[str, Any] = {}
+    by_sub_type: dict[str, float] = {}
     starts: list[int] = []
     ends: list[int] = []
     for item in items:
@@ -56,7 +64,11 @@ def metric_columns(items: Any) -> dict[str, Any] | None:
         value = number(item.get("value"))
         if column is not None and value is not None:
             columns[column] = columns.get(column, 0.0) + value
-        start, end = millis(item.get("startDate")), millis(item.get("endDate"))
+            sub_type = item.get("subType")
+            if isinstance(sub_type, str) and sub_type.strip() and column.startswith("seconds_"):
+                key = f"{item['type']}/{sub_type.strip()}"
+                by_sub_type[key] = by_sub_type.get(key, 0.0) + value
+        start, end = millis(item.get("startDate"), zone), millis(item.get("endDate"), zone)
         if start is not None:
             starts.append(start)
         if end is not None:
@@ -65,11 +77,13 @@ def metric_columns(items: Any) -> dict[str, Any] | None:
         columns["started_time_ms"] = min(starts)
     if ends:
         columns["ended_time_ms"] = max(ends)
+    if by_sub_type:
+        columns["seconds_by_sub_type"] = by_sub_type
     return columns or None
 
 
 def unmapped_metric_attributes(items: Any) -> list[dict[str, Any]] | None:
-    """What the metric columns do not hold (subType, extensions...), with the item's type for context."""
+    """What the metric columns do not hold (extensions...), with the item's type for context."""
     if not isinstance(items, list):
         return None
     kept = []
@@ -84,8 +98,10 @@ R = FieldRule
 
 TIMEBACK = ConversionSet("timeback", (
     *EVENT_IDENTITY,
-    R("eventTime", "event_time_ms", millis),
-    R("actor.id", "student_id", text),
+    time_rule("eventTime", "event_time_ms"),
+    R("actor.id", "student_id", text, consume=False),
+    R("actor.id", "actor_id", text),
+    R("actor.type", "learner_type", text, consume=False),
     R("actor.type", "actor_type", text),
     R("actor.email", "student_email", text),
     R("object.id", "object_id", text),
@@ -99,7 +115,9 @@ TIMEBACK = ConversionSet("timeback", (
     R("edApp", "ed_app", iri),
     R("edApp.id", "ed_app", text),
     R("object.app.id", "ed_app", text),
-    R("generated.items", None, metric_columns, leftover=unmapped_metric_attributes),
+    R("generated.id", "generated_id", text),
+    R("generated.type", "generated_type", text),
+    R("generated.items", None, metric_columns, leftover=unmapped_metric_attributes, zoned=True),
     R("session", "session_id", iri),
     R("session.id", "session_id", text),
     R("group", "group_id", iri),
@@ -120,5 +138,19 @@ def normalize_timeback(raw: RawEvent, document: dict[str, Any], options: Normali
         raise NormalizationError(f"invalid {document['type']}: {where}: {first['msg']}",
                                  event_id=raw.event_id) from error
     typed = event.model_dump(by_alias=True, exclude_unset=True)
-    values, remainder = TIMEBACK.convert(typed)
-    return [build_fact(raw, document, values, remainder, options)]
+    _times_as_sent(typed, document)
+    zone = tenant_zone(raw)
+    values, remainder = TIMEBACK.convert(typed, zone)
+    values["learner_role"] = "actor"
+    return [build_fact(raw, document, values, remainder, options, zone)]
+
+
+def _times_as_sent(typed: dict[str, Any], document: dict[str, Any]) -> None:
+    """Put back the times as the event sent them (the model made them UTC, losing which had no offset)."""
+    if isinstance(document.get("eventTime"), str):
+        typed["eventTime"] = document["eventTime"]
+    sent_items = document["generated"]["items"]  # validated: a list of objects, one per typed item
+    for typed_item, sent_item in zip(typed["generated"]["items"], sent_items, strict=False):
+        for name in _ITEM_TIMES:
+            if name in typed_item and isinstance(sent_item.get(name), str):
+                typed_item[name] = sent_item[name]

@@ -79,7 +79,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]:
     target.close()
 
 
-_SELECT = ", ".join(f"toUnixTimestamp64Milli({column_for(name)})" if name.endswith("_ms") else column_for(name)
+_SELECT = ", ".join(f"toUnixTimestamp64Milli({column_for(name)})" if name.endswith("_ms")
+                    else f"toInt32({column_for(name)})" if name.endswith("_days") else column_for(name)
                     for name in LEARNING_FACT_FIELDS)
 
 

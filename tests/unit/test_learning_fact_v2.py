@@ -70,9 +70,9 @@ def loaded(target: ClickHouse) -> dict[str, tuple[typing.Any, ...]]:
     return by_event
 
 
-def test_v2_is_the_newest_catalog_version_and_adds_only_the_student_key() -> None:
+def test_v2_adds_only_the_student_key_to_v1() -> None:
     versions = dict(catalog_versions("learning_fact"))
-    assert max(versions) == 2 and LearningFactCodec().version == 2
+    assert max(versions) >= 2 and LearningFactCodec().version == max(versions)
     v1, v2 = ({f["name"]: f for f in versions[n]["fields"]} for n in (1, 2))
     assert set(v2) - set(v1) == {"student_key"} and v2["student_key"] == {
         "name": "student_key", "type": "string", "default": ""}
@@ -120,7 +120,7 @@ def test_the_migration_adds_the_column_in_place_on_a_database_of_v1_rows(tmp_pat
         assert apply_migrations(engine, Layout("learning"), before) == [1, 2, 3]
         engine.command("INSERT INTO learning.learning_facts (fact_id, tenant, event_id, student_id, event_time) "
                        "VALUES ('f1', 't', 'e1', 's1', now64(3))")
-        assert apply_migrations(engine, Layout("learning"), MIGRATIONS_DIR) == [4, 5]
+        assert apply_migrations(engine, Layout("learning"), MIGRATIONS_DIR) == [m.version for m in discover()][3:]
         _, columns = engine.query_rows("SELECT name FROM system.columns WHERE database = 'learning' "
                                        "AND table = 'learning_facts' ORDER BY position")
         assert tuple(name for (name,) in columns) == FACT_COLUMNS

@@ -70,13 +70,14 @@ HUB_FIELDS: list[tuple[str, Any, str, Any]] = [
     ("type", "GradeViewEvent", "event_type", "GradeViewEvent"),
     ("profile", "ReadingGradingProfile", "profile", "ReadingGradingProfile"),
     ("actor.type", "SoftwareApplication", "actor_type", "SoftwareApplication"),
-    ("actor.host", "https://leitura.example.com.br", "extensions", {"actor": {"host": "https://leitura.example.com.br"}}),
+    ("actor.host", "https://leitura.example.com.br", "actor_host", "https://leitura.example.com.br"),
     ("action", "Viewed", "action", "Viewed"),
     ("action", "ViewdGraded", "action", "ViewedGraded"),
     ("object.type", "Reading/Listen", "object_type", "Reading/Listen"),
     ("object.assignee.id", "urn:uuid:11111111-2222-3333-4444-555555555555", "student_id",
      "urn:uuid:11111111-2222-3333-4444-555555555555"),
-    ("object.assignee.type", "Person", "extensions", {"object": {"assignee": {"type": "Person"}}}),
+    ("object.assignee.type", "Person", "learner_type", "Person"),
+    ("object.assignee.id", "urn:uuid:11111111-2222-3333-4444-555555555555", "learner_role", "assignee"),
     ("object.assignable.id", "book-7", "activity_id", "book-7"),
     ("object.assignable.type", "Book Activity", "activity_type", "Book Activity"),
     ("object.assignable.skillCode", "ef69ar31", "bncc_code", "EF69AR31"),
@@ -92,9 +93,10 @@ HUB_FIELDS: list[tuple[str, Any, str, Any]] = [
     ("object.assignable.isPartOf.name", "Língua Portuguesa", "subject_name", "Língua Portuguesa"),
     ("object.assignable.isPartOf.type", "GroupStudy", "discipline_type", "GroupStudy"),
     ("object.assignable.frequency_assigned", 3, "frequency_assigned", 3),
-    ("object.dateCreated", "2022-07-19T19:40:00.000Z", "event_time_ms", ms("2022-07-19T19:40:00")),
+    ("object.dateCreated", "2022-07-19T19:40:00.000Z", "date_created_ms", ms("2022-07-19T19:40:00")),
     ("object.startedAtTime", "2022-07-19T16:30:00-03:00", "started_time_ms", ms("2022-07-19T19:30:00")),
     ("object.endedAtTime", "2022-07-19T19:36:00", "ended_time_ms", ms("2022-07-19T19:36:00")),
+    ("object.endedAtTime", "2022-07-19T19:36:00Z", "event_time_ms", ms("2022-07-19T19:36:00")),
     ("object.lastTime", "2022-07-19T19:36:12.117", "last_access_time_ms", ms("2022-07-19T19:36:12.117")),
     ("object.totalTime", "372", "total_time_seconds", 372.0),
     ("object.percentReading", 25.91, "percent_read", 25.91),
@@ -104,7 +106,7 @@ HUB_FIELDS: list[tuple[str, Any, str, Any]] = [
     ("object.finished", True, "finished", True),
     ("edApp", "urn:uuid:0f8fad5b-d9cb-469f-a165-70867728950e", "ed_app",
      "urn:uuid:0f8fad5b-d9cb-469f-a165-70867728950e"),
-    ("generated.type", "Score", "extensions", {"generated": {"type": "Score"}}),
+    ("generated.type", "Score", "generated_type", "Score"),
     ("generated.maxScore", 20, "max_score", 20.0),
     ("generated.scoreGiven", "15", "score_given", 15.0),
     ("generated.scoreGiven", 5, "score_ratio", 0.5),
@@ -156,8 +158,11 @@ TIMEBACK_FIELDS: list[tuple[str, Any, str, Any]] = [
     ("generated.items", [{"type": "totalQuestions", "value": 10}], "total_questions", 10.0),
     ("generated.items", [{"type": "correctQuestions", "value": 8}], "correct_questions", 8.0),
     ("generated.items", [{"type": "masteredUnits", "value": 2}], "mastered_units", 2.0),
-    ("generated.id", "https://x.example/collections/1", "extensions", {"generated": {
-        "id": "https://x.example/collections/1", "type": "TimebackActivityMetricsCollection"}}),
+    ("generated.id", "https://x.example/collections/1", "generated_id", "https://x.example/collections/1"),
+    ("generated.type", "TimebackActivityMetricsCollection", "generated_type", "TimebackActivityMetricsCollection"),
+    ("actor.id", USER, "learner_role", "actor"),
+    ("actor.id", USER, "actor_id", USER),
+    ("actor.type", "TimebackUser", "learner_type", "TimebackUser"),
 ]
 
 TIME_SPENT_FIELDS: list[tuple[str, Any, str, Any]] = [
@@ -172,10 +177,15 @@ TIME_SPENT_FIELDS: list[tuple[str, Any, str, Any]] = [
     ("generated.items", [{"type": "active", "value": 1, "endDate": "2024-04-24T14:05:00Z"},
                          {"type": "waste", "value": 1, "endDate": "2024-04-24T14:09:00Z"}],
      "ended_time_ms", ms("2024-04-24T14:09:00")),
-    ("generated.items", [{"type": "active", "value": 1, "subType": "reading"}], "extensions",
-     {"generated": {"id": "https://your-app-url.com/ims/metrics/collections/time/1",
-                    "type": "TimebackTimeSpentMetricsCollection",
-                    "items": [{"type": "active", "subType": "reading"}]}}),
+    ("generated.items", [{"type": "active", "value": 1, "subType": "reading"}], "seconds_by_sub_type",
+     {"active/reading": 1.0}),
+    ("generated.items", [{"type": "waste", "value": 2, "subType": "eating"}, {"type": "waste", "value": 3},
+                         {"type": "waste", "value": "4", "subType": "eating"}, {"type": "inactive", "value": 5,
+                                                                                "subType": "eating"}],
+     "seconds_by_sub_type", {"waste/eating": 6.0, "inactive/eating": 5.0}),
+    ("generated.items", [{"type": "waste", "value": 2, "subType": "eating"}], "extensions_json", "{}"),
+    ("generated.id", "https://x.example/time/9", "generated_id", "https://x.example/time/9"),
+    ("generated.type", "TimebackTimeSpentMetricsCollection", "generated_type", "TimebackTimeSpentMetricsCollection"),
     ("type", "TimeSpentEvent", "event_type", "TimeSpentEvent"),
     ("action", "SpentTime", "action", "SpentTime"),
 ]
@@ -229,13 +239,11 @@ def test_the_raw_email_is_kept_only_when_asked() -> None:
     assert fact.student_email_hash == pseudonymize_email("[email protected]", KEY)
 
 
-def test_a_fully_mapped_seed_event_leaves_only_unmapped_values_in_extensions() -> None:
-    assert extensions(one_fact("timeback", seed_activity_event())) == {"generated": {
-        "id": "https://your-app-url.com/ims/metrics/collections/activity/1",
-        "type": "TimebackActivityMetricsCollection"}}
-    assert extensions(one_fact("hub", seed_hub_event())) == {
-        "actor": {"host": "https://edtech.example.com.br"}, "generated": {"type": "Score"},
-        "object": {"assignee": {"type": "Person"}}}
+def test_a_fully_mapped_seed_event_leaves_nothing_in_extensions() -> None:
+    """Every field of both seeds' contracts has a typed column (issue 12 #5): nothing is left over."""
+    assert extensions(one_fact("timeback", seed_activity_event())) == {}
+    assert extensions(one_fact("timeback", time_spent_event())) == {}
+    assert extensions(one_fact("hub", seed_hub_event())) == {}
 
 
 def test_unknown_fields_are_kept_in_extensions() -> None:
@@ -350,7 +358,9 @@ def test_a_grade_event_scores_the_assignee_of_the_attempt() -> None:
     assert (fact.score_given, fact.max_score, fact.score_ratio, fact.attempts) == (8.0, 10.0, 0.8, 2)
     assert (fact.started_time_ms, fact.ended_time_ms) == (ms("2023-08-15T14:00:00"), ms("2023-08-15T14:10:00"))
     assert fact.total_time_seconds == 600.0
-    assert extensions(fact)["actor"] == {"id": "https://example.edu/autograder"}
+    assert (fact.actor_id, fact.actor_type) == ("https://example.edu/autograder", "SoftwareApplication")
+    assert (fact.learner_role, fact.learner_type) == ("assignee", "Person")
+    assert (fact.generated_id, fact.generated_type) == ("https://example.edu/scores/1", "Score")
 
 
 def test_an_assessment_event_reads_its_attempt() -> None:
