@@ -269,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("--seconds", type=float, default=10.0)
         stage.add_argument("--concurrency", type=int, default=64)
         stage.add_argument("--count", type=int, default=100_000)
+        if component == "sink":
+            stage.add_argument("--heavy-query", type=float, default=0.0, metavar="SECONDS",
+                               help="measure the load rate alone and during an analyst query of SECONDS")
     from caliper_pipeline import loadgen
     from caliper_pipeline.bench import e2e as bench_e2e
     from caliper_pipeline.bench import soak

@@ -40,6 +40,10 @@ class QueryLimits(BaseModel):
     max_concurrent: int = Field(default=4, ge=1)  # queries at once; each may use max_memory_bytes
     queue_seconds: float = Field(default=2.0, ge=0)  # wait for a free slot before answering 429
     max_query_bytes: int = Field(default=64 * 1024, ge=256)  # length of the SQL text
+    # an analyst query yields to the loader: it runs on at most max_threads threads, and ClickHouse suspends it
+    # while a query of higher priority (lower value: the loader's inserts run at 0, "none") runs
+    max_threads: int = Field(default=1, ge=1)
+    priority: int = Field(default=10, ge=1)
 
     def clickhouse_settings(self) -> dict[str, int | float | str]:
         """The ClickHouse settings that enforce these limits (``readonly`` is added by the caller, last)."""
@@ -50,6 +54,8 @@ class QueryLimits(BaseModel):
             "max_result_rows": self.max_result_rows,
             "max_result_bytes": self.max_result_bytes,
             "result_overflow_mode": "throw",
+            "max_threads": self.max_threads,
+            "priority": self.priority,
         }
         if self.max_rows_to_read:
             settings["max_rows_to_read"] = self.max_rows_to_read

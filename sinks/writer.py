@@ -25,7 +25,7 @@ from sinks.errors import ClickHouseQueryError
 from sinks.metrics import SinkMetrics
 from sinks.tables import FACT_INPUT_TABLE, REJECTS_TABLE, RejectedMessage, rejects_to_arrow
 
-INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1, "priority": 1}
 
 
 @dataclass(slots=True)

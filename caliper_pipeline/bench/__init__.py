@@ -29,6 +29,6 @@ def run_bench(settings: Settings, component: str, args: argparse.Namespace) -> i
     else:
         from caliper_pipeline.bench.stages import run_sink_bench
 
-        figures = run_sink_bench(settings, args.count)
+        figures = run_sink_bench(settings, args.count, heavy_query_seconds=args.heavy_query)
     print(json.dumps(figures, indent=2, default=str))
     return 0

@@ -37,12 +37,14 @@ def run_streams_bench(settings: Settings, events: int) -> dict[str, Any]:
         return run_bench(kafka, events)
 
 
-def run_sink_bench(settings: Settings, rows: int) -> dict[str, Any]:
-    from caliper_pipeline.bench.sink import run_bench
+def run_sink_bench(settings: Settings, rows: int, *, heavy_query_seconds: float = 0.0) -> dict[str, Any]:
+    from caliper_pipeline.bench.sink import run_bench, run_heavy_query_bench
 
     work = Path(tempfile.mkdtemp(prefix="bench-sink-"))
     clickhouse = settings.clickhouse
     if clickhouse.embedded:  # never the stack's own chDB directory: a running sink holds its lock
         clickhouse = clickhouse.model_copy(update={"data_path": work / "chdb"})
     with bench_kafka(settings, work) as kafka:
+        if heavy_query_seconds > 0:
+            return asyncio.run(run_heavy_query_bench(kafka, clickhouse, rows, heavy_query_seconds))
         return asyncio.run(run_bench(kafka, clickhouse, rows))
