@@ -81,9 +81,15 @@ def http_ok(url: str) -> bool:
 
 
 def port_listening(port: int) -> bool:
+    """Whether a socket listens on the port: binding it fails. (Not a connect(): to a port of the ephemeral range
+    with nothing listening, the kernel may pick that same port as the source and connect the socket to itself.)"""
     with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed socket in TIME_WAIT does not count
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
 
 
 def listeners(port: int) -> str:
