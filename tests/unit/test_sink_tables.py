@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sink_fixtures import insert, make_fact, open_engine, scalar
+from sink_fixtures import DAY_MS, insert, make_fact, open_engine, scalar
 
 from schemas.codec import LearningFactCodec
 from schemas.privacy import student_key_for
@@ -38,7 +38,7 @@ def test_migrations_apply_once_and_are_recorded(target: ClickHouse) -> None:
     assert apply_migrations(target, Layout("learning")) == []
     versions = [m.version for m in discover()]
     _, rows = target.query_rows("SELECT version FROM learning.schema_migrations FINAL ORDER BY version")
-    assert [r[0] for r in rows] == versions == [1, 2, 3, 4, 5, 6]
+    assert [r[0] for r in rows] == versions == [1, 2, 3, 4, 5, 6, 7]
     _, tables = target.query_rows("SHOW TABLES FROM learning")
     assert {"learning_facts", "learning_facts_in", "learning_facts_loader", "sink_rejects", "sink_batches",
             "erasures", "student_daily_xp", "student_daily_time_on_task", "student_skill_mastery",
@@ -119,18 +119,20 @@ def test_a_retried_block_with_the_same_token_is_dropped(target: ClickHouse) -> N
 
 def test_views_count_each_fact_once_under_duplicates(target: ClickHouse) -> None:
     facts = [
-        make_fact(1, xp_earned=10.0, total_questions=5, correct_questions=4, seconds_active=60.0,
-                  seconds_inactive=5.0, bncc_code="EF05MA01", score_ratio=0.4, score_given=4.0, attempts=1,
-                  proficiency_level="developing"),
-        make_fact(2, xp_earned=20.0, total_questions=10, correct_questions=9, seconds_active=120.0,
-                  bncc_code="EF05MA01", score_ratio=0.9, score_given=9.0, attempts=2, proficiency_level="proficient"),
-        make_fact(3, xp_earned=7.0, course_id="course-2", student_id="student-2", seconds_waste=30.0),
+        make_fact(1, event_type="ActivityEvent", xp_earned=10.0, total_questions=5, correct_questions=4,
+                  seconds_active=60.0, seconds_inactive=5.0, bncc_code="EF05MA01", score_ratio=0.4, score_given=4.0,
+                  attempts=1, proficiency_level="developing"),
+        make_fact(2, event_type="ActivityEvent", xp_earned=20.0, total_questions=10, correct_questions=9,
+                  seconds_active=120.0, bncc_code="EF05MA01", score_ratio=0.9, score_given=9.0, attempts=2,
+                  proficiency_level="proficient"),
+        make_fact(3, event_type="ActivityEvent", xp_earned=7.0, course_id="course-2", student_id="student-2",
+                  seconds_waste=30.0),
     ]
     insert(target, facts, "a")
     redelivered = [replace(f, received_time_ms=f.received_time_ms + 60_000) for f in facts]
     insert(target, redelivered, "b")
     insert(target, redelivered, "c")
-    _, xp = target.query_rows("SELECT student_id, course_id, xp, questions, correct_questions, facts "
+    _, xp = target.query_rows("SELECT student_id, course_id, xp, questions, correct_questions, activities "
                               "FROM learning.student_daily_xp ORDER BY student_id")
     assert xp == [("student-1", "course-1", 30.0, 15.0, 13.0, 2), ("student-2", "course-2", 7.0, 0.0, 0.0, 1)]
     _, time_on_task = target.query_rows("SELECT student_id, active_seconds, total_seconds "
@@ -143,10 +145,10 @@ def test_views_count_each_fact_once_under_duplicates(target: ClickHouse) -> None
 
 
 def test_a_fact_resent_with_other_content_is_kept_and_flagged(target: ClickHouse) -> None:
-    original = make_fact(1, xp_earned=10.0)
+    original = make_fact(1, event_type="ActivityEvent", xp_earned=10.0)
     changed = replace(original, content_hash="hash-other", xp_earned=25.0,
                       received_time_ms=original.received_time_ms + 1)
-    insert(target, [original, make_fact(2, xp_earned=1.0)], "a")
+    insert(target, [original, make_fact(2, event_type="ActivityEvent", xp_earned=1.0)], "a")
     insert(target, [changed], "b")
     assert scalar(target, "SELECT count() FROM learning.learning_facts FINAL") == 3
     _, conflicts = target.query_rows(
@@ -205,3 +207,27 @@ def test_erasure_finds_rows_written_before_facts_carried_a_key(target: ClickHous
 def test_erasure_needs_the_key(target: ClickHouse) -> None:
     with pytest.raises(ErasureKeyMissingError):
         erase_student(target, Layout("learning"), "school-a", "student-1", "dpo", key=b"")
+
+
+# -- the current version of an event -----------------------------------------------------------------------
+
+def test_the_version_sent_last_is_current_and_a_late_retry_does_not_replace_it(target: ClickHouse) -> None:
+    """Issue 12 finding 2: v1 (xp 10, sent 06:00), v2 (xp 20, sent 06:05), then v1 again byte for byte (a late
+    retry): current_facts showed xp 10, because the latest RECEIVED copy won."""
+    six = DAY_MS + 6 * 3_600_000
+    v1 = make_fact(1, event_type="ActivityEvent", xp_earned=10.0, content_hash="v1", send_time_ms=six,
+                   received_time_ms=six + 1_000)
+    v2 = replace(v1, xp_earned=20.0, content_hash="v2", send_time_ms=six + 300_000, received_time_ms=six + 301_000)
+    late_v1 = replace(v1, received_time_ms=six + 3_600_000)
+    for number, fact in enumerate((v1, v2, late_v1)):
+        insert(target, [fact], f"delivery-{number}")
+    assert scalar(target, "SELECT groupArray(xp_earned) FROM learning.current_facts") == [20.0]
+    assert scalar(target, "SELECT sum(xp) FROM learning.student_daily_xp") == 20.0
+
+
+def test_without_a_send_time_the_version_received_last_is_current(target: ClickHouse) -> None:
+    hub_v1 = make_fact(1, source="hub", score_given=4.0, content_hash="v1", send_time_ms=None)
+    hub_v2 = replace(hub_v1, score_given=9.0, content_hash="v2", received_time_ms=hub_v1.received_time_ms + 1)
+    insert(target, [hub_v2], "a")
+    insert(target, [hub_v1], "b")  # arrives after, but was received (by the gateway) before
+    assert scalar(target, "SELECT groupArray(score_given) FROM learning.current_facts") == [9.0]
