@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from docs_dataset import load
+
 from sinks.clickhouse import connect
 from sinks.migrations import Layout, apply_migrations
 from sinks.queries import AnalystQueries

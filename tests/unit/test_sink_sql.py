@@ -179,7 +179,8 @@ def test_loading_never_waits_behind_a_query(target: ClickHouse, tmp_path: Path) 
 
 @pytest.fixture
 async def sink_client(target: ClickHouse, tmp_path: Path) -> AsyncIterator[TestClient[typing.Any, typing.Any]]:
-    insert(target, [make_fact(1, xp_earned=3.0), make_fact(2, student_id="student-2")], "a")
+    insert(target, [make_fact(1, event_type="ActivityEvent", xp_earned=3.0),
+                    make_fact(2, event_type="ActivityEvent", student_id="student-2")], "a")
     settings = SinkSettings(analyst_token=SecretStr(ANALYST), admin_token=SecretStr(ADMIN),
                             queries=QueryLimits(max_execution_seconds=5, max_memory_bytes=256 << 20))
     clickhouse = engine_settings(tmp_path)
