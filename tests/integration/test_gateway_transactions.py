@@ -61,9 +61,9 @@ async def test_a_request_that_times_out_leaves_nothing_visible(kafka_settings: K
                                        producers=1)
     await publisher.start()
     try:
-        big = [Record(topic, f"k{i}".encode(), b"x" * 200 + str(i).encode()) for i in range(100_000)]
+        big = [Record(topic, f"k{i}".encode(), b"x" * 200 + str(i).encode()) for i in range(200_000)]
         with pytest.raises(TransactionFailedError):
-            await publisher.publish(big, 0.3)  # far too short for 100,000 events: part of them reached the broker
+            await publisher.publish(big, 1.0)  # far too short for 200,000 events: part of them reached the broker
         small = [Record(topic, b"k", b"after")]
         await publisher.publish(small, 20.0)  # the producer recovers for the next request
     finally:
