@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -70,20 +71,9 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, rows: 
     target = await asyncio.to_thread(connect, clickhouse, create_database=True)
     try:
         await asyncio.to_thread(apply_migrations, target, Layout(clickhouse.database, clickhouse.cluster))
-        loader = FactLoader(SinkSettings(group_id=f"bench-{run}"), kafka, target, topic=topic)
-        started = time.perf_counter()
-        task = asyncio.create_task(loader.run())
-        try:
-            while loader.rows_written < rows:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.005)
-            load_seconds = time.perf_counter() - started
-            # the group's join (the broker holds a new group's first rebalance for a few seconds) is not the sink's
-            assigned_seconds = time.monotonic() - (loader.assigned_at or time.monotonic())
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        loaded = await _load(kafka, target, topic, rows, run)
+        # the group's join (the broker holds a new group's first rebalance for a few seconds) is not the sink's
+        assigned_seconds, load_seconds = loaded.assigned_seconds, loaded.total_seconds
 
         values = [value for _, value in messages]
         started = time.perf_counter()
@@ -120,20 +110,29 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, rows: 
         "python_decode_rows_per_s": round(len(sample) / decode_seconds),
         "python_to_arrow_rows_per_s": round(len(sample) / arrow_seconds),
         "python_arrow_insert_only_rows_per_s": round(len(sample) / arrow_insert_seconds),
-        "batches": int(loader.metrics.batches._value.get()),
+        "batches": loaded.batches,
     }
 
 
-async def _load(kafka: KafkaSettings, target: Any, topic: str, rows: int, run: str) -> float:
-    """Seconds the loader takes to write ``rows`` facts of ``topic`` once it has its partitions."""
+@dataclass(frozen=True)
+class Loaded:
+    assigned_seconds: float  # from the moment the group gave the loader its partitions
+    total_seconds: float  # including the group's join
+    batches: int
+
+
+async def _load(kafka: KafkaSettings, target: Any, topic: str, rows: int, run: str) -> Loaded:
+    """Load ``rows`` facts of ``topic`` with a FactLoader of its own group."""
     loader = FactLoader(SinkSettings(group_id=f"bench-{run}-{topic}"), kafka, target, topic=topic)
+    started = time.perf_counter()
     task = asyncio.create_task(loader.run())
     try:
         while loader.rows_written < rows:
             if task.done():
                 task.result()
             await asyncio.sleep(0.005)
-        return time.monotonic() - (loader.assigned_at or time.monotonic())
+        return Loaded(time.monotonic() - (loader.assigned_at or time.monotonic()), time.perf_counter() - started,
+                      int(loader.metrics.batches._value.get()))
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -156,11 +155,11 @@ async def run_heavy_query_bench(kafka: KafkaSettings, clickhouse: ClickHouseSett
     queries = AnalystQueries(clickhouse, QueryLimits(max_execution_seconds=query_seconds))
     try:
         await asyncio.to_thread(apply_migrations, target, Layout(clickhouse.database, clickhouse.cluster))
-        alone = await _load(kafka, target, topics[0], rows, run)
+        alone = (await _load(kafka, target, topics[0], rows, run)).assigned_seconds
         heavy = asyncio.create_task(queries.run(
             "SELECT count() FROM numbers(1e13) WHERE sipHash64(number) % 1000003 = 1", "TabSeparated"))
         await asyncio.sleep(1.0)  # the query is running
-        with_query = await _load(kafka, target, topics[1], rows, run)
+        with_query = (await _load(kafka, target, topics[1], rows, run)).assigned_seconds
         query_still_running = not heavy.done()
         heavy.cancel()
         await asyncio.gather(heavy, return_exceptions=True)
