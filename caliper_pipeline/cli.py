@@ -165,6 +165,29 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_renormalize(settings: Settings, args: argparse.Namespace) -> int:
+    from caliper_pipeline.renormalize import renormalize
+
+    bounds = [_moment_ms(args.from_time, "--from"), _moment_ms(args.to_time, "--to")]
+    if None not in bounds and bounds[0] >= bounds[1]:  # type: ignore[operator]
+        raise PipelineError(f"--from {args.from_time} is not before --to {args.to_time}: the range is empty")
+    summary = asyncio.run(renormalize(settings, args.tenant, bounds[0], bounds[1], dry_run=args.dry_run,
+                                      progress=not args.no_progress))
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def _moment_ms(text: str | None, option: str) -> int | None:
+    from schemas.coerce import time_to_ms
+
+    if text is None:
+        return None
+    moment = time_to_ms(text)
+    if moment is None:
+        raise PipelineError(f"{option} must be an ISO 8601 date-time (e.g. 2026-03-01T00:00:00Z), got {text!r}")
+    return moment
+
+
 def cmd_purge_kafka(settings: Settings, args: argparse.Namespace) -> int:
     from caliper_pipeline.purge import PurgeError, purge_kafka
     from schemas.coerce import parse_time
@@ -253,6 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--from-offset", type=int)
     replay.add_argument("--to-offset", type=int, help="inclusive")
     replay.add_argument("--dry-run", action="store_true", help="count what would be re-published")
+
+    renorm = add("renormalize", cmd_renormalize,
+                 "derive a tenant's facts again from the raw archive with this installation's normalizers")
+    renorm.add_argument("--tenant", required=True)
+    renorm.add_argument("--from", dest="from_time", metavar="ISO", help="events received at or after (default: all)")
+    renorm.add_argument("--to", dest="to_time", metavar="ISO", help="events received before (default: all)")
+    renorm.add_argument("--dry-run", action="store_true", help="normalize and count, publish nothing")
+    renorm.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     purge = add("purge-kafka", cmd_purge_kafka, "delete the pipeline's Kafka records older than a moment")
     purge.add_argument("--before", required=True, help="ISO 8601 date-time, e.g. 2026-11-30T12:00:00Z")

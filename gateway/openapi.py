@@ -67,22 +67,30 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
                         "responses": {"200": _response("Endpoint configuration", "EndpointConfig")}},
             },
             "/caliper/events": {"get": {
-                "summary": "Read the caller's tenant's events (newest first)",
+                "summary": "Read the caller's tenant's events as they were sent (the current version of a corrected "
+                           "event), newest event time first",
+                "description": "Each item is the event as sent (`event`) with the times the pipeline knows, in ISO "
+                               "8601 UTC. A corrected event (same id, other content) appears once: its version "
+                               "with the newest sendTime (the received time where the source sends none), then "
+                               "the newest received time; `versions` says how many it has. `next` links to the "
+                               "next page (same filters, a cursor), null on the last. Unknown parameters are 400.",
                 "security": [{"OAuth2": [READ_SCOPE]}],
                 "parameters": [
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
                     {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "cursor", "in": "query", "description": "the position after the previous page (from "
+                     "its next link); not with offset", "schema": {"type": "string"}},
                     {"name": "sensor", "in": "query", "schema": {"type": "string"}},
-                    {"name": "startDate", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-                    {"name": "endDate", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "eventType", "in": "query", "schema": {"type": "string"}},
+                    {"name": "profile", "in": "query", "schema": {"type": "string"}},
+                    {"name": "startDate", "in": "query", "description": "event time on or after",
+                     "schema": {"type": "string", "format": "date-time"}},
+                    {"name": "endDate", "in": "query", "description": "event time before",
+                     "schema": {"type": "string", "format": "date-time"}},
                     {"name": "actorId", "in": "query", "schema": {"type": "string"}},
                 ],
-                "responses": {"200": {"description": "Events", "content": {_JSON: {"schema": {
-                    "type": "object", "required": ["events", "limit", "offset", "count"],
-                    "properties": {"events": {"type": "array", "items": {"type": "object"}},
-                                   "limit": {"type": "integer"}, "offset": {"type": "integer"},
-                                   "count": {"type": "integer"}}}}}},
-                              "400": _response("Invalid query parameters", "CaliperResult"),
+                "responses": {"200": _response("One page of events", "EventPage"),
+                              "400": _response("Invalid or unknown query parameters", "CaliperResult"),
                               "401": _response("Unauthorized", "CaliperResult"),
                               "403": _response("The token lacks the event.read scope", "CaliperResult"),
                               "404": _response("The read API is not configured", "CaliperResult"),
@@ -133,6 +141,21 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
                     "caliper_supported_versions": {"type": "array", "items": {"type": "string"}},
                     "caliper_supported_extensions": {"type": "object"}}},
                 "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+                "EventPage": {"type": "object", "required": ["events", "limit", "offset", "count", "next"],
+                              "properties": {
+                                  "events": {"type": "array", "items": {"$ref": "#/components/schemas/StoredEvent"}},
+                                  "limit": {"type": "integer"}, "offset": {"type": "integer"},
+                                  "count": {"type": "integer"},
+                                  "next": {"type": ["string", "null"]}}},
+                "StoredEvent": {"type": "object", "required": ["event", "source", "sensor", "eventTime", "sendTime",
+                                                              "receivedTime", "versions"], "properties": {
+                    "event": {"type": "object", "description": "the event as it was sent"},
+                    "source": {"type": "string", "enum": ["timeback", "caliper", "hub"]},
+                    "sensor": {"type": "string"},
+                    "eventTime": {"type": "string", "format": "date-time"},
+                    "sendTime": {"type": ["string", "null"], "format": "date-time"},
+                    "receivedTime": {"type": "string", "format": "date-time"},
+                    "versions": {"type": "integer", "minimum": 1}}},
             },
         },
     }

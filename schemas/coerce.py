@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 _TRUE = {"true", "1", "yes"}
@@ -20,6 +20,8 @@ _FALSE = {"false", "0", "no"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 _INTEGER_TEXT = re.compile(r"[+-]?\d{1,30}")
+# an explicit offset at the end of the time part of an ISO 8601 date-time: Z, +03, -0300, +03:00
+_OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2}(?::?\d{2}(?:\.\d+)?)?)?)$")
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -56,6 +58,24 @@ def datetime_to_ms(moment: datetime) -> int:
 def time_to_ms(value: Any) -> int | None:
     parsed = parse_time(value)
     return None if parsed is None else datetime_to_ms(parsed)
+
+
+def has_offset(text: str) -> bool:
+    """Whether an ISO 8601 date-time names its offset (``Z``, ``-03:00``...); a bare date has none."""
+    return _OFFSET.search(text.strip()[10:]) is not None
+
+
+def zoned_time_to_ms(value: Any, zone: tzinfo = UTC) -> int | None:
+    """A date-time as UTC epoch milliseconds; without an offset it is a wall-clock time in ``zone`` (the
+    tenant's time zone), e.g. the hub's ``lastTime: "2022-07-19T19:36:12.117"``."""
+    if isinstance(value, datetime):
+        return datetime_to_ms(value if value.tzinfo is not None else value.replace(tzinfo=zone))
+    moment = parse_time(value)  # offset-less is read as UTC here: the same wall clock, moved into the zone below
+    if moment is None:
+        return None
+    if zone is not UTC and not has_offset(value):
+        moment = moment.replace(tzinfo=zone)
+    return datetime_to_ms(moment)
 
 
 def coerce_bool(value: Any) -> bool | None:

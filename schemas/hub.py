@@ -58,6 +58,9 @@ OBJECT_TYPES = ("Attempt", "Reading", "Reading/Listen")
 ASSIGNEE_TYPES = ("Person",)
 ASSIGNABLE_TYPES = ("Activity", "Book Activity")
 DISCIPLINE_TYPES = ("Subject", "GroupStudy", "Task")
+# when the learning happened (the event time of a hub event, which has no eventTime): the first of these the
+# object has; dateCreated is when the hub created its record, not when the learning happened
+EVENT_TIME_FIELDS = ("endedAtTime", "lastTime", "startedAtTime")
 COMPLETION_TYPES = ("SUCCESSFULL", "FAILURE", "ONGOING", "EXTRA", "CANCEL")
 GENERATED_TYPES = ("Score",)
 

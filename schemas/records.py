@@ -49,7 +49,8 @@ class LearningFact:
     then takes the UTC date); ``learner_role`` says how the student was found: ``actor`` (a Person actor),
     ``assignee`` (the assignee of the event's Attempt), ``session_user`` (the user of the Session a SessionEvent
     is about) or ``none`` (no learner: ``student_id`` is empty; the actor is then named by ``actor_id`` and
-    ``actor_type``, never as a student); ``''`` in facts written before v3.
+    ``actor_type``, never as a student); ``''`` in facts written before v3. Since v4: ``derived_time_ms`` says
+    when the fact was derived (None before v4), so the newest derivation of a version is the current one.
     """
 
     fact_id: str
@@ -125,6 +126,9 @@ class LearningFact:
     session_id: str = ""
     group_id: str = ""
     normalizer_version: str = ""
+    # when this derivation of the event was made (epoch ms; the streams worker, or ``renormalize`` re-deriving it
+    # from the raw archive): the last tie-break of the current version, so a re-derivation replaces the one before
+    derived_time_ms: int | None = None
     extensions_json: str = "{}"
 
     def to_record(self) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""Per-partition batches of the facts topic: accumulating them, and their recorded offset ranges.
+"""Per-partition batches of the sink's topics: accumulating them, and their recorded offset ranges.
 
 Follows quix-streams' batching-sink contract (``add`` a message, ``take_due`` the batches to flush, ``write``
 raises ``SinkBackpressureError(retry_after)`` when the destination cannot take a batch now, and the caller
@@ -6,7 +6,8 @@ pauses that partition for that long), with one addition taken from ClickHouse's 
 deterministic offset range ``[first, last]`` of one partition, recorded in ``sink_batches`` before it is
 inserted with ``insert_deduplication_token = topic:partition:first-last``. A retry - after a failure, or after a
 crash that came before the offset commit - rebuilds exactly that range, so ClickHouse drops the repeated block.
-How a batch is written, and how rows ClickHouse refuses are isolated, is ``sinks.writer``.
+How a batch is written, and how rows ClickHouse refuses are isolated, is ``sinks.writer``; how a topic's messages
+become inserts is the topic's target (``sinks.targets``: the facts topic's Avro, the raw archive's JSON rows).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from schemas.codec import LearningFactCodec
 from sinks.clickhouse import ClickHouse
 from sinks.errors import ClickHouseQueryError, SinkBackpressureError, SinkError
 from sinks.metrics import SinkMetrics
-from sinks.tables import BATCHES_TABLE, FACT_TABLE
+from sinks.tables import BATCHES_TABLE, FACT_INPUT_TABLE, FACT_TABLE
+from sinks.targets import AvroTarget, Target
 from sinks.writer import BatchWriter
 
 TopicPartition = tuple[str, int]
@@ -54,12 +57,20 @@ class WriteResult:
     rejected: int
 
 
-class FactBatchSink:
-    """Accumulates facts per partition and writes each closed batch as one deduplicated ClickHouse insert."""
+def facts_target(codec: LearningFactCodec | None = None) -> AvroTarget:
+    """The facts topic's target: LearningFact Avro into ``learning_facts_in``."""
+    return AvroTarget(FACT_INPUT_TABLE, codec or LearningFactCodec(), destination=FACT_TABLE)
+
+
+class BatchSink:
+    """Accumulates messages per partition and writes each closed batch as one deduplicated ClickHouse insert
+    through its topic's target (``targets``; a topic not listed is loaded by ``default_target``, facts unless
+    said otherwise)."""
 
     def __init__(
         self, clickhouse: ClickHouse, consumer_group: str, *, batch_rows: int, batch_seconds: float,
-        metrics: SinkMetrics | None = None, codec: LearningFactCodec | None = None,
+        metrics: SinkMetrics | None = None, targets: Mapping[str, Target] | None = None,
+        default_target: Target | None = None,
         isolate_after_failures: int = 5, backoff_min_seconds: float = 0.5, backoff_max_seconds: float = 30.0,
     ) -> None:
         self.clickhouse = clickhouse
@@ -67,17 +78,21 @@ class FactBatchSink:
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds
         self.metrics = metrics or SinkMetrics()
-        self._codec = codec or LearningFactCodec()
+        self.targets = dict(targets or {})
+        self.default_target = default_target or facts_target()
         self._open: dict[TopicPartition, PartitionBatch] = {}
         self._closed: dict[TopicPartition, deque[PartitionBatch]] = {}
         self._plans: dict[TopicPartition, tuple[int, int]] = {}
-        self._writer = BatchWriter(clickhouse, self._codec.writer_schema_of, self.metrics)
+        self._writer = BatchWriter(clickhouse, self.metrics)
         self.isolate_after_failures = isolate_after_failures
         self.backoff_min_seconds = backoff_min_seconds
         self.backoff_max_seconds = backoff_max_seconds
         self._failures: dict[TopicPartition, tuple[int, int]] = {}  # partition -> (first offset, failures)
         # held while a batch is written: an erasure takes it to order itself against in-flight inserts
         self.write_lock = threading.Lock()
+
+    def target_of(self, topic: str) -> Target:
+        return self.targets.get(topic, self.default_target)
 
     # -- accumulating ---------------------------------------------------------------------------------------
 
@@ -159,6 +174,7 @@ class FactBatchSink:
         """Insert one batch (blocking). Raises ``SinkBackpressureError(retry_after)`` when ClickHouse cannot take
         it now; the caller pauses the partition for that long and offers the same range again."""
         tp = (batch.topic, batch.partition)
+        target = self.target_of(batch.topic)
         first, failures = self._failures.get(tp, (batch.first_offset, 0))
         if first != batch.first_offset:
             failures = 0
@@ -167,7 +183,7 @@ class FactBatchSink:
             with self.write_lock:
                 if batch.planned_last is None:
                     self._record_plan(batch)
-                outcome = self._writer.write(batch.topic, batch.partition, batch.offsets, batch.values,
+                outcome = self._writer.write(target, batch.topic, batch.partition, batch.offsets, batch.values,
                                              isolate_any_refusal=failures >= self.isolate_after_failures)
         except SinkError as error:
             self.metrics.insert_failures.inc()
@@ -179,7 +195,7 @@ class FactBatchSink:
             raise SinkBackpressureError(retry_after, batch.topic, batch.partition, error) from error
         self._failures.pop(tp, None)
         self.metrics.insert_seconds.observe(time.perf_counter() - started)
-        self.metrics.rows_inserted.labels(FACT_TABLE).inc(outcome.rows)
+        self.metrics.rows_inserted.labels(target.destination).inc(outcome.rows)
         self.metrics.rejected.inc(len(outcome.rejects))
         self.metrics.batches.inc()
         self._plans.pop(tp, None)

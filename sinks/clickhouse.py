@@ -144,9 +144,12 @@ class ClickHouse:
     def insert_avro(self, table: str, container: bytes, settings: Mapping[str, Any] | None = None) -> None:
         """Insert the records of an Avro container file, decoded by ClickHouse; Avro fields fill columns by name
         and an absent field takes the column's DEFAULT."""
+        self.insert_raw(table, container, "Avro", {"input_format_avro_allow_missing_fields": 1, **(settings or {})})
+
+    def insert_raw(self, table: str, body: bytes, fmt: str, settings: Mapping[str, Any] | None = None) -> None:
+        """Insert a body in a ClickHouse input format (``JSONEachRow``, ``Avro`` ...), decoded by ClickHouse."""
         try:
-            self._client.raw_insert(f"{self.database}.{table}", None, container, fmt="Avro",
-                                    settings={"input_format_avro_allow_missing_fields": 1, **(settings or {})})
+            self._client.raw_insert(f"{self.database}.{table}", None, body, fmt=fmt, settings=dict(settings or {}))
         except Exception as error:
             raise _wrap(error) from error
 

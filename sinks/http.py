@@ -8,6 +8,7 @@
 | ``POST /sql?format=json|csv|...`` | analyst or admin | one analyst statement (the body), see ``sinks.queries`` |
 | ``POST /read/events`` | analyst or admin | the senders' read model (an ``EventQuery`` as JSON), for the gateway |
 | ``POST /admin/erase`` | admin | erase a student (JSON ``tenant``, ``student_id``, ``requested_by``) |
+| ``POST /archive/raw-events`` | admin | a tenant's archived events as JSON lines (``tenant``, ``from_ms``, ``to_ms``) |
 
 Credentials are ``Authorization: Bearer <token>``: the analyst token (``CALIPER_SINK__ANALYST_TOKEN``) and the admin
 token (``CALIPER_SINK__ADMIN_TOKEN``); an endpoint whose tokens are all unset refuses every caller. The two health
@@ -31,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.kafka import KafkaSettings
 from schemas.read_api import MAX_OFFSET, MAX_PAGE_SIZE, EventQuery, ReadUnavailableError
+from sinks.archive import apply_archive_ttl, count_archived, read_archived
 from sinks.clickhouse import ClickHouse, connect
 from sinks.erasure import erase_student
 from sinks.errors import (
@@ -40,7 +42,7 @@ from sinks.errors import (
     QueryRejectedError,
     SinkError,
 )
-from sinks.loader import FactLoader
+from sinks.loader import SinkLoader
 from sinks.migrations import Layout, apply_migrations
 from sinks.queries import CONTENT_TYPES, AnalystQueries, clickhouse_format
 from sinks.read_model import ClickHouseEventReader
@@ -56,7 +58,7 @@ class SinkProcess:
     settings: SinkSettings
     clickhouse: ClickHouseSettings
     writer: ClickHouse  # the loader's client
-    loader: FactLoader
+    loader: SinkLoader
     queries: AnalystQueries
     probe: ClickHouse  # readiness pings, on a connection of their own
     student_key_secret: bytes = b""
@@ -115,13 +117,14 @@ def build_app(process: SinkProcess) -> web.Application:
     app = web.Application(client_max_size=process.settings.queries.max_query_bytes + 1024, middlewares=[guard])
     app[SINK_PROCESS] = process
     app[REQUIRED_ROLE] = {"/healthz": None, "/readyz": None, "/metrics": ANALYST, "/sql": ANALYST,
-                          "/read/events": ANALYST, "/admin/erase": ADMIN}
+                          "/read/events": ANALYST, "/admin/erase": ADMIN, "/archive/raw-events": ADMIN}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sql", sql)
     app.router.add_post("/read/events", read_events)
     app.router.add_post("/admin/erase", admin_erase)
+    app.router.add_post("/archive/raw-events", archived_events)
     return app
 
 
@@ -185,10 +188,10 @@ def _event_query(payload: Any) -> EventQuery:
         value = getattr(query, name)
         if type(value) is not int or not low <= value <= high:
             raise ValueError(f"{name} must be an integer between {low} and {high}")
-    for name in ("sensor", "actor_id"):
+    for name in ("sensor", "actor_id", "event_type", "profile", "after_event_id"):
         if not isinstance(getattr(query, name), str):
             raise ValueError(f"{name} must be a string")
-    for name in ("start_ms", "end_ms"):
+    for name in ("start_ms", "end_ms", "after_time_ms"):
         if getattr(query, name) is not None and type(getattr(query, name)) is not int:
             raise ValueError(f"{name} must be an integer or null")
     return query
@@ -229,6 +232,48 @@ async def admin_erase(request: web.Request) -> web.Response:
     return web.json_response({"rows_deleted": deleted})
 
 
+def _archive_range(payload: Any) -> tuple[str, int | None, int | None]:
+    """``tenant``, ``from_ms``, ``to_ms`` of an archive request; ValueError naming the field."""
+    if not isinstance(payload, dict):
+        raise ValueError("a JSON object with tenant, from_ms and to_ms is expected")
+    tenant = payload.get("tenant")
+    if not isinstance(tenant, str) or not tenant.strip():
+        raise ValueError("tenant must be a non-empty string")
+    bounds = []
+    for name in ("from_ms", "to_ms"):
+        value = payload.get(name)
+        if value is not None and (type(value) is not int or not -(2**62) < value < 2**62):
+            raise ValueError(f"{name} must be an integer (UTC epoch milliseconds) or null")
+        bounds.append(value)
+    return tenant, bounds[0], bounds[1]
+
+
+async def archived_events(request: web.Request) -> web.StreamResponse:
+    """A tenant's archived events received in ``[from_ms, to_ms)``, one ``schemas.archive.ArchivedEvent`` per
+    line; the count in ``X-Total-Count`` (taken before the stream starts)."""
+    process = request.app[SINK_PROCESS]
+    try:
+        tenant, from_ms, to_ms = _archive_range(await request.json())
+    except ValueError as error:
+        return _error(400, str(error))
+    rows, database = process.queries.rows_blocking, process.queries.database
+    try:
+        total = await asyncio.to_thread(count_archived, rows, database, tenant, from_ms, to_ms)
+    except SinkError as error:
+        log.warning("archive count failed: %s", error)
+        return _error(503, "the archive cannot be read now", {"Retry-After": "5"})
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "X-Total-Count": str(total)})
+    await response.prepare(request)
+    pages = read_archived(rows, database, tenant, from_ms, to_ms)
+    while True:
+        page = await asyncio.to_thread(next, pages, None)  # a failure now ends the stream short: the client sees it
+        if page is None:
+            break
+        await response.write(b"".join(event.to_json() + b"\n" for event in page))
+    await response.write_eof()
+    return response
+
+
 async def run_sink(sink: SinkSettings, clickhouse: ClickHouseSettings, kafka: KafkaSettings, *,
                    student_key_secret: bytes = b"") -> None:
     """Apply migrations, then run the loader and the HTTP endpoints until cancelled."""
@@ -238,13 +283,15 @@ async def run_sink(sink: SinkSettings, clickhouse: ClickHouseSettings, kafka: Ka
     try:
         await asyncio.to_thread(apply_migrations, writer, Layout(clickhouse.database, clickhouse.cluster))
         probe = await asyncio.to_thread(connect, clickhouse)
-        loader = FactLoader(sink, kafka, writer)
+        layout = Layout(clickhouse.database, clickhouse.cluster)
+        await asyncio.to_thread(apply_archive_ttl, writer, layout, sink.archive_ttl_days)
+        loader = SinkLoader(sink, kafka, writer, student_key=student_key_secret)
         process = SinkProcess(sink, clickhouse, writer, loader, queries, probe, student_key_secret)
         runner = web.AppRunner(build_app(process), access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, sink.http_host, sink.http_port).start()
-            log.info("sink serving http://%s:%s, loading %s", sink.http_host, sink.http_port, loader.topic)
+            log.info("sink serving http://%s:%s, loading %s", sink.http_host, sink.http_port, ", ".join(loader.topics))
             await loader.run()
         finally:
             with contextlib.suppress(Exception):

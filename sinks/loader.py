@@ -1,4 +1,8 @@
-"""``FactLoader``: consume the facts topic, write per-partition batches to ClickHouse, commit after each insert.
+"""``SinkLoader``: consume the sink's topics, write per-partition batches to ClickHouse, commit after each insert.
+
+Each topic has a target (``sinks.targets``): the facts topic's LearningFact Avro goes to ``learning_facts``, each raw
+topic's RawEvents to the raw archive ``raw_events`` (``sinks.archive``; only with the student key secret, which makes
+its rows erasable). One consumer group and one loading machinery for all of them:
 
 - aiokafka consumer, ``enable_auto_commit=False``, ``isolation_level="read_committed"``;
 - a partition's offset ``last + 1`` is committed only after its batch's insert returned;
@@ -18,12 +22,14 @@ import time
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from schemas.kafka import KafkaSettings
-from schemas.registry import learning_fact_codec
-from sinks.batches import FactBatchSink, PartitionBatch
+from schemas.registry import learning_fact_codec, raw_event_codec
+from sinks.archive import raw_archive_target
+from sinks.batches import BatchSink, PartitionBatch, facts_target
 from sinks.clickhouse import ClickHouse
 from sinks.errors import SinkBackpressureError, SinkError
 from sinks.metrics import SinkMetrics
 from sinks.settings import SinkSettings
+from sinks.targets import Target
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +37,7 @@ POLL_MS = 100
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, loader: FactLoader) -> None:
+    def __init__(self, loader: SinkLoader) -> None:
         self._loader = loader
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -49,27 +55,42 @@ class _Rebalance(ConsumerRebalanceListener):
                 log.warning("cannot read recorded batch ranges of %s: %s", topic, error)
 
 
-class FactLoader:
-    """Loads ``Topics.facts`` into ClickHouse until cancelled."""
+def default_targets(kafka: KafkaSettings, student_key: bytes = b"") -> dict[str, Target]:
+    """The facts topic, and (with the student key secret) the raw topics into the raw archive."""
+    targets: dict[str, Target] = {kafka.topics.facts: facts_target(learning_fact_codec(kafka))}
+    if student_key:
+        archive = raw_archive_target(raw_event_codec(kafka), student_key)
+        targets |= {topic: archive for topic in kafka.topics.raw_topics}
+    else:
+        log.warning("the raw archive is off: CALIPER_PRIVACY__STUDENT_KEY is not set, and archived events must be "
+                    "erasable by their student key")
+    return targets
+
+
+class SinkLoader:
+    """Loads its targets' topics (``default_targets`` unless given) into ClickHouse until cancelled."""
 
     def __init__(
         self, sink: SinkSettings, kafka: KafkaSettings, clickhouse: ClickHouse,
-        *, metrics: SinkMetrics | None = None, topic: str | None = None,
+        *, metrics: SinkMetrics | None = None, targets: dict[str, Target] | None = None, student_key: bytes = b"",
     ) -> None:
         self.settings = sink
         self.kafka = kafka
-        self.topic = topic or kafka.topics.facts
+        self.targets = targets if targets is not None else default_targets(kafka, student_key)
         self.metrics = metrics or SinkMetrics()
-        self.sink = FactBatchSink(
+        self.sink = BatchSink(
             clickhouse, sink.group_id, batch_rows=sink.batch_rows, batch_seconds=sink.batch_seconds,
-            metrics=self.metrics, codec=learning_fact_codec(kafka),
-            isolate_after_failures=sink.isolate_after_failures,
+            metrics=self.metrics, targets=self.targets, isolate_after_failures=sink.isolate_after_failures,
             backoff_min_seconds=sink.retry_backoff_min_seconds, backoff_max_seconds=sink.retry_backoff_max_seconds)
         self.rows_written = 0
         self.started = False
         self.assigned_at: float | None = None  # when the group first gave this loader partitions
         self.paused: dict[TopicPartition, float] = {}  # partition -> when to resume it
         self._consumer: AIOKafkaConsumer | None = None
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self.targets)
 
     @property
     def backing_off(self) -> bool:
@@ -93,7 +114,7 @@ class FactLoader:
 
     async def run(self) -> None:
         consumer = self._consumer = self._new_consumer()
-        consumer.subscribe([self.topic], listener=_Rebalance(self))
+        consumer.subscribe(self.topics, listener=_Rebalance(self))
         await consumer.start()
         self.started = True
         try:

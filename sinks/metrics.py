@@ -9,8 +9,8 @@ class SinkMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.rows_inserted = Counter(
-            "sink_rows_inserted_total", "Fact rows inserted into ClickHouse (retries dropped by the dedup token "
-            "are counted again)", ["table"], registry=self.registry)
+            "sink_rows_inserted_total", "Rows inserted into ClickHouse, by table (retries dropped by the dedup "
+            "token are counted again)", ["table"], registry=self.registry)
         self.batches = Counter(
             "sink_batches_total", "Batches written and committed", registry=self.registry)
         self.insert_seconds = Histogram(

@@ -88,6 +88,8 @@ class SinkSettings(BaseModel):
     queries: QueryLimits = Field(default_factory=lambda: QueryLimits())
     # base URL of a running sink's HTTP endpoints (SqlClient in embedded mode); empty: http_host:http_port
     sink_url: str = ""
+    # days the raw archive keeps an event after it was received (raw_events' TTL, set at start); 0: for ever
+    archive_ttl_days: int = Field(default=365, ge=0, le=36_500)
 
     def base_url(self) -> str:
         return self.sink_url.rstrip("/") or f"http://{self.http_host}:{self.http_port}"

@@ -26,6 +26,8 @@ CURRENT_FACTS_VIEW = "current_facts"
 REJECTS_TABLE = "sink_rejects"
 BATCHES_TABLE = "sink_batches"
 ERASURES_TABLE = "erasures"
+RAW_ARCHIVE_TABLE = "raw_events"  # every accepted event's JSON (the raw archive)
+RAW_ARCHIVE_INPUT_TABLE = "raw_events_in"  # what the loader writes for the raw topics (a Null table + view)
 
 _ARROW_TYPES: dict[Any, pa.DataType] = {
     str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(), bytes: pa.binary(),

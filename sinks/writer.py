@@ -1,17 +1,17 @@
 """Writing one batch of one partition into ClickHouse, and isolating the messages ClickHouse refuses.
 
-A batch's messages are grouped by the writer schema their header names (``sinks.avro_container``); each group is
-one Avro container that ClickHouse decodes into ``learning_facts_in`` (``ClickHouse.insert_avro``) with the
-deduplication token of the group's offset range. Messages whose header names no known writer schema are rejects.
+The batch's target (``sinks.targets``) turns its messages into insert groups (facts: one Avro container per writer
+schema; the raw archive: JSON rows) and sets apart the messages it cannot read at all (rejects). Each group is one
+insert into the target's entry table with the deduplication token of the group's offset range.
 
-When ClickHouse refuses a container for its data (a corrupt body, a value a column cannot hold, more
-partitions than one insert may touch ...: ``sinks.clickhouse.is_data_error``), the group is split in halves,
-and halves again, down to the single messages ClickHouse still refuses, which go to ``sink_rejects`` with the
-reason; everything else of the batch is loaded. Each piece is inserted with the token of its own offset range, so
-a retry of the batch (after a crash, say) that splits it the same way inserts nothing twice. A refusal that
-is not a data error (a transient server condition) is retried with backoff instead; after
-``isolate_after_failures`` such failures of the same batch its rows are isolated all the same, so one batch can
-stop its own partition only for a bounded time and never the others (the loader pauses partitions one by one).
+When ClickHouse refuses a group for its data (a corrupt body, a value a column cannot hold, more partitions than
+one insert may touch ...: ``sinks.clickhouse.is_data_error``), the group is split in halves, and halves again,
+down to the single messages ClickHouse still refuses, which go to ``sink_rejects`` with the reason; everything
+else of the batch is loaded. Each piece is inserted with the token of its own offset range, so a retry of the
+batch (after a crash, say) that splits it the same way inserts nothing twice. A refusal that is not a data error
+(a transient server condition) is retried with backoff instead; after ``isolate_after_failures`` such failures of
+the same batch its rows are isolated all the same, so one batch can stop its own partition only for a bounded
+time and never the others (the loader pauses partitions one by one).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sinks.avro_container import WriterGroup, container_of, group_by_writer
 from sinks.clickhouse import ClickHouse, is_data_error
 from sinks.errors import ClickHouseQueryError
 from sinks.metrics import SinkMetrics
-from sinks.tables import FACT_INPUT_TABLE, REJECTS_TABLE, RejectedMessage, rejects_to_arrow
+from sinks.tables import REJECTS_TABLE, RejectedMessage, rejects_to_arrow
+from sinks.targets import InsertGroup, Target
 
 INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1, "priority": 1}
 
@@ -43,55 +43,48 @@ def range_token(topic: str, partition: int, offsets: Sequence[int], suffix: str 
 class BatchWriter:
     """Inserts batches through one ClickHouse client; ``write`` blocks."""
 
-    def __init__(self, clickhouse: ClickHouse, writer_schema_of: object, metrics: SinkMetrics) -> None:
+    def __init__(self, clickhouse: ClickHouse, metrics: SinkMetrics) -> None:
         self.clickhouse = clickhouse
-        self._writer_schema_of = writer_schema_of
         self.metrics = metrics
 
-    def write(self, topic: str, partition: int, offsets: Sequence[int], values: Sequence[bytes | None], *,
-              isolate_any_refusal: bool = False) -> WriteOutcome:
+    def write(self, target: Target, topic: str, partition: int, offsets: Sequence[int],
+              values: Sequence[bytes | None], *, isolate_any_refusal: bool = False) -> WriteOutcome:
         """Insert the messages; raises ``ClickHouseQueryError``/``ClickHouseUnavailableError`` when it cannot
         (nothing of the batch is then lost: a retry inserts what is missing and ClickHouse drops the rest)."""
-        groups, unreadable = group_by_writer(offsets, values, self._writer_schema_of)
+        groups, unreadable = target.prepare(topic, partition, offsets, values)
         outcome = WriteOutcome(rejects=[RejectedMessage(topic, partition, offset, error, raw)
                                         for offset, raw, error in unreadable])
         for index, group in enumerate(groups):
             suffix = f":w{index}" if len(groups) > 1 else ""
-            self._write_group(topic, partition, group, suffix, outcome, isolate_any_refusal)
+            self._write_group(target, topic, partition, group, suffix, outcome, isolate_any_refusal)
         if outcome.rejects:
             token = range_token(topic, partition, offsets, ":rejects")
             self.clickhouse.insert_arrow(REJECTS_TABLE, rejects_to_arrow(outcome.rejects),
                                          settings={"insert_deduplication_token": token})
         return outcome
 
-    def _write_group(self, topic: str, partition: int, group: WriterGroup, suffix: str, outcome: WriteOutcome,
-                     isolate_any_refusal: bool) -> None:
-        schema_json = group.schema_json()
-        pending = [(0, len(group.bodies))]  # [low, high) pieces still to insert, the next one last
+    def _write_group(self, target: Target, topic: str, partition: int, group: InsertGroup, suffix: str,
+                     outcome: WriteOutcome, isolate_any_refusal: bool) -> None:
+        size = len(group.offsets)
+        pending = [(0, size)]  # [low, high) pieces still to insert, the next one last
         while pending:
             low, high = pending.pop()
-            bodies, offsets = group.bodies[low:high], group.offsets[low:high]
-            token = range_token(topic, partition, offsets, suffix)
+            token = range_token(topic, partition, group.offsets[low:high], suffix)
             try:
-                self.clickhouse.insert_avro(FACT_INPUT_TABLE, container_of(schema_json, bodies),
-                                            settings={**INSERT_SETTINGS, "insert_deduplication_token": token})
+                target.insert(self.clickhouse, group.body(low, high),
+                              {**INSERT_SETTINGS, "insert_deduplication_token": token})
             except ClickHouseQueryError as error:
                 if not (isolate_any_refusal or is_data_error(error)):
                     raise
                 if high - low == 1:
                     outcome.rejects.append(RejectedMessage(
-                        topic, partition, offsets[0], f"ClickHouse refused it: {error}",
-                        _original(group, low)))
+                        topic, partition, group.offsets[low], f"ClickHouse refused it: {error}",
+                        group.original(low)))
                     continue
-                if low == 0 and high == len(group.bodies):
+                if low == 0 and high == size:
                     self.metrics.isolating.inc()
                 middle = (low + high) // 2
                 pending += [(middle, high), (low, middle)]
                 continue
             outcome.rows += high - low
             outcome.pieces += 1
-
-
-def _original(group: WriterGroup, index: int) -> bytes:
-    """The message as it was on the topic (header + body)."""
-    return group.headers[index] + group.bodies[index]

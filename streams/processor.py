@@ -16,6 +16,7 @@ other content.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,14 @@ def fact_key(fact: LearningFact) -> bytes:
     return partition_key(fact.tenant, fact.student_id)
 
 
+def stamp_derived(facts: list[LearningFact], at_ms: int | None = None) -> list[LearningFact]:
+    """Mark the facts as derived now (``derived_time_ms``): of two derivations of one version, the newer is current."""
+    now = time.time_ns() // 1_000_000 if at_ms is None else at_ms
+    for fact in facts:
+        fact.derived_time_ms = now
+    return facts
+
+
 class EventProcessor:
     """Raw message bytes -> the records to produce (facts, or a dead letter, plus conflict notices)."""
 
@@ -116,7 +125,7 @@ class EventProcessor:
         result = ProcessedEvent()
         try:
             raw = self.raw_codec.decode_record(value or b"")
-            result.facts = normalize_with(raw, self.options)
+            result.facts = stamp_derived(normalize_with(raw, self.options))
             result.records = [OutboundRecord(self.topics.facts, fact_key(fact), self.fact_codec.encode_record(fact))
                               for fact in result.facts]
         except PipelineError as error:

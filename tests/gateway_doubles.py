@@ -19,7 +19,7 @@ from gateway.publisher import EncodedEvent, EventPublisher
 from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
 from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings
-from schemas.read_api import EventPage, EventQuery, EventReader
+from schemas.read_api import EventPage, EventQuery, EventReader, encode_cursor
 from schemas.records import RawEvent
 from schemas.side_topics import RejectedRequest
 
@@ -84,8 +84,9 @@ class FakeReader:
         self.queries.append(query)
         if self.failure is not None:
             raise self.failure
-        return EventPage(events=self.events[query.offset:query.offset + query.limit], limit=query.limit,
-                         offset=query.offset)
+        end = query.offset + query.limit
+        return EventPage(events=self.events[query.offset:end], limit=query.limit, offset=query.offset,
+                         next_cursor=encode_cursor(end, "fake") if end < len(self.events) else None)
 
     async def close(self) -> None:
         self.closed = True

@@ -1,4 +1,4 @@
-"""``run_bench``: produce N encoded facts to a fresh topic on the real broker, load them with ``FactLoader``
+"""``run_bench``: produce N encoded facts to a fresh topic on the real broker, load them with ``SinkLoader``
 and report rows/s end to end, plus the rates of the insert alone (ClickHouse decoding an Avro container, the
 loader's path; and the Python path: fastavro decoding, Arrow conversion, Arrow insert)."""
 
@@ -17,8 +17,9 @@ from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
 from schemas.records import LearningFact, fact_id_for
 from sinks.avro_container import group_by_writer
+from sinks.batches import facts_target
 from sinks.clickhouse import connect
-from sinks.loader import FactLoader
+from sinks.loader import SinkLoader
 from sinks.migrations import Layout, apply_migrations
 from sinks.settings import ClickHouseSettings, SinkSettings
 from sinks.tables import FACT_INPUT_TABLE, facts_to_arrow
@@ -122,8 +123,9 @@ class Loaded:
 
 
 async def _load(kafka: KafkaSettings, target: Any, topic: str, rows: int, run: str) -> Loaded:
-    """Load ``rows`` facts of ``topic`` with a FactLoader of its own group."""
-    loader = FactLoader(SinkSettings(group_id=f"bench-{run}-{topic}"), kafka, target, topic=topic)
+    """Load ``rows`` facts of ``topic`` with a SinkLoader of its own group."""
+    loader = SinkLoader(SinkSettings(group_id=f"bench-{run}-{topic}"), kafka, target,
+                        targets={topic: facts_target()})
     started = time.perf_counter()
     task = asyncio.create_task(loader.run())
     try:

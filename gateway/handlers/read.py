@@ -1,7 +1,9 @@
 """``GET /caliper/events``: a sender reads back its own tenant's events through an ``EventReader``.
 
 The query parameters become an ``schemas.read_api.EventQuery`` (every bad or unknown parameter answered 400,
-named); the reader (the sink's read model, given to ``build_app``) answers the page. The gateway knows no SQL.
+named); the reader (the sink's read model over the raw archive, given to ``build_app``) answers the page: the
+current version of each event as it was sent. The answer's ``next`` is the link to the next page (the same filters
+and the page's cursor), null on the last page. The gateway knows no SQL.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -19,10 +22,20 @@ from gateway.responses import json_response
 from gateway.settings import READ_SCOPE
 from schemas.coerce import time_to_ms
 from schemas.errors import FieldProblem
-from schemas.read_api import DEFAULT_PAGE_SIZE, MAX_OFFSET, MAX_PAGE_SIZE, EventQuery, ReadUnavailableError
+from schemas.read_api import (
+    DEFAULT_PAGE_SIZE,
+    MAX_OFFSET,
+    MAX_PAGE_SIZE,
+    EventPage,
+    EventQuery,
+    ReadUnavailableError,
+    decode_cursor,
+)
 
 log = logging.getLogger(__name__)
-PARAMETERS = ("limit", "offset", "sensor", "actorId", "startDate", "endDate")
+PARAMETERS = ("limit", "offset", "cursor", "sensor", "actorId", "eventType", "profile", "startDate", "endDate")
+FILTERS = {"sensor": "sensor", "actorId": "actor_id", "eventType": "event_type", "profile": "profile"}
+MAX_FILTER_LENGTH = 2048
 _INTEGER = re.compile(r"-?[0-9]{1,12}")
 
 
@@ -60,10 +73,32 @@ def parse_event_query(tenant: str, query: Mapping[str, str]) -> EventQuery:
     limit = _integer(query, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE, problems)
     offset = _integer(query, "offset", 0, 0, MAX_OFFSET, problems)
     start_ms, end_ms = _time(query, "startDate", problems), _time(query, "endDate", problems)
+    filters = {}
+    for name, field in FILTERS.items():
+        value = query.get(name, "")
+        if len(value) > MAX_FILTER_LENGTH or "\x00" in value:
+            problems.append(FieldProblem(name, f"{name} must be at most {MAX_FILTER_LENGTH} characters, without NUL"))
+        filters[field] = value
+    after: tuple[int | None, str] = (None, "")
+    if "cursor" in query:
+        try:
+            after = decode_cursor(query["cursor"])
+        except ValueError:
+            problems.append(FieldProblem("cursor", "cursor must be the one of a previous page's next link, as given"))
+        if query.get("offset", "0") != "0":
+            problems.append(FieldProblem("offset", "offset cannot be combined with cursor (the cursor is a position)"))
     if problems:
         raise InvalidQueryError("invalid query parameters", problems=problems)
-    return EventQuery(tenant=tenant, limit=limit, offset=offset, sensor=query.get("sensor", ""),
-                      actor_id=query.get("actorId", ""), start_ms=start_ms, end_ms=end_ms)
+    return EventQuery(tenant=tenant, limit=limit, offset=offset, start_ms=start_ms, end_ms=end_ms,
+                      after_time_ms=after[0], after_event_id=after[1], **filters)
+
+
+def next_link(path: str, query: Mapping[str, str], page: EventPage) -> str | None:
+    """The link to the page after ``page``: the same parameters, the page's cursor instead of offset/cursor."""
+    if page.next_cursor is None:
+        return None
+    kept = [(name, value) for name, value in query.items() if name not in ("cursor", "offset")]
+    return f"{path}?{urlencode([*kept, ('cursor', page.next_cursor)])}"
 
 
 async def get_events(request: web.Request) -> web.Response:
@@ -78,4 +113,6 @@ async def get_events(request: web.Request) -> web.Response:
         log.warning("the read API cannot answer: %s", error)
         raise ReadsUnavailableError("the event store cannot answer now; retry later",
                                     retry_after=request.config_dict[SETTINGS].retry_after_seconds) from error
-    return json_response(page.to_json())
+    body = page.to_json()
+    del body["next_cursor"]
+    return json_response({**body, "next": next_link(request.path, request.query, page)})

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from schemas.errors import NormalizationError
+from schemas.event_identity import has_upper_case_uuid_urn, lower_uuid_urns
 from schemas.kafka import Source
 from schemas.records import LearningFact, RawEvent
-from streams.normalizers.base import NormalizeOptions, decode_payload, has_upper_case_uuid_urn, lower_uuid_urns
+from streams.normalizers.base import NormalizeOptions, decode_payload
 from streams.normalizers.caliper import normalize_caliper
 from streams.normalizers.hub import normalize_hub
 from streams.normalizers.timeback import normalize_timeback

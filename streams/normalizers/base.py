@@ -22,14 +22,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any
 
 import orjson
 
 from schemas.caliper import CALIPER_CONTEXT_V1P2
-from schemas.coerce import coerce_bool, coerce_int, coerce_number, parse_time
+from schemas.coerce import coerce_bool, coerce_int, coerce_number, zoned_time_to_ms
 from schemas.errors import NormalizationError, UnknownTimeZoneError
+from schemas.event_identity import (  # noqa: F401 (re-exported: the normalizers' names for them)
+    canonical_id,
+    canonical_json,
+    has_upper_case_uuid_urn,
+    lower_uuid_urns,
+)
 from schemas.privacy import student_key_for
 from schemas.records import LearningFact, RawEvent, content_hash_of, fact_id_for, pseudonymize_email
 from schemas.tenants import DEFAULT_TIMEZONE, local_days, zone_for
@@ -38,13 +44,6 @@ CONSUMED = "__consumed__"
 _ISO_DURATION = re.compile(
     r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
     r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$")
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLISECOND = timedelta(milliseconds=1)
-# an explicit offset at the end of the time part of an ISO 8601 date-time: Z, +03, -0300, +03:00
-_OFFSET = re.compile(r"(?:[zZ]|[+-]\d{2}(?::?\d{2}(?::?\d{2}(?:\.\d+)?)?)?)$")
-_URN_UUID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
-_URN_UUID_LENGTH = len("urn:uuid:") + 36
 
 # Any: a transform takes the value, and a zoned one the tenant's time zone as well
 Transform = Callable[..., Any]
@@ -186,27 +185,9 @@ def iri(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def epoch_ms(moment: datetime) -> int:
-    """UTC epoch milliseconds of an aware datetime, exactly (no float rounding)."""
-    return (moment - _EPOCH) // _MILLISECOND
-
-
-def has_offset(text: str) -> bool:
-    """Whether an ISO 8601 date-time names its offset (``Z``, ``-03:00``...); a bare date has none."""
-    return _OFFSET.search(text.strip()[10:]) is not None
-
-
 def millis(value: Any, zone: tzinfo = UTC) -> int | None:
-    """A date-time as UTC epoch milliseconds; without an offset it is a wall-clock time in ``zone`` (the
-    tenant's time zone), e.g. the hub's ``lastTime: "2022-07-19T19:36:12.117"``."""
-    if isinstance(value, datetime):
-        return epoch_ms(value if value.tzinfo is not None else value.replace(tzinfo=zone))
-    moment = parse_time(value)  # offset-less is read as UTC here: the same wall clock, moved into the zone below
-    if moment is None:
-        return None
-    if zone is not UTC and not has_offset(value):
-        moment = moment.replace(tzinfo=zone)
-    return epoch_ms(moment)
+    """A date-time as UTC epoch milliseconds, offset-less in ``zone`` (``schemas.coerce.zoned_time_to_ms``)."""
+    return zoned_time_to_ms(value, zone)
 
 
 def time_rule(source: str, destination: str, *, consume: bool = True) -> FieldRule:
@@ -252,36 +233,6 @@ def decode_payload(raw: RawEvent) -> dict[str, Any]:
     return document
 
 
-def lower_uuid_urns(document: Any) -> Any:
-    """``document`` with every ``urn:uuid:`` string lower-cased: UUIDs compare case-insensitively (RFC 9562), so a
-    re-send in upper case is the same event (same fact id, same content hash), not a conflict."""
-    if isinstance(document, str):
-        return document.lower() if _URN_UUID.fullmatch(document) else document
-    if isinstance(document, dict):
-        return {key: lower_uuid_urns(value) for key, value in document.items()}
-    if isinstance(document, list):
-        return [lower_uuid_urns(item) for item in document]
-    return document
-
-
-def has_upper_case_uuid_urn(payload: bytes) -> bool:
-    """Whether a JSON payload may hold an ``urn:uuid:`` in other than lower case (the walk is skipped otherwise;
-    a false alarm only costs the walk)."""
-    lowered = payload.lower()
-    start = lowered.find(b"urn:uuid:")
-    while start != -1:
-        end = start + _URN_UUID_LENGTH
-        if payload[start:end] != lowered[start:end]:
-            return True
-        start = lowered.find(b"urn:uuid:", end)
-    return False
-
-
-def canonical_id(identifier: str) -> str:
-    """An event id as stored: ``urn:uuid:`` ids lower-cased, any other id as sent."""
-    return identifier.lower() if _URN_UUID.fullmatch(identifier) else identifier
-
-
 def tenant_zone(raw: RawEvent) -> tzinfo:
     """The tenant's time zone the gateway stamped on the event; a NormalizationError if it is unknown here."""
     if raw.tenant_timezone == DEFAULT_TIMEZONE:
@@ -290,11 +241,6 @@ def tenant_zone(raw: RawEvent) -> tzinfo:
         return zone_for(raw.tenant_timezone)
     except UnknownTimeZoneError as error:
         raise NormalizationError(str(error), event_id=raw.event_id) from error
-
-
-def canonical_json(document: Any) -> bytes:
-    """Canonical JSON bytes (sorted keys): the same content always gives the same bytes."""
-    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
 
 
 def build_fact(raw: RawEvent, payload: dict[str, Any], values: dict[str, Any], remainder: dict[str, Any],

@@ -15,7 +15,7 @@ from typing import Any
 
 from schemas.bncc import parse_bncc
 from schemas.errors import InvalidSkillCodeError, NormalizationError
-from schemas.hub import validate_hub_event
+from schemas.hub import EVENT_TIME_FIELDS, validate_hub_event
 from schemas.records import LearningFact, RawEvent
 from streams.normalizers.base import (
     EVENT_IDENTITY,
@@ -77,9 +77,7 @@ HUB = ConversionSet("hub", (
     R("object.assignable.isPartOf.type", "discipline_type", text),
     R("object.assignable.frequency_assigned", "frequency_assigned", integer),
     # when the learning happened: the first of these the event has
-    time_rule("object.endedAtTime", "event_time_ms", consume=False),
-    time_rule("object.lastTime", "event_time_ms", consume=False),
-    time_rule("object.startedAtTime", "event_time_ms", consume=False),
+    *(time_rule(f"object.{name}", "event_time_ms", consume=False) for name in EVENT_TIME_FIELDS),
     time_rule("object.dateCreated", "date_created_ms"),
     time_rule("object.startedAtTime", "started_time_ms"),
     time_rule("object.endedAtTime", "ended_time_ms"),

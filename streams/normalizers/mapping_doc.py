@@ -49,6 +49,8 @@ _FROM_ENVELOPE = {
     "student_email": "the raw email only with CALIPER_PRIVACY__KEEP_RAW_EMAIL=true",
     "score_ratio": "score_given / max_score when max_score > 0",
     "normalizer_version": "the worker's version", "extensions_json": "everything no rule mapped, as JSON",
+    "derived_time_ms": "when this derivation was made (the worker, or `caliper-pipeline renormalize`): of two "
+                       "derivations of one version, the newer is current",
 }
 _MULTI_FIELD = {
     "generated.items": ["xp_earned", "total_questions", "correct_questions", "mastered_units", "seconds_active",

@@ -1,62 +1,95 @@
-"""GET /caliper/events: a sender reads its own tenant's events (real chDB).
+"""GET /caliper/events: a sender reads its own tenant's events back as it sent them (real chDB).
 
 The gateway reaches the store through the ``schemas.read_api.EventReader`` protocol; here, as under
 ``caliper-pipeline up``, the reader is ``sinks.read_client.HttpEventReader``: the sink's ``POST /read/events`` runs
-the read model (``sinks.read_model``, bound parameters) in the process that owns the embedded engine. The
+the read model (``sinks.read_model``, bound parameters, over the raw archive) in the process that owns the embedded
+engine. The events are archived the way the sink loads the raw topics (the raw archive's target). The
 query-parameter checks are unit tests (``tests/unit/test_gateway_read_params.py``)."""
 
 from __future__ import annotations
 
 import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.clients import ClientRegistry
 from gateway.main import build_app
 from gateway.settings import INGEST_SCOPE, GatewaySettings
+from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings
 from schemas.read_api import EventQuery
-from schemas.records import LearningFact, fact_id_for
-from sinks.clickhouse import connect
+from schemas.records import RawEvent
+from sinks.archive import raw_archive_target
+from sinks.batches import BatchSink
+from sinks.clickhouse import ClickHouse, connect
 from sinks.http import SinkProcess
 from sinks.http import build_app as build_sink_app
-from sinks.loader import FactLoader
+from sinks.loader import SinkLoader
 from sinks.migrations import Layout, apply_migrations
 from sinks.queries import AnalystQueries
 from sinks.read_client import HttpEventReader
-from sinks.read_model import ClickHouseEventReader, events_sql
+from sinks.read_model import ClickHouseEventReader, page_sql
 from sinks.settings import ClickHouseSettings, SinkSettings
-from sinks.tables import FACT_INPUT_TABLE, fact_records, facts_to_arrow
-from sinks.writer import INSERT_SETTINGS
 
 pytestmark = pytest.mark.integration
-DAY_MS = 1_700_006_400_000  # 2023-11-15T00:00:00Z
+DAY_MS = (int(time.time()) // 86_400 - 2) * 86_400_000  # two days ago, 00:00 UTC: within the archive's retention
+KEY = b"read-api-student-key"
+CODEC = RawEventCodec()
 
 
-def _fact(number: int, tenant: str, student: str, sensor: str = "https://app.example/s") -> LearningFact:
+def iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def raw(number: int, tenant: str, actor: str, *, sensor: str = "https://app.example/s", xp: float | None = None,
+        event_type: str = "ActivityEvent", send_ms: int | None = None, received_ms: int | None = None) -> RawEvent:
     event_id = f"urn:uuid:00000000-0000-0000-0000-{number:012d}"
-    return LearningFact(fact_id=fact_id_for(tenant, event_id), fact_index=0, content_hash=f"h{number}", tenant=tenant,
-                        client_id="c", source="timeback", event_id=event_id, event_type="ActivityEvent",
-                        profile="TimebackProfile", action="Completed", event_time_ms=DAY_MS + number * 60_000,
-                        send_time_ms=0, received_time_ms=DAY_MS, student_id=student, sensor=sensor,
-                        xp_earned=float(number))
+    payload = {"@context": "http://purl.imsglobal.org/ctx/caliper/v1p2", "id": event_id, "type": event_type,
+               "profile": "TimebackProfile" if event_type == "ActivityEvent" else "GeneralProfile",
+               "action": "Completed", "actor": {"id": actor, "type": "TimebackUser"},
+               "object": {"id": "https://app.example/r/1", "type": "TimebackActivityContext"},
+               "eventTime": iso(DAY_MS + number * 60_000),
+               "generated": {"id": "https://app.example/m/1", "type": "TimebackActivityMetricsCollection",
+                             "items": [{"type": "xpEarned", "value": float(number) if xp is None else xp}]}}
+    return RawEvent(tenant=tenant, client_id="c", source="timeback", event_id=event_id, event_type=event_type,
+                    profile=payload["profile"], student_id=actor, sensor=sensor,
+                    send_time_ms=DAY_MS + number * 60_000 + 1000 if send_ms is None else send_ms,
+                    received_time_ms=DAY_MS + number * 60_000 + 2000 if received_ms is None else received_ms,
+                    envelope_index=0, payload=orjson.dumps(payload))
 
 
-async def test_sender_reads_only_its_tenant_with_filters(tmp_path: Path, kafka_settings: KafkaSettings) -> None:
+def archive(target: ClickHouse, events: list[RawEvent], first_offset: int) -> None:
+    sink = BatchSink(target, "g", batch_rows=1000, batch_seconds=60, default_target=raw_archive_target(CODEC, KEY))
+    for offset, event in enumerate(events, start=first_offset):
+        sink.add(CODEC.encode_record(event), "caliper.raw.timeback", 0, offset)
+    for batch in sink.take_due(now=1e12):
+        assert sink.write(batch).rejected == 0
+
+
+Get = Callable[..., Awaitable[Any]]
+
+
+@asynccontextmanager
+async def read_api(tmp_path: Path, kafka_settings: KafkaSettings,
+                   events: list[RawEvent]) -> AsyncIterator[tuple[ClickHouse, Get, TestClient, dict[str, str]]]:
+    """A sink app over a fresh archive holding ``events``, and a gateway reading through it: ``get(params)``
+    returns the JSON of a GET /caliper/events of school-a's reader; the last item is the headers of a school-a
+    client that may only write."""
     clickhouse = ClickHouseSettings(data_path=tmp_path / "chdb")
     target = connect(clickhouse, create_database=True)
     apply_migrations(target, Layout("learning"))
-    facts = [_fact(i, "school-a", f"s{i % 2}") for i in range(1, 7)] + [_fact(50, "school-b", "s0")]
-    facts.append(replace(_fact(7, "school-a", "s1"), sensor="https://other.example/s"))
-    facts.append(_fact(8, "school-a", "x' OR 1=1 --/* */"))  # an actor id that looks like SQL, stored as sent
-    target.insert_arrow(FACT_INPUT_TABLE, facts_to_arrow(fact_records(facts)),
-                        {**INSERT_SETTINGS, "insert_deduplication_token": "read-api-test"})
+    archive(target, events, 0)
     token = secrets.token_urlsafe(24)
     sink_settings = SinkSettings(analyst_token=token)  # type: ignore[arg-type]
-    loader = FactLoader(sink_settings, kafka_settings, target)
+    loader = SinkLoader(sink_settings, kafka_settings, target)
     queries = AnalystQueries(clickhouse, sink_settings.queries)
     sink_app = build_sink_app(SinkProcess(sink_settings, clickhouse, target, loader, queries, target))
     try:
@@ -67,49 +100,126 @@ async def test_sender_reads_only_its_tenant_with_filters(tmp_path: Path, kafka_s
             _, secret = registry.add("school-a", client_id="reader")
             _, writer_secret = registry.add("school-a", client_id="writer", scopes=(INGEST_SCOPE,))
             async with TestClient(TestServer(build_app(settings, kafka_settings, reader=reader))) as client:
-                async def token(client_id: str, client_secret: str) -> str:
+                async def bearer(client_id: str, client_secret: str) -> dict[str, str]:
                     response = await client.post("/oauth2/token", data={
                         "grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret})
-                    return str((await response.json())["access_token"])
+                    return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
 
-                auth = {"Authorization": f"Bearer {await token('reader', secret)}"}
-                tricky = await (await client.get("/caliper/events", headers=auth,
-                                                 params={"actorId": "x' OR 1=1 --/* */"})).json()
-                assert [e["xp_earned"] for e in tricky["events"]] == [8.0]  # the value as sent, not rewritten
-                everything = await (await client.get("/caliper/events", headers=auth, params={"limit": "7"})).json()
-                assert everything["count"] == 7 and {e["student_id"] for e in everything["events"]} >= {"s0", "s1"}
-                assert everything["events"][0]["event_time"].endswith("Z")  # ISO 8601 UTC
-                assert all(e["event_id"] != facts[6].event_id for e in everything["events"])  # school-b's
-                page = await (await client.get("/caliper/events", headers=auth,
-                                               params={"limit": "2", "offset": "1"})).json()
-                assert [e["xp_earned"] for e in page["events"]] == [7.0, 6.0]
-                actor = await (await client.get("/caliper/events", headers=auth, params={"actorId": "s0"})).json()
-                assert sorted(e["xp_earned"] for e in actor["events"]) == [2.0, 4.0, 6.0]
-                window = await (await client.get("/caliper/events", headers=auth, params={
-                    "startDate": "2023-11-15T00:02:00Z", "endDate": "2023-11-15T00:04:00.000"})).json()
-                assert sorted(e["xp_earned"] for e in window["events"]) == [2.0, 3.0]
-                sensor = await (await client.get("/caliper/events", headers=auth,
-                                                 params={"sensor": "https://other.example/s"})).json()
-                assert [e["xp_earned"] for e in sensor["events"]] == [7.0]
-                bad = await client.get("/caliper/events", headers=auth, params={"limit": "x", "startDate": "soon"})
-                assert bad.status == 400
-                assert {e["path"] for e in (await bad.json())["errors"]} == {"limit", "startDate"}
-                assert (await client.get("/caliper/events")).status == 401
-                writer = {"Authorization": f"Bearer {await token('writer', writer_secret)}"}
-                assert (await client.get("/caliper/events", headers=writer)).status == 403
+                auth = await bearer("reader", secret)
+
+                async def get(params: dict[str, str] | None = None, url: str = "/caliper/events") -> Any:
+                    answer = await client.get(url, headers=auth, params=params)
+                    assert answer.status == 200, await answer.text()
+                    return await answer.json()
+
+                yield target, get, client, await bearer("writer", writer_secret)
             await reader.close()
     finally:
         queries.close()
         target.close()
 
 
+def xp_of(page: dict[str, Any]) -> list[float]:
+    return [event["event"]["generated"]["items"][0]["value"] for event in page["events"]]
+
+
+async def test_sender_reads_only_its_tenant_as_sent_with_filters(tmp_path: Path,
+                                                                 kafka_settings: KafkaSettings) -> None:
+    events = [raw(i, "school-a", f"s{i % 2}") for i in range(1, 7)] + [raw(50, "school-b", "s0")]
+    events.append(raw(7, "school-a", "s1", sensor="https://other.example/s"))
+    events.append(raw(8, "school-a", "x' OR 1=1 --/* */"))  # an actor id that looks like SQL, stored as sent
+    events.append(raw(9, "school-a", "s1", event_type="ViewEvent"))
+    async with read_api(tmp_path, kafka_settings, events) as (_, get, client, writer):
+        tricky = await get({"actorId": "x' OR 1=1 --/* */"})
+        assert xp_of(tricky) == [8.0]  # the value as sent, not rewritten
+        everything = await get({"limit": "8"})
+        assert everything["count"] == 8 and everything["next"] is not None
+        first = everything["events"][0]
+        assert first["event"] == orjson.loads(events[-1].payload)  # the event exactly as it was sent
+        assert (first["source"], first["sensor"], first["versions"]) == ("timeback", "https://app.example/s", 1)
+        assert first["eventTime"] == iso(DAY_MS + 9 * 60_000)  # ISO 8601 UTC with Z
+        assert (first["sendTime"], first["receivedTime"]) == (iso(DAY_MS + 9 * 60_000 + 1000),
+                                                              iso(DAY_MS + 9 * 60_000 + 2000))
+        assert all(e["event"]["id"] != events[6].event_id for e in everything["events"])  # school-b's
+        page = await get({"limit": "2", "offset": "1"})
+        assert xp_of(page) == [8.0, 7.0]
+        assert sorted(xp_of(await get({"actorId": "s0"}))) == [2.0, 4.0, 6.0]
+        window = await get({"startDate": iso(DAY_MS + 2 * 60_000), "endDate": iso(DAY_MS + 4 * 60_000)[:-1]})
+        assert sorted(xp_of(window)) == [2.0, 3.0]
+        assert xp_of(await get({"sensor": "https://other.example/s"})) == [7.0]
+        assert xp_of(await get({"eventType": "ViewEvent"})) == [9.0]
+        assert xp_of(await get({"profile": "GeneralProfile", "actorId": "s1"})) == [9.0]
+        assert (await get({"eventType": "GradeEvent"}))["events"] == []
+        assert (await client.get("/caliper/events")).status == 401
+        assert (await client.get("/caliper/events", headers=writer)).status == 403
+
+
+async def test_a_corrected_event_appears_once_in_its_current_version(tmp_path: Path,
+                                                                     kafka_settings: KafkaSettings) -> None:
+    """Issue 12 finding 7 (and 2): v1 sent at 06:00, v2 at 06:05, then v1 again byte for byte (a late retry,
+    received last). The read API shows the event once, as v2, and says it has two versions."""
+    v1 = raw(1, "school-a", "s1", xp=10.0, send_ms=DAY_MS + 6 * 3_600_000, received_ms=DAY_MS + 6 * 3_600_000 + 5)
+    v2 = raw(1, "school-a", "s1", xp=20.0, send_ms=DAY_MS + 6 * 3_600_000 + 300_000,
+             received_ms=DAY_MS + 6 * 3_600_000 + 300_005)
+    retry = replace(v1, received_time_ms=DAY_MS + 7 * 3_600_000)
+    hub_like = [raw(2, "school-a", "s1", xp=5.0, send_ms=0, received_ms=DAY_MS + 1000),  # no sendTime: received
+                raw(2, "school-a", "s1", xp=6.0, send_ms=0, received_ms=DAY_MS + 2000)]
+    async with read_api(tmp_path, kafka_settings, [v1, v2, retry, *hub_like]) as (target, get, _, _):
+        page = await get()  # newest event time first: event 2 (the hub-like one), then event 1
+        assert [(e["event"]["id"], e["versions"]) for e in page["events"]] == [
+            (hub_like[0].event_id, 2), (v2.event_id, 2)]
+        assert xp_of(page) == [6.0, 20.0]
+        assert page["events"][1]["sendTime"] == iso(v2.send_time_ms)
+        assert page["events"][0]["sendTime"] is None
+        # the same event's id in upper case (finding 9) is the same event: one more version, not another event
+        upper = replace(v2, event_id=v2.event_id.upper(), payload=v2.payload.replace(
+            v2.event_id.encode(), v2.event_id.upper().encode()), received_time_ms=v2.received_time_ms + 1)
+        archive(target, [upper], 100)
+        again = (await get())["events"]
+        assert [(e["event"]["id"].lower(), e["versions"]) for e in again] == [(hub_like[0].event_id, 2),
+                                                                                (v2.event_id, 2)]
+        # a filter applies to the current version: v1 had xp 10, the current one is in another sensor
+        moved = replace(v2, sensor="https://moved.example/s", send_time_ms=v2.send_time_ms + 1,
+                        received_time_ms=v2.received_time_ms + 10)
+        moved = replace(moved, payload=moved.payload.replace(b"20.0", b"21.0"))
+        archive(target, [moved], 200)
+        assert xp_of(await get({"sensor": "https://app.example/s"})) == [6.0]
+        assert xp_of(await get({"sensor": "https://moved.example/s"})) == [21.0]
+
+
+async def test_the_next_link_walks_every_event_once(tmp_path: Path, kafka_settings: KafkaSettings) -> None:
+    events = [raw(i, "school-a", f"s{i % 3}") for i in range(1, 24)]
+    events += [raw(100 + i, "school-a", "s1") for i in range(3)]
+    # three events at the very same event time: the cursor's tie-break (the event id) must not skip or repeat them
+    same_time = iso(DAY_MS + 30 * 60_000).encode()
+    events[-3:] = [replace(e, payload=orjson.dumps({**orjson.loads(e.payload), "eventTime": same_time.decode()}))
+                   for e in events[-3:]]
+    async with read_api(tmp_path, kafka_settings, events) as (target, get, _, _):
+        seen: list[str] = []
+        page = await get({"limit": "5", "actorId": "s1"})
+        pages = 1
+        while True:
+            seen += [e["event"]["id"] for e in page["events"]]
+            if page["next"] is None:
+                break
+            assert "offset" not in page["next"] and "actorId=s1" in page["next"]
+            archive(target, [raw(500 + pages, "school-a", "s1")], 1000 + pages)  # arrives while paging: newer
+            page = await get(url=page["next"])
+            pages += 1
+        expected = [e.event_id for e in events if e.student_id == "s1"]
+        assert sorted(seen) == sorted(expected) and len(seen) == len(set(seen))
+        assert pages == 3  # 11 events of s1, 5 a page: the last page says there is no next
+
+
 def test_filter_values_travel_as_bound_parameters() -> None:
     """Issue 11 finding 9: the read API stripped ``--`` and ``/* */`` even inside quoted values."""
-    query = EventQuery(tenant="school-a", actor_id="x' OR 1=1 --", sensor="a/* b */c")
-    sql, parameters = events_sql("learning", query)
-    assert "x' OR" not in sql and "/*" not in sql and "'school-a'" not in sql
-    assert parameters == {"tenant": "school-a", "actor": "x' OR 1=1 --", "sensor": "a/* b */c", "limit": 100,
-                          "offset": 0}
+    query = EventQuery(tenant="school-a", actor_id="x' OR 1=1 --", sensor="a/* b */c", event_type="'; DROP",
+                       after_time_ms=5, after_event_id="x'y")
+    sql, parameters = page_sql("learning", query)
+    assert "x' OR" not in sql and "/*" not in sql and "'school-a'" not in sql and "DROP" not in sql
+    assert {name: parameters[name] for name in ("tenant", "actor_id", "sensor", "event_type", "after_id")} == {
+        "tenant": "school-a", "actor_id": "x' OR 1=1 --", "sensor": "a/* b */c", "event_type": "'; DROP",
+        "after_id": "x'y"}
 
 
 def test_the_reader_turns_store_failures_into_read_unavailable(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from schemas.kafka import KafkaSettings
 from schemas.records import LearningFact, fact_id_for
 from sinks.clickhouse import ClickHouse, connect
 from sinks.errors import ClickHouseUnavailableError
-from sinks.loader import FactLoader
+from sinks.loader import SinkLoader
 from sinks.migrations import Layout, apply_migrations
 from sinks.settings import ClickHouseSettings, SinkSettings
 
@@ -89,7 +89,7 @@ def sink_settings(**changes: Any) -> SinkSettings:
 
 
 @asynccontextmanager
-async def running(loader: FactLoader) -> AsyncIterator[FactLoader]:
+async def running(loader: SinkLoader) -> AsyncIterator[SinkLoader]:
     task = asyncio.create_task(loader.run())
     try:
         yield loader
@@ -101,7 +101,7 @@ async def running(loader: FactLoader) -> AsyncIterator[FactLoader]:
 async def test_facts_land_exactly_once_and_rejects_are_kept(kafka_settings: KafkaSettings, target: Any) -> None:
     facts = [make_fact(i, "once") for i in range(3000)]
     await produce(kafka_settings, facts, extra=(b"\x00garbage",))
-    async with running(FactLoader(sink_settings(), kafka_settings, target)) as loader:
+    async with running(SinkLoader(sink_settings(), kafka_settings, target)) as loader:
         await wait_for(lambda: count(target) >= 3000 and count(target, "SELECT count() FROM learning.sink_rejects"))
         await asyncio.sleep(1.0)  # nothing more may arrive
         assert loader.ready
@@ -115,11 +115,11 @@ async def test_facts_delivered_twice_give_no_duplicate_rows(kafka_settings: Kafk
     await produce(kafka_settings, facts)
     await produce(kafka_settings, facts)
     settings = sink_settings()
-    async with running(FactLoader(settings, kafka_settings, target)) as first:
+    async with running(SinkLoader(settings, kafka_settings, target)) as first:
         await wait_for(lambda: first.rows_written >= 4000)
         await asyncio.sleep(1.0)
     assert first.rows_written == 4000  # both deliveries read once each
-    async with running(FactLoader(settings, kafka_settings, target)) as restarted:
+    async with running(SinkLoader(settings, kafka_settings, target)) as restarted:
         await asyncio.sleep(3.0)
     assert restarted.rows_written == 0  # committed offsets hold across a restart
     # background merges may already have collapsed the second delivery; FINAL always does
@@ -170,7 +170,7 @@ async def test_nothing_is_lost_while_clickhouse_fails(kafka_settings: KafkaSetti
     facts = [make_fact(i, "flaky") for i in range(5000)]
     await produce(kafka_settings, facts)
     not_ready_seen = False
-    async with running(FactLoader(sink_settings(batch_rows=300), kafka_settings, flaky)) as loader:
+    async with running(SinkLoader(sink_settings(batch_rows=300), kafka_settings, flaky)) as loader:
         deadline = time.monotonic() + 90
         while count(target) < 5000 and time.monotonic() < deadline:
             not_ready_seen = not_ready_seen or (loader.started and not loader.ready)
@@ -196,7 +196,7 @@ async def test_a_poison_envelope_does_not_stop_the_other_tenants(kafka_settings:
     await produce(kafka_settings, ordinary[:1500])
     await produce(kafka_settings, poison, extra=(b"\x00garbage", b"\xc3\x01" + b"\x00" * 8), partition=0)
     await produce(kafka_settings, ordinary[1500:])
-    async with running(FactLoader(sink_settings(batch_rows=5000, batch_seconds=0.5), kafka_settings,
+    async with running(SinkLoader(sink_settings(batch_rows=5000, batch_seconds=0.5), kafka_settings,
                                   target)) as loader:
         await wait_for(lambda: count(target, "SELECT count() FROM learning.learning_facts WHERE tenant = 'school-a'")
                        >= 3000, timeout=60)
@@ -216,7 +216,7 @@ async def test_a_partition_clickhouse_refuses_waits_alone(kafka_settings: KafkaS
     per_partition = {p: [make_fact(p * 10_000 + i, f"p{p}") for i in range(400)] for p in range(3)}
     for partition, facts in per_partition.items():
         await produce(kafka_settings, facts, partition=partition)
-    loader = FactLoader(sink_settings(), kafka_settings, typing.cast(ClickHouse, flaky))
+    loader = SinkLoader(sink_settings(), kafka_settings, typing.cast(ClickHouse, flaky))
     paused_seen: set[int] = set()
 
     async def watch() -> None:

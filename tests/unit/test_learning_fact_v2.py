@@ -18,7 +18,7 @@ from schemas.avro_gen import catalog_versions
 from schemas.codec import SINGLE_OBJECT_MARKER, LearningFactCodec, crc64_fingerprint
 from schemas.privacy import student_key_for
 from schemas.records import LearningFact, fact_id_for
-from sinks.batches import FactBatchSink
+from sinks.batches import BatchSink
 from sinks.clickhouse import ClickHouse, connect
 from sinks.migrations import MIGRATIONS_DIR, Layout, apply_migrations, discover, render
 from sinks.settings import ClickHouseSettings
@@ -54,8 +54,8 @@ def v1_message(record: LearningFact) -> bytes:
     return SINGLE_OBJECT_MARKER + crc64_fingerprint(parsed) + body.getvalue()
 
 
-def load(target: ClickHouse, messages: list[bytes]) -> FactBatchSink:
-    sink = FactBatchSink(target, "g", batch_rows=len(messages), batch_seconds=60)
+def load(target: ClickHouse, messages: list[bytes]) -> BatchSink:
+    sink = BatchSink(target, "g", batch_rows=len(messages), batch_seconds=60)
     for offset, message in enumerate(messages):
         sink.add(message, "facts", 0, offset)
     (batch,) = sink.take_due()

@@ -21,7 +21,7 @@ from schemas.errors import PipelineError
 from schemas.kafka import KafkaSettings
 from sinks.clickhouse import ClickHouse, connect
 from sinks.http import SinkProcess, build_app
-from sinks.loader import FactLoader
+from sinks.loader import SinkLoader
 from sinks.queries import AnalystQueries
 from sinks.settings import QueryLimits, SinkSettings
 
@@ -39,7 +39,7 @@ async def sink_url(target: ClickHouse, tmp_path: Path) -> AsyncIterator[str]:
     settings = SinkSettings(analyst_token=SecretStr(ANALYST), admin_token=SecretStr(ADMIN),
                             queries=QueryLimits(max_execution_seconds=5, max_memory_bytes=256 << 20))
     clickhouse = engine_settings(tmp_path)
-    loader = FactLoader(settings, KafkaSettings(bootstrap_servers="127.0.0.1:1"), target)
+    loader = SinkLoader(settings, KafkaSettings(bootstrap_servers="127.0.0.1:1"), target)
     queries = AnalystQueries(clickhouse, settings.queries)
     probe = connect(clickhouse)
     app = build_app(SinkProcess(settings, clickhouse, target, loader, queries, probe, b"student-key-secret"))

@@ -19,7 +19,7 @@ from schemas.kafka import KafkaSettings
 from sinks.clickhouse import ClickHouse, connect
 from sinks.errors import QueryCapacityError, QueryLimitError, QueryRejectedError
 from sinks.http import SinkProcess, build_app
-from sinks.loader import FactLoader
+from sinks.loader import SinkLoader
 from sinks.queries import AnalystQueries
 from sinks.settings import ClickHouseSettings, QueryLimits, SinkSettings
 
@@ -184,7 +184,7 @@ async def sink_client(target: ClickHouse, tmp_path: Path) -> AsyncIterator[TestC
     settings = SinkSettings(analyst_token=SecretStr(ANALYST), admin_token=SecretStr(ADMIN),
                             queries=QueryLimits(max_execution_seconds=5, max_memory_bytes=256 << 20))
     clickhouse = engine_settings(tmp_path)
-    loader = FactLoader(settings, KafkaSettings(bootstrap_servers="127.0.0.1:1"), target)
+    loader = SinkLoader(settings, KafkaSettings(bootstrap_servers="127.0.0.1:1"), target)
     queries = AnalystQueries(clickhouse, settings.queries)
     probe = connect(clickhouse)
     app = build_app(SinkProcess(settings, clickhouse, target, loader, queries, probe, b"student-key-secret"))

@@ -17,7 +17,7 @@ from sink_fixtures import DAY_MS, make_fact, open_engine, scalar
 from schemas.codec import LearningFactCodec
 from schemas.records import LearningFact
 from sinks.avro_container import WriterGroup, container_of, group_by_writer
-from sinks.batches import FactBatchSink
+from sinks.batches import BatchSink
 from sinks.clickhouse import ClickHouse
 from sinks.errors import ClickHouseQueryError, SinkBackpressureError
 from sinks.migrations import Layout, apply_migrations
@@ -33,7 +33,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path,
     yield from open_engine(request, tmp_path, clickhouse_server)
 
 
-def write_all(sink: FactBatchSink) -> list[typing.Any]:
+def write_all(sink: BatchSink) -> list[typing.Any]:
     return [sink.write(batch) for batch in sink.take_due(now=1e12)]
 
 
@@ -81,7 +81,7 @@ def test_messages_are_grouped_by_writer_and_bad_headers_set_apart() -> None:
 
 def test_clickhouse_decoding_the_avro_gives_the_rows_of_an_arrow_insert(target: ClickHouse) -> None:
     facts = varied_facts(200)
-    sink = FactBatchSink(target, "g", batch_rows=200, batch_seconds=60)
+    sink = BatchSink(target, "g", batch_rows=200, batch_seconds=60)
     for offset, fact in enumerate(facts):
         sink.add(CODEC.encode_record(fact), "facts", 0, offset)
     (result,) = write_all(sink)
@@ -122,12 +122,12 @@ def test_an_older_writer_gets_the_readers_defaults_as_in_python(target: ClickHou
 
 def test_a_range_rebuilt_after_a_crash_carries_the_same_token(target: ClickHouse) -> None:
     messages = [CODEC.encode_record(make_fact(i)) for i in range(10)]
-    first_run = FactBatchSink(target, "g", batch_rows=1000, batch_seconds=0.5)
+    first_run = BatchSink(target, "g", batch_rows=1000, batch_seconds=0.5)
     for offset in range(6):
         first_run.add(messages[offset], "facts", 2, offset, now=0.0)
     (batch,) = first_run.take_due(now=1.0)  # closed by time after six messages
     first_run.write(batch)  # ... and the process dies before committing offset 6
-    restarted = FactBatchSink(target, "g", batch_rows=4, batch_seconds=0.5)
+    restarted = BatchSink(target, "g", batch_rows=4, batch_seconds=0.5)
     restarted.load_plans("facts")
     for offset in range(10):
         restarted.add(messages[offset], "facts", 2, offset, now=5.0)
@@ -141,7 +141,7 @@ def test_a_range_rebuilt_after_a_crash_carries_the_same_token(target: ClickHouse
 # -- rows ClickHouse refuses -------------------------------------------------------------------------------
 
 def test_undecodable_messages_are_kept_in_sink_rejects(target: ClickHouse) -> None:
-    sink = FactBatchSink(target, "g", batch_rows=3, batch_seconds=60)
+    sink = BatchSink(target, "g", batch_rows=3, batch_seconds=60)
     sink.add(CODEC.encode_record(make_fact(1)), "facts", 0, 10)
     sink.add(b"not avro at all", "facts", 0, 12)
     sink.add(CODEC.encode_record(make_fact(2)), "facts", 0, 13)
@@ -160,7 +160,7 @@ def test_a_corrupt_message_is_isolated_and_the_rest_inserted(target: ClickHouse)
     messages[4] = messages[4][:10] + b"\xff\xff\xff\xff"  # a known writer, a body that runs out
     messages[6] = messages[6] + b"\x07\x07"  # trailing bytes: ClickHouse reads the record and skips them
     messages[8] = b"garbage"
-    sink = FactBatchSink(target, "g", batch_rows=10, batch_seconds=60)
+    sink = BatchSink(target, "g", batch_rows=10, batch_seconds=60)
     for offset, message in enumerate(messages):
         sink.add(message, "facts", 1, 100 + offset)
     (batch,) = sink.take_due()
@@ -180,7 +180,7 @@ def test_a_batch_over_too_many_months_is_split_and_loads_completely(target: Clic
     month_ms = 31 * 86_400_000
     facts = [make_fact(i, event_time_ms=i * month_ms, student_id="poison") for i in range(150)]
     facts += [make_fact(1000 + i) for i in range(50)]  # ordinary facts in the same batch
-    sink = FactBatchSink(target, "g", batch_rows=1000, batch_seconds=60)
+    sink = BatchSink(target, "g", batch_rows=1000, batch_seconds=60)
     for offset, fact in enumerate(facts):
         sink.add(CODEC.encode_record(fact), "facts", 0, offset)
     (result,) = write_all(sink)
@@ -194,7 +194,7 @@ def test_a_retry_of_an_isolated_batch_inserts_nothing_twice(target: ClickHouse) 
     messages = [CODEC.encode_record(make_fact(i, event_time_ms=i * month_ms)) for i in range(120)]
     messages[7] = b"garbage"
     for _attempt in range(2):  # the same range twice, as after a crash before the commit
-        sink = FactBatchSink(target, "g", batch_rows=1000, batch_seconds=60)
+        sink = BatchSink(target, "g", batch_rows=1000, batch_seconds=60)
         sink.load_plans("facts")
         for offset, message in enumerate(messages):
             sink.add(message, "facts", 3, offset)
@@ -226,7 +226,7 @@ class RefusingClickHouse:
 
 def test_a_refusal_that_is_not_a_data_error_is_retried_with_growing_backoff(target: ClickHouse) -> None:
     flaky = RefusingClickHouse(target, refusals=2)
-    sink = FactBatchSink(typing.cast(ClickHouse, flaky), "g", batch_rows=5, batch_seconds=60,
+    sink = BatchSink(typing.cast(ClickHouse, flaky), "g", batch_rows=5, batch_seconds=60,
                          backoff_min_seconds=0.5, backoff_max_seconds=30, isolate_after_failures=5)
     retries = []
     for _attempt in range(3):
@@ -244,7 +244,7 @@ def test_a_refusal_that_is_not_a_data_error_is_retried_with_growing_backoff(targ
 
 def test_a_batch_refused_too_often_is_isolated_instead_of_blocking_its_partition(target: ClickHouse) -> None:
     flaky = RefusingClickHouse(target, refusals=3)
-    sink = FactBatchSink(typing.cast(ClickHouse, flaky), "g", batch_rows=4, batch_seconds=60,
+    sink = BatchSink(typing.cast(ClickHouse, flaky), "g", batch_rows=4, batch_seconds=60,
                          isolate_after_failures=2)
     outcomes: list[typing.Any] = []
     for _attempt in range(3):

@@ -1,0 +1,163 @@
+"""What the sink loads from each topic: a *target* says how the topic's messages become one insert, and which
+entry table receives it.
+
+Every target goes through the same machinery (``sinks.batches``, ``sinks.writer``, ``sinks.loader``): per-partition
+batches over recorded offset ranges, one insert per range with the token ``topic:partition:first-last``, messages
+ClickHouse refuses isolated into ``sink_rejects``, one partition paused at a time. A target only turns the
+messages of a batch into ``InsertGroup``s (each one insert of rows in one ClickHouse input format, splittable into
+sub-ranges) plus the messages it cannot read at all (rejects, with the reason):
+
+- ``AvroTarget`` (the facts topic): message bodies joined into Avro container files, one per writer schema, that
+  ClickHouse decodes; no record is decoded in Python (``sinks.avro_container``);
+- ``JsonRowsTarget``: each message becomes one JSON object of a ``JSONEachRow`` insert through a function of the
+  message (``row_of``); the raw archive is one (``raw_archive_target``: a RawEvent -> a ``raw_events_in`` row,
+  ``sinks.archive``). A JSON side topic (dead letters, rejected requests) is another: its ``row_of`` reads the
+  record (``schemas.side_topics``) and adds the message's coordinates.
+
+An entry table is a Null table whose columns are the row's keys (or the Avro field names), with a materialized
+view moving the rows to the real table (migrations 005, 008).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from schemas.codec import AvroCodec
+from sinks.avro_container import WriterGroup, container_of, group_by_writer
+from sinks.clickhouse import ClickHouse
+
+Unreadable = tuple[int, bytes, str]  # offset, the message's bytes, why it cannot be loaded
+
+
+class InsertGroup(Protocol):
+    """Messages of one batch that are inserted together: ``body(low, high)`` is the insert of messages
+    ``[low, high)`` (so a refused group can be split), ``original(i)`` the i-th message as it was on the topic."""
+
+    @property
+    def offsets(self) -> list[int]: ...
+
+    def body(self, low: int, high: int) -> bytes: ...
+
+    def original(self, index: int) -> bytes: ...
+
+
+class Target(Protocol):
+    """How one topic's messages are loaded."""
+
+    table: str  # the entry table the inserts go to
+    destination: str  # the table its view fills (what analysts read; the metrics' label)
+    fmt: str  # the ClickHouse input format of an insert's body
+
+    def prepare(self, topic: str, partition: int, offsets: Sequence[int],
+                values: Sequence[bytes | None]) -> tuple[list[InsertGroup], list[Unreadable]]:
+        """The inserts of a batch's messages, and the messages that cannot be loaded."""
+        ...
+
+    def insert(self, clickhouse: ClickHouse, body: bytes, settings: Mapping[str, Any]) -> None:
+        """Insert one body into the entry table."""
+        ...
+
+
+# -- Avro ------------------------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class AvroGroup:
+    """The messages of one writer schema: an Avro container file of their bodies."""
+
+    group: WriterGroup
+    schema_json: str
+
+    @property
+    def offsets(self) -> list[int]:
+        return self.group.offsets
+
+    def body(self, low: int, high: int) -> bytes:
+        return container_of(self.schema_json, self.group.bodies[low:high])
+
+    def original(self, index: int) -> bytes:
+        return self.group.headers[index] + self.group.bodies[index]
+
+
+class AvroTarget:
+    """Messages with an Avro header naming their writer schema (``codec.writer_schema_of``); ClickHouse decodes the
+    containers (fields fill the entry table's columns by name, an absent field its DEFAULT)."""
+
+    fmt = "Avro"
+
+    def __init__(self, table: str, codec: AvroCodec, *, destination: str) -> None:
+        self.table = table
+        self.codec = codec
+        self.destination = destination
+
+    def prepare(self, topic: str, partition: int, offsets: Sequence[int],
+                values: Sequence[bytes | None]) -> tuple[list[InsertGroup], list[Unreadable]]:
+        groups, unreadable = group_by_writer(offsets, values, self.codec.writer_schema_of)
+        return [AvroGroup(group, group.schema_json()) for group in groups], unreadable
+
+    def insert(self, clickhouse: ClickHouse, body: bytes, settings: Mapping[str, Any]) -> None:
+        clickhouse.insert_avro(self.table, body, settings)
+
+
+# -- JSON rows -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SourceMessage:
+    """One message of a batch, for a ``row_of`` function."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+RowOf = Callable[[SourceMessage], Mapping[str, Any]]
+
+
+@dataclass(slots=True)
+class JsonRowsGroup:
+    """One JSON object (a line of ``JSONEachRow``) per message."""
+
+    offsets: list[int]
+    lines: list[bytes]
+    values: list[bytes]
+
+    def body(self, low: int, high: int) -> bytes:
+        return b"\n".join(self.lines[low:high]) + b"\n"
+
+    def original(self, index: int) -> bytes:
+        return self.values[index]
+
+
+class JsonRowsTarget:
+    """Messages turned into rows by ``row_of`` (which raises for a message it cannot read: a reject with the
+    reason), inserted as ``JSONEachRow``; the row's keys are the entry table's columns."""
+
+    fmt = "JSONEachRow"
+
+    def __init__(self, table: str, row_of: RowOf, *, destination: str) -> None:
+        self.table = table
+        self.row_of = row_of
+        self.destination = destination
+
+    def prepare(self, topic: str, partition: int, offsets: Sequence[int],
+                values: Sequence[bytes | None]) -> tuple[list[InsertGroup], list[Unreadable]]:
+        group = JsonRowsGroup([], [], [])
+        unreadable: list[Unreadable] = []
+        for offset, value in zip(offsets, values, strict=True):
+            raw = value or b""
+            try:
+                line = orjson.dumps(self.row_of(SourceMessage(topic, partition, offset, raw)))
+            except Exception as error:  # any reason a message cannot become a row is stored with the reject
+                unreadable.append((offset, raw, f"{type(error).__name__}: {error}"))
+                continue
+            group.offsets.append(offset)
+            group.lines.append(line)
+            group.values.append(raw)
+        return ([group] if group.offsets else []), unreadable
+
+    def insert(self, clickhouse: ClickHouse, body: bytes, settings: Mapping[str, Any]) -> None:
+        clickhouse.insert_raw(self.table, body, self.fmt, settings)

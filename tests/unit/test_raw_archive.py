@@ -1,0 +1,277 @@
+"""The raw archive (issue 12, "a raw archive and re-derivation") on the real engine (embedded chDB): raw events become
+``raw_events`` rows through the sink's one loading machinery (a JSON target beside the facts' Avro), a re-delivery
+collapses and a correction is a second version, the rows agree with the facts the normalizers make of the same
+event (id, content hash, event time, the student's key), erasure removes them and keeps them from coming back,
+the retention follows the setting, and a refused JSON row is isolated like a refused fact."""
+
+from __future__ import annotations
+
+import base64
+import time
+import typing
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from caliper_corpus import VALID_FILES, load, wrap
+from seed_payloads import CONTEXT, seed_activity_event, seed_hub_event, with_value
+from sink_fixtures import open_engine, scalar
+
+from gateway.ingest import envelope_events, hub_event
+from gateway.tokens import Caller
+from schemas.caliper import check_envelope
+from schemas.codec import RawEventCodec
+from schemas.privacy import student_key_for
+from schemas.records import RawEvent
+from sinks.archive import apply_archive_ttl, archive_row, count_archived, raw_archive_target, read_archived
+from sinks.batches import BatchSink
+from sinks.clickhouse import ClickHouse
+from sinks.erasure import erase_student
+from sinks.migrations import Layout
+from sinks.targets import JsonRowsTarget, SourceMessage
+from streams.normalizers import NormalizeOptions, normalize_with
+
+KEY = b"archive-student-key"
+OPTIONS = NormalizeOptions(b"email-key", keep_raw_email=False, normalizer_version="test", student_key=KEY)
+CODEC = RawEventCodec()
+RECEIVED_MS = (int(time.time()) // 86_400 - 1) * 86_400_000  # yesterday: within the archive's retention
+CALLER = Caller(client_id="lms", tenant="school-a", scopes=frozenset(), rate_limit_per_second=None,
+                tenant_timezone="America/Sao_Paulo")
+RAW_TOPIC = "caliper.raw.caliper"
+
+
+@pytest.fixture(params=["chdb"])
+def target(request: pytest.FixtureRequest, tmp_path: Path,
+           clickhouse_server: dict[str, typing.Any] | None) -> Iterator[ClickHouse]:
+    yield from open_engine(request, tmp_path, clickhouse_server)
+
+
+def raw_events_of(*items: dict[str, Any], send_time: str = "2024-04-24T14:13:00.000Z",
+                  received_ms: int = RECEIVED_MS, caller: Caller = CALLER) -> list[RawEvent]:
+    """The raw events the gateway publishes for an envelope of ``items`` (validated as it validates them)."""
+    envelope = {"data": list(items), "dataVersion": CONTEXT, "sendTime": send_time,
+                "sensor": "https://app.example/sensor"}
+    checked = check_envelope(envelope, now=datetime(2025, 1, 1, tzinfo=UTC))
+    assert checked.problems == []
+    return [outgoing.event for outgoing in envelope_events(checked.payload, caller, received_ms)]
+
+
+def sink_for(target: ClickHouse, batch_rows: int = 1000) -> BatchSink:
+    archive = raw_archive_target(CODEC, KEY)
+    return BatchSink(target, "g", batch_rows=batch_rows, batch_seconds=60, default_target=archive)
+
+
+def load_raw(target: ClickHouse, events: list[RawEvent | bytes], partition: int = 0, first_offset: int = 0) -> Any:
+    sink = sink_for(target)
+    for offset, event in enumerate(events, start=first_offset):
+        sink.add(event if isinstance(event, bytes) else CODEC.encode_record(event), RAW_TOPIC, partition, offset)
+    return [sink.write(batch) for batch in sink.take_due(now=1e12)]
+
+
+def archived_rows(target: ClickHouse, where: str = "1") -> list[dict[str, Any]]:
+    columns, rows = target.query_rows(f"SELECT * FROM learning.raw_events FINAL WHERE {where} "
+                                      "ORDER BY event_id, received_time")
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+# -- the row agrees with the facts of the same event ----------------------------------------------------------------
+
+SENSOR_STUDENT = {"id": "https://example.edu/users/554433", "type": "Person"}
+GRADE_BY_APP = {  # the learner is the attempt's assignee, not the grading application (issue 12 finding 11)
+    "@context": CONTEXT, "id": "urn:uuid:A50CA17F-5971-47BB-8FCA-4E6E6879001D", "type": "GradeEvent",
+    "profile": "GradingProfile", "action": "Graded", "eventTime": "2024-04-24T10:57:06",
+    "actor": {"id": "https://example.edu/autograder", "type": "SoftwareApplication"},
+    "object": {"id": "https://example.edu/attempts/1", "type": "Attempt", "assignee": SENSOR_STUDENT,
+               "assignable": {"id": "https://example.edu/assess/1", "type": "Assessment"}, "count": 1},
+    "generated": {"id": "https://example.edu/attempts/1/scores/1", "type": "Score", "maxScore": 15.0,
+                  "scoreGiven": 10.0, "attempt": "https://example.edu/attempts/1"}}
+SESSION_TIMED_OUT = {
+    "@context": CONTEXT, "id": "urn:uuid:b50ca17f-5971-47bb-8fca-4e6e6879001d", "type": "SessionEvent",
+    "profile": "SessionProfile", "action": "TimedOut", "eventTime": "2024-04-24T11:00:00.000Z",
+    "actor": {"id": "https://example.edu", "type": "SoftwareApplication"},
+    "object": {"id": "https://example.edu/sessions/1", "type": "Session", "user": SENSOR_STUDENT,
+               "startedAtTime": "2024-04-24T10:00:00.000Z"}}
+
+
+def activity(event_id: str | None = None, **changes: Any) -> dict[str, Any]:
+    """The Timeback seed's ActivityEvent (with an email the validator takes), under another id if given."""
+    event = with_value(seed_activity_event(), "actor.email", "ana@example.edu")
+    if event_id is not None:
+        event["id"] = event_id
+    for path, value in changes.items():
+        event = with_value(event, path.replace("__", "."), value)
+    return event
+
+
+def every_kind_of_raw_event() -> list[RawEvent]:
+    events = raw_events_of(activity(), GRADE_BY_APP, SESSION_TIMED_OUT)
+    events.append(hub_event(with_value(seed_hub_event(), "object.endedAtTime", "2022-07-19T19:36:00"),
+                            CALLER, RECEIVED_MS).event)
+    for path in VALID_FILES:  # IMS's corpus: every event and entity shape of Caliper 1.2
+        document = load(path)
+        envelope = document if isinstance(document, dict) and "data" in document else wrap(document)
+        checked = check_envelope(envelope, now=datetime(2025, 1, 1, tzinfo=UTC))
+        if checked.problems:
+            continue
+        events.extend(outgoing.event for outgoing in envelope_events(checked.payload, CALLER, RECEIVED_MS))
+    return events
+
+
+def test_an_archived_row_agrees_with_the_facts_of_its_event() -> None:
+    """The archive's version key and times are the facts' own, and the student's key is among the archived keys
+    whatever role the normalizer found the learner in: erasing the student finds the archived event."""
+    compared = with_learner = 0
+    for raw in every_kind_of_raw_event():
+        row = archive_row(raw, KEY)
+        for fact in normalize_with(raw, OPTIONS):
+            compared += 1
+            assert (row["event_id"], row["content_hash"]) == (fact.event_id, fact.content_hash)
+            assert row["event_time_ms"] == fact.event_time_ms, raw.event_id
+            if fact.student_id:
+                with_learner += 1
+                assert fact.student_key in row["student_keys"], (raw.event_id, fact.learner_role)
+        assert row["payload"] == raw.payload.decode() and row["tenant_timezone"] == "America/Sao_Paulo"
+    assert compared > 50 and with_learner > 40
+    grade = archive_row(raw_events_of(GRADE_BY_APP)[0], KEY)
+    assert grade["event_id"] == GRADE_BY_APP["id"].lower()  # one id whatever its case (finding 9)
+    assert grade["actor_id"] == "https://example.edu/autograder"
+    assert student_key_for("school-a", SENSOR_STUDENT["id"], KEY) in grade["student_keys"]
+    # an offset-less eventTime is a wall-clock time of the tenant (UTC-3 in April 2024)
+    assert grade["event_time_ms"] == int(datetime(2024, 4, 24, 13, 57, 6, tzinfo=UTC).timestamp() * 1000)
+
+
+# -- loading ---------------------------------------------------------------------------------------------------------
+
+def test_raw_events_load_once_and_a_correction_is_a_second_version(target: ClickHouse) -> None:
+    first = raw_events_of(activity(), GRADE_BY_APP)
+    (result,) = load_raw(target, list(first))
+    assert (result.rows, result.rejected) == (2, 0)
+    load_raw(target, list(first), first_offset=100)  # the same events delivered again, later offsets
+    corrected = raw_events_of(activity(generated__items=[{"type": "xpEarned", "value": 120}]),
+                              send_time="2024-04-24T14:20:00.000Z", received_ms=RECEIVED_MS + 60_000)
+    load_raw(target, corrected, first_offset=200)
+    rows = archived_rows(target)
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_id.setdefault(row["event_id"], []).append(row)
+    assert sorted(len(versions) for versions in by_id.values()) == [1, 2]
+    versions = by_id[activity()["id"]]
+    assert {orjson.loads(row["payload"])["generated"]["items"][0]["value"] for row in versions} == {100, 120}
+    assert sorted(row["send_time"] for row in versions) == [datetime(2024, 4, 24, 14, 13),
+                                                             datetime(2024, 4, 24, 14, 20)]
+    assert scalar(target, "SELECT uniqExact(event_id, content_hash) FROM learning.raw_events") == 3
+
+
+def test_unreadable_messages_and_payloads_go_to_sink_rejects(target: ClickHouse) -> None:
+    good = raw_events_of(activity())[0]
+    not_json = replace(good, event_id="urn:uuid:00000000-0000-0000-0000-000000000009", payload=b"{not json")
+    (result,) = load_raw(target, [good, b"garbage", not_json])
+    assert (result.rows, result.rejected) == (1, 2)
+    _, rejects = target.query_rows("SELECT offset, raw_base64, error FROM learning.sink_rejects ORDER BY offset")
+    assert [(offset, raw) for offset, raw, _ in rejects] == [
+        (1, base64.b64encode(b"garbage").decode()), (2, base64.b64encode(CODEC.encode_record(not_json)).decode())]
+    assert "JSONDecodeError" in rejects[1][2]
+
+
+def test_a_json_row_clickhouse_refuses_is_isolated_and_the_rest_loaded(target: ClickHouse) -> None:
+    """The writer is one for every format: a JSON row ClickHouse cannot parse is bisected out as an Avro body is."""
+    archive = raw_archive_target(CODEC, KEY)
+
+    def row_of(message: SourceMessage) -> dict[str, Any]:
+        row = archive.row_of(message)
+        if message.offset == 3:
+            row["event_time_ms"] = "not a number"  # ClickHouse refuses to parse it into Int64
+        return row
+
+    sink = BatchSink(target, "g", batch_rows=100, batch_seconds=60,
+                     default_target=JsonRowsTarget("raw_events_in", row_of, destination="raw_events"))
+    events = raw_events_of(*[activity(f"urn:uuid:00000000-0000-0000-0000-{i:012d}")
+                             for i in range(8)])
+    for offset, event in enumerate(events):
+        sink.add(CODEC.encode_record(event), RAW_TOPIC, 0, offset)
+    (batch,) = sink.take_due(now=1e12)
+    result = sink.write(batch)
+    assert (result.rows, result.rejected) == (7, 1)
+    assert sink.metrics.isolating._value.get() == 1
+    _, rejects = target.query_rows("SELECT offset, error FROM learning.sink_rejects")
+    assert rejects[0][0] == 3 and rejects[0][1].startswith("ClickHouse refused it")
+    assert scalar(target, "SELECT count() FROM learning.raw_events") == 7
+
+
+def test_archive_inserts_carry_range_tokens_so_a_retried_range_adds_nothing(target: ClickHouse) -> None:
+    events = raw_events_of(*[activity(f"urn:uuid:10000000-0000-0000-0000-{i:012d}")
+                             for i in range(20)])
+    for _attempt in range(2):  # the same range twice (a crash before the offset commit)
+        sink = sink_for(target)
+        sink.load_plans(RAW_TOPIC)
+        for offset, event in enumerate(events):
+            sink.add(CODEC.encode_record(event), RAW_TOPIC, 1, offset)
+        for batch in sink.take_due(now=1e12):
+            sink.write(batch)
+    assert scalar(target, "SELECT count() FROM learning.raw_events") == 20  # no FINAL: the retry was dropped
+
+
+# -- erasure and retention -------------------------------------------------------------------------------------------
+
+def test_erasure_deletes_the_students_archived_events_and_keeps_them_out(target: ClickHouse) -> None:
+    other = {**SENSOR_STUDENT, "id": "https://example.edu/users/1"}
+    others_grade = with_value(with_value(GRADE_BY_APP, "object.assignee", other), "id",
+                              "urn:uuid:c50ca17f-5971-47bb-8fca-4e6e6879001d")
+    load_raw(target, raw_events_of(GRADE_BY_APP, SESSION_TIMED_OUT, others_grade))
+    assert scalar(target, "SELECT count() FROM learning.raw_events") == 3
+    deleted = erase_student(target, Layout("learning"), "school-a", SENSOR_STUDENT["id"], "dpo", key=KEY)
+    assert deleted == 2  # graded by an application, and timed out by the platform: both name the student
+    remaining = archived_rows(target)
+    assert [row["event_id"] for row in remaining] == [others_grade["id"]]
+    assert SENSOR_STUDENT["id"] not in scalar(target, "SELECT groupArray(payload) FROM learning.raw_events")[0]
+    _, mutations = target.query_rows("SELECT command FROM system.mutations WHERE table = 'raw_events'")
+    assert mutations and all(SENSOR_STUDENT["id"] not in command for (command,) in mutations)
+    late = with_value(GRADE_BY_APP, "id", "urn:uuid:d50ca17f-5971-47bb-8fca-4e6e6879001d")
+    (result,) = load_raw(target, raw_events_of(late), first_offset=50)  # still in Kafka when the erasure ran
+    assert result.rows == 1  # inserted, and dropped by the view
+    assert [row["event_id"] for row in archived_rows(target)] == [others_grade["id"]]
+
+
+def test_the_retention_follows_the_setting(target: ClickHouse) -> None:
+    layout = Layout("learning")
+
+    def ttl() -> str:
+        create = str(scalar(target, "SELECT create_table_query FROM system.tables "
+                                    "WHERE database = 'learning' AND name = 'raw_events'"))
+        return create[create.find("TTL"):create.find("SETTINGS")].strip()
+
+    assert ttl() == "TTL toDateTime(received_time) + toIntervalDay(365)"
+    assert apply_archive_ttl(target, layout, 365) is False  # unchanged: no mutation
+    assert apply_archive_ttl(target, layout, 30) is True and ttl().endswith("toIntervalDay(30)")
+    old = replace(raw_events_of(activity())[0], received_time_ms=RECEIVED_MS - 40 * 86_400_000)
+    load_raw(target, [old])
+    target.command("OPTIMIZE TABLE learning.raw_events FINAL")
+    assert scalar(target, "SELECT count() FROM learning.raw_events") == 0  # received 40 days ago, kept 30
+    assert apply_archive_ttl(target, layout, 0) is True and ttl() == ""
+    load_raw(target, [old], first_offset=10)
+    target.command("OPTIMIZE TABLE learning.raw_events FINAL")
+    assert scalar(target, "SELECT count() FROM learning.raw_events") == 1
+
+
+# -- reading back for renormalize ------------------------------------------------------------------------------------
+
+def test_the_archive_reads_back_the_raw_events_page_by_page(target: ClickHouse) -> None:
+    events = raw_events_of(*[activity(f"urn:uuid:20000000-0000-0000-0000-{i:012d}")
+                             for i in range(23)])
+    events += raw_events_of(GRADE_BY_APP, caller=replace(CALLER, tenant="school-b"))
+    events.append(hub_event(seed_hub_event(), CALLER, RECEIVED_MS + 5_000).event)
+    load_raw(target, events)
+    pages = list(read_archived(target.query_rows, "learning", "school-a", None, None, page_rows=10))
+    assert [len(page) for page in pages] == [10, 10, 4]
+    read = [event for page in pages for event in page]
+    assert count_archived(target.query_rows, "learning", "school-a", None, None) == 24
+    assert {event.raw_event().payload for event in read} == {e.payload for e in events if e.tenant == "school-a"}
+    hub = next(event.raw_event() for event in read if event.source == "hub")
+    assert hub.send_time_ms == 0 and hub.tenant_timezone == "America/Sao_Paulo"
+    assert normalize_with(hub, OPTIONS) == normalize_with(events[-1], OPTIONS)  # the same input, the same facts
+    window = list(read_archived(target.query_rows, "learning", "school-a", RECEIVED_MS + 1, None))
+    assert [event.source for page in window for event in page] == ["hub"]
