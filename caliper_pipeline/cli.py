@@ -295,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     benches = bench.add_subparsers(dest="component", required=True)
     for component, text in (("gateway", "the gateway vs a bare forwarder, on the real broker"),
                             ("schemas", "encode + decode of a learning fact"),
-                            ("streams", "facts/s of one worker"), ("sink", "rows/s loaded into ClickHouse")):
+                            ("streams", "facts/s of one worker"), ("sink", "rows/s loaded into ClickHouse"),
+                            ("renormalize", "renormalize on --count archived events (and the archive's load rate)")):
         stage = benches.add_parser(component, help=text, description=text)
         stage.add_argument("--seconds", type=float, default=10.0)
         stage.add_argument("--concurrency", type=int, default=64)

@@ -6,7 +6,9 @@ A text check cannot tell ``SELECT 'file(x)'`` from ``SELECT file('x')``, so the 
 - the statement is a SELECT (with WITH, UNION, INTERSECT/EXCEPT), ``DESCRIBE TABLE`` or ``SHOW TABLES``:
   never EXPLAIN (EXPLAIN PLAN/PIPELINE evaluates scalar subqueries), never a statement that writes;
 - no SETTINGS, FORMAT or INTO OUTFILE clause (limits are the sink's; the format is the ``format`` parameter);
-- tables only of the pipeline's database (no ``system``, no ``information_schema``, no other database);
+- tables only of the pipeline's database (no ``system``, no ``information_schema``, no other database), and not
+  the raw archive (``raw_events``: the events as sent, emails and names in clear, which the facts pseudonymize; the
+  senders read theirs through the read API, ``renormalize`` through the admin endpoint);
 - table functions only from a short list that reads nothing outside the query (``numbers``, ``values`` ...);
   ``file``, ``url``, ``s3``, ``executable``, ``remote``, chDB's ``python`` and every other table function are
   refused, and so are their names used as ordinary functions (``SELECT file('/proc/self/environ')`` reads a file
@@ -21,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sinks.errors import QueryRejectedError
+from sinks.tables import RAW_ARCHIVE_INPUT_TABLE, RAW_ARCHIVE_TABLE
 
 ALLOWED_TABLE_FUNCTIONS = frozenset({
     "numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateseries", "values", "null", "view",
@@ -35,6 +38,8 @@ DENIED_FUNCTIONS = frozenset({
     "filesystemavailable", "filesystemcapacity", "filesystemunreserved", "currentquerys", "initialqueryid",
 })
 STATEMENTS = ("SelectWithUnionQuery", "DescribeQuery", "ShowTables")
+# tables of the pipeline's database an analyst may not read (personal data in clear)
+PRIVATE_TABLES = frozenset({RAW_ARCHIVE_TABLE, RAW_ARCHIVE_INPUT_TABLE})
 
 
 @dataclass(slots=True)
@@ -129,3 +134,6 @@ def _denied(folded: str, table_functions: frozenset[str]) -> bool:
 def _check_table(name: str, database: str) -> None:
     if "." in name and name.split(".", 1)[0] != database:
         raise QueryRejectedError(f"only tables of the {database} database may be read, not {name}")
+    if name.rsplit(".", 1)[-1].strip("`\"").lower() in PRIVATE_TABLES:
+        raise QueryRejectedError(f"{name} holds events as they were sent (personal data in clear) and is not open "
+                                 "to analyst queries; the facts hold what analysts need, pseudonymized")

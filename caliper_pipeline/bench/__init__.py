@@ -2,7 +2,7 @@
 
 Every benchmark lives in this package, none in the data-path packages: ``gateway`` (against ``bare_forwarder``,
 driven by ``load``), ``schemas`` (the codec), ``streams`` and ``sink`` (each stage alone, ``stages``), ``e2e``
-(the whole pipeline under load) and ``soak`` (memory over minutes).
+(the whole pipeline under load), ``soak`` (memory over minutes) and ``renormalize`` (re-deriving archived events).
 """
 
 from __future__ import annotations
@@ -26,6 +26,13 @@ def run_bench(settings: Settings, component: str, args: argparse.Namespace) -> i
         from caliper_pipeline.bench.stages import run_streams_bench
 
         figures = run_streams_bench(settings, args.count)
+    elif component == "renormalize":
+        import tempfile
+        from pathlib import Path
+
+        from caliper_pipeline.bench.renormalize import run_renormalize_bench
+
+        figures = run_renormalize_bench(settings, args.count, Path(tempfile.mkdtemp(prefix="bench-renormalize-")))
     else:
         from caliper_pipeline.bench.stages import run_sink_bench
 
