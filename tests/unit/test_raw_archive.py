@@ -18,14 +18,15 @@ from typing import Any
 import orjson
 import pytest
 from caliper_corpus import VALID_FILES, load, wrap
+from pydantic import SecretStr
 from seed_payloads import CONTEXT, seed_activity_event, seed_hub_event, with_value
-from sink_fixtures import open_engine, scalar
+from sink_fixtures import DAY_MS, insert, make_fact, open_engine, scalar
 
 from gateway.ingest import envelope_events, hub_event
 from gateway.tokens import Caller
 from schemas.caliper import check_envelope
-from schemas.codec import RawEventCodec
-from schemas.privacy import student_key_for
+from schemas.codec import LearningFactCodec, RawEventCodec
+from schemas.privacy import PrivacySettings, student_key_for
 from schemas.records import RawEvent
 from sinks.archive import apply_archive_ttl, archive_row, count_archived, raw_archive_target, read_archived
 from sinks.batches import BatchSink
@@ -275,3 +276,48 @@ def test_the_archive_reads_back_the_raw_events_page_by_page(target: ClickHouse) 
     assert normalize_with(hub, OPTIONS) == normalize_with(events[-1], OPTIONS)  # the same input, the same facts
     window = list(read_archived(target.query_rows, "learning", "school-a", RECEIVED_MS + 1, None))
     assert [event.source for page in window for event in page] == ["hub"]
+
+
+# -- the newest derivation is the current version (learning_fact v4, migration 009) -------------------------------
+
+def test_the_newest_derivation_of_a_version_is_current_and_a_late_retry_never_is(target: ClickHouse) -> None:
+    """A re-derived fact has the same id, content, send and received time as the derivation it replaces: the
+    current-version rule ties, and derived_time breaks the tie. A newer derivation never beats a newer VERSION."""
+    v1 = make_fact(1, send_time_ms=DAY_MS, received_time_ms=DAY_MS + 5, derived_time_ms=DAY_MS + 10,
+                   student_id="autograder", xp_earned=0.0, normalizer_version="old")
+    v2 = replace(v1, content_hash="hash-v2", send_time_ms=DAY_MS + 300_000, received_time_ms=DAY_MS + 300_005)
+    insert(target, [v1, v2], "first derivation")
+    # renormalize: both versions derived again, the learner found by role now (another sort key), the XP read
+    again = [replace(fact, student_id="ana", xp_earned=7.0, normalizer_version="new",
+                     derived_time_ms=DAY_MS + 86_400_000) for fact in (v1, v2)]
+    insert(target, again, "second derivation")
+    _, rows = target.query_rows("SELECT content_hash, student_id, xp_earned, normalizer_version "
+                                "FROM learning.current_facts")
+    assert rows == [("hash-v2", "ana", 7.0, "new")]  # v2 (sent last), in its newest derivation
+    # a derivation of the same sort key (the same student) replaces the older one too, whatever the insert order
+    fixed = replace(again[1], xp_earned=9.0, normalizer_version="newer", derived_time_ms=DAY_MS + 2 * 86_400_000)
+    stale = replace(again[1], xp_earned=1.0, normalizer_version="stale", derived_time_ms=DAY_MS + 3_600_000)
+    insert(target, [fixed], "third derivation")
+    insert(target, [stale], "a stale derivation loaded late")
+    assert target.query_rows("SELECT xp_earned, normalizer_version FROM learning.current_facts")[1] == [
+        (9.0, "newer")]
+    # an identical late retry of v1, derived last, is still v1: v2 stays current
+    insert(target, [replace(again[0], received_time_ms=DAY_MS + 600_000, derived_time_ms=DAY_MS + 9 * 86_400_000)],
+           "late retry")
+    assert scalar(target, "SELECT content_hash FROM learning.current_facts") == "hash-v2"
+    assert scalar(target, "SELECT count() FROM learning.student_daily_xp") <= 1  # the views read current_facts
+
+
+def test_the_worker_stamps_each_fact_with_its_derivation_time() -> None:
+    from schemas.kafka import Topics
+    from streams.processor import EventProcessor
+    from streams.settings import StreamsSettings
+
+    privacy = PrivacySettings(email_hash_key=SecretStr("e"), student_key=SecretStr("s"))
+    processor = EventProcessor(StreamsSettings(), Topics(), privacy)
+    before = int(time.time() * 1000)
+    result = processor.process(RAW_TOPIC, 0, 0, None, CODEC.encode_record(raw_events_of(activity())[0]))
+    assert [fact.derived_time_ms is not None and before <= fact.derived_time_ms <= time.time() * 1000 + 1
+            for fact in result.facts] == [True]
+    decoded = LearningFactCodec().decode_record(result.records[0].value)
+    assert decoded.derived_time_ms == result.facts[0].derived_time_ms  # it travels on the facts topic (v4)
