@@ -2,12 +2,14 @@
 
 Kafka keeps a student's events as long as its topics retain them (7 days by default), whatever was erased in
 ClickHouse. This deletes, on every partition of every pipeline topic, the records written before ``--before``,
-but never a record the next stage has not committed yet (the streams worker's group for the raw topics, the
-sink's group for the facts topic), unless ``--force``: a purge must not lose what was acknowledged.
+but never a record a next stage has not committed yet (the streams worker's group and the sink's - whose raw
+archive loads them too - for the raw topics, the sink's group for the facts topic), unless ``--force``: a purge must
+not lose what was acknowledged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -36,10 +38,11 @@ class PurgeSummary:
         return [*out, f"{verb} {total} records in all"]
 
 
-async def purge_kafka(kafka: KafkaSettings, before_ms: int, *, downstream_groups: dict[str, str],
+async def purge_kafka(kafka: KafkaSettings, before_ms: int, *, downstream_groups: Mapping[str, str | Sequence[str]],
                       dry_run: bool = False, force: bool = False) -> PurgeSummary:
-    """Delete records older than ``before_ms`` (epoch ms). ``downstream_groups``: topic -> the consumer group that
-    must have committed a record before it may go (topics without one are purged by time alone)."""
+    """Delete records older than ``before_ms`` (epoch ms). ``downstream_groups``: topic -> the consumer group (or
+    groups: the raw topics feed the streams worker and the sink's raw archive) that must ALL have committed a record
+    before it may go (topics without one are purged by time alone)."""
     topics = kafka.topics.all_topics()
     consumer = AIOKafkaConsumer(**kafka.client_options(), enable_auto_commit=False)
     admin = AIOKafkaAdminClient(**kafka.client_options())
@@ -55,16 +58,18 @@ async def purge_kafka(kafka: KafkaSettings, before_ms: int, *, downstream_groups
         begins = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
         by_time = await consumer.offsets_for_times({tp: before_ms for tp in partitions})
-        committed: dict[TopicPartition, int] = {}
-        for group in set(downstream_groups.values()):
+        groups_of = {topic: (groups,) if isinstance(groups, str) else tuple(groups)
+                     for topic, groups in downstream_groups.items()}
+        committed: dict[str, dict[TopicPartition, int]] = {}
+        for group in {group for groups in groups_of.values() for group in groups}:
             offsets = await admin.list_consumer_group_offsets(group)
-            committed.update({tp: meta.offset for tp, meta in offsets.items() if tp.topic in topics})
+            committed[group] = {tp: meta.offset for tp, meta in offsets.items() if tp.topic in topics}
         plan: dict[TopicPartition, RecordsToDelete] = {}
         for tp in partitions:
             found = by_time.get(tp)
             cut = found.offset if found is not None else ends[tp]  # nothing newer: everything is older
-            if tp.topic in downstream_groups and not force:
-                safe = committed.get(tp, begins[tp])
+            if tp.topic in groups_of and not force:  # what the slowest of its groups has processed
+                safe = min(committed[group].get(tp, begins[tp]) for group in groups_of[tp.topic])
                 summary.held_back[tp.topic] = summary.held_back.get(tp.topic, 0) + max(0, cut - safe)
                 cut = min(cut, safe)
             if cut > begins[tp]:

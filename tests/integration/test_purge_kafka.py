@@ -63,3 +63,17 @@ async def test_purge_deletes_old_records_but_not_unprocessed_ones(kafka_settings
     assert forced.deleted[topics.facts] == 4
     old = await purge_kafka(kafka_settings, 0, downstream_groups=downstream, force=True)
     assert sum(old.deleted.values()) == 0  # nothing is older than 1970
+
+
+async def test_a_raw_record_stays_until_every_group_that_reads_it_has(kafka_settings: KafkaSettings) -> None:
+    """A raw topic feeds the streams worker and the sink's raw archive: the slower of the two decides."""
+    raw = kafka_settings.topics.raw_topics[0]
+    await _produce(kafka_settings, raw, 10)
+    await _commit(kafka_settings, "streams-group", raw, 8)
+    await _commit(kafka_settings, "sink-group", raw, 5)  # the archive is behind
+    now_ms = int(time.time() * 1000) + 1000
+    summary = await purge_kafka(kafka_settings, now_ms, downstream_groups={raw: ("streams-group", "sink-group")})
+    assert summary.deleted[raw] == 5 and summary.held_back[raw] == 5
+    assert await _first_offset(kafka_settings, raw) == 5
+    unseen = await purge_kafka(kafka_settings, now_ms, downstream_groups={raw: ("streams-group", "never-ran")})
+    assert sum(unseen.deleted.values()) == 0  # a group that committed nothing holds everything
