@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from schemas.caliper.fast_path import accepts
 from schemas.caliper.scalars import (
     Walk,
     check_event_time,
@@ -37,6 +38,8 @@ def check_envelope(payload: object, limits: ValidationLimits = DEFAULT_LIMITS, *
     """Validate a whole envelope {sensor, sendTime, dataVersion, data[>=1]} (item problems are prefixed with
     ``data[i]``) and return it without its optional nulls. Parameters as for ``validate_caliper_item``; the
     events of one envelope may span at most ``limits.max_months_per_envelope`` months of event time."""
+    if _walk_envelope(payload, Walk(limits, strict_decimals, now), fast=True):  # the common case, see fast_path
+        return EnvelopeCheck([], payload)
     walk = Walk(limits, strict_decimals, now)
     _walk_envelope(payload, walk)
     if walk.problems or not walk.nulls:
@@ -47,6 +50,8 @@ def check_envelope(payload: object, limits: ValidationLimits = DEFAULT_LIMITS, *
 def validate_envelope(payload: object, limits: ValidationLimits = DEFAULT_LIMITS, *, strict_decimals: bool = False,
                       now: datetime | None = None) -> list[FieldProblem]:
     """The problems of ``check_envelope`` (an empty list = valid)."""
+    if _walk_envelope(payload, Walk(limits, strict_decimals, now), fast=True):
+        return []
     walk = Walk(limits, strict_decimals, now)
     _walk_envelope(payload, walk)
     return walk.problems
@@ -57,10 +62,12 @@ def drop_optional_nulls(payload: object, limits: ValidationLimits = DEFAULT_LIMI
     return check_envelope(payload, limits).payload
 
 
-def _walk_envelope(payload: object, walk: Walk) -> None:
+def _walk_envelope(payload: object, walk: Walk, *, fast: bool = False) -> bool:
+    """Validate the envelope into ``walk``. ``fast``: check the items with ``fast_path.accepts`` and stop at the
+    first it does not accept; True when the envelope is valid with no optional null (else walk it again)."""
     if type(payload) is not dict:
         walk.add("", f"expected a Caliper envelope object, got {json_type_name(payload)}")
-        return
+        return False
     for name in ("sensor", "sendTime", "dataVersion", "data"):
         if payload.get(name) is None:
             walk.add(name, "required property is missing")
@@ -73,20 +80,26 @@ def _walk_envelope(payload: object, walk: Walk) -> None:
     if data_version is not None and data_version != CALIPER_CONTEXT_V1P2:
         walk.add("dataVersion", f"unsupported dataVersion {shown(data_version)}; accepted: {CALIPER_CONTEXT_V1P2}")
     data = payload.get("data")
-    if data is None:
-        return
+    if data is None or (fast and walk.problems):
+        return False
     if type(data) is not list:
         walk.add("data", f"expected a list of Events and Entities, got {json_type_name(data)}")
     elif not data:
         walk.add("data", "must hold at least one Event or Entity")
     else:
         walk.depth = 2  # the envelope is level 1, its data list level 2
-        for index, item in enumerate(data):
-            walk_item(item, f"data[{index}]", walk)
+        if fast:
+            for item in data:
+                if not accepts(item, walk):
+                    return False
+        else:
+            for index, item in enumerate(data):
+                walk_item(item, f"data[{index}]", walk)
         months = len(walk.months)
         if months > walk.limits.max_months_per_envelope:
             walk.add("data", f"the events' eventTime span {months} distinct months; at most "
                              f"{walk.limits.max_months_per_envelope} per envelope (facts are stored by month)")
+    return not walk.problems
 
 
 def _drops_of(walk: Walk) -> dict[int, set[str]]:

@@ -152,38 +152,40 @@ def _without_type(required: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name for name in dict.fromkeys(required) if name != "type")
 
 
-def _compile_entity(type_name: str) -> _CompiledType:
-    properties: dict[str, Checker] = {}
+def merged_rules(type_name: str) -> tuple[dict[str, Rule], tuple[str, ...], Mapping[str, tuple[str, ...]]]:
+    """The rules of a type merged with its supertypes' (an event's with ``Event``'s): every property's rule, the
+    required names (without ``type``) and, for events, the properties each action makes required."""
+    if type_name in EVENT_RULES:
+        table = EVENT_RULES[type_name]
+        return ({**BASE_EVENT.properties, **table.properties}, _without_type(BASE_EVENT.required + table.required),
+                table.required_for_action)
+    rules: dict[str, Rule] = {}
     required: list[str] = []
     for ancestor in reversed(terms.ENTITY_LINEAGE[type_name]):  # root first, so subtypes override
-        table = ENTITY_RULES[ancestor]
-        properties.update((name, _compile_rule(rule)) for name, rule in table.properties.items())
-        required.extend(name for name in table.required if name not in required)
-    return _CompiledType(type_name, properties, _without_type(required))
+        entity_table = ENTITY_RULES[ancestor]
+        rules.update(entity_table.properties)
+        required.extend(name for name in entity_table.required if name not in required)
+    return rules, _without_type(required), {}
 
 
-def _compile_event(type_name: str) -> _CompiledType:
-    table = EVENT_RULES[type_name]
-    merged = {**BASE_EVENT.properties, **table.properties}
-    properties = {name: _compile_rule(rule) for name, rule in merged.items()}
-    required = _without_type(BASE_EVENT.required + table.required)
-    return _CompiledType(
-        type_name, properties, required, terms.EVENT_TYPES[type_name], table.required_for_action or None
-    )
+def _compile_type(type_name: str) -> _CompiledType:
+    rules, required, required_for_action = merged_rules(type_name)
+    properties = {name: _compile_rule(rule) for name, rule in rules.items()}
+    return _CompiledType(type_name, properties, required, terms.EVENT_TYPES.get(type_name),
+                         required_for_action or None)
 
 
-_COMPILED.update({name: _compile_entity(name) for name in terms.ENTITY_SUPERTYPE})
-_COMPILED.update({name: _compile_event(name) for name in terms.EVENT_TYPES})
+_COMPILED.update({name: _compile_type(name) for name in (*terms.ENTITY_SUPERTYPE, *terms.EVENT_TYPES)})
 _EVENT_TYPES: Final = frozenset(terms.EVENT_TYPES)
 _KNOWN_TYPES_HINT: Final = "a Caliper 1.2 Event or Entity type (e.g. ViewEvent, Person)"
-_TIMEBACK_EVENTS: Final = frozenset({"ActivityEvent", "TimeSpentEvent"})
+TIMEBACK_EVENTS: Final = frozenset({"ActivityEvent", "TimeSpentEvent"})  # the Timeback normalizer's events
 
 
 # --- the walk ----------------------------------------------------------------------------------
 
 
 @lru_cache(maxsize=4096)
-def _transposition_of(type_name: str, key: str) -> str | None:
+def transposition_of(type_name: str, key: str) -> str | None:
     """The known property of ``type_name`` that ``key`` is an adjacent-letter swap of, if any."""
     for known in _COMPILED[type_name].properties:
         if len(known) != len(key) or known == key:
@@ -218,7 +220,7 @@ def _check_properties(
             else:  # an optional property sent as null is absent
                 walk.nulls.append((obj, key))
         elif type_name is not None and key not in ("type", "action", "profile"):
-            intended = _transposition_of(type_name, key)
+            intended = transposition_of(type_name, key)
             if intended is not None:
                 walk.add(child_path(path, key), f"unknown property {key!r}: misspelling of {intended!r}?")
     for name in required:
@@ -308,7 +310,9 @@ def walk_item(item: object, path: str, walk: Walk) -> None:
         return
     event = is_event(item)
     _validate_typed_object(item, path, walk, None, _KNOWN_TYPES_HINT, "Event" if event else "Entity")
-    if event and not (item.get("profile") == "TimebackProfile" and item.get("type") in _TIMEBACK_EVENTS):
+    type_name = item.get("type")
+    if event and not (item.get("profile") == "TimebackProfile" and type(type_name) is str
+                      and type_name in TIMEBACK_EVENTS):
         check_fact_paths(item, path, walk)  # (the Timeback normalizer reads only what the Timeback rules type)
 
 
