@@ -14,12 +14,15 @@ resolution rules, so old messages gain the defaults of fields added since.
 from __future__ import annotations
 
 import io
+import operator
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
+from schemas.avro_flat import FlatRecordWriter
 from schemas.avro_gen import catalog_versions
 from schemas.errors import SchemaEncodingError
 from schemas.records import RAW_EVENT_FIELDS, LearningFact, RawEvent
@@ -99,13 +102,34 @@ class AvroCodec:
 
 
 class RawEventCodec(AvroCodec):
-    """Avro codec of the gateway's raw events."""
+    """Avro codec of the gateway's raw events. Encoding goes through ``schemas.avro_flat`` (the same bytes as
+    fastavro, several times faster) while the RawEvent schema is flat."""
 
     def __init__(self, schema_ids: dict[int, int] | None = None) -> None:
         super().__init__("raw_event", schema_ids)
+        self._flat = FlatRecordWriter.of(self.reader_schema)
+        self._values = operator.attrgetter(*RAW_EVENT_FIELDS)
 
     def encode_record(self, event: RawEvent) -> bytes:
-        return self.encode({name: getattr(event, name) for name in RAW_EVENT_FIELDS})
+        if self._flat is None:
+            return self.encode({name: getattr(event, name) for name in RAW_EVENT_FIELDS})
+        try:
+            return self._header + self._flat.write(self._values(event))
+        except ValueError as error:  # a string that cannot be UTF-8 (a lone surrogate)
+            raise SchemaEncodingError(f"{self.record_name} does not fit its schema: {error}") from error
+
+    def writer_for(self, variable: tuple[str, ...], **constants: Any) -> Callable[..., bytes]:
+        """Encodes many RawEvents whose fields ``constants`` have the same values (those of one request): the
+        function returned takes the values of the ``variable`` fields (every other field, in the schema's order,
+        which is checked here) and returns the message, as ``encode_record`` would."""
+        remaining = tuple(name for name in RAW_EVENT_FIELDS if name not in constants)
+        if remaining != variable:
+            raise SchemaEncodingError(f"RawEvent's other fields are {remaining}, not {variable}")
+        if self._flat is None:
+            def encode(*values: Any) -> bytes:
+                return self.encode({**constants, **dict(zip(variable, values, strict=True))})
+            return encode
+        return self._flat.bind(self._header, **constants)
 
     def decode_record(self, message: bytes) -> RawEvent:
         return RawEvent(**self.decode(message))

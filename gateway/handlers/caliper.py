@@ -10,9 +10,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import InvalidPayloadError, UnsupportedDataVersionError
-from gateway.handlers.common import authorize, check_event_count, encode_within_limit, publish, read_json
-from gateway.ingest import iter_envelope_events
-from gateway.keys import BODY_BUDGET, SETTINGS
+from gateway.handlers.common import authorize, check_event_count, check_event_sizes, publish, read_json
+from gateway.ingest import encoded_envelope_events
+from gateway.keys import BODY_BUDGET, PUBLISHER, SETTINGS
 from gateway.responses import json_response
 from gateway.settings import INGEST_SCOPE, package_version
 from schemas.caliper import CALIPER_CONTEXT_V1P2, check_envelope, is_event
@@ -25,6 +25,10 @@ UNSUPPORTED_VERSION_PREFIX = "unsupported dataVersion"
 def _item_count(payload: Any) -> int:
     data = payload.get("data") if type(payload) is dict else None
     return len(data) if type(data) is list else 0
+
+
+def _item_path(index: int) -> str:
+    return f"data[{index}]"
 
 
 def accepted_message(data: list[Any], verb: str) -> str:
@@ -48,8 +52,9 @@ async def _envelope(request: web.Request, *, publish_events: bool) -> web.Respon
         if problems:
             raise InvalidPayloadError(f"{len(problems)} problem(s) in the envelope; nothing was accepted",
                                       problems=problems)
-        outgoing = iter_envelope_events(payload, caller, int(time.time() * 1000))
-        messages = encode_within_limit(request, ((f"data[{i}]", item) for i, item in enumerate(outgoing)))
+        messages = encoded_envelope_events(payload, caller, int(time.time() * 1000),
+                                           request.config_dict[PUBLISHER].raw_event_codec)
+        check_event_sizes(request, messages, _item_path)
         if not publish_events:
             return json_response({"status": "success", "message": accepted_message(payload["data"], "are valid"),
                                   "errors": None})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -21,7 +21,7 @@ from gateway.errors import (
     UnsupportedMediaTypeError,
 )
 from gateway.keys import BODY, CALLER, LIMITER, METRICS, PUBLISHER, SETTINGS, TOKENS
-from gateway.publisher import EncodedEvent, OutgoingEvent
+from gateway.publisher import EncodedEvent
 from gateway.tokens import Caller
 from schemas.errors import FieldProblem
 from schemas.limits import ValidationLimits, depth_problem
@@ -80,21 +80,16 @@ def check_event_count(request: web.Request, caller: Caller, count: int, *, charg
             raise RateLimitedError(f"rate limit of client {caller.client_id} exceeded", retry_after=wait)
 
 
-def encode_within_limit(request: web.Request, outgoing: Iterable[tuple[str, OutgoingEvent]]) -> list[EncodedEvent]:
-    """Each ``(path, event)`` encoded as it will be published; 413 naming every event larger than Kafka takes."""
-    publisher = request.config_dict[PUBLISHER]
+def check_event_sizes(request: web.Request, messages: Sequence[EncodedEvent],
+                      path_of: Callable[[int], str]) -> None:
+    """413 naming every event (``path_of(index)``) larger, as published, than Kafka takes."""
     limit = request.config_dict[SETTINGS].max_event_bytes
-    encoded, problems = [], []
-    for path, item in outgoing:
-        message = publisher.encode(item)
-        if message.size > limit:
-            problems.append(FieldProblem(path, f"this event is {message.size} bytes once encoded; the limit of one "
-                                               f"event is {limit} bytes (a Kafka message)"))
-        encoded.append(message)
+    problems = [FieldProblem(path_of(index), f"this event is {message.size} bytes once encoded; the limit of one "
+                                             f"event is {limit} bytes (a Kafka message)")
+                for index, message in enumerate(messages) if message.size > limit]
     if problems:
         raise PayloadTooLargeError(f"{len(problems)} event(s) larger than {limit} bytes; nothing was accepted",
                                    problems=problems[:MAX_PROBLEMS])
-    return encoded
 
 
 async def publish(request: web.Request, messages: list[EncodedEvent]) -> None:
@@ -103,5 +98,8 @@ async def publish(request: web.Request, messages: list[EncodedEvent]) -> None:
     started = time.perf_counter()
     await request.config_dict[PUBLISHER].publish(messages)
     metrics.publish_latency.observe(time.perf_counter() - started)
-    for source, count in Counter(item.source.value for item in messages).items():
-        metrics.events_accepted(source, count)
+    if len(messages) == 1:
+        metrics.events_accepted(messages[0].source.value, 1)
+    else:
+        for source, count in Counter(item.source.value for item in messages).items():
+            metrics.events_accepted(source, count)

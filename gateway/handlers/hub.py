@@ -7,9 +7,9 @@ import time
 from aiohttp import web
 
 from gateway.errors import InvalidPayloadError
-from gateway.handlers.common import authorize, check_event_count, encode_within_limit, publish, read_json
+from gateway.handlers.common import authorize, check_event_count, check_event_sizes, publish, read_json
 from gateway.ingest import hub_event
-from gateway.keys import BODY_BUDGET
+from gateway.keys import BODY_BUDGET, PUBLISHER
 from gateway.responses import json_response
 from gateway.settings import INGEST_SCOPE
 from schemas.caliper import CALIPER_CONTEXT_V1P2
@@ -24,6 +24,7 @@ async def post_hub_event(request: web.Request) -> web.Response:
         event, problems = validate_hub_event(payload)
         if problems or event is None:
             raise InvalidPayloadError("invalid hub event", problems=problems)
-        messages = encode_within_limit(request, [("", hub_event(payload, caller, int(time.time() * 1000)))])
+        messages = [request.config_dict[PUBLISHER].encode(hub_event(payload, caller, int(time.time() * 1000)))]
+        check_event_sizes(request, messages, lambda index: "")
         await publish(request, messages)
     return json_response({"@context": CALIPER_CONTEXT_V1P2, "id": event.id})
