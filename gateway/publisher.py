@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 from gateway.errors import KafkaUnavailableError
 from gateway.settings import GatewaySettings
 from gateway.transactions import Record, TransactionalPublisher, TransactionFailedError
+from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner
 from schemas.records import RawEvent
 from schemas.registry import raw_event_codec
@@ -53,6 +54,7 @@ class EventPublisher:
         self._kafka = kafka
         self._gateway = gateway
         self._codec = raw_event_codec(kafka)
+        self._raw_topics = {source: kafka.topics.raw(source) for source in Source}
         self._producer: AIOKafkaProducer | None = None  # rejections and readiness
         self._transactions: TransactionalPublisher | None = None
         self._pending_rejections: set[asyncio.Task[None]] = set()
@@ -60,7 +62,8 @@ class EventPublisher:
     def _new_producer(self, transactional_id: str | None = None) -> AIOKafkaProducer:
         gateway = self._gateway
         return AIOKafkaProducer(
-            enable_idempotence=True, acks="all", linger_ms=gateway.producer_linger_ms,
+            # a transaction's records are sent as whole batches once its group is complete: nothing to linger for
+            enable_idempotence=True, acks="all", linger_ms=0 if transactional_id else gateway.producer_linger_ms,
             compression_type=gateway.compression, max_batch_size=512 * 1024, partitioner=crc32_partitioner,
             request_timeout_ms=int(gateway.publish_timeout_seconds * 1000), transactional_id=transactional_id,
             # the broker aborts a transaction left open longer than this (a gateway killed mid-transaction)
@@ -75,7 +78,7 @@ class EventPublisher:
         transactions = TransactionalPublisher(
             self._new_producer, gateway.effective_transactional_id, producers=gateway.transaction_producers,
             window_seconds=gateway.transaction_window_ms / 1000, max_group_records=gateway.transaction_max_events,
-            commit_timeout_seconds=gateway.publish_timeout_seconds + 30)
+            commit_timeout_seconds=gateway.publish_timeout_seconds + 30, partitioner=crc32_partitioner)
         await transactions.start()
         self._transactions = transactions
 
@@ -96,6 +99,10 @@ class EventPublisher:
                                         retry_after=self._gateway.retry_after_seconds)
         return self._producer
 
+    @property
+    def raw_event_codec(self) -> RawEventCodec:
+        return self._codec
+
     def encode(self, item: OutgoingEvent) -> EncodedEvent:
         """The event as it will be published (the gateway checks its size before publishing anything)."""
         return EncodedEvent(item.source, item.key, self._codec.encode_record(item.event))
@@ -106,8 +113,8 @@ class EventPublisher:
         if self._transactions is None:
             raise KafkaUnavailableError("the Kafka producer is not started",
                                         retry_after=self._gateway.retry_after_seconds)
-        topics = self._kafka.topics
-        records = [Record(topics.raw(item.source), item.key, item.value) for item in events]
+        topics = self._raw_topics
+        records = [Record(topics[item.source], item.key, item.value) for item in events]
         try:
             await self._transactions.publish(records, self._gateway.publish_timeout_seconds)
         except TransactionFailedError as error:

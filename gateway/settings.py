@@ -74,8 +74,8 @@ class GatewaySettings(BaseModel):
     # (gateway.transactions). The transactional id must be unique per gateway process and stable across its
     # restarts (a restart fences the previous incarnation); empty: caliper-gateway-<host name>-<port>.
     transactional_id: str = ""
-    transaction_producers: int = Field(default=4, ge=1)  # transactions in flight at once (4 measured best)
-    transaction_window_ms: float = Field(default=2.0, ge=0)  # how long a group waits for more requests
+    transaction_producers: int = Field(default=4, ge=1)  # transactions in flight at once
+    transaction_window_ms: float = Field(default=0.0, ge=0)  # how long a group waits for more requests
     transaction_max_events: int = Field(default=10_000, ge=1)  # events of one group (a bigger request goes alone)
 
     @model_validator(mode="after")

@@ -4,17 +4,32 @@ A consumer reading with ``isolation_level=read_committed`` (the streams worker, 
 only when the transaction that carries them commits; a request answered with an error - a timeout, a broker that
 fails mid-way - leaves none of its events visible, even if some had reached the broker.
 
-One transaction per request would cost a few broker round trips each (AddPartitionsToTxn, EndTxn and its
-markers) and serialize on the producer, which runs one transaction at a time. So concurrent requests are grouped:
-a request joins the group its worker is gathering; the group is closed after ``window_seconds`` or
-``max_group_events`` events, sent, and committed or aborted as one. Every request of a group gets the group's
-outcome. ``producers`` workers, each with its own transactional producer (``<transactional_id>-<n>``), overlap
-their transactions so that one group's commit does not stall the next.
+One transaction per request would cost a few broker round trips each (AddPartitionsToTxn, the records, EndTxn and
+its markers) and serialize on the producer, which runs one transaction at a time. So concurrent requests are
+grouped: ``producers`` workers, each with its own transactional producer (``<transactional_id>-<n>``), take turns;
+a worker that is free takes every request queued (up to ``max_group_records`` records) and runs them as one
+transaction; requests that arrive meanwhile queue for the next free worker. So the busier the gateway, the larger
+the groups, and an idle gateway sends a lone request at once. ``window_seconds`` > 0 makes a worker wait that long
+for more requests before it starts (measured: no gain at any load, see docs/benchmarks.md). Every request of a
+group gets the group's outcome.
 
-Transaction timeouts: a group whose sends are not all acknowledged by the deadline of its oldest request is
-aborted. Once the commit is sent, its outcome is awaited (up to ``transaction_timeout_ms``, after which the broker
-itself aborts an unfinished transaction); a producer that failed or timed out is replaced, which fences the old
-one (the new producer's InitProducerId completes or aborts what the old one left).
+Costs cut per transaction (each measured, docs/benchmarks.md "Gateway throughput"):
+
+- the records of a group go into one record batch per partition (``create_batch`` / ``send_batch``: the
+  partition computed here with the producers' partitioner), not one ``send`` per record, which costs several
+  microseconds each in aiokafka; the producers do not linger (a group is complete when it is sent);
+- aiokafka waits ``BACKOFF_OVERRIDE`` (20 ms) when the coordinator answers AddPartitionsToTxn with
+  CONCURRENT_TRANSACTIONS, which it does while it is still writing the markers of the producer's previous
+  transaction (KAFKA-5477): on this broker the markers take 1-3 ms, so a producer that starts its next transaction
+  at once lost ~17 ms each time. ``TRANSACTION_RETRY_BACKOFF_SECONDS`` replaces it (``patch_aiokafka_backoff``,
+  applied when a publisher starts; a test checks that aiokafka still reads that constant); a retry is one small
+  request to the coordinator.
+
+Timeouts: a request still queued when its time is up is answered with an error and never sent. A group whose
+sends are not all acknowledged by the deadline of its oldest request is aborted. Once the commit is sent, its
+outcome is awaited (up to ``commit_timeout_seconds``, after which the broker itself aborts an unfinished
+transaction); a producer that failed or timed out is replaced, which fences the old one (the new producer's
+InitProducerId completes or aborts what the old one left).
 """
 
 from __future__ import annotations
@@ -24,55 +39,71 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
+import aiokafka.producer.sender
 from aiokafka import AIOKafkaProducer
 
 from schemas.errors import PipelineError
+from schemas.kafka import crc32_partitioner
 
 log = logging.getLogger(__name__)
 
 ProducerFactory = Callable[[str], AIOKafkaProducer]
+Partitioner = Callable[[bytes | None, Sequence[int], Sequence[int]], int]
+# how long aiokafka waits before retrying AddPartitionsToTxn answered CONCURRENT_TRANSACTIONS (its own: 20 ms)
+TRANSACTION_RETRY_BACKOFF_SECONDS = 0.002
+
+
+def patch_aiokafka_backoff(seconds: float = TRANSACTION_RETRY_BACKOFF_SECONDS) -> None:
+    """Set aiokafka's retry backoff after CONCURRENT_TRANSACTIONS (a module constant of ``aiokafka.producer.sender``
+    read by ``AddPartitionsToTxnHandler.handle_response``; there is no setting for it). See the module doc."""
+    aiokafka.producer.sender.BACKOFF_OVERRIDE = seconds
 
 
 class TransactionFailedError(PipelineError):
     """The transaction carrying a request's events was aborted or could not be completed: none is visible."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     topic: str
     key: bytes | None
     value: bytes
 
 
-@dataclass(slots=True)
 class _Request:
-    records: Sequence[Record]
-    deadline: float
-    outcome: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    __slots__ = ("deadline", "outcome", "records", "taken")
+
+    def __init__(self, records: Sequence[Record], deadline: float, outcome: asyncio.Future[None]) -> None:
+        self.records = records
+        self.deadline = deadline
+        self.outcome = outcome
+        self.taken = False  # by a worker: its outcome now comes from a transaction
 
 
-@dataclass(slots=True)
 class TransactionStats:
-    transactions: int = 0
-    aborted: int = 0
-    requests: int = 0
-    records: int = 0
+    __slots__ = ("aborted", "records", "requests", "transactions")
+
+    def __init__(self) -> None:
+        self.transactions = 0
+        self.aborted = 0
+        self.requests = 0
+        self.records = 0
 
 
 class TransactionalPublisher:
     """Groups the publishes of concurrent requests into Kafka transactions."""
 
     def __init__(self, make_producer: ProducerFactory, transactional_id: str, *, producers: int = 2,
-                 window_seconds: float = 0.002, max_group_records: int = 10_000,
-                 commit_timeout_seconds: float = 30.0) -> None:
+                 window_seconds: float = 0.0, max_group_records: int = 10_000,
+                 commit_timeout_seconds: float = 30.0, partitioner: Partitioner = crc32_partitioner) -> None:
         self._make_producer = make_producer
         self.transactional_id = transactional_id
         self.producers = producers
         self.window_seconds = window_seconds
         self.max_group_records = max_group_records
         self.commit_timeout_seconds = commit_timeout_seconds
+        self.partitioner = partitioner
         self.stats = TransactionStats()
         self._queue: deque[_Request] = deque()
         self._arrived = asyncio.Event()
@@ -80,6 +111,7 @@ class TransactionalPublisher:
         self._live: dict[int, AIOKafkaProducer] = {}
 
     async def start(self) -> None:
+        patch_aiokafka_backoff()
         for index in range(self.producers):
             self._live[index] = await self._started(index)
         self._workers = [asyncio.create_task(self._work(index), name=f"txn-{index}") for index in range(self.producers)]
@@ -90,9 +122,7 @@ class TransactionalPublisher:
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
         while self._queue:
-            request = self._queue.popleft()
-            if not request.outcome.done():
-                request.outcome.set_exception(TransactionFailedError("the gateway is stopping"))
+            _settle(self._queue.popleft(), TransactionFailedError("the gateway is stopping"))
         for producer in self._live.values():
             with contextlib.suppress(Exception):
                 await producer.stop()
@@ -104,18 +134,14 @@ class TransactionalPublisher:
         if not self._workers:
             raise TransactionFailedError("the Kafka producer is not started")
         loop = asyncio.get_running_loop()
-        request = _Request(records, loop.time() + timeout_seconds)
+        request = _Request(records, loop.time() + timeout_seconds, loop.create_future())
         self._queue.append(request)
         self._arrived.set()
+        timer = loop.call_later(timeout_seconds, _expire, request)
         try:
-            await asyncio.wait_for(asyncio.shield(request.outcome), timeout_seconds)
-        except TimeoutError:
-            try:
-                self._queue.remove(request)  # still waiting for a worker: never sent
-            except ValueError:  # in a transaction: its outcome comes (sends time out, the commit is bounded)
-                await asyncio.shield(request.outcome)
-            else:
-                raise TransactionFailedError("Kafka did not take the events in time") from None
+            await request.outcome
+        finally:
+            timer.cancel()
 
     # -- workers --------------------------------------------------------------------------------------------
 
@@ -124,59 +150,60 @@ class TransactionalPublisher:
         await producer.start()
         return producer
 
-    async def _next_group(self) -> list[_Request]:
-        loop = asyncio.get_running_loop()
-        while not self._queue:
-            self._arrived.clear()
-            await self._arrived.wait()
-        group = [self._queue.popleft()]
-        size = len(group[0].records)
-        closes_at = loop.time() + self.window_seconds
-        while size < self.max_group_records:
-            if self._queue:
-                if size + len(self._queue[0].records) > self.max_group_records:
-                    break
-                group.append(self._queue.popleft())
-                size += len(group[-1].records)
+    def _take(self, group: list[_Request], size: int) -> int:
+        """Move queued requests into ``group`` while they fit in ``max_group_records`` (a first one always)."""
+        queue = self._queue
+        while queue:
+            request = queue[0]
+            if request.outcome.done():  # expired or cancelled while queued: never sent
+                queue.popleft()
                 continue
-            remaining = closes_at - loop.time()
-            if remaining <= 0:
+            if group and size + len(request.records) > self.max_group_records:
                 break
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+            queue.popleft()
+            request.taken = True
+            group.append(request)
+            size += len(request.records)
+        return size
+
+    async def _next_group(self) -> list[_Request]:
+        group: list[_Request] = []
+        while not group:
+            if not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
+            size = self._take(group, 0)
+        if self.window_seconds > 0:
+            loop = asyncio.get_running_loop()
+            closes_at = loop.time() + self.window_seconds
+            while size < self.max_group_records and (remaining := closes_at - loop.time()) > 0:
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                size = self._take(group, size)
         return group
 
     async def _work(self, index: int) -> None:
         while True:
             group = await self._next_group()
-            loop = asyncio.get_running_loop()
-            expired = [r for r in group if r.deadline <= loop.time()]
-            for request in expired:  # waited too long in the queue: never sent
-                request.outcome.set_exception(TransactionFailedError("Kafka did not take the events in time"))
-            group = [r for r in group if r.deadline > loop.time()]
-            if not group:
-                continue
             try:
                 await self._transact(self._live[index], group)
             except asyncio.CancelledError:
                 for request in group:
-                    if not request.outcome.done():
-                        request.outcome.set_exception(TransactionFailedError("the gateway is stopping"))
+                    _settle(request, TransactionFailedError("the gateway is stopping"))
                 raise
             except Exception as error:
                 self.stats.aborted += 1
                 log.warning("transaction of %d requests failed: %r", len(group), error)
                 for request in group:
-                    if not request.outcome.done():
-                        request.outcome.set_exception(TransactionFailedError(
-                            f"Kafka did not take the events: {type(error).__name__}"))
+                    _settle(request, TransactionFailedError(f"Kafka did not take the events: {type(error).__name__}"))
                 await self._replace(index)
             else:
-                self.stats.transactions += 1
-                self.stats.requests += len(group)
-                self.stats.records += sum(len(r.records) for r in group)
+                stats = self.stats
+                stats.transactions += 1
+                stats.requests += len(group)
                 for request in group:
+                    stats.records += len(request.records)
                     if not request.outcome.done():
                         request.outcome.set_result(None)
 
@@ -186,14 +213,38 @@ class TransactionalPublisher:
         await producer.begin_transaction()
         try:
             async with asyncio.timeout(max(0.0, deadline - loop.time())):
-                futures = [await producer.send(record.topic, record.value, key=record.key)
-                           for request in group for record in request.records]
-                await asyncio.gather(*futures)
+                await asyncio.gather(*await self._send_batches(producer, group))
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.abort_transaction(), self.commit_timeout_seconds)
             raise
         await asyncio.wait_for(producer.commit_transaction(), self.commit_timeout_seconds)
+
+    async def _send_batches(self, producer: AIOKafkaProducer, group: list[_Request]) -> list[asyncio.Future[Any]]:
+        """The group's records in one record batch per partition (more when a batch is full), each handed to the
+        producer as soon as it is full; their delivery futures."""
+        partitions: dict[str, tuple[list[int], list[int]]] = {}
+        batches: dict[tuple[str, int], Any] = {}
+        delivered: list[asyncio.Future[Any]] = []
+        partitioner = self.partitioner
+        for request in group:
+            for topic, key, value in request.records:
+                known = partitions.get(topic)
+                if known is None:  # the producer's partitions, in the order aiokafka gives its partitioner
+                    all_partitions = list(await producer.partitions_for(topic))
+                    available = list(producer.client.cluster.available_partitions_for_topic(topic))
+                    known = partitions[topic] = (all_partitions, available)
+                where = (topic, partitioner(key, known[0], known[1]))
+                batch = batches.get(where)
+                if batch is None:
+                    batch = batches[where] = producer.create_batch()
+                if batch.append(timestamp=None, key=key, value=value) is None:  # full: send it, start another
+                    delivered.append(await producer.send_batch(batch, topic, partition=where[1]))
+                    batch = batches[where] = producer.create_batch()
+                    batch.append(timestamp=None, key=key, value=value)  # an empty batch takes any record
+        for (topic, partition), batch in batches.items():
+            delivered.append(await producer.send_batch(batch, topic, partition=partition))
+        return delivered
 
     async def _replace(self, index: int) -> None:
         """A new producer under the same transactional id: fences the old one and settles what it left."""
@@ -208,3 +259,15 @@ class TransactionalPublisher:
             except Exception as error:
                 log.warning("cannot start transactional producer %s-%d: %r", self.transactional_id, index, error)
                 await asyncio.sleep(1.0)
+
+
+def _settle(request: _Request, error: TransactionFailedError) -> None:
+    if not request.outcome.done():
+        request.outcome.set_exception(error)
+
+
+def _expire(request: _Request) -> None:
+    """The request's time is up: answered with an error if no worker took it yet (it will never be sent); one
+    taken gets the outcome of its transaction (whose sends are bounded by the same deadline)."""
+    if not request.taken:
+        _settle(request, TransactionFailedError("Kafka did not take the events in time"))

@@ -1,8 +1,9 @@
 """``caliper-pipeline bench <component>``: benchmarks that print figures (never timed assertions in tests).
 
 Every benchmark lives in this package, none in the data-path packages: ``gateway`` (against ``bare_forwarder``,
-driven by ``load``), ``schemas`` (the codec), ``streams`` and ``sink`` (each stage alone, ``stages``), ``e2e``
-(the whole pipeline under load), ``soak`` (memory over minutes) and ``renormalize`` (re-deriving archived events).
+driven by ``load``), ``gateway-steps`` (the gateway's CPU per event, step by step), ``schemas`` (the codec),
+``streams`` and ``sink`` (each stage alone, ``stages``), ``e2e`` (the whole pipeline under load), ``soak`` (memory
+over minutes) and ``renormalize`` (re-deriving archived events).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ def run_bench(settings: Settings, component: str, args: argparse.Namespace) -> i
         from caliper_pipeline.bench.gateway import run_gateway_bench
 
         figures = run_gateway_bench(settings, args.seconds, args.concurrency)
+    elif component == "gateway-steps":
+        from caliper_pipeline.bench.gateway_steps import run_gateway_steps_bench
+
+        figures = run_gateway_steps_bench()
     elif component == "schemas":
         from caliper_pipeline.bench.schemas import run_codec_bench
 

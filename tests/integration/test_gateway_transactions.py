@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from gateway.transactions import Record, TransactionalPublisher, TransactionFailedError
-from schemas.kafka import KafkaSettings
+from schemas.kafka import KafkaSettings, crc32_partitioner
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +81,43 @@ async def test_a_request_fails_fast_when_the_broker_is_unreachable() -> None:
         await asyncio.wait_for(publisher.start(), 10)
     with pytest.raises(TransactionFailedError):
         await publisher.publish([Record("t", None, b"x")], 1.0)
+
+
+async def committed_messages(kafka: KafkaSettings, topic: str, seconds: float = 3.0) -> list[object]:
+    consumer = AIOKafkaConsumer(topic, **kafka.client_options(), isolation_level="read_committed",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    messages: list[object] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                messages += batch
+    finally:
+        await consumer.stop()
+    return messages
+
+
+async def test_records_land_on_their_key_partition_in_order_across_full_batches(kafka_settings: KafkaSettings) -> None:
+    """The records of a group go in record batches the publisher builds per partition (several when one is full):
+    each lands where ``crc32_partitioner`` puts its key (where every other producer of the pipeline puts it), in
+    the order of the requests."""
+    topic = kafka_settings.topics.raw_topics[2]
+    publisher = TransactionalPublisher(factory(kafka_settings, max_batch_size=16 * 1024, partitioner=crc32_partitioner),
+                                       f"p-{uuid.uuid4().hex[:8]}", producers=1)
+    await publisher.start()
+    try:
+        requests = [[Record(topic, f"student-{(r * 7 + e) % 13}".encode(), f"{r:03d}-{e:03d}".encode() + b"x" * 300)
+                     for e in range(40)] for r in range(30)]  # 1,200 records of ~300 bytes: ~22 batches of 16 KiB
+        for records in requests:
+            await publisher.publish(records, 20.0)
+    finally:
+        await publisher.stop()
+    messages = await committed_messages(kafka_settings, topic)
+    assert len(messages) == 1200
+    partitions = sorted({m.partition for m in messages})  # type: ignore[attr-defined]
+    for message in messages:
+        assert message.partition == crc32_partitioner(message.key, partitions, partitions)  # type: ignore[attr-defined]
+    for partition in partitions:
+        values = [m.value for m in messages if m.partition == partition]  # type: ignore[attr-defined]
+        assert values == sorted(values)  # within a partition, in the order sent

@@ -1,0 +1,104 @@
+"""``caliper-pipeline bench gateway-steps``: the CPU cost of each step the gateway takes per event, without HTTP
+or Kafka, each optimized step next to what it replaced (the figures behind the comments of ``gateway`` and
+``schemas`` that say why a step is written the way it is).
+
+Measured on a 100-event Timeback envelope with ``time.process_time`` (CPU time of this process, so that other
+processes on the machine disturb the figures less), best of several rounds.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from typing import Any
+
+import fastavro
+import orjson
+from aiokafka import codec as kafka_codec
+from aiokafka.producer.message_accumulator import BatchBuilder
+
+from caliper_pipeline.samples import envelope, timeback_activity_event
+from gateway.ingest import encoded_envelope_events, envelope_events
+from gateway.tokens import Caller
+from schemas.caliper import check_envelope
+from schemas.caliper.envelope import _walk_envelope
+from schemas.caliper.scalars import Walk
+from schemas.codec import RawEventCodec
+from schemas.limits import DEFAULT_LIMITS, depth_problem
+from schemas.records import RAW_EVENT_FIELDS
+
+EVENTS = 100
+_COMPRESSION = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}  # aiokafka's attribute codes
+
+
+def _per_event_us(step: Callable[[], object], rounds: int = 7, seconds: float = 0.3) -> float:
+    """CPU microseconds per event of ``step`` (which handles ``EVENTS`` events), best of ``rounds``."""
+    step()
+    repeat = 1
+    while True:  # calibrate: enough repeats to last ``seconds / rounds``
+        started = time.process_time()
+        for _ in range(repeat):
+            step()
+        if time.process_time() - started > seconds / rounds or repeat > 10_000:
+            break
+        repeat *= 2
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(repeat):
+            step()
+        best = min(best, (time.process_time() - started) / repeat)
+    return best / EVENTS * 1e6
+
+
+def _batch(compression: str, values: list[tuple[bytes, bytes]]) -> Callable[[], object]:
+    def build() -> bytes:
+        batch = BatchBuilder(512 * 1024, _COMPRESSION[compression], is_transactional=True)
+        for key, value in values:
+            batch.append(timestamp=None, key=key, value=value)
+        batch._set_producer_state(1, 0, 0)
+        return batch._build()
+
+    return build
+
+
+def run_gateway_steps_bench() -> dict[str, Any]:
+    payload = envelope(*[timeback_activity_event(f"student-{i}", xp=i) for i in range(EVENTS)])
+    body = orjson.dumps(payload)
+    parsed = orjson.loads(body)
+    caller = Caller("bench-client", "school-a", frozenset(), None, "America/Sao_Paulo")
+    codec = RawEventCodec()
+    raw_events = [item.event for item in envelope_events(parsed, caller, 1_764_519_183_052)]
+
+    def engine() -> None:
+        _walk_envelope(parsed, Walk(DEFAULT_LIMITS, False))
+
+    def fastavro_encode() -> None:
+        for event in raw_events:
+            buffer = io.BytesIO()
+            fastavro.schemaless_writer(buffer, codec.reader_schema, {n: getattr(event, n) for n in RAW_EVENT_FIELDS})
+
+    messages = [(m.key, m.value) for m in encoded_envelope_events(parsed, caller, 1, codec)]
+    joined = b"".join(value for _, value in messages)
+    steps: dict[str, Callable[[], object]] = {
+        "parse JSON (orjson)": lambda: orjson.loads(body),
+        "nesting depth check": lambda: depth_problem(parsed, DEFAULT_LIMITS),
+        "validate: the engine alone (before)": engine,
+        "validate: check_envelope (fast path)": lambda: check_envelope(parsed),
+        "raw events: RawEvent objects + fastavro (before)": lambda: [
+            codec.encode({n: getattr(e.event, n) for n in RAW_EVENT_FIELDS})
+            for e in envelope_events(parsed, caller, 1)],
+        "raw events: fastavro encode alone": fastavro_encode,
+        "raw events: encoded_envelope_events (flat writer)": lambda: encoded_envelope_events(parsed, caller, 1, codec),
+        "record batch, lz4 (aiokafka: level 9)": _batch("lz4", messages),
+        "record batch, zstd (level 3)": _batch("zstd", messages),
+        "record batch, none": _batch("none", messages),
+        "lz4 level 9 alone (aiokafka's)": lambda: kafka_codec.lz4_encode(joined),
+        "zstd level 3 alone": lambda: kafka_codec.zstd_encode(joined),
+    }
+    figures = {name: _per_event_us(step) for name, step in steps.items()}
+    print(f"gateway steps, CPU microseconds per event ({EVENTS}-event Timeback envelope, {len(body):,} bytes):")
+    for name, micros in figures.items():
+        print(f"  {name:<52} {micros:7.2f} us")
+    return {"us_per_event": figures, "envelope_bytes": len(body)}
