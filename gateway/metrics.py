@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily
+
+
+class TransactionCollector:
+    """``gateway_transactions_total`` and what they carried, read from the publisher's counts when scraped (so
+    the hot path counts in plain integers)."""
+
+    def __init__(self, stats: Callable[[], Any]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        stats = self._stats()
+        if stats is None:
+            return
+        for name, text, value in (
+                ("gateway_transactions", "Kafka transactions committed", stats.transactions),
+                ("gateway_transactions_aborted", "Kafka transactions aborted or failed", stats.aborted),
+                ("gateway_transaction_requests", "Requests carried by committed transactions", stats.requests),
+                ("gateway_transaction_records", "Records carried by committed transactions", stats.records)):
+            yield CounterMetricFamily(name, text, value=value)
 
 
 class GatewayMetrics:
@@ -28,6 +50,13 @@ class GatewayMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
         )
 
+        self.gc_pauses = Histogram(
+            "gateway_gc_pause_seconds", "Pauses of Python's garbage collector (the event loop waits them out)",
+            ["generation"], registry=self.registry,
+            buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+        )
+        self._gc_started = 0.0
+
         self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._event_children: dict[str, Any] = {}
 
@@ -38,6 +67,13 @@ class GatewayMetrics:
             self._request_children[(endpoint, status)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def gc_callback(self, phase: str, info: dict[str, int]) -> None:
+        """For ``gc.callbacks`` (installed by ``gateway.main.run_gateway``): every collection's pause."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_pauses.labels(str(info["generation"])).observe(time.perf_counter() - self._gc_started)
 
     def events_accepted(self, source: str, count: int) -> None:
         child = self._event_children.get(source)

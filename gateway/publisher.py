@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 
 from gateway.errors import KafkaUnavailableError
 from gateway.settings import GatewaySettings
-from gateway.transactions import Record, TransactionalPublisher, TransactionFailedError
+from gateway.transactions import Record, TransactionalPublisher, TransactionFailedError, TransactionStats
 from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner
 from schemas.records import RawEvent
@@ -98,6 +98,11 @@ class EventPublisher:
             raise KafkaUnavailableError("the Kafka producer is not started",
                                         retry_after=self._gateway.retry_after_seconds)
         return self._producer
+
+    @property
+    def transaction_stats(self) -> TransactionStats | None:
+        """Counts of the transactions so far (None before start): what ``gateway_transactions_total`` reports."""
+        return self._transactions.stats if self._transactions is not None else None
 
     @property
     def raw_event_codec(self) -> RawEventCodec:
