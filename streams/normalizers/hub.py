@@ -30,6 +30,7 @@ from streams.normalizers.base import (
     text,
     time_rule,
 )
+from streams.normalizers.typed import hub_typed
 
 __all__ = ["HUB", "HUB_DEFAULTS", "bncc_columns", "normalize_hub"]
 
@@ -95,8 +96,24 @@ HUB = ConversionSet("hub", (
 ))
 
 
-def normalize_hub(raw: RawEvent, document: dict[str, Any], options: NormalizeOptions) -> list[LearningFact]:
-    """The fact of one hub event; a NormalizationError naming every problem if it breaks the contract."""
+def normalize_hub(raw: RawEvent, document: dict[str, Any], options: NormalizeOptions, *,
+                  fast: bool = True) -> list[LearningFact]:
+    """The fact of one hub event; a NormalizationError naming every problem if it breaks the contract.
+
+    The event is read by ``streams.normalizers.typed.hub_typed`` (the model's reading without pydantic) and, when
+    that is unsure (or ``fast`` is False), through ``validate_hub_event``: the same typed event either way."""
+    typed = hub_typed(document) if fast else None
+    if typed is None:
+        typed = _typed_by_model(raw, document)
+    zone = tenant_zone(raw)
+    values, remainder = HUB.convert(typed, zone)
+    for name, default in HUB_DEFAULTS.items():
+        values.setdefault(name, default)
+    values["learner_role"] = "assignee"
+    return [build_fact(raw, document, values, remainder, options, zone)]
+
+
+def _typed_by_model(raw: RawEvent, document: dict[str, Any]) -> dict[str, Any]:
     event, problems = validate_hub_event(document)
     if event is None:
         reasons = "; ".join(problem.message for problem in problems)
@@ -106,9 +123,4 @@ def normalize_hub(raw: RawEvent, document: dict[str, Any], options: NormalizeOpt
         sent = document.get(parent, {}).get(name)
         if isinstance(sent, str) and name in typed.get(parent, {}):
             typed[parent][name] = sent
-    zone = tenant_zone(raw)
-    values, remainder = HUB.convert(typed, zone)
-    for name, default in HUB_DEFAULTS.items():
-        values.setdefault(name, default)
-    values["learner_role"] = "assignee"
-    return [build_fact(raw, document, values, remainder, options, zone)]
+    return typed

@@ -32,6 +32,7 @@ from streams.normalizers.base import (
     time_rule,
 )
 from streams.normalizers.caliper import normalize_caliper
+from streams.normalizers.typed import timeback_typed
 
 METRIC_COLUMNS: dict[str, str] = {
     "xpEarned": "xp_earned",
@@ -125,10 +126,24 @@ TIMEBACK = ConversionSet("timeback", (
 ))
 
 
-def normalize_timeback(raw: RawEvent, document: dict[str, Any], options: NormalizeOptions) -> list[LearningFact]:
-    """The fact of a TimebackProfile event; other Caliper events are normalized generically."""
+def normalize_timeback(raw: RawEvent, document: dict[str, Any], options: NormalizeOptions, *,
+                       fast: bool = True) -> list[LearningFact]:
+    """The fact of a TimebackProfile event; other Caliper events are normalized generically.
+
+    The event is read by ``streams.normalizers.typed.timeback_typed`` (the models' reading without pydantic) and,
+    when that is unsure (or ``fast`` is False), through the models: the same typed event either way."""
     if not is_timeback_event(document):
         return normalize_caliper(raw, document, options)
+    typed = timeback_typed(document) if fast else None
+    if typed is None:
+        typed = _typed_by_model(raw, document)
+    zone = tenant_zone(raw)
+    values, remainder = TIMEBACK.convert(typed, zone)
+    values["learner_role"] = "actor"
+    return [build_fact(raw, document, values, remainder, options, zone)]
+
+
+def _typed_by_model(raw: RawEvent, document: dict[str, Any]) -> dict[str, Any]:
     model = TIMEBACK_EVENT_MODELS[document["type"]]
     try:
         event = model.model_validate(document)
@@ -139,10 +154,7 @@ def normalize_timeback(raw: RawEvent, document: dict[str, Any], options: Normali
                                  event_id=raw.event_id) from error
     typed = event.model_dump(by_alias=True, exclude_unset=True)
     _times_as_sent(typed, document)
-    zone = tenant_zone(raw)
-    values, remainder = TIMEBACK.convert(typed, zone)
-    values["learner_role"] = "actor"
-    return [build_fact(raw, document, values, remainder, options, zone)]
+    return typed
 
 
 def _times_as_sent(typed: dict[str, Any], document: dict[str, Any]) -> None:
