@@ -299,11 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
                             ("gateway-steps", "the gateway's CPU per event, step by step (no HTTP, no Kafka)"),
                             ("schemas", "encode + decode of a learning fact"),
                             ("streams", "facts/s of one worker"), ("sink", "rows/s loaded into ClickHouse"),
-                            ("renormalize", "renormalize on --count archived events (and the archive's load rate)")):
+                            ("renormalize", "renormalize on --count archived events (and the archive's load rate)"),
+                            ("ceilings", "each stage and its bare baseline on one broker, in one run: the ratios")):
         stage = benches.add_parser(component, help=text, description=text)
         stage.add_argument("--seconds", type=float, default=10.0)
         stage.add_argument("--concurrency", type=int, default=64)
         stage.add_argument("--count", type=int, default=100_000)
+        if component == "ceilings":
+            stage.add_argument("--rows", type=int, default=200_000, help="facts loaded by the sink and its baseline")
+            stage.add_argument("--stages", default="gateway,streams,sink", help="comma-separated stages to measure")
         if component == "sink":
             stage.add_argument("--heavy-query", type=float, default=0.0, metavar="SECONDS",
                                help="measure the load rate alone and during an analyst query of SECONDS")

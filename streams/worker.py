@@ -101,10 +101,9 @@ def broker_options(kafka: KafkaSettings) -> dict[str, Any]:
     return options
 
 
-def build_app(settings: StreamsSettings, kafka: KafkaSettings, privacy: PrivacySettings, *,
-              publisher: Publisher | None = None, metrics: StreamsMetrics | None = None) -> faust.App:
-    """The worker app: one agent over the raw topics. ``publisher`` replaces Kafka output (tests)."""
-    topics = kafka.topics
+def new_app(settings: StreamsSettings, kafka: KafkaSettings) -> faust.App:
+    """A faust app configured as the worker runs (broker, timeouts, acks, partitioner, read_committed), without
+    agents: ``build_app`` adds the worker's; ``bench ceilings`` a bare pass-through agent with the same batching."""
     app = faust.App(
         settings.app_id,
         **broker_options(kafka),
@@ -127,6 +126,14 @@ def build_app(settings: StreamsSettings, kafka: KafkaSettings, privacy: PrivacyS
     )
     # read_committed (see ReadCommittedConsumerThread); set before anything (app.topic) creates the transport
     app.transport = ReadCommittedTransport(app.conf.broker_consumer, app)
+    return app
+
+
+def build_app(settings: StreamsSettings, kafka: KafkaSettings, privacy: PrivacySettings, *,
+              publisher: Publisher | None = None, metrics: StreamsMetrics | None = None) -> faust.App:
+    """The worker app: one agent over the raw topics. ``publisher`` replaces Kafka output (tests)."""
+    topics = kafka.topics
+    app = new_app(settings, kafka)
     processor = EventProcessor(settings, topics, privacy, metrics,
                                codecs=(raw_event_codec(kafka), learning_fact_codec(kafka)))
     publish: Publisher = publisher or KafkaPublisher(app)

@@ -2,8 +2,9 @@
 
 Every benchmark lives in this package, none in the data-path packages: ``gateway`` (against ``bare_forwarder``,
 driven by ``load``), ``gateway-steps`` (the gateway's CPU per event, step by step), ``schemas`` (the codec),
-``streams`` and ``sink`` (each stage alone, ``stages``), ``e2e`` (the whole pipeline under load), ``soak`` (memory
-over minutes) and ``renormalize`` (re-deriving archived events).
+``streams`` and ``sink`` (each stage alone, ``stages``), ``ceilings`` (each stage next to its bare baseline in one
+run), ``e2e`` (the whole pipeline under load), ``soak`` (memory over minutes) and ``renormalize`` (re-deriving
+archived events).
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ def run_bench(settings: Settings, component: str, args: argparse.Namespace) -> i
         from caliper_pipeline.bench.stages import run_streams_bench
 
         figures = run_streams_bench(settings, args.count)
+    elif component == "ceilings":
+        from caliper_pipeline.bench.ceilings import run_ceilings_bench
+
+        figures = run_ceilings_bench(settings, events=args.count, rows=args.rows, seconds=args.seconds,
+                                     concurrency=args.concurrency,
+                                     stages=tuple(stage.strip() for stage in args.stages.split(",") if stage.strip()))
     elif component == "renormalize":
         import tempfile
         from pathlib import Path
