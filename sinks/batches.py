@@ -130,6 +130,10 @@ class BatchSink:
         self._closed.clear()
         return due
 
+    def closed_size(self) -> int:
+        """Messages in closed batches not yet taken by ``take_due``."""
+        return sum(batch.size for queue in self._closed.values() for batch in queue)
+
     def pending_first_offsets(self) -> dict[TopicPartition, int]:
         """The first offset not yet written of every partition holding messages."""
         firsts: dict[TopicPartition, int] = {}

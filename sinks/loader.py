@@ -6,6 +6,9 @@ its rows erasable). One consumer group and one loading machinery for all of them
 
 - aiokafka consumer, ``enable_auto_commit=False``, ``isolation_level="read_committed"``;
 - a partition's offset ``last + 1`` is committed only after its batch's insert returned;
+- one background writer inserts the due batches while the consumer fetches the next ones (fetching and inserting
+  overlap; a partition's batches are still inserted and committed in offset order, one writer at a time, and a
+  revocation waits for the writer, so inserted batches are committed while the partitions are still ours);
 - when a batch cannot be written, only ITS partition is paused and rewound to its first unwritten offset for the
   ``retry_after`` the sink asks for (exponential per partition); every other partition keeps loading, and the
   loader keeps polling so it stays in the group; the paused partition is then resumed and re-reads the same
@@ -41,6 +44,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self._loader = loader
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._loader.finish_writing()  # inserted batches are committed while the partitions are still ours
         self._loader.sink.drop([(tp.topic, tp.partition) for tp in revoked])
         for tp in revoked:
             self._loader.paused.pop(tp, None)
@@ -87,6 +91,7 @@ class SinkLoader:
         self.assigned_at: float | None = None  # when the group first gave this loader partitions
         self.paused: dict[TopicPartition, float] = {}  # partition -> when to resume it
         self._consumer: AIOKafkaConsumer | None = None
+        self._writing: asyncio.Task[None] | None = None  # the batches being inserted while the next are fetched
 
     @property
     def topics(self) -> list[str]:
@@ -122,6 +127,9 @@ class SinkLoader:
                 await self._poll_once(consumer)
         finally:
             self.started = False
+            if self._writing is not None:  # an insert already in ClickHouse's hands finishes uncommitted: replayed
+                self._writing.cancel()
+                await asyncio.gather(self._writing, return_exceptions=True)
             await consumer.stop()
 
     async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
@@ -140,7 +148,28 @@ class SinkLoader:
         await self._write_due(consumer)
 
     async def _write_due(self, consumer: AIOKafkaConsumer) -> None:
-        for batch in self.sink.take_due():
+        """Hand the due batches to one background writer, so the next messages are fetched while ClickHouse
+        inserts (one writer at a time: a partition's batches are inserted and committed in offset order). While
+        it runs, batches keep filling up to ``batch_rows`` (fewer, larger inserts when inserting is the slower
+        side); once more than ``batch_rows`` messages wait in closed batches, fetching waits for the writer."""
+        writing = self._writing
+        if writing is not None:
+            if not writing.done() and self.sink.closed_size() <= self.settings.batch_rows:
+                return
+            self._writing = None
+            await writing  # raises what the writer raised (never a SinkBackpressureError: that pauses)
+        due = self.sink.take_due()
+        if due:
+            self._writing = asyncio.create_task(self._write_batches(consumer, due))
+
+    async def finish_writing(self) -> None:
+        """Wait for the batches being inserted (and their commits); a failure is raised by the next poll."""
+        writing = self._writing
+        if writing is not None:
+            await asyncio.wait([writing])
+
+    async def _write_batches(self, consumer: AIOKafkaConsumer, due: list[PartitionBatch]) -> None:
+        for batch in due:
             tp = TopicPartition(batch.topic, batch.partition)
             if tp in self.paused:  # a batch behind one that failed: re-read after the resume
                 continue
