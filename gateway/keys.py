@@ -13,6 +13,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
 from gateway.token_guard import TokenGuard
 from gateway.tokens import Caller, TokenIssuer
+from schemas.jobs import JobIds
 from schemas.read_api import EventReader
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
@@ -24,6 +25,7 @@ METRICS = web.AppKey("metrics", GatewayMetrics)
 READER = web.AppKey("reader", EventReader)
 TOKEN_GUARD = web.AppKey("token_guard", TokenGuard)
 BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
+JOB_IDS = web.AppKey("job_ids", JobIds)
 
 CALLER = web.RequestKey("caller", Caller)  # who called, once the token is verified
 BODY = web.RequestKey("body", bytearray)  # the request body, once read (kept for the rejected-requests topic)

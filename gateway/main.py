@@ -15,7 +15,18 @@ from aiohttp import web
 from gateway.body import BodyBudget
 from gateway.clients import ClientRegistry
 from gateway.event_loop import new_event_loop
-from gateway.keys import BODY_BUDGET, LIMITER, METRICS, PUBLISHER, READER, REGISTRY, SETTINGS, TOKEN_GUARD, TOKENS
+from gateway.keys import (
+    BODY_BUDGET,
+    JOB_IDS,
+    LIMITER,
+    METRICS,
+    PUBLISHER,
+    READER,
+    REGISTRY,
+    SETTINGS,
+    TOKEN_GUARD,
+    TOKENS,
+)
 from gateway.metrics import GatewayMetrics, TransactionCollector
 from gateway.middlewares import error_middleware, metrics_middleware
 from gateway.publisher import EventPublisher
@@ -25,6 +36,7 @@ from gateway.routes import BEARER_CHALLENGE, setup_routes
 from gateway.settings import GatewaySettings
 from gateway.token_guard import TokenGuard
 from gateway.tokens import TokenIssuer
+from schemas.jobs import JobIds
 from schemas.kafka import KafkaSettings
 from schemas.read_api import EventReader
 
@@ -45,6 +57,7 @@ def build_app(settings: GatewaySettings, kafka: KafkaSettings, *, publisher: Eve
     app[LIMITER] = RateLimiter(settings.default_rate_limit_per_second, settings.rate_limit_burst_seconds)
     app[BODY_BUDGET] = BodyBudget(settings.max_inflight_body_bytes, settings.retry_after_seconds)
     app[METRICS] = GatewayMetrics()
+    app[JOB_IDS] = JobIds(settings.verification_secrets)
     app[PUBLISHER] = publisher or EventPublisher(kafka, settings)
     app[METRICS].registry.register(TransactionCollector(lambda: app[PUBLISHER].transaction_stats))
     if reader is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -19,6 +20,7 @@ from gateway.errors import KafkaUnavailableError
 from gateway.settings import GatewaySettings
 from gateway.transactions import Record, TransactionalPublisher, TransactionFailedError, TransactionStats
 from schemas.codec import RawEventCodec
+from schemas.jobs import JobRecord
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner
 from schemas.records import RawEvent
 from schemas.registry import raw_event_codec
@@ -112,14 +114,15 @@ class EventPublisher:
         """The event as it will be published (the gateway checks its size before publishing anything)."""
         return EncodedEvent(item.source, item.key, self._codec.encode_record(item.event))
 
-    async def publish(self, events: list[EncodedEvent]) -> None:
-        """Return only when a committed transaction carries every event (acks=all); else raise
-        KafkaUnavailableError, and none of the events is visible to read_committed consumers."""
+    async def publish(self, events: list[EncodedEvent], jobs: Sequence[JobRecord] = ()) -> None:
+        """Return only when a committed transaction carries every event and the job records (acks=all); else
+        raise KafkaUnavailableError, and none of them is visible to read_committed consumers."""
         if self._transactions is None:
             raise KafkaUnavailableError("the Kafka producer is not started",
                                         retry_after=self._gateway.retry_after_seconds)
         topics = self._raw_topics
         records = [Record(topics[item.source], item.key, item.value) for item in events]
+        records += [Record(self._kafka.topics.jobs, job.tenant.encode(), job.to_json()) for job in jobs]
         try:
             await self._transactions.publish(records, self._gateway.publish_timeout_seconds)
         except TransactionFailedError as error:

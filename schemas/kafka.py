@@ -103,5 +103,10 @@ class Topics(BaseModel):
     def conflicts(self) -> str:
         return f"{self.prefix}conflicts"
 
+    @property
+    def jobs(self) -> str:
+        """The accepted requests (``schemas.jobs.JobRecord``), written with their events in one transaction."""
+        return f"{self.prefix}jobs"
+
     def all_topics(self) -> list[str]:
-        return [*self.raw_topics, self.rejected, self.facts, self.dead_letters, self.conflicts]
+        return [*self.raw_topics, self.rejected, self.facts, self.dead_letters, self.conflicts, self.jobs]

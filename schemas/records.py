@@ -22,6 +22,7 @@ class RawEvent:
 
     ``send_time_ms`` is the envelope's sendTime, 0 where the source has none (the hub). ``tenant_timezone`` is the
     IANA time zone of the tenant when the gateway accepted the event (``schemas.tenants``; v1 messages read as UTC).
+    ``job_id`` names the accepted request (``schemas.jobs``), ``envelope_index`` the event's position in it.
     """
 
     tenant: str
@@ -37,6 +38,7 @@ class RawEvent:
     envelope_index: int
     payload: bytes
     tenant_timezone: str = "UTC"
+    job_id: str = ""  # the job of the request that carried it (schemas.jobs; '' before raw_event v3)
 
 
 @dataclass(slots=True)
@@ -130,6 +132,10 @@ class LearningFact:
     # from the raw archive): the last tie-break of the current version, so a re-derivation replaces the one before
     derived_time_ms: int | None = None
     extensions_json: str = "{}"
+    # since v5: the job of the request that carried the event (schemas.jobs) and the event's position in it;
+    # None for facts of older writers and for re-derivations (renormalize), which belong to no request
+    job_id: str | None = None
+    envelope_index: int | None = None
 
     def to_record(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in LEARNING_FACT_FIELDS}

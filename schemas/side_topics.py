@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -56,6 +57,13 @@ def _field(record: str, document: Mapping[str, Any], name: str, kind: type) -> A
     return value
 
 
+def _optional(record: str, document: Mapping[str, Any], name: str, kind: type) -> Any:
+    """A field added after the record's first version: None when absent or null, else checked as ``_field``."""
+    if document.get(name) is None:
+        return None
+    return _field(record, document, name, kind)
+
+
 @dataclass(frozen=True, slots=True)
 class RejectedRequest:
     """A request the gateway refused for its content (4xx), kept for the sender's support."""
@@ -67,21 +75,23 @@ class RejectedRequest:
     problems: tuple[tuple[str, str], ...]  # (path, message) pairs
     body: str  # the body's first REJECTED_BODY_LIMIT bytes, decoded as UTF-8 (bad bytes replaced)
     body_truncated: bool
+    time_ms: int | None = None  # when it was refused (None in records written before the field existed)
 
     @classmethod
     def of(cls, *, tenant: str, client_id: str, endpoint: str, status: int,
-           problems: Sequence[tuple[str, str]], body: bytes) -> Self:
+           problems: Sequence[tuple[str, str]], body: bytes, time_ms: int | None = None) -> Self:
         """The record of a refused request, with the problems and the body cut to their limits."""
         return cls(tenant=tenant, client_id=client_id, endpoint=endpoint, status=status,
                    problems=tuple((str(path), str(message)) for path, message in problems[:REJECTED_PROBLEMS_LIMIT]),
                    body=body[:REJECTED_BODY_LIMIT].decode("utf-8", "replace"),
-                   body_truncated=len(body) > REJECTED_BODY_LIMIT)
+                   body_truncated=len(body) > REJECTED_BODY_LIMIT,
+                   time_ms=time.time_ns() // 1_000_000 if time_ms is None else time_ms)
 
     def to_json(self) -> bytes:
         return orjson.dumps({
             "tenant": self.tenant, "client_id": self.client_id, "endpoint": self.endpoint, "status": self.status,
             "problems": [{"path": path, "message": message} for path, message in self.problems],
-            "body": self.body, "body_truncated": self.body_truncated,
+            "body": self.body, "body_truncated": self.body_truncated, "time_ms": self.time_ms,
         })
 
     @classmethod
@@ -96,12 +106,18 @@ class RejectedRequest:
         return cls(tenant=_field(name, document, "tenant", str), client_id=_field(name, document, "client_id", str),
                    endpoint=_field(name, document, "endpoint", str), status=_field(name, document, "status", int),
                    problems=tuple(problems), body=_field(name, document, "body", str),
-                   body_truncated=_field(name, document, "body_truncated", bool))
+                   body_truncated=_field(name, document, "body_truncated", bool),
+                   time_ms=_optional(name, document, "time_ms", int))
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A raw message the streams worker could not turn into facts; ``original`` is its value, byte for byte."""
+    """A raw message the streams worker could not turn into facts; ``original`` is its value, byte for byte.
+
+    Where the message decoded as a RawEvent, the dead letter also says whose event it was: tenant, client, source,
+    event id, and the job (``schemas.jobs``) and position in it; ``time_ms`` is when it was dead-lettered. Records
+    written before those fields existed read with them empty (None for the job, its position and the time).
+    """
 
     reason: str
     worker_version: str
@@ -109,12 +125,21 @@ class DeadLetter:
     partition: int
     offset: int
     original: bytes
+    tenant: str = ""
+    client_id: str = ""
+    source: str = ""
+    event_id: str = ""
+    job_id: str | None = None
+    envelope_index: int | None = None
+    time_ms: int | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps({
             "reason": self.reason, "worker_version": self.worker_version, "topic": self.topic,
             "partition": self.partition, "offset": self.offset,
             "original_b64": base64.b64encode(self.original).decode("ascii"),
+            "tenant": self.tenant, "client_id": self.client_id, "source": self.source, "event_id": self.event_id,
+            "job_id": self.job_id, "envelope_index": self.envelope_index, "time_ms": self.time_ms,
         })
 
     @classmethod
@@ -126,10 +151,15 @@ class DeadLetter:
             original = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as error:
             raise SideTopicRecordError(name, f"'original_b64' is not base64 ({error})") from error
+        optional_text = {key: _optional(name, document, key, str) or "" for key in (
+            "tenant", "client_id", "source", "event_id")}
         return cls(reason=_field(name, document, "reason", str),
                    worker_version=_field(name, document, "worker_version", str),
                    topic=_field(name, document, "topic", str), partition=_field(name, document, "partition", int),
-                   offset=_field(name, document, "offset", int), original=original)
+                   offset=_field(name, document, "offset", int), original=original, **optional_text,
+                   job_id=_optional(name, document, "job_id", str),
+                   envelope_index=_optional(name, document, "envelope_index", int),
+                   time_ms=_optional(name, document, "time_ms", int))
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from schemas.privacy import student_key_for
 from schemas.records import RawEvent
 from schemas.tenants import DEFAULT_TIMEZONE, zone_for
 from sinks.clickhouse import ClickHouse
+from sinks.failed import describe_raw_event
 from sinks.migrations import Layout
 from sinks.tables import RAW_ARCHIVE_INPUT_TABLE, RAW_ARCHIVE_TABLE
 from sinks.targets import JsonRowsTarget, SourceMessage
@@ -77,7 +78,8 @@ def raw_archive_target(codec: RawEventCodec, student_key: bytes) -> JsonRowsTarg
     def row_of(message: SourceMessage) -> dict[str, Any]:
         return archive_row(codec.decode_record(message.value), student_key)
 
-    return JsonRowsTarget(RAW_ARCHIVE_INPUT_TABLE, row_of, destination=RAW_ARCHIVE_TABLE)
+    return JsonRowsTarget(RAW_ARCHIVE_INPUT_TABLE, row_of, destination=RAW_ARCHIVE_TABLE,
+                          describe=describe_raw_event(codec))
 
 
 # -- reading ---------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from schemas.codec import LearningFactCodec
 from sinks.clickhouse import ClickHouse
 from sinks.errors import ClickHouseQueryError, SinkBackpressureError, SinkError
+from sinks.failed import describe_fact
 from sinks.metrics import SinkMetrics
 from sinks.tables import BATCHES_TABLE, FACT_INPUT_TABLE, FACT_TABLE
 from sinks.targets import AvroTarget, Target
@@ -59,7 +60,8 @@ class WriteResult:
 
 def facts_target(codec: LearningFactCodec | None = None) -> AvroTarget:
     """The facts topic's target: LearningFact Avro into ``learning_facts_in``."""
-    return AvroTarget(FACT_INPUT_TABLE, codec or LearningFactCodec(), destination=FACT_TABLE)
+    codec = codec or LearningFactCodec()
+    return AvroTarget(FACT_INPUT_TABLE, codec, destination=FACT_TABLE, describe=describe_fact(codec))
 
 
 class BatchSink:
@@ -72,6 +74,7 @@ class BatchSink:
         metrics: SinkMetrics | None = None, targets: Mapping[str, Target] | None = None,
         default_target: Target | None = None,
         isolate_after_failures: int = 5, backoff_min_seconds: float = 0.5, backoff_max_seconds: float = 30.0,
+        student_key: bytes = b"",
     ) -> None:
         self.clickhouse = clickhouse
         self.consumer_group = consumer_group
@@ -83,7 +86,7 @@ class BatchSink:
         self._open: dict[TopicPartition, PartitionBatch] = {}
         self._closed: dict[TopicPartition, deque[PartitionBatch]] = {}
         self._plans: dict[TopicPartition, tuple[int, int]] = {}
-        self._writer = BatchWriter(clickhouse, self.metrics)
+        self._writer = BatchWriter(clickhouse, self.metrics, student_key)
         self.isolate_after_failures = isolate_after_failures
         self.backoff_min_seconds = backoff_min_seconds
         self.backoff_max_seconds = backoff_max_seconds

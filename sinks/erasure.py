@@ -1,5 +1,5 @@
-"""Right to erasure: delete every fact and every archived event of one student, keep them from coming back, and leave
-no clear id behind.
+"""Right to erasure: delete every fact, every archived event and every failed event of one student, keep them from
+coming back, and leave no clear id behind.
 
 A student is named by its *student key*: HMAC-SHA256 of ``tenant \\x1f student_id`` with the pipeline's student
 key secret (``schemas.privacy``), which the streams worker also stamps on every fact (``student_key``). So:
@@ -32,7 +32,7 @@ from schemas.privacy import student_key_for
 from sinks.clickhouse import ClickHouse
 from sinks.errors import SinkError
 from sinks.migrations import Layout
-from sinks.tables import ERASURES_TABLE, FACT_TABLE, RAW_ARCHIVE_TABLE
+from sinks.tables import ERASURES_TABLE, FACT_TABLE, FAILED_EVENTS_TABLE, RAW_ARCHIVE_TABLE
 
 # against a server, the deletion is repeated after this long: longer than an insert of one batch takes
 SERVER_SETTLE_SECONDS = 30.0
@@ -62,22 +62,28 @@ def erase_student(
         archived = int(clickhouse.scalar(
             f"SELECT count() FROM {layout.database}.{RAW_ARCHIVE_TABLE} "
             "WHERE tenant = {tenant:String} AND has(student_keys, {key:String})", by_key))
+        failed = int(clickhouse.scalar(
+            f"SELECT count() FROM {layout.database}.{FAILED_EVENTS_TABLE} "
+            "WHERE tenant = {tenant:String} AND has(student_keys, {key:String})", by_key))
         clickhouse.command(
             f"INSERT INTO {layout.database}.{ERASURES_TABLE} "
             "(tenant, student_id_hash, requested_by, requested_at, rows_deleted) VALUES "
             "({tenant:String}, {key:String}, {by:String}, now64(3), {rows:UInt64})",
-            {**by_key, "by": requested_by, "rows": rows + legacy + archived})
+            {**by_key, "by": requested_by, "rows": rows + legacy + archived + failed})
         _delete(clickhouse, layout, FACT_TABLE, "student_key = {key:String}", by_key)
         if legacy:
             _delete(clickhouse, layout, FACT_TABLE, "student_key = '' AND student_id = {student:String}",
                     {"tenant": tenant, "student": student_id})
         if archived:
             _delete(clickhouse, layout, RAW_ARCHIVE_TABLE, ARCHIVED_BY_KEY, by_key)
+        if failed:
+            _delete(clickhouse, layout, FAILED_EVENTS_TABLE, ARCHIVED_BY_KEY, by_key)
     if settle_seconds > 0:
         time.sleep(settle_seconds)
         _delete(clickhouse, layout, FACT_TABLE, "student_key = {key:String}", by_key)
         _delete(clickhouse, layout, RAW_ARCHIVE_TABLE, ARCHIVED_BY_KEY, by_key)
-    return rows + legacy + archived
+        _delete(clickhouse, layout, FAILED_EVENTS_TABLE, ARCHIVED_BY_KEY, by_key)
+    return rows + legacy + archived + failed
 
 
 ARCHIVED_BY_KEY = "has(student_keys, {key:String})"

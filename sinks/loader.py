@@ -30,6 +30,7 @@ from sinks.archive import raw_archive_target
 from sinks.batches import BatchSink, PartitionBatch, facts_target
 from sinks.clickhouse import ClickHouse
 from sinks.errors import SinkBackpressureError, SinkError
+from sinks.failed import dead_letters_target, jobs_target, rejected_requests_target
 from sinks.metrics import SinkMetrics
 from sinks.settings import SinkSettings
 from sinks.targets import Target
@@ -60,14 +61,20 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 def default_targets(kafka: KafkaSettings, student_key: bytes = b"") -> dict[str, Target]:
-    """The facts topic, and (with the student key secret) the raw topics into the raw archive."""
-    targets: dict[str, Target] = {kafka.topics.facts: facts_target(learning_fact_codec(kafka))}
+    """The facts topic and the jobs topic, and (with the student key secret) the raw topics into the raw archive
+    and the dead letters and rejected requests into the failed events (both hold what was sent: they must be
+    erasable by the student key)."""
+    topics = kafka.topics
+    targets: dict[str, Target] = {topics.facts: facts_target(learning_fact_codec(kafka)), topics.jobs: jobs_target()}
     if student_key:
-        archive = raw_archive_target(raw_event_codec(kafka), student_key)
-        targets |= {topic: archive for topic in kafka.topics.raw_topics}
+        raw_codec = raw_event_codec(kafka)
+        archive = raw_archive_target(raw_codec, student_key)
+        targets |= {topic: archive for topic in topics.raw_topics}
+        targets[topics.dead_letters] = dead_letters_target(raw_codec, student_key)
+        targets[topics.rejected] = rejected_requests_target(student_key)
     else:
-        log.warning("the raw archive is off: CALIPER_PRIVACY__STUDENT_KEY is not set, and archived events must be "
-                    "erasable by their student key")
+        log.warning("the raw archive and the failed events are off: CALIPER_PRIVACY__STUDENT_KEY is not set, and "
+                    "what they keep of the events as sent must be erasable by the student key")
     return targets
 
 
@@ -85,7 +92,8 @@ class SinkLoader:
         self.sink = BatchSink(
             clickhouse, sink.group_id, batch_rows=sink.batch_rows, batch_seconds=sink.batch_seconds,
             metrics=self.metrics, targets=self.targets, isolate_after_failures=sink.isolate_after_failures,
-            backoff_min_seconds=sink.retry_backoff_min_seconds, backoff_max_seconds=sink.retry_backoff_max_seconds)
+            backoff_min_seconds=sink.retry_backoff_min_seconds, backoff_max_seconds=sink.retry_backoff_max_seconds,
+            student_key=student_key)
         self.rows_written = 0
         self.started = False
         self.assigned_at: float | None = None  # when the group first gave this loader partitions

@@ -8,7 +8,8 @@ A text check cannot tell ``SELECT 'file(x)'`` from ``SELECT file('x')``, so the 
 - no SETTINGS, FORMAT or INTO OUTFILE clause (limits are the sink's; the format is the ``format`` parameter);
 - tables only of the pipeline's database (no ``system``, no ``information_schema``, no other database), and not
   the raw archive (``raw_events``: the events as sent, emails and names in clear, which the facts pseudonymize; the
-  senders read theirs through the read API, ``renormalize`` through the admin endpoint);
+  senders read theirs through the read API, ``renormalize`` through the admin endpoint), nor the failed events
+  (``failed_events``: what was sent, for the same reason; analysts read ``failed_events_summary``, without it);
 - table functions only from a short list that reads nothing outside the query (``numbers``, ``values`` ...);
   ``file``, ``url``, ``s3``, ``executable``, ``remote``, chDB's ``python`` and every other table function are
   refused, and so are their names used as ordinary functions (``SELECT file('/proc/self/environ')`` reads a file
@@ -23,7 +24,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sinks.errors import QueryRejectedError
-from sinks.tables import RAW_ARCHIVE_INPUT_TABLE, RAW_ARCHIVE_TABLE
+from sinks.tables import (
+    FAILED_EVENTS_INPUT_TABLE,
+    FAILED_EVENTS_TABLE,
+    RAW_ARCHIVE_INPUT_TABLE,
+    RAW_ARCHIVE_TABLE,
+)
 
 ALLOWED_TABLE_FUNCTIONS = frozenset({
     "numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateseries", "values", "null", "view",
@@ -39,7 +45,7 @@ DENIED_FUNCTIONS = frozenset({
 })
 STATEMENTS = ("SelectWithUnionQuery", "DescribeQuery", "ShowTables")
 # tables of the pipeline's database an analyst may not read (personal data in clear)
-PRIVATE_TABLES = frozenset({RAW_ARCHIVE_TABLE, RAW_ARCHIVE_INPUT_TABLE})
+PRIVATE_TABLES = frozenset({RAW_ARCHIVE_TABLE, RAW_ARCHIVE_INPUT_TABLE, FAILED_EVENTS_TABLE, FAILED_EVENTS_INPUT_TABLE})
 
 
 @dataclass(slots=True)

@@ -28,6 +28,12 @@ BATCHES_TABLE = "sink_batches"
 ERASURES_TABLE = "erasures"
 RAW_ARCHIVE_TABLE = "raw_events"  # every accepted event's JSON (the raw archive)
 RAW_ARCHIVE_INPUT_TABLE = "raw_events_in"  # what the loader writes for the raw topics (a Null table + view)
+JOBS_TABLE = "jobs"  # the accepted requests (migration 010), one row per part of a job
+JOBS_INPUT_TABLE = "jobs_in"
+JOB_FACTS_TABLE = "job_facts"  # which events of a job have facts loaded (filled with every fact insert)
+FAILED_EVENTS_TABLE = "failed_events"  # dead letters, rejected requests, messages refused at load (what was sent)
+FAILED_EVENTS_INPUT_TABLE = "failed_events_in"
+FAILED_EVENTS_SUMMARY_VIEW = "failed_events_summary"  # failed_events without what was sent: for analysts
 
 _ARROW_TYPES: dict[Any, pa.DataType] = {
     str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(), bytes: pa.binary(),

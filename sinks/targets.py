@@ -62,6 +62,11 @@ class Target(Protocol):
         ...
 
 
+# whose message a refused message was (tenant, client_id, source, event_id, job_id, envelope_index, people,
+# payload; whatever it can tell), for its failed_events row (sinks.failed)
+Describe = Callable[[bytes], Mapping[str, Any]]
+
+
 # -- Avro ------------------------------------------------------------------------------------------------------
 
 @dataclass(slots=True)
@@ -88,10 +93,11 @@ class AvroTarget:
 
     fmt = "Avro"
 
-    def __init__(self, table: str, codec: AvroCodec, *, destination: str) -> None:
+    def __init__(self, table: str, codec: AvroCodec, *, destination: str, describe: Describe | None = None) -> None:
         self.table = table
         self.codec = codec
         self.destination = destination
+        self.describe = describe
 
     def prepare(self, topic: str, partition: int, offsets: Sequence[int],
                 values: Sequence[bytes | None]) -> tuple[list[InsertGroup], list[Unreadable]]:
@@ -138,10 +144,11 @@ class JsonRowsTarget:
 
     fmt = "JSONEachRow"
 
-    def __init__(self, table: str, row_of: RowOf, *, destination: str) -> None:
+    def __init__(self, table: str, row_of: RowOf, *, destination: str, describe: Describe | None = None) -> None:
         self.table = table
         self.row_of = row_of
         self.destination = destination
+        self.describe = describe
 
     def prepare(self, topic: str, partition: int, offsets: Sequence[int],
                 values: Sequence[bytes | None]) -> tuple[list[InsertGroup], list[Unreadable]]:

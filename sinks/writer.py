@@ -6,9 +6,10 @@ insert into the target's entry table with the deduplication token of the group's
 
 When ClickHouse refuses a group for its data (a corrupt body, a value a column cannot hold, more partitions than
 one insert may touch ...: ``sinks.clickhouse.is_data_error``), the group is split in halves, and halves again,
-down to the single messages ClickHouse still refuses, which go to ``sink_rejects`` with the reason; everything
-else of the batch is loaded. Each piece is inserted with the token of its own offset range, so a retry of the
-batch (after a crash, say) that splits it the same way inserts nothing twice. A refusal that is not a data error
+down to the single messages ClickHouse still refuses, which go to ``sink_rejects`` with the reason (and, with the
+student key secret, to ``failed_events`` as stage ``sink``: ``sinks.failed``); everything else of the batch is
+loaded. Each piece is inserted with the token of its own offset range, so a retry of the batch (after a crash,
+say) that splits it the same way inserts nothing twice. A refusal that is not a data error
 (a transient server condition) is retried with backoff instead; after ``isolate_after_failures`` such failures of
 the same batch its rows are isolated all the same, so one batch can stop its own partition only for a bounded
 time and never the others (the loader pauses partitions one by one).
@@ -19,10 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
+
 from sinks.clickhouse import ClickHouse, is_data_error
 from sinks.errors import ClickHouseQueryError
+from sinks.failed import failed_at_load_rows
 from sinks.metrics import SinkMetrics
-from sinks.tables import REJECTS_TABLE, RejectedMessage, rejects_to_arrow
+from sinks.tables import FAILED_EVENTS_INPUT_TABLE, REJECTS_TABLE, RejectedMessage, rejects_to_arrow
 from sinks.targets import InsertGroup, Target
 
 INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1, "priority": 1}
@@ -43,9 +47,10 @@ def range_token(topic: str, partition: int, offsets: Sequence[int], suffix: str 
 class BatchWriter:
     """Inserts batches through one ClickHouse client; ``write`` blocks."""
 
-    def __init__(self, clickhouse: ClickHouse, metrics: SinkMetrics) -> None:
+    def __init__(self, clickhouse: ClickHouse, metrics: SinkMetrics, student_key: bytes = b"") -> None:
         self.clickhouse = clickhouse
         self.metrics = metrics
+        self.student_key = student_key
 
     def write(self, target: Target, topic: str, partition: int, offsets: Sequence[int],
               values: Sequence[bytes | None], *, isolate_any_refusal: bool = False) -> WriteOutcome:
@@ -61,6 +66,12 @@ class BatchWriter:
             token = range_token(topic, partition, offsets, ":rejects")
             self.clickhouse.insert_arrow(REJECTS_TABLE, rejects_to_arrow(outcome.rejects),
                                          settings={"insert_deduplication_token": token})
+            if self.student_key:  # failed events hold what was sent: only where they can be erased
+                rows = failed_at_load_rows(outcome.rejects, getattr(target, "describe", None), self.student_key)
+                token = range_token(topic, partition, offsets, ":failed")
+                self.clickhouse.insert_raw(
+                    FAILED_EVENTS_INPUT_TABLE, b"".join(orjson.dumps(row) + b"\n" for row in rows), "JSONEachRow",
+                    {**INSERT_SETTINGS, "insert_deduplication_token": token})
         return outcome
 
     def _write_group(self, target: Target, topic: str, partition: int, group: InsertGroup, suffix: str,

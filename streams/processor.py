@@ -26,7 +26,7 @@ from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.errors import PipelineError
 from schemas.kafka import Topics, partition_key
 from schemas.privacy import PrivacySettings
-from schemas.records import LearningFact
+from schemas.records import LearningFact, RawEvent
 from schemas.side_topics import ConflictNotice, DeadLetter
 from streams.metrics import StreamsMetrics
 from streams.normalizers import NormalizeOptions, normalize_with
@@ -86,6 +86,15 @@ def stamp_derived(facts: list[LearningFact], at_ms: int | None = None) -> list[L
     return facts
 
 
+def with_job(facts: list[LearningFact], raw: RawEvent) -> list[LearningFact]:
+    """The facts of ``raw`` marked with its job and position in it (delivery receipts, ``schemas.jobs``)."""
+    if raw.job_id:
+        for fact in facts:
+            fact.job_id = raw.job_id
+            fact.envelope_index = raw.envelope_index
+    return facts
+
+
 class EventProcessor:
     """Raw message bytes -> the records to produce (facts, or a dead letter, plus conflict notices)."""
 
@@ -123,17 +132,18 @@ class EventProcessor:
                 value: bytes | None) -> ProcessedEvent:
         self._count_event_in(topic)
         result = ProcessedEvent()
+        raw: RawEvent | None = None
         try:
             raw = self.raw_codec.decode_record(value or b"")
-            result.facts = stamp_derived(normalize_with(raw, self.options))
+            result.facts = with_job(stamp_derived(normalize_with(raw, self.options)), raw)
             result.records = [OutboundRecord(self.topics.facts, fact_key(fact), self.fact_codec.encode_record(fact))
                               for fact in result.facts]
         except PipelineError as error:
             return self._dead_letter(result, f"{type(error).__name__}: {error}", topic, partition, offset, key,
-                                     value)
+                                     value, raw)
         except Exception as error:  # a bug must not stop the stream: the event is kept as data to replay
             return self._dead_letter(result, f"internal error {type(error).__name__}: {error}", topic,
-                                     partition, offset, key, value)
+                                     partition, offset, key, value, raw)
         for fact in result.facts:
             self._count_fact_out(fact.source)
             previous = self.conflicts.seen((fact.tenant, fact.event_id, fact.fact_index), fact.content_hash)
@@ -148,11 +158,17 @@ class EventProcessor:
         return result
 
     def _dead_letter(self, result: ProcessedEvent, reason: str, topic: str, partition: int, offset: int,
-                     key: bytes | None, value: bytes | None) -> ProcessedEvent:
+                     key: bytes | None, value: bytes | None, raw: RawEvent | None) -> ProcessedEvent:
+        """The dead letter of a message; whose event it was (tenant, job ...) when it decoded as a RawEvent."""
         self.metrics.dead_letters.labels(topic=topic).inc()
         result.facts = []
         result.dead_letter_reason = reason
+        owner: dict[str, Any] = {}
+        if raw is not None:
+            owner = {"tenant": raw.tenant, "client_id": raw.client_id, "source": raw.source,
+                     "event_id": raw.event_id, "job_id": raw.job_id or None,
+                     "envelope_index": raw.envelope_index if raw.job_id else None}
         result.records = [OutboundRecord(self.topics.dead_letters, key, DeadLetter(
             reason=reason, worker_version=self.settings.worker_version, topic=topic, partition=partition,
-            offset=offset, original=value or b"").to_json())]
+            offset=offset, original=value or b"", time_ms=time.time_ns() // 1_000_000, **owner).to_json())]
         return result

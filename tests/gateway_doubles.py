@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from gateway.main import build_app
 from gateway.publisher import EncodedEvent, EventPublisher
 from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
 from schemas.codec import RawEventCodec
+from schemas.jobs import JobRecord
 from schemas.kafka import KafkaSettings
 from schemas.read_api import EventPage, EventQuery, EventReader, encode_cursor
 from schemas.records import RawEvent
@@ -39,6 +40,7 @@ class FakePublisher(EventPublisher):
     def __init__(self, settings: GatewaySettings) -> None:
         super().__init__(UNUSED_KAFKA, settings)
         self.published: list[EncodedEvent] = []
+        self.jobs: list[JobRecord] = []
         self.rejections: list[RejectedRequest] = []
         self.failure: BaseException | None = None
         self.ready = True
@@ -49,10 +51,11 @@ class FakePublisher(EventPublisher):
     async def stop(self) -> None:
         return None
 
-    async def publish(self, events: list[EncodedEvent]) -> None:
+    async def publish(self, events: list[EncodedEvent], jobs: Sequence[JobRecord] = ()) -> None:
         if self.failure is not None:
             raise self.failure
         self.published.extend(events)
+        self.jobs.extend(JobRecord.from_json(job.to_json()) for job in jobs)  # as a reader of the topic sees it
 
     @property
     def events(self) -> list[RawEvent]:

@@ -10,8 +10,16 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import InvalidPayloadError, UnsupportedDataVersionError
-from gateway.handlers.common import authorize, check_event_count, check_event_sizes, publish, read_json
-from gateway.ingest import encoded_envelope_events
+from gateway.handlers.common import (
+    authorize,
+    check_event_count,
+    check_event_sizes,
+    job_location,
+    new_job_id,
+    publish,
+    read_json,
+)
+from gateway.ingest import encoded_envelope_events, envelope_job
 from gateway.keys import BODY_BUDGET, PUBLISHER, SETTINGS
 from gateway.responses import json_response
 from gateway.settings import INGEST_SCOPE, package_version
@@ -52,15 +60,17 @@ async def _envelope(request: web.Request, *, publish_events: bool) -> web.Respon
         if problems:
             raise InvalidPayloadError(f"{len(problems)} problem(s) in the envelope; nothing was accepted",
                                       problems=problems)
-        messages = encoded_envelope_events(payload, caller, int(time.time() * 1000),
-                                           request.config_dict[PUBLISHER].raw_event_codec)
+        received_ms = int(time.time() * 1000)
+        job_id = new_job_id(request, caller, received_ms)  # also when validating: the same size check
+        messages = encoded_envelope_events(payload, caller, received_ms,
+                                           request.config_dict[PUBLISHER].raw_event_codec, job_id)
         check_event_sizes(request, messages, _item_path)
         if not publish_events:
             return json_response({"status": "success", "message": accepted_message(payload["data"], "are valid"),
                                   "errors": None})
-        await publish(request, messages)
+        await publish(request, messages, envelope_job(payload, caller, received_ms, job_id))
         return json_response({"status": "success", "message": accepted_message(payload["data"], "accepted"),
-                              "errors": None})
+                              "errors": None, "jobId": job_id}, headers={"Location": job_location(job_id)})
 
 
 async def post_caliper_event(request: web.Request) -> web.Response:

@@ -20,10 +20,11 @@ from gateway.errors import (
     RateLimitedError,
     UnsupportedMediaTypeError,
 )
-from gateway.keys import BODY, CALLER, LIMITER, METRICS, PUBLISHER, SETTINGS, TOKENS
+from gateway.keys import BODY, CALLER, JOB_IDS, LIMITER, METRICS, PUBLISHER, SETTINGS, TOKENS
 from gateway.publisher import EncodedEvent
 from gateway.tokens import Caller
 from schemas.errors import FieldProblem
+from schemas.jobs import JobRecord
 from schemas.limits import ValidationLimits, depth_problem
 
 MAX_PROBLEMS = 100
@@ -92,11 +93,22 @@ def check_event_sizes(request: web.Request, messages: Sequence[EncodedEvent],
                                    problems=problems[:MAX_PROBLEMS])
 
 
-async def publish(request: web.Request, messages: list[EncodedEvent]) -> None:
-    """Return once Kafka acknowledged every event (else ``KafkaUnavailableError``, answered 503)."""
+def job_location(job_id: str) -> str:
+    """The job's URL (the ``Location`` of an accepted request): ``GET`` it, or its ``/status``, for the status."""
+    return f"/jobs/{job_id}"
+
+
+def new_job_id(request: web.Request, caller: Caller, received_ms: int) -> str:
+    """The id of the job a request becomes if it is accepted (``schemas.jobs``: bound to the caller's tenant)."""
+    return request.config_dict[JOB_IDS].issue(caller.tenant, received_ms)
+
+
+async def publish(request: web.Request, messages: list[EncodedEvent], jobs: Sequence[JobRecord] = ()) -> None:
+    """Return once Kafka acknowledged every event and the job's records, in one transaction (else
+    ``KafkaUnavailableError``, answered 503)."""
     metrics = request.config_dict[METRICS]
     started = time.perf_counter()
-    await request.config_dict[PUBLISHER].publish(messages)
+    await request.config_dict[PUBLISHER].publish(messages, jobs)
     metrics.publish_latency.observe(time.perf_counter() - started)
     if len(messages) == 1:
         metrics.events_accepted(messages[0].source.value, 1)

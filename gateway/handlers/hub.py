@@ -7,8 +7,16 @@ import time
 from aiohttp import web
 
 from gateway.errors import InvalidPayloadError
-from gateway.handlers.common import authorize, check_event_count, check_event_sizes, publish, read_json
-from gateway.ingest import hub_event
+from gateway.handlers.common import (
+    authorize,
+    check_event_count,
+    check_event_sizes,
+    job_location,
+    new_job_id,
+    publish,
+    read_json,
+)
+from gateway.ingest import hub_event, hub_job
 from gateway.keys import BODY_BUDGET, PUBLISHER
 from gateway.responses import json_response
 from gateway.settings import INGEST_SCOPE
@@ -24,7 +32,11 @@ async def post_hub_event(request: web.Request) -> web.Response:
         event, problems = validate_hub_event(payload)
         if problems or event is None:
             raise InvalidPayloadError("invalid hub event", problems=problems)
-        messages = [request.config_dict[PUBLISHER].encode(hub_event(payload, caller, int(time.time() * 1000)))]
+        received_ms = int(time.time() * 1000)
+        job_id = new_job_id(request, caller, received_ms)
+        messages = [request.config_dict[PUBLISHER].encode(hub_event(payload, caller, received_ms, job_id))]
         check_event_sizes(request, messages, lambda index: "")
-        await publish(request, messages)
-    return json_response({"@context": CALIPER_CONTEXT_V1P2, "id": event.id})
+        await publish(request, messages, hub_job(payload, caller, received_ms, job_id))
+    # the hub's contract body, unchanged; the job is named by the Location header
+    return json_response({"@context": CALIPER_CONTEXT_V1P2, "id": event.id},
+                         headers={"Location": job_location(job_id)})

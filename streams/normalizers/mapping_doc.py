@@ -51,6 +51,8 @@ _FROM_ENVELOPE = {
     "normalizer_version": "the worker's version", "extensions_json": "everything no rule mapped, as JSON",
     "derived_time_ms": "when this derivation was made (the worker, or `caliper-pipeline renormalize`): of two "
                        "derivations of one version, the newer is current",
+    "job_id": "the job of the request that carried the event (the gateway's `jobId`; null for re-derivations)",
+    "envelope_index": "the event's position in that request (`data[i]`; 0 for the hub)",
 }
 _MULTI_FIELD = {
     "generated.items": ["xp_earned", "total_questions", "correct_questions", "mastered_units", "seconds_active",

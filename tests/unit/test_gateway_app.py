@@ -16,6 +16,7 @@ from gateway_doubles import KafkaDown, gateway, gateway_settings
 from caliper_pipeline.samples import envelope, generic_caliper_event, hub_grade_event, timeback_activity_event
 from gateway.settings import INGEST_SCOPE, READ_SCOPE
 from gateway.tokens import key_id
+from schemas.jobs import JOB_ID_PATTERN
 from schemas.kafka import Source
 
 
@@ -25,7 +26,15 @@ async def test_an_envelope_is_published_and_acknowledged(tmp_path: Path) -> None
         response = await gw.client.post("/caliper/event", json=envelope(timeback_activity_event("s1"),
                                                                         timeback_activity_event("s2")), headers=auth)
         assert response.status == 200
-        assert await response.json() == {"status": "success", "message": "2 events accepted", "errors": None}
+        body = await response.json()
+        job_id = body.pop("jobId")
+        assert body == {"status": "success", "message": "2 events accepted", "errors": None}
+        assert JOB_ID_PATTERN.fullmatch(job_id) and response.headers["Location"] == f"/jobs/{job_id}"
+        assert {e.job_id for e in gw.publisher.events} == {job_id}
+        assert [e.envelope_index for e in gw.publisher.events] == [0, 1]
+        [job] = gw.publisher.jobs  # published with the events (one transaction: EventPublisher.publish)
+        assert (job.job_id, job.accepted, job.entities, job.event_indexes) == (job_id, 2, 0, (0, 1))
+        assert job.event_ids == tuple(e.event_id for e in gw.publisher.events)
         assert [e.student_id for e in gw.publisher.events] == [
             "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/users/s1",
             "https://api.alpha-1edtech.ai/ims/oneroster/rostering/v1p2/users/s2"]

@@ -211,8 +211,10 @@ async def test_events_and_entities_are_counted_apart(tmp_path: Path) -> None:
         assert (await _post(gw, "/caliper/event/validate", mixed, auth))[1]["message"] == \
             "2 events and 1 entity are valid"
         entities = orjson.dumps(envelope(person, document, {**person, "id": "https://example.edu/users/1"}))
-        assert (await _post(gw, "/caliper/event", entities, auth))[1] == {
+        answer = (await _post(gw, "/caliper/event", entities, auth))[1]
+        assert answer.pop("jobId") and answer == {
             "status": "success", "message": "0 events and 3 entities accepted", "errors": None}
+        assert gw.publisher.jobs[-1].accepted == 0 and gw.publisher.jobs[-1].entities == 3  # entities: not followed
         one = orjson.dumps(envelope(generic_caliper_event(), document))
         assert (await _post(gw, "/caliper/event", one, auth))[1]["message"] == "1 event and 1 entity accepted"
         events = orjson.dumps(envelope(generic_caliper_event(), generic_caliper_event()))

@@ -38,8 +38,21 @@ def test_each_record_reads_back_what_it_wrote(record: DeadLetter | ConflictNotic
 
 def test_the_dead_letter_wire_format_is_kept() -> None:
     wire = orjson.loads(LETTER.to_json())
-    assert wire == {"reason": LETTER.reason, "worker_version": "1.2.3", "topic": "caliper.raw.hub", "partition": 3,
-                    "offset": 42, "original_b64": base64.b64encode(LETTER.original).decode()}
+    first = {"reason": LETTER.reason, "worker_version": "1.2.3", "topic": "caliper.raw.hub", "partition": 3,
+             "offset": 42, "original_b64": base64.b64encode(LETTER.original).decode()}
+    # the fields of the first version, as they were; since delivery receipts, whose event it was (empty here)
+    assert wire == {**first, "tenant": "", "client_id": "", "source": "", "event_id": "", "job_id": None,
+                    "envelope_index": None, "time_ms": None}
+    assert DeadLetter.from_json(orjson.dumps(first)) == LETTER  # a record of the first version still reads
+
+
+def test_a_dead_letter_names_the_job_of_its_event() -> None:
+    letter = DeadLetter(reason="r", worker_version="1", topic="t", partition=0, offset=1, original=b"x",
+                        tenant="school", client_id="app", source="hub", event_id="e1", job_id="j" * 40,
+                        envelope_index=4, time_ms=1_700_000_000_000)
+    assert DeadLetter.from_json(letter.to_json()) == letter
+    with pytest.raises(SideTopicRecordError, match="'envelope_index' must be int"):
+        DeadLetter.from_json(orjson.dumps({**orjson.loads(letter.to_json()), "envelope_index": "4"}))
 
 
 def test_a_rejected_request_keeps_its_limits() -> None:
@@ -50,7 +63,10 @@ def test_a_rejected_request_keeps_its_limits() -> None:
     assert len(record.problems) == 100
     wire = orjson.loads(record.to_json())
     assert wire["problems"][0] == {"path": "p0", "message": "bad"}
-    assert set(wire) == {"tenant", "client_id", "endpoint", "status", "problems", "body", "body_truncated"}
+    assert set(wire) == {"tenant", "client_id", "endpoint", "status", "problems", "body", "body_truncated", "time_ms"}
+    assert isinstance(wire["time_ms"], int)
+    del wire["time_ms"]  # a record written before the field existed reads with no time
+    assert RejectedRequest.from_json(orjson.dumps(wire)).time_ms is None
 
 
 @pytest.mark.parametrize("data, problem", [

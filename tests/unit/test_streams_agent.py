@@ -43,10 +43,11 @@ def timeback_payload(event_id: str = "urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc
     })
 
 
-def raw_message(payload: bytes, event_id: str = "urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594") -> bytes:
+def raw_message(payload: bytes, event_id: str = "urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594",
+                job_id: str | None = None, envelope_index: int = 0) -> bytes:
     raw = RawEvent(tenant="tenant-a", client_id="client-1", source="timeback", event_id=event_id,
                    event_type="ActivityEvent", profile="TimebackProfile", student_id=USER, sensor="s",
-                   send_time_ms=1, received_time_ms=2, envelope_index=0, payload=payload)
+                   send_time_ms=1, received_time_ms=2, envelope_index=envelope_index, payload=payload, job_id=job_id)
     encoded: bytes = RawEventCodec().encode_record(raw)
     return encoded
 
@@ -133,7 +134,8 @@ async def test_a_bad_event_goes_to_the_dead_letters_and_processing_continues(har
     assert letters[1].reason.startswith("NormalizationError")
     assert all(letter.worker_version == "9.9.9" for letter in letters)
     wire = orjson.loads(publisher.on(TOPICS.dead_letters)[0].value)  # the JSON shape replay and operators read
-    assert set(wire) == {"reason", "worker_version", "topic", "partition", "offset", "original_b64"}
+    assert set(wire) == {"reason", "worker_version", "topic", "partition", "offset", "original_b64", "tenant",
+                         "client_id", "source", "event_id", "job_id", "envelope_index", "time_ms"}
     assert base64.b64decode(wire["original_b64"]) == garbage
     assert publisher.on(TOPICS.dead_letters)[0].key == b"g"
     assert len(publisher.on(TOPICS.facts)) == 1
@@ -277,3 +279,21 @@ def test_the_processor_runs_without_faust() -> None:
     probe = "import sys, streams.processor, streams.metrics; print(sorted(m for m in sys.modules if m == 'faust'))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+async def test_the_job_travels_to_the_facts_and_to_the_dead_letters(harness: Any) -> None:
+    app, publisher, _ = harness
+    agent = next(iter(app.agents.values()))
+    job = "a" * 40
+    async with agent.test_context() as tested:
+        await tested.put(raw_message(timeback_payload(), job_id=job, envelope_index=3))
+        await tested.put(raw_message(b'{"id": "urn:uuid:1", "type": "ActivityEvent", "profile": "TimebackProfile"}',
+                                     event_id="urn:uuid:1", job_id=job, envelope_index=4))
+        await tested.put(raw_message(timeback_payload()))  # no job (written before receipts): none on its fact
+    facts = [LearningFactCodec().decode_record(record.value) for record in publisher.on(TOPICS.facts)]
+    assert [(fact.job_id, fact.envelope_index) for fact in facts] == [(job, 3), (None, None)]
+    [letter] = [DeadLetter.from_json(record.value) for record in publisher.on(TOPICS.dead_letters)]
+    assert (letter.tenant, letter.client_id, letter.source, letter.event_id) == (
+        "tenant-a", "client-1", "timeback", "urn:uuid:1")
+    assert (letter.job_id, letter.envelope_index) == (job, 4)
+    assert letter.time_ms is not None and letter.time_ms > 1_700_000_000_000

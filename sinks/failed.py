@@ -1,0 +1,178 @@
+"""Failed events and jobs into ClickHouse: the targets (``sinks.targets``) of the side topics (migration 010).
+
+- ``dead_letters_target`` (``<prefix>deadletter``, stage ``streams``) and ``rejected_requests_target``
+  (``<prefix>rejected``, stage ``gateway``): one ``failed_events_in`` row per record (``schemas.side_topics``);
+- ``failed_at_load_rows``: the messages ClickHouse refused at load (``sinks.writer``), stage ``sink``, written in
+  the same batch as ``sink_rejects``;
+- ``jobs_target`` (``<prefix>jobs``): one ``jobs_in`` row per job record (``schemas.jobs``).
+
+They load exactly as the facts do (one insert per recorded offset range, with its deduplication token). A failed
+event keeps what was sent (``payload``: the event's JSON where it can be read; ``original_base64``: the failed
+message byte for byte, what ``replay`` re-publishes) and the keyed pseudonym of every person it names where a
+learner can be (``student_keys``, as the raw archive: erasure deletes the rows and the loader view drops later ones).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from schemas.codec import LearningFactCodec, RawEventCodec
+from schemas.errors import PipelineError
+from schemas.event_identity import canonical_id, learner_candidates
+from schemas.jobs import JobRecord
+from schemas.privacy import student_key_for
+from schemas.records import RawEvent
+from schemas.side_topics import DeadLetter, RejectedRequest
+from sinks.tables import (
+    FAILED_EVENTS_INPUT_TABLE,
+    FAILED_EVENTS_TABLE,
+    JOBS_INPUT_TABLE,
+    JOBS_TABLE,
+    RejectedMessage,
+)
+from sinks.targets import Describe, JsonRowsTarget, SourceMessage
+
+STAGE_GATEWAY, STAGE_STREAMS, STAGE_SINK = "gateway", "streams", "sink"
+REASON_LIMIT = 2000
+
+
+def _keys(tenant: str, people: Sequence[str], student_key: bytes) -> list[str]:
+    return [student_key_for(tenant, person, student_key) for person in dict.fromkeys(people) if person]
+
+
+def _people(document: Any) -> list[str]:
+    """Every id a document names where a learner can be; for an envelope, those of each of its items."""
+    if isinstance(document, dict) and isinstance(document.get("data"), list):
+        return [person for item in document["data"] for person in _people(item)]
+    return [canonical_id(person) for person in learner_candidates(document)] if isinstance(document, dict) else []
+
+
+def _json(payload: bytes) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def failed_row(*, stage: str, reason: str, tenant: str, client_id: str = "", source: str = "", job_id: str = "",
+               envelope_index: int | None = None, event_id: str = "", topic: str, partition: int, offset: int,
+               failed_time_ms: int, worker_version: str = "", student_keys: Sequence[str] = (), payload: str = "",
+               original: bytes = b"") -> dict[str, Any]:
+    """One ``failed_events_in`` row."""
+    return {"tenant": tenant, "stage": stage, "reason": reason[:REASON_LIMIT], "client_id": client_id,
+            "source": source, "job_id": job_id, "envelope_index": envelope_index, "event_id": event_id,
+            "topic": topic, "partition": partition, "offset": offset, "failed_time_ms": failed_time_ms,
+            "worker_version": worker_version, "student_keys": list(student_keys), "payload": payload,
+            "original_base64": base64.b64encode(original).decode("ascii")}
+
+
+def dead_letter_row(letter: DeadLetter, codec: RawEventCodec, student_key: bytes,
+                    fallback_time_ms: int) -> dict[str, Any]:
+    """The row of a dead letter: whose event it was, from the record, else from its original RawEvent."""
+    raw: RawEvent | None = None
+    with contextlib.suppress(PipelineError):  # not a RawEvent at all: kept with what the dead letter says
+        raw = codec.decode_record(letter.original)
+    tenant = letter.tenant or (raw.tenant if raw else "")
+    document = _json(raw.payload) if raw else None
+    people = _people(document) + ([canonical_id(raw.student_id)] if raw and raw.student_id else [])
+    return failed_row(
+        stage=STAGE_STREAMS, reason=letter.reason, tenant=tenant, client_id=letter.client_id or (
+            raw.client_id if raw else ""), source=letter.source or (raw.source if raw else ""),
+        job_id=letter.job_id or (raw.job_id or "" if raw else ""),
+        envelope_index=letter.envelope_index if letter.envelope_index is not None else (
+            raw.envelope_index if raw and raw.job_id else None),
+        event_id=letter.event_id or (raw.event_id if raw else ""), topic=letter.topic, partition=letter.partition,
+        offset=letter.offset, failed_time_ms=letter.time_ms or fallback_time_ms, worker_version=letter.worker_version,
+        student_keys=_keys(tenant, people, student_key),
+        payload=raw.payload.decode("utf-8", "replace") if raw else "", original=letter.original)
+
+
+def dead_letters_target(codec: RawEventCodec, student_key: bytes) -> JsonRowsTarget:
+    """The dead-letter topic's target: a ``DeadLetter`` -> a ``failed_events_in`` row (stage ``streams``)."""
+    def row_of(message: SourceMessage) -> dict[str, Any]:
+        return dead_letter_row(DeadLetter.from_json(message.value), codec, student_key, _now_ms())
+
+    return JsonRowsTarget(FAILED_EVENTS_INPUT_TABLE, row_of, destination=FAILED_EVENTS_TABLE)
+
+
+def rejected_requests_target(student_key: bytes) -> JsonRowsTarget:
+    """The rejected topic's target: a ``RejectedRequest`` -> a ``failed_events_in`` row (stage ``gateway``); its
+    position is the rejected topic's own (a request has no raw event)."""
+    def row_of(message: SourceMessage) -> dict[str, Any]:
+        record = RejectedRequest.from_json(message.value)
+        problems = "; ".join(f"{path}: {text}" if path else text for path, text in record.problems)
+        return failed_row(
+            stage=STAGE_GATEWAY, reason=f"{record.status}: {problems}", tenant=record.tenant,
+            client_id=record.client_id, source=record.endpoint, topic=message.topic, partition=message.partition,
+            offset=message.offset, failed_time_ms=record.time_ms or _now_ms(),
+            student_keys=_keys(record.tenant, _people(_json(record.body.encode())), student_key),
+            payload=record.body, original=record.body.encode())
+
+    return JsonRowsTarget(FAILED_EVENTS_INPUT_TABLE, row_of, destination=FAILED_EVENTS_TABLE)
+
+
+def jobs_target() -> JsonRowsTarget:
+    """The jobs topic's target: a ``JobRecord`` -> a ``jobs_in`` row."""
+    def row_of(message: SourceMessage) -> dict[str, Any]:
+        job = JobRecord.from_json(message.value)
+        return {"tenant": job.tenant, "job_id": job.job_id, "part": job.part, "parts": job.parts,
+                "client_id": job.client_id, "endpoint": job.endpoint, "received_time_ms": job.received_time_ms,
+                "accepted": job.accepted, "entities": job.entities, "event_indexes": list(job.event_indexes),
+                "event_ids": list(job.event_ids)}
+
+    return JsonRowsTarget(JOBS_INPUT_TABLE, row_of, destination=JOBS_TABLE)
+
+
+# -- rejected at load ------------------------------------------------------------------------------------------
+
+def describe_fact(codec: LearningFactCodec) -> Describe:
+    """Whose fact a refused facts-topic message was (best effort: a message that does not decode says nothing)."""
+    def describe(original: bytes) -> Mapping[str, Any]:
+        try:
+            fact = codec.decode_record(original)
+        except (PipelineError, TypeError):
+            return {}
+        return {"tenant": fact.tenant, "client_id": fact.client_id, "source": fact.source,
+                "event_id": fact.event_id, "job_id": fact.job_id or "", "envelope_index": fact.envelope_index,
+                "people": [fact.student_id] if fact.student_id else []}
+    return describe
+
+
+def describe_raw_event(codec: RawEventCodec) -> Describe:
+    """Whose event a refused raw-topic message (the raw archive) was."""
+    def describe(original: bytes) -> Mapping[str, Any]:
+        try:
+            raw = codec.decode_record(original)
+        except (PipelineError, TypeError):
+            return {}
+        return {"tenant": raw.tenant, "client_id": raw.client_id, "source": raw.source, "event_id": raw.event_id,
+                "job_id": raw.job_id or "", "envelope_index": raw.envelope_index if raw.job_id else None,
+                "people": _people(_json(raw.payload)) + ([raw.student_id] if raw.student_id else []),
+                "payload": raw.payload.decode("utf-8", "replace")}
+    return describe
+
+
+def failed_at_load_rows(rejects: Sequence[RejectedMessage], describe: Describe | None,
+                        student_key: bytes) -> list[dict[str, Any]]:
+    """The ``failed_events_in`` rows (stage ``sink``) of the messages ClickHouse refused."""
+    now = _now_ms()
+    rows = []
+    for reject in rejects:
+        owner = dict(describe(reject.raw)) if describe is not None else {}
+        people = owner.pop("people", [])
+        tenant = owner.get("tenant", "")
+        rows.append(failed_row(stage=STAGE_SINK, reason=reject.error, topic=reject.topic,
+                               partition=reject.partition, offset=reject.offset, failed_time_ms=now,
+                               student_keys=_keys(tenant, people, student_key), original=reject.raw,
+                               **{"tenant": tenant, **owner}))
+    return rows
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
