@@ -178,7 +178,9 @@ class LocalKafkaBroker:
         if (self.data_dir / "log" / "meta.properties").exists():
             return
         cluster_id = _kraft_cluster_id()
-        result = subprocess.run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+        # --cluster-id=ID: an id starting with "-" (1 in 64) is not taken for an option
+        result = subprocess.run(self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c",
+                                           str(config)),
                                 capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise LocalKafkaError(f"formatting KRaft storage failed: {result.stdout}{result.stderr}")

@@ -28,6 +28,52 @@ def _caliper_errors() -> dict[str, Any]:
     ]}
 
 
+_LOCATION = {"Location": {"description": "the job of the accepted request: GET it for its status",
+                          "schema": {"type": "string"}}}
+
+
+def _job_operation(summary: str) -> dict[str, Any]:
+    return {"get": {
+        "summary": summary,
+        "description": "Delivery receipt: `processing` until every event of the job is accounted for (its facts "
+                       "loaded into ClickHouse, dead-lettered, or refused at load), then `completed`, or "
+                       "`completed_with_errors` with each failed event's reason. An event loaded after a replay "
+                       "counts as loaded. Only the job's own tenant may read it: another tenant's job and an "
+                       "unknown id are both 404.",
+        "security": [{"OAuth2": [READ_SCOPE]}],
+        "parameters": [{"name": "jobId", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": "^[a-z2-7]{40}$"}}],
+        "responses": {"200": _response("The job's status", "JobStatus"),
+                      "401": _response("Unauthorized", "CaliperResult"),
+                      "403": _response("The token lacks the event.read scope", "CaliperResult"),
+                      "404": _response("No such job for the caller's tenant (or no read side)", "CaliperResult"),
+                      "503": _response("The job store cannot answer now (see Retry-After)", "CaliperResult")},
+    }}
+
+
+_JOB_SCHEMAS: dict[str, Any] = {
+    "JobStatus": {"type": "object", "required": ["jobId", "status", "counts", "eventIds", "failures"],
+                  "properties": {
+                      "jobId": {"type": "string"},
+                      "status": {"type": "string", "enum": ["processing", "completed", "completed_with_errors"]},
+                      "receivedTime": {"type": ["string", "null"], "format": "date-time"},
+                      "counts": {"type": "object", "required": ["accepted", "loaded", "deadLettered",
+                                                                "rejectedAtLoad", "processing"], "properties": {
+                          "accepted": {"type": ["integer", "null"],
+                                       "description": "null while the job's record is not loaded yet"},
+                          "entities": {"type": "integer"}, "loaded": {"type": "integer"},
+                          "deadLettered": {"type": "integer"}, "rejectedAtLoad": {"type": "integer"},
+                          "processing": {"type": ["integer", "null"]}}},
+                      "eventIds": {"type": ["array", "null"], "items": {"type": "string"},
+                                   "description": "the job's event ids, once it is complete"},
+                      "failures": {"type": "array", "items": {"type": "object", "required": [
+                          "index", "eventId", "stage", "reason"], "properties": {
+                          "index": {"type": "integer"}, "eventId": {"type": "string"},
+                          "stage": {"type": "string", "enum": ["streams", "sink"]},
+                          "reason": {"type": "string"}}}}}},
+}
+
+
 def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
     caliper_post = {
         "security": [{"OAuth2": [INGEST_SCOPE]}],
@@ -62,7 +108,11 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
                               "429": _response("slow_down: too many attempts (see Retry-After)", "OAuthError")},
             }},
             "/caliper/event": {
-                "post": {"summary": "Ingest a Caliper 1.2 envelope (all-or-nothing)", **caliper_post},
+                "post": {"summary": "Ingest a Caliper 1.2 envelope (all-or-nothing); the answer names its job",
+                         **caliper_post, "responses": {
+                             "200": {**_response("Every event was validated and is durably in Kafka; `jobId` "
+                                                 "names the job", "CaliperResult"), "headers": _LOCATION},
+                             **_caliper_errors()}},
                 "get": {"summary": "IMS endpoint configuration",
                         "responses": {"200": _response("Endpoint configuration", "EndpointConfig")}},
             },
@@ -102,8 +152,11 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
                 "summary": "Ingest one hub grade/view event (BNCC skills)",
                 "security": [{"OAuth2": [INGEST_SCOPE]}],
                 "requestBody": {"required": True, "content": {_JSON: {"schema": {"type": "object"}}}},
-                "responses": {"200": _response("Accepted", "HubAccepted"), **hub_errors},
+                "responses": {"200": {**_response("Accepted; the Location header names its job", "HubAccepted"),
+                                      "headers": _LOCATION}, **hub_errors},
             }},
+            "/jobs/{jobId}": _job_operation("What became of the events of one accepted request"),
+            "/jobs/{jobId}/status": _job_operation("What became of the events of one accepted request (the same)"),
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _response("Alive", "Status")}}},
             "/readyz": {"get": {"summary": "Readiness (Kafka reachable)",
                                 "responses": {"200": _response("Ready", "Status"),
@@ -124,6 +177,7 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
                                             "data": {"type": "array", "minItems": 1, "items": {"type": "object"}}}},
                 "CaliperResult": {"type": "object", "required": ["status", "message"], "properties": {
                     "status": {"type": "string", "enum": ["success", "error"]}, "message": {"type": "string"},
+                    "jobId": {"type": "string", "description": "the job of an accepted request (GET /jobs/{jobId})"},
                     "errors": {"oneOf": [{"type": "null"}, {"type": "array", "items": {
                         "type": "object", "required": ["path", "message"],
                         "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}}]}}},
@@ -156,6 +210,7 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
                     "sendTime": {"type": ["string", "null"], "format": "date-time"},
                     "receivedTime": {"type": "string", "format": "date-time"},
                     "versions": {"type": "integer", "minimum": 1}}},
+                **_JOB_SCHEMAS,
             },
         },
     }

@@ -35,6 +35,7 @@ JOB_ID_PATTERN = re.compile(r"^[a-z2-7]{40}$")
 _TIME_BYTES, _RANDOM_BYTES, _MAC_BYTES = 6, 11, 8
 _KEY_LABEL = b"caliper-pipeline job ids v1"
 JOB_PART_BYTES = 256 * 1024  # ids per job record, at most (a large envelope's job is split into parts)
+JOB_RETENTION_DAYS = 30  # how long the sink keeps job records (the jobs table's TTL, migration 010)
 
 
 class JobIds:

@@ -100,12 +100,91 @@ class ReadUnavailableError(PipelineError):
 
 
 class EventReader(Protocol):
-    """What the gateway needs from the read side."""
+    """What the gateway needs from the read side: the events (and, ``JobReader``, the jobs' status)."""
 
     async def read_events(self, query: EventQuery) -> EventPage:
         """The page ``query`` names; raises ``ReadUnavailableError`` when the store cannot answer."""
         ...
 
+    async def read_job(self, tenant: str, job_id: str) -> JobStatus | None:
+        """The status of one job of ``tenant`` (delivery receipts); None when the read side has no record of it
+        (yet); raises ``ReadUnavailableError`` when the store cannot answer."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+# -- delivery receipts: the status of a job (``GET /jobs/{jobId}/status``) --------------------------------------
+
+PROCESSING, COMPLETED, COMPLETED_WITH_ERRORS = "processing", "completed", "completed_with_errors"
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEventReceipt:
+    """One event of a job that will not be loaded as sent: where it failed (``streams``: dead-lettered;
+    ``sink``: refused at load) and why."""
+
+    index: int  # the event's position in the request (data[index])
+    event_id: str
+    stage: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "eventId": self.event_id, "stage": self.stage, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FailedEventReceipt:
+        return cls(index=int(data["index"]), event_id=str(data["eventId"]), stage=str(data["stage"]),
+                   reason=str(data["reason"]))
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """What became of the events of one job (``schemas.jobs``), as the read side knows it now.
+
+    ``status`` is ``processing`` until every event of the job is accounted for (its facts loaded, dead-lettered,
+    or refused at load), then ``completed``, or ``completed_with_errors`` when some were not loaded. An event
+    loaded after it failed (a replay) counts as loaded. ``accepted`` is None while the job's record itself is not
+    loaded yet. ``event_ids`` are given once the job is complete.
+    """
+
+    job_id: str
+    status: str
+    accepted: int | None
+    entities: int = 0
+    loaded: int = 0
+    dead_lettered: int = 0
+    rejected_at_load: int = 0
+    received_time: str | None = None  # ISO 8601 UTC
+    event_ids: list[str] | None = None
+    failures: list[FailedEventReceipt] = field(default_factory=list)
+
+    @property
+    def processing(self) -> int | None:
+        if self.accepted is None:
+            return None
+        return max(0, self.accepted - self.loaded - self.dead_lettered - self.rejected_at_load)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "jobId": self.job_id, "status": self.status, "receivedTime": self.received_time,
+            "counts": {"accepted": self.accepted, "entities": self.entities, "loaded": self.loaded,
+                       "deadLettered": self.dead_lettered, "rejectedAtLoad": self.rejected_at_load,
+                       "processing": self.processing},
+            "eventIds": self.event_ids, "failures": [failure.to_json() for failure in self.failures],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobStatus:
+        counts = data["counts"]
+        accepted = counts.get("accepted")
+        ids = data.get("eventIds")
+        return cls(job_id=str(data["jobId"]), status=str(data["status"]),
+                   accepted=None if accepted is None else int(accepted), entities=int(counts.get("entities", 0)),
+                   loaded=int(counts["loaded"]), dead_lettered=int(counts["deadLettered"]),
+                   rejected_at_load=int(counts["rejectedAtLoad"]), received_time=data.get("receivedTime"),
+                   event_ids=None if ids is None else [str(i) for i in ids],
+                   failures=[FailedEventReceipt.from_json(f) for f in data.get("failures", [])])
+

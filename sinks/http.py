@@ -7,6 +7,7 @@
 | ``GET /metrics`` | analyst or admin | Prometheus |
 | ``POST /sql?format=json|csv|...`` | analyst or admin | one analyst statement (the body), see ``sinks.queries`` |
 | ``POST /read/events`` | analyst or admin | the senders' read model (an ``EventQuery`` as JSON), for the gateway |
+| ``POST /read/jobs`` | analyst or admin | a job's status (``{"tenant", "job_id"}``; 404: no record), for the gateway |
 | ``POST /admin/erase`` | admin | erase a student (JSON ``tenant``, ``student_id``, ``requested_by``) |
 | ``POST /archive/raw-events`` | admin | a tenant's archived events as JSON lines (``tenant``, ``from_ms``, ``to_ms``) |
 
@@ -30,6 +31,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from schemas.jobs import JOB_ID_PATTERN
 from schemas.kafka import KafkaSettings
 from schemas.read_api import MAX_OFFSET, MAX_PAGE_SIZE, EventQuery, ReadUnavailableError
 from sinks.archive import apply_archive_ttl, count_archived, read_archived
@@ -42,6 +44,7 @@ from sinks.errors import (
     QueryRejectedError,
     SinkError,
 )
+from sinks.jobs_model import ClickHouseJobReader
 from sinks.loader import SinkLoader
 from sinks.migrations import Layout, apply_migrations
 from sinks.queries import CONTENT_TYPES, AnalystQueries, clickhouse_format
@@ -117,12 +120,14 @@ def build_app(process: SinkProcess) -> web.Application:
     app = web.Application(client_max_size=process.settings.queries.max_query_bytes + 1024, middlewares=[guard])
     app[SINK_PROCESS] = process
     app[REQUIRED_ROLE] = {"/healthz": None, "/readyz": None, "/metrics": ANALYST, "/sql": ANALYST,
-                          "/read/events": ANALYST, "/admin/erase": ADMIN, "/archive/raw-events": ADMIN}
+                          "/read/events": ANALYST, "/read/jobs": ANALYST, "/admin/erase": ADMIN,
+                          "/archive/raw-events": ADMIN}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sql", sql)
     app.router.add_post("/read/events", read_events)
+    app.router.add_post("/read/jobs", read_job)
     app.router.add_post("/admin/erase", admin_erase)
     app.router.add_post("/archive/raw-events", archived_events)
     return app
@@ -208,6 +213,25 @@ async def read_events(request: web.Request) -> web.Response:
     except ReadUnavailableError:
         return _error(503, "the events cannot be read now", {"Retry-After": "5"})
     return web.json_response(page.to_json())
+
+
+async def read_job(request: web.Request) -> web.Response:
+    process = request.app[SINK_PROCESS]
+    try:
+        payload: Any = await request.json()
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict) or not isinstance(payload.get("tenant"), str) or not payload["tenant"] \
+            or not isinstance(payload.get("job_id"), str) or not JOB_ID_PATTERN.fullmatch(payload["job_id"]):
+        return _error(400, "a JSON object with tenant (a non-empty string) and job_id (a job id) is expected")
+    reader = ClickHouseJobReader(process.queries, process.loader.kafka.topics.facts)
+    try:
+        status = await reader.read_job(payload["tenant"], payload["job_id"])
+    except ReadUnavailableError:
+        return _error(503, "the job cannot be read now", {"Retry-After": "5"})
+    if status is None:
+        return _error(404, "no record of this job")
+    return web.json_response(status.to_json())
 
 
 async def admin_erase(request: web.Request) -> web.Response:

@@ -1,17 +1,19 @@
 """``EventReader`` through the sink's HTTP endpoint, for a gateway whose ClickHouse is the sink's embedded engine
 (only the sink process may open it): ``POST {sink_url}/read/events`` with the query as JSON and the sink's analyst
-token; the sink answers with the page (``sinks.read_model`` runs there)."""
+token; the sink answers with the page (``sinks.read_model`` runs there). Jobs' status likewise: ``POST
+{sink_url}/read/jobs`` with ``{"tenant", "job_id"}``, 404 when the sink has no record of the job."""
 
 from __future__ import annotations
 
 import aiohttp
 
-from schemas.read_api import EventPage, EventQuery, ReadUnavailableError
+from schemas.read_api import EventPage, EventQuery, JobStatus, ReadUnavailableError
 
 
 class HttpEventReader:
     def __init__(self, sink_url: str, token: str, *, timeout_seconds: float = 30.0) -> None:
         self.url = f"{sink_url.rstrip('/')}/read/events"
+        self.jobs_url = f"{sink_url.rstrip('/')}/read/jobs"
         self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
@@ -25,6 +27,19 @@ class HttpEventReader:
                     raise ReadUnavailableError(f"the sink answered {response.status}")
                 return EventPage.from_json(await response.json())
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            raise ReadUnavailableError(f"the sink is not reachable: {type(error).__name__}") from error
+
+    async def read_job(self, tenant: str, job_id: str) -> JobStatus | None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        try:
+            async with self._session.post(self.jobs_url, json={"tenant": tenant, "job_id": job_id}) as response:
+                if response.status == 404:
+                    return None
+                if response.status != 200:
+                    raise ReadUnavailableError(f"the sink answered {response.status}")
+                return JobStatus.from_json(await response.json())
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as error:
             raise ReadUnavailableError(f"the sink is not reachable: {type(error).__name__}") from error
 
     async def close(self) -> None:

@@ -24,7 +24,8 @@ from typing import Any
 import orjson
 
 from schemas.coerce import datetime_to_ms
-from schemas.read_api import EventPage, EventQuery, ReadUnavailableError, encode_cursor
+from schemas.kafka import Topics
+from schemas.read_api import EventPage, EventQuery, JobStatus, ReadUnavailableError, encode_cursor
 from sinks.errors import SinkError
 from sinks.queries import AnalystQueries
 from sinks.tables import RAW_ARCHIVE_TABLE
@@ -97,10 +98,12 @@ def iso_utc(value: Any) -> str | None:
 
 
 class ClickHouseEventReader:
-    """``EventReader`` over the raw archive, through the analyst query pool (read-only, limited)."""
+    """``EventReader`` over the raw archive, through the analyst query pool (read-only, limited); the jobs'
+    status from the receipts tables (``sinks.jobs_model``)."""
 
-    def __init__(self, queries: AnalystQueries) -> None:
+    def __init__(self, queries: AnalystQueries, facts_topic: str = Topics().facts) -> None:
         self._queries = queries
+        self.facts_topic = facts_topic
 
     def read_blocking(self, query: EventQuery) -> EventPage:
         database = self._queries.database
@@ -137,6 +140,11 @@ class ClickHouseEventReader:
 
     async def read_events(self, query: EventQuery) -> EventPage:
         return await asyncio.to_thread(self.read_blocking, query)
+
+    async def read_job(self, tenant: str, job_id: str) -> JobStatus | None:
+        from sinks.jobs_model import ClickHouseJobReader  # it imports this module (iso_utc)
+
+        return await ClickHouseJobReader(self._queries, self.facts_topic).read_job(tenant, job_id)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._queries.close)

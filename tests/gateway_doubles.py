@@ -20,7 +20,7 @@ from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
 from schemas.codec import RawEventCodec
 from schemas.jobs import JobRecord
 from schemas.kafka import KafkaSettings
-from schemas.read_api import EventPage, EventQuery, EventReader, encode_cursor
+from schemas.read_api import EventPage, EventQuery, EventReader, JobStatus, encode_cursor
 from schemas.records import RawEvent
 from schemas.side_topics import RejectedRequest
 
@@ -77,8 +77,11 @@ class KafkaDown(KafkaUnavailableError):
 class FakeReader:
     """An ``EventReader`` answering a fixed page; ``queries`` holds what it was asked."""
 
-    def __init__(self, events: list[dict[str, Any]] | None = None, failure: Exception | None = None) -> None:
+    def __init__(self, events: list[dict[str, Any]] | None = None, failure: Exception | None = None,
+                 jobs: dict[tuple[str, str], JobStatus] | None = None) -> None:
         self.events = events or []
+        self.jobs = jobs or {}  # (tenant, job id) -> its status
+        self.job_queries: list[tuple[str, str]] = []
         self.failure = failure
         self.queries: list[EventQuery] = []
         self.closed = False
@@ -90,6 +93,12 @@ class FakeReader:
         end = query.offset + query.limit
         return EventPage(events=self.events[query.offset:end], limit=query.limit, offset=query.offset,
                          next_cursor=encode_cursor(end, "fake") if end < len(self.events) else None)
+
+    async def read_job(self, tenant: str, job_id: str) -> JobStatus | None:
+        self.job_queries.append((tenant, job_id))
+        if self.failure is not None:
+            raise self.failure
+        return self.jobs.get((tenant, job_id))
 
     async def close(self) -> None:
         self.closed = True

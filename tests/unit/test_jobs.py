@@ -7,11 +7,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+from gateway_doubles import FakeReader, gateway, gateway_settings
 
 from caliper_pipeline.samples import envelope, generic_caliper_event, hub_grade_event
+from gateway.settings import INGEST_SCOPE
 from schemas.jobs import JOB_ID_PATTERN, JobIds, JobRecord, issued_ms, job_records
+from schemas.read_api import COMPLETED_WITH_ERRORS, FailedEventReceipt, JobStatus, ReadUnavailableError
 from schemas.side_topics import SideTopicRecordError
-from tests.gateway_doubles import gateway, gateway_settings
 
 
 def test_a_job_id_is_known_only_to_the_tenant_it_was_issued_to() -> None:
@@ -91,3 +93,60 @@ async def test_each_request_is_its_own_job_and_refused_ones_are_none(tmp_path: P
         valid = await gw.client.post("/caliper/event/validate", json=envelope(generic_caliper_event()), headers=auth)
         assert valid.status == 200 and "jobId" not in await valid.json() and "Location" not in valid.headers
         assert [job.job_id for job in gw.publisher.jobs] == [first["jobId"], second["jobId"]]
+
+
+async def test_a_job_status_is_answered_to_its_tenant_only(tmp_path: Path) -> None:
+    reader = FakeReader()
+    async with gateway(gateway_settings(tmp_path), reader=reader) as gw:
+        auth_a = await gw.ingest_auth("school-a")
+        auth_b = await gw.ingest_auth("school-b")
+        accepted = await gw.client.post("/caliper/event", json=envelope(generic_caliper_event()), headers=auth_a)
+        job_id = (await accepted.json())["jobId"]
+        status = JobStatus(job_id=job_id, status=COMPLETED_WITH_ERRORS, accepted=2, loaded=1, dead_lettered=1,
+                           received_time="2026-01-01T00:00:00.000Z", event_ids=["e1", "e2"],
+                           failures=[FailedEventReceipt(1, "e2", "streams", "NormalizationError: no actor")])
+        reader.jobs[("school-a", job_id)] = status
+        for path in (f"/jobs/{job_id}/status", f"/jobs/{job_id}", accepted.headers["Location"]):
+            answer = await gw.client.get(path, headers=auth_a)
+            assert answer.status == 200 and await answer.json() == status.to_json()
+        assert (await (await gw.client.get(f"/jobs/{job_id}", headers=auth_a)).json())["counts"] == {
+            "accepted": 2, "entities": 0, "loaded": 1, "deadLettered": 1, "rejectedAtLoad": 0, "processing": 0}
+        asked = len(reader.job_queries)
+        other = await gw.client.get(f"/jobs/{job_id}/status", headers=auth_b)  # school-b: another tenant's job
+        unknown = await gw.client.get(f"/jobs/{'a' * 40}/status", headers=auth_a)
+        malformed = await gw.client.get("/jobs/..%2Fx/status", headers=auth_a)
+        assert other.status == unknown.status == malformed.status == 404
+        assert await other.json() == await unknown.json() == await malformed.json()  # no oracle
+        assert len(reader.job_queries) == asked  # refused before the read side was asked
+        assert (await gw.client.get(f"/jobs/{job_id}/status")).status == 401
+        client, _ = gw.add_client("school-a")
+        no_read = await gw.client.get(f"/jobs/{job_id}/status", headers=gw.auth(client, {INGEST_SCOPE}))
+        assert no_read.status == 403
+
+
+async def test_a_job_not_loaded_yet_is_processing_and_a_read_failure_is_503(tmp_path: Path) -> None:
+    reader = FakeReader()
+    async with gateway(gateway_settings(tmp_path), reader=reader) as gw:
+        auth = await gw.ingest_auth("school-a")
+        job_id = (await (await gw.client.post("/caliper/event", json=envelope(generic_caliper_event()),
+                                              headers=auth)).json())["jobId"]
+        early = await gw.client.get(f"/jobs/{job_id}/status", headers=auth)
+        assert early.status == 200
+        body = await early.json()
+        assert body["status"] == "processing" and body["counts"]["accepted"] is None and body["eventIds"] is None
+        reader.failure = ReadUnavailableError("down")
+        down = await gw.client.get(f"/jobs/{job_id}/status", headers=auth)
+        assert down.status == 503 and "Retry-After" in down.headers
+    async with gateway(gateway_settings(tmp_path)) as gw:  # no read side at all
+        auth = await gw.ingest_auth("school-a")
+        job_id = (await (await gw.client.post("/caliper/event", json=envelope(generic_caliper_event()),
+                                              headers=auth)).json())["jobId"]
+        assert (await gw.client.get(f"/jobs/{job_id}/status", headers=auth)).status == 404
+
+
+def test_a_job_status_reads_back_what_it_wrote() -> None:
+    status = JobStatus(job_id="j" * 40, status=COMPLETED_WITH_ERRORS, accepted=3, entities=1, loaded=1,
+                       dead_lettered=1, rejected_at_load=1, event_ids=["a", "b", "c"],
+                       failures=[FailedEventReceipt(1, "b", "streams", "x"), FailedEventReceipt(2, "c", "sink", "y")])
+    assert JobStatus.from_json(orjson.loads(orjson.dumps(status.to_json()))) == status
+    assert status.to_json()["counts"]["processing"] == 0

@@ -74,6 +74,9 @@ ATTACKS = [
     "SELECT payload FROM learning.raw_events", "SELECT * FROM raw_events", "DESCRIBE TABLE raw_events_in",
     "SELECT 1 FROM view(SELECT payload FROM learning.raw_events)",
     "SELECT count() FROM learning_facts WHERE event_id IN (SELECT event_id FROM `raw_events`)",
+    # the failed events keep what was sent too (delivery receipts): analysts read failed_events_summary
+    "SELECT payload FROM learning.failed_events", "SELECT original_base64 FROM failed_events FINAL",
+    "DESCRIBE TABLE failed_events_in", "SELECT 1 FROM view(SELECT payload FROM failed_events)",
 ]
 
 
@@ -91,6 +94,8 @@ def test_the_policy_refuses_what_reaches_outside_the_pipelines_tables(queries: A
     "SELECT 'file(x)', 'url', 'SELECT * FROM system.one' -- strings and comments are not code",
     "SELECT * FROM learning.learning_facts AS f JOIN learning.current_facts AS c USING (fact_id) LIMIT 1",
     "SELECT 1 UNION ALL SELECT 2", "SELECT number FROM values('number UInt8', 1, 2)",
+    "SELECT tenant, reason, count() FROM failed_events_summary GROUP BY tenant, reason",
+    "SELECT job_id, count() FROM learning.jobs GROUP BY job_id",
 ])
 def test_read_statements_of_the_pipelines_tables_pass(queries: AnalystQueries, statement: str) -> None:
     queries.run_blocking(statement, "TabSeparated")

@@ -44,7 +44,7 @@ def timeback_payload(event_id: str = "urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc
 
 
 def raw_message(payload: bytes, event_id: str = "urn:uuid:c51570e4-f8ed-4c18-bb3a-dfe51b2cc594",
-                job_id: str | None = None, envelope_index: int = 0) -> bytes:
+                job_id: str = "", envelope_index: int = 0) -> bytes:
     raw = RawEvent(tenant="tenant-a", client_id="client-1", source="timeback", event_id=event_id,
                    event_type="ActivityEvent", profile="TimebackProfile", student_id=USER, sensor="s",
                    send_time_ms=1, received_time_ms=2, envelope_index=envelope_index, payload=payload, job_id=job_id)

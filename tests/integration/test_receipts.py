@@ -1,0 +1,144 @@
+"""Delivery receipts end to end (real broker, real chDB, the pipeline as processes): a sender follows its jobs to
+``completed`` / ``completed_with_errors`` with exact counts and reasons, the failed events are in ClickHouse, and a
+tenant cannot read another tenant's job."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pipeline_harness import LocalPipeline, start_pipeline
+
+from caliper_pipeline.bench.gateway import access_token
+from caliper_pipeline.receipts import wait_for_jobs
+from caliper_pipeline.samples import envelope, generic_caliper_event, timeback_activity_event
+from caliper_pipeline.sink_client import SinkQueryError, sql_literal
+from gateway.clients import ClientRegistry
+from gateway.ingest import envelope_events, envelope_job
+from gateway.publisher import EventPublisher
+from gateway.settings import GatewaySettings
+from gateway.tokens import Caller
+from schemas.jobs import JobIds
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
+    started = start_pipeline(tmp_path_factory.mktemp("receipts"), kafka_bootstrap=kafka_bootstrap)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def post(url: str, token: str, body: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+    request = urllib.request.Request(url, data=orjson.dumps(body), method="POST", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, orjson.loads(response.read()), dict(response.headers)
+
+
+def get(url: str, token: str) -> tuple[int, Any]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, orjson.loads(error.read())
+
+
+def publish_as_a_laxer_gateway(pipeline: LocalPipeline, tenant: str, client_id: str,
+                               items: list[dict[str, Any]]) -> str:
+    """Publish ``items`` as one job the way the gateway does (the job record and the raw events in one Kafka
+    transaction, the job id signed with the stack's secret), but WITHOUT the gateway's validation: a gateway of
+    another version that accepts events this worker cannot normalize (version skew), which today's gateway
+    refuses up front. Returns the job id."""
+    settings = GatewaySettings(jwt_secret=pipeline.secrets.jwt_secret, transactional_id=f"skew-{time.time_ns()}")
+    caller = Caller(client_id=client_id, tenant=tenant, scopes=frozenset(), rate_limit_per_second=None)
+    received = int(time.time() * 1000)
+    job_id = JobIds(settings.verification_secrets).issue(tenant, received)
+    document = {"sensor": "https://example.edu/sensor", "data": items}
+
+    async def run() -> None:
+        publisher = EventPublisher(pipeline.kafka, settings)
+        await publisher.start()
+        try:
+            events = [publisher.encode(item) for item in envelope_events(document, caller, received, job_id)]
+            await publisher.publish(events, envelope_job(document, caller, received, job_id))
+        finally:
+            await publisher.stop()
+
+    asyncio.run(run())
+    return job_id
+
+
+def test_jobs_are_followed_to_completion_with_exact_counts_and_reasons(pipeline: LocalPipeline) -> None:
+    token = access_token(pipeline.gateway_url, pipeline.client_id, pipeline.client_secret)
+    tenant = ClientRegistry(pipeline.clients_file).get(pipeline.client_id).tenant  # type: ignore[union-attr]
+    person = {"id": "https://example.edu/users/1", "type": "Person"}
+    good = [timeback_activity_event("s1"), generic_caliper_event(), person]
+    status, body, headers = post(f"{pipeline.gateway_url}/caliper/event", token, envelope(*good))
+    assert status == 200 and body["message"] == "2 events and 1 entity accepted"
+    clean_job = body["jobId"]
+    assert headers["Location"] == f"/jobs/{clean_job}"
+    # a job whose second event the worker cannot normalize (a Timeback ActivityEvent without its required parts)
+    broken = {"id": "urn:uuid:7d0f0b1e-0000-4000-8000-00000000b0b0", "type": "ActivityEvent",
+              "profile": "TimebackProfile", "eventTime": "2026-01-01T10:00:00Z"}
+    mixed_items = [timeback_activity_event("s2"), broken, generic_caliper_event()]
+    mixed_job = publish_as_a_laxer_gateway(pipeline, tenant, pipeline.client_id, mixed_items)
+
+    summary = asyncio.run(wait_for_jobs(pipeline.gateway_url, token, [clean_job, mixed_job], timeout=120))
+    clean, mixed = summary.statuses[clean_job], summary.statuses[mixed_job]
+    assert clean["status"] == "completed", clean
+    assert clean["counts"] == {"accepted": 2, "entities": 1, "loaded": 2, "deadLettered": 0, "rejectedAtLoad": 0,
+                               "processing": 0}
+    assert clean["eventIds"] == [good[0]["id"], good[1]["id"]] and clean["failures"] == []
+    assert mixed["status"] == "completed_with_errors", mixed
+    assert mixed["counts"] == {"accepted": 3, "entities": 0, "loaded": 2, "deadLettered": 1, "rejectedAtLoad": 0,
+                               "processing": 0}
+    assert mixed["eventIds"] == [item["id"] for item in mixed_items]
+    [failure] = mixed["failures"]
+    assert (failure["index"], failure["eventId"], failure["stage"]) == (1, broken["id"], "streams")
+    assert failure["reason"].startswith("NormalizationError: invalid ActivityEvent"), failure
+    # the facts carry their job; the failed event is in ClickHouse, for analysts without what was sent
+    loaded = pipeline.sql(f"SELECT envelope_index FROM {pipeline.database}.learning_facts "
+                          f"WHERE job_id = {sql_literal(mixed_job)} ORDER BY envelope_index")
+    assert [row["envelope_index"] for row in loaded] == [0, 2]
+    [failed] = pipeline.sql(f"SELECT tenant, stage, reason, client_id, job_id, envelope_index, event_id "
+                            f"FROM {pipeline.database}.failed_events_summary WHERE job_id = {sql_literal(mixed_job)}")
+    assert failed == {"tenant": tenant, "stage": "streams", "reason": failure["reason"],
+                      "client_id": pipeline.client_id, "job_id": mixed_job, "envelope_index": 1,
+                      "event_id": broken["id"]}
+    with pytest.raises(SinkQueryError, match="failed_events"):
+        pipeline.sql(f"SELECT payload FROM {pipeline.database}.failed_events")
+
+
+def test_a_tenant_cannot_read_another_tenants_job(pipeline: LocalPipeline, tmp_path: Path) -> None:
+    token = access_token(pipeline.gateway_url, pipeline.client_id, pipeline.client_secret)
+    _, body, _ = post(f"{pipeline.gateway_url}/caliper/event", token, envelope(generic_caliper_event()))
+    job = body["jobId"]
+    other, secret = ClientRegistry(pipeline.clients_file).add(f"other-{time.time_ns()}")
+    deadline = time.monotonic() + 10
+    while True:  # the gateway re-reads the clients file within a second
+        try:
+            other_token = access_token(pipeline.gateway_url, other.client_id, secret)
+            break
+        except urllib.error.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    summary = asyncio.run(wait_for_jobs(pipeline.gateway_url, token, [job], timeout=60))
+    assert summary.statuses[job]["status"] == "completed"  # it exists, for its own tenant
+    foreign = get(f"{pipeline.gateway_url}/jobs/{job}/status", other_token)
+    unknown = get(f"{pipeline.gateway_url}/jobs/{'b' * 40}/status", other_token)
+    assert foreign[0] == unknown[0] == 404
+    assert foreign[1] == unknown[1]  # the same answer: no way to tell another tenant's job from none
+    assert get(f"{pipeline.gateway_url}/jobs/{job}", other_token)[0] == 404
