@@ -160,6 +160,16 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from streams.replay import replay
 
+    if args.from_failed:
+        from caliper_pipeline.failed_replay import replay_failed
+
+        selection = {"tenant": args.tenant, "job_id": args.job, "reason": args.reason, "stage": args.stage}
+        summary = asyncio.run(replay_failed(settings, {k: v for k, v in selection.items() if v},
+                                            dry_run=args.dry_run))
+        print("\n".join(summary.lines()))
+        return 0
+    if args.tenant or args.job or args.reason or args.stage:
+        raise PipelineError("--tenant, --job, --reason and --stage select failed events: add --from-failed")
     summary = asyncio.run(replay(settings.kafka, topic=args.topic, to_topic=args.to_topic, partition=args.partition,
                                  from_offset=args.from_offset, to_offset=args.to_offset, dry_run=args.dry_run))
     print("\n".join(summary.lines()))
@@ -279,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--from-offset", type=int)
     replay.add_argument("--to-offset", type=int, help="inclusive")
     replay.add_argument("--dry-run", action="store_true", help="count what would be re-published")
+    replay.add_argument("--from-failed", action="store_true",
+                        help="choose what to re-publish in ClickHouse's failed events (by --tenant, --job, --reason)")
+    replay.add_argument("--tenant", help="with --from-failed: this tenant's failed events")
+    replay.add_argument("--job", help="with --from-failed: the failed events of this job (a request's jobId)")
+    replay.add_argument("--reason", help="with --from-failed: failed events whose reason contains this text")
+    replay.add_argument("--stage", choices=("streams", "sink"),
+                        help="with --from-failed: dead-lettered events (streams, the default) or refused at load")
 
     renorm = add("renormalize", cmd_renormalize,
                  "derive a tenant's facts again from the raw archive with this installation's normalizers")

@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from caliper_pipeline.receipts import FollowedJob, run_and_follow
 from caliper_pipeline.traffic import Sender, Traffic, caliper_envelope, fetch_token, register_senders, tenant_of_token
 
 CALIPER_PATH = "/caliper/event"
@@ -52,6 +53,7 @@ class LoadgenSummary:
     latencies: list[float] = field(default_factory=list)  # seconds, per 200 request
     acknowledged_ids: dict[str, set[str]] = field(default_factory=dict)  # tenant -> event ids
     unacknowledged_ids: dict[str, set[str]] = field(default_factory=dict)  # valid ids never acknowledged
+    jobs: dict[str, FollowedJob] = field(default_factory=dict)  # the job of every acknowledged request
     ack_times: dict[str, float] = field(default_factory=dict)  # sampled event id -> time.time() of its ack
     senders: int = 0
     tenants: list[str] = field(default_factory=list)
@@ -190,7 +192,7 @@ async def run_loadgen(gateway_url: str, client_id: str, secret: str, *, seconds:
             budget[0] -= granted
             return granted
 
-        async def post(sender: Sender, path: str, body: bytes) -> tuple[int, float, float | None]:
+        async def post(sender: Sender, path: str, body: bytes) -> tuple[int, float, float | None, str]:
             headers = {"Authorization": f"Bearer {sender.token}", "Content-Type": "application/json"}
             began = time.perf_counter()
             try:
@@ -199,9 +201,11 @@ async def run_loadgen(gateway_url: str, client_id: str, secret: str, *, seconds:
                     retry_after = response.headers.get("Retry-After")
                     if response.status == 401 and "expired" in (await response.text()):
                         sender.token = await fetch_token(session, gateway_url, sender.client_id, sender.secret)
-                    return response.status, time.perf_counter() - began, float(retry_after) if retry_after else None
+                    job = response.headers.get("Location", "").rpartition("/")[2]  # /jobs/{jobId}
+                    return (response.status, time.perf_counter() - began,
+                            float(retry_after) if retry_after else None, job)
             except (aiohttp.ClientError, TimeoutError):
-                return 0, time.perf_counter() - began, None
+                return 0, time.perf_counter() - began, None, ""
 
         async def send(sender: Sender, path: str, events: list[dict[str, Any]], duplicate: list[bool],
                        invalid: bool) -> None:
@@ -210,11 +214,13 @@ async def run_loadgen(gateway_url: str, client_id: str, secret: str, *, seconds:
             while True:
                 summary.requests += 1
                 summary.events_sent += len(events)
-                status, latency, retry_after = await post(sender, path, body)
+                status, latency, retry_after, job = await post(sender, path, body)
                 summary.statuses[status] += 1
                 if status == 200:
                     summary.latencies.append(latency)
                     acked_at = time.time()
+                    if job:
+                        summary.jobs[job] = FollowedJob(sender.token, acked_at)
                     ids = summary.acknowledged_ids[sender.tenant]
                     pending = summary.unacknowledged_ids[sender.tenant]
                     for event, dup in zip(events, duplicate, strict=True):
@@ -339,6 +345,11 @@ def add_loadgen_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ids-out", type=Path, default=None,
                         help="write the acknowledged event ids per tenant (JSON) to this file")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--verify", action="store_true",
+                        help="follow the run's jobs (GET /jobs/{jobId}/status) and print how many of its events are "
+                             "loaded, failed or still processing, and the time from 200 to completed")
+    parser.add_argument("--verify-timeout", type=float, default=120.0,
+                        help="how long to wait for the jobs after the run (seconds)")
 
 
 def loadgen_command(settings: Any, args: argparse.Namespace) -> int:
@@ -350,12 +361,17 @@ def loadgen_command(settings: Any, args: argparse.Namespace) -> int:
 
         client_id, secret = demo_credentials(settings)
     clients_file = settings.gateway.clients_file if args.senders > 1 else None
-    summary = asyncio.run(run_loadgen(
+    summary = LoadgenSummary()
+    run = run_loadgen(
         url, client_id, secret, seconds=args.seconds, rate=args.rate, senders=args.senders, students=args.students,
         envelope_size=args.envelope_size, duplicate_rate=args.duplicate_rate, invalid_rate=args.invalid_rate,
         generic_share=args.generic_share, hub_share=args.hub_share, clients_file=clients_file, tenants=args.tenants,
-        retries=args.retries, max_events=args.max_events, seed=args.seed))
+        retries=args.retries, max_events=args.max_events, seed=args.seed, summary=summary)
+    receipts = asyncio.run(run_and_follow(url, run, summary.jobs, args.verify_timeout)) if args.verify else None
+    summary = asyncio.run(run) if receipts is None else receipts[0]
     print(summary.render())
+    if receipts is not None:
+        print(receipts[1])
     if args.ids_out:
         args.ids_out.write_text(json.dumps({t: sorted(ids) for t, ids in summary.acknowledged_ids.items()}))
         print(f"acknowledged ids per tenant: {args.ids_out}")

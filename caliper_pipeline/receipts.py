@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -132,3 +132,91 @@ def completion_seconds(accepted_at: Mapping[str, float], summary: ReceiptSummary
     """For each job both acknowledged (epoch s of its 200) and complete: the seconds from the 200 to the first
     poll that saw it complete (an upper bound, by at most the poll interval)."""
     return sorted(summary.completed_at[job] - at for job, at in accepted_at.items() if job in summary.completed_at)
+
+
+@dataclass(slots=True)
+class FollowedJob:
+    token: str  # a token of the job's tenant (only it may read the job)
+    accepted_at: float  # epoch s of the 200
+
+
+async def follow_jobs(gateway_url: str, jobs: Mapping[str, FollowedJob], running: asyncio.Event, *,
+                      sample_every: int = 10, poll_seconds: float = 0.5,
+                      timeout: float = 120.0) -> tuple[ReceiptSummary, ReceiptSummary]:
+    """While ``running`` is set (a load run in progress), follow every ``sample_every``-th job of ``jobs`` (a
+    mapping the run keeps filling) live, so the time from its 200 to ``completed`` is measured as it happens;
+    once the run is over, wait (up to ``timeout``) for every job. Returns the summary of all the jobs and that
+    of the jobs followed live (their ``completed_at`` is within ``poll_seconds`` of the truth)."""
+    live = ReceiptSummary()
+    seen: set[str] = set()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        gate = asyncio.Semaphore(8)
+
+        stopped_at = float("inf")
+
+        async def poll(job: str) -> None:
+            async with gate:
+                try:
+                    status = await job_status(session, gateway_url, jobs[job].token, job)
+                except (ReceiptError, aiohttp.ClientError, TimeoutError):
+                    return
+            live.polls += 1
+            live.statuses[job] = status
+            if status["status"] in DONE:
+                live.completed_at.setdefault(job, time.time())
+
+        while running.is_set() or live.pending_jobs:
+            if not running.is_set() and time.monotonic() > stopped_at + timeout:
+                break
+            for job in list(jobs):
+                if job not in seen:
+                    seen.add(job)
+                    if len(seen) % sample_every == 0:
+                        live.statuses[job] = {"status": PROCESSING, "counts": {}}
+            await asyncio.gather(*(poll(job) for job in live.pending_jobs))
+            await asyncio.sleep(poll_seconds)
+            if not running.is_set() and stopped_at == float("inf"):
+                stopped_at = time.monotonic()
+        by_token: dict[str, list[str]] = {}
+        for job, followed in jobs.items():
+            by_token.setdefault(followed.token, []).append(job)
+        final = ReceiptSummary()
+        deadline = time.monotonic() + timeout
+        for token, group in by_token.items():
+            part = await wait_for_jobs(gateway_url, token, group, timeout=max(1.0, deadline - time.monotonic()),
+                                       poll_seconds=poll_seconds, session=session)
+            final.statuses.update(part.statuses)
+            final.completed_at.update(part.completed_at)
+            final.polls += part.polls
+        return final, live
+
+
+T = TypeVar("T")
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def run_and_follow(url: str, run: Awaitable[T], jobs: Mapping[str, FollowedJob],
+                         timeout: float) -> tuple[T, str]:
+    """Await ``run`` (a load run filling ``jobs``) while following its jobs (every 10th live, all at the end):
+    its result, and the receipts' report (events loaded, failed, still processing; seconds from 200 to
+    completed of the jobs followed live)."""
+    running = asyncio.Event()
+    running.set()
+    follower = asyncio.create_task(follow_jobs(url, jobs, running, timeout=timeout))
+    try:
+        result = await run
+    finally:
+        running.clear()
+    final, live = await follower
+    latencies = completion_seconds({job: jobs[job].accepted_at for job in live.statuses}, live)
+    lines = [f"receipts: {final.line()}"]
+    if latencies:
+        lines.append(f"receipts: time from 200 to completed over {len(latencies)} jobs followed live: "
+                     f"p50 {_percentile(latencies, 0.5):.2f} s, p95 {_percentile(latencies, 0.95):.2f} s, "
+                     f"max {latencies[-1]:.2f} s")
+    lines += [f"receipts: {count} failed: {reason[:150]}" for reason, count in
+              sorted(final.reasons().items(), key=lambda item: -item[1])[:10]]
+    return result, "\n".join(lines)

@@ -10,6 +10,7 @@
 | ``POST /read/jobs`` | analyst or admin | a job's status (``{"tenant", "job_id"}``; 404: no record), for the gateway |
 | ``POST /admin/erase`` | admin | erase a student (JSON ``tenant``, ``student_id``, ``requested_by``) |
 | ``POST /archive/raw-events`` | admin | a tenant's archived events as JSON lines (``tenant``, ``from_ms``, ``to_ms``) |
+| ``POST /admin/failed-events`` | admin | failed messages with their bytes, JSON lines (``sinks.failed_read``) |
 
 Credentials are ``Authorization: Bearer <token>``: the analyst token (``CALIPER_SINK__ANALYST_TOKEN``) and the admin
 token (``CALIPER_SINK__ADMIN_TOKEN``); an endpoint whose tokens are all unset refuses every caller. The two health
@@ -44,6 +45,7 @@ from sinks.errors import (
     QueryRejectedError,
     SinkError,
 )
+from sinks.failed_read import FailedSelection, ndjson, select_failed
 from sinks.jobs_model import ClickHouseJobReader
 from sinks.loader import SinkLoader
 from sinks.migrations import Layout, apply_migrations
@@ -121,7 +123,7 @@ def build_app(process: SinkProcess) -> web.Application:
     app[SINK_PROCESS] = process
     app[REQUIRED_ROLE] = {"/healthz": None, "/readyz": None, "/metrics": ANALYST, "/sql": ANALYST,
                           "/read/events": ANALYST, "/read/jobs": ANALYST, "/admin/erase": ADMIN,
-                          "/archive/raw-events": ADMIN}
+                          "/archive/raw-events": ADMIN, "/admin/failed-events": ADMIN}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -130,6 +132,7 @@ def build_app(process: SinkProcess) -> web.Application:
     app.router.add_post("/read/jobs", read_job)
     app.router.add_post("/admin/erase", admin_erase)
     app.router.add_post("/archive/raw-events", archived_events)
+    app.router.add_post("/admin/failed-events", failed_messages)
     return app
 
 
@@ -254,6 +257,22 @@ async def admin_erase(request: web.Request) -> web.Response:
         log.warning("erasure failed: %s", error)
         return _error(503, f"the erasure could not be completed: {type(error).__name__}", {"Retry-After": "5"})
     return web.json_response({"rows_deleted": deleted})
+
+
+async def failed_messages(request: web.Request) -> web.Response:
+    """The failed messages a selection names (``sinks.failed_read``), one JSON object per line."""
+    process = request.app[SINK_PROCESS]
+    try:
+        selection = FailedSelection.from_json(await request.json())
+    except ValueError as error:
+        return _error(400, str(error))
+    try:
+        rows = await asyncio.to_thread(select_failed, process.queries.rows_blocking, process.queries.database,
+                                       selection)
+    except SinkError as error:
+        log.warning("failed events cannot be read: %s", error)
+        return _error(503, "the failed events cannot be read now", {"Retry-After": "5"})
+    return web.Response(body=ndjson(rows), content_type="application/x-ndjson")
 
 
 def _archive_range(payload: Any) -> tuple[str, int | None, int | None]:

@@ -24,6 +24,14 @@ school-b (UTC): dora, ActivityEvent xp 50 at 23:30 UTC on the 2nd -> the 2nd.
 
 Totals: school-a 75 XP (10 + 20 + 15 + 25 + 5); summing every row of learning_facts FINAL would give 115, since
 both versions of bruno's corrected event are kept. school-b 50 XP.
+
+Failed events (``failed_events``, through the sink's own row builders, ``sinks.failed``), the week of 2026-11-02:
+- school-a, job DOCS_JOB: data[1] and data[3] dead-lettered by the worker on the 3rd and the 4th (UTC), both
+  "NormalizationError: invalid ActivityEvent: generated: Field required"; one request refused by the gateway on
+  the 2nd ("400: data[0].actor: required"); and one dead letter of the week before (2026-10-30, "no actor", sent
+  before requests had jobs);
+- school-b: one request refused on the 3rd ("400: data[0].actor: required").
+    -> this week: school-a 2 streams + 1 gateway, school-b 1 gateway; the 30th is the week before.
 """
 
 from __future__ import annotations
@@ -37,9 +45,13 @@ import orjson
 from caliper_pipeline.samples import envelope, hub_grade_event, timeback_activity_event, timeback_time_spent_event
 from gateway.ingest import envelope_events, hub_event
 from gateway.tokens import Caller
+from schemas.codec import RawEventCodec
 from schemas.records import LearningFact
+from schemas.side_topics import DeadLetter, RejectedRequest
 from sinks.clickhouse import ClickHouse
-from sinks.tables import FACT_INPUT_TABLE, fact_records, facts_to_arrow
+from sinks.failed import dead_letter_row, rejected_requests_target
+from sinks.tables import FACT_INPUT_TABLE, FAILED_EVENTS_INPUT_TABLE, fact_records, facts_to_arrow
+from sinks.targets import SourceMessage
 from sinks.writer import INSERT_SETTINGS
 from streams.normalizers import NormalizeOptions, normalize_with
 
@@ -116,8 +128,41 @@ def deliveries() -> list[list[LearningFact]]:
     return result
 
 
+DOCS_JOB = "docsjob" + "a" * 33
+NOT_NORMALIZABLE = "NormalizationError: invalid ActivityEvent: generated: Field required"
+
+
+def failures() -> list[dict[str, Any]]:
+    """The ``failed_events_in`` rows of the data set, as the sink builds them from the side topics' records."""
+    codec = RawEventCodec()
+    rows = []
+    letters = [(1, "2026-11-03T10:00:00.000Z", NOT_NORMALIZABLE, DOCS_JOB),
+               (3, "2026-11-04T10:00:00.000Z", NOT_NORMALIZABLE, DOCS_JOB),
+               (0, "2026-10-30T10:00:00.000Z", "NormalizationError: no actor", "")]  # the week before, no job
+    for offset, (index, moment, reason, job) in enumerate(letters):
+        event = timeback_activity_event("erin", event_id=f"urn:uuid:00000000-0000-4000-8000-00000000000{index}")
+        raw = envelope_events({"sensor": "s", "data": [event]}, SCHOOL_A, _received(moment), job)[0].event
+        raw.envelope_index = index
+        letter = DeadLetter(reason=reason, worker_version="docs", topic="caliper.raw.timeback", partition=0,
+                            offset=offset, original=codec.encode_record(raw), tenant="school-a", client_id="app-a",
+                            source="timeback", event_id=raw.event_id, job_id=job or None,
+                            envelope_index=index if job else None, time_ms=_received(moment))
+        rows.append(dead_letter_row(letter, codec, OPTIONS.student_key, 0))
+    refused = rejected_requests_target(OPTIONS.student_key).row_of
+    for offset, (caller, moment) in enumerate([(SCHOOL_A, "2026-11-02T09:00:00.000Z"),
+                                               (SCHOOL_B, "2026-11-03T09:00:00.000Z")]):
+        record = RejectedRequest.of(tenant=caller.tenant, client_id=caller.client_id, endpoint="/caliper/event",
+                                    status=400, problems=[("data[0].actor", "required")], body=b'{"data": [{}]}',
+                                    time_ms=_received(moment))
+        rows.append(dict(refused(SourceMessage("caliper.rejected", 0, offset, record.to_json()))))
+    return rows
+
+
 def load(clickhouse: ClickHouse) -> None:
-    """Insert every delivery through the sink's entry table, one insert (and token) per delivery."""
+    """Insert every delivery through the sink's entry table, one insert (and token) per delivery; then the
+    failed events."""
     for number, facts in enumerate(deliveries()):
         clickhouse.insert_arrow(FACT_INPUT_TABLE, facts_to_arrow(fact_records(facts)),
                                 {**INSERT_SETTINGS, "insert_deduplication_token": f"docs-{number}"})
+    clickhouse.insert_raw(FAILED_EVENTS_INPUT_TABLE, b"".join(orjson.dumps(row) + b"\n" for row in failures()),
+                          "JSONEachRow", {**INSERT_SETTINGS, "insert_deduplication_token": "docs-failures"})

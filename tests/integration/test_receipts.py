@@ -15,10 +15,13 @@ from typing import Any
 import orjson
 import pytest
 from pipeline_harness import LocalPipeline, start_pipeline
+from pydantic import SecretStr
 
 from caliper_pipeline.bench.gateway import access_token
+from caliper_pipeline.failed_replay import replay_failed
 from caliper_pipeline.receipts import wait_for_jobs
 from caliper_pipeline.samples import envelope, generic_caliper_event, timeback_activity_event
+from caliper_pipeline.settings import Settings
 from caliper_pipeline.sink_client import SinkQueryError, sql_literal
 from gateway.clients import ClientRegistry
 from gateway.ingest import envelope_events, envelope_job
@@ -26,6 +29,8 @@ from gateway.publisher import EventPublisher
 from gateway.settings import GatewaySettings
 from gateway.tokens import Caller
 from schemas.jobs import JobIds
+from schemas.kafka import Source
+from sinks.settings import SinkSettings
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +124,25 @@ def test_jobs_are_followed_to_completion_with_exact_counts_and_reasons(pipeline:
                       "event_id": broken["id"]}
     with pytest.raises(SinkQueryError, match="failed_events"):
         pipeline.sql(f"SELECT payload FROM {pipeline.database}.failed_events")
+
+    # replay chooses from those tables: by job (a dry run counts), by reason and tenant; what it re-published
+    settings = Settings(kafka=pipeline.kafka, sink=SinkSettings(sink_url=pipeline.sink_url,
+                                                                admin_token=SecretStr(pipeline.admin_token)))
+    counted = asyncio.run(replay_failed(settings, {"job_id": mixed_job}, dry_run=True))
+    assert (counted.read, counted.republished) == (1, 0)
+    assert asyncio.run(replay_failed(settings, {"tenant": tenant, "reason": "no such reason"})).read == 0
+    replayed = asyncio.run(replay_failed(settings, {"tenant": tenant, "reason": "invalid ActivityEvent"}))
+    assert (replayed.read, replayed.republished) == (1, 1)
+    assert dict(replayed.by_destination) == {pipeline.kafka.topics.raw(Source.TIMEBACK): 1}
+    # this worker still refuses it: a second failure of the same event (a new raw position), same job and index
+    deadline = time.monotonic() + 60
+    while len(again := pipeline.sql(f"SELECT envelope_index, offset FROM {pipeline.database}.failed_events_summary "
+                                    f"WHERE job_id = {sql_literal(mixed_job)}")) < 2:
+        assert time.monotonic() < deadline, again
+        time.sleep(0.5)
+    assert [row["envelope_index"] for row in again] == [1, 1] and again[0]["offset"] != again[1]["offset"]
+    assert asyncio.run(wait_for_jobs(pipeline.gateway_url, token, [mixed_job])).statuses[mixed_job]["counts"][
+        "deadLettered"] == 1  # still one event of the job, dead-lettered
 
 
 def test_a_tenant_cannot_read_another_tenants_job(pipeline: LocalPipeline, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import orjson
 import pytest
 from gateway_doubles import FakeReader, gateway, gateway_settings
 
+from caliper_pipeline.receipts import FollowedJob, run_and_follow, wait_for_jobs
 from caliper_pipeline.samples import envelope, generic_caliper_event, hub_grade_event
 from gateway.settings import INGEST_SCOPE
 from schemas.jobs import JOB_ID_PATTERN, JobIds, JobRecord, issued_ms, job_records
@@ -150,3 +152,31 @@ def test_a_job_status_reads_back_what_it_wrote() -> None:
                        failures=[FailedEventReceipt(1, "b", "streams", "x"), FailedEventReceipt(2, "c", "sink", "y")])
     assert JobStatus.from_json(orjson.loads(orjson.dumps(status.to_json()))) == status
     assert status.to_json()["counts"]["processing"] == 0
+
+
+async def test_waiting_on_jobs_reports_loaded_failed_and_processing(tmp_path: Path) -> None:
+    reader = FakeReader()
+    async with gateway(gateway_settings(tmp_path), reader=reader) as gw:
+        client, _ = gw.add_client("school-a")
+        token = gw.token(client)
+        jobs = {}
+        for _ in range(3):
+            answer = await gw.client.post("/caliper/event", json=envelope(generic_caliper_event(),
+                                                                          generic_caliper_event()),
+                                          headers={"Authorization": f"Bearer {token}"})
+            jobs[(await answer.json())["jobId"]] = FollowedJob(token, time.time())
+        done, failed, waiting = list(jobs)
+        reader.jobs[("school-a", done)] = JobStatus(done, "completed", 2, loaded=2, event_ids=["a", "b"])
+        reader.jobs[("school-a", failed)] = JobStatus(
+            failed, COMPLETED_WITH_ERRORS, 2, loaded=1, dead_lettered=1, event_ids=["c", "d"],
+            failures=[FailedEventReceipt(1, "d", "streams", "NormalizationError: x")])
+        reader.jobs[("school-a", waiting)] = JobStatus(waiting, "processing", 2, loaded=1)
+        url = str(gw.client.make_url("")).rstrip("/")
+        summary = await wait_for_jobs(url, token, jobs, timeout=0.5, poll_seconds=0.1)
+        assert (summary.accepted, summary.loaded, summary.failed, summary.processing) == (6, 4, 1, 1)
+        assert summary.pending_jobs == [waiting] and set(summary.completed_at) == {done, failed}
+        assert summary.reasons() == {"NormalizationError: x": 1}
+        assert "loaded 4, failed 1 (dead-lettered 1, rejected at load 0), still processing 1" in summary.line()
+        reader.jobs[("school-a", waiting)] = JobStatus(waiting, "completed", 2, loaded=2, event_ids=["e", "f"])
+        result, report = await run_and_follow(url, asyncio.sleep(0.3, "the run"), jobs, timeout=5)
+        assert result == "the run" and "still processing 0" in report and "1 failed: NormalizationError: x" in report
