@@ -25,6 +25,7 @@ from gateway.main import build_app
 from gateway.settings import INGEST_SCOPE, GatewaySettings
 from gateway.tokens import key_id
 from schemas.codec import RawEventCodec
+from schemas.jobs import JobRecord
 from schemas.kafka import KafkaSettings, Source
 
 pytestmark = pytest.mark.integration
@@ -81,9 +82,22 @@ async def test_timeback_envelope_is_acknowledged_after_kafka_has_every_event(
     payload = envelope(timeback_activity_event("s1"), timeback_time_spent_event("s1"), generic_caliper_event("s2"))
     response = await client.post("/caliper/event", json=payload, headers={"Authorization": f"Bearer {token}"})
     assert response.status == 200
-    assert await response.json() == {"status": "success", "message": "3 events accepted", "errors": None}
+    body = await response.json()
+    job_id = body.pop("jobId")  # delivery receipts: the body keeps its three fields as they were, plus the job
+    assert body == {"status": "success", "message": "3 events accepted", "errors": None}
     timeback = await _consume_raw(kafka_settings, Source.TIMEBACK, 2)
     generic = await _consume_raw(kafka_settings, Source.CALIPER, 1)
+    assert {e.job_id for e in timeback + generic} == {job_id}  # type: ignore[attr-defined]
+    consumer = AIOKafkaConsumer(kafka_settings.topics.jobs, auto_offset_reset="earliest",
+                                isolation_level="read_committed", **kafka_settings.client_options())  # type: ignore[arg-type]
+    await consumer.start()
+    try:  # the job's record, committed with its events
+        records = [JobRecord.from_json(m.value or b"") for ms in (await consumer.getmany(timeout_ms=5000)).values()
+                   for m in ms]
+    finally:
+        await consumer.stop()
+    ids = tuple(e["id"] for e in payload["data"])
+    assert [(r.job_id, r.accepted, r.event_ids) for r in records] == [(job_id, 3, ids)]
     assert sorted(e.event_type for e in timeback) == ["ActivityEvent", "TimeSpentEvent"]  # type: ignore[attr-defined]
     assert {e.tenant for e in timeback + generic} == {"school-a"}  # type: ignore[attr-defined]
     assert all(e.received_time_ms > 0 for e in timeback)  # type: ignore[attr-defined]
