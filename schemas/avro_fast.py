@@ -12,6 +12,9 @@ lays them out:
 - ``["null", X]``: the branch index as a long (0 -> ``00``, 1 -> ``02``) then the value;
 - map: a block count (long) and the entries (key string, value), then a 0 count; an empty map is only ``00``.
 
+The varint and the double here are the pipeline's one definition of those encodings: ``schemas.avro_flat`` (the
+gateway's RawEvent writer) and ``sinks.avro_container`` (the sink's container files) use them.
+
 The generated code only takes the exact Python type of each field (``str``, ``int`` in int64 range, ``float``,
 ``bool``, ``None``, a ``dict`` of ``str`` -> ``float``); for anything else it gives up (``FastPathMiss``) and the
 caller uses fastavro, which either encodes it (an ``int`` in a double field...) or raises its error. Likewise
@@ -34,13 +37,10 @@ class FastPathMiss(Exception):  # a signal to take the general path, never an er
     """The compiled coder does not handle this value; use fastavro."""
 
 
-def zigzag_varint(number: int) -> bytes:
-    """A long as Avro writes it."""
-    if not _INT64_MIN <= number <= _INT64_MAX:
-        raise FastPathMiss
-    number = (number << 1) ^ (number >> 63)
+def varint(number: int) -> bytes:
+    """The base-128 varint of a non-negative (already zig-zagged) number, least significant group first."""
     if number < 0x80:
-        return _SMALL[number]
+        return SMALL_VARINTS[number]
     out = bytearray()
     while number > 0x7F:
         out.append((number & 0x7F) | 0x80)
@@ -49,7 +49,16 @@ def zigzag_varint(number: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = [bytes((value,)) for value in range(0x80)]  # every one-byte varint
+def zigzag_varint(number: int) -> bytes:
+    """A long as Avro writes it."""
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise FastPathMiss
+    return varint((number << 1) ^ (number >> 63))
+
+
+SMALL_VARINTS = tuple(bytes((value,)) for value in range(0x80))  # every one-byte varint
+_SMALL = SMALL_VARINTS
+pack_double = _DOUBLE.pack  # an Avro double: 8 bytes little-endian
 
 
 def read_varint(message: bytes, position: int) -> tuple[int, int]:

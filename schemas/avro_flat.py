@@ -15,30 +15,19 @@ extreme longs, non-ASCII strings), and ``caliper-pipeline bench gateway-steps`` 
 from __future__ import annotations
 
 import functools
-import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from schemas.avro_fast import SMALL_VARINTS, pack_double, varint
 from schemas.errors import SchemaEncodingError
 
 _LONG_MIN: Final = -(2**63)
 _LONG_MAX: Final = 2**63 - 1
 _INT_MIN: Final = -(2**31)
 _INT_MAX: Final = 2**31 - 1
-_SMALL_VARINTS: Final = tuple(bytes([n]) for n in range(0x80))  # varints of 0..127: one byte each
-_pack_double: Final = struct.Struct("<d").pack
-
-
-def _varint(n: int) -> bytes:
-    """The Avro varint of a non-negative (already zig-zagged) number."""
-    if n < 0x80:
-        return _SMALL_VARINTS[n]
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+_SMALL_VARINTS: Final = SMALL_VARINTS  # varints of 0..127: one byte each
+_pack_double: Final = pack_double
+_varint: Final = varint  # the varint of a non-negative (already zig-zagged) number
 
 
 def _long(value: Any, low: int = _LONG_MIN, high: int = _LONG_MAX) -> bytes:

@@ -21,18 +21,9 @@ from typing import Any
 
 from fastavro.schema import to_parsing_canonical_form
 
+from schemas.avro_fast import zigzag_varint  # an Avro long (the one definition of its encoding)
+
 CONTAINER_MAGIC = b"Obj\x01"
-
-
-def zigzag_varint(value: int) -> bytes:
-    """An Avro ``long``: zigzag, then base-128 varint, least significant group first."""
-    number = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while number > 0x7F:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
 
 
 def _avro_bytes(data: bytes) -> bytes:
