@@ -141,7 +141,7 @@ class FollowedJob:
 
 
 async def follow_jobs(gateway_url: str, jobs: Mapping[str, FollowedJob], running: asyncio.Event, *,
-                      sample_every: int = 10, poll_seconds: float = 0.5,
+                      sample_every: int = 25, poll_seconds: float = 0.5,
                       timeout: float = 120.0) -> tuple[ReceiptSummary, ReceiptSummary]:
     """While ``running`` is set (a load run in progress), follow every ``sample_every``-th job of ``jobs`` (a
     mapping the run keeps filling) live, so the time from its 200 to ``completed`` is measured as it happens;
@@ -200,7 +200,7 @@ def _percentile(ordered: list[float], fraction: float) -> float:
 
 async def run_and_follow(url: str, run: Awaitable[T], jobs: Mapping[str, FollowedJob],
                          timeout: float) -> tuple[T, str]:
-    """Await ``run`` (a load run filling ``jobs``) while following its jobs (every 10th live, all at the end):
+    """Await ``run`` (a load run filling ``jobs``) while following its jobs (every 25th live, all at the end):
     its result, and the receipts' report (events loaded, failed, still processing; seconds from 200 to
     completed of the jobs followed live)."""
     running = asyncio.Event()
