@@ -136,3 +136,27 @@ def test_rejected_requests_are_failed_events_and_erasure_removes_them(engine: Cl
     assert engine.scalar("SELECT count() FROM learning.failed_events") == 0
     load(sink, TOPICS.rejected, [record.to_json()], first_offset=1)  # arriving after the erasure: dropped
     assert engine.scalar("SELECT count() FROM learning.failed_events") == 0
+
+
+def test_messages_refused_at_load_are_failed_events_of_stage_sink(engine: ClickHouse) -> None:
+    """Through the loader's own writer: a facts batch with a message ClickHouse refuses (a known writer, a body
+    that runs out) and one no schema reads; both are isolated into sink_rejects AND failed_events (stage sink),
+    the rest is loaded; without the student key secret only sink_rejects has them (nothing unerasable)."""
+    codec = LearningFactCodec()
+    messages = [codec.encode_record(make_fact(i, job_id=JOB, envelope_index=i)) for i in range(4)]
+    messages[1] = messages[1][:10] + b"\xff\xff\xff\xff"
+    messages[3] = b"garbage"
+    sink = sink_of(engine)
+    load(sink, TOPICS.facts, messages, first_offset=50)
+    load(sink, TOPICS.facts, messages, first_offset=50)  # a retry of the same range: nothing twice
+    assert engine.scalar("SELECT count() FROM learning.learning_facts") == 2
+    _, rows = engine.query_rows("SELECT stage, topic, offset, reason, tenant, job_id FROM learning.failed_events FINAL "
+                                "ORDER BY offset")
+    assert [row[:3] for row in rows] == [("sink", TOPICS.facts, 51), ("sink", TOPICS.facts, 53)]
+    assert all(row[3].startswith(("ClickHouse refused it", "SchemaEncodingError")) or "header" in row[3]
+               for row in rows), rows
+    assert engine.scalar("SELECT count() FROM learning.failed_events") == 2
+    unkeyed = BatchSink(engine, "g2", batch_rows=100, batch_seconds=60, targets={TOPICS.facts: facts_target()})
+    load(unkeyed, TOPICS.facts, [b"garbage"], first_offset=60)
+    assert engine.scalar("SELECT count() FROM learning.sink_rejects WHERE offset = 60") == 1
+    assert engine.scalar("SELECT count() FROM learning.failed_events WHERE offset = 60") == 0
