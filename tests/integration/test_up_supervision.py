@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -81,15 +80,20 @@ def http_ok(url: str) -> bool:
 
 
 def port_listening(port: int) -> bool:
-    """Whether a socket listens on the port: binding it fails. (Not a connect(): to a port of the ephemeral range
-    with nothing listening, the kernel may pick that same port as the source and connect the socket to itself.)"""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed socket in TIME_WAIT does not count
+    """Whether a socket LISTENs on the port, read from the kernel's socket tables (/proc/net/tcp, tcp6: state 0A).
+    Not a bind() probe: bind also fails while another process's outgoing connection happens to use that port as its
+    ephemeral source port, which a busy machine does; and not a connect(): to a port of the ephemeral range with
+    nothing listening, the kernel may pick that same port as the source and connect the socket to itself."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            probe.bind(("127.0.0.1", port))
+            rows = Path(table).read_text().splitlines()[1:]
         except OSError:
-            return True
-        return False
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
 
 
 def listeners(port: int) -> str:
