@@ -141,6 +141,8 @@ class RawEventCodec(AvroCodec):
         super().__init__("raw_event", schema_ids)
         self._flat = FlatRecordWriter.of(self.reader_schema)
         self._values = operator.attrgetter(*RAW_EVENT_FIELDS)
+        schema: Any = self.reader_schema
+        self._defaults = {field["name"]: field["default"] for field in schema["fields"] if "default" in field}
 
     def encode_record(self, event: RawEvent) -> bytes:
         if self._flat is None:
@@ -152,11 +154,17 @@ class RawEventCodec(AvroCodec):
 
     def writer_for(self, variable: tuple[str, ...], **constants: Any) -> Callable[..., bytes]:
         """Encodes many RawEvents whose fields ``constants`` have the same values (those of one request): the
-        function returned takes the values of the ``variable`` fields (every other field, in the schema's order,
-        which is checked here) and returns the message, as ``encode_record`` would."""
+        function returned takes the values of the ``variable`` fields (in the schema's order, which is checked
+        here) and returns the message, as ``encode_record`` would. A field named in neither takes its schema
+        default (so an optional field added to RawEvent's schema needs no change here); a field without a default
+        must be named."""
         remaining = tuple(name for name in RAW_EVENT_FIELDS if name not in constants)
-        if remaining != variable:
-            raise SchemaEncodingError(f"RawEvent's other fields are {remaining}, not {variable}")
+        defaulted = {name: self._defaults[name] for name in remaining
+                     if name not in variable and name in self._defaults}
+        expected = tuple(name for name in remaining if name not in defaulted)
+        if expected != variable:
+            raise SchemaEncodingError(f"RawEvent's other fields are {expected}, not {variable}")
+        constants = {**defaulted, **constants}
         if self._flat is None:
             def encode(*values: Any) -> bytes:
                 return self.encode({**constants, **dict(zip(variable, values, strict=True))})

@@ -92,3 +92,48 @@ def test_with_a_schema_registry_the_messages_carry_the_registry_header() -> None
     assert message[:5] == b"\x00\x00\x00\x00\x2b" and codec.decode_record(message) == event
     variable = tuple(name for name in RAW_EVENT_FIELDS if name != "tenant")
     assert codec.writer_for(variable, tenant="t")(*(getattr(event, n) for n in variable)) == message
+
+
+# A flat schema may gain optional fields (a union of "null" and a primitive, default null: how RawEvent would gain
+# an optional ``job_id``): the flat writer follows them, byte for byte as fastavro.
+OPTIONAL_SCHEMA = fastavro.parse_schema({"type": "record", "name": "WithOptionals", "fields": [
+    {"name": "tenant", "type": "string"},
+    {"name": "job_id", "type": ["null", "string"], "default": None},
+    {"name": "count", "type": ["null", "long"], "default": None},
+    {"name": "flag", "type": ["boolean", "null"], "default": False},
+    {"name": "blob", "type": ["null", "bytes"], "default": None},
+    {"name": "score", "type": ["null", "double"], "default": None},
+    {"name": "zone", "type": "string", "default": "UTC"},
+]})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({
+    "tenant": TEXT, "job_id": st.none() | TEXT, "count": st.none() | LONGS, "flag": st.none() | st.booleans(),
+    "blob": st.none() | st.binary(max_size=50),
+    "score": st.none() | st.floats(allow_nan=False), "zone": TEXT}))
+def test_optional_fields_are_written_as_fastavro_writes_them(record: dict[str, Any]) -> None:
+    writer = FlatRecordWriter.of(OPTIONAL_SCHEMA)
+    assert writer is not None and writer.defaults == {"job_id": None, "count": None, "flag": False, "blob": None,
+                                                      "score": None, "zone": "UTC"}
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, OPTIONAL_SCHEMA, record)
+    assert writer.write([record[name] for name in writer.field_names]) == buffer.getvalue()
+    bound = writer.bind(b"H", tenant=record["tenant"], job_id=record["job_id"])
+    assert bound(*(record[name] for name in writer.field_names[2:])) == b"H" + buffer.getvalue()
+
+
+def test_a_union_that_is_not_an_optional_primitive_is_left_to_fastavro() -> None:
+    for avro_type in (["null", "string", "long"], ["string", "long"], ["null", {"type": "map", "values": "string"}]):
+        schema = fastavro.parse_schema({"type": "record", "name": "R", "fields": [{"name": "f", "type": avro_type}]})
+        assert FlatRecordWriter.of(schema) is None
+
+
+def test_a_field_named_nowhere_takes_its_schema_default() -> None:
+    """So an optional field added to RawEvent's schema needs no change to the gateway's ``writer_for`` call."""
+    event = RawEvent("t", "c", "timeback", "e", "T", "P", "s", "x", 1, 2, 3, b"{}")  # tenant_timezone: UTC
+    variable = tuple(name for name in RAW_EVENT_FIELDS if name not in ("tenant", "tenant_timezone"))
+    write = CODEC.writer_for(variable, tenant="t")
+    assert write(*(getattr(event, name) for name in variable)) == CODEC.encode_record(event)
+    with pytest.raises(SchemaEncodingError):  # a field without a default must be named
+        CODEC.writer_for(tuple(name for name in variable if name != "sensor"), tenant="t")
