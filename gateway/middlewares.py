@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway.errors import GatewayError, HttpError, InternalError, PayloadTooLargeError
-from gateway.keys import BODY, CALLER, METRICS, PUBLISHER, SETTINGS
+from gateway.keys import BODY, CALLER, METRICS, PUBLISHER, SETTINGS, shared
 from gateway.responses import ErrorRenderer, json_response
 from schemas.side_topics import REJECTED_BODY_LIMIT, RejectedRequest
 
@@ -31,7 +31,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     response = await handler(request)
     resource = request.match_info.route.resource
     endpoint = resource.canonical if resource is not None else "unmatched"
-    request.config_dict[METRICS].request_done(endpoint, response.status, time.perf_counter() - started)
+    shared(request)[METRICS].request_done(endpoint, response.status, time.perf_counter() - started)
     return response
 
 
@@ -58,7 +58,7 @@ def error_middleware(render: ErrorRenderer, www_authenticate: str) -> Middleware
 
 def from_http_exception(request: web.Request, error: web.HTTPException) -> GatewayError:
     if isinstance(error, web.HTTPRequestEntityTooLarge):
-        limit = request.config_dict[SETTINGS].max_body_bytes
+        limit = shared(request)[SETTINGS].max_body_bytes
         return PayloadTooLargeError(f"body larger than {limit} bytes")
     if isinstance(error, web.HTTPMethodNotAllowed):
         allowed = sorted(error.allowed_methods)
@@ -72,10 +72,10 @@ def from_http_exception(request: web.Request, error: web.HTTPException) -> Gatew
 
 def answer_error(request: web.Request, error: GatewayError, render: ErrorRenderer,
                  www_authenticate: str) -> web.Response:
-    request.config_dict[METRICS].rejects.labels(error.reason).inc()
+    shared(request)[METRICS].rejects.labels(error.reason).inc()
     if error.records_rejection and request.method == "POST":
         caller = request.get(CALLER)
-        request.config_dict[PUBLISHER].record_rejection(RejectedRequest.of(
+        shared(request)[PUBLISHER].record_rejection(RejectedRequest.of(
             tenant=caller.tenant if caller else "", client_id=caller.client_id if caller else "",
             endpoint=request.path, status=error.status, problems=[(p.path, p.message) for p in error.problems],
             body=bytes((request.get(BODY) or b"")[:REJECTED_BODY_LIMIT + 1])))  # + 1: "truncated" stays right

@@ -20,7 +20,7 @@ from gateway.handlers.common import (
     read_json,
 )
 from gateway.ingest import encoded_envelope_events, envelope_job
-from gateway.keys import BODY_BUDGET, PUBLISHER, SETTINGS
+from gateway.keys import BODY_BUDGET, PUBLISHER, SETTINGS, shared
 from gateway.responses import json_response
 from gateway.settings import INGEST_SCOPE, package_version
 from schemas.caliper import CALIPER_CONTEXT_V1P2, check_envelope, is_event
@@ -51,7 +51,7 @@ def accepted_message(data: list[Any], verb: str) -> str:
 
 async def _envelope(request: web.Request, *, publish_events: bool) -> web.Response:
     caller = authorize(request, INGEST_SCOPE)
-    async with request.config_dict[BODY_BUDGET].hold() as reservation:
+    async with shared(request)[BODY_BUDGET].hold() as reservation:
         payload = await read_json(request, reservation)
         check_event_count(request, caller, _item_count(payload), charge=publish_events)
         problems, payload = check_envelope(payload)  # the payload without the optional properties sent as null
@@ -63,7 +63,7 @@ async def _envelope(request: web.Request, *, publish_events: bool) -> web.Respon
         received_ms = int(time.time() * 1000)
         job_id = new_job_id(request, caller, received_ms)  # also when validating: the same size check
         messages = encoded_envelope_events(payload, caller, received_ms,
-                                           request.config_dict[PUBLISHER].raw_event_codec, job_id)
+                                           shared(request)[PUBLISHER].raw_event_codec, job_id)
         check_event_sizes(request, messages, _item_path)
         if not publish_events:
             return json_response({"status": "success", "message": accepted_message(payload["data"], "are valid"),
@@ -82,7 +82,7 @@ async def post_caliper_validate(request: web.Request) -> web.Response:
 
 
 async def get_endpoint_config(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS]
+    settings = shared(request)[SETTINGS]
     return json_response({
         "caliper_maximum_payload_size": settings.max_body_bytes,
         "caliper_supported_versions": [CALIPER_CONTEXT_V1P2],

@@ -20,7 +20,7 @@ from gateway.errors import (
     RateLimitedError,
     UnsupportedMediaTypeError,
 )
-from gateway.keys import BODY, CALLER, JOB_IDS, LIMITER, METRICS, PUBLISHER, SETTINGS, TOKENS
+from gateway.keys import BODY, CALLER, JOB_IDS, LIMITER, METRICS, PUBLISHER, SETTINGS, TOKENS, shared
 from gateway.publisher import EncodedEvent
 from gateway.tokens import Caller
 from schemas.errors import FieldProblem
@@ -31,7 +31,7 @@ MAX_PROBLEMS = 100
 
 
 def authorize(request: web.Request, scope: str) -> Caller:
-    caller = request.config_dict[TOKENS].verify(request.headers.get("Authorization"), scope)
+    caller = shared(request)[TOKENS].verify(request.headers.get("Authorization"), scope)
     request[CALLER] = caller
     return caller
 
@@ -41,7 +41,7 @@ async def read_json(request: web.Request, reservation: Reservation) -> Any:
     the endpoint and its validator; the envelope itself is level 1) checked."""
     if request.content_type != "application/json":
         raise UnsupportedMediaTypeError(f"Content-Type must be application/json, not {request.content_type[:60]!r}")
-    settings = request.config_dict[SETTINGS]
+    settings = shared(request)[SETTINGS]
     body = await read_body(request, reservation, settings.max_body_bytes)
     request[BODY] = body
     try:
@@ -63,12 +63,12 @@ def _depth_limit(max_depth: int) -> ValidationLimits:
 def check_event_count(request: web.Request, caller: Caller, count: int, *, charge: bool) -> None:
     """Limits on how many events (and entities) one request may carry, then (``charge``) the client's rate: 413
     when the request can never pass, 429 (with ``Retry-After``) when it can later."""
-    settings = request.config_dict[SETTINGS]
+    settings = shared(request)[SETTINGS]
     if count > settings.max_events_per_envelope:
         raise PayloadTooLargeError(
             f"the envelope holds {count} events and entities; at most {settings.max_events_per_envelope} per request",
             problems=[FieldProblem("data", f"{count} items; at most {settings.max_events_per_envelope} per request")])
-    limiter = request.config_dict[LIMITER]
+    limiter = shared(request)[LIMITER]
     capacity = int(limiter.capacity(caller.rate_limit_per_second))
     if count > capacity:
         raise PayloadTooLargeError(
@@ -84,7 +84,7 @@ def check_event_count(request: web.Request, caller: Caller, count: int, *, charg
 def check_event_sizes(request: web.Request, messages: Sequence[EncodedEvent],
                       path_of: Callable[[int], str]) -> None:
     """413 naming every event (``path_of(index)``) larger, as published, than Kafka takes."""
-    limit = request.config_dict[SETTINGS].max_event_bytes
+    limit = shared(request)[SETTINGS].max_event_bytes
     problems = [FieldProblem(path_of(index), f"this event is {message.size} bytes once encoded; the limit of one "
                                              f"event is {limit} bytes (a Kafka message)")
                 for index, message in enumerate(messages) if message.size > limit]
@@ -100,15 +100,15 @@ def job_location(job_id: str) -> str:
 
 def new_job_id(request: web.Request, caller: Caller, received_ms: int) -> str:
     """The id of the job a request becomes if it is accepted (``schemas.jobs``: bound to the caller's tenant)."""
-    return request.config_dict[JOB_IDS].issue(caller.tenant, received_ms)
+    return shared(request)[JOB_IDS].issue(caller.tenant, received_ms)
 
 
 async def publish(request: web.Request, messages: list[EncodedEvent], jobs: Sequence[JobRecord] = ()) -> None:
     """Return once Kafka acknowledged every event and the job's records, in one transaction (else
     ``KafkaUnavailableError``, answered 503)."""
-    metrics = request.config_dict[METRICS]
+    metrics = shared(request)[METRICS]
     started = time.perf_counter()
-    await request.config_dict[PUBLISHER].publish(messages, jobs)
+    await shared(request)[PUBLISHER].publish(messages, jobs)
     metrics.publish_latency.observe(time.perf_counter() - started)
     if len(messages) == 1:
         metrics.events_accepted(messages[0].source.value, 1)

@@ -17,7 +17,7 @@ from gateway.handlers.common import (
     read_json,
 )
 from gateway.ingest import hub_event, hub_job
-from gateway.keys import BODY_BUDGET, PUBLISHER
+from gateway.keys import BODY_BUDGET, PUBLISHER, shared
 from gateway.responses import json_response
 from gateway.settings import INGEST_SCOPE
 from schemas.caliper import CALIPER_CONTEXT_V1P2
@@ -26,7 +26,7 @@ from schemas.hub import validate_hub_event
 
 async def post_hub_event(request: web.Request) -> web.Response:
     caller = authorize(request, INGEST_SCOPE)
-    async with request.config_dict[BODY_BUDGET].hold() as reservation:
+    async with shared(request)[BODY_BUDGET].hold() as reservation:
         payload = await read_json(request, reservation)
         check_event_count(request, caller, 1, charge=True)
         event, problems = validate_hub_event(payload)
@@ -34,7 +34,7 @@ async def post_hub_event(request: web.Request) -> web.Response:
             raise InvalidPayloadError("invalid hub event", problems=problems)
         received_ms = int(time.time() * 1000)
         job_id = new_job_id(request, caller, received_ms)
-        messages = [request.config_dict[PUBLISHER].encode(hub_event(payload, caller, received_ms, job_id))]
+        messages = [shared(request)[PUBLISHER].encode(hub_event(payload, caller, received_ms, job_id))]
         check_event_sizes(request, messages, lambda index: "")
         await publish(request, messages, hub_job(payload, caller, received_ms, job_id))
     # the hub's contract body, unchanged; the job is named by the Location header
