@@ -140,8 +140,12 @@ class RawEventCodec(AvroCodec):
     def __init__(self, schema_ids: dict[int, int] | None = None) -> None:
         super().__init__("raw_event", schema_ids)
         self._flat = FlatRecordWriter.of(self.reader_schema)
-        self._values = operator.attrgetter(*RAW_EVENT_FIELDS)
         schema: Any = self.reader_schema
+        # the fields in the schema's order (the order they are written in), whatever RawEvent's attribute order
+        self._fields = tuple(field["name"] for field in schema["fields"])
+        if set(self._fields) != set(RAW_EVENT_FIELDS):
+            raise SchemaEncodingError(f"RawEvent's fields {RAW_EVENT_FIELDS} are not its schema's {self._fields}")
+        self._values = operator.attrgetter(*self._fields)
         self._defaults = {field["name"]: field["default"] for field in schema["fields"] if "default" in field}
 
     def encode_record(self, event: RawEvent) -> bytes:
@@ -158,7 +162,7 @@ class RawEventCodec(AvroCodec):
         here) and returns the message, as ``encode_record`` would. A field named in neither takes its schema
         default (so an optional field added to RawEvent's schema needs no change here); a field without a default
         must be named."""
-        remaining = tuple(name for name in RAW_EVENT_FIELDS if name not in constants)
+        remaining = tuple(name for name in self._fields if name not in constants)
         defaulted = {name: self._defaults[name] for name in remaining
                      if name not in variable and name in self._defaults}
         expected = tuple(name for name in remaining if name not in defaulted)
