@@ -256,10 +256,10 @@ def run_ceilings_bench(settings: Settings, *, events: int, rows: int, seconds: f
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with bench_kafka(settings, work) as kafka:
         if "gateway" in stages:
-            from caliper_pipeline.bench.gateway import _measure
+            from caliper_pipeline.bench.gateway import measure_gateway
 
-            report["gateway"] = _measure(kafka.model_copy(update={"topic_prefix": f"ceilgw{int(time.time())}."}),
-                                         work, seconds, concurrency)
+            report["gateway"] = measure_gateway(
+                kafka.model_copy(update={"topic_prefix": f"ceilgw{int(time.time())}."}), work, seconds, concurrency)
         if "streams" in stages:
             report["streams"] = asyncio.run(streams_ceilings(kafka, events))
         if "sink" in stages:

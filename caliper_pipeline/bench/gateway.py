@@ -106,11 +106,14 @@ def gateway_report(before: dict[str, float], after: dict[str, float], cpu: float
 def run_gateway_bench(settings: Settings, seconds: float, concurrency: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     with bench_kafka(settings, work) as kafka:
-        return _measure(kafka.model_copy(update={"topic_prefix": f"bench{int(time.time())}."}), work, seconds,
-                        concurrency)
+        return measure_gateway(kafka.model_copy(update={"topic_prefix": f"bench{int(time.time())}."}), work,
+                               seconds, concurrency)
 
 
-def _measure(kafka: KafkaSettings, work: Path, seconds: float, concurrency: int) -> dict[str, Any]:
+def measure_gateway(kafka: KafkaSettings, work: Path, seconds: float, concurrency: int) -> dict[str, Any]:
+    """``bench gateway`` on a given broker (``bench ceilings`` reuses it with its own): the gateway's 1-event and
+    100-event runs, then the bare forwarder's, in ``work``; prints the lines and returns the figures (req/s,
+    p50/p99, events/s, the ratio to the bare forwarder, the gateway's own CPU and transactions per run)."""
     asyncio.run(ensure_topics(kafka))
     clients_file = work / "clients.json"
     client, secret = ClientRegistry(clients_file).add("bench", rate_limit_per_second=1e9)
