@@ -23,7 +23,8 @@ from schemas.records import LEARNING_FACT_FIELDS, LearningFact
 FACT_TABLE = "learning_facts"  # what analysts read
 FACT_INPUT_TABLE = "learning_facts_in"  # what the loader writes (a Null table; a view moves rows to FACT_TABLE)
 CURRENT_FACTS_VIEW = "current_facts"
-REJECTS_TABLE = "sink_rejects"
+REJECTS_TABLE = "sink_rejects"  # messages the loader could not load, byte for byte (base64)
+REJECTS_SUMMARY_VIEW = "sink_rejects_summary"  # sink_rejects without the bytes: for analysts
 BATCHES_TABLE = "sink_batches"
 ERASURES_TABLE = "erasures"
 RAW_ARCHIVE_TABLE = "raw_events"  # every accepted event's JSON (the raw archive)

@@ -77,6 +77,8 @@ ATTACKS = [
     # the failed events keep what was sent too (delivery receipts): analysts read failed_events_summary
     "SELECT payload FROM learning.failed_events", "SELECT original_base64 FROM failed_events FINAL",
     "DESCRIBE TABLE failed_events_in", "SELECT 1 FROM view(SELECT payload FROM failed_events)",
+    # the loader's refused messages, byte for byte (a raw topic's: emails and names in clear), no erasure keys
+    "SELECT raw_base64 FROM learning.sink_rejects", "SELECT count() FROM sink_rejects FINAL",
 ]
 
 
@@ -96,6 +98,7 @@ def test_the_policy_refuses_what_reaches_outside_the_pipelines_tables(queries: A
     "SELECT 1 UNION ALL SELECT 2", "SELECT number FROM values('number UInt8', 1, 2)",
     "SELECT tenant, reason, count() FROM failed_events_summary GROUP BY tenant, reason",
     "SELECT job_id, count() FROM learning.jobs GROUP BY job_id",
+    "SELECT topic, error, count() FROM learning.sink_rejects_summary GROUP BY topic, error",
 ])
 def test_read_statements_of_the_pipelines_tables_pass(queries: AnalystQueries, statement: str) -> None:
     queries.run_blocking(statement, "TabSeparated")
