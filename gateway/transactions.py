@@ -26,10 +26,11 @@ Costs cut per transaction (each measured, docs/benchmarks.md "Gateway throughput
   request to the coordinator.
 
 Timeouts: a request still queued when its time is up is answered with an error and never sent. A group whose
-sends are not all acknowledged by the deadline of its oldest request is aborted. Once the commit is sent, its
-outcome is awaited (up to ``commit_timeout_seconds``, after which the broker itself aborts an unfinished
-transaction); a producer that failed or timed out is replaced, which fences the old one (the new producer's
-InitProducerId completes or aborts what the old one left).
+sends are not all acknowledged by the deadline of its oldest request is aborted, and its requests are answered
+(503) at once: no commit was sent, so none of their events can become visible, and the abort may itself wait long
+for brokers that are down. Once the commit is sent, its outcome is awaited (up to ``commit_timeout_seconds``,
+after which the broker itself aborts an unfinished transaction); a producer that failed or timed out is replaced,
+which fences the old one (the new producer's InitProducerId completes or aborts what the old one left).
 """
 
 from __future__ import annotations
@@ -214,7 +215,13 @@ class TransactionalPublisher:
         try:
             async with asyncio.timeout(max(0.0, deadline - loop.time())):
                 await asyncio.gather(*await self._send_batches(producer, group))
-        except BaseException:
+        except BaseException as error:
+            if isinstance(error, Exception):
+                # no commit was sent, and none will be: the group's requests are answered now, not after the
+                # abort, which waits for the same brokers that failed (two of three down: tens of seconds)
+                for request in group:
+                    _settle(request, TransactionFailedError(
+                        f"Kafka did not take the events: {type(error).__name__}"))
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.abort_transaction(), self.commit_timeout_seconds)
             raise
