@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer
 from faust.exceptions import ConsumerNotStarted
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
 from prometheus_client import start_http_server
 
 from schemas.kafka import KafkaSettings, crc32_partitioner
@@ -56,6 +57,23 @@ class ReadCommittedConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
             raise RuntimeError("cannot set the consumer's isolation level: aiokafka has no _isolation_level")
         consumer._isolation_level = READ_COMMITTED
         return consumer
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Seek every assigned partition to its committed offset, and one without a committed offset (never
+        committed, or 0) to its beginning.
+
+        faust calls this after every rebalance so that records read ahead but not processed (its ``getmany``
+        abandons a fetched batch when the flow stops or the generation changes mid-batch) are read again.
+        aiokafka seeks only to a committed offset above 0, so a partition nobody had committed yet (a new group,
+        or a worker that died before its first commit) kept a position past records no worker had processed,
+        and faust, having no committed offset to compare with, committed past them: issue 15, three workers, one
+        SIGKILLed before its first commit, 65 acknowledged events of its partitions never became facts in the
+        worker that took them over (tests/integration/test_streams_seek_uncommitted.py)."""
+        committed = await super().seek_to_committed()
+        never = [tp for tp, offset in committed.items() if not offset]
+        if never:
+            await self.call_thread(self._ensure_consumer().seek_to_beginning, *never)
+        return committed
 
 
 class ReadCommittedConsumer(aiokafka_driver.Consumer):
