@@ -33,31 +33,58 @@ def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from caliper_pipeline.local_cluster import LocalKafkaCluster
     from caliper_pipeline.local_kafka import KafkaDistribution, LocalKafkaBroker
-    from caliper_pipeline.topics import ensure_topics
+    from caliper_pipeline.topics import ensure_topics, min_insync_replicas
 
     distribution = KafkaDistribution(settings.local.kafka_version, settings.local.cache_dir)
     libs = distribution.install()
     if args.install_only:
         print(f"Apache Kafka {distribution.version} is in {libs}")
         return 0
-    broker = LocalKafkaBroker(distribution, args.data_dir or settings.local.kafka_data_dir,
-                              heap=settings.local.kafka_heap)
-    bootstrap = broker.start()
-    kafka = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
-    asyncio.run(ensure_topics(kafka))
-    print(f"Apache Kafka {distribution.version} (KRaft) at {bootstrap}; topics ready. Ctrl-C stops it.", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    brokers = args.brokers or settings.local.kafka_brokers
+    nodes: dict[int, LocalKafkaBroker]
+    if brokers > 1:
+        cluster = LocalKafkaCluster(distribution, args.data_dir or settings.local.kafka_cluster_dir, brokers=brokers,
+                                    heap=settings.local.kafka_node_heap)
+        stop_kafka = cluster.stop
+        bootstrap = cluster.start()
+        nodes = cluster.nodes
+        replication = cluster.replication_factor
+    else:
+        broker = LocalKafkaBroker(distribution, args.data_dir or settings.local.kafka_data_dir,
+                                  heap=settings.local.kafka_heap)
+        stop_kafka = broker.stop
+        bootstrap = broker.start()
+        nodes = {1: broker}
+        replication = 1
     try:
+        kafka = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap, "replication_factor": replication})
+        asyncio.run(ensure_topics(kafka))
+        if brokers > 1:
+            print(f"Apache Kafka {distribution.version}: {brokers} KRaft nodes (broker + controller each, one "
+                  f"quorum) at {bootstrap}; controller quorum leader: node {cluster.quorum_leader()}; topics "
+                  f"replicated {replication}x, min.insync.replicas {min_insync_replicas(replication)}; pids "
+                  f"{cluster.pids()}; data in {cluster.data_dir}.\nClients: "
+                  f"CALIPER_KAFKA__BOOTSTRAP_SERVERS={bootstrap} CALIPER_KAFKA__REPLICATION_FACTOR={replication}. "
+                  "Ctrl-C stops every node.", flush=True)
+        else:
+            print(f"Apache Kafka {distribution.version} (KRaft) at {bootstrap}; topics ready. Ctrl-C stops it.",
+                  flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        exited: set[int] = set()
         while not stop.wait(1.0):
-            if broker.process is None or broker.process.poll() is not None:
-                print("the broker exited", file=sys.stderr)
+            for node_id, node in nodes.items():
+                if node_id not in exited and not node.alive():
+                    exited.add(node_id)
+                    print(f"Kafka node {node_id} exited; see {node.data_dir}/logs", file=sys.stderr, flush=True)
+            if len(exited) == len(nodes):
                 return 1
     except KeyboardInterrupt:
         pass
     finally:
-        broker.stop()
+        stop_kafka()
     return 0
 
 
@@ -249,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--exit-after-demo", action="store_true", help="stop the stack after the demo")
     kafka = add("kafka", cmd_kafka, "fetch (once) and run the local Apache Kafka broker")
     kafka.add_argument("--install-only", action="store_true", help="only fetch the jars from Maven Central")
+    kafka.add_argument("--brokers", type=int, default=None, choices=range(1, 10), metavar="N",
+                       help="KRaft nodes (each broker and controller; default CALIPER_LOCAL__KAFKA_BROKERS, 1); with "
+                            "3, topics are replicated 3x with min.insync.replicas 2")
     kafka.add_argument("--data-dir", type=lambda p: __import__("pathlib").Path(p), default=None)
     add("topics", cmd_topics, "create the pipeline's topics")
     add("gateway", cmd_gateway, "run the HTTP gateway")

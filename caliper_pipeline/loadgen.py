@@ -9,7 +9,9 @@ Rate-controlled (``rate`` events/s over all senders) or open loop (``rate=None``
 the gateway answers). A sender retries a request answered 429/503 (or not answered) with the same events, after
 ``Retry-After`` (capped), up to ``retries`` times; what stays unacknowledged is counted as such.
 
-The summary keeps the set of acknowledged event ids per tenant, so a caller can check exact counts downstream.
+The summary keeps the set of acknowledged event ids per tenant, so a caller can check exact counts downstream,
+and when each answer other than 200 came (``refusals``), so a caller can tell how long a fault made the gateway
+refuse. Several gateway URLs share the load: sender ``i`` talks to URL ``i mod n`` (as behind a balancer).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import contextlib
 import json
 import random
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +59,7 @@ class LoadgenSummary:
     unacknowledged_ids: dict[str, set[str]] = field(default_factory=dict)  # valid ids never acknowledged
     jobs: dict[str, FollowedJob] = field(default_factory=dict)  # the job of every acknowledged request
     ack_times: dict[str, float] = field(default_factory=dict)  # sampled event id -> time.time() of its ack
+    refusals: list[tuple[float, int]] = field(default_factory=list)  # (seconds into the run, status) of non-200s
     senders: int = 0
     tenants: list[str] = field(default_factory=list)
 
@@ -68,6 +73,11 @@ class LoadgenSummary:
 
     def percentile_ms(self, fraction: float) -> float:
         return percentile(self.latencies, fraction) * 1000
+
+    def refused_between(self, statuses: frozenset[int] = frozenset({0, 503})) -> tuple[float, float] | None:
+        """Seconds into the run of the first and the last answer with one of ``statuses`` (0 = no answer)."""
+        times = [t for t, status in self.refusals if status in statuses]
+        return (min(times), max(times)) if times else None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -135,24 +145,30 @@ class _Progress:
             self.stream.write("\n")
 
 
-async def run_loadgen(gateway_url: str, client_id: str, secret: str, *, seconds: float, rate: float | None,
+async def run_loadgen(gateway_url: str | Sequence[str], client_id: str, secret: str, *, seconds: float,
+                      rate: float | None,
                       senders: int = 8, students: int = 1000, envelope_size: int = 20,
                       duplicate_rate: float = 0.01, invalid_rate: float = 0.001, generic_share: float = 0.1,
                       hub_share: float = 0.1, clients_file: Path | None = None, tenants: int = 4,
                       retries: int = 5, max_retry_wait: float = 2.0, sample_every: int = 0,
                       max_events: int | None = None, progress: Any = sys.stderr, seed: int | None = None,
                       request_timeout: float = 30.0, repeat: int = 1,
-                      summary: LoadgenSummary | None = None) -> LoadgenSummary:
+                      summary: LoadgenSummary | None = None,
+                      stop_event: threading.Event | None = None) -> LoadgenSummary:
     """Drive the gateway for ``seconds`` (or until ``max_events`` events were sent); see the module docstring.
+    ``gateway_url``: one base URL, or several that the senders are spread over (same clients and secret).
 
     ``client_id``/``secret`` is sender 0; with ``clients_file`` (the gateway's), senders 1.. are new clients
     spread over ``tenants`` tenants; without it every sender shares the one client. ``sample_every`` > 0 records
     the acknowledgement time of every n-th new acknowledged event in ``ack_times`` (freshness probes).
     ``repeat`` > 1 sends every request that many times (the copies after the first acknowledgement are
     duplicates: same ids, same content). ``summary``: an object to fill (so a concurrent task can watch the
-    run), else a new one.
+    run), else a new one. ``stop_event``: set from another thread, the senders stop sending new requests
+    before ``seconds`` ran out (requests under way still end as usual: acknowledged, or retried and counted).
     """
-    gateway_url = gateway_url.rstrip("/")
+    urls = [url.rstrip("/") for url in ([gateway_url] if isinstance(gateway_url, str) else gateway_url)]
+    if not urls:
+        raise ValueError("no gateway URL")
     rng = random.Random(seed)
     traffic = Traffic(rng, students=students, generic_share=generic_share, hub_share=hub_share,
                       duplicate_rate=duplicate_rate, invalid_rate=invalid_rate)
@@ -175,7 +191,7 @@ async def run_loadgen(gateway_url: str, client_id: str, secret: str, *, seconds:
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         sender_list = []
         for index, (cid, csecret) in enumerate(credentials):
-            token = await fetch_token(session, gateway_url, cid, csecret)
+            token = await fetch_token(session, urls[index % len(urls)], cid, csecret)
             sender_list.append(Sender(index, cid, csecret, tenant_of_token(token), token))
         summary.tenants = sorted({s.tenant for s in sender_list})
         for tenant in summary.tenants:
@@ -194,13 +210,14 @@ async def run_loadgen(gateway_url: str, client_id: str, secret: str, *, seconds:
 
         async def post(sender: Sender, path: str, body: bytes) -> tuple[int, float, float | None, str]:
             headers = {"Authorization": f"Bearer {sender.token}", "Content-Type": "application/json"}
+            url = urls[sender.index % len(urls)]
             began = time.perf_counter()
             try:
-                async with session.post(gateway_url + path, data=body, headers=headers) as response:
+                async with session.post(url + path, data=body, headers=headers) as response:
                     await response.read()
                     retry_after = response.headers.get("Retry-After")
                     if response.status == 401 and "expired" in (await response.text()):
-                        sender.token = await fetch_token(session, gateway_url, sender.client_id, sender.secret)
+                        sender.token = await fetch_token(session, url, sender.client_id, sender.secret)
                     job = response.headers.get("Location", "").rpartition("/")[2]  # /jobs/{jobId}
                     return (response.status, time.perf_counter() - began,
                             float(retry_after) if retry_after else None, job)
@@ -237,6 +254,7 @@ async def run_loadgen(gateway_url: str, client_id: str, secret: str, *, seconds:
                             summary.ack_times[event_id] = acked_at
                     return
                 summary.errors_by_status[status] += len(events)
+                summary.refusals.append((time.monotonic() - started, status))
                 if status not in RETRY_STATUSES or attempt >= retries or time.monotonic() >= stop_at + 60:
                     if status not in RETRY_STATUSES:
                         summary.events_rejected += len(events)
@@ -250,9 +268,12 @@ async def run_loadgen(gateway_url: str, client_id: str, secret: str, *, seconds:
                 await asyncio.sleep(min(max_retry_wait, retry_after if retry_after is not None else 0.5)
                                     * (0.5 + rng.random()))
 
+        def stopping() -> bool:
+            return time.monotonic() >= stop_at or (stop_event is not None and stop_event.is_set())
+
         async def run_sender(sender: Sender) -> None:
             sent = 0
-            while time.monotonic() < stop_at:
+            while not stopping():
                 if per_sender_rate:
                     due = started + sent / per_sender_rate
                     delay = due - time.monotonic()
@@ -260,6 +281,8 @@ async def run_loadgen(gateway_url: str, client_id: str, secret: str, *, seconds:
                         if time.monotonic() + delay >= stop_at:
                             return
                         await asyncio.sleep(delay)
+                        if stopping():
+                            return
                 kind = traffic.kind()
                 if rng.random() < invalid_rate * (1 if kind == "hub" else envelope_size):
                     if not take(1):
@@ -327,7 +350,9 @@ def _maybe_duplicate(rng: random.Random, sender: Sender, path: str,
 
 
 def add_loadgen_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=None, help="gateway base URL (default: the configured gateway)")
+    parser.add_argument("--url", default=None,
+                        help="gateway base URL, or several separated by commas to spread the senders over "
+                             "(default: the configured gateway)")
     parser.add_argument("--client-id", default=None, help="sender 0's client (default: the local demo client)")
     parser.add_argument("--client-secret", default=None)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -354,7 +379,7 @@ def add_loadgen_arguments(parser: argparse.ArgumentParser) -> None:
 
 def loadgen_command(settings: Any, args: argparse.Namespace) -> int:
     """``caliper-pipeline loadgen``: returns 0 when no request failed with a 5xx or no answer."""
-    url = args.url or settings.gateway.base_url
+    urls = [url.strip() for url in (args.url or settings.gateway.base_url).split(",") if url.strip()]
     client_id, secret = args.client_id, args.client_secret
     if not client_id or not secret:
         from caliper_pipeline.stack import demo_credentials
@@ -363,11 +388,11 @@ def loadgen_command(settings: Any, args: argparse.Namespace) -> int:
     clients_file = settings.gateway.clients_file if args.senders > 1 else None
     summary = LoadgenSummary()
     run = run_loadgen(
-        url, client_id, secret, seconds=args.seconds, rate=args.rate, senders=args.senders, students=args.students,
+        urls, client_id, secret, seconds=args.seconds, rate=args.rate, senders=args.senders, students=args.students,
         envelope_size=args.envelope_size, duplicate_rate=args.duplicate_rate, invalid_rate=args.invalid_rate,
         generic_share=args.generic_share, hub_share=args.hub_share, clients_file=clients_file, tenants=args.tenants,
         retries=args.retries, max_events=args.max_events, seed=args.seed, summary=summary)
-    receipts = asyncio.run(run_and_follow(url, run, summary.jobs, args.verify_timeout)) if args.verify else None
+    receipts = asyncio.run(run_and_follow(urls[0], run, summary.jobs, args.verify_timeout)) if args.verify else None
     summary = asyncio.run(run) if receipts is None else receipts[0]
     print(summary.render())
     if receipts is not None:

@@ -1,10 +1,11 @@
-"""The real Apache Kafka broker, run as a local process: jars from Maven Central, KRaft, one node.
+"""The real Apache Kafka broker, run as a local process: jars from Maven Central, KRaft.
 
 ``KafkaDistribution`` fetches the broker's jars once into a cache directory (``mvn dependency:copy-dependencies``
 on ``deploy/local/kafka/pom.xml``). ``LocalKafkaBroker`` formats a data directory, starts ``kafka.Kafka`` as
 broker and controller on loopback ports, waits until it answers metadata requests, and stops it with SIGTERM
 (then SIGKILL after a timeout) so no JVM outlives it; the kernel SIGKILLs it if the process that started it dies
-first (``processes.die_with_parent``).
+first (``processes.die_with_parent``). Alone it is a one-voter quorum with replication factor 1; given a
+``ClusterLayout`` it is one node of a cluster (``local_cluster.LocalKafkaCluster``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 
 from caliper_pipeline.processes import die_with_parent
+from caliper_pipeline.topics import min_insync_replicas
 from schemas.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -101,15 +103,40 @@ class BrokerPorts:
     controller: int
 
 
+@dataclass(frozen=True)
+class ClusterLayout:
+    """What every node of one local cluster is configured with: the cluster id its storage is formatted with,
+    the controller quorum's voters (``id@host:port,...``) and the replication of the cluster's topics (the
+    pipeline's, the transaction state log, the consumer offsets)."""
+
+    cluster_id: str
+    voters: str
+    replication_factor: int
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return min_insync_replicas(self.replication_factor)
+
+
+# fewer threads than Kafka's defaults (3 network, 8 I/O, 10 background) for each node of a local cluster: several
+# JVMs share this machine's cores, and at its load a handful of threads per node keeps up
+CLUSTER_NODE_THREADS = {"num.network.threads": "2", "num.io.threads": "2", "background.threads": "2",
+                        "num.recovery.threads.per.data.dir": "1"}
+
+
 class LocalKafkaBroker:
-    """One KRaft node (broker + controller) on loopback, its data in ``data_dir``."""
+    """One KRaft node (broker + controller) on loopback, its data in ``data_dir``: a cluster of its own, or node
+    ``node_id`` of the cluster ``layout`` describes."""
 
     def __init__(self, distribution: KafkaDistribution, data_dir: Path, *, host: str = "127.0.0.1",
-                 heap: str = "768m", ports: BrokerPorts | None = None) -> None:
+                 heap: str = "768m", ports: BrokerPorts | None = None, node_id: int = 1,
+                 layout: ClusterLayout | None = None) -> None:
         self.distribution = distribution
         self.data_dir = data_dir
         self.host = host
         self.heap = heap
+        self.node_id = node_id
+        self.layout = layout
         self._requested_ports = ports
         self.ports: BrokerPorts | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -134,11 +161,21 @@ class LocalKafkaBroker:
         return ports
 
     def _write_config(self, ports: BrokerPorts) -> Path:
+        config = self.data_dir / "server.properties"
+        config.write_text("".join(f"{key}={value}\n" for key, value in self.server_properties(ports).items()))
+        return config
+
+    def server_properties(self, ports: BrokerPorts) -> dict[str, str]:
+        """The node's ``server.properties`` (the replication settings are those the deployment files must use:
+        ``tests/unit/test_deploy_files.py`` compares them)."""
         log_dir = self.data_dir / "log"
+        voters = self.layout.voters if self.layout else f"{self.node_id}@{self.host}:{ports.controller}"
+        replicas = str(self.layout.replication_factor if self.layout else 1)
+        min_isr = str(self.layout.min_insync_replicas if self.layout else 1)
         properties = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{ports.controller}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
             "listeners": f"PLAINTEXT://{self.host}:{ports.broker},CONTROLLER://{self.host}:{ports.controller}",
             "advertised.listeners": f"PLAINTEXT://{self.host}:{ports.broker}",
             "controller.listener.names": "CONTROLLER",
@@ -146,23 +183,25 @@ class LocalKafkaBroker:
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(log_dir),
             "num.partitions": "6",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
+            # the pipeline's topics, the consumer offsets (min.insync.replicas applies to it) and the transaction
+            # state log are all replicated alike: with 3 nodes a write needs 2 of them, so one may fail
+            "default.replication.factor": replicas,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": replicas,
             "offsets.topic.num.partitions": "6",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
             "transaction.state.log.num.partitions": "6",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "unclean.leader.election.enable": "false",
+            **(CLUSTER_NODE_THREADS if self.layout else {}),
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "log.retention.hours": "168",
             "log.segment.bytes": str(256 * 1024 * 1024),
         }
-        config = self.data_dir / "server.properties"
-        config.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
-        return config
+        return properties
 
     def _java(self, *arguments: str) -> list[str]:
         logs = self.data_dir / "logs"
@@ -177,7 +216,7 @@ class LocalKafkaBroker:
     def _format_storage(self, config: Path) -> None:
         if (self.data_dir / "log" / "meta.properties").exists():
             return
-        cluster_id = _kraft_cluster_id()
+        cluster_id = self.layout.cluster_id if self.layout else kraft_cluster_id()
         # --cluster-id=ID: an id starting with "-" (1 in 64) is not taken for an option
         result = subprocess.run(self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c",
                                            str(config)),
@@ -186,25 +225,38 @@ class LocalKafkaBroker:
             raise LocalKafkaError(f"formatting KRaft storage failed: {result.stdout}{result.stderr}")
 
     def start(self, timeout: float = 90.0) -> str:
+        self.launch()
+        self.wait_ready(timeout)
+        return self.bootstrap_servers
+
+    def launch(self) -> None:
+        """Start the JVM without waiting for it (a cluster's nodes answer only once a quorum of them runs)."""
         self.distribution.install()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.ports = self._choose_ports()
         config = self._write_config(self.ports)
         self._format_storage(config)
-        stderr_log = (self.data_dir / "logs" / "stderr.log").open("ab")
-        self.process = subprocess.Popen(self._java("kafka.Kafka", str(config)), stdout=stderr_log,
-                                        stderr=stderr_log, start_new_session=True, preexec_fn=die_with_parent())
+        with (self.data_dir / "logs" / "stderr.log").open("ab") as stderr_log:
+            self.process = subprocess.Popen(self._java("kafka.Kafka", str(config)), stdout=stderr_log,
+                                            stderr=stderr_log, start_new_session=True, preexec_fn=die_with_parent())
         (self.data_dir / "broker.pid").write_text(str(self.process.pid))
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Wait until the node answers metadata requests; stop it and raise if it exits or does not answer."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise LocalKafkaError(f"the broker exited with {self.process.returncode}; see {self.data_dir}/logs")
+            if self.process is None or self.process.poll() is not None:
+                code = self.process.returncode if self.process else None
+                raise LocalKafkaError(f"the broker exited with {code}; see {self.data_dir}/logs")
             if asyncio.run(answers_metadata(self.bootstrap_servers)):
                 log.info("Apache Kafka %s ready at %s", self.distribution.version, self.bootstrap_servers)
-                return self.bootstrap_servers
+                return
             time.sleep(0.5)
         self.stop()
         raise LocalKafkaError(f"the broker did not answer within {timeout:.0f}s; see {self.data_dir}/logs")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def restart(self, timeout: float = 90.0) -> str:
         """Start again on the ports of the last start, which every client was given (``start`` alone would move
@@ -241,7 +293,7 @@ class LocalKafkaBroker:
         self.stop()
 
 
-def _kraft_cluster_id() -> str:
+def kraft_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what StorageTool random-uuid does)."""
     import base64
 

@@ -1,20 +1,27 @@
 """The pipeline's processes on one machine, for the benchmarks, the soak and the fault-injection tests.
 
-``LocalPipeline`` starts (optionally) a local broker, then the sink, a streams worker and the gateway as child
-processes of ``caliper_pipeline.cli`` in a work directory, on free ports and with topics of their own; it can
-kill, stop and restart any of them. Its secrets (the gateway's signing secret, the sink's analyst and admin
-tokens, the privacy keys) are new for each run and given to each process in its environment. Results are read
-back through the sink's ``POST /sql`` (``sink_client.SinkClient`` with the run's analyst token).
+``LocalPipeline`` starts (optionally) a local broker or a local cluster of brokers, then the sink, streams workers
+and gateways as child processes of ``caliper_pipeline.cli`` in a work directory, on free ports and with topics of
+their own; it can kill, stop and restart any of them. Its secrets (the gateway's signing secret, the sink's analyst
+and admin tokens, the privacy keys) are new for each run and given to each process in its environment. Results
+are read back through the sink's ``POST /sql`` (``sink_client.SinkClient`` with the run's analyst token).
+
+Processes are named by their role, numbered from the second on: ``sink``, ``streams``, ``streams-2``, ...,
+``gateway``, ``gateway-2``, ...; the Kafka nodes of a local cluster are ``kafka-1``, ``kafka-2``, ... (a single
+local broker is ``broker``). The streams workers share one consumer group; the gateways share the clients file
+and signing secret, so a token from one is valid at every other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
 
+from caliper_pipeline.local_cluster import LocalKafkaCluster
 from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution, LocalKafkaBroker, free_port
 from caliper_pipeline.local_secrets import StackSecrets
 from caliper_pipeline.processes import ChildProcess
@@ -26,19 +33,31 @@ from gateway.clients import ClientRegistry
 from schemas.kafka import KafkaSettings
 from sinks.tables import FACT_TABLE
 
+KAFKA_NODE = re.compile(r"kafka-([0-9]+)")
+
+
+def numbered(role: str, count: int) -> list[str]:
+    """``role``, ``role-2``, ... ``role-<count>``."""
+    return [role if index == 1 else f"{role}-{index}" for index in range(1, count + 1)]
+
+
+def role_of(name: str) -> str:
+    return name.split("-", 1)[0]
+
 
 class LocalPipeline:
-    """The pipeline's processes on one machine, in ``work_dir``: broker (optional), sink, streams, gateway.
+    """The pipeline's processes on one machine, in ``work_dir``: Kafka (optional), sink, streams, gateways.
 
     Every process is a child (``ChildProcess``) of this one, in its own session; ``kill``/``restart``/``stop``
-    are for fault injection. ``kafka_bootstrap`` uses an existing broker (else a local one in ``work_dir``).
+    are for fault injection. ``kafka_bootstrap`` uses an existing broker (else a local one in ``work_dir``:
+    ``brokers`` nodes, default ``CALIPER_LOCAL__KAFKA_BROKERS``; or the given ``broker`` / ``cluster``).
     """
-
-    PROCESSES = ("sink", "streams", "gateway")
 
     def __init__(self, settings: Settings, work_dir: Path, *, kafka_bootstrap: str | None = None,
                  topic_prefix: str | None = None, partitions: int | None = None,
-                 extra_env: dict[str, str] | None = None, broker: LocalKafkaBroker | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, broker: LocalKafkaBroker | None = None,
+                 cluster: LocalKafkaCluster | None = None, brokers: int | None = None, gateways: int = 1,
+                 streams_workers: int = 1) -> None:
         self.settings = settings
         self.work_dir = work_dir
         self.kafka_bootstrap = kafka_bootstrap or settings.kafka.bootstrap_servers or None
@@ -47,8 +66,11 @@ class LocalPipeline:
         self.partitions = partitions or settings.kafka.partitions
         self.extra_env = extra_env or {}
         self.broker: LocalKafkaBroker | None = broker  # a broker this pipeline starts, kills and stops
+        self.cluster: LocalKafkaCluster | None = cluster  # or a cluster of them
+        self.brokers = cluster.size if cluster else 1 if broker else brokers or settings.local.kafka_brokers
         self.children: dict[str, ChildProcess] = {}
-        self.gateway_port = free_port()
+        self.process_names = ["sink", *numbered("streams", streams_workers), *numbered("gateway", gateways)]
+        self.gateway_ports = {name: free_port() for name in self.process_names if role_of(name) == "gateway"}
         self.sink_port = free_port()
         self.clients_file = work_dir / "clients.json"
         # new for this run (configured ones kept): the gateway refuses the development signing secret, the sink
@@ -59,8 +81,16 @@ class LocalPipeline:
         self.database = settings.clickhouse.database
 
     @property
+    def gateway_port(self) -> int:
+        return self.gateway_ports["gateway"]
+
+    @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def gateway_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.gateway_ports.values()]
 
     @property
     def sink_url(self) -> str:
@@ -75,14 +105,37 @@ class LocalPipeline:
         return SinkClient(self.sink_url, self.secrets.analyst_token)
 
     @property
+    def replication_factor(self) -> int:
+        if self.cluster is not None:
+            return self.cluster.replication_factor
+        if self.broker is not None or not self.kafka_bootstrap:
+            return min(3, self.brokers)
+        return self.settings.kafka.replication_factor  # a cluster of its own: as configured
+
+    @property
     def kafka(self) -> KafkaSettings:
         return self.settings.kafka.model_copy(update={
             "bootstrap_servers": self.kafka_bootstrap or "", "topic_prefix": self.topic_prefix,
-            "partitions": self.partitions})
+            "partitions": self.partitions, "replication_factor": self.replication_factor})
+
+    @property
+    def streams_group(self) -> str:
+        """The consumer group of the streams workers (faust's app id)."""
+        return f"streams-{self.run_id}"
 
     def env(self, process: str | None = None) -> dict[str, str]:
         """The environment of the pipeline's processes; with ``process``, including that one's secrets."""
         python_path = os.environ.get("PYTHONPATH", "")
+        role = role_of(process) if process else None
+        own: dict[str, str] = {}
+        if role == "gateway":
+            assert process is not None
+            own["CALIPER_GATEWAY__PORT"] = str(self.gateway_ports[process])
+        if role == "streams":
+            assert process is not None
+            # each worker its own faust data directory (they would share one: same app id, same home)
+            own.update(LocalStackSettings(home=self.work_dir / process if process != "streams" else self.work_dir)
+                       .process_env("streams"))
         return {
             **os.environ, "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{python_path}" if python_path else str(REPO_ROOT),
@@ -90,18 +143,28 @@ class LocalPipeline:
             "CALIPER_KAFKA__BOOTSTRAP_SERVERS": self.kafka_bootstrap or "",
             "CALIPER_KAFKA__TOPIC_PREFIX": self.topic_prefix,
             "CALIPER_KAFKA__PARTITIONS": str(self.partitions),
+            "CALIPER_KAFKA__REPLICATION_FACTOR": str(self.replication_factor),
             "CALIPER_GATEWAY__PORT": str(self.gateway_port),
             "CALIPER_GATEWAY__CLIENTS_FILE": str(self.clients_file),
             "CALIPER_SINK__HTTP_PORT": str(self.sink_port),
             "CALIPER_SINK__GROUP_ID": f"sink-{self.run_id}",
-            "CALIPER_STREAMS__APP_ID": f"streams-{self.run_id}",
+            "CALIPER_STREAMS__APP_ID": self.streams_group,
             "CALIPER_CLICKHOUSE__DATA_PATH": str(self.work_dir / "chdb"),
-            **(LocalStackSettings(home=self.work_dir).process_env(process) if process else {}),
-            **(self.secrets.env_for(process) if process else {}),
+            **own,
+            **(self.secrets.env_for(role) if role else {}),
             **self.extra_env,
         }
 
     def start_broker(self) -> str:
+        """Start the local Kafka: a broker, or a cluster of ``brokers`` nodes; again on the same ports when it ran
+        before."""
+        if self.cluster is not None or (self.broker is None and self.brokers > 1):
+            if self.cluster is None:
+                distribution = KafkaDistribution(self.settings.local.kafka_version, self.settings.local.cache_dir)
+                self.cluster = LocalKafkaCluster(distribution, self.work_dir / "kafka", brokers=self.brokers,
+                                                 heap=self.settings.local.kafka_node_heap)
+            self.kafka_bootstrap = self.cluster.start()
+            return self.kafka_bootstrap
         if self.broker is None:
             distribution = KafkaDistribution(self.settings.local.kafka_version, self.settings.local.cache_dir)
             self.broker = LocalKafkaBroker(distribution, self.work_dir / "kafka", heap=self.settings.local.kafka_heap)
@@ -117,29 +180,42 @@ class LocalPipeline:
 
     def start(self, ready_timeout: float = 180.0) -> LocalPipeline:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        if not self.kafka_bootstrap or self.broker is not None:
+        if not self.kafka_bootstrap or self.broker is not None or self.cluster is not None:
             self.start_broker()
         asyncio.run(ensure_topics(self.kafka))
         client, self.client_secret = ClientRegistry(self.clients_file).add(
             f"bench-{self.run_id}", client_id=f"bench-{self.run_id}", rate_limit_per_second=1e9)
         self.client_id = client.client_id
-        for name in self.PROCESSES:
+        for name in self.process_names:
             self.start_process(name)
-        self.wait_ready("sink", ready_timeout)
-        self.wait_ready("gateway", ready_timeout)
+        for name in self.process_names:
+            if role_of(name) in ("sink", "gateway"):
+                self.wait_ready(name, ready_timeout)
         return self
 
     def start_process(self, name: str) -> ChildProcess:
-        child = ChildProcess.pipeline_command(name, [name], self.env(name), self.work_dir / "logs")
+        child = ChildProcess.pipeline_command(name, [role_of(name)], self.env(name), self.work_dir / "logs")
         child.start()
         self.children[name] = child
         return child
 
+    def _node(self, name: str) -> int | None:
+        """The cluster node a name like ``kafka-2`` stands for."""
+        match = KAFKA_NODE.fullmatch(name)
+        if match is None:
+            return None
+        if self.cluster is None:
+            raise KeyError(f"{name}: this pipeline runs no local cluster")
+        return int(match.group(1))
+
     def kill(self, name: str) -> None:
-        """SIGKILL one process (``broker`` included)."""
+        """SIGKILL one process (``broker`` and ``kafka-<n>`` included)."""
         if name == "broker":
             assert self.broker is not None
             self.broker.kill()
+        elif (node := self._node(name)) is not None:
+            assert self.cluster is not None
+            self.cluster.kill(node)
         else:
             self.children[name].kill()
 
@@ -148,6 +224,9 @@ class LocalPipeline:
         if name == "broker":
             assert self.broker is not None
             self.broker.stop()
+        elif (node := self._node(name)) is not None:
+            assert self.cluster is not None
+            self.cluster.stop_node(node)
         else:
             self.children[name].stop()
 
@@ -155,27 +234,35 @@ class LocalPipeline:
         if name == "broker":
             self.start_broker()
             return
+        if (node := self._node(name)) is not None:
+            assert self.cluster is not None
+            self.cluster.restart_node(node, timeout=timeout)
+            return
         self.start_process(name)
-        if wait and name in ("sink", "gateway"):
+        if wait and role_of(name) in ("sink", "gateway"):
             self.wait_ready(name, timeout)
 
     def wait_ready(self, name: str, timeout: float = 180.0) -> None:
-        url = {"sink": self.sink_url, "gateway": self.gateway_url}[name] + "/readyz"
-        wait_http_ok(url, timeout, list(self.children.values()))
+        base = self.sink_url if name == "sink" else f"http://127.0.0.1:{self.gateway_ports[name]}"
+        wait_http_ok(f"{base}/readyz", timeout, list(self.children.values()))
 
     def pids(self) -> dict[str, int]:
         pids = {name: child.pid for name, child in self.children.items() if child.alive() and child.pid}
         if self.broker is not None and self.broker.process is not None and self.broker.process.poll() is None:
             pids["kafka"] = self.broker.process.pid
+        if self.cluster is not None:
+            pids.update({f"kafka-{node}": pid for node, pid in self.cluster.pids().items()})
         return {k: v for k, v in pids.items() if v}
 
     def stop(self) -> None:
-        for name in reversed(self.PROCESSES):
+        for name in reversed(self.process_names):
             child = self.children.get(name)
             if child is not None:
                 child.stop()
         if self.broker is not None:
             self.broker.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
 
     def __enter__(self) -> LocalPipeline:
         return self.start()

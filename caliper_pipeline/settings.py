@@ -36,11 +36,20 @@ class LocalStackSettings(BaseModel):
     home: Path = Path("var")
     cache_dir: Path = Path(".cache")
     kafka_version: str = "4.1.1"
-    kafka_heap: str = "768m"
+    kafka_heap: str = "768m"  # of the one local broker
+    # a local cluster instead (``caliper-pipeline kafka|up``, LocalPipeline, the tests' session broker): this many
+    # combined broker+controller nodes, topics replicated on up to 3 of them (min.insync.replicas 2)
+    kafka_brokers: int = Field(default=1, ge=1, le=9)
+    kafka_node_heap: str = "384m"  # of each node of a local cluster
 
     @property
     def kafka_data_dir(self) -> Path:
         return self.home / "kafka"
+
+    @property
+    def kafka_cluster_dir(self) -> Path:
+        """The local cluster's nodes (``node-<id>``) and its ``cluster.json`` (cluster id and ports)."""
+        return self.home / "kafka-cluster"
 
     @property
     def log_dir(self) -> Path:

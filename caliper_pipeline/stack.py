@@ -1,6 +1,7 @@
 """``caliper-pipeline up``: the whole pipeline on one machine.
 
-Starts the local Apache Kafka broker (unless ``CALIPER_KAFKA__BOOTSTRAP_SERVERS`` names one), creates the topics,
+Starts the local Apache Kafka broker (unless ``CALIPER_KAFKA__BOOTSTRAP_SERVERS`` names one; a cluster of
+``CALIPER_LOCAL__KAFKA_BROKERS`` nodes when that is more than 1, each node supervised on its own), creates the topics,
 then the sink (which owns the embedded ClickHouse), a streams worker and the gateway as child processes; prints
 the gateway URL and a demo client's credentials; stops everything on Ctrl-C.
 """
@@ -17,13 +18,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from caliper_pipeline.local_cluster import LocalKafkaCluster
 from caliper_pipeline.local_kafka import KafkaDistribution, LocalKafkaBroker
 from caliper_pipeline.local_secrets import StackSecrets
 from caliper_pipeline.processes import ChildProcess
 from caliper_pipeline.settings import Settings
 from caliper_pipeline.supervisor import Supervised, Supervisor
-from caliper_pipeline.topics import ensure_topics
+from caliper_pipeline.topics import ensure_topics, min_insync_replicas
 from gateway.clients import ClientRegistry
+from schemas.kafka import KafkaSettings
 from schemas.version import PIPELINE_VERSION
 
 DEMO_TENANT = "demo-school"
@@ -71,11 +74,11 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 class BrokerProcess:
-    """The local broker as a supervised process: restarted on the same ports, so every client finds it again."""
+    """The local broker (or one node of the local cluster) as a supervised process: restarted on the same ports,
+    so every client finds it again."""
 
-    name = "kafka"
-
-    def __init__(self, broker: LocalKafkaBroker) -> None:
+    def __init__(self, broker: LocalKafkaBroker, name: str = "kafka") -> None:
+        self.name = name
         self.broker = broker
         self._last: subprocess.Popen[bytes] | None = broker.process
 
@@ -111,32 +114,42 @@ def run_stack(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
     home = settings.local.home
     home.mkdir(parents=True, exist_ok=True)
     broker: LocalKafkaBroker | None = None
+    cluster: LocalKafkaCluster | None = None
     children: list[ChildProcess] = []
     supervisor: Supervisor | None = None
     try:
         kafka = settings.kafka
         if not kafka.bootstrap_servers:
             distribution = KafkaDistribution(settings.local.kafka_version, settings.local.cache_dir)
-            broker = LocalKafkaBroker(distribution, settings.local.kafka_data_dir, heap=settings.local.kafka_heap)
-            kafka = kafka.model_copy(update={"bootstrap_servers": broker.start()})
+            if settings.local.kafka_brokers > 1:
+                cluster = LocalKafkaCluster(distribution, settings.local.kafka_cluster_dir,
+                                            brokers=settings.local.kafka_brokers, heap=settings.local.kafka_node_heap)
+                kafka = kafka.model_copy(update={"bootstrap_servers": cluster.start(),
+                                                 "replication_factor": cluster.replication_factor})
+            else:
+                broker = LocalKafkaBroker(distribution, settings.local.kafka_data_dir, heap=settings.local.kafka_heap)
+                kafka = kafka.model_copy(update={"bootstrap_servers": broker.start()})
         asyncio.run(ensure_topics(kafka))
         client_id, secret = demo_credentials(settings)
         stack_secrets = StackSecrets.kept(settings)
-        env = {**os.environ, "CALIPER_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "CALIPER_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+               "CALIPER_KAFKA__REPLICATION_FACTOR": str(kafka.replication_factor), "PYTHONUNBUFFERED": "1"}
         children = [ChildProcess.pipeline_command(
                         name, [name], {**env, **settings.local.process_env(name), **stack_secrets.env_for(name)},
                         settings.local.log_dir)
                     for name in ("sink", "streams", "gateway")]
         for child in children:
             child.start()
-        processes: list[Supervised] = [*children, *([BrokerProcess(broker)] if broker else [])]
+        processes: list[Supervised] = [*children, *([BrokerProcess(broker)] if broker else []),
+                                       *(BrokerProcess(node, f"kafka-{node_id}")
+                                         for node_id, node in (cluster.nodes.items() if cluster else []))]
         supervisor = Supervisor(processes, pids_file=home / PIDS_FILE)
         gateway_url = settings.gateway.base_url
         # while starting, a process that exits is a configuration error: fail fast with its log
         wait_http_ok(f"{settings.sink.base_url()}/readyz", 180, children)
         wait_http_ok(f"{gateway_url}/readyz", 120, children)
-        print(_banner(settings, kafka.bootstrap_servers, client_id, secret, stack_secrets.analyst_token,
-                      broker is not None, time.monotonic() - started, children), flush=True)
+        print(_banner(settings, kafka, client_id, secret, stack_secrets.analyst_token,
+                      broker is not None or cluster is not None, time.monotonic() - started, children), flush=True)
         if demo:
             from caliper_pipeline.demo import run_demo
             from caliper_pipeline.sink_client import SinkClient
@@ -163,25 +176,31 @@ def run_stack(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
             child.stop()
         if broker is not None:
             broker.stop()
+        if cluster is not None:
+            cluster.stop()
         if supervisor is not None:
             supervisor.remove_pids()
         took = ", ".join(f"{c.name} {c.stop_seconds:.1f}s" for c in reversed(children) if c.stop_seconds is not None)
-        print(f"stopped: {took}" + (", kafka" if broker else ""), flush=True)
+        print(f"stopped: {took}" + (", kafka" if broker or cluster else ""), flush=True)
 
 
-def _banner(settings: Settings, bootstrap: str, client_id: str, secret: str, analyst_token: str, local_kafka: bool,
-            seconds: float, children: list[ChildProcess]) -> str:
+def _banner(settings: Settings, kafka: KafkaSettings, client_id: str, secret: str, analyst_token: str,
+            local_kafka: bool, seconds: float, children: list[ChildProcess]) -> str:
     url = settings.gateway.base_url
     sink_url = settings.sink.base_url()
     where = "embedded chDB at " + str(Path(settings.clickhouse.data_path).resolve()) if settings.clickhouse.embedded \
         else f"ClickHouse server {settings.clickhouse.host}:{settings.clickhouse.port}"
-    kafka_note = f" (local Apache Kafka {settings.local.kafka_version})" if local_kafka else ""
+    nodes = f", {settings.local.kafka_brokers} nodes" if local_kafka and settings.local.kafka_brokers > 1 else ""
+    kafka_note = f" (local Apache Kafka {settings.local.kafka_version}{nodes})" if local_kafka else ""
+    if kafka.replication_factor > 1:
+        kafka_note += (f", topics replicated {kafka.replication_factor}x, min.insync.replicas "
+                       f"{min_insync_replicas(kafka.replication_factor)}")
     pids = ", ".join(f"{c.name} pid {c.pid}" for c in children)
     home = settings.local.home
     return (
         f"\ncaliper-pipeline is up in {seconds:.1f}s (version {PIPELINE_VERSION})\n"
         f"  gateway      {url}   (POST /caliper/event, POST /hub/v1/events, GET /openapi.json)\n"
-        f"  kafka        {bootstrap}{kafka_note}\n"
+        f"  kafka        {kafka.bootstrap_servers}{kafka_note}\n"
         f"  clickhouse   {where}\n"
         f"  sql          caliper-pipeline sql \"SELECT count() FROM learning.learning_facts\"   "
         f"(reads the analyst token from {home})\n"

@@ -15,6 +15,13 @@ from schemas.kafka import KafkaSettings
 REJECTED_RETENTION = {"retention.ms": str(7 * 24 * 3600 * 1000), "retention.bytes": str(256 * 1024 * 1024)}
 
 
+def min_insync_replicas(replication_factor: int) -> int:
+    """A majority of the replicas: 1 of 1, 2 of 3. With ``acks=all`` a write is acknowledged only once that many
+    replicas have it, so with 3 one broker can fail without losing an acknowledged write or stopping writes, and
+    with two down writes stop (the gateway answers 503) rather than being acknowledged by one copy."""
+    return replication_factor // 2 + 1
+
+
 async def ensure_topics(kafka: KafkaSettings) -> list[str]:
     """Create every topic that does not exist yet; return the names created."""
     topics = kafka.topics
@@ -26,7 +33,7 @@ async def ensure_topics(kafka: KafkaSettings) -> list[str]:
         for name in topics.all_topics():
             if name in existing:
                 continue
-            configs = {"min.insync.replicas": "1" if kafka.replication_factor == 1 else "2"}
+            configs = {"min.insync.replicas": str(min_insync_replicas(kafka.replication_factor))}
             if name == topics.rejected:
                 configs.update(REJECTED_RETENTION)
             wanted.append(NewTopic(name, kafka.partitions, kafka.replication_factor, topic_configs=configs))

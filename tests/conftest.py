@@ -1,9 +1,12 @@
 """Session infrastructure for the tests: a real Kafka broker and a real ClickHouse engine.
 
 Kafka, in order of preference:
-1. ``CALIPER_TEST_KAFKA_BOOTSTRAP`` — an external cluster (e.g. a staging cluster);
+1. ``CALIPER_TEST_KAFKA_BOOTSTRAP`` — an external cluster (e.g. a staging cluster; set
+   ``CALIPER_KAFKA__REPLICATION_FACTOR`` to its replication);
 2. a Docker engine is reachable — the official ``apache/kafka`` image through testcontainers;
-3. otherwise the local Apache Kafka process (jars from Maven Central, ``caliper_pipeline.local_kafka``).
+3. otherwise the local Apache Kafka process (jars from Maven Central, ``caliper_pipeline.local_kafka``), or with
+   ``CALIPER_LOCAL__KAFKA_BROKERS=3`` a local cluster of three (``caliper_pipeline.local_cluster``; topics RF 3,
+   ``min.insync.replicas`` 2, and ``CALIPER_KAFKA__REPLICATION_FACTOR`` set for the pipelines the tests start).
 
 ClickHouse: ``CALIPER_TEST_CLICKHOUSE_HOST`` (a server), else the official ``clickhouse/clickhouse-server``
 image through testcontainers when Docker is reachable, else embedded chDB in a temporary directory.
@@ -21,11 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from caliper_pipeline.local_cluster import LocalKafkaCluster
 from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution, LocalKafkaBroker
 from caliper_pipeline.topics import ensure_topics
 from schemas.kafka import KafkaSettings
 
 KAFKA_VERSION = os.environ.get("CALIPER_TEST_KAFKA_VERSION", "4.1.1")
+REPLICATION_ENV = "CALIPER_KAFKA__REPLICATION_FACTOR"
 
 
 def docker_engine_reachable() -> bool:
@@ -61,6 +66,22 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory, docker_available: 
         with KafkaContainer(f"apache/kafka:{KAFKA_VERSION}").with_kraft() as container:
             yield container.get_bootstrap_server()
         return
+    brokers = int(os.environ.get("CALIPER_LOCAL__KAFKA_BROKERS", "1"))
+    if brokers > 1:
+        # a local cluster: every topic the tests and their pipelines create is replicated like in production
+        cluster = LocalKafkaCluster(kafka_distribution, tmp_path_factory.mktemp("kafka-cluster"), brokers=brokers)
+        cluster.start()
+        previous = os.environ.get(REPLICATION_ENV)
+        os.environ[REPLICATION_ENV] = str(cluster.replication_factor)
+        try:
+            yield cluster.bootstrap_servers
+        finally:
+            cluster.stop()
+            if previous is None:
+                os.environ.pop(REPLICATION_ENV, None)
+            else:
+                os.environ[REPLICATION_ENV] = previous
+        return
     broker = LocalKafkaBroker(kafka_distribution, tmp_path_factory.mktemp("kafka"))
     broker.start()
     try:
@@ -73,7 +94,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory, docker_available: 
 def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
     """Settings on the session broker with topics of their own (a unique prefix), already created."""
     settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
-                             partitions=3)
+                             partitions=3, replication_factor=int(os.environ.get(REPLICATION_ENV, "1")))
     asyncio.run(ensure_topics(settings))
     return settings
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from caliper_pipeline.loadgen import LoadgenSummary, run_loadgen
+from caliper_pipeline.local_cluster import LocalKafkaCluster
 from caliper_pipeline.local_kafka import LocalKafkaBroker
 from caliper_pipeline.local_pipeline import LocalPipeline
 from caliper_pipeline.settings import Settings
@@ -26,20 +28,25 @@ from gateway.clients import ClientRegistry
 
 FULL_PROOF = os.environ.get("CALIPER_FULL_PROOF") == "1"
 
-__all__ = ["FULL_PROOF", "ExactCounts", "LoadRun", "LocalPipeline", "assert_exactly_once", "start_pipeline"]
+__all__ = ["FULL_PROOF", "ExactCounts", "LoadRun", "LocalPipeline", "Outage", "assert_exactly_once", "outage",
+           "start_pipeline"]
 
 
 def start_pipeline(work_dir: Path, *, kafka_bootstrap: str | None = None, broker: LocalKafkaBroker | None = None,
-                   partitions: int = 3, extra_env: dict[str, str] | None = None) -> LocalPipeline:
-    """A started pipeline on ``kafka_bootstrap`` (or on ``broker``, which it then owns), topics of its own."""
+                   cluster: LocalKafkaCluster | None = None, partitions: int = 3,
+                   extra_env: dict[str, str] | None = None, gateways: int = 1,
+                   streams_workers: int = 1) -> LocalPipeline:
+    """A started pipeline on ``kafka_bootstrap`` (or on ``broker`` or ``cluster``, which it then owns), topics of
+    its own; ``gateways`` gateways and ``streams_workers`` workers in one group."""
     env = {
         # a dead streams worker is noticed in a few seconds; the sink batches briefly
         "CALIPER_STREAMS__SESSION_TIMEOUT_S": "6", "CALIPER_SINK__BATCH_SECONDS": "0.5",
         "CALIPER_SINK__RETRY_BACKOFF_MAX_SECONDS": "2",
         **(extra_env or {}),
     }
-    pipeline = LocalPipeline(Settings(), work_dir, kafka_bootstrap=kafka_bootstrap, broker=broker,
-                             partitions=partitions, extra_env=env)
+    pipeline = LocalPipeline(Settings(), work_dir, kafka_bootstrap=kafka_bootstrap, broker=broker, cluster=cluster,
+                             partitions=partitions, extra_env=env, gateways=gateways,
+                             streams_workers=streams_workers)
     try:
         pipeline.start()
     except BaseException:
@@ -49,7 +56,9 @@ def start_pipeline(work_dir: Path, *, kafka_bootstrap: str | None = None, broker
 
 
 class LoadRun:
-    """``run_loadgen`` in a background thread (its own event loop), with a fresh sender client and tenants."""
+    """``run_loadgen`` in a background thread (its own event loop), with a fresh sender client and tenants, its
+    senders spread over every gateway of the pipeline. ``seconds`` is the longest it runs; ``stop()`` ends it
+    earlier. The count of acknowledged events is sampled every 0.1 s (``acknowledged_at``, ``longest_stall``)."""
 
     def __init__(self, pipeline: LocalPipeline, *, seconds: float, rate: float, senders: int = 4,
                  envelope_size: int = 10, retries: int = 200, **options: Any) -> None:
@@ -58,17 +67,47 @@ class LoadRun:
         client, secret = registry.add(f"fault-{time.monotonic_ns()}", rate_limit_per_second=1e9)
         self.summary = LoadgenSummary()
         self.started = time.monotonic()
+        self._stop = threading.Event()
+        self.stopped_at: float | None = None
+        self.progress: list[tuple[float, int]] = [(0.0, 0)]  # (seconds into the run, events acknowledged)
         arguments = dict(seconds=seconds, rate=rate, senders=senders, envelope_size=envelope_size,
                          students=200, duplicate_rate=0.02, invalid_rate=0.002, generic_share=0.1, hub_share=0.1,
                          clients_file=pipeline.clients_file, tenants=2, retries=retries, max_retry_wait=1.0,
-                         progress=None, request_timeout=20.0, summary=self.summary)
+                         progress=None, request_timeout=20.0, summary=self.summary, stop_event=self._stop)
         arguments.update(options)
         self._executor = ThreadPoolExecutor(max_workers=1)
         self._future: Future[LoadgenSummary] = self._executor.submit(
-            asyncio.run, run_loadgen(pipeline.gateway_url, client.client_id, secret, **arguments))
+            asyncio.run, run_loadgen(pipeline.gateway_urls, client.client_id, secret, **arguments))
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        while not self._future.done():
+            self.progress.append((self.elapsed(), self.summary.events_acknowledged))
+            time.sleep(0.1)
+        self.progress.append((self.elapsed(), self.summary.events_acknowledged))
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def stop(self) -> None:
+        """No new request from now on; ``result()`` waits for those under way."""
+        self.stopped_at = self.elapsed()
+        self._stop.set()
+
+    def acknowledged_at(self, seconds_into_run: float) -> int:
+        """Events acknowledged by then (the last sample at or before it)."""
+        return max((count for t, count in self.progress if t <= seconds_into_run), default=0)
+
+    def longest_stall(self, since: float = 0.0, until: float | None = None) -> float:
+        """The longest time without a new acknowledgement between ``since`` and ``until`` (the last sample)."""
+        samples = [(t, count) for t, count in self.progress if t >= since and (until is None or t <= until)]
+        longest, last_change = 0.0, since
+        for (t, count), (_, before) in zip(samples[1:], samples, strict=False):
+            if count != before:
+                last_change = t
+            longest = max(longest, t - last_change)
+        return longest
 
     def sleep_until(self, seconds_into_run: float) -> None:
         time.sleep(max(0.0, seconds_into_run - self.elapsed()))
@@ -86,6 +125,40 @@ class LoadRun:
             return self._future.result(timeout)
         finally:
             self._executor.shutdown(wait=False)
+            self._sampler.join(5)
+
+
+@dataclass
+class Outage:
+    """How a fault looked from the senders: when it began and ended (seconds into the load), the answers other
+    than 200 (503 = refused by the gateway, 0 = no answer in the sender's timeout), when the first and the last
+    503 came, and the longest time without any acknowledgement."""
+
+    fault: str
+    fault_at: float
+    repaired_at: float
+    statuses: dict[int, int]
+    first_503: float | None
+    last_503: float | None
+    longest_stall: float
+
+    @property
+    def seconds_of_503(self) -> float:
+        return 0.0 if self.first_503 is None or self.last_503 is None else self.last_503 - self.first_503
+
+    def __str__(self) -> str:
+        refused = (f"503 from {self.first_503:.1f}s to {self.last_503:.1f}s ({self.seconds_of_503:.1f}s)"
+                   if self.first_503 is not None and self.last_503 is not None else "no 503")
+        return (f"{self.fault}: at {self.fault_at:.1f}s, repaired at {self.repaired_at:.1f}s; answers {self.statuses}; "
+                f"{refused}; longest time without an acknowledgement {self.longest_stall:.1f}s")
+
+
+def outage(load: LoadRun, summary: LoadgenSummary, fault: str, fault_at: float, repaired_at: float) -> Outage:
+    window = summary.refused_between(frozenset({503}))
+    return Outage(fault, fault_at, repaired_at, {int(k): v for k, v in sorted(summary.statuses.items())},
+                  window[0] if window else None, window[1] if window else None,
+                  load.longest_stall(since=max(0.0, fault_at - 1.0),
+                                     until=load.stopped_at if load.stopped_at is not None else summary.seconds))
 
 
 @dataclass

@@ -113,15 +113,16 @@ def run_e2e_bench(settings: Settings, *, seconds: float, rate: float | None, out
                   client_secret: str | None = None, senders: int = 8, envelope_size: int = 50,
                   students: int = 10_000, duplicate_rate: float = 0.01, invalid_rate: float = 0.0005,
                   generic_share: float = 0.1, hub_share: float = 0.02, sample_every: int = 200,
-                  drain_timeout: float = 300.0, keep: bool = False) -> dict[str, Any]:
-    """Run the stack (or use the running one at ``gateway_url``/``sink_url``), drive load, measure, report."""
+                  drain_timeout: float = 300.0, keep: bool = False, brokers: int | None = None) -> dict[str, Any]:
+    """Run the stack (or use the running one at ``gateway_url``/``sink_url``), drive load, measure, report.
+    ``brokers``: the local Kafka's nodes (default ``CALIPER_LOCAL__KAFKA_BROKERS``; 3 = a cluster, RF 3)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     pipeline: LocalPipeline | None = None
     work = Path(tempfile.mkdtemp(prefix="caliper-e2e-"))
     started_at = datetime.now(UTC)
     try:
         if gateway_url is None:
-            pipeline = LocalPipeline(settings, work).start()
+            pipeline = LocalPipeline(settings, work, brokers=brokers).start()
             gateway_url, sink_url = pipeline.gateway_url, pipeline.sink_url
             client_id, client_secret = pipeline.client_id, pipeline.client_secret
             clients_file: Path | None = pipeline.clients_file
@@ -182,7 +183,8 @@ def run_e2e_bench(settings: Settings, *, seconds: float, rate: float | None, out
             "date": started_at.isoformat(timespec="seconds"),
             "machine": machine_description(),
             "seconds": seconds, "rate": rate, "senders": senders, "envelope_size": envelope_size,
-            "stack": "started by the bench (local Kafka, embedded chDB)" if pipeline else f"running at {gateway_url}",
+            "stack": (f"started by the bench (local Kafka, {pipeline.brokers} node(s), replication factor "
+                      f"{pipeline.replication_factor}; embedded chDB)") if pipeline else f"running at {gateway_url}",
             "loadgen": summary.as_dict(),
             "sustained_events_per_s": round(summary.events_per_second, 1),
             "e2e_events_per_s": round(acked_total / everything_seconds, 1) if everything_seconds else 0.0,
@@ -243,7 +245,7 @@ def render_markdown(result: dict[str, Any]) -> str:
 
     load_rate = "open loop" if result["rate"] is None else f"{result['rate']:,.0f} events/s"
     rows = [
-        ("date", result["date"]), ("machine", result["machine"]),
+        ("date", result["date"]), ("machine", result["machine"]), ("stack", result["stack"]),
         ("load", f"{result['seconds']:.0f} s, {load_rate}, {result['senders']} senders, "
                  f"envelopes of {result['envelope_size']}"),
         ("sustained events/s (acknowledged by the gateway)",
@@ -286,12 +288,16 @@ def add_bench_e2e_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--envelope-size", type=int, default=50)
     parser.add_argument("--students", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="keep the temporary home (logs, data)")
+    parser.add_argument("--brokers", type=int, default=None, choices=range(1, 10), metavar="N",
+                        help="nodes of the local Kafka the bench starts (default CALIPER_LOCAL__KAFKA_BROKERS, 1; "
+                             "3 = a cluster, topics RF 3 / min.insync.replicas 2)")
 
 
 def bench_e2e_command(settings: Settings, args: argparse.Namespace) -> int:
     result = run_e2e_bench(settings, seconds=args.seconds, rate=args.rate, output_dir=args.output_dir,
                            gateway_url=args.gateway_url, sink_url=args.sink_url, client_id=args.client_id,
                            client_secret=args.client_secret, senders=args.senders,
-                           envelope_size=args.envelope_size, students=args.students, keep=args.keep)
+                           envelope_size=args.envelope_size, students=args.students, keep=args.keep,
+                           brokers=args.brokers)
     print(f"written to {args.output_dir}")
     return 0 if result["exact"] else 1
