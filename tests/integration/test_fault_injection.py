@@ -97,7 +97,9 @@ def test_clickhouse_unavailable_then_back(pipeline: LocalPipeline) -> None:
     acknowledged_while_down = load.summary.events_acknowledged - acknowledged_before
     pipeline.restart("sink")
     summary = load.result()
-    assert acknowledged_while_down > RATE * SINK_DOWN_SECONDS / 2, \
+    # a fifth of the offered load: what matters is that acknowledging goes on (0 if it waited for the sink); on a
+    # machine busy with other work the load generator itself reaches about half its rate (898 of 3,000 once)
+    assert acknowledged_while_down > RATE * SINK_DOWN_SECONDS / 5, \
         f"the gateway should keep acknowledging while ClickHouse is down ({acknowledged_while_down} acknowledged)"
     print(assert_exactly_once(pipeline, summary, timeout=150))
 
