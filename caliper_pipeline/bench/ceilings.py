@@ -22,7 +22,7 @@ import asyncio
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from caliper_pipeline.bench import sink as sink_bench
 from caliper_pipeline.bench import streams as streams_bench
 from caliper_pipeline.bench.stages import bench_kafka
+from caliper_pipeline.bench.streams import Runner, time_output
 from caliper_pipeline.settings import Settings
 from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings, crc32_partitioner
@@ -44,7 +45,6 @@ from sinks.writer import INSERT_SETTINGS
 from streams.worker import build_app, new_app
 
 STAGES = ("gateway", "streams", "sink")
-Runner = tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]  # start, stop
 
 
 async def _create(kafka: KafkaSettings, topics: list[str]) -> None:
@@ -63,36 +63,6 @@ async def _delete(kafka: KafkaSettings, topics: list[str]) -> None:
         await admin.delete_topics(topics)
     finally:
         await admin.close()
-
-
-async def time_output(kafka: KafkaSettings, topic: str, expected: int, runner: Runner,
-                      timeout_s: float = 300.0) -> dict[str, Any]:
-    """Start ``runner``, count the messages arriving on ``topic`` until ``expected``, stop it: messages/s from
-    the first message to the last (steady), and including the start (the group's join)."""
-    reader = AIOKafkaConsumer(topic, auto_offset_reset="earliest", enable_auto_commit=False,
-                              **kafka.client_options())
-    await reader.start()
-    start, stop = runner
-    started = time.perf_counter()
-    first = last = None
-    seen = 0
-    try:
-        await start()
-        while seen < expected and time.perf_counter() - started < timeout_s:
-            batches = await reader.getmany(timeout_ms=200, max_records=10_000)
-            count = sum(len(batch) for batch in batches.values())
-            if count:
-                now = time.perf_counter()
-                first = first if first is not None else now
-                last, seen = now, seen + count
-    finally:
-        await reader.stop()
-        await stop()
-    total = time.perf_counter() - started
-    steady = (last - first) if first is not None and last is not None else 0.0
-    return {"messages": seen, "expected": expected, "seconds_including_join": round(total, 2),
-            "per_second_steady": round(seen / steady) if steady > 0 else None,
-            "per_second_including_join": round(seen / total) if total else None}
 
 
 # --- streams ------------------------------------------------------------------------------------------------
