@@ -59,19 +59,30 @@ async def test_a_request_that_times_out_leaves_nothing_visible(kafka_settings: K
     topic = kafka_settings.topics.raw_topics[1]
     publisher = TransactionalPublisher(factory(kafka_settings, max_batch_size=16 * 1024), f"t-{uuid.uuid4().hex[:8]}",
                                        producers=1)
+
+    def request(marker: bytes) -> list[Record]:
+        return [Record(topic, f"k{i}".encode(), marker + b"x" * 200 + str(i).encode()) for i in range(200_000)]
+
     await publisher.start()
     try:
-        big = [Record(topic, f"k{i}".encode(), b"x" * 200 + str(i).encode()) for i in range(200_000)]
+        # how long 200,000 events take on this machine now (quiet, they fit in well under a second; busy, in
+        # several): the request that must time out gets a third of that, so that it times out part way through
+        clock = asyncio.get_running_loop().time
+        started = clock()
+        await publisher.publish(request(b"measured-"), 60.0)
+        took = clock() - started
         with pytest.raises(TransactionFailedError):
-            await publisher.publish(big, 1.0)  # far too short for 200,000 events: part of them reached the broker
-        small = [Record(topic, b"k", b"after")]
-        await publisher.publish(small, 20.0)  # the producer recovers for the next request
+            await publisher.publish(request(b"refused-"), took / 3)
+        await publisher.publish([Record(topic, b"k", b"after")], 20.0)  # the producer recovers for the next one
     finally:
         await publisher.stop()
     assert publisher.stats.aborted == 1
-    assert await committed_values(kafka_settings, topic) == [b"after"]
+    committed = await committed_values(kafka_settings, topic, seconds=10.0)
+    assert b"after" in committed and sum(v.startswith(b"measured-") for v in committed) == 200_000
+    assert not [v for v in committed if v.startswith(b"refused-")], "nothing of the refused request is visible"
     # ... although part of the aborted transaction did reach the log (what a read_uncommitted consumer sees)
-    assert len(await committed_values(kafka_settings, topic, isolation="read_uncommitted")) > 1
+    uncommitted = await committed_values(kafka_settings, topic, seconds=10.0, isolation="read_uncommitted")
+    assert any(v.startswith(b"refused-") for v in uncommitted), f"the timeout came before any send ({took:.2f} s)"
 
 
 async def test_a_request_fails_fast_when_the_broker_is_unreachable() -> None:
