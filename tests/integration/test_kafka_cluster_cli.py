@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,19 @@ pytestmark = pytest.mark.integration
 READY = "Ctrl-C stops every node."
 
 
+def interruptible_child() -> Callable[[], None]:
+    """A ``preexec_fn``: the child dies with the test, and takes Ctrl-C (SIGINT) whatever the test inherited: a
+    suite started in the background (``nohup .ci/run &``) runs with SIGINT ignored, which a child inherits, and a
+    Python started that way never turns SIGINT into KeyboardInterrupt (the cluster then ignored this test's Ctrl-C)."""
+    with_parent = die_with_parent()
+
+    def preexec() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        with_parent()
+
+    return preexec
+
+
 def start(data_dir: Path, kafka_distribution: KafkaDistribution) -> tuple[subprocess.Popen[bytes], Path]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALIPER_")} | {
         "PYTHONPATH": str(REPO_ROOT), "CALIPER_LOCAL__CACHE_DIR": str(kafka_distribution.cache_dir)}
@@ -34,7 +48,7 @@ def start(data_dir: Path, kafka_distribution: KafkaDistribution) -> tuple[subpro
     with output.open("ab") as sink:
         process = subprocess.Popen([sys.executable, "-m", "caliper_pipeline.cli", "kafka", "--brokers", "3",
                                     "--data-dir", str(data_dir)], env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                   preexec_fn=die_with_parent())
+                                   preexec_fn=interruptible_child())
     deadline = time.monotonic() + 180
     while output.read_text(errors="replace").count(READY) == ready_before:
         assert process.poll() is None, output.read_text(errors="replace")[-3000:]
