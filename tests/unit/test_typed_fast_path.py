@@ -75,9 +75,12 @@ def damaged(draw: st.DrawFn, events: st.SearchStrategy[dict[str, Any]]) -> dict[
             name = PYTHON_NAMES.get(path[-1]) or draw(st.sampled_from(sorted(PYTHON_NAMES.values())))
             parent[name] = parent.pop(path[-1])
         elif action == 2 and isinstance(parent, dict):
-            parent["extra"] = draw(st.recursive(NASTY, lambda inner: st.lists(inner, max_size=2), max_leaves=80))
+            parent["extra"] = copy.deepcopy(draw(st.recursive(NASTY, lambda inner: st.lists(inner, max_size=2),
+                                                            max_leaves=80)))
         else:
-            parent[path[-1]] = draw(NASTY | SIMPLE)
+            # a copy: NASTY and SIMPLE hold shared lists and dicts, which a later damage or the normalizer would
+            # change for every later example (hypothesis then sees the same choices give another event: flaky)
+            parent[path[-1]] = copy.deepcopy(draw(NASTY | SIMPLE))
     return event
 
 
