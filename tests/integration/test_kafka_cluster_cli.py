@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from test_up_supervision import alive
+from test_up_supervision import alive, port_listening
 
 from caliper_pipeline import cluster_state
 from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution
@@ -65,16 +64,6 @@ def ports(data_dir: Path) -> dict[str, dict[str, int]]:
     return dict(json.loads((data_dir / "cluster.json").read_text())["ports"])
 
 
-def listening(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-        return False
-
-
 def bootstrap(data_dir: Path) -> str:
     return ",".join(f"127.0.0.1:{p['broker']}" for p in ports(data_dir).values())
 
@@ -107,7 +96,7 @@ def stop_with_ctrl_c(process: subprocess.Popen[bytes], data_dir: Path) -> None:
     process.send_signal(signal.SIGINT)
     process.wait(60)
     assert not any(alive(pid) for pid in pids.values()), f"a node outlived Ctrl-C: {pids}"
-    assert not any(listening(p) for node in ports(data_dir).values() for p in node.values())
+    assert not any(port_listening(p) for node in ports(data_dir).values() for p in node.values())
 
 
 @pytest.mark.timeout(600)
