@@ -14,7 +14,6 @@ import asyncio
 import os
 import re
 import secrets
-import socket
 import time
 import urllib.request
 import uuid
@@ -25,6 +24,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from caliper_pipeline.bench.streams import BENCH_PRIVACY, _create_topics, publish_raw, raw_messages, sample_raw_events
+from caliper_pipeline.local_kafka import free_port
 from caliper_pipeline.processes import ChildProcess
 from caliper_pipeline.renormalize import renormalize
 from caliper_pipeline.settings import Settings
@@ -34,12 +34,6 @@ from sinks.settings import ClickHouseSettings, SinkSettings
 from streams.settings import StreamsSettings
 
 _ARCHIVED = re.compile(r'^sink_rows_inserted_total\{table="raw_events"\} ([0-9.e+]+)$', re.MULTILINE)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _until(condition: Any, timeout: float) -> float:
@@ -67,7 +61,7 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, events
                     timeout: float = 1800.0) -> dict[str, Any]:
     kafka = kafka.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:8]}."})
     await _create_topics(kafka)
-    sink = SinkSettings(group_id=f"bench-{uuid.uuid4().hex[:8]}", http_port=_free_port(),
+    sink = SinkSettings(group_id=f"bench-{uuid.uuid4().hex[:8]}", http_port=free_port(),
                         admin_token=SecretStr(secrets.token_urlsafe(16)),
                         analyst_token=SecretStr(secrets.token_urlsafe(16)))
     sink = sink.model_copy(update={"sink_url": f"http://127.0.0.1:{sink.http_port}"})

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from caliper_pipeline.local_kafka import free_port
 from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
 from schemas.records import LearningFact, fact_id_for
@@ -235,12 +235,6 @@ async def test_a_partition_clickhouse_refuses_waits_alone(kafka_settings: KafkaS
     watcher.cancel()
     assert paused_seen == {0}  # only the refused partition ever waited
     assert count(target) == 1200 and flaky.failures >= 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 ANALYST_TOKEN = "analyst-" + uuid.uuid4().hex
