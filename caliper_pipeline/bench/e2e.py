@@ -13,8 +13,13 @@ and reports:
   ClickHouse (must be equal), rows under ``FINAL`` vs distinct facts, rejected events, dead letters (messages
   on the dead-letter topic) and rejected-topic messages.
 
-Writes ``e2e-<timestamp>.json`` and ``e2e-<timestamp>.md`` to the output directory. Targets (reported, not
-asserted): >= 10,000 events/s sustained for 10 minutes, freshness p95 <= 5 s.
+Also the CPU each process of the stack used from the start of the load until ClickHouse had everything
+(``/proc/<pid>/stat``: gateway, streams, sink, the broker's JVM, and this process, the load generator): CPU
+microseconds per acknowledged event, by process — where the time goes end to end.
+
+Writes ``e2e-<timestamp>.json`` and ``e2e-<timestamp>.md`` to the output directory. Targets (issue 13, reported,
+not asserted): >= 6,000 events/s end to end (acknowledged and in ClickHouse) for 10 minutes, and freshness
+p95 <= 2 s at half that rate (the freshness verdict applies to runs at <= 3,000 events/s).
 """
 
 from __future__ import annotations
@@ -31,14 +36,34 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from caliper_pipeline.bench.gateway import cpu_seconds
 from caliper_pipeline.loadgen import LoadgenSummary, percentile, run_loadgen
 from caliper_pipeline.local_pipeline import LocalPipeline, counts_by_tenant, topic_message_count
 from caliper_pipeline.settings import Settings
 from caliper_pipeline.sink_client import SinkClient, SinkClientError
 from sinks.tables import FACT_TABLE
 
-FRESHNESS_TARGET_P95_S = 5.0
-THROUGHPUT_TARGET = 10_000.0
+FRESHNESS_TARGET_P95_S = 2.0
+THROUGHPUT_TARGET = 6_000.0
+FRESHNESS_TARGET_AT_RATE = THROUGHPUT_TARGET / 2  # the freshness target holds at half the throughput target
+
+
+def process_cpu(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process (this one as ``loadgen``)."""
+    return {name: cpu_seconds(pid) for name, pid in {**pids, "loadgen": os.getpid()}.items()}
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], seconds: float, events: int) -> dict[str, Any]:
+    """Per process: CPU seconds between two ``process_cpu`` readings, share of one core, µs per event."""
+    report = {}
+    for name in sorted(after):
+        used = max(0.0, after[name] - before.get(name, after[name]))
+        report[name] = {"cpu_seconds": round(used, 2), "share_of_a_core": round(used / seconds, 3) if seconds else 0,
+                        "us_per_event": round(used / events * 1e6, 1) if events else 0}
+    total = sum(v["cpu_seconds"] for v in report.values())
+    report["all"] = {"cpu_seconds": round(total, 2), "share_of_a_core": round(total / seconds, 3) if seconds else 0,
+                     "us_per_event": round(total / events * 1e6, 1) if events else 0}
+    return report
 
 
 class FreshnessProbe:
@@ -156,8 +181,11 @@ def run_e2e_bench(settings: Settings, *, seconds: float, rate: float | None, out
                 stop.set()
                 await asyncio.wait_for(probe_task, 60)
 
+        pids = pipeline.pids() if pipeline is not None else {}
+        cpu_before = process_cpu(pids)
         load_started = time.monotonic()
         counts, drain_seconds = asyncio.run(drive())
+        cpu_after = process_cpu(pids)
         expected = {t: len(ids) for t, ids in summary.acknowledged_ids.items()}
         everything_seconds = time.monotonic() - load_started
         if pipeline is not None:
@@ -203,10 +231,14 @@ def run_e2e_bench(settings: Settings, *, seconds: float, rate: float | None, out
             "rejected_events": summary.events_rejected, "rejected_topic_messages": rejected_topic,
             "dead_letters": dead_letters, "per_tenant": per_tenant,
             "targets": {"events_per_s": THROUGHPUT_TARGET, "freshness_p95_s": FRESHNESS_TARGET_P95_S,
-                        "duration_s": 600},
+                        "freshness_at_events_per_s": FRESHNESS_TARGET_AT_RATE, "duration_s": 600},
         }
-        result["meets_throughput_target"] = result["sustained_events_per_s"] >= THROUGHPUT_TARGET
-        result["meets_freshness_target"] = result["freshness_p95_s"] <= FRESHNESS_TARGET_P95_S
+        result["cpu_by_process"] = cpu_report(cpu_before, cpu_after, everything_seconds, acked_total)
+        result["meets_throughput_target"] = min(result["sustained_events_per_s"],
+                                                result["e2e_events_per_s"]) >= THROUGHPUT_TARGET
+        # the freshness target is stated at half the throughput target: above it, a verdict would be meaningless
+        result["meets_freshness_target"] = (result["freshness_p95_s"] <= FRESHNESS_TARGET_P95_S
+                                            if rate is not None and rate <= FRESHNESS_TARGET_AT_RATE else None)
         stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
         (output_dir / f"e2e-{stamp}.json").write_text(json.dumps(result, indent=2, default=str))
         (output_dir / f"e2e-{stamp}.md").write_text(render_markdown(result))
@@ -240,7 +272,9 @@ def machine_description() -> str:
 
 
 def render_markdown(result: dict[str, Any]) -> str:
-    def mark(ok: bool) -> str:
+    def mark(ok: bool | None) -> str:
+        if ok is None:
+            return f"n/a (a run at <= {FRESHNESS_TARGET_AT_RATE:,.0f} events/s)"
         return "yes" if ok else "**no**"
 
     load_rate = "open loop" if result["rate"] is None else f"{result['rate']:,.0f} events/s"
@@ -249,9 +283,10 @@ def render_markdown(result: dict[str, Any]) -> str:
         ("load", f"{result['seconds']:.0f} s, {load_rate}, {result['senders']} senders, "
                  f"envelopes of {result['envelope_size']}"),
         ("sustained events/s (acknowledged by the gateway)",
-         f"{result['sustained_events_per_s']:,.0f} (target >= {THROUGHPUT_TARGET:,.0f}: "
+         f"{result['sustained_events_per_s']:,.0f}"),
+        ("end-to-end events/s (load + drain into ClickHouse)",
+         f"{result['e2e_events_per_s']:,.0f} (target: both >= {THROUGHPUT_TARGET:,.0f}: "
          f"{mark(result['meets_throughput_target'])})"),
-        ("end-to-end events/s (load + drain into ClickHouse)", f"{result['e2e_events_per_s']:,.0f}"),
         ("gateway latency p50 / p99 (per request)",
          f"{result['gateway_p50_ms']:.1f} ms / {result['gateway_p99_ms']:.1f} ms"),
         ("freshness p50 / p95 / max (ack -> queryable)",
@@ -268,6 +303,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         ("dead letters", str(result["dead_letters"])),
     ]
     lines = ["| figure | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)]
+    if result.get("cpu_by_process"):
+        lines += ["", "| process (load + drain) | CPU seconds | share of a core | CPU µs per event |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {name} | {v['cpu_seconds']:,.1f} | {v['share_of_a_core']:.2f} | {v['us_per_event']:,.1f} |"
+                  for name, v in result["cpu_by_process"].items()]
     lines += ["", "| tenant | acknowledged | distinct in ClickHouse | rows FINAL | equal |",
               "| --- | --- | --- | --- | --- |"]
     for tenant, v in result["per_tenant"].items():
