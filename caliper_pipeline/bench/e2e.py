@@ -328,6 +328,9 @@ def add_bench_e2e_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--envelope-size", type=int, default=50)
     parser.add_argument("--students", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="keep the temporary home (logs, data)")
+    parser.add_argument("--drain-timeout", type=float, default=300.0,
+                        help="seconds to wait after the load for ClickHouse to have every acknowledged event "
+                             "(a run above the drain rate leaves a backlog: give it time)")
     parser.add_argument("--brokers", type=int, default=None, choices=range(1, 10), metavar="N",
                         help="nodes of the local Kafka the bench starts (default CALIPER_LOCAL__KAFKA_BROKERS, 1; "
                              "3 = a cluster, topics RF 3 / min.insync.replicas 2)")
@@ -338,6 +341,6 @@ def bench_e2e_command(settings: Settings, args: argparse.Namespace) -> int:
                            gateway_url=args.gateway_url, sink_url=args.sink_url, client_id=args.client_id,
                            client_secret=args.client_secret, senders=args.senders,
                            envelope_size=args.envelope_size, students=args.students, keep=args.keep,
-                           brokers=args.brokers)
+                           brokers=args.brokers, drain_timeout=args.drain_timeout)
     print(f"written to {args.output_dir}")
     return 0 if result["exact"] else 1
