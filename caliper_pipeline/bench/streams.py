@@ -181,6 +181,7 @@ async def time_output(kafka: KafkaSettings, topic: str, expected: int, runner: R
     start, stop = runner
     started = time.perf_counter()
     first = last = None
+    cpu_first = cpu_last = 0.0
     seen = 0
     try:
         await start()
@@ -188,9 +189,10 @@ async def time_output(kafka: KafkaSettings, topic: str, expected: int, runner: R
             batches = await reader.getmany(timeout_ms=200, max_records=10_000)
             count = sum(len(batch) for batch in batches.values())
             if count:
-                now = time.perf_counter()
-                first = first if first is not None else now
-                last, seen = now, seen + count
+                now, cpu_now = time.perf_counter(), time.process_time()
+                if first is None:
+                    first, cpu_first = now, cpu_now
+                last, cpu_last, seen = now, cpu_now, seen + count
     finally:
         await reader.stop()
         await stop()
@@ -198,7 +200,11 @@ async def time_output(kafka: KafkaSettings, topic: str, expected: int, runner: R
     steady = (last - first) if first is not None and last is not None else 0.0
     return {"messages": seen, "expected": expected, "seconds_including_join": round(total, 2),
             "per_second_steady": round(seen / steady) if steady > 0 else None,
-            "per_second_including_join": round(seen / total) if total else None}
+            "per_second_including_join": round(seen / total) if total else None,
+            # this process's CPU (the runner and the counting reader, not the broker) from the first message to
+            # the last: per CPU second stays comparable when the shared machine is busy
+            "cpu_seconds_steady": round(cpu_last - cpu_first, 3),
+            "per_cpu_second_steady": round(seen / (cpu_last - cpu_first)) if cpu_last > cpu_first else None}
 
 
 async def bench_with_kafka(kafka: KafkaSettings, messages: list[RawMessage], expected_facts: int,
@@ -210,7 +216,9 @@ async def bench_with_kafka(kafka: KafkaSettings, messages: list[RawMessage], exp
     timed = await time_output(kafka, kafka.topics.facts, expected_facts, (app.start, app.stop), timeout_s)
     return {"facts": timed["messages"], "seconds_including_join": timed["seconds_including_join"],
             "facts_per_second_including_join": timed["per_second_including_join"],
-            "facts_per_second_steady": timed["per_second_steady"]}
+            "facts_per_second_steady": timed["per_second_steady"],
+            "cpu_seconds_steady": timed["cpu_seconds_steady"],
+            "facts_per_cpu_second_steady": timed["per_cpu_second_steady"]}
 
 
 def run_bench(kafka: KafkaSettings, events: int) -> dict[str, Any]:
