@@ -4,8 +4,9 @@
 and hands each message to the faust-free ``streams.processor.EventProcessor``, then produces what it returns.
 
 Delivery is at-least-once: the agent takes events in small batches (``take_events``: up to
-``batch_max_events`` or ``batch_within_s``), produces everything the batch yields and awaits the broker's
-acknowledgement of every record; faust acks the batch's offsets (and later commits them) only after that.
+``batch_max_events`` or ``batch_within_s``), produces everything the batch yields (one record batch per partition,
+``streams.publishing``) and awaits the broker's acknowledgement of every record; faust acks the batch's
+offsets (and later commits them) only after that.
 If producing fails it is retried (backoff) until the broker takes the records; a worker stopped meanwhile
 withholds the batch's acks, so its offsets are never committed and the batch is replayed.
 The agent runs with ``concurrency=1``: with several concurrent actors faust can commit an offset ahead of a
@@ -32,6 +33,7 @@ from schemas.privacy import PrivacySettings
 from schemas.registry import learning_fact_codec, raw_event_codec
 from streams.metrics import StreamsMetrics
 from streams.processor import EventProcessor, OutboundRecord, ProcessedEvent, Publisher
+from streams.publishing import BatchingProducer, KafkaPublisher
 from streams.settings import StreamsSettings
 
 AGENT_NAME = "normalize_raw_events"
@@ -82,24 +84,11 @@ class ReadCommittedConsumer(aiokafka_driver.Consumer):
 
 
 class ReadCommittedTransport(aiokafka_driver.Transport):
-    """The aiokafka transport with ``ReadCommittedConsumer``; producing is unchanged."""
+    """The aiokafka transport with ``ReadCommittedConsumer``, and ``BatchingProducer`` (faust's producer that can
+    also hand whole record batches to aiokafka: ``streams.publishing``)."""
 
     Consumer = ReadCommittedConsumer
-
-
-class KafkaPublisher:
-    """Produce records with the app's producer and wait until the broker acknowledged every one."""
-
-    def __init__(self, app: faust.App) -> None:
-        self.app = app
-
-    async def __call__(self, records: Sequence[OutboundRecord]) -> None:
-        if not records:
-            return
-        producer = await self.app.maybe_start_producer()
-        pending = [await producer.send(record.topic, record.key, record.value, partition=None, timestamp=None,
-                                       headers=None) for record in records]
-        await asyncio.gather(*pending)
+    Producer = BatchingProducer
 
 
 def broker_options(kafka: KafkaSettings) -> dict[str, Any]:
