@@ -7,8 +7,10 @@ apart on the same broker says how close the stage runs to what its framework all
   against the bare aiohttp -> aiokafka forwarder (``bare_forwarder``);
 - **streams**: our worker (``streams.worker.build_app``) against a bare faust agent with the same app settings and
   batching that forwards each raw message's bytes unchanged, and against a plain aiokafka loop (getmany -> send
-  -> await the acks -> commit). Each reads the same raw topics, published once, with a group of its own, and is
-  timed by the messages arriving on its output topic (from the first to the last: a group's join is excluded);
+  -> await the acks -> commit). All three produce the same way, whole record batches per partition
+  (``streams.publishing``): the baselines differ from the worker only in what it does per event. Each reads the
+  same raw topics, published once, with a group of its own, and is timed by the messages arriving on its output
+  topic (from the first to the last: a group's join is excluded);
 - **sink**: our loader (``SinkLoader``: recorded offset ranges, deduplicated inserts, commits) against consume +
   Arrow insert: a plain aiokafka loop inserting each fetched range as a slice of an Arrow table built beforehand
   from the same facts (no decoding: the ceiling of fetching and inserting) and committing.
@@ -42,6 +44,8 @@ from sinks.migrations import Layout, apply_migrations
 from sinks.settings import ClickHouseSettings, SinkSettings
 from sinks.tables import FACT_INPUT_TABLE, fact_records, facts_to_arrow
 from sinks.writer import INSERT_SETTINGS
+from streams.processor import OutboundRecord
+from streams.publishing import KafkaPublisher, send_in_batches
 from streams.worker import build_app, new_app
 
 STAGES = ("gateway", "streams", "sink")
@@ -74,14 +78,13 @@ def bare_faust_app(kafka: KafkaSettings, output: str) -> faust.App:
     app = new_app(settings, kafka)
     raw_topic = app.topic(*kafka.topics.raw_topics, key_serializer="raw", value_serializer="raw")
 
+    publish = KafkaPublisher(app)
+
     @app.agent(raw_topic, name="bare_pass_through", concurrency=1)
     async def pass_through(stream: faust.StreamT[bytes]) -> AsyncIterator[int]:
         batches = cast(faust.Stream, stream).take_events(settings.batch_max_events, within=settings.batch_within_s)
         async for events in batches:
-            producer = await app.maybe_start_producer()
-            pending = [await producer.send(output, event.message.key, event.message.value, partition=None,
-                                           timestamp=None, headers=None) for event in events]
-            await asyncio.gather(*pending)
+            await publish([OutboundRecord(output, event.message.key, event.message.value or b"") for event in events])
             yield len(events)
 
     return app
@@ -92,7 +95,7 @@ def faust_runner(app: faust.App) -> Runner:
 
 
 def aiokafka_loop_runner(kafka: KafkaSettings, output: str, batch: int) -> Runner:
-    """getmany -> send every record -> await the acks -> commit, until stopped."""
+    """getmany -> send the records (record batches per partition) -> await the acks -> commit, until stopped."""
     consumer = AIOKafkaConsumer(*kafka.topics.raw_topics, group_id=f"bench-loop-{uuid.uuid4().hex[:8]}",
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 isolation_level="read_committed", **kafka.client_options())
@@ -104,9 +107,9 @@ def aiokafka_loop_runner(kafka: KafkaSettings, output: str, batch: int) -> Runne
             fetched = await consumer.getmany(timeout_ms=100, max_records=batch)
             if not fetched:
                 continue
-            pending = [await producer.send(output, message.value, key=message.key)
+            records = [OutboundRecord(output, message.key, message.value or b"")
                        for messages in fetched.values() for message in messages]
-            await asyncio.gather(*pending)
+            await asyncio.gather(*await send_in_batches(producer, records, crc32_partitioner))
             await consumer.commit({tp: messages[-1].offset + 1 for tp, messages in fetched.items() if messages})
 
     async def start() -> None:
