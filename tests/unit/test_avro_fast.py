@@ -154,6 +154,13 @@ def test_out_of_range_longs_and_overlong_varints_are_left_to_fastavro() -> None:
         zigzag_varint(2**63)
     with pytest.raises(FastPathMiss):
         read_varint(b"\xff" * 11, 0)
+    # ten groups holding more than 64 bits (hypothesis found it: the compiled decoder read a long above 2**63 - 1
+    # where fastavro reads 289910833185): beyond an int64, fastavro decides
+    with pytest.raises(FastPathMiss):
+        read_varint(b"\xc2\x80\xc2\x80\xf0\x90\x80\x80\x80\x02", 0)
+    with pytest.raises(FastPathMiss):
+        read_varint(b"\x80" * 9 + b"\x7f", 0)
+    assert read_varint(b"\xfe" + b"\xff" * 8 + b"\x01", 0) == (2**63 - 1, 10)  # the largest long still reads
 
 
 def test_only_flat_schemas_are_compiled() -> None:
@@ -212,3 +219,71 @@ def test_what_avro_does_not_define_is_left_to_fastavro(avro_type: Any, message: 
     assert decode is not None
     with pytest.raises(FastPathMiss):
         decode(message, 0)
+
+
+POOLS: dict[Any, list[Any]] = {  # few values each, so that most fields repeat a value an encoder has cached
+    str: ["", "tenant-a", "é" * 40, "x" * 300, "😀", "GradeEvent"],
+    int: [0, 63, 64, -1, -64, -65, 1_700_000_000_123, 2**63 - 1, -(2**63), 300],
+    float: [0.0, -0.0, 1.5, math.inf, -7.25],
+    bool: [True, False],
+}
+
+
+def pooled_fact(draw: Any) -> LearningFact:
+    hints = typing.get_type_hints(LearningFact)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(LearningFact):
+        annotation = hints[field.name]
+        if typing.get_origin(annotation) is dict:
+            values[field.name] = draw([{}, {"reading": 1.5, "é": 0.0}])
+            continue
+        members = [m for m in typing.get_args(annotation) if m is not type(None)]  # X | None -> X
+        kind = members[0] if members else annotation
+        if annotation is not kind and draw([True, False, False]):
+            values[field.name] = None
+        else:
+            values[field.name] = draw(POOLS[kind])
+    return LearningFact(**values)
+
+
+@pytest.mark.parametrize("cache_entries", [4096, 3])
+def test_values_repeated_across_records_are_written_as_fastavro_writes_them(cache_entries: int) -> None:
+    """The compiled encoders keep the encodings of strings and longs they wrote (``_EncodingCache``): records
+    repeating values, with a cache large enough for all and with one cleared every few values, give fastavro's
+    bytes."""
+    import random
+
+    schema = catalog_versions("learning_fact")[-1][1]
+    by_attribute = compile_encoder(schema, attributes=True, cache_entries=cache_entries)
+    by_key = compile_encoder(schema, attributes=False, cache_entries=cache_entries)
+    assert by_attribute is not None and by_key is not None
+    chooser = random.Random(13)
+    for _ in range(400):
+        fact = pooled_fact(chooser.choice)
+        expected = fastavro_bytes(FACTS, fact.to_record())[len(FACTS._header):]
+        assert by_attribute(fact) == expected == by_key(fact.to_record())
+
+
+def test_a_cached_value_of_another_type_is_left_to_fastavro() -> None:
+    """An ``int`` subclass (or ``bool``) equal to a cached long, a ``str`` subclass equal to a cached string: the
+    exact type is checked before the cache, so they take fastavro's path as before."""
+
+    class Count(int):
+        pass
+
+    class Name(str):
+        pass
+
+    schema = catalog_versions("learning_fact")[-1][1]
+    encoder = compile_encoder(schema, attributes=True)
+    assert encoder is not None
+    fact = LearningFact(fact_id="f", fact_index=0, content_hash="h", tenant="tenant-a", client_id="c",
+                        source="hub", event_id="e", event_type="GradeEvent", profile="p", action="a",
+                        event_time_ms=1_700_000_000_123, send_time_ms=None, received_time_ms=1)
+    encoder(fact)  # caches "tenant-a", 1_700_000_000_123 and 1
+    for field, value in (("event_time_ms", Count(1_700_000_000_123)), ("tenant", Name("tenant-a")),
+                         ("received_time_ms", True)):
+        changed = dataclasses.replace(fact, **{field: value})
+        with pytest.raises(FastPathMiss):
+            encoder(changed)
+        assert FACTS.encode_record(changed) == fastavro_bytes(FACTS, changed.to_record())
