@@ -74,12 +74,13 @@ class BatchSink:
         metrics: SinkMetrics | None = None, targets: Mapping[str, Target] | None = None,
         default_target: Target | None = None,
         isolate_after_failures: int = 5, backoff_min_seconds: float = 0.5, backoff_max_seconds: float = 30.0,
-        student_key: bytes = b"",
+        student_key: bytes = b"", topic_seconds: Mapping[str, float] | None = None,
     ) -> None:
         self.clickhouse = clickhouse
         self.consumer_group = consumer_group
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds
+        self.topic_seconds = dict(topic_seconds or {})  # a longer window for topics off the freshness path
         self.metrics = metrics or SinkMetrics()
         self.targets = dict(targets or {})
         self.default_target = default_target or facts_target()
@@ -126,8 +127,9 @@ class BatchSink:
     def take_due(self, now: float | None = None) -> list[PartitionBatch]:
         """Batches ready to write, oldest first per partition: full ones, and open ones older than the window."""
         now = time.monotonic() if now is None else now
+        window, default = self.topic_seconds.get, self.batch_seconds
         for tp, batch in list(self._open.items()):
-            if batch.planned_last is None and now - batch.opened_at >= self.batch_seconds:
+            if batch.planned_last is None and now - batch.opened_at >= window(tp[0], default):
                 self._close(tp)
         due = [batch for queue in self._closed.values() for batch in queue]
         self._closed.clear()

@@ -93,7 +93,9 @@ class SinkLoader:
             clickhouse, sink.group_id, batch_rows=sink.batch_rows, batch_seconds=sink.batch_seconds,
             metrics=self.metrics, targets=self.targets, isolate_after_failures=sink.isolate_after_failures,
             backoff_min_seconds=sink.retry_backoff_min_seconds, backoff_max_seconds=sink.retry_backoff_max_seconds,
-            student_key=student_key)
+            student_key=student_key,
+            topic_seconds={topic: sink.archive_batch_seconds
+                           for topic in kafka.topics.raw_topics if topic in self.targets})
         self.rows_written = 0
         self.started = False
         self.assigned_at: float | None = None  # when the group first gave this loader partitions
@@ -122,6 +124,8 @@ class SinkLoader:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            fetch_min_bytes=self.settings.fetch_min_bytes,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             **self.kafka.client_options(),
         )
 

@@ -70,6 +70,16 @@ class SinkSettings(BaseModel):
 
     batch_rows: int = Field(default=50_000, ge=1)
     batch_seconds: float = Field(default=1.0, gt=0)
+    # the batch window of the raw topics (the raw archive): each insert costs ClickHouse a fixed ~10 ms of CPU
+    # (planning, a part, its merges) whatever its size, and one insert per partition per window is most of the
+    # sink's CPU at a steady rate; the archive is not on the facts' freshness path, so it takes longer windows
+    archive_batch_seconds: float = Field(default=5.0, gt=0)
+    # the broker answers a fetch once it holds fetch_min_bytes for us or fetch_max_wait_ms passed: a few large
+    # fetches a second instead of one per trickle of records (aiokafka's defaults, 1 byte, answer at once), which
+    # costs the sink's event loop and the broker a round trip per few records; the wait is well inside the
+    # batch window (batch_seconds), so it adds no latency a batch would not add anyway
+    fetch_min_bytes: int = Field(default=512 * 1024, ge=1)
+    fetch_max_wait_ms: int = Field(default=200, ge=0, le=10_000)
     group_id: str = "caliper-sink"
     # static group membership (KIP-345): a sink restarted under the same id takes its partitions back at once
     # instead of waiting for its killed incarnation's session to time out; one stable id per replica (pod name)

@@ -89,7 +89,8 @@ async def archive_stack(tmp_path: Path, kafka: KafkaSettings) -> AsyncIterator[S
     clickhouse = ClickHouseSettings(data_path=tmp_path / "chdb")
     target = connect(clickhouse, create_database=True)
     apply_migrations(target, Layout("learning"))
-    sink_settings = SinkSettings(batch_rows=500, batch_seconds=0.2, group_id=f"sink-{secrets.token_hex(4)}",
+    sink_settings = SinkSettings(batch_rows=500, batch_seconds=0.2, archive_batch_seconds=0.2,
+                                 group_id=f"sink-{secrets.token_hex(4)}",
                                  analyst_token=SecretStr(ANALYST), admin_token=SecretStr(ADMIN))
     loader = SinkLoader(sink_settings, kafka, target, student_key=PRIVACY.student_key_bytes)
     queries = AnalystQueries(clickhouse, sink_settings.queries)
