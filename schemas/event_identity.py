@@ -97,7 +97,7 @@ def reference_id(value: Any) -> str:
     """The id of an entity reference: the IRI string itself, or the embedded object's ``id`` ('' for neither)."""
     if isinstance(value, str):
         return value.strip() and value
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):  # decoded JSON is a dict: skips the slower ABC check
         identifier = value.get("id")
         return identifier if isinstance(identifier, str) and identifier.strip() else ""
     return ""
@@ -105,7 +105,7 @@ def reference_id(value: Any) -> str:
 
 def value_at(document: Any, path: tuple[str, ...]) -> Any:
     for key in path:
-        if not isinstance(document, Mapping):
+        if type(document) is not dict and not isinstance(document, Mapping):  # see reference_id
             return None
         document = document.get(key)
     return document

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -44,8 +45,19 @@ _EARLIEST_MS, _LATEST_MS = -2_208_988_800_000, 10_413_791_999_999  # 1900-01-01,
 Rows = Callable[[str, dict[str, Any]], tuple[list[str], list[tuple[Any, ...]]]]
 
 
-def archive_row(raw: RawEvent, student_key: bytes) -> dict[str, Any]:
-    """The ``raw_events_in`` row of one raw event; ValueError (orjson's) when its payload is not JSON."""
+StudentKeys = Callable[[str, str], str]  # (tenant, person) -> the keyed pseudonym
+
+
+def cached_student_keys(student_key: bytes, size: int = 20_000) -> StudentKeys:
+    """``student_key_for`` with ``student_key``, remembering the last ``size`` people: a school's students send
+    event after event, and the HMAC is a sizeable part of an archive row's cost."""
+    return functools.lru_cache(maxsize=size)(lambda tenant, person: student_key_for(tenant, person, student_key))
+
+
+def archive_row(raw: RawEvent, student_key: bytes, keys: StudentKeys | None = None) -> dict[str, Any]:
+    """The ``raw_events_in`` row of one raw event; ValueError (orjson's) when its payload is not JSON. ``keys``:
+    the pseudonyms of ``student_key`` (``cached_student_keys``), computed here when not given."""
+    key_of = keys or (lambda tenant, person: student_key_for(tenant, person, student_key))
     document = canonical_document(raw.payload)
     try:
         zone = zone_for(raw.tenant_timezone or DEFAULT_TIMEZONE)
@@ -62,7 +74,7 @@ def archive_row(raw: RawEvent, student_key: bytes) -> dict[str, Any]:
         "tenant": raw.tenant, "client_id": raw.client_id, "source": raw.source,
         "event_id": canonical_id(raw.event_id), "content_hash": document_content_hash(document),
         "event_type": raw.event_type, "profile": raw.profile, "student_id": raw.student_id,
-        "student_keys": [student_key_for(raw.tenant, person, student_key) for person in people],
+        "student_keys": [key_of(raw.tenant, person) for person in people],
         "actor_id": canonical_id(reference_id(document.get("actor") if isinstance(document, dict) else None)),
         "sensor": raw.sensor, "event_time_ms": event_time, "send_time_ms": raw.send_time_ms or None,
         "received_time_ms": raw.received_time_ms, "envelope_index": raw.envelope_index,
@@ -75,8 +87,10 @@ def raw_archive_target(codec: RawEventCodec, student_key: bytes) -> JsonRowsTarg
     if not student_key:
         raise ValueError("the raw archive needs the student key secret (its rows must be erasable)")
 
+    keys = cached_student_keys(student_key)
+
     def row_of(message: SourceMessage) -> dict[str, Any]:
-        return archive_row(codec.decode_record(message.value), student_key)
+        return archive_row(codec.decode_record(message.value), student_key, keys)
 
     return JsonRowsTarget(RAW_ARCHIVE_INPUT_TABLE, row_of, destination=RAW_ARCHIVE_TABLE,
                           describe=describe_raw_event(codec))
