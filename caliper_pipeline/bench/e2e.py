@@ -138,7 +138,8 @@ def run_e2e_bench(settings: Settings, *, seconds: float, rate: float | None, out
                   client_secret: str | None = None, senders: int = 8, envelope_size: int = 50,
                   students: int = 10_000, duplicate_rate: float = 0.01, invalid_rate: float = 0.0005,
                   generic_share: float = 0.1, hub_share: float = 0.02, sample_every: int = 200,
-                  drain_timeout: float = 300.0, keep: bool = False, brokers: int | None = None) -> dict[str, Any]:
+                  drain_timeout: float = 300.0, keep: bool = False, brokers: int | None = None,
+                  streams_workers: int = 1) -> dict[str, Any]:
     """Run the stack (or use the running one at ``gateway_url``/``sink_url``), drive load, measure, report.
     ``brokers``: the local Kafka's nodes (default ``CALIPER_LOCAL__KAFKA_BROKERS``; 3 = a cluster, RF 3)."""
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +148,7 @@ def run_e2e_bench(settings: Settings, *, seconds: float, rate: float | None, out
     started_at = datetime.now(UTC)
     try:
         if gateway_url is None:
-            pipeline = LocalPipeline(settings, work, brokers=brokers).start()
+            pipeline = LocalPipeline(settings, work, brokers=brokers, streams_workers=streams_workers).start()
             gateway_url, sink_url = pipeline.gateway_url, pipeline.sink_url
             client_id, client_secret = pipeline.client_id, pipeline.client_secret
             clients_file: Path | None = pipeline.clients_file
@@ -212,7 +213,8 @@ def run_e2e_bench(settings: Settings, *, seconds: float, rate: float | None, out
             "machine": machine_description(),
             "seconds": seconds, "rate": rate, "senders": senders, "envelope_size": envelope_size,
             "stack": (f"started by the bench (local Kafka, {pipeline.brokers} node(s), replication factor "
-                      f"{pipeline.replication_factor}; embedded chDB)") if pipeline else f"running at {gateway_url}",
+                      f"{pipeline.replication_factor}; {streams_workers} streams worker(s); embedded chDB)")
+            if pipeline else f"running at {gateway_url}",
             "loadgen": summary.as_dict(),
             "sustained_events_per_s": round(summary.events_per_second, 1),
             "e2e_events_per_s": round(acked_total / everything_seconds, 1) if everything_seconds else 0.0,
@@ -328,6 +330,8 @@ def add_bench_e2e_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--envelope-size", type=int, default=50)
     parser.add_argument("--students", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="keep the temporary home (logs, data)")
+    parser.add_argument("--streams-workers", type=int, default=1, choices=range(1, 7), metavar="N",
+                        help="streams worker processes the bench starts (one consumer group; at most the partitions)")
     parser.add_argument("--drain-timeout", type=float, default=300.0,
                         help="seconds to wait after the load for ClickHouse to have every acknowledged event "
                              "(a run above the drain rate leaves a backlog: give it time)")
@@ -341,6 +345,7 @@ def bench_e2e_command(settings: Settings, args: argparse.Namespace) -> int:
                            gateway_url=args.gateway_url, sink_url=args.sink_url, client_id=args.client_id,
                            client_secret=args.client_secret, senders=args.senders,
                            envelope_size=args.envelope_size, students=args.students, keep=args.keep,
-                           brokers=args.brokers, drain_timeout=args.drain_timeout)
+                           brokers=args.brokers, drain_timeout=args.drain_timeout,
+                           streams_workers=args.streams_workers)
     print(f"written to {args.output_dir}")
     return 0 if result["exact"] else 1
