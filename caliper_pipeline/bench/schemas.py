@@ -27,17 +27,34 @@ def typical_fact() -> LearningFact:
     )
 
 
+def distinct_records(count: int) -> list[dict[str, object]]:
+    """``count`` copies of the typical fact, each with its own ids, times and student: the compiled encoder caches
+    the encodings of repeated strings and longs (``schemas.avro_fast``), so encoding one record over and over
+    would measure the cache, not what a worker pays for facts whose ids are all new."""
+    template = typical_fact().to_record()
+    records = []
+    for number in range(count):
+        record = dict(template)
+        event_id = f"urn:uuid:{number:08x}-f8ed-4c18-bb3a-dfe51b2cc594"
+        record.update(fact_id=fact_id_for("school-a", event_id), event_id=event_id,
+                      content_hash=f"{number:032x}", student_id=f"{template['student_id']}-{number}",
+                      event_time_ms=1_713_967_920_000 + number, send_time_ms=1_713_967_921_000 + number,
+                      received_time_ms=1_713_967_921_250 + number)
+        records.append(record)
+    return records
+
+
 def run_codec_bench(count: int = 100_000) -> dict[str, float]:
     codec = LearningFactCodec()
-    record = typical_fact().to_record()
-    message = codec.encode(record)
+    records = distinct_records(count)
     started = time.perf_counter()
-    for _ in range(count):
-        codec.encode(record)
+    messages = [codec.encode(record) for record in records]
     encode_seconds = time.perf_counter() - started
+    message = messages[0]
+    record = records[0]
     started = time.perf_counter()
-    for _ in range(count):
-        codec.decode(message)
+    for each in messages:
+        codec.decode(each)
     decode_seconds = time.perf_counter() - started
     figures = {
         "facts": count, "message_bytes": len(message),
