@@ -41,11 +41,16 @@ from caliper_pipeline.loadgen import LoadgenSummary, percentile, run_loadgen
 from caliper_pipeline.local_pipeline import LocalPipeline, counts_by_tenant, topic_message_count
 from caliper_pipeline.settings import Settings
 from caliper_pipeline.sink_client import SinkClient, SinkClientError
+from schemas.errors import PipelineError
 from sinks.tables import FACT_TABLE
 
 FRESHNESS_TARGET_P95_S = 2.0
 THROUGHPUT_TARGET = 6_000.0
 FRESHNESS_TARGET_AT_RATE = THROUGHPUT_TARGET / 2  # the freshness target holds at half the throughput target
+
+
+class BenchArgumentError(PipelineError):
+    """An argument of ``bench e2e`` that does not fit the stack the bench would start."""
 
 
 def process_cpu(pids: dict[str, int]) -> dict[str, float]:
@@ -333,8 +338,9 @@ def add_bench_e2e_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--envelope-size", type=int, default=50)
     parser.add_argument("--students", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="keep the temporary home (logs, data)")
-    parser.add_argument("--streams-workers", type=int, default=1, choices=range(1, 7), metavar="N",
-                        help="streams worker processes the bench starts (one consumer group; at most the partitions)")
+    parser.add_argument("--streams-workers", type=int, default=1, metavar="N",
+                        help="streams worker processes the bench starts (one consumer group; from 1 to the topics' "
+                             "partitions, CALIPER_KAFKA__PARTITIONS)")
     parser.add_argument("--drain-timeout", type=float, default=300.0,
                         help="seconds to wait after the load for ClickHouse to have every acknowledged event "
                              "(a run above the drain rate leaves a backlog: give it time)")
@@ -344,6 +350,9 @@ def add_bench_e2e_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def bench_e2e_command(settings: Settings, args: argparse.Namespace) -> int:
+    if not 1 <= args.streams_workers <= settings.kafka.partitions:  # a worker beyond the partitions gets none
+        raise BenchArgumentError(f"--streams-workers {args.streams_workers}: from 1 to the topics' "
+                                 f"{settings.kafka.partitions} partitions (CALIPER_KAFKA__PARTITIONS)")
     result = run_e2e_bench(settings, seconds=args.seconds, rate=args.rate, output_dir=args.output_dir,
                            gateway_url=args.gateway_url, sink_url=args.sink_url, client_id=args.client_id,
                            client_secret=args.client_secret, senders=args.senders,

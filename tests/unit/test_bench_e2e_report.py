@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
+from caliper_pipeline import cli
 from caliper_pipeline.bench.e2e import FRESHNESS_TARGET_AT_RATE, cpu_report, process_cpu, render_markdown
 
 
@@ -43,3 +46,15 @@ def test_the_report_states_issue_13s_targets_and_the_cpu_table() -> None:
     assert f"n/a (a run at <= {FRESHNESS_TARGET_AT_RATE:,.0f} events/s)" in text
     assert "| sink | 1.0 | 0.50 | 1,000.0 |" in text
     assert "target p95 <= 2 s: yes" in render_markdown(_result(3000.0, True))
+
+
+def test_streams_workers_are_bounded_by_the_topics_partitions(capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound is the partitions setting (schemas.kafka), not a copy of its default: no stack is started."""
+    monkeypatch.delenv("CALIPER_KAFKA__PARTITIONS", raising=False)
+    for workers in ("0", "7"):
+        assert cli.main(["bench", "e2e", "--streams-workers", workers, "--seconds", "1"]) == 1
+        assert f"--streams-workers {workers}: from 1 to the topics' 6 partitions" in capsys.readouterr().err
+    monkeypatch.setenv("CALIPER_KAFKA__PARTITIONS", "2")
+    assert cli.main(["bench", "e2e", "--streams-workers", "3", "--seconds", "1"]) == 1
+    assert "--streams-workers 3: from 1 to the topics' 2 partitions" in capsys.readouterr().err
