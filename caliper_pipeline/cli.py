@@ -109,7 +109,7 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
         from sinks.queries import AnalystQueries
         from sinks.read_model import ClickHouseEventReader
 
-        reader = ClickHouseEventReader(AnalystQueries(settings.clickhouse, settings.sink.queries),
+        reader = ClickHouseEventReader(AnalystQueries(settings.clickhouse, settings.sink.reads, name="reads"),
                                        settings.kafka.topics.facts)
     run_gateway(settings.gateway, settings.kafka, reader)
     return 0

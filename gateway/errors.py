@@ -85,6 +85,13 @@ class ReadsUnavailableError(GatewayError):
     reason = "reads_unavailable"
 
 
+class ReadsBusyError(GatewayError):
+    """The read side serves as many reads of this tenant (or in all) as it may: retry after ``retry_after``."""
+
+    status = 429
+    reason = "reads_busy"
+
+
 class HttpError(GatewayError):
     """An aiohttp ``HTTPException`` (no route, wrong method...) carried with its status and headers."""
 

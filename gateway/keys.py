@@ -9,7 +9,7 @@ from gateway.body import BodyBudget
 from gateway.clients import ClientRegistry
 from gateway.metrics import GatewayMetrics
 from gateway.publisher import EventPublisher
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import RateLimiter, TokenBuckets
 from gateway.settings import GatewaySettings
 from gateway.token_guard import TokenGuard
 from gateway.tokens import Caller, TokenIssuer
@@ -21,6 +21,7 @@ PUBLISHER = web.AppKey("publisher", EventPublisher)
 REGISTRY = web.AppKey("registry", ClientRegistry)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 LIMITER = web.AppKey("limiter", RateLimiter)
+READ_LIMITER = web.AppKey("read_limiter", TokenBuckets)  # read requests per client
 METRICS = web.AppKey("metrics", GatewayMetrics)
 READER = web.AppKey("reader", EventReader)
 TOKEN_GUARD = web.AppKey("token_guard", TokenGuard)

@@ -21,6 +21,7 @@ from gateway.keys import (
     LIMITER,
     METRICS,
     PUBLISHER,
+    READ_LIMITER,
     READER,
     REGISTRY,
     SETTINGS,
@@ -30,7 +31,7 @@ from gateway.keys import (
 from gateway.metrics import GatewayMetrics, TransactionCollector
 from gateway.middlewares import error_middleware, metrics_middleware
 from gateway.publisher import EventPublisher
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import RateLimiter, TokenBuckets
 from gateway.responses import caliper_error_body
 from gateway.routes import BEARER_CHALLENGE, setup_routes
 from gateway.settings import GatewaySettings
@@ -55,6 +56,7 @@ def build_app(settings: GatewaySettings, kafka: KafkaSettings, *, publisher: Eve
                               registry, max_ttl_seconds=settings.max_token_ttl_seconds)
     app[TOKEN_GUARD] = TokenGuard(settings)
     app[LIMITER] = RateLimiter(settings.default_rate_limit_per_second, settings.rate_limit_burst_seconds)
+    app[READ_LIMITER] = TokenBuckets(settings.read_requests_per_second, settings.read_requests_burst)
     app[BODY_BUDGET] = BodyBudget(settings.max_inflight_body_bytes, settings.retry_after_seconds)
     app[METRICS] = GatewayMetrics()
     app[JOB_IDS] = JobIds(settings.verification_secrets)

@@ -68,6 +68,9 @@ class GatewaySettings(BaseModel):
     rate_limit_burst_seconds: float = Field(default=1.0, gt=0)  # bucket capacity = rate x this
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
     retry_after_seconds: int = 5
+    # the read API (GET /caliper/events, GET /jobs/{id}/status): requests per second per client, and the burst
+    read_requests_per_second: float = Field(default=10.0, gt=0)
+    read_requests_burst: float = Field(default=20.0, ge=1)
     producer_linger_ms: int = 2
     compression: str | None = "lz4"
     # all-or-nothing requests: each request's events go in one Kafka transaction, concurrent requests grouped

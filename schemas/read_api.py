@@ -99,6 +99,15 @@ class ReadUnavailableError(PipelineError):
     """The store behind the read API cannot answer now (the caller answers 503 and retries later)."""
 
 
+class ReadBusyError(ReadUnavailableError):
+    """The read side is serving as many reads as it may (for this tenant, or in all): 429, retry after
+    ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class EventReader(Protocol):
     """What the gateway needs from the read side: the events (and, ``JobReader``, the jobs' status)."""
 

@@ -34,7 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.jobs import JOB_ID_PATTERN
 from schemas.kafka import KafkaSettings
-from schemas.read_api import MAX_OFFSET, MAX_PAGE_SIZE, EventQuery, ReadUnavailableError
+from schemas.read_api import MAX_OFFSET, MAX_PAGE_SIZE, EventQuery, ReadBusyError, ReadUnavailableError
 from sinks.archive import apply_archive_ttl, count_archived, read_archived
 from sinks.clickhouse import ClickHouse, connect
 from sinks.erasure import erase_student
@@ -64,9 +64,14 @@ class SinkProcess:
     clickhouse: ClickHouseSettings
     writer: ClickHouse  # the loader's client
     loader: SinkLoader
-    queries: AnalystQueries
+    queries: AnalystQueries  # analysts' statements (POST /sql)
     probe: ClickHouse  # readiness pings, on a connection of their own
     student_key_secret: bytes = b""
+    reads: AnalystQueries | None = None  # the read side's own pool (None: the analysts' pool, in tests)
+
+    @property
+    def read_pool(self) -> AnalystQueries:
+        return self.reads or self.queries
 
     @property
     def layout(self) -> Layout:
@@ -212,7 +217,9 @@ async def read_events(request: web.Request) -> web.Response:
     except ValueError as error:
         return _error(400, str(error))
     try:
-        page = await ClickHouseEventReader(process.queries).read_events(query)
+        page = await ClickHouseEventReader(process.read_pool).read_events(query)
+    except ReadBusyError as error:
+        return _error(429, str(error), {"Retry-After": str(error.retry_after)})
     except ReadUnavailableError:
         return _error(503, "the events cannot be read now", {"Retry-After": "5"})
     return web.json_response(page.to_json())
@@ -227,9 +234,11 @@ async def read_job(request: web.Request) -> web.Response:
     if not isinstance(payload, dict) or not isinstance(payload.get("tenant"), str) or not payload["tenant"] \
             or not isinstance(payload.get("job_id"), str) or not JOB_ID_PATTERN.fullmatch(payload["job_id"]):
         return _error(400, "a JSON object with tenant (a non-empty string) and job_id (a job id) is expected")
-    reader = ClickHouseJobReader(process.queries, process.loader.kafka.topics.facts)
+    reader = ClickHouseJobReader(process.read_pool, process.loader.kafka.topics.facts)
     try:
         status = await reader.read_job(payload["tenant"], payload["job_id"])
+    except ReadBusyError as error:
+        return _error(429, str(error), {"Retry-After": str(error.retry_after)})
     except ReadUnavailableError:
         return _error(503, "the job cannot be read now", {"Retry-After": "5"})
     if status is None:
@@ -266,9 +275,11 @@ async def failed_messages(request: web.Request) -> web.Response:
         selection = FailedSelection.from_json(await request.json())
     except ValueError as error:
         return _error(400, str(error))
+    reads = process.read_pool
     try:
-        rows = await asyncio.to_thread(select_failed, process.queries.rows_blocking, process.queries.database,
-                                       selection)
+        rows = await reads.slots.call(ADMIN, select_failed, reads.rows_blocking, reads.database, selection)
+    except QueryCapacityError as error:
+        return _error(429, str(error), {"Retry-After": str(error.retry_after)})
     except SinkError as error:
         log.warning("failed events cannot be read: %s", error)
         return _error(503, "the failed events cannot be read now", {"Retry-After": "5"})
@@ -299,22 +310,28 @@ async def archived_events(request: web.Request) -> web.StreamResponse:
         tenant, from_ms, to_ms = _archive_range(await request.json())
     except ValueError as error:
         return _error(400, str(error))
-    rows, database = process.queries.rows_blocking, process.queries.database
+    reads = process.read_pool
+    rows, database = reads.rows_blocking, reads.database
     try:
-        total = await asyncio.to_thread(count_archived, rows, database, tenant, from_ms, to_ms)
-    except SinkError as error:
-        log.warning("archive count failed: %s", error)
-        return _error(503, "the archive cannot be read now", {"Retry-After": "5"})
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "X-Total-Count": str(total)})
-    await response.prepare(request)
-    pages = read_archived(rows, database, tenant, from_ms, to_ms)
-    while True:
-        page = await asyncio.to_thread(next, pages, None)  # a failure now ends the stream short: the client sees it
-        if page is None:
-            break
-        await response.write(b"".join(event.to_json() + b"\n" for event in page))
-    await response.write_eof()
-    return response
+        async with reads.slots.slot(ADMIN):  # one slot for the whole stream, in the read pool's threads
+            try:
+                total = await reads.slots.in_thread(count_archived, rows, database, tenant, from_ms, to_ms)
+            except SinkError as error:
+                log.warning("archive count failed: %s", error)
+                return _error(503, "the archive cannot be read now", {"Retry-After": "5"})
+            response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
+                                                   "X-Total-Count": str(total)})
+            await response.prepare(request)
+            pages = read_archived(rows, database, tenant, from_ms, to_ms)
+            while True:
+                page = await reads.slots.in_thread(next, pages, None)  # a failure ends the stream short: seen
+                if page is None:
+                    break
+                await response.write(b"".join(event.to_json() + b"\n" for event in page))
+            await response.write_eof()
+            return response
+    except QueryCapacityError as error:
+        return _error(429, str(error), {"Retry-After": str(error.retry_after)})
 
 
 async def run_sink(sink: SinkSettings, clickhouse: ClickHouseSettings, kafka: KafkaSettings, *,
@@ -323,13 +340,14 @@ async def run_sink(sink: SinkSettings, clickhouse: ClickHouseSettings, kafka: Ka
     writer = await asyncio.to_thread(connect, clickhouse, create_database=True)
     probe: ClickHouse | None = None
     queries = AnalystQueries(clickhouse, sink.queries)
+    reads = AnalystQueries(clickhouse, sink.reads, name="reads")
     try:
         await asyncio.to_thread(apply_migrations, writer, Layout(clickhouse.database, clickhouse.cluster))
         probe = await asyncio.to_thread(connect, clickhouse)
         layout = Layout(clickhouse.database, clickhouse.cluster)
         await asyncio.to_thread(apply_archive_ttl, writer, layout, sink.archive_ttl_days)
         loader = SinkLoader(sink, kafka, writer, student_key=student_key_secret)
-        process = SinkProcess(sink, clickhouse, writer, loader, queries, probe, student_key_secret)
+        process = SinkProcess(sink, clickhouse, writer, loader, queries, probe, student_key_secret, reads)
         runner = web.AppRunner(build_app(process), access_log=None)
         await runner.setup()
         try:
@@ -341,6 +359,7 @@ async def run_sink(sink: SinkSettings, clickhouse: ClickHouseSettings, kafka: Ka
                 await runner.cleanup()
     finally:
         await asyncio.to_thread(queries.close)
+        await asyncio.to_thread(reads.close)
         if probe is not None:
             await asyncio.to_thread(probe.close)
         await asyncio.to_thread(writer.close)

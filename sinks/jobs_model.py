@@ -14,7 +14,6 @@ job is ``processing`` while an event is, or while a part of its record is not lo
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +28,7 @@ from schemas.read_api import (
 from sinks.errors import SinkError
 from sinks.failed import STAGE_SINK, STAGE_STREAMS
 from sinks.queries import AnalystQueries
-from sinks.read_model import iso_utc
+from sinks.read_model import iso_utc, read_in_slot
 from sinks.tables import FAILED_EVENTS_TABLE, JOB_FACTS_TABLE, JOBS_TABLE
 
 Rows = Callable[[str, dict[str, Any]], tuple[list[str], list[tuple[Any, ...]]]]
@@ -73,7 +72,8 @@ def job_status(rows: Rows, database: str, tenant: str, job_id: str, facts_topic:
 
 
 class ClickHouseJobReader:
-    """``read_job`` over the analyst query pool (read-only, limited), as ``sinks.read_model`` reads events."""
+    """``read_job`` over the read pool (read-only, limited, one slot per tenant), as ``sinks.read_model`` reads
+    events."""
 
     def __init__(self, queries: AnalystQueries, facts_topic: str) -> None:
         self._queries = queries
@@ -86,4 +86,4 @@ class ClickHouseJobReader:
             raise ReadUnavailableError(f"the job cannot be read now: {type(error).__name__}") from error
 
     async def read_job(self, tenant: str, job_id: str) -> JobStatus | None:
-        return await asyncio.to_thread(self.read_blocking, tenant, job_id)
+        return await read_in_slot(self._queries, tenant, self.read_blocking, tenant, job_id)

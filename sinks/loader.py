@@ -32,6 +32,7 @@ from sinks.clickhouse import ClickHouse
 from sinks.errors import SinkBackpressureError, SinkError
 from sinks.failed import dead_letters_target, jobs_target, rejected_requests_target
 from sinks.metrics import SinkMetrics
+from sinks.query_slots import OwnThreads
 from sinks.settings import SinkSettings
 from sinks.targets import Target
 
@@ -55,7 +56,7 @@ class _Rebalance(ConsumerRebalanceListener):
             self._loader.assigned_at = time.monotonic()
         for topic in {tp.topic for tp in assigned}:
             try:
-                await asyncio.to_thread(self._loader.sink.load_plans, topic)
+                await self._loader.threads.run(self._loader.sink.load_plans, topic)
             except SinkError as error:  # without the plans a retried range may be cut differently: FINAL still dedups
                 log.warning("cannot read recorded batch ranges of %s: %s", topic, error)
 
@@ -102,6 +103,9 @@ class SinkLoader:
         self.paused: dict[TopicPartition, float] = {}  # partition -> when to resume it
         self._consumer: AIOKafkaConsumer | None = None
         self._writing: asyncio.Task[None] | None = None  # the batches being inserted while the next are fetched
+        # the inserts' own thread: nothing else the process runs in threads (reads, analyst queries) can make the
+        # next insert wait for a thread (batches are inserted one at a time anyway)
+        self.threads = OwnThreads("load", 1)
 
     @property
     def topics(self) -> list[str]:
@@ -143,6 +147,7 @@ class SinkLoader:
                 self._writing.cancel()
                 await asyncio.gather(self._writing, return_exceptions=True)
             await consumer.stop()
+            self.threads.close()
 
     async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
         self._resume_due(consumer)
@@ -186,7 +191,7 @@ class SinkLoader:
             if tp in self.paused:  # a batch behind one that failed: re-read after the resume
                 continue
             try:
-                result = await asyncio.to_thread(self.sink.write, batch)
+                result = await self.threads.run(self.sink.write, batch)
             except SinkBackpressureError as error:
                 self._pause(consumer, tp, batch.first_offset, error)
                 continue

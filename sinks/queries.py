@@ -6,18 +6,21 @@ handles of the sink's own engine: a query runs beside the loader's inserts, neve
 they are ordinary clickhouse-connect clients; there the recommended analyst user (docs/operations.md) is
 read-only with constraints on these settings, and the sink sends the limits with every query.
 
-At most ``max_concurrent`` queries run at once (each may use ``max_memory_bytes``); a caller waits up to
-``queue_seconds`` for a slot, then gets ``QueryCapacityError`` (HTTP 429 with Retry-After).
+At most ``max_concurrent`` queries run at once (each may use ``max_memory_bytes``), at most ``max_per_caller`` of
+them for one caller, each in a thread of this pool's own (``sinks.query_slots``); a caller waits up to
+``queue_seconds`` for a slot, then gets ``QueryCapacityError`` (HTTP 429 with Retry-After). The sink keeps two
+pools: one for analysts' statements, one for the read side (the senders' reads, the archive): neither can take
+the other's slots or threads, nor the loader's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import Any
 
 from sinks.clickhouse import ClickHouse, connect
-from sinks.errors import ClickHouseQueryError, QueryCapacityError, QueryLimitError, QueryRejectedError
+from sinks.errors import ClickHouseQueryError, QueryLimitError, QueryRejectedError
+from sinks.query_slots import QuerySlots
 from sinks.settings import ClickHouseSettings, QueryLimits
 from sinks.sql_policy import check_tree, parse_explain_ast, prepare
 
@@ -47,14 +50,16 @@ def clickhouse_format(name: str) -> str:
 class AnalystQueries:
     """Runs analyst SQL on a pool of read-only, limited connections."""
 
-    def __init__(self, clickhouse: ClickHouseSettings, limits: QueryLimits) -> None:
+    def __init__(self, clickhouse: ClickHouseSettings, limits: QueryLimits, name: str = "queries") -> None:
         self.settings = clickhouse
         self.limits = limits
         self.database = clickhouse.database
         self._idle: list[ClickHouse] = []
         self._opened: list[ClickHouse] = []
         self._lock = threading.Lock()
-        self._slots = asyncio.Semaphore(limits.max_concurrent)
+        self.slots = QuerySlots(name, limits.max_concurrent, max_per_caller=limits.max_per_caller,
+                                queue_seconds=limits.queue_seconds,
+                                retry_after=max(1, int(limits.max_execution_seconds // 10)))
         self._parser: ClickHouse | None = None
         self._table_functions: frozenset[str] = frozenset()
         self._per_query: dict[str, Any] = {}
@@ -134,20 +139,12 @@ class AnalystQueries:
         """Check and run one statement; ``fmt`` is a ClickHouse output format name."""
         return self._run(self.check(sql), fmt)
 
-    async def run(self, sql: str, fmt: str) -> bytes:
-        """Check and run one statement in a worker thread, waiting ``queue_seconds`` at most for a free slot."""
-        try:
-            await asyncio.wait_for(self._slots.acquire(), timeout=self.limits.queue_seconds or 0.001)
-        except TimeoutError:
-            raise QueryCapacityError(
-                f"{self.limits.max_concurrent} queries are running; try again shortly",
-                retry_after=max(1, int(self.limits.max_execution_seconds // 10))) from None
-        try:
-            return await asyncio.to_thread(self.run_blocking, sql, fmt)
-        finally:
-            self._slots.release()
+    async def run(self, sql: str, fmt: str, caller: str = "") -> bytes:
+        """Check and run one statement in a thread of this pool, waiting ``queue_seconds`` at most for a slot."""
+        return await self.slots.call(caller, self.run_blocking, sql, fmt)
 
     def close(self) -> None:
+        self.slots.close()
         with self._lock:
             opened, self._opened, self._idle = self._opened, [], []
         for client in opened:

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import aiohttp
 
-from schemas.read_api import EventPage, EventQuery, JobStatus, ReadUnavailableError
+from schemas.read_api import EventPage, EventQuery, JobStatus, ReadBusyError, ReadUnavailableError
+
+
+def _refusal(response: aiohttp.ClientResponse) -> ReadUnavailableError:
+    """Why the sink did not answer a read: busy (429, ``Retry-After``) or unavailable."""
+    if response.status == 429:
+        retry_after = response.headers.get("Retry-After", "1")
+        return ReadBusyError("the sink serves as many reads as it may",
+                             retry_after=int(retry_after) if retry_after.isdigit() else 1)
+    return ReadUnavailableError(f"the sink answered {response.status}")
 
 
 class HttpEventReader:
@@ -24,7 +33,7 @@ class HttpEventReader:
         try:
             async with self._session.post(self.url, json=query.to_json()) as response:
                 if response.status != 200:
-                    raise ReadUnavailableError(f"the sink answered {response.status}")
+                    raise _refusal(response)
                 return EventPage.from_json(await response.json())
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
             raise ReadUnavailableError(f"the sink is not reachable: {type(error).__name__}") from error
@@ -37,7 +46,7 @@ class HttpEventReader:
                 if response.status == 404:
                     return None
                 if response.status != 200:
-                    raise ReadUnavailableError(f"the sink answered {response.status}")
+                    raise _refusal(response)
                 return JobStatus.from_json(await response.json())
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as error:
             raise ReadUnavailableError(f"the sink is not reachable: {type(error).__name__}") from error

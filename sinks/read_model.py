@@ -18,17 +18,20 @@ A page is read in two steps (``page_sql`` then ``payloads_sql``):
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from schemas.coerce import datetime_to_ms
 from schemas.kafka import Topics
-from schemas.read_api import EventPage, EventQuery, JobStatus, ReadUnavailableError, encode_cursor
-from sinks.errors import SinkError
+from schemas.read_api import EventPage, EventQuery, JobStatus, ReadBusyError, ReadUnavailableError, encode_cursor
+from sinks.errors import QueryCapacityError, SinkError
 from sinks.queries import AnalystQueries
 from sinks.tables import RAW_ARCHIVE_TABLE
+
+T = TypeVar("T")
 
 # the current version of an event: what argMax keeps of it, and by what order
 CURRENT_VERSION = "tuple(coalesce(send_time, received_time), received_time, content_hash)"
@@ -98,7 +101,7 @@ def iso_utc(value: Any) -> str | None:
 
 
 class ClickHouseEventReader:
-    """``EventReader`` over the raw archive, through the analyst query pool (read-only, limited); the jobs'
+    """``EventReader`` over the raw archive, through the read pool (read-only, limited, one slot per tenant); the jobs'
     status from the receipts tables (``sinks.jobs_model``)."""
 
     def __init__(self, queries: AnalystQueries, facts_topic: str = Topics().facts) -> None:
@@ -139,7 +142,7 @@ class ClickHouseEventReader:
         return EventPage(events=events, limit=query.limit, offset=query.offset, next_cursor=next_cursor)
 
     async def read_events(self, query: EventQuery) -> EventPage:
-        return await asyncio.to_thread(self.read_blocking, query)
+        return await read_in_slot(self._queries, query.tenant, self.read_blocking, query)
 
     async def read_job(self, tenant: str, job_id: str) -> JobStatus | None:
         from sinks.jobs_model import ClickHouseJobReader  # it imports this module (iso_utc)
@@ -148,3 +151,12 @@ class ClickHouseEventReader:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._queries.close)
+
+
+async def read_in_slot(queries: AnalystQueries, tenant: str, read: Callable[..., T], *args: Any) -> T:
+    """``read(*args)`` in a slot of ``queries`` for ``tenant`` (``sinks.query_slots``): ``ReadBusyError`` when
+    the tenant's or every slot stays taken."""
+    try:
+        return await queries.slots.call(tenant, read, *args)
+    except QueryCapacityError as error:
+        raise ReadBusyError(str(error), retry_after=error.retry_after) from error

@@ -38,6 +38,7 @@ class QueryLimits(BaseModel):
     max_result_bytes: int = Field(default=256 << 20, ge=1024)
     max_rows_to_read: int = Field(default=0, ge=0)  # 0: no limit on rows scanned (time and memory still bound)
     max_concurrent: int = Field(default=4, ge=1)  # queries at once; each may use max_memory_bytes
+    max_per_caller: int = Field(default=0, ge=0)  # of which one caller (a tenant) may run; 0: no bound per caller
     queue_seconds: float = Field(default=2.0, ge=0)  # wait for a free slot before answering 429
     max_query_bytes: int = Field(default=64 * 1024, ge=256)  # length of the SQL text
     # an analyst query yields to the loader: it runs on at most max_threads threads, and ClickHouse suspends it
@@ -96,6 +97,10 @@ class SinkSettings(BaseModel):
     analyst_token: SecretStr = SecretStr("")
     admin_token: SecretStr = SecretStr("")
     queries: QueryLimits = Field(default_factory=lambda: QueryLimits())
+    # the read side (senders' reads through the gateway, the archive, failed events): a pool of its own, so a flood
+    # of reads never takes the analysts' slots nor the loader's thread; one read per tenant at a time
+    reads: QueryLimits = Field(default_factory=lambda: QueryLimits(
+        max_concurrent=2, max_per_caller=1, max_execution_seconds=30.0, queue_seconds=2.0))
     # base URL of a running sink's HTTP endpoints (SqlClient in embedded mode); empty: http_host:http_port
     sink_url: str = ""
     # days the raw archive keeps an event after it was received (raw_events' TTL, set at start); 0: for ever

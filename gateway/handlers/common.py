@@ -4,10 +4,11 @@ per-client event budget, the size of each event as published, and publishing."""
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -18,22 +19,52 @@ from gateway.errors import (
     MalformedJsonError,
     PayloadTooLargeError,
     RateLimitedError,
+    ReadsBusyError,
+    ReadsUnavailableError,
     UnsupportedMediaTypeError,
 )
-from gateway.keys import BODY, CALLER, JOB_IDS, LIMITER, METRICS, PUBLISHER, SETTINGS, TOKENS, shared
+from gateway.keys import BODY, CALLER, JOB_IDS, LIMITER, METRICS, PUBLISHER, READ_LIMITER, SETTINGS, TOKENS, shared
 from gateway.publisher import EncodedEvent
+from gateway.settings import READ_SCOPE
 from gateway.tokens import Caller
 from schemas.errors import FieldProblem
 from schemas.jobs import JobRecord
 from schemas.limits import ValidationLimits, depth_problem
+from schemas.read_api import ReadBusyError, ReadUnavailableError
 
 MAX_PROBLEMS = 100
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def authorize(request: web.Request, scope: str) -> Caller:
     caller = shared(request)[TOKENS].verify(request.headers.get("Authorization"), scope)
     request[CALLER] = caller
     return caller
+
+
+def authorize_read(request: web.Request) -> Caller:
+    """The caller of a read (its token, with the read scope), charged one read of its client's read rate: 429
+    with ``Retry-After`` past it (a client's reads cannot crowd out the others' or the loading of events)."""
+    caller = authorize(request, READ_SCOPE)
+    wait = shared(request)[READ_LIMITER].take(caller.client_id)
+    if wait is not None:
+        raise RateLimitedError(f"read rate limit of client {caller.client_id} exceeded", retry_after=wait)
+    return caller
+
+
+async def ask_reader(request: web.Request, what: str, read: Awaitable[T]) -> T:
+    """The read side's answer: 429 when it serves as many reads of this tenant (or in all) as it may, 503 when it
+    cannot answer (both with ``Retry-After``)."""
+    try:
+        return await read
+    except ReadBusyError as error:
+        raise ReadsBusyError(f"too many reads of this tenant at once; retry in {error.retry_after} s",
+                             retry_after=error.retry_after) from error
+    except ReadUnavailableError as error:
+        log.warning("the read side cannot answer: %s", error)
+        raise ReadsUnavailableError(f"the {what} store cannot answer now; retry later",
+                                    retry_after=shared(request)[SETTINGS].retry_after_seconds) from error
 
 
 async def read_json(request: web.Request, reservation: Reservation) -> Any:

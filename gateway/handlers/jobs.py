@@ -9,37 +9,29 @@ is still on its way to ClickHouse) is ``processing`` with ``accepted`` unknown, 
 
 from __future__ import annotations
 
-import logging
 import time
 
 from aiohttp import web
 
-from gateway.errors import NotFoundError, ReadsUnavailableError
-from gateway.handlers.common import authorize
-from gateway.keys import JOB_IDS, READER, SETTINGS
+from gateway.errors import NotFoundError
+from gateway.handlers.common import ask_reader, authorize_read
+from gateway.keys import JOB_IDS, READER
 from gateway.responses import json_response
-from gateway.settings import READ_SCOPE
 from schemas.jobs import JOB_RETENTION_DAYS, issued_ms
-from schemas.read_api import PROCESSING, JobStatus, ReadUnavailableError
+from schemas.read_api import PROCESSING, JobStatus
 
-log = logging.getLogger(__name__)
 UNKNOWN_JOB = "no such job for this client's tenant"
 
 
 async def get_job_status(request: web.Request) -> web.Response:
-    caller = authorize(request, READ_SCOPE)
+    caller = authorize_read(request)
     job_id = request.match_info["jobId"]
     if not request.config_dict[JOB_IDS].issued_to(job_id, caller.tenant):
         raise NotFoundError(UNKNOWN_JOB)
     reader = request.config_dict.get(READER)
     if reader is None:
         raise NotFoundError("job status is not available: this gateway has no read side configured")
-    try:
-        status = await reader.read_job(caller.tenant, job_id)
-    except ReadUnavailableError as error:
-        log.warning("job status cannot be read: %s", error)
-        raise ReadsUnavailableError("the job store cannot answer now; retry later",
-                                    retry_after=request.config_dict[SETTINGS].retry_after_seconds) from error
+    status = await ask_reader(request, "job", reader.read_job(caller.tenant, job_id))
     if status is None:
         issued = issued_ms(job_id) or 0
         if time.time() * 1000 - issued > JOB_RETENTION_DAYS * 86_400_000:

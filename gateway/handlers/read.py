@@ -8,18 +8,16 @@ and the page's cursor), null on the last page. The gateway knows no SQL.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from gateway.errors import InvalidQueryError, NotFoundError, ReadsUnavailableError
-from gateway.handlers.common import authorize
-from gateway.keys import READER, SETTINGS
+from gateway.errors import InvalidQueryError, NotFoundError
+from gateway.handlers.common import ask_reader, authorize_read
+from gateway.keys import READER
 from gateway.responses import json_response
-from gateway.settings import READ_SCOPE
 from schemas.coerce import time_to_ms
 from schemas.errors import FieldProblem
 from schemas.read_api import (
@@ -28,11 +26,9 @@ from schemas.read_api import (
     MAX_PAGE_SIZE,
     EventPage,
     EventQuery,
-    ReadUnavailableError,
     decode_cursor,
 )
 
-log = logging.getLogger(__name__)
 PARAMETERS = ("limit", "offset", "cursor", "sensor", "actorId", "eventType", "profile", "startDate", "endDate")
 FILTERS = {"sensor": "sensor", "actorId": "actor_id", "eventType": "event_type", "profile": "profile"}
 MAX_FILTER_LENGTH = 2048
@@ -102,17 +98,12 @@ def next_link(path: str, query: Mapping[str, str], page: EventPage) -> str | Non
 
 
 async def get_events(request: web.Request) -> web.Response:
-    caller = authorize(request, READ_SCOPE)
+    caller = authorize_read(request)
     reader = request.config_dict.get(READER)
     if reader is None:
         raise NotFoundError("the read API is not configured on this gateway")
     query = parse_event_query(caller.tenant, request.query)
-    try:
-        page = await reader.read_events(query)
-    except ReadUnavailableError as error:
-        log.warning("the read API cannot answer: %s", error)
-        raise ReadsUnavailableError("the event store cannot answer now; retry later",
-                                    retry_after=request.config_dict[SETTINGS].retry_after_seconds) from error
+    page = await ask_reader(request, "event", reader.read_events(query))
     body = page.to_json()
     del body["next_cursor"]
     return json_response({**body, "next": next_link(request.path, request.query, page)})
