@@ -361,11 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
                                help="measure the load rate alone and during an analyst query of SECONDS")
     from caliper_pipeline import loadgen
     from caliper_pipeline.bench import e2e as bench_e2e
-    from caliper_pipeline.bench import soak
+    from caliper_pipeline.bench import read_flood, soak
 
     e2e = benches.add_parser("e2e", help="the whole pipeline under load: events/s, freshness, exact counts")
     e2e.set_defaults(handler=bench_e2e.bench_e2e_command)
     bench_e2e.add_bench_e2e_arguments(e2e)
+    flood = benches.add_parser("read-flood", help="loading freshness and another tenant's reads while one "
+                               "sender floods the read API")
+    flood.set_defaults(handler=read_flood.read_flood_command)
+    read_flood.add_read_flood_arguments(flood)
     loadgen.add_loadgen_arguments(add("loadgen", loadgen.loadgen_command, "realistic traffic through the gateway"))
     soak.add_soak_arguments(add("soak", soak.soak_command, "a steady rate for minutes; memory of every process"))
     return parser
