@@ -2,7 +2,8 @@
 against a real gateway + streams + sink on the session's Kafka broker: every call a sender makes returns what the
 SDK expects (``timeback_sdk_script.py`` makes the calls and prints their results as JSON).
 
-The virtualenv is built once per SDK version under pytest's cache directory. Without a Python >= 3.12 on the
+The virtualenv is built once per SDK version under pytest's cache directory (the system's temporary directory
+without pytest's cache). Without a Python >= 3.12 on the
 machine the test is skipped, except in CI (``CI`` set), where that is a failure.
 """
 
@@ -12,7 +13,7 @@ import glob
 import os
 import shutil
 import subprocess
-import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,7 +49,10 @@ def python_for_the_sdk() -> str | None:
 @pytest.fixture(scope="module")
 def sdk_python(request: pytest.FixtureRequest) -> Path:
     """The python of a virtualenv holding ``timeback-caliper`` (built once, then reused from pytest's cache)."""
-    home = Path(request.config.cache.mkdir(f"timeback-caliper-{SDK_VERSION}-py{sys.version_info[0]}"))
+    name = f"timeback-caliper-{SDK_VERSION}"
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider: a directory of the machine's
+    home = Path(cache.mkdir(name)) if cache is not None else Path(tempfile.gettempdir()) / name
+    home.mkdir(parents=True, exist_ok=True)
     python = home / "venv" / "bin" / "python"
     if (home / "venv" / "ready").exists():
         return python
