@@ -7,6 +7,7 @@ from typing import Any
 from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings, package_version
 
 _JSON = "application/json"
+READ_BUSY = "The client's read rate, or the read side's slots for its tenant, are used up (see Retry-After)"
 
 
 def _response(description: str, schema_ref: str) -> dict[str, Any]:
@@ -38,8 +39,8 @@ def _job_operation(summary: str) -> dict[str, Any]:
         "description": "Delivery receipt: `processing` until every event of the job is accounted for (its facts "
                        "loaded into ClickHouse, dead-lettered, or refused at load), then `completed`, or "
                        "`completed_with_errors` with each failed event's reason. An event loaded after a replay "
-                       "counts as loaded. Only the job's own tenant may read it: another tenant's job and an "
-                       "unknown id are both 404.",
+                       "counts as loaded. `job` is the same in the Timeback API's shape. Only the job's own "
+                       "tenant may read it: another tenant's job and an unknown id are both 404.",
         "security": [{"OAuth2": [READ_SCOPE]}],
         "parameters": [{"name": "jobId", "in": "path", "required": True,
                         "schema": {"type": "string", "pattern": "^[a-z2-7]{40}$"}}],
@@ -47,6 +48,7 @@ def _job_operation(summary: str) -> dict[str, Any]:
                       "401": _response("Unauthorized", "CaliperResult"),
                       "403": _response("The token lacks the event.read scope", "CaliperResult"),
                       "404": _response("No such job for the caller's tenant (or no read side)", "CaliperResult"),
+                      "429": _response(READ_BUSY, "CaliperResult"),
                       "503": _response("The job store cannot answer now (see Retry-After)", "CaliperResult")},
     }}
 
@@ -70,8 +72,58 @@ _JOB_SCHEMAS: dict[str, Any] = {
                           "index", "eventId", "stage", "reason"], "properties": {
                           "index": {"type": "integer"}, "eventId": {"type": "string"},
                           "stage": {"type": "string", "enum": ["streams", "sink"]},
-                          "reason": {"type": "string"}}}}}},
+                          "reason": {"type": "string"}}}},
+                      "job": {"$ref": "#/components/schemas/TimebackJob"}}},
+    "TimebackJob": {
+        "type": "object", "required": ["id", "state", "returnValue", "processedOn"],
+        "description": "The Timeback API's job (what its SDK's jobs.get_status reads): waiting (the job's record is "
+                       "not loaded yet), active, completed (every event loaded), failed (some were not: "
+                       "returnValue.status is error, the failures say why)",
+        "properties": {
+            "id": {"type": "string"},
+            "state": {"type": "string", "enum": ["waiting", "active", "completed", "failed"]},
+            "returnValue": {"oneOf": [{"type": "null"}, {
+                "type": "object", "required": ["status", "results"], "properties": {
+                    "status": {"type": "string", "enum": ["success", "error"]},
+                    "results": {"type": "array", "description": "the loaded events", "items": {
+                        "type": "object", "required": ["allocatedId", "externalId"], "properties": {
+                            "allocatedId": {"type": "string"}, "externalId": {"type": "string"}}}}}}]},
+            "processedOn": {"type": ["string", "null"], "format": "date-time"}}},
 }
+
+_ENTITY = {"type": ["string", "object", "null"]}
+_STORED_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "source", "sensor", "eventTime", "sendTime", "receivedTime", "versions", "id", "externalId",
+                 "type", "profile", "action", "created_at", "updated_at", "deleted_at", "actor", "object",
+                 "generated", "target", "referrer", "edApp", "group", "membership", "session", "federatedSession",
+                 "extensions", "clientAppId"],
+    "description": "An event in the Timeback API's shape (its Caliper fields flattened) with the event as sent "
+                   "beside it",
+    "properties": {
+        "event": {"type": "object", "description": "the event as it was sent"},
+        "source": {"type": "string", "enum": ["timeback", "caliper", "hub"]},
+        "sensor": {"type": "string"},
+        "eventTime": {"type": "string", "format": "date-time"},
+        "sendTime": {"type": "string", "format": "date-time",
+                     "description": "the envelope's sendTime; the received time where the source sends none"},
+        "receivedTime": {"type": "string", "format": "date-time"},
+        "versions": {"type": "integer", "minimum": 1},
+        "id": {"type": "integer", "minimum": 0, "maximum": 2**53 - 1,
+               "description": "a stable number of the event: the first 53 bits of the SHA-256 of its id"},
+        "externalId": {"type": "string", "description": "the event's Caliper id (urn:uuid ids in lower case)"},
+        "type": {"type": "string"}, "profile": {"type": ["string", "null"]}, "action": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time", "description": "its first version received"},
+        "updated_at": {"type": "string", "format": "date-time", "description": "its current version received"},
+        "deleted_at": {"type": "null"},
+        **{name: _ENTITY for name in ("actor", "object", "generated", "target", "referrer", "edApp", "group",
+                                      "membership", "session", "federatedSession")},
+        "extensions": {"type": ["object", "null"]}, "clientAppId": {"type": ["string", "null"]}},
+}
+_READ_ERRORS = {"401": _response("Unauthorized", "CaliperResult"),
+                "403": _response("The token lacks the event.read scope", "CaliperResult"),
+                "429": _response(READ_BUSY, "CaliperResult"),
+                "503": _response("ClickHouse cannot answer now (see Retry-After)", "CaliperResult")}
 
 
 def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
@@ -123,7 +175,10 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
                                "8601 UTC. A corrected event (same id, other content) appears once: its version "
                                "with the newest sendTime (the received time where the source sends none), then "
                                "the newest received time; `versions` says how many it has. `next` links to the "
-                               "next page (same filters, a cursor), null on the last. Unknown parameters are 400.",
+                               "next page (same filters, a cursor), null on the last; `pagination` is the Timeback "
+                               "API's (the total of every event the filters pass). Each item is also in the "
+                               "Timeback API's shape (its Caliper fields flattened, `externalId`, a numeric `id`). "
+                               "Unknown parameters are 400.",
                 "security": [{"OAuth2": [READ_SCOPE]}],
                 "parameters": [
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
@@ -138,13 +193,29 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
                     {"name": "endDate", "in": "query", "description": "event time before",
                      "schema": {"type": "string", "format": "date-time"}},
                     {"name": "actorId", "in": "query", "schema": {"type": "string"}},
+                    {"name": "actorEmail", "in": "query", "description": "the actor's email as sent (actor.email)",
+                     "schema": {"type": "string"}},
                 ],
                 "responses": {"200": _response("One page of events", "EventPage"),
                               "400": _response("Invalid or unknown query parameters", "CaliperResult"),
                               "401": _response("Unauthorized", "CaliperResult"),
                               "403": _response("The token lacks the event.read scope", "CaliperResult"),
                               "404": _response("The read API is not configured", "CaliperResult"),
+                              "429": _response(READ_BUSY, "CaliperResult"),
                               "503": _response("ClickHouse cannot answer now (see Retry-After)", "CaliperResult")},
+            }},
+            "/caliper/events/{eventId}": {"get": {
+                "summary": "One event of the caller's tenant (its current version), by the Caliper id it was sent with",
+                "description": "The same item as in a page, as `{\"event\": ...}`. urn:uuid ids match in any case. "
+                               "Another tenant's event and an unknown id are both 404.",
+                "security": [{"OAuth2": [READ_SCOPE]}],
+                "parameters": [{"name": "eventId", "in": "path", "required": True,
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 2048}}],
+                "responses": {"200": _response("The event", "OneEvent"),
+                              "400": _response("The id is too long or holds NUL", "CaliperResult"),
+                              "404": _response("No such event for the caller's tenant (or no read API)",
+                                               "CaliperResult"),
+                              **_READ_ERRORS},
             }},
             "/caliper/event/validate": {"post": {"summary": "Validate an envelope; nothing is published",
                                                  **caliper_post}},
@@ -195,21 +266,21 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
                     "caliper_supported_versions": {"type": "array", "items": {"type": "string"}},
                     "caliper_supported_extensions": {"type": "object"}}},
                 "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
-                "EventPage": {"type": "object", "required": ["events", "limit", "offset", "count", "next"],
+                "EventPage": {"type": "object", "required": ["events", "limit", "offset", "count", "next",
+                                                            "pagination"],
                               "properties": {
                                   "events": {"type": "array", "items": {"$ref": "#/components/schemas/StoredEvent"}},
                                   "limit": {"type": "integer"}, "offset": {"type": "integer"},
                                   "count": {"type": "integer"},
-                                  "next": {"type": ["string", "null"]}}},
-                "StoredEvent": {"type": "object", "required": ["event", "source", "sensor", "eventTime", "sendTime",
-                                                              "receivedTime", "versions"], "properties": {
-                    "event": {"type": "object", "description": "the event as it was sent"},
-                    "source": {"type": "string", "enum": ["timeback", "caliper", "hub"]},
-                    "sensor": {"type": "string"},
-                    "eventTime": {"type": "string", "format": "date-time"},
-                    "sendTime": {"type": ["string", "null"], "format": "date-time"},
-                    "receivedTime": {"type": "string", "format": "date-time"},
-                    "versions": {"type": "integer", "minimum": 1}}},
+                                  "next": {"type": ["string", "null"]},
+                                  "pagination": {"type": "object", "required": ["total", "totalPages", "currentPage",
+                                                                                "limit"],
+                                                 "description": "the Timeback API's: every event the filters pass",
+                                                 "properties": {name: {"type": "integer", "minimum": 0} for name in (
+                                                     "total", "totalPages", "currentPage", "limit")}}}},
+                "StoredEvent": _STORED_EVENT,
+                "OneEvent": {"type": "object", "required": ["event"],
+                             "properties": {"event": {"$ref": "#/components/schemas/StoredEvent"}}},
                 **_JOB_SCHEMAS,
             },
         },

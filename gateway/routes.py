@@ -9,7 +9,7 @@ from aiohttp import web
 from gateway.handlers.caliper import get_endpoint_config, post_caliper_event, post_caliper_validate
 from gateway.handlers.hub import post_hub_event
 from gateway.handlers.jobs import get_job_status
-from gateway.handlers.read import get_events
+from gateway.handlers.read import get_event, get_events
 from gateway.handlers.service import get_health, get_metrics, get_openapi, get_ready
 from gateway.handlers.token import post_token
 from gateway.middlewares import error_middleware
@@ -24,6 +24,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/caliper/event/validate", post_caliper_validate)
     app.router.add_get("/caliper/event", get_endpoint_config)
     app.router.add_get("/caliper/events", get_events)
+    app.router.add_get("/caliper/events/{eventId:.+}", get_event)  # a Caliper id may hold slashes
     app.router.add_get("/jobs/{jobId}", get_job_status)
     app.router.add_get("/jobs/{jobId}/status", get_job_status)
     app.router.add_get("/healthz", get_health)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import orjson
 
 from schemas.errors import PipelineError
+from schemas.timeback_read import pagination, stored_event_id
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -41,6 +42,8 @@ class EventQuery:
     end_ms: int | None = None  # event time < end
     event_type: str = ""
     profile: str = ""
+    actor_email: str = ""  # the actor's email as sent (actor.email)
+    event_id: str = ""  # one event, by its canonical id (``schemas.event_identity.canonical_id``)
     # the cursor: only events after (event time, event id) = (after_time_ms, after_event_id) in the page's order
     after_time_ms: int | None = None
     after_event_id: str = ""
@@ -55,22 +58,30 @@ class EventQuery:
 
 @dataclass(frozen=True, slots=True)
 class EventPage:
-    """The events of one page (JSON objects) and the page's bounds."""
+    """The events of one page (JSON objects) and the page's bounds: ``total`` events pass the query's filters
+    (wherever the page starts), of which ``position`` come before the page (its offset, or where its cursor is)."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
     limit: int = DEFAULT_PAGE_SIZE
     offset: int = 0
     next_cursor: str | None = None  # the cursor of the next page; None when this page is the last
+    total: int = 0
+    position: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"events": self.events, "limit": self.limit, "offset": self.offset, "count": len(self.events),
-                "next_cursor": self.next_cursor}
+                "next_cursor": self.next_cursor, "total": self.total, "position": self.position}
+
+    def pagination(self) -> dict[str, Any]:
+        """The Timeback API's ``pagination`` of this page."""
+        return pagination(self.total, self.limit, self.position)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EventPage:
         cursor = data.get("next_cursor")
         return cls(events=list(data.get("events", [])), limit=int(data.get("limit", DEFAULT_PAGE_SIZE)),
-                   offset=int(data.get("offset", 0)), next_cursor=cursor if isinstance(cursor, str) else None)
+                   offset=int(data.get("offset", 0)), next_cursor=cursor if isinstance(cursor, str) else None,
+                   total=int(data.get("total", 0)), position=int(data.get("position", 0)))
 
 
 MAX_CURSOR_LENGTH = 4096
@@ -128,6 +139,7 @@ class EventReader(Protocol):
 # -- delivery receipts: the status of a job (``GET /jobs/{jobId}/status``) --------------------------------------
 
 PROCESSING, COMPLETED, COMPLETED_WITH_ERRORS = "processing", "completed", "completed_with_errors"
+WAITING, ACTIVE, FAILED = "waiting", "active", "failed"  # the Timeback job states besides ``completed``
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +168,16 @@ class JobStatus:
     ``status`` is ``processing`` until every event of the job is accounted for (its facts loaded, dead-lettered,
     or refused at load), then ``completed``, or ``completed_with_errors`` when some were not loaded. An event
     loaded after it failed (a replay) counts as loaded. ``accepted`` is None while the job's record itself is not
-    loaded yet. ``event_ids`` are given once the job is complete.
+    loaded yet. ``event_ids`` are given once the job is complete, ``loaded_ids`` (those of them loaded) too.
+
+    The same answer carries the Timeback API's job (``job``, what the Timeback SDK's ``jobs.get_status`` parses):
+    ``state`` is ``waiting`` while the job's record is not loaded, ``active`` while events are still on their way,
+    ``completed`` when every event is loaded, and ``failed`` when some were not (``returnValue.status`` is then
+    ``error``). ``failed`` rather than ``completed`` with an error status: the SDK's ``wait_for_completion``
+    returns on ``completed`` without looking at ``returnValue`` (its contract: it returns "only on success"), and
+    raises ``JobFailedError`` on ``failed``; so a sender waiting for its job learns that events were lost, then
+    reads why from ``failures``. ``returnValue.results`` names the loaded events (``allocatedId``: the numeric
+    id of ``schemas.timeback_read.stored_event_id``, as a string).
     """
 
     job_id: str
@@ -169,6 +190,24 @@ class JobStatus:
     received_time: str | None = None  # ISO 8601 UTC
     event_ids: list[str] | None = None
     failures: list[FailedEventReceipt] = field(default_factory=list)
+    loaded_ids: list[str] | None = None
+
+    @property
+    def state(self) -> str:
+        """The Timeback job state of this status (see the class docstring)."""
+        if self.status == PROCESSING:
+            return WAITING if self.accepted is None else ACTIVE
+        return FAILED if self.status == COMPLETED_WITH_ERRORS else COMPLETED
+
+    def timeback_job(self) -> dict[str, Any]:
+        """The Timeback API's ``job`` object of this status."""
+        return_value = None
+        if self.status != PROCESSING:
+            return_value = {"status": "error" if self.status == COMPLETED_WITH_ERRORS else "success",
+                            "results": [{"allocatedId": str(stored_event_id(event_id)), "externalId": event_id}
+                                        for event_id in self.loaded_ids or ()]}
+        return {"id": self.job_id, "state": self.state, "returnValue": return_value,
+                "processedOn": self.received_time}
 
     @property
     def processing(self) -> int | None:
@@ -183,6 +222,7 @@ class JobStatus:
                        "deadLettered": self.dead_lettered, "rejectedAtLoad": self.rejected_at_load,
                        "processing": self.processing},
             "eventIds": self.event_ids, "failures": [failure.to_json() for failure in self.failures],
+            "job": self.timeback_job(),
         }
 
     @classmethod
@@ -190,10 +230,12 @@ class JobStatus:
         counts = data["counts"]
         accepted = counts.get("accepted")
         ids = data.get("eventIds")
+        return_value = (data.get("job") or {}).get("returnValue")
+        loaded = None if not return_value else [str(result["externalId"]) for result in return_value["results"]]
         return cls(job_id=str(data["jobId"]), status=str(data["status"]),
                    accepted=None if accepted is None else int(accepted), entities=int(counts.get("entities", 0)),
                    loaded=int(counts["loaded"]), dead_lettered=int(counts["deadLettered"]),
                    rejected_at_load=int(counts["rejectedAtLoad"]), received_time=data.get("receivedTime"),
                    event_ids=None if ids is None else [str(i) for i in ids],
-                   failures=[FailedEventReceipt.from_json(f) for f in data.get("failures", [])])
+                   failures=[FailedEventReceipt.from_json(f) for f in data.get("failures", [])], loaded_ids=loaded)
 

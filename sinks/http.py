@@ -201,7 +201,7 @@ def _event_query(payload: Any) -> EventQuery:
         value = getattr(query, name)
         if type(value) is not int or not low <= value <= high:
             raise ValueError(f"{name} must be an integer between {low} and {high}")
-    for name in ("sensor", "actor_id", "event_type", "profile", "after_event_id"):
+    for name in ("sensor", "actor_id", "event_type", "profile", "actor_email", "event_id", "after_event_id"):
         if not isinstance(getattr(query, name), str):
             raise ValueError(f"{name} must be a string")
     for name in ("start_ms", "end_ms", "after_time_ms"):

@@ -68,7 +68,8 @@ def job_status(rows: Rows, database: str, tenant: str, job_id: str, facts_topic:
         job_id=job_id, status=status, accepted=accepted, entities=entities,
         loaded=sum(1 for index in events if index in loaded), dead_lettered=dead,
         rejected_at_load=len(failures) - dead, received_time=iso_utc(received),
-        event_ids=[events[index] for index in sorted(events)] if done else None, failures=failures[:FAILURES_SHOWN])
+        event_ids=[events[index] for index in sorted(events)] if done else None, failures=failures[:FAILURES_SHOWN],
+        loaded_ids=[events[index] for index in sorted(events) if index in loaded] if done else None)
 
 
 class ClickHouseJobReader:

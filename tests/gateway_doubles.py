@@ -75,7 +75,8 @@ class KafkaDown(KafkaUnavailableError):
 
 
 class FakeReader:
-    """An ``EventReader`` answering a fixed page; ``queries`` holds what it was asked."""
+    """An ``EventReader`` answering a fixed page (of the events whose ``externalId`` is the query's ``event_id``, when
+    it names one); ``queries`` holds what it was asked."""
 
     def __init__(self, events: list[dict[str, Any]] | None = None, failure: Exception | None = None,
                  jobs: dict[tuple[str, str], JobStatus] | None = None) -> None:
@@ -90,9 +91,11 @@ class FakeReader:
         self.queries.append(query)
         if self.failure is not None:
             raise self.failure
+        events = [e for e in self.events if e.get("externalId") == query.event_id] if query.event_id else self.events
         end = query.offset + query.limit
-        return EventPage(events=self.events[query.offset:end], limit=query.limit, offset=query.offset,
-                         next_cursor=encode_cursor(end, "fake") if end < len(self.events) else None)
+        return EventPage(events=events[query.offset:end], limit=query.limit, offset=query.offset,
+                         next_cursor=encode_cursor(end, "fake") if end < len(events) else None, total=len(events),
+                         position=query.offset)
 
     async def read_job(self, tenant: str, job_id: str) -> JobStatus | None:
         self.job_queries.append((tenant, job_id))

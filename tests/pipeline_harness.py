@@ -25,11 +25,16 @@ from caliper_pipeline.local_pipeline import LocalPipeline
 from caliper_pipeline.settings import Settings
 from caliper_pipeline.sink_client import SinkClientError, sql_literal
 from gateway.clients import ClientRegistry
+from gateway.ingest import envelope_events, envelope_job
+from gateway.publisher import EventPublisher
+from gateway.settings import GatewaySettings
+from gateway.tokens import Caller
+from schemas.jobs import JobIds
 
 FULL_PROOF = os.environ.get("CALIPER_FULL_PROOF") == "1"
 
 __all__ = ["FULL_PROOF", "ExactCounts", "LoadRun", "LocalPipeline", "Outage", "assert_exactly_once", "outage",
-           "start_pipeline"]
+           "publish_as_a_laxer_gateway", "start_pipeline"]
 
 
 def start_pipeline(work_dir: Path, *, kafka_bootstrap: str | None = None, broker: LocalKafkaBroker | None = None,
@@ -53,6 +58,31 @@ def start_pipeline(work_dir: Path, *, kafka_bootstrap: str | None = None, broker
         pipeline.stop()
         raise
     return pipeline
+
+
+def publish_as_a_laxer_gateway(pipeline: LocalPipeline, tenant: str, client_id: str,
+                               items: list[dict[str, Any]]) -> str:
+    """Publish ``items`` as one job the way the gateway does (the job record and the raw events in one Kafka
+    transaction, the job id signed with the stack's secret), but WITHOUT the gateway's validation: a gateway of
+    another version that accepts events this worker cannot normalize (version skew), which today's gateway
+    refuses up front. Returns the job id."""
+    settings = GatewaySettings(jwt_secret=pipeline.secrets.jwt_secret, transactional_id=f"skew-{time.time_ns()}")
+    caller = Caller(client_id=client_id, tenant=tenant, scopes=frozenset(), rate_limit_per_second=None)
+    received = int(time.time() * 1000)
+    job_id = JobIds(settings.verification_secrets).issue(tenant, received)
+    document = {"sensor": "https://example.edu/sensor", "data": items}
+
+    async def run() -> None:
+        publisher = EventPublisher(pipeline.kafka, settings)
+        await publisher.start()
+        try:
+            events = [publisher.encode(item) for item in envelope_events(document, caller, received, job_id)]
+            await publisher.publish(events, envelope_job(document, caller, received, job_id))
+        finally:
+            await publisher.stop()
+
+    asyncio.run(run())
+    return job_id
 
 
 class LoadRun:

@@ -1,9 +1,13 @@
-"""``GET /caliper/events``: a sender reads back its own tenant's events through an ``EventReader``.
+"""``GET /caliper/events`` and ``GET /caliper/events/{eventId}``: a sender reads back its own tenant's events
+through an ``EventReader``.
 
 The query parameters become an ``schemas.read_api.EventQuery`` (every bad or unknown parameter answered 400,
 named); the reader (the sink's read model over the raw archive, given to ``build_app``) answers the page: the
-current version of each event as it was sent. The answer's ``next`` is the link to the next page (the same filters
-and the page's cursor), null on the last page. The gateway knows no SQL.
+current version of each event, in the Timeback API's shape (``schemas.timeback_read``) with the event as it was
+sent beside it. The answer's ``next`` is the link to the next page (the same filters and the page's cursor), null
+on the last page; ``pagination`` is the Timeback API's (``total``, ``totalPages``, ``currentPage``, ``limit``).
+One event is a page of one, filtered by its id: another tenant's event and an unknown id are the same 404. The
+gateway knows no SQL.
 """
 
 from __future__ import annotations
@@ -20,18 +24,23 @@ from gateway.keys import READER
 from gateway.responses import json_response
 from schemas.coerce import time_to_ms
 from schemas.errors import FieldProblem
+from schemas.event_identity import canonical_id
 from schemas.read_api import (
     DEFAULT_PAGE_SIZE,
     MAX_OFFSET,
     MAX_PAGE_SIZE,
     EventPage,
     EventQuery,
+    EventReader,
     decode_cursor,
 )
 
-PARAMETERS = ("limit", "offset", "cursor", "sensor", "actorId", "eventType", "profile", "startDate", "endDate")
-FILTERS = {"sensor": "sensor", "actorId": "actor_id", "eventType": "event_type", "profile": "profile"}
+PARAMETERS = ("limit", "offset", "cursor", "sensor", "actorId", "actorEmail", "eventType", "profile", "startDate",
+              "endDate")
+FILTERS = {"sensor": "sensor", "actorId": "actor_id", "actorEmail": "actor_email", "eventType": "event_type",
+           "profile": "profile"}
 MAX_FILTER_LENGTH = 2048
+UNKNOWN_EVENT = "no such event for this client's tenant"
 _INTEGER = re.compile(r"-?[0-9]{1,12}")
 
 
@@ -97,13 +106,37 @@ def next_link(path: str, query: Mapping[str, str], page: EventPage) -> str | Non
     return f"{path}?{urlencode([*kept, ('cursor', page.next_cursor)])}"
 
 
-async def get_events(request: web.Request) -> web.Response:
-    caller = authorize_read(request)
-    reader = request.config_dict.get(READER)
+def _reader(request: web.Request) -> EventReader:
+    reader: EventReader | None = request.config_dict.get(READER)
     if reader is None:
         raise NotFoundError("the read API is not configured on this gateway")
+    return reader
+
+
+async def get_events(request: web.Request) -> web.Response:
+    caller = authorize_read(request)
+    reader = _reader(request)
     query = parse_event_query(caller.tenant, request.query)
     page = await ask_reader(request, "event", reader.read_events(query))
     body = page.to_json()
-    del body["next_cursor"]
-    return json_response({**body, "next": next_link(request.path, request.query, page)})
+    for internal in ("next_cursor", "total", "position"):
+        del body[internal]
+    return json_response({**body, "next": next_link(request.path, request.query, page),
+                          "pagination": page.pagination()})
+
+
+async def get_event(request: web.Request) -> web.Response:
+    """``GET /caliper/events/{eventId}``: the current version of one event of the caller's tenant, by the Caliper
+    id it was sent with (``urn:uuid:`` ids in any case), as ``{"event": ...}`` (one item of a page); 404 when the
+    tenant has no such event."""
+    caller = authorize_read(request)
+    reader = _reader(request)
+    event_id = request.match_info["eventId"]
+    if len(event_id) > MAX_FILTER_LENGTH or "\x00" in event_id:
+        raise InvalidQueryError("invalid event id", problems=[FieldProblem(
+            "eventId", f"eventId must be at most {MAX_FILTER_LENGTH} characters, without NUL")])
+    query = EventQuery(tenant=caller.tenant, limit=1, event_id=canonical_id(event_id))
+    page = await ask_reader(request, "event", reader.read_events(query))
+    if not page.events:
+        raise NotFoundError(UNKNOWN_EVENT)
+    return json_response({"event": page.events[0]})

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -27,6 +28,7 @@ from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings
 from schemas.read_api import EventQuery
 from schemas.records import RawEvent
+from schemas.timeback_read import stored_event_id
 from sinks.archive import raw_archive_target
 from sinks.batches import BatchSink
 from sinks.clickhouse import ClickHouse, connect
@@ -107,9 +109,10 @@ async def read_api(tmp_path: Path, kafka_settings: KafkaSettings,
 
                 auth = await bearer("reader", secret)
 
-                async def get(params: dict[str, str] | None = None, url: str = "/caliper/events") -> Any:
+                async def get(params: dict[str, str] | None = None, url: str = "/caliper/events",
+                              status: int = 200) -> Any:
                     answer = await client.get(url, headers=auth, params=params)
-                    assert answer.status == 200, await answer.text()
+                    assert answer.status == status, await answer.text()
                     return await answer.json()
 
                 yield target, get, client, await bearer("writer", writer_secret)
@@ -170,7 +173,9 @@ async def test_a_corrected_event_appears_once_in_its_current_version(tmp_path: P
             (hub_like[0].event_id, 2), (v2.event_id, 2)]
         assert xp_of(page) == [6.0, 20.0]
         assert page["events"][1]["sendTime"] == iso(v2.send_time_ms)
-        assert page["events"][0]["sendTime"] is None
+        # a source that sends no send time: the received time of the version shown (the Timeback API's sendTime
+        # is always a date-time)
+        assert page["events"][0]["sendTime"] == page["events"][0]["receivedTime"] == iso(DAY_MS + 2000)
         # the same event's id in upper case (finding 9) is the same event: one more version, not another event
         upper = replace(v2, event_id=v2.event_id.upper(), payload=v2.payload.replace(
             v2.event_id.encode(), v2.event_id.upper().encode()), received_time_ms=v2.received_time_ms + 1)
@@ -209,6 +214,50 @@ async def test_the_next_link_walks_every_event_once(tmp_path: Path, kafka_settin
         expected = [e.event_id for e in events if e.student_id == "s1"]
         assert sorted(seen) == sorted(expected) and len(seen) == len(set(seen))
         assert pages == 3  # 11 events of s1, 5 a page: the last page says there is no next
+
+
+async def test_timeback_fields_pagination_and_one_event(tmp_path: Path, kafka_settings: KafkaSettings) -> None:
+    """The Timeback API's shape: each event flattened with a stable numeric id, ``pagination`` counting every
+    event the filters pass (from the page itself on the last page, else by a count in the same read), and
+    ``GET /caliper/events/{externalId}``: the current version of one of the caller's tenant's events, 404 for
+    another tenant's."""
+    events = [raw(i, "school-a", f"s{i % 2}") for i in range(1, 8)] + [raw(50, "school-b", "s0")]
+    with_email = orjson.loads(events[2].payload)
+    with_email["actor"]["email"] = "s1@example.edu"
+    events[2] = replace(events[2], payload=orjson.dumps(with_email))
+    corrected = replace(events[0], payload=events[0].payload.replace(b'"value":1.0', b'"value":11.0'),
+                        send_time_ms=events[0].send_time_ms + 5, received_time_ms=events[0].received_time_ms + 50)
+    async with read_api(tmp_path, kafka_settings, [*events, corrected]) as (_, get, client, _):
+        assert (await get({"limit": "3"}))["events"][0]["externalId"] == events[6].event_id
+        first = await get({"limit": "3"})
+        assert first["pagination"] == {"total": 7, "totalPages": 3, "currentPage": 1, "limit": 3}
+        assert (await get({"limit": "3", "offset": "3"}))["pagination"]["currentPage"] == 2
+        last = await get({"limit": "3", "offset": "6"})  # the last page: its total without a count
+        assert last["count"] == 1 and last["pagination"] == {"total": 7, "totalPages": 3, "currentPage": 3,
+                                                             "limit": 3}
+        assert (await get({"limit": "3", "offset": "9"}))["pagination"]["total"] == 7  # past the end: counted
+        followed = await get(url=first["next"])
+        assert followed["pagination"] == first["pagination"] | {"currentPage": 2}  # a cursor's page, counted
+        assert (await get({"actorId": "s0"}))["pagination"]["total"] == 3
+        assert [e["externalId"] for e in (await get({"actorEmail": "s1@example.edu"}))["events"]] == [
+            events[2].event_id]
+        newest = first["events"][0]
+        assert newest["id"] == stored_event_id(events[6].event_id) and newest["externalId"] == events[6].event_id
+        assert (newest["type"], newest["action"], newest["profile"]) == ("ActivityEvent", "Completed",
+                                                                         "TimebackProfile")
+        assert newest["actor"] == {"id": "s1", "type": "TimebackUser"} and newest["clientAppId"] == "c"
+        assert newest["generated"] == newest["event"]["generated"] and newest["deleted_at"] is None
+
+        one = await get(url=f"/caliper/events/{quote(events[0].event_id.upper(), safe='')}")
+        [listed] = [e for e in (await get({"limit": "10"}))["events"] if e["externalId"] == events[0].event_id]
+        assert one == {"event": listed}  # one item of a page, its current version
+        assert one["event"]["generated"]["items"][0]["value"] == 11.0 and one["event"]["versions"] == 2
+        assert one["event"]["created_at"] == iso(events[0].received_time_ms)  # the first version's arrival
+        assert one["event"]["updated_at"] == iso(corrected.received_time_ms)
+        foreign = await get(url=f"/caliper/events/{quote(events[7].event_id, safe='')}", status=404)  # school-b's
+        unknown = await get(url="/caliper/events/urn:uuid:00000000-0000-0000-0000-999999999999", status=404)
+        assert foreign == unknown  # the same answer: no way to tell another tenant's event from none
+        assert (await client.get(f"/caliper/events/{quote(events[0].event_id, safe='')}")).status == 401
 
 
 def test_filter_values_travel_as_bound_parameters() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
-from pipeline_harness import LocalPipeline, start_pipeline
+from pipeline_harness import LocalPipeline, publish_as_a_laxer_gateway, start_pipeline
 from pydantic import SecretStr
 
 from caliper_pipeline.bench.gateway import access_token
@@ -24,11 +24,6 @@ from caliper_pipeline.samples import envelope, generic_caliper_event, timeback_a
 from caliper_pipeline.settings import Settings
 from caliper_pipeline.sink_client import SinkQueryError, sql_literal
 from gateway.clients import ClientRegistry
-from gateway.ingest import envelope_events, envelope_job
-from gateway.publisher import EventPublisher
-from gateway.settings import GatewaySettings
-from gateway.tokens import Caller
-from schemas.jobs import JobIds
 from schemas.kafka import Source
 from sinks.settings import SinkSettings
 
@@ -58,31 +53,6 @@ def get(url: str, token: str) -> tuple[int, Any]:
             return response.status, orjson.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, orjson.loads(error.read())
-
-
-def publish_as_a_laxer_gateway(pipeline: LocalPipeline, tenant: str, client_id: str,
-                               items: list[dict[str, Any]]) -> str:
-    """Publish ``items`` as one job the way the gateway does (the job record and the raw events in one Kafka
-    transaction, the job id signed with the stack's secret), but WITHOUT the gateway's validation: a gateway of
-    another version that accepts events this worker cannot normalize (version skew), which today's gateway
-    refuses up front. Returns the job id."""
-    settings = GatewaySettings(jwt_secret=pipeline.secrets.jwt_secret, transactional_id=f"skew-{time.time_ns()}")
-    caller = Caller(client_id=client_id, tenant=tenant, scopes=frozenset(), rate_limit_per_second=None)
-    received = int(time.time() * 1000)
-    job_id = JobIds(settings.verification_secrets).issue(tenant, received)
-    document = {"sensor": "https://example.edu/sensor", "data": items}
-
-    async def run() -> None:
-        publisher = EventPublisher(pipeline.kafka, settings)
-        await publisher.start()
-        try:
-            events = [publisher.encode(item) for item in envelope_events(document, caller, received, job_id)]
-            await publisher.publish(events, envelope_job(document, caller, received, job_id))
-        finally:
-            await publisher.stop()
-
-    asyncio.run(run())
-    return job_id
 
 
 def test_jobs_are_followed_to_completion_with_exact_counts_and_reasons(pipeline: LocalPipeline) -> None:

@@ -21,22 +21,24 @@ async def test_parameters_become_an_event_query_of_the_callers_tenant(tmp_path: 
         auth = gw.auth(client, {READ_SCOPE})
         response = await gw.client.get("/caliper/events", headers=auth, params={
             "limit": "2", "offset": "1", "sensor": "https://app.example/s", "actorId": "s1",
-            "eventType": "GradeEvent", "profile": "GradingProfile",
+            "eventType": "GradeEvent", "profile": "GradingProfile", "actorEmail": "s1@example.edu",
             "startDate": "2023-11-15T00:02:00Z", "endDate": "2023-11-15T00:04:00.000"})
         assert response.status == 200
         body = await response.json()
         assert {k: v for k, v in body.items() if k != "next"} == {
-            "events": [{"event_id": "e1"}, {"event_id": "e2"}], "limit": 2, "offset": 1, "count": 2}
+            "events": [{"event_id": "e1"}, {"event_id": "e2"}], "limit": 2, "offset": 1, "count": 2,
+            "pagination": {"total": 5, "totalPages": 3, "currentPage": 1, "limit": 2}}
         assert reader.queries == [EventQuery(tenant="school-a", limit=2, offset=1, sensor="https://app.example/s",
                                              actor_id="s1", start_ms=1_700_006_520_000, end_ms=1_700_006_640_000,
-                                             event_type="GradeEvent", profile="GradingProfile")]
+                                             event_type="GradeEvent", profile="GradingProfile",
+                                             actor_email="s1@example.edu")]
         # the next link: the same filters, the reader's cursor instead of the offset
         link = urlsplit(body["next"])
         assert link.path == "/caliper/events"
         assert dict(parse_qsl(link.query)) == {
             "limit": "2", "sensor": "https://app.example/s", "actorId": "s1", "eventType": "GradeEvent",
-            "profile": "GradingProfile", "startDate": "2023-11-15T00:02:00Z", "endDate": "2023-11-15T00:04:00.000",
-            "cursor": encode_cursor(3, "fake")}
+            "profile": "GradingProfile", "actorEmail": "s1@example.edu", "startDate": "2023-11-15T00:02:00Z",
+            "endDate": "2023-11-15T00:04:00.000", "cursor": encode_cursor(3, "fake")}
         followed = await (await gw.client.get(body["next"], headers=auth)).json()
         assert followed["count"] == 2 and reader.queries[-1].after_time_ms == 3
         assert reader.queries[-1].after_event_id == "fake" and reader.queries[-1].event_type == "GradeEvent"

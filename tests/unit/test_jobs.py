@@ -16,6 +16,7 @@ from gateway.settings import INGEST_SCOPE
 from schemas.jobs import JOB_ID_PATTERN, JobIds, JobRecord, issued_ms, job_records
 from schemas.read_api import COMPLETED_WITH_ERRORS, FailedEventReceipt, JobStatus, ReadUnavailableError
 from schemas.side_topics import SideTopicRecordError
+from schemas.timeback_read import stored_event_id
 
 
 def test_a_job_id_is_known_only_to_the_tenant_it_was_issued_to() -> None:
@@ -149,9 +150,13 @@ async def test_a_job_not_loaded_yet_is_processing_and_a_read_failure_is_503(tmp_
 def test_a_job_status_reads_back_what_it_wrote() -> None:
     status = JobStatus(job_id="j" * 40, status=COMPLETED_WITH_ERRORS, accepted=3, entities=1, loaded=1,
                        dead_lettered=1, rejected_at_load=1, event_ids=["a", "b", "c"],
-                       failures=[FailedEventReceipt(1, "b", "streams", "x"), FailedEventReceipt(2, "c", "sink", "y")])
+                       failures=[FailedEventReceipt(1, "b", "streams", "x"), FailedEventReceipt(2, "c", "sink", "y")],
+                       loaded_ids=["a"], received_time="2026-01-01T10:00:00.000Z")
     assert JobStatus.from_json(orjson.loads(orjson.dumps(status.to_json()))) == status
     assert status.to_json()["counts"]["processing"] == 0
+    assert status.to_json()["job"] == {"id": "j" * 40, "state": "failed", "processedOn": "2026-01-01T10:00:00.000Z",
+                                       "returnValue": {"status": "error", "results": [
+                                           {"allocatedId": str(stored_event_id("a")), "externalId": "a"}]}}
 
 
 async def test_waiting_on_jobs_reports_loaded_failed_and_processing(tmp_path: Path) -> None:
