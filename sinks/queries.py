@@ -158,7 +158,7 @@ class AnalystQueries:
         finally:
             pieces.close()  # stops the query when the answer was refused before its end
         if answer is None:  # no rows, so no block: the empty answer (names, JSON's meta) of the same columns
-            return client.query_formatted(f"SELECT * FROM ({statement}\n) LIMIT 0", fmt, settings=self._per_query)
+            return client.query_formatted(f"SELECT * FROM ({statement}\n) WHERE 0", fmt, settings=self._per_query)
         return answer
 
     def _run(self, sql: str, fmt: str) -> bytes | bytearray:
