@@ -164,7 +164,7 @@ def test_names_of_the_statement_itself_and_plain_show_tables_pass(queries: Analy
 FAILING = "SELECT toString(number) FROM numbers(300000) WHERE throwIf(number > 200000, 'boom') = 0"
 NORMAL = [
     ("SELECT 1 AS one", "TabSeparatedWithNames"),
-    ("SELECT number, toString(number) AS s FROM numbers(70000)", "CSVWithNames"),  # two blocks
+    ("SELECT number, toString(number) AS s FROM numbers(70000)", "CSVWithNames"),  # several blocks
     ("SELECT number FROM numbers(3)", "JSONEachRow"),
     ("SELECT number, 'x' AS s FROM numbers(5)", "JSON"),
 ]
@@ -233,7 +233,7 @@ async def test_an_answer_past_the_result_size_is_refused_naming_the_limit(sink: 
 @pytest.mark.parametrize("fmt", ["JSON", "JSONEachRow", "CSVWithNames", "TabSeparatedWithNames"])
 def test_a_streamed_answer_is_the_engines_answer(target: ClickHouse, tmp_path: Path, fmt: str) -> None:
     """The embedded engine streams a result block by block, each block a document of its own: the sink joins
-    them into the one document the engine writes in one piece (here four blocks, and none)."""
+    them into the one document the engine writes in one piece (here 25 blocks, and none)."""
     pool = AnalystQueries(engine_settings(tmp_path), QueryLimits(max_result_rows=10_000_000))
     try:
         for statement in ("SELECT number, toString(number) AS `a \"b\", c` FROM numbers(200000)",
