@@ -359,6 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
         if component == "sink":
             stage.add_argument("--heavy-query", type=float, default=0.0, metavar="SECONDS",
                                help="measure the load rate alone and during an analyst query of SECONDS")
+    attacks = benches.add_parser("sink-attacks", help="the sink process's memory under analyst attacks (result bomb)",
+                                 description="concurrent SELECT repeat('x', WIDTH) FROM numbers(ROWS) on POST /sql "
+                                             "against a sink in a child process: its peak resident memory")
+    attacks.add_argument("--concurrent", type=int, default=4)
+    attacks.add_argument("--rows", type=int, default=900_000)
+    attacks.add_argument("--width", type=int, default=1000)
+    attacks.add_argument("--format", choices=("json", "jsoneachrow", "csv", "tsv", "pretty"), default="json")
     from caliper_pipeline import loadgen
     from caliper_pipeline.bench import e2e as bench_e2e
     from caliper_pipeline.bench import read_flood, soak

@@ -17,8 +17,9 @@ Errors become ``ClickHouseUnavailableError`` (no answer: the loader backs off an
 from __future__ import annotations
 
 import contextlib
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +28,7 @@ from sinks.errors import ClickHouseQueryError, ClickHouseUnavailableError, SinkE
 from sinks.settings import ClickHouseSettings
 
 _CODE = re.compile(r"\bCode:\s*(\d+)")
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # ClickHouse error codes that mean "these rows cannot be stored", whatever the state of the server: retrying the
 # same rows gives the same answer, so the loader isolates them instead of retrying for ever.
@@ -81,10 +83,13 @@ def _wrap(error: Exception) -> SinkError:
 class ClickHouse:
     """A clickhouse-connect client with the sink's error mapping. Calls block: async code uses ``to_thread``."""
 
-    def __init__(self, client: Any, database: str, *, embedded: bool) -> None:
+    def __init__(self, client: Any, database: str, *, embedded: bool, engine_path: str = "") -> None:
         self._client = client
         self.database = database
         self.embedded = embedded
+        self._engine_path = engine_path  # the embedded engine's directory, as clickhouse-connect opened it
+        self._session: dict[str, Any] = {}  # what restrict() fixed, in order
+        self._stream_handle: Any = None  # a chDB handle of the same engine for streamed results, opened on use
 
     # -- statements -----------------------------------------------------------------------------------------
 
@@ -132,6 +137,67 @@ class ClickHouse:
             raise _wrap(error) from error
         return data
 
+    def stream_formatted(self, sql: str, fmt: str,
+                         settings: Mapping[str, Any] | None = None) -> Generator[bytes, None, None]:
+        """The result rendered in ``fmt``, in pieces as the engine writes it (closing the iterator stops the query).
+
+        A server sends one document in pieces (clickhouse-connect's ``raw_stream``). The embedded engine sends one
+        piece per block, each a document of its own (``sinks.answers`` joins them), and sends nothing for a result
+        without rows. It runs on a chDB handle of this client's own, with the same session settings
+        (``restrict``): clickhouse-connect renders every format but a few in one piece before returning it."""
+        if self.embedded:
+            yield from self._stream_embedded(sql, fmt)
+            return
+        try:
+            stream = self._client.raw_stream(sql, parameters={}, settings=dict(settings or {}), fmt=fmt)
+        except Exception as error:
+            raise _wrap(error) from error
+        try:
+            while True:
+                try:
+                    piece = stream.read(1 << 20)
+                except Exception as error:
+                    raise _wrap(error) from error
+                if not piece:
+                    return
+                yield piece
+        finally:
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    def _stream_embedded(self, sql: str, fmt: str) -> Iterator[bytes]:
+        try:
+            stream = self._engine_handle().send_query(sql, fmt)
+        except Exception as error:
+            raise _engine_error(error) from error
+        try:
+            while True:
+                try:
+                    block = stream.fetch()
+                except Exception as error:
+                    raise _engine_error(error) from error
+                if block is None:
+                    return
+                yield block.bytes()
+        finally:
+            with contextlib.suppress(Exception):  # stops the query when the stream was left early
+                stream.close()
+
+    def _engine_handle(self) -> Any:
+        if self._stream_handle is None:
+            import chdb
+
+            handle = chdb.connect(self._engine_path)
+            try:
+                handle.query(f"USE {self.database}", "TabSeparated")
+                for name, value in self._session.items():
+                    handle.query(f"SET {name} = {_setting_literal(value)}", "TabSeparated")
+            except Exception as error:
+                handle.close()
+                raise _engine_error(error) from error
+            self._stream_handle = handle
+        return self._stream_handle
+
     # -- inserts --------------------------------------------------------------------------------------------
 
     def insert_arrow(self, table: str, block: pa.Table, settings: Mapping[str, Any] | None = None) -> None:
@@ -159,7 +225,10 @@ class ClickHouse:
         """Fix settings for the rest of this client's session, in order (put ``readonly`` last: once set, no
         later statement of this session may change a setting)."""
         for name, value in settings.items():
+            if not _SETTING_NAME.fullmatch(name):
+                raise ValueError(f"not a setting name: {name!r}")
             self._client.set_client_setting(name, value)
+            self._session[name] = value
 
     def ping(self) -> bool:
         try:
@@ -170,6 +239,24 @@ class ClickHouse:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # best effort: the engine or the connection may already be gone
             self._client.close()
+        handle, self._stream_handle = self._stream_handle, None
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                handle.close()
+
+
+def _setting_literal(value: Any) -> str:
+    """A setting's value as a quoted literal (ClickHouse converts it to the setting's type)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _engine_error(error: Exception) -> SinkError:
+    """A chDB error as the sink's: ``ClickHouseQueryError`` with its code when the engine answered one."""
+    message = str(error).strip()
+    found = _CODE.search(message)
+    if found is None:
+        return ClickHouseUnavailableError(message or type(error).__name__)
+    return ClickHouseQueryError(message[found.start():], code=int(found.group(1)))
 
 
 def connect(settings: ClickHouseSettings, *, create_database: bool = False) -> ClickHouse:
@@ -187,7 +274,8 @@ def connect(settings: ClickHouseSettings, *, create_database: bool = False) -> C
     except Exception as error:
         where = settings.data_path if settings.embedded else f"{settings.host}:{settings.port}"
         raise ClickHouseUnavailableError(f"cannot open ClickHouse at {where}: {error}") from error
-    clickhouse = ClickHouse(client, settings.database, embedded=settings.embedded)
+    engine_path = os.path.realpath(settings.data_path.resolve()) if settings.embedded else ""
+    clickhouse = ClickHouse(client, settings.database, embedded=settings.embedded, engine_path=engine_path)
     try:
         if create_database:
             clickhouse.command(f"CREATE DATABASE IF NOT EXISTS {settings.database}")

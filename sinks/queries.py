@@ -6,6 +6,14 @@ handles of the sink's own engine: a query runs beside the loader's inserts, neve
 they are ordinary clickhouse-connect clients; there the recommended analyst user (docs/operations.md) is
 read-only with constraints on these settings, and the sink sends the limits with every query.
 
+A connection goes back to the pool only after a statement that succeeded. One whose statement failed or was
+stopped is closed: chDB keeps what a failed query had already written in its handle's output buffer and hands it
+to the next query on that handle (a failed query's rows reached the next caller), and a stopped stream leaves the
+handle in a state no later caller should depend on.
+
+The answer is streamed from the engine and bounded as it is written (``sinks.answers``): past
+``max_result_bytes`` bytes the query is stopped and the caller gets ``QueryLimitError``.
+
 At most ``max_concurrent`` queries run at once (each may use ``max_memory_bytes``), at most ``max_per_caller`` of
 them for one caller, each in a thread of this pool's own (``sinks.query_slots``); a caller waits up to
 ``queue_seconds`` for a slot, then gets ``QueryCapacityError`` (HTTP 429 with Retry-After). The sink keeps two
@@ -15,14 +23,17 @@ the other's slots or threads, nor the loader's.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+from sinks.answers import assemble
 from sinks.clickhouse import ClickHouse, connect
 from sinks.errors import ClickHouseQueryError, QueryLimitError, QueryRejectedError
 from sinks.query_slots import QuerySlots
 from sinks.settings import ClickHouseSettings, QueryLimits
-from sinks.sql_policy import check_tree, parse_explain_ast, prepare
+from sinks.sql_policy import check_show, check_tree, parse_explain_ast, prepare, show_tables_statement
 
 # output formats the SQL endpoint serves, by the names its callers use
 OUTPUT_FORMATS = {
@@ -60,8 +71,7 @@ class AnalystQueries:
         self.slots = QuerySlots(name, limits.max_concurrent, max_per_caller=limits.max_per_caller,
                                 queue_seconds=limits.queue_seconds,
                                 retry_after=max(1, int(limits.max_execution_seconds // 10)))
-        self._parser: ClickHouse | None = None
-        self._table_functions: frozenset[str] = frozenset()
+        self._table_functions: frozenset[str] | None = None
         self._per_query: dict[str, Any] = {}
 
     # -- connections ----------------------------------------------------------------------------------------
@@ -90,56 +100,94 @@ class AnalystQueries:
         with self._lock:
             self._idle.append(client)
 
-    def _parse_client(self) -> ClickHouse:
+    def _discard(self, client: ClickHouse) -> None:
         with self._lock:
-            parser = self._parser
-        if parser is None:
-            parser = self._restricted()
-            _, rows = parser.query_rows("SELECT lower(name) FROM system.table_functions")
-            self._table_functions = frozenset(str(row[0]) for row in rows)
-            with self._lock:
-                self._parser = parser
-        return parser
+            if client in self._opened:
+                self._opened.remove(client)
+        client.close()
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[ClickHouse]:
+        """A pooled connection for one statement: given back when it succeeded, or when the policy refused a
+        statement the engine had parsed; closed when anything on it failed or was stopped (see the module)."""
+        client = self._take()
+        try:
+            yield client
+        except QueryRejectedError as error:
+            if error.__cause__ is None:  # refused by the policy: the engine answered every call normally
+                self._give_back(client)
+            else:
+                self._discard(client)
+            raise
+        except BaseException:
+            self._discard(client)
+            raise
+        self._give_back(client)
 
     # -- checking and running -------------------------------------------------------------------------------
 
-    def check(self, sql: str) -> str:
-        """The statement to run, if the policy allows it; else ``QueryRejectedError`` saying why (blocking)."""
+    def _check_on(self, client: ClickHouse, sql: str) -> tuple[str, bool]:
+        """The statement to run and whether its answer is streamed (a SELECT; a DESCRIBE is answered in one piece,
+        the engine streams SELECTs only)."""
         statement = prepare(sql, self.limits.max_query_bytes)
-        parser = self._parse_client()
         try:
-            tree = parser.command_text(f"EXPLAIN AST {statement}\n")
+            tree = client.command_text(f"EXPLAIN AST {statement}\n")
         except ClickHouseQueryError as error:
             raise QueryRejectedError(f"ClickHouse cannot parse the query: {_first_line(error)}") from error
-        check_tree(parse_explain_ast(tree.splitlines()), self.database, self._table_functions)
-        return statement
+        if self._table_functions is None:
+            _, rows = client.query_rows("SELECT lower(name) FROM system.table_functions")
+            self._table_functions = frozenset(str(row[0]) for row in rows)
+        _, rows = client.query_rows("SELECT lower(name) FROM system.tables WHERE database = {db:String}",
+                                    {"db": self.database})
+        root = parse_explain_ast(tree.splitlines())
+        check_tree(root, self.database, self._table_functions, frozenset(str(row[0]) for row in rows))
+        if root.kind == "ShowTables":  # SHOW DATABASES, SETTINGS ... parse into the same node: compare the text
+            _, formatted = client.query_rows("SELECT formatQuerySingleLine({statement:String})",
+                                             {"statement": statement})
+            check_show(str(formatted[0][0]))
+            return show_tables_statement(self.database), True
+        return statement, root.kind == "SelectWithUnionQuery"
 
-    def _run(self, statement: str, fmt: str) -> bytes:
-        client = self._take()
+    def check(self, sql: str) -> str:
+        """The statement to run, if the policy allows it; else ``QueryRejectedError`` saying why (blocking)."""
+        with self._connection() as client:
+            return self._check_on(client, sql)[0]
+
+    def _answer(self, client: ClickHouse, statement: str, fmt: str, streamed: bool) -> bytes | bytearray:
+        if not streamed:  # a DESCRIBE: a line per column
+            whole = client.query_formatted(statement + "\n", fmt, settings=self._per_query)
+            return assemble([whole], fmt, self.limits.max_result_bytes, blockwise=False) or whole
+        pieces = client.stream_formatted(statement + "\n", fmt, settings=self._per_query)
         try:
-            return client.query_formatted(statement + "\n", fmt, settings=self._per_query)
-        except ClickHouseQueryError as error:
-            limit = LIMIT_ERRORS.get(error.code or 0)
-            if limit is not None:
-                raise QueryLimitError(f"the query exceeded its limit ({limit}): {_first_line(error)}",
-                                      limit=limit) from error
-            raise
+            answer = assemble(pieces, fmt, self.limits.max_result_bytes, blockwise=client.embedded)
         finally:
-            self._give_back(client)
+            pieces.close()  # stops the query when the answer was refused before its end
+        if answer is None:  # no rows, so no block: the empty answer (names, JSON's meta) of the same columns
+            return client.query_formatted(f"SELECT * FROM ({statement}\n) WHERE 0", fmt, settings=self._per_query)
+        return answer
+
+    def _run(self, sql: str, fmt: str) -> bytes | bytearray:
+        with self._connection() as client:
+            statement, streamed = self._check_on(client, sql)
+            try:
+                return self._answer(client, statement, fmt, streamed)
+            except ClickHouseQueryError as error:
+                limit = LIMIT_ERRORS.get(error.code or 0)
+                if limit is not None:
+                    raise QueryLimitError(f"the query exceeded its limit ({limit}): {_first_line(error)}",
+                                          limit=limit) from error
+                raise
 
     def rows_blocking(self, sql: str, parameters: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Rows of one of the sink's OWN statements (the read model): no policy check, the same limits."""
-        client = self._take()
-        try:
+        with self._connection() as client:
             return client.query_rows(sql, parameters, settings=self._per_query)
-        finally:
-            self._give_back(client)
 
-    def run_blocking(self, sql: str, fmt: str) -> bytes:
+    def run_blocking(self, sql: str, fmt: str) -> bytes | bytearray:
         """Check and run one statement; ``fmt`` is a ClickHouse output format name."""
-        return self._run(self.check(sql), fmt)
+        return self._run(sql, fmt)
 
-    async def run(self, sql: str, fmt: str, caller: str = "") -> bytes:
+    async def run(self, sql: str, fmt: str, caller: str = "") -> bytes | bytearray:
         """Check and run one statement in a thread of this pool, waiting ``queue_seconds`` at most for a slot."""
         return await self.slots.call(caller, self.run_blocking, sql, fmt)
 
@@ -149,7 +197,6 @@ class AnalystQueries:
             opened, self._opened, self._idle = self._opened, [], []
         for client in opened:
             client.close()
-        self._parser = None
 
 
 def _first_line(error: Exception) -> str:

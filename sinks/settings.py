@@ -45,6 +45,10 @@ class QueryLimits(BaseModel):
     # while a query of higher priority (lower value: the loader's inserts run at 0, "none") runs
     max_threads: int = Field(default=1, ge=1)
     priority: int = Field(default=10, ge=1)
+    # rows of a block (ClickHouse's max_block_size): an answer is streamed and counted a block at a time, so one
+    # rendered block is what a query holds beside its answer (65,409 rows, ClickHouse's default, of a 1 KB column
+    # are a 67 MB block)
+    block_rows: int = Field(default=8192, ge=128)
 
     def clickhouse_settings(self) -> dict[str, int | float | str]:
         """The ClickHouse settings that enforce these limits (``readonly`` is added by the caller, last)."""
@@ -57,6 +61,7 @@ class QueryLimits(BaseModel):
             "result_overflow_mode": "throw",
             "max_threads": self.max_threads,
             "priority": self.priority,
+            "max_block_size": self.block_rows,
         }
         if self.max_rows_to_read:
             settings["max_rows_to_read"] = self.max_rows_to_read

@@ -6,10 +6,15 @@ A text check cannot tell ``SELECT 'file(x)'`` from ``SELECT file('x')``, so the 
 - the statement is a SELECT (with WITH, UNION, INTERSECT/EXCEPT), ``DESCRIBE TABLE`` or ``SHOW TABLES``:
   never EXPLAIN (EXPLAIN PLAN/PIPELINE evaluates scalar subqueries), never a statement that writes;
 - no SETTINGS, FORMAT or INTO OUTFILE clause (limits are the sink's; the format is the ``format`` parameter);
-- tables only of the pipeline's database (no ``system``, no ``information_schema``, no other database), and not
-  the raw archive (``raw_events``: the events as sent, emails and names in clear, which the facts pseudonymize; the
-  senders read theirs through the read API, ``renormalize`` through the admin endpoint), nor the failed events
-  (``failed_events``: what was sent, for the same reason; analysts read ``failed_events_summary``, without it);
+- tables and views only from an allow-list (``sinks.tables.ANALYST_TABLES``: the facts, the views over them, the
+  bookkeeping without what was sent), wherever the statement names them: ``FROM``, ``JOIN``, subqueries, ``view()``,
+  ``DESCRIBE TABLE`` and the right of ``IN`` / ``GLOBAL IN`` (``x IN t`` reads table ``t``). Every other table or
+  view of the pipeline's database is private (the raw archive, the failed events and the loader's rejects hold what
+  was sent, emails and names in clear; a ``*_loader`` materialized view reads as its target table), and so is every
+  other database (``system``, ``information_schema`` ...). A name that is no table of the database (a ``WITH``
+  name) passes: the engine resolves it to the query's own subquery, or answers that the table does not exist;
+- ``SHOW TABLES`` exactly (ClickHouse parses ``SHOW DATABASES``, ``SHOW SETTINGS``, ``SHOW CLUSTERS`` ... into the
+  same node, so the statement's canonical text is compared): the sink answers it with the readable tables only;
 - table functions only from a short list that reads nothing outside the query (``numbers``, ``values`` ...);
   ``file``, ``url``, ``s3``, ``executable``, ``remote``, chDB's ``python`` and every other table function are
   refused, and so are their names used as ordinary functions (``SELECT file('/proc/self/environ')`` reads a file
@@ -24,13 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sinks.errors import QueryRejectedError
-from sinks.tables import (
-    FAILED_EVENTS_INPUT_TABLE,
-    FAILED_EVENTS_TABLE,
-    RAW_ARCHIVE_INPUT_TABLE,
-    RAW_ARCHIVE_TABLE,
-    REJECTS_TABLE,
-)
+from sinks.tables import ANALYST_TABLES
 
 ALLOWED_TABLE_FUNCTIONS = frozenset({
     "numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateseries", "values", "null", "view",
@@ -45,11 +44,10 @@ DENIED_FUNCTIONS = frozenset({
     "filesystemavailable", "filesystemcapacity", "filesystemunreserved", "currentquerys", "initialqueryid",
 })
 STATEMENTS = ("SelectWithUnionQuery", "DescribeQuery", "ShowTables")
-# tables of the pipeline's database an analyst may not read (personal data in clear)
-# (sink_rejects keeps refused messages byte for byte, raw topics' included, and has no erasure keys: analysts read
-# sink_rejects_summary)
-PRIVATE_TABLES = frozenset({RAW_ARCHIVE_TABLE, RAW_ARCHIVE_INPUT_TABLE, FAILED_EVENTS_TABLE, FAILED_EVENTS_INPUT_TABLE,
-                            REJECTS_TABLE})
+# functions whose right argument, when it is a bare name, is a table the engine reads (``0 IN system.one``)
+IN_FUNCTIONS = frozenset({"in", "notin", "globalin", "globalnotin", "nullin", "notnullin", "globalnullin",
+                          "globalnotnullin"})
+SHOW_TABLES = "SHOW TABLES"  # the one SHOW statement allowed, as ClickHouse formats it (formatQuerySingleLine)
 
 
 @dataclass(slots=True)
@@ -107,11 +105,13 @@ def prepare(sql: str, max_bytes: int) -> str:
     return statement
 
 
-def check_tree(root: AstNode, database: str, table_functions: frozenset[str]) -> None:
+def check_tree(root: AstNode, database: str, table_functions: frozenset[str], tables: frozenset[str]) -> None:
     """Raise ``QueryRejectedError`` naming the first thing the policy does not allow.
 
     ``table_functions``: the engine's table function names, lower-cased (``system.table_functions``): none of them
     may be called as an ordinary function either, unless it is in ``ALLOWED_TABLE_FUNCTIONS``.
+    ``tables``: the names of the tables and views of ``database`` now, lower-cased: a name outside the allow-list
+    is refused when it is one of them (a private table), and left to the engine when it is not (a ``WITH`` name).
     """
     if root.kind not in STATEMENTS:
         what = "EXPLAIN" if root.kind == "Explain" else root.kind.removesuffix("Query")
@@ -124,7 +124,7 @@ def check_tree(root: AstNode, database: str, table_functions: frozenset[str]) ->
         if node.kind == "Set":
             raise QueryRejectedError("SETTINGS clauses are not allowed: the sink sets the query's limits")
         if node.kind == "TableIdentifier":
-            _check_table(node.name, database)
+            check_table(node.name, database, tables)
         elif node.kind == "Function":
             name = node.name
             if parent is not None and parent.kind == "TableExpression":
@@ -133,6 +133,21 @@ def check_tree(root: AstNode, database: str, table_functions: frozenset[str]) ->
                                              f"{', '.join(sorted(ALLOWED_TABLE_FUNCTIONS))}")
             elif _denied(name.lower(), table_functions):
                 raise QueryRejectedError(f"the function {name} is not allowed")
+            elif name.lower() in IN_FUNCTIONS:
+                _check_in_operand(node, database, tables)
+
+
+def check_show(formatted: str) -> None:
+    """``formatted``: a ``ShowTables`` statement as ClickHouse formats it; only plain ``SHOW TABLES`` passes."""
+    if formatted.strip() != SHOW_TABLES:
+        raise QueryRejectedError(f"of the SHOW statements only SHOW TABLES is allowed, not {formatted.strip()[:80]}")
+
+
+def show_tables_statement(database: str) -> str:
+    """What the sink runs for ``SHOW TABLES``: the readable tables and views of ``database`` (a validated name),
+    under the column name ``SHOW TABLES`` answers with."""
+    names = ", ".join(f"'{name}'" for name in sorted(ANALYST_TABLES))
+    return f"SELECT name FROM system.tables WHERE database = '{database}' AND name IN ({names}) ORDER BY name"
 
 
 def _denied(folded: str, table_functions: frozenset[str]) -> bool:
@@ -141,9 +156,21 @@ def _denied(folded: str, table_functions: frozenset[str]) -> bool:
     return folded in table_functions and folded not in ALLOWED_TABLE_FUNCTIONS
 
 
-def _check_table(name: str, database: str) -> None:
-    if "." in name and name.split(".", 1)[0] != database:
+def _check_in_operand(node: AstNode, database: str, tables: frozenset[str]) -> None:
+    arguments = node.children[0].children if node.children else []
+    if len(arguments) == 2 and arguments[1].kind == "Identifier":
+        check_table(arguments[1].name, database, tables)
+
+
+def check_table(name: str, database: str, tables: frozenset[str]) -> None:
+    """Refuse a table or view an analyst may not read (see the module's docstring)."""
+    qualifier, _, table = name.rpartition(".")
+    qualifier, table = qualifier.strip("`\""), table.strip("`\"")
+    if qualifier and qualifier != database:
         raise QueryRejectedError(f"only tables of the {database} database may be read, not {name}")
-    if name.rsplit(".", 1)[-1].strip("`\"").lower() in PRIVATE_TABLES:
-        raise QueryRejectedError(f"{name} holds events as they were sent (personal data in clear) and is not open "
-                                 "to analyst queries; the facts hold what analysts need, pseudonymized")
+    if table in ANALYST_TABLES:
+        return
+    if qualifier or table.lower() in tables:
+        raise QueryRejectedError(
+            f"{name} is not open to analyst queries (the raw archive, the failed events and the loader's tables "
+            f"hold events as they were sent, personal data in clear); readable: {', '.join(sorted(ANALYST_TABLES))}")

@@ -35,6 +35,23 @@ JOB_FACTS_TABLE = "job_facts"  # which events of a job have facts loaded (filled
 FAILED_EVENTS_TABLE = "failed_events"  # dead letters, rejected requests, messages refused at load (what was sent)
 FAILED_EVENTS_INPUT_TABLE = "failed_events_in"
 FAILED_EVENTS_SUMMARY_VIEW = "failed_events_summary"  # failed_events without what was sent: for analysts
+FACT_CONFLICTS_VIEW = "fact_conflicts"  # events delivered with more than one content
+STUDENT_DAILY_XP_VIEW = "student_daily_xp"
+STUDENT_DAILY_TIME_VIEW = "student_daily_time_on_task"
+STUDENT_DAILY_CALENDAR_VIEW = "student_daily_calendar"
+STUDENT_SKILL_MASTERY_VIEW = "student_skill_mastery"
+
+# What an analyst statement (the sink's POST /sql) may read: the facts, the views over them and the bookkeeping
+# without what was sent (docs/analytics.md lists them). Every other table or view of the pipeline's database is
+# private, a new one included until it is added here: the raw archive and the failed events (what was sent:
+# emails and names in clear), the loader's refused messages byte for byte, the entry tables (``*_in``) and the
+# materialized views that fill the tables (``*_loader``: reading one reads its target table), and the sink's
+# own bookkeeping (``sink_batches``, ``schema_migrations``).
+ANALYST_TABLES = frozenset({
+    FACT_TABLE, CURRENT_FACTS_VIEW, FACT_CONFLICTS_VIEW, STUDENT_DAILY_XP_VIEW, STUDENT_DAILY_TIME_VIEW,
+    STUDENT_DAILY_CALENDAR_VIEW, STUDENT_SKILL_MASTERY_VIEW, REJECTS_SUMMARY_VIEW, FAILED_EVENTS_SUMMARY_VIEW,
+    ERASURES_TABLE, JOBS_TABLE, JOB_FACTS_TABLE,
+})
 
 _ARROW_TYPES: dict[Any, pa.DataType] = {
     str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(), bytes: pa.binary(),

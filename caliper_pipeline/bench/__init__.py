@@ -3,8 +3,8 @@
 Every benchmark lives in this package, none in the data-path packages: ``gateway`` (against ``bare_forwarder``,
 driven by ``load``), ``gateway-steps`` (the gateway's CPU per event, step by step), ``schemas`` (the codec),
 ``streams`` and ``sink`` (each stage alone, ``stages``), ``ceilings`` (each stage next to its bare baseline in one
-run), ``e2e`` (the whole pipeline under load), ``soak`` (memory over minutes) and ``renormalize`` (re-deriving
-archived events).
+run), ``e2e`` (the whole pipeline under load), ``soak`` (memory over minutes), ``renormalize`` (re-deriving
+archived events) and ``sink-attacks`` (the sink's memory under an analyst's attack).
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ def run_bench(settings: Settings, component: str, args: argparse.Namespace) -> i
         from caliper_pipeline.bench.renormalize import run_renormalize_bench
 
         figures = run_renormalize_bench(settings, args.count, Path(tempfile.mkdtemp(prefix="bench-renormalize-")))
+    elif component == "sink-attacks":
+        from caliper_pipeline.bench.sink_attacks import run_sink_attacks_bench
+
+        figures = run_sink_attacks_bench(args)
     else:
         from caliper_pipeline.bench.stages import run_sink_bench
 
