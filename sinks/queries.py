@@ -33,7 +33,14 @@ from sinks.clickhouse import ClickHouse, connect
 from sinks.errors import ClickHouseQueryError, QueryLimitError, QueryRejectedError
 from sinks.query_slots import QuerySlots
 from sinks.settings import ClickHouseSettings, QueryLimits
-from sinks.sql_policy import check_show, check_tree, parse_explain_ast, prepare, show_tables_statement
+from sinks.sql_policy import (
+    check_show,
+    check_totals,
+    check_tree,
+    parse_explain_ast,
+    prepare,
+    show_tables_statement,
+)
 
 # output formats the SQL endpoint serves, by the names its callers use
 OUTPUT_FORMATS = {
@@ -146,6 +153,8 @@ class AnalystQueries:
                                              {"statement": statement})
             check_show(str(formatted[0][0]))
             return show_tables_statement(self.database), True
+        if client.embedded:
+            check_totals(statement)
         return statement, root.kind == "SelectWithUnionQuery"
 
     def check(self, sql: str) -> str:

@@ -25,6 +25,7 @@ The statement that passed is then run, unchanged, on a connection fixed at ``rea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -141,6 +142,17 @@ def check_show(formatted: str) -> None:
     """``formatted``: a ``ShowTables`` statement as ClickHouse formats it; only plain ``SHOW TABLES`` passes."""
     if formatted.strip() != SHOW_TABLES:
         raise QueryRejectedError(f"of the SHOW statements only SHOW TABLES is allowed, not {formatted.strip()[:80]}")
+
+
+_WITH_TOTALS = re.compile(r"\bWITH\s+TOTALS\b", re.IGNORECASE)
+
+
+def check_totals(statement: str) -> None:
+    """Refuse ``WITH TOTALS`` (embedded engine): the streamed answer carries no totals row, so the caller would get
+    an answer without it and no error. The text is searched, so a literal or comment that says it is refused too."""
+    if _WITH_TOTALS.search(statement):
+        raise QueryRejectedError("WITH TOTALS is not available on the embedded engine (its streamed answer has no "
+                                 "totals row); add the totals with a UNION ALL or a second query")
 
 
 def show_tables_statement(database: str) -> str:

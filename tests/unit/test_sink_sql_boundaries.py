@@ -242,3 +242,10 @@ def test_a_streamed_answer_is_the_engines_answer(target: ClickHouse, tmp_path: P
             assert _comparable(pool.run_blocking(statement, fmt)) == _comparable(whole), statement
     finally:
         pool.close()
+
+
+def test_with_totals_is_refused_rather_than_answered_without_its_totals_row(queries: AnalystQueries) -> None:
+    """The embedded engine streams the answer block by block, and the totals row is not among the blocks."""
+    with pytest.raises(QueryRejectedError, match="WITH TOTALS"):
+        queries.run_blocking("SELECT number % 2 AS k, count() AS n FROM numbers(10) GROUP BY k with  totals", "JSON")
+    assert b'"n"' in queries.run_blocking("SELECT number % 2 AS k, count() AS n FROM numbers(10) GROUP BY k", "JSON")
