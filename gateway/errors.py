@@ -132,3 +132,17 @@ class UnreadableBodyError(InvalidPayloadError):
 
     reason = "unreadable_body"
     close_connection = True
+
+
+class RequestTimeoutError(GatewayError):
+    """A body that stopped arriving, or arrives slower than the gateway's minimum rate."""
+
+    status = 408
+    reason = "request_timeout"
+    close_connection = True
+
+
+class BodyShareExceededError(RateLimitedError):
+    """One caller (client id or remote address) already holds its share of the bodies being read."""
+
+    reason = "bodies_in_flight"
