@@ -10,9 +10,10 @@ time a body may take, its size once decoded and its compression ratio.
   its answer is ready (its parsed JSON lives that long).
 - ``read_body``: ``Content-Encoding`` identity, gzip, x-gzip or deflate (``gateway.decoding``; anything else is
   415), at most ``max_bytes`` after decoding (413) and at most ``max_compression_ratio`` times the bytes
-  received (413 naming ``Content-Encoding``); a body that stops arriving for ``body_timeout_seconds``, or that
-  arrives slower than ``min_body_bytes_per_second`` on average once that first stretch is over, is answered 408
-  and its connection closed.
+  decoded so far as sent (413 naming ``Content-Encoding``, checked at every slice, so a bomb stops early); a
+  body that stops arriving for ``body_timeout_seconds``, or that arrives slower than
+  ``min_body_bytes_per_second`` on average once that first stretch is over, is answered 408 and its connection
+  closed.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from gateway.settings import GatewaySettings
 from gateway.tokens import Caller
 from schemas.errors import FieldProblem
 
-RATIO_FLOOR_BYTES = 1024  # the ratio is checked against at least this many received bytes (tiny bodies vary)
+RATIO_FLOOR_BYTES = 1024  # the ratio is checked against at least this many bytes as sent (tiny bodies vary)
 
 
 class BodyBudget:
@@ -133,7 +134,7 @@ async def read_body(request: web.Request, reservation: Reservation | None, max_b
                 if len(body) > max_bytes:
                     raise PayloadTooLargeError(f"body larger than {max_bytes} bytes" +
                                                (f" once decoded{coded}" if coded else ""))
-                if len(body) > settings.max_compression_ratio * max(received, RATIO_FLOOR_BYTES):
+                if len(body) > settings.max_compression_ratio * max(decoder.consumed, RATIO_FLOOR_BYTES):
                     message = (f"the body{coded} decodes to more than {settings.max_compression_ratio} times "
                                "its compressed size; send it less compressed or uncompressed")
                     raise PayloadTooLargeError(message, problems=[FieldProblem("Content-Encoding", message)])

@@ -41,6 +41,7 @@ class ContentDecoder:
     def __init__(self, encoding: str) -> None:
         self.encoding = encoding
         self._inflater: zlib._Decompress | None = None
+        self.consumed = 0  # bytes of the body as sent that were decoded so far (the ratio's denominator)
 
     def _unreadable(self, what: str) -> UnreadableBodyError:
         message = f"the body (Content-Encoding: {self.encoding}) could not be decoded: {what}"
@@ -50,7 +51,9 @@ class ContentDecoder:
         """The decoded bytes of ``chunk``, at most ``SLICE_BYTES`` at a time."""
         if self.encoding == "identity":
             for start in range(0, len(chunk), SLICE_BYTES):
-                yield chunk[start:start + SLICE_BYTES]
+                piece = chunk[start:start + SLICE_BYTES]
+                self.consumed += len(piece)
+                yield piece
             return
         if not chunk:
             return
@@ -67,6 +70,7 @@ class ContentDecoder:
                 out = inflater.decompress(data, SLICE_BYTES)
             except zlib.error as error:
                 raise self._unreadable(str(error)) from error
+            self.consumed += len(data) - len(inflater.unconsumed_tail)
             if out:
                 yield out
             data = inflater.unconsumed_tail
