@@ -360,12 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
             stage.add_argument("--heavy-query", type=float, default=0.0, metavar="SECONDS",
                                help="measure the load rate alone and during an analyst query of SECONDS")
     from caliper_pipeline import loadgen
+    from caliper_pipeline.bench import attacks as bench_attacks
     from caliper_pipeline.bench import e2e as bench_e2e
     from caliper_pipeline.bench import soak
 
     e2e = benches.add_parser("e2e", help="the whole pipeline under load: events/s, freshness, exact counts")
     e2e.set_defaults(handler=bench_e2e.bench_e2e_command)
     bench_e2e.add_bench_e2e_arguments(e2e)
+    attacks = benches.add_parser("attacks", help="other senders' latency while the gateway is attacked")
+    attacks.set_defaults(handler=bench_attacks.bench_attacks_command)
+    bench_attacks.add_bench_attacks_arguments(attacks)
     loadgen.add_loadgen_arguments(add("loadgen", loadgen.loadgen_command, "realistic traffic through the gateway"))
     soak.add_soak_arguments(add("soak", soak.soak_command, "a steady rate for minutes; memory of every process"))
     return parser

@@ -3,8 +3,8 @@
 Every benchmark lives in this package, none in the data-path packages: ``gateway`` (against ``bare_forwarder``,
 driven by ``load``), ``gateway-steps`` (the gateway's CPU per event, step by step), ``schemas`` (the codec),
 ``streams`` and ``sink`` (each stage alone, ``stages``), ``ceilings`` (each stage next to its bare baseline in one
-run), ``e2e`` (the whole pipeline under load), ``soak`` (memory over minutes) and ``renormalize`` (re-deriving
-archived events).
+run), ``e2e`` (the whole pipeline under load), ``soak`` (memory over minutes), ``renormalize`` (re-deriving
+archived events) and ``attacks`` (other senders' latency while the gateway is attacked).
 """
 
 from __future__ import annotations
