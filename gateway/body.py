@@ -29,6 +29,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from gateway.decoding import ContentDecoder, content_encoding
 from gateway.errors import (
     BodyShareExceededError,
+    ConnectionLostError,
     PayloadTooLargeError,
     RequestTimeoutError,
     ServerBusyError,
@@ -143,6 +144,8 @@ async def read_body(request: web.Request, reservation: Reservation | None, max_b
                 if coded:
                     await asyncio.sleep(0)  # let the other requests run between decoded slices
         decoder.finish()
+    except ConnectionResetError as error:  # aiohttp's "Connection lost": the caller went away mid-body
+        raise ConnectionLostError(f"the connection was closed after {received} bytes of the body{coded}") from error
     except RequestPayloadError as error:
         what = f"the body{coded}"
         raise UnreadableBodyError(f"{what} could not be read: {str(error).splitlines()[-1].strip()}",

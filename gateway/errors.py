@@ -148,3 +148,11 @@ class BodyShareExceededError(RateLimitedError):
     """One caller (client id or remote address) already holds its share of the bodies being read."""
 
     reason = "bodies_in_flight"
+
+
+class ConnectionLostError(GatewayError):
+    """The caller closed its connection before its body was read: nothing to answer, nothing to log."""
+
+    status = 400
+    reason = "connection_lost"
+    close_connection = True

@@ -134,7 +134,8 @@ class GatewayTestServer(TestServer):
     """aiohttp's test server with the gateway's own runner (``gateway.server``), as ``run_gateway`` serves it."""
 
     async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
-        return GatewayRunner(self.app, **kwargs)
+        # as run_gateway: a handler runs to its end when its caller goes away (aiohttp's test server cancels it)
+        return GatewayRunner(self.app, **{**kwargs, "handler_cancellation": False})
 
 
 @asynccontextmanager

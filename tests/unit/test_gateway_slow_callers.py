@@ -6,6 +6,7 @@ for the slow clients; the timeouts are set short through the settings."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import orjson
@@ -141,3 +142,18 @@ async def test_a_request_head_sent_a_byte_at_a_time_is_dropped(tmp_path: Path) -
         assert sent < len(head)  # dropped before the head was complete, without an answer
         auth = await gw.ingest_auth()
         assert await _post_small(gw, auth) == 200
+
+
+async def test_a_caller_leaving_mid_body_is_no_unexpected_error(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    async with gateway(gateway_settings(tmp_path, max_body_bytes=MAX_BODY)) as gw:
+        auth = await gw.ingest_auth()
+        budget = gw.client.app[BODY_BUDGET]
+        _, writer = await _declare_and_idle(gw, auth, "127.0.0.1")
+        while budget.in_use == 0:
+            await asyncio.sleep(0.01)
+        writer.close()
+        while budget.in_use:
+            await asyncio.sleep(0.01)
+        assert await _post_small(gw, auth) == 200
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR], caplog.text
