@@ -217,11 +217,13 @@ def run_attacks_bench(settings: Settings, attacks: list[str], seconds: float, wa
                 p50, p99 = result.percentile_ms(0.5), result.percentile_ms(0.99)
                 quiet_p99 = p99 if name == "quiet" else quiet_p99
                 phases[name] = {"requests": len(result.latencies), "p50_ms": p50, "p99_ms": p99,
+                                "share_200": result.statuses[200] / max(1, len(result.latencies)),
                                 "p99_vs_quiet": p99 / quiet_p99, "probe_statuses": dict(result.statuses),
                                 "attack": seen}
-                print(f"{name:<12} {len(result.latencies):>6} requests  p50 {p50:7.2f} ms  p99 {p99:8.2f} ms  "
-                      f"p99 x{p99 / quiet_p99:5.2f} of quiet  probe statuses {dict(result.statuses)}  "
-                      f"attack {seen}", flush=True)
+                ok = result.statuses[200] / max(1, len(result.latencies))
+                print(f"{name:<12} {len(result.latencies):>6} requests ({ok:4.0%} 200)  p50 {p50:7.2f} ms  "
+                      f"p99 {p99:8.2f} ms  p99 x{p99 / quiet_p99:5.2f} of quiet  probe statuses "
+                      f"{dict(result.statuses)}  attack {seen}", flush=True)
             load = os.getloadavg()
             phases["load_average_after"] = load
             print(f"load average now {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; gateway log {gateway.log_path}")
