@@ -2,9 +2,11 @@
 
 A real gateway process on the real broker (a local one, started for the bench, unless ``CALIPER_KAFKA__*`` names
 one), as ``bench gateway`` runs it. A probe of ``--probes`` concurrent senders posts small valid envelopes to
-``POST /caliper/event`` the whole time; each phase runs for ``--seconds`` (after ``--warmup``): first ``quiet``
-(no attack), then each attack of ``--attacks``. It prints the probe's p50/p99 per phase and the ratio of each
-phase's p99 to the quiet one measured in the same run, with what the attack saw (its answers by status).
+``POST /caliper/event`` in each phase for ``--seconds``: first ``quiet`` (no attack), then each attack of
+``--attacks``, run in a process of its own and started ``--warmup`` seconds before the probe. It prints the probe's
+p50/p99 per phase, its share of 200 answers and the ratio of each phase's p99 to the quiet one measured in the
+same run, with what the attack saw (its answers by status). The attacker and the probe share the machine with the
+gateway and the broker: on a small machine the attacker's own CPU is part of what the probe sees.
 
 An attack is a small function: ``async def attack(target, stop) -> dict`` that attacks ``target`` from the
 attacker's own address (``ATTACKER_ADDRESS``, so a per-address limit does not count the probe) until ``stop`` is
@@ -16,12 +18,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import multiprocessing
 import os
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,7 @@ import aiohttp
 import orjson
 
 from caliper_pipeline.bench.e2e import BenchArgumentError
-from caliper_pipeline.bench.gateway import access_token
+from caliper_pipeline.bench.gateway import access_token, cpu_seconds
 from caliper_pipeline.bench.stages import bench_kafka
 from caliper_pipeline.local_kafka import free_port
 from caliper_pipeline.local_secrets import StackSecrets
@@ -175,14 +180,41 @@ async def probe(target: Target, seconds: float, senders: int) -> ProbeResult:
     return result
 
 
-async def run_phase(target: Target, attack: Attack | None, seconds: float, warmup: float,
-                    senders: int) -> tuple[ProbeResult, dict[str, Any]]:
-    stop = asyncio.Event()
-    attacking = asyncio.ensure_future(attack(target, stop)) if attack else None
-    await asyncio.sleep(warmup)  # the attack reaches its steady state
-    result = await probe(target, seconds, senders)
-    stop.set()
-    return result, (await attacking if attacking else {})
+def _attacker(name: str, target: Target, started: EventType, stop: EventType, results: Queue) -> None:
+    """The attacker's process: ``ATTACKS[name]`` until the bench sets ``stop``; its counters to ``results``."""
+    async def attack() -> dict[str, Any]:
+        stopping = asyncio.Event()
+        running = asyncio.ensure_future(ATTACKS[name](target, stopping))
+        started.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        stopping.set()
+        return await running
+
+    results.put(asyncio.run(attack()))
+
+
+def run_phase(target: Target, attack: str | None, seconds: float, warmup: float,
+              senders: int) -> tuple[ProbeResult, dict[str, Any]]:
+    """The probe for ``seconds``, alone or while ``attack`` runs in a process of its own (its event loop does not
+    delay the probe's), started ``warmup`` seconds before."""
+    if attack is None:
+        return asyncio.run(probe(target, seconds, senders)), {}
+    context = multiprocessing.get_context("spawn")
+    started, stop, results = context.Event(), context.Event(), context.Queue()
+    attacker = context.Process(target=_attacker, args=(attack, target, started, stop, results), daemon=True)
+    attacker.start()
+    try:
+        if not started.wait(60):
+            raise RuntimeError(f"the {attack} attacker did not start")
+        time.sleep(warmup)  # the attack reaches its steady state
+        result = asyncio.run(probe(target, seconds, senders))
+        stop.set()
+        return result, results.get(timeout=120)
+    finally:
+        attacker.join(10)
+        if attacker.is_alive():
+            attacker.kill()
 
 
 def run_attacks_bench(settings: Settings, attacks: list[str], seconds: float, warmup: float,
@@ -213,17 +245,20 @@ def run_attacks_bench(settings: Settings, attacks: list[str], seconds: float, wa
             phases: dict[str, Any] = {}
             quiet_p99 = float("nan")
             for name in ["quiet", *attacks]:
-                result, seen = asyncio.run(run_phase(target, ATTACKS.get(name), seconds, warmup, senders))
+                cpu = cpu_seconds(gateway.pid)
+                result, seen = run_phase(target, None if name == "quiet" else name, seconds, warmup, senders)
+                cpu_share = (cpu_seconds(gateway.pid) - cpu) / (seconds + (0 if name == "quiet" else warmup))
                 p50, p99 = result.percentile_ms(0.5), result.percentile_ms(0.99)
                 quiet_p99 = p99 if name == "quiet" else quiet_p99
                 phases[name] = {"requests": len(result.latencies), "p50_ms": p50, "p99_ms": p99,
                                 "share_200": result.statuses[200] / max(1, len(result.latencies)),
+                                "gateway_cpu_share_of_a_core": cpu_share,
                                 "p99_vs_quiet": p99 / quiet_p99, "probe_statuses": dict(result.statuses),
                                 "attack": seen}
                 ok = result.statuses[200] / max(1, len(result.latencies))
                 print(f"{name:<12} {len(result.latencies):>6} requests ({ok:4.0%} 200)  p50 {p50:7.2f} ms  "
                       f"p99 {p99:8.2f} ms  p99 x{p99 / quiet_p99:5.2f} of quiet  probe statuses "
-                      f"{dict(result.statuses)}  attack {seen}", flush=True)
+                      f"{dict(result.statuses)}  gateway CPU {cpu_share:.0%} of a core  attack {seen}", flush=True)
             load = os.getloadavg()
             phases["load_average_after"] = load
             print(f"load average now {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; gateway log {gateway.log_path}")
