@@ -87,7 +87,8 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
     hub_errors = {code: _response(text, "HubError") for code, text in [
         ("400", "Missing fields or wrong values, one line each"), ("401", "Unauthorized"), ("403", "Forbidden"),
         ("408", "Body too slow"), ("413", "Body or event too large"),
-        ("415", "Not JSON, or an unsupported Content-Encoding"), ("429", "Rate limited"), ("503", "Kafka unavailable, or the gateway is busy"),
+        ("415", "Not JSON, or an unsupported Content-Encoding"), ("429", "Rate limited"),
+        ("503", "Kafka unavailable, or the gateway is busy"),
     ]}
     return {
         "openapi": "3.1.0",
