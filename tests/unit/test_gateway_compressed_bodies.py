@@ -82,6 +82,9 @@ async def test_compressed_bodies_are_capped_by_decoded_size_and_by_ratio(tmp_pat
         truncated = gzip.compress(orjson.dumps(envelope(timeback_activity_event())))[:-20]
         response = await gw.client.post("/caliper/event", data=truncated, headers=headers)
         assert response.status == 400 and "truncated" in (await response.json())["message"]
+        trailing = gzip.compress(orjson.dumps(envelope(timeback_activity_event()))) + b"more"
+        response = await gw.client.post("/caliper/event", data=trailing, headers=headers)
+        assert response.status == 400 and "after the end" in (await response.json())["message"]
         assert gw.publisher.published == []
 
 
