@@ -367,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     attacks.add_argument("--width", type=int, default=1000)
     attacks.add_argument("--format", choices=("json", "jsoneachrow", "csv", "tsv", "pretty"), default="json")
     from caliper_pipeline import loadgen
+    from caliper_pipeline.bench import attacks as bench_attacks
     from caliper_pipeline.bench import e2e as bench_e2e
     from caliper_pipeline.bench import read_flood, soak
 
@@ -377,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "sender floods the read API")
     flood.set_defaults(handler=read_flood.read_flood_command)
     read_flood.add_read_flood_arguments(flood)
+    attacks = benches.add_parser("attacks", help="other senders' latency while the gateway is attacked")
+    attacks.set_defaults(handler=bench_attacks.bench_attacks_command)
+    bench_attacks.add_bench_attacks_arguments(attacks)
     loadgen.add_loadgen_arguments(add("loadgen", loadgen.loadgen_command, "realistic traffic through the gateway"))
     soak.add_soak_arguments(add("soak", soak.soak_command, "a steady rate for minutes; memory of every process"))
     return parser

@@ -14,7 +14,7 @@ class GatewayError(PipelineError):
     status = 500
     reason = "internal"
     records_rejection = False
-    close_connection = False  # the request's body was left unread or undecodable: the connection cannot be reused
+    close_connection = False  # the body was left unread or undecodable, or the caller refused: closed after the answer
 
     def __init__(self, message: str, *, problems: list[FieldProblem] | None = None,
                  retry_after: int | None = None, headers: dict[str, str] | None = None) -> None:
@@ -47,11 +47,13 @@ class InvalidQueryError(GatewayError):
 class UnauthorizedError(GatewayError):
     status = 401
     reason = "unauthorized"
+    close_connection = True  # its body is never read: a refused caller gets no more of the gateway's time
 
 
 class ForbiddenError(GatewayError):
     status = 403
     reason = "forbidden"
+    close_connection = True
 
 
 class PayloadTooLargeError(GatewayError):
@@ -138,4 +140,26 @@ class UnreadableBodyError(InvalidPayloadError):
     """A body that cannot be read or decoded (``Content-Encoding: gzip`` on a plain body...)."""
 
     reason = "unreadable_body"
+    close_connection = True
+
+
+class RequestTimeoutError(GatewayError):
+    """A body that stopped arriving, or arrives slower than the gateway's minimum rate."""
+
+    status = 408
+    reason = "request_timeout"
+    close_connection = True
+
+
+class BodyShareExceededError(RateLimitedError):
+    """One caller (client id or remote address) already holds its share of the bodies being read."""
+
+    reason = "bodies_in_flight"
+
+
+class ConnectionLostError(GatewayError):
+    """The caller closed its connection before its body was read: nothing to answer, nothing to log."""
+
+    status = 400
+    reason = "connection_lost"
     close_connection = True

@@ -7,6 +7,8 @@ is acknowledged only after Kafka acknowledged it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 
@@ -34,6 +36,7 @@ from gateway.publisher import EventPublisher
 from gateway.ratelimit import RateLimiter, TokenBuckets
 from gateway.responses import caliper_error_body
 from gateway.routes import BEARER_CHALLENGE, setup_routes
+from gateway.server import handler_args, serve
 from gateway.settings import GatewaySettings
 from gateway.token_guard import TokenGuard
 from gateway.tokens import TokenIssuer
@@ -48,7 +51,7 @@ def build_app(settings: GatewaySettings, kafka: KafkaSettings, *, publisher: Eve
     (none: that endpoint answers 404). Raises ``DevelopmentSecretError`` for a signing secret anyone may know."""
     settings.check_signing_secrets()
     app = web.Application(middlewares=[metrics_middleware, error_middleware(caliper_error_body, BEARER_CHALLENGE)],
-                          client_max_size=settings.max_body_bytes)
+                          client_max_size=settings.max_body_bytes, handler_args=handler_args(settings))
     registry = ClientRegistry(settings.clients_file)
     app[SETTINGS] = settings
     app[REGISTRY] = registry
@@ -57,7 +60,8 @@ def build_app(settings: GatewaySettings, kafka: KafkaSettings, *, publisher: Eve
     app[TOKEN_GUARD] = TokenGuard(settings)
     app[LIMITER] = RateLimiter(settings.default_rate_limit_per_second, settings.rate_limit_burst_seconds)
     app[READ_LIMITER] = TokenBuckets(settings.read_requests_per_second, settings.read_requests_burst)
-    app[BODY_BUDGET] = BodyBudget(settings.max_inflight_body_bytes, settings.retry_after_seconds)
+    app[BODY_BUDGET] = BodyBudget(settings.max_inflight_body_bytes, settings.retry_after_seconds,
+                                  settings.max_inflight_body_share)
     app[METRICS] = GatewayMetrics()
     app[JOB_IDS] = JobIds(settings.verification_secrets)
     app[PUBLISHER] = publisher or EventPublisher(kafka, settings)
@@ -107,5 +111,20 @@ def run_gateway(settings: GatewaySettings, kafka: KafkaSettings, reader: EventRe
     app = build_app(settings, kafka, reader=reader)
     app.on_startup.append(tune_garbage_collector)  # after the Kafka producers started (cleanup_ctx runs first)
     app.on_cleanup.append(untune_garbage_collector)
-    web.run_app(app, loop=new_event_loop(), host=settings.host,
-                port=settings.port, access_log=None, print=None, handle_signals=True)
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    async def serve_until_stopped() -> None:
+        async with serve(app, settings.host, settings.port, handle_signals=True):
+            await asyncio.Event().wait()  # until SIGINT/SIGTERM (GracefulExit), then the app's cleanup
+
+    main = loop.create_task(serve_until_stopped())
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):  # raised out of the loop by the signal handler
+        main.cancel()  # leaves serve(): the runner's cleanup stops the Kafka producers
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(main)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()

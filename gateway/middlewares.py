@@ -85,6 +85,6 @@ def answer_error(request: web.Request, error: GatewayError, render: ErrorRendere
     if error.status == 401:
         headers.setdefault("WWW-Authenticate", www_authenticate)
     response = json_response(render(error), status=error.status, headers=headers or None)
-    if error.close_connection:
-        response.force_close()
+    if error.close_connection or not request.content.is_eof():
+        response.force_close()  # "Connection: close": an unread body is not drained (gateway.server)
     return response

@@ -19,11 +19,14 @@ def _caliper_errors() -> dict[str, Any]:
         ("400", "Invalid payload or malformed JSON; nothing was published"),
         ("401", "Missing, malformed, expired or revoked token"),
         ("403", "The token lacks the event.create scope"),
-        ("413", "Body, number of events (per envelope, or more than the client's burst) or one event (as a Kafka "
-                "message) over its limit; the errors name data or data[i]"),
+        ("408", "The body arrived too slowly (body timeout or minimum rate); the connection is closed"),
+        ("413", "Body (once decoded), compression ratio, number of events (per envelope, or more than the "
+                "client's burst) or one event (as a Kafka message) over its limit; the errors name "
+                "Content-Encoding, data or data[i]"),
         ("415", "Content-Type is not application/json, or an unsupported Content-Encoding"),
         ("422", "Unsupported dataVersion"),
-        ("429", "Rate limit exceeded (see Retry-After)"),
+        ("429", "Rate limit exceeded, or this client or address already holds its share of the bodies being "
+                "read (see Retry-After)"),
         ("503", "Kafka could not take the events, or the gateway holds too many request bodies; nothing was "
                 "acknowledged (see Retry-After)"),
     ]}
@@ -135,8 +138,9 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
     }
     hub_errors = {code: _response(text, "HubError") for code, text in [
         ("400", "Missing fields or wrong values, one line each"), ("401", "Unauthorized"), ("403", "Forbidden"),
-        ("413", "Body or event too large"), ("415", "Not JSON, or an unsupported Content-Encoding"),
-        ("429", "Rate limited"), ("503", "Kafka unavailable, or the gateway is busy"),
+        ("408", "Body too slow"), ("413", "Body or event too large"),
+        ("415", "Not JSON, or an unsupported Content-Encoding"), ("429", "Rate limited"),
+        ("503", "Kafka unavailable, or the gateway is busy"),
     ]}
     return {
         "openapi": "3.1.0",
@@ -156,7 +160,9 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
                               "400": _response("invalid_request, unsupported_grant_type or invalid_scope",
                                                "OAuthError"),
                               "401": _response("invalid_client: unknown client or wrong secret", "OAuthError"),
-                              "413": _response("invalid_request: the form is too large", "OAuthError"),
+                              "408": _response("invalid_request: the form arrived too slowly", "OAuthError"),
+                              "413": _response("invalid_request: the form is too large (16 KiB, also once "
+                                               "decoded)", "OAuthError"),
                               "429": _response("slow_down: too many attempts (see Retry-After)", "OAuthError")},
             }},
             "/caliper/event": {

@@ -41,6 +41,18 @@ class GatewaySettings(BaseModel):
     # limits of one request (each answered with a 4xx naming what is over) and of all requests together
     max_body_bytes: int = Field(default=4 * MIB, ge=1024)  # after Content-Encoding decoding
     max_inflight_body_bytes: int = Field(default=32 * MIB, ge=1024)  # bodies held at once; beyond: 503
+    # the share of max_inflight_body_bytes one client id, and one remote address, may hold at once; beyond: 429
+    # (a caller holding nothing may always start one body that fits the whole budget)
+    max_inflight_body_share: float = Field(default=0.25, gt=0, le=1)
+    # a compressed body may decode to at most this many times its compressed size (413 naming Content-Encoding)
+    max_compression_ratio: int = Field(default=100, ge=2)
+    # slow callers: a connection must deliver a complete request head this many seconds after it opened or after
+    # its previous answer (else it is closed: this is also how long an idle keep-alive connection stays open);
+    # a body must go on arriving within body_timeout_seconds of each read and, past that first stretch, at no
+    # less than min_body_bytes_per_second on average (else 408 and the connection closed)
+    header_timeout_seconds: float = Field(default=30.0, gt=0)
+    body_timeout_seconds: float = Field(default=15.0, gt=0)
+    min_body_bytes_per_second: int = Field(default=4096, ge=1)
     max_events_per_envelope: int = Field(default=10_000, ge=1)
     # one event as published (Avro-encoded RawEvent plus its key): below the producer's max_request_size
     # (1,048,576) and the broker's default message.max.bytes (1,048,588, a record batch of one message), so an

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.clients import Client, ClientRegistry
@@ -16,6 +17,7 @@ from gateway.errors import KafkaUnavailableError
 from gateway.keys import REGISTRY, TOKENS
 from gateway.main import build_app
 from gateway.publisher import EncodedEvent, EventPublisher
+from gateway.server import GatewayRunner
 from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
 from schemas.codec import RawEventCodec
 from schemas.jobs import JobRecord
@@ -131,10 +133,18 @@ class GatewayHarness:
         return self.auth(client, {INGEST_SCOPE, READ_SCOPE})
 
 
+class GatewayTestServer(TestServer):
+    """aiohttp's test server with the gateway's own runner (``gateway.server``), as ``run_gateway`` serves it."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        # as run_gateway: a handler runs to its end when its caller goes away (aiohttp's test server cancels it)
+        return GatewayRunner(self.app, **{**kwargs, "handler_cancellation": False})
+
+
 @asynccontextmanager
 async def gateway(settings: GatewaySettings, *, reader: EventReader | None = None) -> AsyncIterator[GatewayHarness]:
     publisher = FakePublisher(settings)
     app = build_app(settings, UNUSED_KAFKA, publisher=publisher, reader=reader)
     app[REGISTRY].refresh_seconds = 0  # clients added by a test are seen at once (the file is re-read each second)
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(GatewayTestServer(app)) as client:
         yield GatewayHarness(client, settings, publisher)

@@ -4,7 +4,8 @@ Every benchmark lives in this package, none in the data-path packages: ``gateway
 driven by ``load``), ``gateway-steps`` (the gateway's CPU per event, step by step), ``schemas`` (the codec),
 ``streams`` and ``sink`` (each stage alone, ``stages``), ``ceilings`` (each stage next to its bare baseline in one
 run), ``e2e`` (the whole pipeline under load), ``soak`` (memory over minutes), ``renormalize`` (re-deriving
-archived events) and ``sink-attacks`` (the sink's memory under an analyst's attack).
+archived events), ``attacks`` (other senders' latency while the gateway is attacked), ``read-flood``
+(loading under a flood of reads) and ``sink-attacks`` (the sink's memory under an analyst's attack).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def accepted_message(data: list[Any], verb: str) -> str:
 
 async def _envelope(request: web.Request, *, publish_events: bool) -> web.Response:
     caller = authorize(request, INGEST_SCOPE)
-    async with shared(request)[BODY_BUDGET].hold() as reservation:
+    async with shared(request)[BODY_BUDGET].hold(caller, request.remote) as reservation:
         payload = await read_json(request, reservation)
         check_event_count(request, caller, _item_count(payload), charge=publish_events)
         problems, payload = check_envelope(payload)  # the payload without the optional properties sent as null

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 
 def authorize(request: web.Request, scope: str) -> Caller:
+    """The caller of the request's bearer token, verified before any byte of the body is read or decoded: a
+    refused request never holds body memory, and its unread body is not drained (``gateway.server``)."""
     caller = shared(request)[TOKENS].verify(request.headers.get("Authorization"), scope)
     request[CALLER] = caller
     return caller
@@ -73,7 +75,7 @@ async def read_json(request: web.Request, reservation: Reservation) -> Any:
     if request.content_type != "application/json":
         raise UnsupportedMediaTypeError(f"Content-Type must be application/json, not {request.content_type[:60]!r}")
     settings = shared(request)[SETTINGS]
-    body = await read_body(request, reservation, settings.max_body_bytes)
+    body = await read_body(request, reservation, settings.max_body_bytes, settings)
     request[BODY] = body
     try:
         payload = orjson.loads(body)

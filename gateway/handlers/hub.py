@@ -26,7 +26,7 @@ from schemas.hub import validate_hub_event
 
 async def post_hub_event(request: web.Request) -> web.Response:
     caller = authorize(request, INGEST_SCOPE)
-    async with shared(request)[BODY_BUDGET].hold() as reservation:
+    async with shared(request)[BODY_BUDGET].hold(caller, request.remote) as reservation:
         payload = await read_json(request, reservation)
         check_event_count(request, caller, 1, charge=True)
         event, problems = validate_hub_event(payload)

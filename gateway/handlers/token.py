@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 
-from gateway.errors import OAuthError
-from gateway.keys import REGISTRY, TOKEN_GUARD, TOKENS
+from gateway.body import read_body
+from gateway.errors import OAuthError, PayloadTooLargeError
+from gateway.keys import REGISTRY, SETTINGS, TOKEN_GUARD, TOKENS
 from gateway.responses import json_response
 
 MAX_FORM_BYTES = 16 * 1024
 MAX_CLIENT_ID_CHARS = 256
 MAX_SECRET_CHARS = 1024
+FIELDS = ("grant_type", "client_id", "client_secret", "scope")
 
 
 def _invalid(message: str) -> OAuthError:
@@ -40,21 +42,28 @@ def basic_credentials(header: str) -> tuple[str, str]:
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-        raise OAuthError(413, "invalid_request", f"the token request is larger than {MAX_FORM_BYTES} bytes")
+    """The form's fields. The body is read before any credential can be checked, so it holds no share of the
+    body budget and is capped at ``MAX_FORM_BYTES`` (as sent and once decoded), under the same timeouts."""
+    if request.content_type == "multipart/form-data":
+        raise _invalid("the token request must be application/x-www-form-urlencoded (RFC 6749 section 4.4.2)")
     try:
-        form = await request.post()
+        body = await read_body(request, None, MAX_FORM_BYTES, request.config_dict[SETTINGS])
+    except PayloadTooLargeError as error:
+        raise OAuthError(413, "invalid_request", f"the token request: {error.message}") from error
+    if request.content_type != "application/x-www-form-urlencoded":
+        return {}
+    try:
+        fields = parse_qsl(bytes(body).rstrip().decode(request.charset or "utf-8"), keep_blank_values=True,
+                           encoding=request.charset or "utf-8", errors="strict")
     except (UnicodeDecodeError, LookupError, ValueError) as error:  # bad bytes, an unknown charset
         raise _invalid("the body is not a valid application/x-www-form-urlencoded UTF-8 form") from error
     values: dict[str, str] = {}
-    for name in ("grant_type", "client_id", "client_secret", "scope"):
-        given = form.getall(name, [])
-        if len(given) > 1:
+    for name, value in fields:
+        if name not in FIELDS:
+            continue
+        if name in values:
             raise _invalid(f"{name} is given more than once")
-        if given:
-            if not isinstance(given[0], str):
-                raise _invalid(f"{name} must be a form field, not a file")
-            values[name] = given[0]
+        values[name] = value
     return values
 
 
