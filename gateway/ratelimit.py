@@ -37,6 +37,13 @@ class TokenBuckets:
         """Tokens taken from ``key``'s bucket and not refilled yet (0 for a full bucket or an unknown key)."""
         return self.capacity - self._level(key, self.rate, self.capacity, _now())
 
+    def drain(self, key: str) -> None:
+        """Empty ``key``'s bucket: it refills from now (a bucket used as a memory of when ``key`` last acted)."""
+        now = _now()
+        self._buckets[key] = (0.0, now)
+        if len(self._buckets) > self.max_keys:
+            self._prune(now)
+
     def take(self, key: str, cost: float = 1.0, rate: float | None = None,
              capacity: float | None = None) -> int | None:
         """Take ``cost`` tokens: None when allowed, else the seconds to wait before retrying (nothing taken)."""

@@ -67,6 +67,7 @@ class GatewaySettings(BaseModel):
     token_failures_per_second_per_address_client: float = Field(default=0.5, gt=0)
     token_failures_burst_per_address_client: float = Field(default=5.0, ge=1)
     token_failure_memory_seconds: float = Field(default=60.0, gt=0)  # how long a failure lowers its address's turn
+    token_trusted_address_seconds: float = Field(default=24 * 3600.0, gt=0)  # a token got: the address goes first
 
     clients_file: Path = Path("var/clients.json")
     default_rate_limit_per_second: float = Field(default=2000.0, gt=0)  # events (and entities) per second

@@ -14,12 +14,20 @@ below (and the secrets are 256 random bits). Unknown client ids are throttled li
 scrypt (``gateway.clients.client_secret_ok``), so neither the answer nor its time says which ids exist.
 
 The scrypt bound: at most ``token_hash_workers`` checks run at once (a thread pool; scrypt releases the GIL, so a
-flood cannot stall ingest on the event loop) and at most ``WAITING_PER_WORKER`` per worker wait. Waiting checks are
-served by their address's recent failures (each remembered for ``token_failure_memory_seconds``), fewest first,
-oldest first among equals; when the queue is full, a newcomer whose address failed less than the worst waiting
-one takes its place (that one is answered 429), any other newcomer is answered 429. A flood of wrong secrets, from
-however many addresses, thus only delays a check from an address that has not failed lately; only addresses that
-have not failed for that long compete with it on equal terms (first come, first served).
+flood cannot stall ingest on the event loop) and at most ``WAITING_PER_WORKER`` per worker wait. The waiting checks
+are ranked, best first:
+
+1. those of an address that got a token within ``token_trusted_address_seconds`` (a real client renewing its
+   token; an attacker without a secret never gets there);
+2. then by the address's standing: its recent failures (each remembered for ``token_failure_memory_seconds``,
+   fading) plus its checks already waiting or running when this one arrived (one address, one place at a time);
+3. then by arrival.
+
+The best runs next; when the queue is full, a newcomer ranked better than the worst waiting check takes its place
+(that one is answered 429), any other newcomer is answered 429. A flood, from however many addresses, thus only
+delays the check of an address that got a token lately, and of one that has neither failed lately nor has another
+check waiting; the flood competes with the latter on equal terms only from addresses in that same state (first
+come, first served).
 
 IPv6 addresses count by their /64 network (one host usually holds a whole /64).
 """
@@ -64,6 +72,7 @@ def _busy() -> OAuthError:
 @dataclass(eq=False)
 class _Check:
     address: str
+    ahead: int  # the address's checks waiting or running when this one arrived
     arrival: int
     client: Client | None
     secret: str = field(repr=False)
@@ -79,6 +88,8 @@ class TokenGuard:
         self.pair_failures = TokenBuckets(settings.token_failures_per_second_per_address_client,
                                           settings.token_failures_burst_per_address_client)
         self.recent_failures = TokenBuckets(1.0 / settings.token_failure_memory_seconds, FAILURES_REMEMBERED)
+        self.recent_tokens = TokenBuckets(1.0 / settings.token_trusted_address_seconds, 1.0)  # > 0: trusted
+        self.pending: dict[str, int] = {}  # checks waiting or running, per address
         self.workers = settings.token_hash_workers
         self.max_waiting = settings.token_hash_workers * WAITING_PER_WORKER
         self.running = 0
@@ -108,22 +119,30 @@ class TokenGuard:
     async def secret_ok(self, address: str, client_id: str, client: Client | None, secret: str) -> bool:
         """One scrypt in the pool, in its turn (429 when the queue has no room for it); a failure is charged to
         ``address`` and to (``address``, ``client_id``)."""
-        check = _Check(address, next(self._arrivals), client, secret, asyncio.get_running_loop().create_future())
+        check = _Check(address, self.pending.get(address, 0), next(self._arrivals), client, secret,
+                       asyncio.get_running_loop().create_future())
         self._enqueue(check)
+        self.pending[address] = check.ahead + 1
         self._dispatch()
         try:
             ok = await check.outcome
         finally:
             if check in self.waiting:  # the request went away while waiting
                 self.waiting.remove(check)
-        if not ok:
+            left = self.pending.pop(address) - 1
+            if left:
+                self.pending[address] = left
+        if ok:
+            self.recent_tokens.drain(address)
+        else:
             self.address_failures.take(address)
             self.pair_failures.take(_pair(address, client_id))
             self.recent_failures.take(address)
         return ok
 
-    def _rank(self, check: _Check) -> tuple[float, int]:
-        return self.recent_failures.used(check.address), check.arrival
+    def _rank(self, check: _Check) -> tuple[bool, float, int]:
+        trusted = self.recent_tokens.used(check.address) > 0
+        return not trusted, self.recent_failures.used(check.address) + check.ahead, check.arrival
 
     def _enqueue(self, check: _Check) -> None:
         if len(self.waiting) >= self.max_waiting:

@@ -143,13 +143,14 @@ async def test_wrong_secrets_from_other_addresses_never_refuse_the_clients_corre
 
 
 async def _ask_while_flooded(gw: GatewayHarness, scrypt: HeldScrypt, floods: list[str], client_id: str,
-                             secret: str) -> Answer:
-    """Hold the checks, flood from ``floods`` (two unknown ids each) until the queue is full, ask for a token from
-    ``CLIENT_ADDRESS``, then let the checks run: the answer to that request (every flood's answer is checked)."""
+                             secret: str, copies: int = 2) -> Answer:
+    """Hold the checks, flood from ``floods`` (``copies`` unknown ids each, at once) until the queue is full, ask
+    for a token from ``CLIENT_ADDRESS``, then let the checks run: the answer to that request (every flood's answer
+    is checked)."""
     in_flight = gw.settings.token_hash_workers * (1 + WAITING_PER_WORKER)  # checks running or waiting, at most
     scrypt.open.clear()
     flood = [asyncio.ensure_future(_attempt(gw, address, f"ghost-{uuid.uuid4()}", "guess"))
-             for address in floods for _ in range(2)]
+             for address in floods for _ in range(copies)]
     await _until(lambda: _answered(flood) >= len(flood) - in_flight)  # the queue is full
     answered = _answered(flood)
     own = asyncio.ensure_future(_attempt(gw, CLIENT_ADDRESS, client_id, secret))
@@ -174,6 +175,30 @@ async def test_a_flood_of_unknown_ids_from_many_addresses_does_not_refuse_the_cl
             clock[0] += 1.0
             statuses.append((await _ask_while_flooded(gw, scrypt, floods, client.client_id, secret)).status)
         assert statuses == [200] * 5
+
+
+async def test_a_client_that_got_a_token_keeps_its_turn_against_a_flood_from_fresh_addresses(
+        tmp_path: Path, scrypt: HeldScrypt, clock: list[float]) -> None:
+    """Addresses that have never failed flood the endpoint: they rank like any new address, and fill the queue; a
+    client that got a token from its address lately (as it does to renew its token) still gets its turn."""
+    async with gateway(gateway_settings(tmp_path)) as gw:
+        client, secret = gw.add_client("school-a")
+        assert (await _attempt(gw, CLIENT_ADDRESS, client.client_id, secret)).status == 200
+        statuses = []
+        for round_ in range(3):
+            clock[0] += 1.0
+            floods = [f"198.51.{round_}.{index}" for index in range(1, 51)]  # fresh addresses every round
+            statuses.append((await _ask_while_flooded(gw, scrypt, floods, client.client_id, secret, 1)).status)
+        assert statuses == [200] * 3
+
+
+async def test_an_address_takes_one_place_at_a_time_in_the_queue(tmp_path: Path, scrypt: HeldScrypt) -> None:
+    """Three addresses that have not failed yet fill the queue with attempts sent at once; a new address's first
+    attempt ranks before their second and later ones, and gets its turn."""
+    async with gateway(gateway_settings(tmp_path)) as gw:
+        client, secret = gw.add_client("school-a")
+        floods = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+        assert (await _ask_while_flooded(gw, scrypt, floods, client.client_id, secret, 8)).status == 200
 
 
 async def test_the_scrypt_work_is_bounded_however_many_addresses_ask(tmp_path: Path, scrypt: HeldScrypt) -> None:
