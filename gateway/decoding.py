@@ -27,9 +27,8 @@ def content_encoding(header: str | None) -> str:
     """The request's coding, lower-cased; 415 naming ``Content-Encoding`` for one the gateway does not decode."""
     encoding = (header or "identity").strip().lower() or "identity"
     if encoding not in ENCODINGS:
-        raise UnsupportedMediaTypeError(
-            f"Content-Encoding {encoding[:40]!r} is not supported; accepted: gzip, x-gzip, deflate, identity",
-            problems=[FieldProblem("Content-Encoding", f"unsupported content coding {encoding[:40]!r}")])
+        rule = "unsupported content coding; accepted: gzip, x-gzip, deflate, identity"
+        raise UnsupportedMediaTypeError(f"Content-Encoding: {rule}", problems=[FieldProblem("Content-Encoding", rule)])
     return encoding
 
 

@@ -1,4 +1,5 @@
-"""Token buckets: per-client event rates (ingest) and per-address / per-client-id attempts (token endpoint)."""
+"""Token buckets: per-client event rates (ingest) and per-address / per-(address, client id) attempts (token
+endpoint)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ class TokenBuckets:
         rate, capacity = rate or self.rate, capacity or self.capacity
         missing = cost - self._level(key, rate, capacity, _now())
         return None if missing <= 0 else max(1, math.ceil(missing / rate))
+
+    def used(self, key: str) -> float:
+        """Tokens taken from ``key``'s bucket and not refilled yet (0 for a full bucket or an unknown key)."""
+        return self.capacity - self._level(key, self.rate, self.capacity, _now())
+
+    def drain(self, key: str) -> None:
+        """Empty ``key``'s bucket: it refills from now (a bucket used as a memory of when ``key`` last acted)."""
+        now = _now()
+        self._buckets[key] = (0.0, now)
+        if len(self._buckets) > self.max_keys:
+            self._prune(now)
 
     def take(self, key: str, cost: float = 1.0, rate: float | None = None,
              capacity: float | None = None) -> int | None:

@@ -68,12 +68,18 @@ class GatewaySettings(BaseModel):
     token_ttl_seconds: int = Field(default=3600, ge=60)
     max_token_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
-    # the token endpoint: secret checks in a small thread pool, throttled per address and per client id
+    # the token endpoint (gateway.token_guard): secret checks in a small thread pool with a bounded queue that
+    # serves first the addresses that failed least recently; throttled per address (every attempt, and failed
+    # ones) and per (address, client id) (failed attempts), never per client id alone
     token_hash_workers: int = Field(default=2, ge=1)
     token_attempts_per_second_per_address: float = Field(default=5.0, gt=0)
     token_attempts_burst_per_address: float = Field(default=10.0, ge=1)
-    token_failures_per_second_per_client: float = Field(default=2.0, gt=0)
-    token_failures_burst_per_client: float = Field(default=10.0, ge=1)
+    token_failures_per_second_per_address: float = Field(default=1.0, gt=0)
+    token_failures_burst_per_address: float = Field(default=10.0, ge=1)
+    token_failures_per_second_per_address_client: float = Field(default=0.5, gt=0)
+    token_failures_burst_per_address_client: float = Field(default=5.0, ge=1)
+    token_failure_memory_seconds: float = Field(default=60.0, gt=0)  # how long a failure lowers its address's turn
+    token_trusted_address_seconds: float = Field(default=24 * 3600.0, gt=0)  # a token got: the address goes first
 
     clients_file: Path = Path("var/clients.json")
     default_rate_limit_per_second: float = Field(default=2000.0, gt=0)  # events (and entities) per second

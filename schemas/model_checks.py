@@ -25,12 +25,9 @@ __all__ = [
 ]
 
 
-def field_problem(path: str, message: str, value: Any) -> PydanticCustomError:
-    shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return PydanticCustomError("hub_value", "{path} {message} (got {got})",
-                               {"path": path, "message": message, "got": shown})
+def field_problem(path: str, message: str) -> PydanticCustomError:
+    """The field and the rule it breaks; never the value (a reason may be read where the value may not)."""
+    return PydanticCustomError("hub_value", "{path} {message}", {"path": path, "message": message})
 
 
 # --- bounds: what a read value must also satisfy to be loadable (schemas.limits) ------------------------------
@@ -69,11 +66,11 @@ def _read_and_bound(path: str, message: str, read: Callable[[Any], Any], bound: 
                     value: Any, info: ValidationInfo) -> Any:
     result = read(value)
     if result is None:
-        raise field_problem(path, message, value)
+        raise field_problem(path, message)
     if bound is not None:
         problem = bound(result, context_of(info))
         if problem is not None:
-            raise field_problem(path, problem, value)
+            raise field_problem(path, problem)
     return result
 
 
@@ -83,7 +80,7 @@ def checked(path: str, message: str, read: Callable[[Any], Any], bound: Bound | 
 
     def check(value: Any, info: ValidationInfo) -> Any:
         if value is None:
-            raise field_problem(path, "not informed", value)
+            raise field_problem(path, "not informed")
         return _read_and_bound(path, message, read, bound, value, info)
 
     return BeforeValidator(check)

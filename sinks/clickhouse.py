@@ -57,6 +57,16 @@ def error_code(message: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+_NAME = re.compile(r"\(([A-Z][A-Z0-9_]{2,})\)")  # "(CANNOT_PARSE_TEXT)" in a ClickHouse message
+
+
+def refusal_reason(error: ClickHouseQueryError) -> str:
+    """Why ClickHouse refused rows, by its error code and name only: its message quotes the values it could not
+    read, and the reason is shown where they may not be (``failed_events_summary``, ``sink_rejects_summary``)."""
+    names = _NAME.findall(str(error))
+    return f"ClickHouse refused it: code {error.code}" + (f" ({names[-1]})" if names else "")
+
+
 def is_data_error(error: ClickHouseQueryError) -> bool:
     """Whether ClickHouse refused the rows themselves (splitting the batch can isolate them)."""
     if error.code in DATA_ERROR_CODES:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from sinks.clickhouse import ClickHouse, is_data_error
+from sinks.clickhouse import ClickHouse, is_data_error, refusal_reason
 from sinks.errors import ClickHouseQueryError
 from sinks.failed import failed_at_load_rows
 from sinks.metrics import SinkMetrics
@@ -89,7 +89,7 @@ class BatchWriter:
                     raise
                 if high - low == 1:
                     outcome.rejects.append(RejectedMessage(
-                        topic, partition, group.offsets[low], f"ClickHouse refused it: {error}",
+                        topic, partition, group.offsets[low], refusal_reason(error),
                         group.original(low)))
                     continue
                 if low == 0 and high == size:

@@ -16,6 +16,7 @@ other content.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,8 @@ from schemas.side_topics import ConflictNotice, DeadLetter
 from streams.metrics import StreamsMetrics
 from streams.normalizers import NormalizeOptions, normalize_with
 from streams.settings import StreamsSettings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,9 @@ class EventProcessor:
             return self._dead_letter(result, f"{type(error).__name__}: {error}", topic, partition, offset, key,
                                      value, raw)
         except Exception as error:  # a bug must not stop the stream: the event is kept as data to replay
-            return self._dead_letter(result, f"internal error {type(error).__name__}: {error}", topic,
+            # the reason names the error's type only (its message may quote the event's values); the log has it all
+            logger.exception("internal error processing %s[%d] offset %d", topic, partition, offset)
+            return self._dead_letter(result, f"internal error {type(error).__name__}", topic,
                                      partition, offset, key, value, raw)
         for fact in result.facts:
             self._count_fact_out(fact.source)

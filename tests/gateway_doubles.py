@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.typedefs import Handler
 
 from gateway.clients import Client, ClientRegistry
 from gateway.errors import KafkaUnavailableError
@@ -27,6 +28,15 @@ from schemas.records import RawEvent
 from schemas.side_topics import RejectedRequest
 
 UNUSED_KAFKA = KafkaSettings(bootstrap_servers="127.0.0.1:9")
+# a request carrying this header reaches the gateway from that remote address (every test request comes from
+# 127.0.0.1; the gateway itself trusts no header for the address, only the connection's peer)
+REMOTE_ADDRESS_HEADER = "X-Test-Remote-Address"
+
+
+@web.middleware
+async def remote_address_from_header(request: web.Request, handler: Handler) -> web.StreamResponse:
+    remote = request.headers.get(REMOTE_ADDRESS_HEADER)
+    return await handler(request if remote is None else request.clone(remote=remote))
 
 
 def gateway_settings(tmp_path: Path, **overrides: Any) -> GatewaySettings:
@@ -146,5 +156,6 @@ async def gateway(settings: GatewaySettings, *, reader: EventReader | None = Non
     publisher = FakePublisher(settings)
     app = build_app(settings, UNUSED_KAFKA, publisher=publisher, reader=reader)
     app[REGISTRY].refresh_seconds = 0  # clients added by a test are seen at once (the file is re-read each second)
+    app.middlewares.append(remote_address_from_header)
     async with TestClient(GatewayTestServer(app)) as client:
         yield GatewayHarness(client, settings, publisher)

@@ -50,11 +50,11 @@ def _integer(query: Mapping[str, str], name: str, default: int, low: int, high: 
     if raw is None:
         return default
     if not _INTEGER.fullmatch(raw):
-        problems.append(FieldProblem(name, f"{name} must be an integer, got {raw[:40]!r}"))
+        problems.append(FieldProblem(name, f"{name} must be an integer"))
         return default
     value = int(raw)
     if not low <= value <= high:
-        problems.append(FieldProblem(name, f"{name} must be between {low} and {high}, got {value}"))
+        problems.append(FieldProblem(name, f"{name} must be between {low} and {high}"))
     return value
 
 
@@ -63,7 +63,7 @@ def _time(query: Mapping[str, str], name: str, problems: list[FieldProblem]) -> 
         return None
     moment = time_to_ms(query[name])  # present but empty is an error too, not "no filter"
     if moment is None:
-        problems.append(FieldProblem(name, f"{name} must be an ISO 8601 date-time, got {query[name][:40]!r}"))
+        problems.append(FieldProblem(name, f"{name} must be an ISO 8601 date-time"))
     return moment
 
 

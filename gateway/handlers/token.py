@@ -69,7 +69,7 @@ async def _form(request: web.Request) -> dict[str, str]:
 
 async def post_token(request: web.Request) -> web.Response:
     guard = request.config_dict[TOKEN_GUARD]
-    guard.admit(request.remote or "")
+    address = guard.admit(request.remote)
     form = await _form(request)
     if "grant_type" not in form:
         raise _invalid("grant_type is missing")
@@ -88,9 +88,9 @@ async def post_token(request: web.Request) -> web.Response:
     if len(client_id) > MAX_CLIENT_ID_CHARS or len(secret) > MAX_SECRET_CHARS:
         raise _invalid(f"client_id is limited to {MAX_CLIENT_ID_CHARS} and client_secret to {MAX_SECRET_CHARS} "
                        "characters")
-    guard.check_not_locked(client_id)
+    guard.check_not_throttled(address, client_id)
     client = request.config_dict[REGISTRY].get(client_id)
-    if not await guard.secret_ok(client_id, client, secret) or client is None:
+    if not await guard.secret_ok(address, client_id, client, secret) or client is None:
         raise OAuthError(401, "invalid_client", "unknown client or wrong secret")
     requested = set(form.get("scope", "").split()) or None  # no scope (or an empty one): every scope granted
     lacking = sorted(requested - set(client.scopes)) if requested else []

@@ -15,7 +15,6 @@ from schemas.caliper.scalars import (
     check_iri,
     check_object,
     json_type_name,
-    shown,
 )
 from schemas.caliper.terms import CALIPER_CONTEXT_V1P2
 from schemas.caliper.validator import walk_item
@@ -78,7 +77,7 @@ def _walk_envelope(payload: object, walk: Walk, *, fast: bool = False) -> bool:
         check_event_time(send_time, "sendTime", walk)
     data_version = payload.get("dataVersion")
     if data_version is not None and data_version != CALIPER_CONTEXT_V1P2:
-        walk.add("dataVersion", f"unsupported dataVersion {shown(data_version)}; accepted: {CALIPER_CONTEXT_V1P2}")
+        walk.add("dataVersion", f"unsupported dataVersion; accepted: {CALIPER_CONTEXT_V1P2}")
     data = payload.get("data")
     if data is None or (fast and walk.problems):
         return False

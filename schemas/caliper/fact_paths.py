@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any, Final
 
-from schemas.caliper.scalars import DURATION_RE, Walk, duration_seconds, shown
+from schemas.caliper.scalars import DURATION_RE, Walk, duration_seconds
 from schemas.coerce import coerce_int, coerce_number, parse_time
 from schemas.limits import FORBIDDEN_CHARACTER, int64_problem, number_problem, text_problem
 
@@ -123,4 +123,4 @@ def check_fact_paths(event: Mapping[str, Any], path: str, walk: Walk) -> None:
                 if problem is not None:
                     where = ".".join((path, first, second, *rest) if path else (first, second, *rest))
                     if all(reported.path != where for reported in walk.problems):
-                        walk.add(where, f"{problem} (read into a {column.value} column), got {shown(value)}")
+                        walk.add(where, f"{problem} (read into a {column.value} column)")

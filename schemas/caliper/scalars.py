@@ -98,12 +98,6 @@ def format_accepted_values(values: frozenset[str]) -> str:
     return ", ".join(sorted(values))
 
 
-def shown(value: Any) -> str:
-    """A value for a message, cut short."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def duration_seconds(text: str) -> float:
     """The length of an ISO 8601 duration (already matched by ``DURATION_RE``) in seconds; a year is 365.2425
     days, a month a twelfth of it (only its magnitude is checked)."""
@@ -122,7 +116,7 @@ def duration_seconds(text: str) -> float:
 def _check_text_content(value: str, path: str, walk: Walk) -> None:
     """Report the control character ``FORBIDDEN_CHARACTER`` found in ``value`` (unless the limits allow them)."""
     if walk.limits.forbid_control_characters:
-        walk.add(path, f"{text_problem(value)}, got {shown(value)}")
+        walk.add(path, str(text_problem(value)))
 
 
 _forbidden: Final = FORBIDDEN_CHARACTER.search
@@ -140,13 +134,13 @@ def check_integer(value: Any, path: str, walk: Walk) -> None:
     if kind is int:
         if INT64_MIN <= value <= INT64_MAX:
             return
-        walk.add(path, f"{int64_problem(value)}, got {shown(value)}")
+        walk.add(path, str(int64_problem(value)))
     elif kind is float and value.is_integer():  # 0.0 counts (DOOL-1899); inf and nan are not integers
         if INT64_MIN <= value <= INT64_MAX:
             return
-        walk.add(path, f"{int64_problem(int(value))}, got {value!r}")
+        walk.add(path, str(int64_problem(int(value))))
     else:
-        walk.add(path, f"expected an integer, got {json_type_name(value)} {shown(value)}")
+        walk.add(path, f"expected an integer, got {json_type_name(value)}")
 
 
 def _check_bounded(number: float, path: str, walk: Walk) -> None:
@@ -154,7 +148,7 @@ def _check_bounded(number: float, path: str, walk: Walk) -> None:
         return  # the common case, decided by comparisons (nan fails them all)
     problem = number_problem(number, walk.limits)
     if problem is not None:
-        walk.add(path, f"{problem}, got {shown(number)}")
+        walk.add(path, problem)
 
 
 def _check_decimal(value: Any, path: str, walk: Walk) -> None:
@@ -162,9 +156,9 @@ def _check_decimal(value: Any, path: str, walk: Walk) -> None:
     if kind is float or (kind is int and not walk.strict_decimals):  # JSON has one number type (RFC 8259)
         _check_bounded(value, path, walk)
     elif kind is int:
-        walk.add(path, f"expected a decimal number written with a fraction (e.g. {value}.0), got integer {value}")
+        walk.add(path, "expected a decimal number written with a fraction (e.g. 3.0), got integer")
     else:
-        walk.add(path, f"expected a decimal number, got {json_type_name(value)} {shown(value)}")
+        walk.add(path, f"expected a decimal number, got {json_type_name(value)}")
 
 
 def _number_of(value: Any, path: str, walk: Walk) -> float | None:
@@ -174,7 +168,7 @@ def _number_of(value: Any, path: str, walk: Walk) -> float | None:
         return value
     if kind is str and _NUMERIC_STRING_RE.fullmatch(value):
         return float(value)
-    walk.add(path, f"expected a number, got {json_type_name(value)} {shown(value)}")
+    walk.add(path, f"expected a number, got {json_type_name(value)}")
     return None
 
 
@@ -192,14 +186,14 @@ def _check_non_negative_number(value: Any, path: str, walk: Walk) -> None:
     if number is None:
         return
     if number < 0:
-        walk.add(path, f"must not be negative, got {shown(value)}")
+        walk.add(path, "must not be negative")
     else:
         _check_bounded(number, path, walk)
 
 
 def _check_boolean(value: Any, path: str, walk: Walk) -> None:
     if type(value) is not bool:
-        walk.add(path, f"expected a boolean (true/false), got {json_type_name(value)} {shown(value)}")
+        walk.add(path, f"expected a boolean (true/false), got {json_type_name(value)}")
 
 
 _DATETIME_EXPECTED: Final = "an ISO 8601 date and time (e.g. 2024-01-01T10:00:00.000Z)"
@@ -211,11 +205,11 @@ def _moment(value: Any, path: str, walk: Walk) -> datetime | None:
         walk.add(path, f"expected {_DATETIME_EXPECTED}, got {json_type_name(value)}")
         return None
     if _DATETIME_RE.fullmatch(value) is None:
-        walk.add(path, f"expected {_DATETIME_EXPECTED}, got {shown(value)}")
+        walk.add(path, f"expected {_DATETIME_EXPECTED}")
         return None
     moment = parse_time(value)
     if moment is None:  # 2024-02-30, 23:59:60, an offset that leaves year 1..9999
-        walk.add(path, f"expected a real calendar date and time, got {shown(value)}")
+        walk.add(path, "expected a real calendar date and time")
     return moment
 
 
@@ -230,7 +224,7 @@ def check_event_time(value: Any, path: str, walk: Walk) -> None:
         return
     window = walk.window
     if not window.earliest <= moment <= window.latest:
-        walk.add(path, f"{window.problem(moment)}, got {shown(value)}")
+        walk.add(path, str(window.problem(moment)))
     elif path.endswith(".eventTime") and path.count(".") == 1:  # data[i].eventTime: the fact's partition
         walk.months.add(moment.year * 100 + moment.month)  # month_of(moment): parse_time gives UTC already
 
@@ -239,11 +233,11 @@ def _check_duration(value: Any, path: str, walk: Walk) -> None:
     if type(value) is not str:
         walk.add(path, f"expected an ISO 8601 duration (e.g. PT50M30S), got {json_type_name(value)}")
     elif DURATION_RE.fullmatch(value) is None:
-        walk.add(path, f"expected an ISO 8601 duration (e.g. PT50M30S), got {shown(value)}")
+        walk.add(path, "expected an ISO 8601 duration (e.g. PT50M30S)")
     elif len(value) > 9 or walk.max_abs < 3.2e14:  # "P9999999Y" (9 characters) is 3.2e14 s: shorter ones fit
         seconds = duration_seconds(value)
         if not math.isfinite(seconds) or seconds > walk.limits.max_abs_number:
-            walk.add(path, f"must be at most {walk.limits.max_abs_number:g} seconds long, got {shown(value)}")
+            walk.add(path, f"must be at most {walk.limits.max_abs_number:g} seconds long")
 
 
 def _pattern_checker(pattern: re.Pattern[str], what: str) -> Checker:
@@ -255,7 +249,7 @@ def _pattern_checker(pattern: re.Pattern[str], what: str) -> Checker:
         if type(value) is not str:
             walk.add(path, f"expected {what}, got {json_type_name(value)}")
         elif fullmatch(value) is None:
-            walk.add(path, f"expected {what}, got {shown(value)}")
+            walk.add(path, f"expected {what}")
         elif forbidden(value) is not None:
             _check_text_content(value, path, walk)
 
@@ -271,7 +265,7 @@ def _check_context(value: Any, path: str, walk: Walk) -> None:
     expected = f"expected {CALIPER_CONTEXT_V1P2!r} (or a list ending with it, or an inline context object)"
     if type(value) is str:
         if value not in terms.ACCEPTED_CONTEXTS:
-            walk.add(path, f"unknown @context {shown(value)}; {expected}")
+            walk.add(path, f"unknown @context; {expected}")
     elif type(value) is list:
         if not value or type(value[-1]) is not str or value[-1] not in terms.ACCEPTED_CONTEXTS:
             walk.add(path, f"the last @context entry must be the Caliper context; {expected}")

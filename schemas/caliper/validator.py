@@ -39,7 +39,6 @@ from schemas.caliper.scalars import (
     child_path,
     format_accepted_values,
     json_type_name,
-    shown,
 )
 from schemas.errors import FieldProblem
 from schemas.limits import DEFAULT_LIMITS, ValidationLimits
@@ -70,7 +69,7 @@ def _compile_term(rule: Term) -> Checker:
         if type(value) is not str:
             walk.add(path, f"expected a {vocabulary} (string), got {json_type_name(value)}")
         elif value not in values:
-            walk.add(path, f"unknown {vocabulary} {shown(value)}; accepted values: {accepted_values}")
+            walk.add(path, f"unknown {vocabulary}; accepted values: {accepted_values}")
 
     return check
 
@@ -238,7 +237,7 @@ def _check_event_terms(obj: Mapping[str, Any], path: str, walk: Walk, compiled: 
         if type(action) is not str or action not in event.actions:
             walk.add(
                 child_path(path, "action"),
-                f"action {shown(action)} is not allowed for {compiled.name}; "
+                f"action not allowed for {compiled.name}; "
                 f"accepted values: {format_accepted_values(event.actions)}",
             )
         elif compiled.required_for_action:
@@ -250,7 +249,7 @@ def _check_event_terms(obj: Mapping[str, Any], path: str, walk: Walk, compiled: 
         if type(profile) is not str or profile not in terms.KNOWN_PROFILES:
             walk.add(
                 child_path(path, "profile"),
-                f"unknown profile {shown(profile)}; "
+                "unknown profile; "
                 f"accepted values: {format_accepted_values(terms.KNOWN_PROFILES)}",
             )
         elif profile not in event.profiles:
@@ -280,7 +279,7 @@ def _validate_typed_object(
         problem = "must not be null" if "type" in obj else "required property is missing"
         walk.add(type_path, f"{problem}; expected {wanted}")
     elif compiled is None:
-        walk.add(type_path, f"unknown type {shown(type_name)}; expected {wanted}")
+        walk.add(type_path, f"unknown type; expected {wanted}")
     elif allowed is not None and type_name not in allowed:
         walk.add(type_path, f"type {type_name!r} is not allowed here; expected {wanted}")
     if compiled is None:  # still report what can be checked, with the rules of the expected type

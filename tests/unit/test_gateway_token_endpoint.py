@@ -1,6 +1,6 @@
 """``POST /oauth2/token``: RFC 6749 answers for every malformed request (never a 500), ``invalid_scope``,
-secret checks off the event loop, the same work for unknown client ids, throttling per address and per client
-id (issue 11 findings 7 and 9, issue 12 finding 10)."""
+secret checks off the event loop, the same work for unknown client ids (its throttles:
+``test_gateway_token_throttles``)."""
 
 from __future__ import annotations
 
@@ -158,41 +158,3 @@ async def test_secret_checks_do_not_block_the_event_loop(tmp_path: Path, monkeyp
     assert health.status == 200
     assert checks_running_when_answered > 0, "the event loop was blocked by the secret check"
     assert {r.status for r in responses} <= {401, 429}
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The token buckets' clock, moved by the test only."""
-    now = [1000.0]
-    monkeypatch.setattr("gateway.ratelimit._now", lambda: now[0])
-    return now
-
-
-async def test_token_attempts_are_throttled_per_address(tmp_path: Path, clock: list[float]) -> None:
-    async with gateway(gateway_settings(tmp_path)) as gw:  # 5 attempts/s, bursts of 10, per address
-        statuses = []
-        for index in range(12):
-            response = await _post(gw, {**GRANT, "client_id": f"id-{index}", "client_secret": "wrong"})
-            statuses.append(response.status)
-        assert statuses == [401] * 10 + [429] * 2
-        assert await _oauth_error(response) == "slow_down" and int(response.headers["Retry-After"]) >= 1
-        clock[0] += 1.0  # five attempts' worth refilled
-        assert (await _post(gw, {**GRANT, "client_id": "id-x", "client_secret": "wrong"})).status == 401
-
-
-async def test_failed_attempts_are_throttled_per_client_id(tmp_path: Path, counted_scrypt: list[int],
-                                                           clock: list[float]) -> None:
-    async with gateway(gateway_settings(tmp_path, **UNTHROTTLED)) as gw:  # 2 failures/s, bursts of 10, per id
-        client, secret = gw.add_client("school-a")
-        failures = [await _post(gw, {**GRANT, "client_id": client.client_id, "client_secret": "wrong"})
-                    for _ in range(10)]
-        assert {r.status for r in failures} == {401}
-        checks = len(counted_scrypt)
-        locked = await _post(gw, {**GRANT, "client_id": client.client_id, "client_secret": secret})
-        assert locked.status == 429 and await _oauth_error(locked) == "slow_down"
-        assert len(counted_scrypt) == checks  # no secret checked while locked
-        other, other_secret = gw.add_client("school-a")
-        fine = await _post(gw, {**GRANT, "client_id": other.client_id, "client_secret": other_secret})
-        assert fine.status == 200
-        clock[0] += 1.0  # two failures' worth refilled
-        assert (await _post(gw, {**GRANT, "client_id": client.client_id, "client_secret": secret})).status == 200
