@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt deploy/local/kafka/pom.xml
+$(VENV)/.installed: pyproject.toml constraints.txt caliper_pipeline/kafka/pom.xml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"

@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from caliper_pipeline import clients_command
 from caliper_pipeline.settings import Settings, unknown_settings
 from caliper_pipeline.sink_client import FORMATS
 from schemas.errors import PipelineError
@@ -141,34 +142,6 @@ def cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_clients(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.clients import ClientRegistry
-    from gateway.settings import INGEST_SCOPE, READ_SCOPE
-
-    registry = ClientRegistry(settings.gateway.clients_file)
-    if args.clients_command == "add":
-        scopes = tuple(args.scope) if args.scope else (INGEST_SCOPE, READ_SCOPE)
-        client, secret = registry.add(args.tenant, client_id=args.client_id, scopes=scopes,
-                                      rate_limit_per_second=args.rate_limit, timezone=args.timezone)
-        print(f"client_id:     {client.client_id}\nclient_secret: {secret}\ntenant:        {client.tenant}\n"
-              f"timezone:      {registry.timezone_of(client.tenant)}\n"
-              f"scopes:        {' '.join(client.scopes)}\n(the secret is shown only now; it is stored hashed)")
-    elif args.clients_command == "list":
-        for client in registry.all():
-            state = "revoked" if client.revoked else "active"
-            limit = client.rate_limit_per_second or settings.gateway.default_rate_limit_per_second
-            print(f"{client.client_id}\ttenant={client.tenant}\ttimezone={registry.timezone_of(client.tenant)}"
-                  f"\t{state}\trate={limit:g}/s")
-    elif args.clients_command == "timezone":
-        tenant = registry.set_timezone(args.tenant, args.timezone)
-        print(f"tenant {args.tenant!r} is now in {tenant.timezone} (offset-less times of its events are read in it, "
-              f"facts get its local date; events already loaded keep theirs)")
-    else:
-        registry.revoke(args.client_id)
-        print(f"revoked {args.client_id}")
-    return 0
-
-
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
     from caliper_pipeline.sink_client import SinkClient
 
@@ -250,16 +223,6 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return run_bench(settings, args.component, args)
 
 
-def timezone_argument(name: str) -> str:
-    """An IANA time zone name, checked before anything is written (an unknown one is a usage error)."""
-    from schemas.tenants import checked_timezone
-
-    try:
-        return checked_timezone(name)
-    except PipelineError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="caliper-pipeline", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -285,23 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("streams", cmd_streams, "run a stream worker (normalizers)")
     add("sink", cmd_sink, "run the ClickHouse sink (and its SQL endpoint)")
 
-    clients = add("clients", cmd_clients, "manage sender clients")
-    client_commands = clients.add_subparsers(dest="clients_command", required=True)
-    client_add = client_commands.add_parser("add", help="register a client; prints its secret once")
-    client_add.add_argument("--tenant", required=True)
-    client_add.add_argument("--client-id")
-    client_add.add_argument("--scope", action="append", help="repeat for several scopes")
-    client_add.add_argument("--rate-limit", type=float, help="events per second")
-    client_add.add_argument("--timezone", type=timezone_argument,
-                            help="the tenant's IANA time zone, e.g. America/Sao_Paulo (default: unchanged; UTC for "
-                                 "a new tenant): its local days, and how offset-less times are read")
-    client_commands.add_parser("list", help="list clients")
-    client_timezone = client_commands.add_parser("timezone", help="set a tenant's IANA time zone")
-    client_timezone.add_argument("--tenant", required=True)
-    client_timezone.add_argument("--timezone", required=True, type=timezone_argument,
-                                 help="an IANA time zone name, e.g. America/Sao_Paulo or UTC")
-    client_revoke = client_commands.add_parser("revoke", help="revoke a client")
-    client_revoke.add_argument("client_id")
+    clients_command.add_clients_arguments(add("clients", clients_command.clients_command, "manage sender clients"))
 
     sql = add("sql", cmd_sql, "run a read-only SQL query through the sink's POST /sql (with the analyst token: "
                               "CALIPER_SINK__ANALYST_TOKEN, else the one `up` keeps under its home)")

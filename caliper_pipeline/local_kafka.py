@@ -1,11 +1,11 @@
 """The real Apache Kafka broker, run as a local process: jars from Maven Central, KRaft.
 
 ``KafkaDistribution`` fetches the broker's jars once into a cache directory (``mvn dependency:copy-dependencies``
-on ``deploy/local/kafka/pom.xml``). ``LocalKafkaBroker`` formats a data directory, starts ``kafka.Kafka`` as
-broker and controller on loopback ports, waits until it answers metadata requests, and stops it with SIGTERM
-(then SIGKILL after a timeout) so no JVM outlives it; the kernel SIGKILLs it if the process that started it dies
-first (``processes.die_with_parent``). Alone it is a one-voter quorum with replication factor 1; given a
-``ClusterLayout`` it is one node of a cluster (``local_cluster.LocalKafkaCluster``).
+on ``caliper_pipeline/kafka/pom.xml``, package data shipped in the wheel). ``LocalKafkaBroker`` formats a data
+directory, starts ``kafka.Kafka`` as broker and controller on loopback ports, waits until it answers metadata
+requests, and stops it with SIGTERM (then SIGKILL after a timeout) so no JVM outlives it; the kernel SIGKILLs it if
+the process that started it dies first (``processes.die_with_parent``). Alone it is a one-voter quorum with
+replication factor 1; given a ``ClusterLayout`` it is one node of a cluster (``local_cluster.LocalKafkaCluster``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from schemas.errors import PipelineError
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-POM_DIR = REPO_ROOT / "deploy" / "local" / "kafka"
+KAFKA_FILES = Path(__file__).resolve().parent / "kafka"  # pom.xml (the jars to fetch), log4j2.xml: package data
 
 
 class LocalKafkaError(PipelineError):
@@ -82,7 +82,7 @@ class KafkaDistribution:
         self.libs.mkdir(parents=True, exist_ok=True)
         log.info("fetching Apache Kafka %s from Maven Central into %s", self.version, self.libs)
         command = [
-            "mvn", "-q", "-B", "-f", str(POM_DIR / "pom.xml"), "dependency:copy-dependencies",
+            "mvn", "-q", "-B", "-f", str(KAFKA_FILES / "pom.xml"), "dependency:copy-dependencies",
             f"-DoutputDirectory={self.libs}", f"-Dkafka.version={self.version}", "-DincludeScope=runtime",
         ]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -209,7 +209,7 @@ class LocalKafkaBroker:
         return [
             "java", f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true", f"-Dkafka.logs.dir={logs}",
-            f"-Dlog4j2.configurationFile={POM_DIR / 'log4j2.xml'}",
+            f"-Dlog4j2.configurationFile={KAFKA_FILES / 'log4j2.xml'}",
             "-cp", self.distribution.classpath(), *arguments,
         ]
 

@@ -4,13 +4,18 @@ Examples: ``CALIPER_KAFKA__BOOTSTRAP_SERVERS=broker:9092``, ``CALIPER_GATEWAY__P
 ``CALIPER_CLICKHOUSE__HOST=clickhouse`` (empty = embedded chDB), ``CALIPER_PRIVACY__EMAIL_HASH_KEY=...``.
 Built once in ``main()`` and passed down; nothing reads the environment at import time.
 
-One home for a stack's state: ``CALIPER_LOCAL__HOME`` (default ``var``) holds the Kafka data, the logs, the
-clients file, the embedded ClickHouse directory and every secret the local stack generates. A path set explicitly
+One home for a stack's state: ``CALIPER_LOCAL__HOME`` holds the Kafka data, the logs, the clients file, the
+embedded ClickHouse directory and every secret the local stack generates. A path set explicitly
 (``CALIPER_GATEWAY__CLIENTS_FILE``, ``CALIPER_CLICKHOUSE__DATA_PATH``) wins over the one derived from home.
+Its default, and that of the Kafka jars' cache (``CALIPER_LOCAL__CACHE_DIR``): ``var`` and ``.cache`` in a source
+checkout (``schemas.version.checkout_root``), per-user directories when installed from a wheel
+(``$XDG_DATA_HOME/caliper-pipeline``, default ``~/.local/share/caliper-pipeline``;
+``$XDG_CACHE_HOME/caliper-pipeline``, default ``~/.cache/caliper-pipeline``), so any working directory shares them.
 """
 
 from __future__ import annotations
 
+import os
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gateway.settings import GatewaySettings
 from schemas.kafka import KafkaSettings
 from schemas.privacy import PrivacySettings
+from schemas.version import DISTRIBUTION, checkout_root
 from sinks.settings import ClickHouseSettings, SinkSettings
 from streams.settings import StreamsSettings
 
@@ -28,13 +34,29 @@ ENV_PREFIX = "CALIPER_"
 ENV_NESTED_DELIMITER = "__"
 
 
+def user_dir(variable: str, fallback: str, environ: Mapping[str, str] = os.environ) -> Path:
+    """``$variable/caliper-pipeline``, or ``~/<fallback>/caliper-pipeline`` when the variable is unset, empty or
+    relative (the XDG base directory specification ignores a relative path)."""
+    base = environ.get(variable, "")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / fallback
+    return root / DISTRIBUTION
+
+
+def default_home() -> Path:
+    return Path("var") if checkout_root() is not None else user_dir("XDG_DATA_HOME", ".local/share")
+
+
+def default_cache_dir() -> Path:
+    return Path(".cache") if checkout_root() is not None else user_dir("XDG_CACHE_HOME", ".cache")
+
+
 class LocalStackSettings(BaseModel):
     """Where the local stack keeps its state, and the Kafka it runs when no bootstrap server is given."""
 
     model_config = ConfigDict(frozen=True)
 
-    home: Path = Path("var")
-    cache_dir: Path = Path(".cache")
+    home: Path = Field(default_factory=default_home)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
     kafka_version: str = "4.1.1"
     kafka_heap: str = "768m"  # of the one local broker
     # a local cluster instead (``caliper-pipeline kafka|up``, LocalPipeline, the tests' session broker): this many
@@ -67,6 +89,11 @@ class LocalStackSettings(BaseModel):
     def streams_data_dir(self) -> Path:
         """Where the streams worker's faust keeps its data directory (it keeps no tables, but faust creates one)."""
         return self.home / "streams"
+
+    @property
+    def bench_dir(self) -> Path:
+        """Where ``bench e2e`` and ``bench soak`` write their reports unless given ``--output-dir``."""
+        return self.home / "bench"
 
     def process_env(self, process: str) -> dict[str, str]:
         """Environment variables that keep a child process's own state under home (creating its directory):

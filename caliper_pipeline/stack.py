@@ -35,14 +35,18 @@ PIDS_FILE = "processes.json"  # under home: the pid of up and of every process i
 
 
 def demo_credentials(settings: Settings) -> tuple[str, str]:
-    """The local demo client (created on first run; its secret kept in ``var/`` for the local stack only)."""
+    """The local demo client (created on first run; its secret kept under home for the local stack only). A
+    demo client whose secret file is gone gets a new secret; a revoked one stays revoked (an error says so)."""
     path = settings.local.home / "demo-client.json"
     registry = ClientRegistry(settings.gateway.clients_file)
     client = registry.get(DEMO_CLIENT_ID)
     if path.exists() and client is not None and not client.revoked:
         saved = json.loads(path.read_text())
         return saved["client_id"], saved["client_secret"]
-    client, secret = registry.add(DEMO_TENANT, client_id=DEMO_CLIENT_ID)
+    if client is None:
+        client, secret = registry.add(DEMO_TENANT, client_id=DEMO_CLIENT_ID)
+    else:
+        client, secret = registry.rotate(DEMO_CLIENT_ID)
     path.write_text(json.dumps({"client_id": client.client_id, "client_secret": secret}))
     os.chmod(path, 0o600)
     return client.client_id, secret

@@ -1,8 +1,9 @@
 """Sender clients (id, hashed secret, tenant, scopes, rate limit) and tenants (time zone), kept in one JSON file.
 
-``caliper-pipeline clients add|list|revoke|timezone`` edits the file (atomic replace); the gateway re-reads it
-when it changes, so a revocation or a new time zone takes effect within a second without a restart. Secrets are
-stored as scrypt hashes and shown only once, when the client is added.
+``caliper-pipeline clients add|rotate|list|revoke|timezone`` edits the file (atomic replace); the gateway re-reads
+it when it changes, so a revocation, a new secret or a new time zone takes effect within a second without a
+restart. Secrets are stored as scrypt hashes and shown only once, when the client is added or its secret rotated.
+An id is added once: ``add`` refuses an existing id (re-adding it would move the client to another tenant).
 
 The file is ``{"version": 2, "clients": {client id: client}, "tenants": {tenant: {"timezone": IANA name}}}``; a
 file of the first format (``{client id: client}``, written before tenants had a time zone) is read as such, every
@@ -21,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from gateway.errors import UnknownClientError
+from gateway.errors import ClientExistsError, RevokedClientError, UnknownClientError
 from gateway.settings import INGEST_SCOPE, READ_SCOPE
 from schemas.tenants import DEFAULT_TIMEZONE, checked_timezone
 
@@ -153,11 +154,14 @@ class ClientRegistry:
             scopes: tuple[str, ...] = (INGEST_SCOPE, READ_SCOPE),
             rate_limit_per_second: float | None = None, timezone: str | None = None) -> tuple[Client, str]:
         """Register a client; returns it and its secret (shown once, stored only as a hash). ``timezone`` sets
-        the tenant's time zone (for all its clients); None leaves it as it is (UTC for a new tenant)."""
+        the tenant's time zone (for all its clients); None leaves it as it is (UTC for a new tenant). An id the
+        registry holds (revoked too) raises ClientExistsError."""
         if timezone is not None:
             checked_timezone(timezone)
         self._checked_at = 0.0
         clients = dict(self._fresh())
+        if client_id is not None and client_id in clients:
+            raise ClientExistsError(client_id, clients[client_id].tenant)
         tenants = dict(self._tenants)
         if timezone is not None:
             tenants[tenant] = replace(tenants.get(tenant, Tenant()), timezone=timezone)
@@ -168,6 +172,22 @@ class ClientRegistry:
         clients[client_id] = client
         self._save(clients, tenants)
         return client, secret
+
+    def rotate(self, client_id: str) -> tuple[Client, str]:
+        """Issue a new secret to an active client (its tenant, scopes and rate limit kept); returns the client and
+        the secret (shown once). The old secret stops working; tokens already issued keep working until they
+        expire (revoke the client to stop those)."""
+        self._checked_at = 0.0
+        clients = dict(self._fresh())
+        client = clients.get(client_id)
+        if client is None:
+            raise UnknownClientError(client_id)
+        if client.revoked:
+            raise RevokedClientError(client_id)
+        secret = secrets.token_urlsafe(32)
+        clients[client_id] = replace(client, secret_hash=hash_secret(secret))
+        self._save(clients)
+        return clients[client_id], secret
 
     def revoke(self, client_id: str) -> Client:
         self._checked_at = 0.0

@@ -115,6 +115,25 @@ class UnknownClientError(PipelineError):
         self.client_id = client_id
 
 
+class ClientExistsError(PipelineError):
+    """``clients add`` of an id the registry already holds: adding it again would move it (its tenant, its
+    secret) from under the tokens and the sender that use it; ``clients rotate`` issues a new secret instead."""
+
+    def __init__(self, client_id: str, tenant: str) -> None:
+        super().__init__(f"client {client_id!r} already exists (tenant {tenant!r}); `clients rotate {client_id}` "
+                         "issues it a new secret, or choose another --client-id")
+        self.client_id = client_id
+        self.tenant = tenant
+
+
+class RevokedClientError(PipelineError):
+    """``clients rotate`` of a revoked client: a revocation is final, a new secret would not bring it back."""
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"client {client_id!r} is revoked; add a new client instead")
+        self.client_id = client_id
+
+
 class OAuthError(GatewayError):
     """An RFC 6749 error of the token endpoint; ``reason`` is its ``error`` code (``invalid_client``...)."""
 

@@ -30,6 +30,7 @@ JOB_IDS = web.AppKey("job_ids", JobIds)
 
 CALLER = web.RequestKey("caller", Caller)  # who called, once the token is verified
 BODY = web.RequestKey("body", bytearray)  # the request body, once read (kept for the rejected-requests topic)
+DRY_RUN = web.RequestKey("dry_run", bool)  # a check only (``/caliper/event/validate``): its refusals are not recorded
 
 
 def shared(request: web.Request) -> web.Application:

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway.errors import GatewayError, HttpError, InternalError, PayloadTooLargeError
-from gateway.keys import BODY, CALLER, METRICS, PUBLISHER, SETTINGS, shared
+from gateway.keys import BODY, CALLER, DRY_RUN, METRICS, PUBLISHER, SETTINGS, shared
 from gateway.responses import ErrorRenderer, json_response
 from schemas.side_topics import REJECTED_BODY_LIMIT, RejectedRequest
 
@@ -73,7 +73,7 @@ def from_http_exception(request: web.Request, error: web.HTTPException) -> Gatew
 def answer_error(request: web.Request, error: GatewayError, render: ErrorRenderer,
                  www_authenticate: str) -> web.Response:
     shared(request)[METRICS].rejects.labels(error.reason).inc()
-    if error.records_rejection and request.method == "POST":
+    if error.records_rejection and request.method == "POST" and not request.get(DRY_RUN):
         caller = request.get(CALLER)
         shared(request)[PUBLISHER].record_rejection(RejectedRequest.of(
             tenant=caller.tenant if caller else "", client_id=caller.client_id if caller else "",

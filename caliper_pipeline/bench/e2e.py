@@ -329,7 +329,7 @@ def render_markdown(result: dict[str, Any]) -> str:
 def add_bench_e2e_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=600.0, help="load duration (target: 600)")
     parser.add_argument("--rate", type=float, default=None, help="events/s (default: open loop)")
-    parser.add_argument("--output-dir", type=Path, default=Path("var/bench"))
+    parser.add_argument("--output-dir", type=Path, default=None, help="default: <home>/bench")
     parser.add_argument("--gateway-url", default=None, help="use a running stack (with --sink-url)")
     parser.add_argument("--sink-url", default=None)
     parser.add_argument("--client-id", default=None)
@@ -353,11 +353,12 @@ def bench_e2e_command(settings: Settings, args: argparse.Namespace) -> int:
     if not 1 <= args.streams_workers <= settings.kafka.partitions:  # a worker beyond the partitions gets none
         raise BenchArgumentError(f"--streams-workers {args.streams_workers}: from 1 to the topics' "
                                  f"{settings.kafka.partitions} partitions (CALIPER_KAFKA__PARTITIONS)")
-    result = run_e2e_bench(settings, seconds=args.seconds, rate=args.rate, output_dir=args.output_dir,
+    output_dir = args.output_dir or settings.local.bench_dir
+    result = run_e2e_bench(settings, seconds=args.seconds, rate=args.rate, output_dir=output_dir,
                            gateway_url=args.gateway_url, sink_url=args.sink_url, client_id=args.client_id,
                            client_secret=args.client_secret, senders=args.senders,
                            envelope_size=args.envelope_size, students=args.students, keep=args.keep,
                            brokers=args.brokers, drain_timeout=args.drain_timeout,
                            streams_workers=args.streams_workers)
-    print(f"written to {args.output_dir}")
+    print(f"written to {output_dir}")
     return 0 if result["exact"] else 1

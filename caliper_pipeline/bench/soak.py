@@ -193,11 +193,11 @@ def add_soak_arguments(parser: argparse.ArgumentParser) -> None:
                         help="events/s (default: half the end-to-end maximum, measured first)")
     parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between RSS samples")
     parser.add_argument("--bound", type=float, default=DEFAULT_BOUND, help="allowed RSS growth after the warm-up")
-    parser.add_argument("--output-dir", type=Path, default=Path("var/bench"))
+    parser.add_argument("--output-dir", type=Path, default=None, help="default: <home>/bench")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home (logs, data)")
 
 
 def soak_command(settings: Settings, args: argparse.Namespace) -> int:
     result = run_soak(settings, seconds=args.seconds, rate=args.rate, sample_every=args.sample_every,
-                      bound=args.bound, output_dir=args.output_dir, keep=args.keep)
+                      bound=args.bound, output_dir=args.output_dir or settings.local.bench_dir, keep=args.keep)
     return 0 if result["verdict"]["ok"] and result["exact"] else 1

@@ -1,5 +1,6 @@
 """The Caliper endpoints: ``POST /caliper/event`` (publish an envelope, all-or-nothing),
-``POST /caliper/event/validate`` (every check of the former, nothing published, no rate charged) and
+``POST /caliper/event/validate`` (every check of the former, nothing published, no rate charged, a refusal not
+recorded on the rejected-requests topic: a dry run leaves no trace in the failed events) and
 ``GET /caliper/event`` (the IMS endpoint configuration)."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from gateway.handlers.common import (
     read_json,
 )
 from gateway.ingest import encoded_envelope_events, envelope_job
-from gateway.keys import BODY_BUDGET, PUBLISHER, SETTINGS, shared
+from gateway.keys import BODY_BUDGET, DRY_RUN, PUBLISHER, SETTINGS, shared
 from gateway.responses import json_response
 from gateway.settings import INGEST_SCOPE, package_version
 from schemas.caliper import CALIPER_CONTEXT_V1P2, check_envelope, is_event
@@ -78,6 +79,7 @@ async def post_caliper_event(request: web.Request) -> web.Response:
 
 
 async def post_caliper_validate(request: web.Request) -> web.Response:
+    request[DRY_RUN] = True
     return await _envelope(request, publish_events=False)
 
 

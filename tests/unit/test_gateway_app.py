@@ -162,3 +162,26 @@ async def test_optional_nulls_are_dropped_before_publishing(tmp_path: Path) -> N
         sent = orjson.loads(published.payload)
         assert "referrer" not in sent and "description" not in sent["object"]
         assert sent["object"]["name"] == event["object"]["name"]
+
+
+async def test_validate_is_a_dry_run_that_records_no_rejection(tmp_path: Path) -> None:
+    """A refusal of ``/caliper/event/validate`` writes nothing to the rejected-requests topic (the sink's failed
+    events); the same bodies sent to ``/caliper/event`` are recorded."""
+    async with gateway(gateway_settings(tmp_path, max_body_bytes=64 * 1024)) as gw:
+        auth = await gw.ingest_auth()
+        invalid = envelope(timeback_activity_event())
+        del invalid["data"][0]["actor"]
+        old = {**envelope(timeback_activity_event()), "dataVersion": "http://purl.imsglobal.org/ctx/caliper/v1p1"}
+        big = envelope(*[timeback_activity_event() for _ in range(200)])
+        json_headers = {**auth, "Content-Type": "application/json"}
+        for path in ("/caliper/event/validate", "/caliper/event"):
+            statuses = [(await gw.client.post(path, json=invalid, headers=auth)).status,
+                        (await gw.client.post(path, data=b'{"sensor": ', headers=json_headers)).status,
+                        (await gw.client.post(path, json=old, headers=auth)).status,
+                        (await gw.client.post(path, json=big, headers=auth)).status]
+            assert statuses == [400, 400, 422, 413], path
+            if path.endswith("/validate"):
+                assert gw.publisher.rejections == [], "a dry run records nothing"
+        assert {r.endpoint for r in gw.publisher.rejections} == {"/caliper/event"}
+        assert sorted(r.status for r in gw.publisher.rejections) == [400, 400, 422]  # content refusals only
+        assert gw.publisher.published == []

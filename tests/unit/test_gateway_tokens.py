@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from caliper_pipeline.samples import envelope, timeback_activity_event
 from caliper_pipeline.settings import Settings
 from gateway.clients import Client, ClientRegistry
-from gateway.errors import UnauthorizedError
+from gateway.errors import ClientExistsError, UnauthorizedError
 from gateway.main import build_app
 from gateway.settings import (
     DEVELOPMENT_JWT_SECRET,
@@ -67,7 +67,11 @@ def test_a_token_whose_tenant_is_not_its_clients_is_refused(registry: ClientRegi
     registry.revoke("app-a")
     with pytest.raises(UnauthorizedError, match="revoked"):
         _verify(issuer, token)
-    registry.add("school-b", client_id="app-a")
+    with pytest.raises(ClientExistsError):
+        registry.add("school-b", client_id="app-a")  # `clients add` never moves a client
+    document = orjson.loads(registry.path.read_bytes())  # a clients file edited by hand can
+    document["clients"]["app-a"].update(tenant="school-b", revoked=False)
+    registry.path.write_bytes(orjson.dumps(document))
     with pytest.raises(UnauthorizedError, match="tenant"):
         _verify(issuer, token)
 
