@@ -28,9 +28,10 @@ actor's, the object's, an entity nested in them) and at any depth inside it, goe
 The key rule applies to the Person entities of an event too (an actor's ``name`` or ``email`` no rule maps would
 otherwise reach ``extensions_json`` as well), outside their ``extensions`` by key only.
 
-A tenant may adjust the key rule (``ExtensionsPolicy``, kept with the tenant's settings: ``caliper-pipeline
-clients extensions``): ``keep`` a key it declares non-personal, ``drop`` one (personal or not) instead of
-pseudonymizing it. The value rule always applies: a kept key holding an e-mail address is still pseudonymized.
+The key rule can be adjusted (``ExtensionsPolicy``): ``keep`` a key declared non-personal, ``drop`` one (personal
+or not) instead of pseudonymizing it; the value rule always applies (a kept key holding an e-mail address is still
+pseudonymized). The normalizers apply ``DEFAULT_POLICY`` to every tenant: a per-tenant policy is not yet stored
+with the tenant nor carried to the streams worker.
 The raw archive keeps the event as sent (administrators only).
 """
 
@@ -83,7 +84,7 @@ PERSONAL_KEYS: Mapping[Category, frozenset[str]] = {
     }),
     Category.NETWORK: frozenset({
         "ip", "ip_address", "client_ip", "remote_ip", "remote_addr", "x_forwarded_for", "forwarded_for",
-        "user_agent", "useragent_string", "browser",
+        "user_agent", "user_agent_string", "browser",
     }),
     Category.NAME: frozenset({
         "name", "first_name", "last_name", "full_name", "given_name", "family_name", "middle_name",
