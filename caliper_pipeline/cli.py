@@ -163,6 +163,12 @@ def cmd_clients(settings: Settings, args: argparse.Namespace) -> int:
         tenant = registry.set_timezone(args.tenant, args.timezone)
         print(f"tenant {args.tenant!r} is now in {tenant.timezone} (offset-less times of its events are read in it, "
               f"facts get its local date; events already loaded keep theirs)")
+    elif args.clients_command == "extensions":
+        tenant = registry.set_extensions_policy(args.tenant, args.keep or [], args.drop or [])
+        kept, dropped = ", ".join(tenant.extensions_keep) or "none", ", ".join(tenant.extensions_drop) or "none"
+        print(f"tenant {args.tenant!r}: extensions keys kept as sent: {kept}; dropped: {dropped}; every other key by "
+              f"the default personal-data policy (docs/security.md). Events accepted from now on; facts already "
+              f"loaded keep theirs")
     else:
         registry.revoke(args.client_id)
         print(f"revoked {args.client_id}")
@@ -300,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     client_timezone.add_argument("--tenant", required=True)
     client_timezone.add_argument("--timezone", required=True, type=timezone_argument,
                                  help="an IANA time zone name, e.g. America/Sao_Paulo or UTC")
+    client_extensions = client_commands.add_parser(
+        "extensions", help="set which keys of a tenant's extensions the personal-data policy keeps or drops "
+                           "(replaces the tenant's lists; none given: the default policy)")
+    client_extensions.add_argument("--tenant", required=True)
+    client_extensions.add_argument("--keep", nargs="+", metavar="KEY",
+                                   help="keys the tenant declares non-personal: kept as sent (a value that is an "
+                                        "e-mail or IP address is still pseudonymized or dropped)")
+    client_extensions.add_argument("--drop", nargs="+", metavar="KEY",
+                                   help="keys dropped from extensions_json (instead of pseudonymized, or kept)")
     client_revoke = client_commands.add_parser("revoke", help="revoke a client")
     client_revoke.add_argument("client_id")
 

@@ -30,8 +30,9 @@ otherwise reach ``extensions_json`` as well), outside their ``extensions`` by ke
 
 The key rule can be adjusted (``ExtensionsPolicy``): ``keep`` a key declared non-personal, ``drop`` one (personal
 or not) instead of pseudonymizing it; the value rule always applies (a kept key holding an e-mail address is still
-pseudonymized). The normalizers apply ``DEFAULT_POLICY`` to every tenant: a per-tenant policy is not yet stored
-with the tenant nor carried to the streams worker.
+pseudonymized). A tenant's adjustments are kept with its settings (``caliper-pipeline clients extensions``) and
+travel like its time zone: the gateway stamps them on every raw event (``RawEvent.extensions_policy``, the text of
+``ExtensionsPolicy.to_text``), the normalizers read them there (``policy_from_text``).
 The raw archive keeps the event as sent (administrators only).
 """
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ from enum import StrEnum
 from typing import Any
 
 from schemas.caliper.terms import PERSON_TYPES
+from schemas.errors import InvalidExtensionsKeyError
 from schemas.privacy import student_key_for
 from schemas.records import pseudonymize_email
 
@@ -161,7 +164,16 @@ class ExtensionsPolicy:
 
     @classmethod
     def of(cls, keep: Iterable[str] = (), drop: Iterable[str] = ()) -> ExtensionsPolicy:
-        return cls(frozenset(key_form(key) for key in keep), frozenset(key_form(key) for key in drop))
+        """The policy keeping ``keep`` and dropping ``drop`` (a key in both is dropped: the safe side wins)."""
+        dropped = frozenset(key_form(key) for key in drop)
+        return cls(frozenset(key_form(key) for key in keep) - dropped, dropped)
+
+    def to_text(self) -> str:
+        """The form the policy travels in on a raw event (``RawEvent.extensions_policy``): canonical JSON, ''
+        for the default policy."""
+        if not self.keep and not self.drop:
+            return ""
+        return json.dumps({"drop": sorted(self.drop), "keep": sorted(self.keep)}, separators=(",", ":"))
 
     def treatment(self, key: str) -> Treatment | None:
         """What the key rule does with ``key``'s value; None: nothing (the value rule still applies)."""
@@ -176,6 +188,39 @@ class ExtensionsPolicy:
 
 
 DEFAULT_POLICY = ExtensionsPolicy()
+MAX_POLICY_KEYS = 64  # keys a tenant may keep, and as many it may drop: the policy travels on every raw event
+MAX_POLICY_KEY_LENGTH = 128
+
+
+def checked_policy_keys(keys: Iterable[str]) -> tuple[str, ...]:
+    """``keys`` as a tenant's settings store them (sorted, once each), or InvalidExtensionsKeyError: an empty key
+    (nothing but case, separators and spaces), one longer than ``MAX_POLICY_KEY_LENGTH``, more than
+    ``MAX_POLICY_KEYS``."""
+    checked = sorted({key.strip() for key in keys})
+    for key in checked:
+        if not key_form(key):
+            raise InvalidExtensionsKeyError(key, "an empty key name")
+        if len(key) > MAX_POLICY_KEY_LENGTH:
+            raise InvalidExtensionsKeyError(key, f"longer than {MAX_POLICY_KEY_LENGTH} characters")
+    if len(checked) > MAX_POLICY_KEYS:
+        raise InvalidExtensionsKeyError(checked[MAX_POLICY_KEYS], f"more than {MAX_POLICY_KEYS} keys")
+    return tuple(checked)
+
+
+@functools.lru_cache(maxsize=256)
+def policy_from_text(text: str) -> ExtensionsPolicy:
+    """The policy a raw event carries (``ExtensionsPolicy.to_text``); the default one for '' and, on the safe side,
+    for a text that is not a policy (a raw event is never refused for it)."""
+    if not text:
+        return DEFAULT_POLICY
+    try:
+        document = json.loads(text)
+        keep, drop = document.get("keep", []), document.get("drop", [])
+    except (ValueError, AttributeError):
+        return DEFAULT_POLICY
+    if not all(isinstance(names, list) and all(isinstance(name, str) for name in names) for names in (keep, drop)):
+        return DEFAULT_POLICY
+    return ExtensionsPolicy.of(keep, drop)
 _DROPPED = object()
 
 
@@ -234,13 +279,20 @@ class Pseudonymizer:
         return value
 
 
+def _is_person(kind: Any) -> bool:
+    """Whether an entity's ``type`` (a name, or a list of names in JSON-LD) is a Caliper Person type."""
+    if type(kind) is str:
+        return kind in PERSON_TYPES
+    return type(kind) is list and any(type(name) is str and name in PERSON_TYPES for name in kind)
+
+
 def _walk_outside(value: Any, pseudonymizer: Pseudonymizer, sent: Any) -> Any:
     """``value`` with the extensions objects found in it through the policy, and the personal keys of the Person
     entities in it (their ``name``, ``email``...) through the key rule; the rest is kept as it is. ``sent`` is the
     same place in the event as sent: a remainder has lost the ``type`` a rule mapped, the event has not."""
     if type(value) is dict:
         sent_dict = sent if type(sent) is dict else {}
-        person = (value.get("type") or sent_dict.get("type")) in PERSON_TYPES
+        person = _is_person(value.get("type") or sent_dict.get("type"))
         changed = False
         result: dict[str, Any] = {}
         for key, item in value.items():

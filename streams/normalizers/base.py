@@ -38,7 +38,7 @@ from schemas.event_identity import (  # noqa: F401 (re-exported: the normalizers
     has_upper_case_uuid_urn,
     lower_uuid_urns,
 )
-from schemas.personal_data import DEFAULT_POLICY, Pseudonymizer
+from schemas.personal_data import Pseudonymizer, policy_from_text
 from schemas.privacy import student_key_for
 from schemas.records import LearningFact, RawEvent, content_hash_of, fact_id_for, pseudonymize_email
 from schemas.tenants import DEFAULT_TIMEZONE, local_days, zone_for
@@ -272,9 +272,10 @@ def build_fact(raw: RawEvent, payload: dict[str, Any], values: dict[str, Any], r
     email = values.pop("student_email", "")
     if not student_id:  # nobody to attribute the event to: say so, never name the actor (an application) instead
         values["learner_role"], values["learner_type"], email = "none", "", ""
-    # the remainder without personal data in clear (schemas.personal_data); the payload says the entities' types
-    kept = Pseudonymizer(raw.tenant, options.email_hash_key, options.student_key, DEFAULT_POLICY).document(
-        remainder, payload)
+    # the remainder without personal data in clear (schemas.personal_data), by the tenant's policy the gateway
+    # stamped on the raw event; the payload says the entities' types
+    kept = Pseudonymizer(raw.tenant, options.email_hash_key, options.student_key,
+                         policy_from_text(raw.extensions_policy)).document(remainder, payload)
     score, maximum = values.get("score_given"), values.get("max_score")
     if score is not None and maximum is not None and maximum > 0 and "score_ratio" not in values:
         values["score_ratio"] = score / maximum
