@@ -154,3 +154,11 @@ def test_a_tenant_keeps_or_drops_keys() -> None:
         "contact": email_pseudonym(EMAIL)}}}  # a kept key holding an e-mail would still be pseudonymized
     kept_email = Pseudonymizer(TENANT, EMAIL_KEY, STUDENT_KEY, ExtensionsPolicy.of(keep=["email"]))
     assert kept_email.document({"extensions": {"email": EMAIL}}) == {"extensions": {"email": email_pseudonym(EMAIL)}}
+
+
+@pytest.mark.parametrize("kind", [["Person"], "Person", ["Agent", "Person"], {"not": "a name"}, 5])
+def test_a_person_entity_is_found_whatever_its_type_is_written_as(kind: Any) -> None:
+    document = {"actor": {"type": kind, "name": NAME, "extensions": {"x": {"ip": IP}}}}
+    result = Pseudonymizer(TENANT, EMAIL_KEY, STUDENT_KEY).document(document)
+    person = kind == "Person" or (isinstance(kind, list) and "Person" in kind)
+    assert result == {"actor": {"type": kind, "extensions": {"x": {}}, **({} if person else {"name": NAME})}}
