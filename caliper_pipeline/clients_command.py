@@ -1,4 +1,4 @@
-"""``caliper-pipeline clients add|rotate|list|timezone|revoke``: the gateway's sender clients file.
+"""``caliper-pipeline clients add|rotate|list|timezone|extensions|revoke``: the gateway's sender clients file.
 
 ``add`` registers a new client and refuses an id the file already holds (re-adding it would move the client, and
 the tokens of its sender, to another tenant); ``rotate`` issues a new secret to an existing client instead. A
@@ -51,6 +51,15 @@ def add_clients_arguments(clients: argparse.ArgumentParser) -> None:
     timezone.add_argument("--tenant", required=True)
     timezone.add_argument("--timezone", required=True, type=timezone_argument,
                           help="an IANA time zone name, e.g. America/Sao_Paulo or UTC")
+    extensions = commands.add_parser(
+        "extensions", help="set which keys of a tenant's extensions the personal-data policy keeps or drops "
+                           "(replaces the tenant's lists; none given: the default policy)")
+    extensions.add_argument("--tenant", required=True)
+    extensions.add_argument("--keep", nargs="+", metavar="KEY",
+                            help="keys the tenant declares non-personal: kept as sent (a value that is an e-mail or "
+                                 "IP address is still pseudonymized or dropped)")
+    extensions.add_argument("--drop", nargs="+", metavar="KEY",
+                            help="keys dropped from extensions_json (instead of pseudonymized, or kept)")
     revoke = commands.add_parser("revoke", help="revoke a client")
     revoke.add_argument("client_id")
 
@@ -90,6 +99,12 @@ def clients_command(settings: Settings, args: argparse.Namespace) -> int:
         tenant = registry.set_timezone(args.tenant, args.timezone)
         print(f"tenant {args.tenant!r} is now in {tenant.timezone} (offset-less times of its events are read in it, "
               f"facts get its local date; events already loaded keep theirs)")
+    elif args.clients_command == "extensions":
+        tenant = registry.set_extensions_policy(args.tenant, args.keep or [], args.drop or [])
+        kept, dropped = ", ".join(tenant.extensions_keep) or "none", ", ".join(tenant.extensions_drop) or "none"
+        print(f"tenant {args.tenant!r}: extensions keys kept as sent: {kept}; dropped: {dropped}; every other key by "
+              f"the default personal-data policy (docs/security.md). Events accepted from now on; facts already "
+              f"loaded keep theirs")
     else:
         registry.revoke(args.client_id)
         print(f"revoked {args.client_id}")

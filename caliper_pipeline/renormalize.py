@@ -10,6 +10,9 @@ settings, as the streams worker would), and its facts are published to the facts
 - the same fact ids and content hashes (both come from the tenant, the event and its content), so a re-derived fact
   is the same fact in a newer derivation: it carries ``derived_time_ms`` = now, and the current-version rule's last
   tie-break (``current_facts``) makes the newest derivation current;
+- the personal-data policy of extensions is the tenant's as the clients file of this machine says it NOW (``caliper-
+  pipeline clients extensions``; the default policy for a tenant it does not name): the archive keeps the events as
+  sent, not the policy they were accepted under, and a re-derivation follows the tenant's current wishes;
 - an event the normalizers now refuse becomes a dead letter on the dead-letter topic (as the worker would make it;
   ``partition``/``offset`` -1: it came from the archive, not a topic), which ``replay`` can send to the raw topic.
 
@@ -31,6 +34,7 @@ from aiokafka.errors import KafkaError
 
 from caliper_pipeline.local_secrets import local_admin_token
 from caliper_pipeline.settings import Settings
+from gateway.clients import ClientRegistry
 from schemas.archive import ArchivedEvent, ArchiveRecordError
 from schemas.codec import RawEventCodec
 from schemas.errors import PipelineError
@@ -114,6 +118,7 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
                                keep_raw_email=settings.privacy.keep_raw_email,
                                normalizer_version=settings.streams.normalizer_version,
                                student_key=settings.privacy.student_key_bytes)
+    extensions_policy = ClientRegistry(settings.gateway.clients_file).tenant(tenant).extensions_policy
     topics, fact_codec, raw_codec = settings.kafka.topics, learning_fact_codec(settings.kafka), RawEventCodec()
     summary = RenormalizeSummary(tenant=tenant, dry_run=dry_run)
     producer = AIOKafkaProducer(acks="all", enable_idempotence=True, partitioner=crc32_partitioner, linger_ms=20,
@@ -134,6 +139,7 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
                 for archived in chunk:
                     summary.events += 1
                     raw = archived.raw_event()
+                    raw.extensions_policy = extensions_policy
                     try:
                         facts = stamp_derived(normalize_with(raw, options))
                         records = [(topics.facts, fact_key(fact), fact_codec.encode_record(fact)) for fact in facts]

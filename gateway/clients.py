@@ -1,11 +1,14 @@
-"""Sender clients (id, hashed secret, tenant, scopes, rate limit) and tenants (time zone), kept in one JSON file.
+"""Sender clients (id, hashed secret, tenant, scopes, rate limit) and tenants (time zone, extensions policy), kept
+in one JSON file.
 
-``caliper-pipeline clients add|rotate|list|revoke|timezone`` edits the file (atomic replace); the gateway re-reads
-it when it changes, so a revocation, a new secret or a new time zone takes effect within a second without a
-restart. Secrets are stored as scrypt hashes and shown only once, when the client is added or its secret rotated.
-An id is added once: ``add`` refuses an existing id (re-adding it would move the client to another tenant).
+``caliper-pipeline clients add|rotate|list|revoke|timezone|extensions`` edits the file (atomic replace); the
+gateway re-reads it when it changes, so a revocation, a new secret, a new time zone or extensions policy takes effect
+within a second without a restart. Secrets are stored as scrypt hashes and shown only once, when the client is
+added or its secret rotated. An id is added once: ``add`` refuses an existing id (re-adding it would move the client
+to another tenant).
 
-The file is ``{"version": 2, "clients": {client id: client}, "tenants": {tenant: {"timezone": IANA name}}}``; a
+The file is ``{"version": 2, "clients": {client id: client}, "tenants": {tenant: {"timezone": IANA name,
+"extensions_keep": [key...], "extensions_drop": [key...]}}}`` (a tenant written without the two lists has none); a
 file of the first format (``{client id: client}``, written before tenants had a time zone) is read as such, every
 tenant in UTC, and written in the new format at the next change. A tenant without an entry is in UTC.
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from gateway.errors import ClientExistsError, RevokedClientError, UnknownClientError
 from gateway.settings import INGEST_SCOPE, READ_SCOPE
+from schemas.personal_data import ExtensionsPolicy, checked_policy_keys
 from schemas.tenants import DEFAULT_TIMEZONE, checked_timezone
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
@@ -73,9 +77,33 @@ class Client:
 
 @dataclass(frozen=True)
 class Tenant:
-    """What the registry knows of a tenant besides its clients: its IANA time zone (``schemas.tenants``)."""
+    """What the registry knows of a tenant besides its clients: its IANA time zone (``schemas.tenants``) and its
+    adjustments of the personal-data policy of extensions (``schemas.personal_data``: keys kept, keys dropped)."""
 
     timezone: str = DEFAULT_TIMEZONE
+    extensions_keep: tuple[str, ...] = ()
+    extensions_drop: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def extensions_policy(self) -> str:
+        """The policy as the gateway stamps it on the tenant's raw events ('' for the default one)."""
+        return ExtensionsPolicy.of(self.extensions_keep, self.extensions_drop).to_text()
+
+    def to_json(self) -> dict[str, object]:
+        """The tenant's entry in the file (the policy's lists only when not empty)."""
+        entry: dict[str, object] = {"timezone": self.timezone}
+        if self.extensions_keep:
+            entry["extensions_keep"] = list(self.extensions_keep)
+        if self.extensions_drop:
+            entry["extensions_drop"] = list(self.extensions_drop)
+        return entry
+
+    @classmethod
+    def from_json(cls, entry: dict[str, object]) -> Tenant:
+        keep, drop = entry.get("extensions_keep", ()), entry.get("extensions_drop", ())
+        return cls(timezone=str(entry.get("timezone", DEFAULT_TIMEZONE)),
+                   extensions_keep=tuple(keep) if isinstance(keep, list | tuple) else (),
+                   extensions_drop=tuple(drop) if isinstance(drop, list | tuple) else ())
 
 
 class ClientRegistry:
@@ -105,7 +133,7 @@ class ClientRegistry:
         self._clients = {
             cid: Client(**{**entry, "scopes": tuple(entry.get("scopes", ()))}) for cid, entry in clients.items()
         }
-        self._tenants = {name: Tenant(**entry) for name, entry in tenants.items()}
+        self._tenants = {name: Tenant.from_json(entry) for name, entry in tenants.items()}
         self._mtime_ns = mtime_ns
 
     def _fresh(self) -> dict[str, Client]:
@@ -140,11 +168,24 @@ class ClientRegistry:
         self._save(clients, tenants)
         return tenants[tenant]
 
+    def set_extensions_policy(self, tenant: str, keep: list[str], drop: list[str]) -> Tenant:
+        """Set the keys of the tenant's extensions the personal-data policy keeps as sent (declared non-personal)
+        and drops (instead of pseudonymizing them); both empty: the default policy. InvalidExtensionsKeyError (a
+        PipelineError) for a key that cannot be one."""
+        kept, dropped = checked_policy_keys(keep), checked_policy_keys(drop)
+        self._checked_at = 0.0
+        clients = dict(self._fresh())
+        tenants = dict(self._tenants)
+        tenants[tenant] = replace(tenants.get(tenant, Tenant()), extensions_keep=kept, extensions_drop=dropped)
+        self._save(clients, tenants)
+        return tenants[tenant]
+
     def _save(self, clients: dict[str, Client], tenants: dict[str, Tenant] | None = None) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
+        tenants = self._tenants if tenants is None else tenants
         document = {"version": FILE_VERSION, "clients": {cid: asdict(c) for cid, c in clients.items()},
-                    "tenants": {name: asdict(t) for name, t in (self._tenants if tenants is None else tenants).items()}}
+                    "tenants": {name: tenant.to_json() for name, tenant in tenants.items()}}
         temporary.write_text(json.dumps(document, indent=2))
         os.chmod(temporary, 0o600)
         os.replace(temporary, self.path)

@@ -50,7 +50,8 @@ def iter_envelope_events(envelope: Mapping[str, Any], caller: Caller, received_m
             tenant=caller.tenant, client_id=caller.client_id, source=source.value,
             event_id=reference_id(item), event_type=str(item.get("type", "")), profile=profile,
             student_id=student_id, sensor=sensor, send_time_ms=send_time_ms, received_time_ms=received_ms,
-            envelope_index=index, payload=orjson.dumps(item), tenant_timezone=caller.tenant_timezone, job_id=job_id,
+            envelope_index=index, payload=orjson.dumps(item), tenant_timezone=caller.tenant_timezone,
+            extensions_policy=caller.extensions_policy, job_id=job_id,
         )
         yield OutgoingEvent(source=source, key=partition_key(caller.tenant, student_id), event=event)
 
@@ -64,7 +65,7 @@ def encoded_envelope_events(envelope: Mapping[str, Any], caller: Caller, receive
     write = codec.writer_for(
         _PER_EVENT_FIELDS, tenant=tenant, client_id=caller.client_id, sensor=str(envelope.get("sensor", "")),
         send_time_ms=time_to_ms(envelope.get("sendTime")) or 0, received_time_ms=received_ms,
-        tenant_timezone=caller.tenant_timezone, job_id=job_id)
+        tenant_timezone=caller.tenant_timezone, extensions_policy=caller.extensions_policy, job_id=job_id)
     timeback, caliper = Source.TIMEBACK, Source.CALIPER
     encoded = []
     for index, item in enumerate(envelope["data"]):
@@ -98,6 +99,6 @@ def hub_event(payload: Mapping[str, Any], caller: Caller, received_ms: int, job_
         event_id=str(payload["id"]), event_type=str(payload["type"]), profile=str(payload["profile"]),
         student_id=student_id, sensor=reference_id(payload.get("edApp")), send_time_ms=0,
         received_time_ms=received_ms, envelope_index=0, payload=orjson.dumps(payload),
-        tenant_timezone=caller.tenant_timezone, job_id=job_id,
+        tenant_timezone=caller.tenant_timezone, extensions_policy=caller.extensions_policy, job_id=job_id,
     )
     return OutgoingEvent(source=Source.HUB, key=partition_key(caller.tenant, student_id), event=event)

@@ -39,6 +39,7 @@ class Caller:
     scopes: frozenset[str]
     rate_limit_per_second: float | None
     tenant_timezone: str = "UTC"  # the tenant's IANA time zone (the registry's), stamped on its raw events
+    extensions_policy: str = ""  # the tenant's personal-data policy of extensions (the registry's), stamped too
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +94,10 @@ class TokenIssuer:
             raise UnauthorizedError("the token's tenant is not the tenant registered for its client")
         if required_scope not in claims.scopes:
             raise ForbiddenError(f"the token lacks the scope {required_scope}")
+        tenant = self._registry.tenant(client.tenant)
         return Caller(client_id=client.client_id, tenant=client.tenant, scopes=claims.scopes,
-                      rate_limit_per_second=client.rate_limit_per_second,
-                      tenant_timezone=self._registry.timezone_of(client.tenant))
+                      rate_limit_per_second=client.rate_limit_per_second, tenant_timezone=tenant.timezone,
+                      extensions_policy=tenant.extensions_policy)
 
     def _decode(self, token: str) -> _Claims:
         try:

@@ -54,3 +54,12 @@ class UnknownTimeZoneError(PipelineError, ValueError):
     def __init__(self, name: str) -> None:
         super().__init__(f"unknown time zone {name!r}: give an IANA name such as America/Sao_Paulo or UTC")
         self.name = name
+
+
+class InvalidExtensionsKeyError(PipelineError, ValueError):
+    """A key of a tenant's extensions policy that cannot be one (empty, too long) or too many keys."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"extensions policy key {key[:80]!r}: {reason}")
+        self.key = key
+        self.reason = reason

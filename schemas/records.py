@@ -39,6 +39,9 @@ class RawEvent:
     payload: bytes
     tenant_timezone: str = "UTC"
     job_id: str = ""  # the job of the request that carried it (schemas.jobs; '' before raw_event v3)
+    # the tenant's adjustments of the personal-data policy of extensions when the gateway accepted the event
+    # (schemas.personal_data.ExtensionsPolicy.to_text); '' the default policy (and before raw_event v4)
+    extensions_policy: str = ""
 
 
 @dataclass(slots=True)

@@ -288,6 +288,9 @@ def entity_subtypes(*ancestors: str) -> frozenset[str]:
     return frozenset(name for name, lineage in ENTITY_LINEAGE.items() if wanted.intersection(lineage))
 
 
+PERSON_TYPES: Final = entity_subtypes("Person")  # the learner's types (and whose entities carry personal data)
+
+
 METRICS: Final = frozenset(
     {
         "AssessmentsPassed",

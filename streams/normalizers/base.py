@@ -13,7 +13,9 @@ path (dotted, e.g. ``object.assignable.skillCode``), transforms the value and st
 - a ``zoned`` rule's transform also gets the tenant's time zone (``time_rule``: an offset-less date-time is a
   wall-clock time of the tenant, not UTC).
 
-Everything not mapped is the remainder, stored as the fact's ``extensions_json`` so nothing is dropped.
+Everything not mapped is the remainder, stored as the fact's ``extensions_json`` so nothing is lost, but for
+the personal data in it: its ``extensions`` objects and Person entities go through the personal-data policy
+first (``schemas.personal_data``: e-mails and logins pseudonymized, IP addresses, user agents and names dropped).
 ``build_fact`` turns the converted fields plus the raw event's routing metadata into the LearningFact.
 """
 
@@ -36,6 +38,7 @@ from schemas.event_identity import (  # noqa: F401 (re-exported: the normalizers
     has_upper_case_uuid_urn,
     lower_uuid_urns,
 )
+from schemas.personal_data import Pseudonymizer, policy_from_text
 from schemas.privacy import student_key_for
 from schemas.records import LearningFact, RawEvent, content_hash_of, fact_id_for, pseudonymize_email
 from schemas.tenants import DEFAULT_TIMEZONE, local_days, zone_for
@@ -269,6 +272,10 @@ def build_fact(raw: RawEvent, payload: dict[str, Any], values: dict[str, Any], r
     email = values.pop("student_email", "")
     if not student_id:  # nobody to attribute the event to: say so, never name the actor (an application) instead
         values["learner_role"], values["learner_type"], email = "none", "", ""
+    # the remainder without personal data in clear (schemas.personal_data), by the tenant's policy the gateway
+    # stamped on the raw event; the payload says the entities' types
+    kept = Pseudonymizer(raw.tenant, options.email_hash_key, options.student_key,
+                         policy_from_text(raw.extensions_policy)).document(remainder, payload)
     score, maximum = values.get("score_given"), values.get("max_score")
     if score is not None and maximum is not None and maximum > 0 and "score_ratio" not in values:
         values["score_ratio"] = score / maximum
@@ -294,7 +301,7 @@ def build_fact(raw: RawEvent, payload: dict[str, Any], values: dict[str, Any], r
         student_key=student_key_for(raw.tenant, student_id, options.student_key),
         student_email=email if options.keep_raw_email else "",
         normalizer_version=options.normalizer_version,
-        extensions_json=canonical_json(remainder).decode(),
+        extensions_json=canonical_json(kept).decode(),
         **values,
     )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.caliper.terms import entity_subtypes
+from schemas.caliper.terms import PERSON_TYPES
 from schemas.records import LearningFact, RawEvent
 from streams.normalizers.base import (
     EVENT_IDENTITY,
@@ -40,7 +40,6 @@ R = FieldRule
 # fact field: the attempt's assignee, the actor's email, the user of a Session.
 ASSIGNEE_ID, ASSIGNEE_TYPE, ACTOR_EMAIL, SESSION_USER_ID, SESSION_USER_TYPE = (
     "_assignee_id", "_assignee_type", "_actor_email", "_session_user_id", "_session_user_type")
-PERSON_TYPES = entity_subtypes("Person")
 # event types (and actions; None: every action) whose actor is never the learner, whatever its type
 NON_LEARNER_ACTORS: dict[str, frozenset[str] | None] = {
     "GradeEvent": None,  # the grader (an application or an instructor); the learner is the attempt's assignee

@@ -12,6 +12,7 @@ import typing
 from collections import defaultdict
 from pathlib import Path
 
+from schemas.personal_data import PERSONAL_KEYS, TREATMENTS, Category, Treatment
 from schemas.records import LearningFact
 from streams.normalizers.base import CONSUMED, ConversionSet
 from streams.normalizers.caliper import (
@@ -27,6 +28,13 @@ from streams.normalizers.caliper import (
 from streams.normalizers.hub import HUB, HUB_DEFAULTS
 from streams.normalizers.timeback import TIMEBACK
 
+TREATMENT_TEXT = {
+    Treatment.EMAIL_PSEUDONYM: "its email pseudonym (the hash of `student_email_hash`: they join)",
+    Treatment.KEYED_PSEUDONYM: "its keyed pseudonym (HMAC of tenant and value with the student key, as "
+                               "`student_key`); an e-mail address: its email pseudonym",
+    Treatment.DROP: "dropped",
+    Treatment.KEEP: "kept",
+}
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "fact-mapping.md"
 
 # fields the normalizers fill from the raw event's routing metadata or compute, whatever the source
@@ -48,7 +56,8 @@ _FROM_ENVELOPE = {
     "student_key": "HMAC-SHA256(student key, tenant + 0x1F + student_id): the pseudonym erasure matches on",
     "student_email": "the raw email only with CALIPER_PRIVACY__KEEP_RAW_EMAIL=true",
     "score_ratio": "score_given / max_score when max_score > 0",
-    "normalizer_version": "the worker's version", "extensions_json": "everything no rule mapped, as JSON",
+    "normalizer_version": "the worker's version", "extensions_json": "everything no rule mapped, as JSON, "
+    "without personal data in clear (below)",
     "derived_time_ms": "when this derivation was made (the worker, or `caliper-pipeline renormalize`): of two "
                        "derivations of one version, the newer is current",
     "job_id": "the job of the request that carried the event (the gateway's `jobId`; null for re-derivations)",
@@ -152,6 +161,24 @@ def render() -> str:
         "",
         "`urn:uuid:` ids are lower-cased (UUIDs compare case-insensitively): a re-send in upper case is the same",
         "fact (same `fact_id`, same `content_hash`).",
+        "",
+        "## `extensions_json`: what no rule mapped, without personal data in clear",
+        "",
+        "Analysts read `extensions_json`, so the personal data senders put there is pseudonymized or dropped first",
+        "(`schemas/personal_data.py`, docs/security.md). In every `extensions` object of the event (the event's,",
+        "the actor's, the object's, the generated entity's, any nested entity's; at any depth inside it) and in",
+        "the Person entities (by key only), a key is matched whatever its case and its `_`, `-`, `.` and spaces",
+        "(`userLogin` is `user_login`; a namespaced key by its last segment too):",
+        "",
+        "| category | keys | becomes |",
+        "| --- | --- | --- |",
+        *(f"| {category} | {', '.join(f'`{key}`' for key in sorted(PERSONAL_KEYS[category]))} | "
+          f"{TREATMENT_TEXT[TREATMENTS[category]]} |" for category in Category),
+        "",
+        "Whatever its key, a value that is an e-mail address becomes its email pseudonym, and a value that is an IP",
+        "address, or a text holding an e-mail or IP address somewhere, is dropped (so is a key that is one). A",
+        "tenant may keep keys it declares non-personal or drop others (`caliper-pipeline clients extensions`); the",
+        "value rule still applies to a kept key. The raw archive keeps the event as sent.",
         "",
         "## Filled the same way for every source",
         "",

@@ -181,7 +181,8 @@ async def test_renormalize_makes_the_new_derivation_current_with_the_same_fact_i
                    "assignee": {"id": "https://example.edu/users/ana", "type": "Person"},
                    "assignable": {"id": "https://example.edu/assess/1", "type": "Assessment"}, "count": 1},
         "generated": {"id": "https://example.edu/attempts/1/scores/1", "type": "Score", "maxScore": 15.0,
-                      "scoreGiven": 10.0, "attempt": "https://example.edu/attempts/1"}}
+                      "scoreGiven": 10.0, "attempt": "https://example.edu/attempts/1"},
+        "extensions": {"lms": {"hostname": "lms.example", "user_login": "ana77", "term": "2026-2"}}}
     activities = [activity(f"urn:uuid:7a7d3b6e-0000-4000-8000-{i:012d}", float(i)) for i in range(100, 140)]
     async with archive_stack(tmp_path, kafka_settings) as stack:
         await stack.send(*activities, grade_by_app)
@@ -225,7 +226,11 @@ async def test_renormalize_makes_the_new_derivation_current_with_the_same_fact_i
         await stack.wait_for(lambda: stack.count("SELECT count() FROM learning.current_facts") == 42)
         assert stack.count("SELECT countIf(normalizer_version = 'caliper-streams/old') "
                            "FROM learning.current_facts") == 42
+        # the tenant's personal-data policy changed since: the re-derivation follows the current one
+        ClientRegistry(tmp_path / "clients.json").set_extensions_policy("school-a", keep=["user_login"],
+                                                                         drop=["hostname"])
         settings = Settings(kafka=kafka_settings, clickhouse=stack.clickhouse, privacy=PRIVACY,
+                            gateway=GatewaySettings(clients_file=tmp_path / "clients.json"),
                             sink=SinkSettings(sink_url=stack.sink_url, admin_token=SecretStr(ADMIN)),
                             streams=StreamsSettings(worker_version="2.0-renormalize-test"))
         started = datetime.now(UTC)
@@ -242,6 +247,9 @@ async def test_renormalize_makes_the_new_derivation_current_with_the_same_fact_i
         current = {row[0]: row for row in rows}
         by_event = {fact.event_id: fact.fact_id for fact in old}
         assert current[by_event[grade_by_app["id"]]][1] == "https://example.edu/users/ana"  # the assignee now
+        extensions = stack.target.scalar("SELECT extensions_json FROM learning.current_facts WHERE fact_id = "
+                                         f"'{by_event[grade_by_app['id']]}'")
+        assert orjson.loads(extensions)["extensions"] == {"lms": {"user_login": "ana77", "term": "2026-2"}}
         assert current[by_event[activities[7]["id"]]][2] == 107.0  # the XP the new normalizer reads
         assert all(row[3].replace(tzinfo=UTC) >= started.replace(microsecond=0) for row in rows)
         # the old derivations are still there, not current

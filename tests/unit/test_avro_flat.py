@@ -86,10 +86,10 @@ def test_the_gateway_encodes_an_envelope_as_its_raw_events() -> None:
 
 
 def test_with_a_schema_registry_the_messages_carry_the_registry_header() -> None:
-    codec = RawEventCodec(schema_ids={41: 1, 42: 2, 43: 3})
+    codec = RawEventCodec(schema_ids={41: 1, 42: 2, 43: 3, 44: 4})
     event = RawEvent("t", "c", "timeback", "e", "T", "P", "s", "x", 1, 2, 3, b"{}", "UTC")
     message = codec.encode_record(event)
-    assert message[:5] == b"\x00\x00\x00\x00\x2b" and codec.decode_record(message) == event
+    assert message[:5] == b"\x00\x00\x00\x00\x2c" and codec.decode_record(message) == event
     variable = tuple(name for name in RAW_EVENT_FIELDS if name != "tenant")
     assert codec.writer_for(variable, tenant="t")(*(getattr(event, n) for n in variable)) == message
 
