@@ -41,7 +41,7 @@ from schemas.caliper.scalars import (
     json_type_name,
     shown,
 )
-from schemas.caliper.versions import CALIPER_1_2, CaliperVersion, caliper_context_iri
+from schemas.caliper.versions import CALIPER_1_2, VERSIONS, CaliperVersion, caliper_context_iri
 from schemas.errors import FieldProblem
 from schemas.limits import DEFAULT_LIMITS, ValidationLimits
 
@@ -177,6 +177,24 @@ def _compile_type(type_name: str) -> _CompiledType:
 
 
 _COMPILED.update({name: _compile_type(name) for name in (*terms.ENTITY_SUPERTYPE, *terms.EVENT_TYPES)})
+
+
+def _compile_version(version: CaliperVersion) -> dict[str, _CompiledType]:
+    """The compiled types under ``version``: the shared ones, but for the event types whose entity properties
+    the version widens (``CaliperVersion.widened_refs``)."""
+    compiled = dict(_COMPILED)
+    for type_name, widened in version.widened_refs.items():
+        rules, required, required_for_action = merged_rules(type_name)
+        for name, extra_types in widened.items():
+            rule = rules[name]
+            assert isinstance(rule, Ref), (type_name, name)
+            rules[name] = Ref((*rule.types, *extra_types), rule.iri_allowed)
+        compiled[type_name] = _CompiledType(type_name, {name: _compile_rule(rule) for name, rule in rules.items()},
+                                            required, terms.EVENT_TYPES.get(type_name), required_for_action or None)
+    return compiled
+
+
+_COMPILED_BY_VERSION: Final = {version.label: _compile_version(version) for version in VERSIONS.values()}
 _EVENT_TYPES: Final = frozenset(terms.EVENT_TYPES)
 _KNOWN_TYPES_HINT: Final = "a Caliper Event or Entity type (e.g. ViewEvent, Person)"
 TIMEBACK_EVENTS: Final = frozenset({"ActivityEvent", "TimeSpentEvent"})  # the Timeback normalizer's events
@@ -275,7 +293,7 @@ def _validate_typed_object(
     if walk.depth >= walk.max_depth and _too_deep(path, walk):
         return
     type_name = obj.get("type")
-    compiled = _COMPILED.get(type_name) if type(type_name) is str else None
+    compiled = _COMPILED_BY_VERSION[walk.version.label].get(type_name) if type(type_name) is str else None
     type_path = child_path(path, "type")
     if type_name is None:
         problem = "must not be null" if "type" in obj else "required property is missing"

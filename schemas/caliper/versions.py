@@ -12,6 +12,9 @@ a version only says which ``@context`` IRIs it accepts, which event types each o
   accepted, held to the Caliper profiles -- never ``TimebackProfile``, a 1.2 extension;
 - every 1.1 Event carries its own ``@context`` (so the version of an event is known from the event alone, as the
   normalizers read it);
+- Canvas, the most deployed 1.1 sender, sends its quiz_submitted AssessmentEvent with the student's ``Attempt``
+  as the object (the Attempt names its Assessment as ``assignable``, so nothing is lost): under 1.1 the object of
+  an AssessmentEvent may be an Attempt (``widened_refs``);
 - a 1.1 item whose ``@context`` is a list naming another vocabulary first (schema.org) may use that
   vocabulary's types (the 1.1 fixture ``caliperEventSubmittedMultiContext`` sends a schema.org ``Thesis``): they
   are checked as a generic Entity.
@@ -20,7 +23,7 @@ a version only says which ``@context`` IRIs it accepts, which event types each o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -39,8 +42,9 @@ __all__ = ["CALIPER_1_1", "CALIPER_1_2", "VERSIONS", "CaliperVersion", "caliper_
 class CaliperVersion:
     """One accepted Caliper version: its label (the facts' ``caliper_version``), its envelope ``dataVersion``
     (also its core ``@context``), the event types each of its contexts defines, the profiles an event may name,
-    whether other vocabularies' types are accepted under a multi-vocabulary ``@context``, and whether an Event
-    must carry its own ``@context``."""
+    whether other vocabularies' types are accepted under a multi-vocabulary ``@context``, whether an Event
+    must carry its own ``@context``, and the further entity types this version's senders put in an event type's
+    entity properties (event type -> property -> types)."""
 
     label: str
     data_version: str
@@ -48,6 +52,7 @@ class CaliperVersion:
     profiles: frozenset[str]
     foreign_types: bool
     event_context_required: bool
+    widened_refs: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
 
     @property
     def contexts(self) -> frozenset[str]:
@@ -79,7 +84,8 @@ CALIPER_1_1: Final = CaliperVersion(
         **{f"{CALIPER_CONTEXT_V1P1}/{profile}-extension": _V1P1_CORE_EVENTS | frozenset(events.split())
            for profile, events in _V1P1_EXTENSIONS.items()},
     }),
-    profiles=CALIPER_PROFILES, foreign_types=True, event_context_required=True)
+    profiles=CALIPER_PROFILES, foreign_types=True, event_context_required=True,
+    widened_refs=MappingProxyType({"AssessmentEvent": MappingProxyType({"object": ("Attempt",)})}))
 assert set(EVENT_TYPES) >= _V1P1_CORE_EVENTS
 
 # envelope dataVersion -> the version whose rules validate the envelope
