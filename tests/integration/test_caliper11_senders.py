@@ -72,10 +72,10 @@ def test_canvas_live_events_are_loaded_once_with_learner_score_and_time(pipeline
         f"FROM {pipeline.database}.learning_facts WHERE job_id = {sql_literal(body['jobId'])} GROUP BY event_id")
     by_event = {row["event_id"]: row for row in rows}
     assert set(by_event) == {event["id"] for event in events}
-    for event, time in zip(events, times, strict=True):
+    for event, sent_at in zip(events, times, strict=True):
         row = by_event[event["id"]]
         assert (row["n"], row["student"], row["version"], row["ms"]) == (
-            1, f"urn:instructure:canvas:user:{student}", "1.1", time_to_ms(time)), row
+            1, f"urn:instructure:canvas:user:{student}", "1.1", time_to_ms(sent_at)), row
     grade = by_event[events[2]["id"]]
     assert (grade["given"], grade["max"]) == (7.5, 10.0)
     assert by_event[events[0]["id"]]["given"] is None  # a navigation has no score: absent, not 0
