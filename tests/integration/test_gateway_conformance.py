@@ -1,6 +1,5 @@
 """The whole Caliper 1.2 corpus (and the 1.1 valid fixtures) through the gateway's HTTP API, publishing to the real
-broker:
-every valid file is accepted (200), every must-reject file gets a 4xx whose errors name the offending field --
+broker: every valid file is accepted (200), every must-reject file gets a 4xx whose errors name the offending field --
 except the files the validator's default mode accepts on purpose (``DIFFERS_IN_DEFAULT_MODE``: JSON integers for
 decimal properties), which are accepted (200)."""
 
