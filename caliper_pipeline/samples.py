@@ -99,3 +99,106 @@ def random_timeback_event(rng: random.Random, students: int) -> dict[str, Any]:
     if rng.random() < 0.5:
         return timeback_activity_event(student, xp=rng.choice([10, 20, 50, 100]))
     return timeback_time_spent_event(student, active=rng.randrange(30, 900))
+
+
+# --- Canvas LMS Live Events in Caliper format (Caliper 1.1, com.instructure.canvas extensions) -----------------
+# The shapes follow Canvas's own documentation of its Caliper 1.1 Live Events (instructure/canvas-lms,
+# doc/api/data_services/md/dynamic/data_service_caliper_{navigation_events,assessment,grading,session}.md: the
+# asset_accessed, quiz_submitted, grade_change and logged_in payloads): urn:instructure:canvas ids, a per-event
+# v1p1 @context, the request metadata under extensions["com.instructure.canvas"] on the event and the user's
+# login / SIS id there on the actor. Ids, names and scores are this project's.
+CALIPER_V1P1 = "http://purl.imsglobal.org/ctx/caliper/v1p1"
+CANVAS = "http://oxana.instructure.com/"
+CANVAS_EXTENSION = "com.instructure.canvas"
+_CANVAS_USER = "urn:instructure:canvas:user:"
+_CANVAS_COURSE = "urn:instructure:canvas:course:21070000000000565"
+
+
+def canvas_envelope(*events: dict[str, Any]) -> dict[str, Any]:
+    """A Live Events envelope as Canvas posts it: its host as the sensor, dataVersion v1p1."""
+    return {"sensor": CANVAS, "sendTime": now_iso(), "dataVersion": CALIPER_V1P1, "data": list(events)}
+
+
+def _canvas_person(user: str, *, login: bool = True) -> dict[str, Any]:
+    person: dict[str, Any] = {"id": f"{_CANVAS_USER}{user}", "type": "Person"}
+    if login:  # the actor of a user's own request carries its login and SIS id
+        person["extensions"] = {CANVAS_EXTENSION: {
+            "user_login": f"user{user[-4:]}@example.edu", "user_sis_id": f"SIS-{user[-4:]}",
+            "root_account_id": "21070000000000001", "root_account_uuid": "VicYj3cu5BIFpoZhDVU4DZumnlBrWi1grgJEzADs",
+            "root_account_lti_guid": "VicYj3cu5BIFpoZhDVU4DZumnlBrWi1grgJEzADs.oxana.instructure.com",
+            "entity_id": user}}
+    return person
+
+
+def _canvas_event(event_type: str, action: str, actor: dict[str, Any], obj: dict[str, Any], event_time: str | None,
+                  request_url: str, *, role: str | None = "Learner", **more: Any) -> dict[str, Any]:
+    user = actor["id"].removeprefix(_CANVAS_USER)
+    event: dict[str, Any] = {
+        "@context": CALIPER_V1P1, "id": f"urn:uuid:{uuid.uuid4()}", "type": event_type, "actor": actor,
+        "action": action, "object": obj, "eventTime": event_time or now_iso(), **more,
+        "edApp": {"id": CANVAS, "type": "SoftwareApplication"},
+    }
+    if role is not None:  # an event inside a course: the course and the actor's membership in it
+        event["group"] = {"id": _CANVAS_COURSE, "type": "CourseOffering", "extensions": {
+            CANVAS_EXTENSION: {"context_type": "Course", "entity_id": _CANVAS_COURSE.rsplit(":", 1)[1]}}}
+        event["membership"] = {
+            "id": f"{_CANVAS_COURSE}:{role}:{user}", "type": "Membership",
+            "member": {"id": actor["id"], "type": "Person"},
+            "organization": {"id": _CANVAS_COURSE, "type": "CourseOffering"}, "roles": [role]}
+    event["session"] = {"id": "urn:instructure:canvas:session:ef686f8ed684abf78cbfa1f6a58112b5", "type": "Session"}
+    event["extensions"] = {CANVAS_EXTENSION: {
+        "hostname": "oxana.instructure.com", "request_id": str(uuid.uuid4()),
+        "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_14_3)", "client_ip": "93.184.216.34",
+        "request_url": request_url, "version": "1.0.0"}}
+    return event
+
+
+def canvas_navigation_event(student: str = "21070000000000001", *, event_time: str | None = None) -> dict[str, Any]:
+    """asset_accessed: the student navigated to a wiki page of the course."""
+    page = {"id": "urn:instructure:canvas:wikiPage:21070000000048392", "type": "Page", "name": "Week 5 reading",
+            "extensions": {CANVAS_EXTENSION: {
+                "asset_name": "Week 5 reading", "asset_type": "wiki_page", "entity_id": "21070000000048392",
+                "context_account_id": "21070000000000079", "http_method": "GET"}}}
+    return _canvas_event("NavigationEvent", "NavigatedTo", _canvas_person(student), page, event_time,
+                         "https://oxana.instructure.com/courses/565/pages/week-5-reading",
+                         referrer="https://oxana.instructure.com/courses/565/modules")
+
+
+def canvas_quiz_submitted_event(student: str = "21070000000000001", *,
+                                event_time: str | None = None) -> dict[str, Any]:
+    """quiz_submitted: the student submitted a quiz (an AssessmentEvent whose object is the student's Attempt)."""
+    attempt = {"id": "urn:instructure:canvas:submission:21070000013995723", "type": "Attempt",
+               "extensions": {CANVAS_EXTENSION: {"entity_id": "21070000013995723"}},
+               "assignee": {"id": f"{_CANVAS_USER}{student}", "type": "Person"},
+               "assignable": {"id": "urn:instructure:canvas:quiz:21070000002223333", "type": "Assessment"}}
+    return _canvas_event("AssessmentEvent", "Submitted", _canvas_person(student), attempt, event_time,
+                         "https://oxana.instructure.com/courses/565/quizzes/2223333/submissions")
+
+
+def canvas_grade_event(student: str = "21070000000000001", *, grader: str = "21070000000000987",
+                       score_given: float = 8.0, max_score: float = 10.0,
+                       event_time: str | None = None) -> dict[str, Any]:
+    """grade_change: the teacher graded the student's submission; the generated Score carries scoreGiven and
+    maxScore (the assignment's points possible). The learner is the Attempt's assignee, not the grader."""
+    submission = "urn:instructure:canvas:submission:21070000000011086"
+    assignee = {"id": f"{_CANVAS_USER}{student}", "type": "Person",
+                "extensions": {CANVAS_EXTENSION: {"sis_id": f"SIS-{student[-4:]}"}}}
+    assignable = {"id": "urn:instructure:canvas:assignment:21070000000000355", "type": "AssignableDigitalResource"}
+    grade = {CANVAS_EXTENSION: {"grade": f"{score_given:g}", "entity_id": submission.rsplit(":", 1)[1]}}
+    attempt = {"id": submission, "type": "Attempt", "extensions": grade, "assignee": assignee,
+               "assignable": assignable}
+    score = {"id": submission, "type": "Score", "extensions": grade, "attempt": dict(attempt),
+             "maxScore": max_score, "scoreGiven": score_given, "scoredBy": f"{_CANVAS_USER}{grader}"}
+    return _canvas_event("GradeEvent", "Graded", _canvas_person(grader, login=False), attempt, event_time,
+                         "https://oxana.instructure.com/api/v1/courses/565/assignments/355/submissions/48",
+                         role="Instructor", generated=score,
+                         referrer="https://oxana.instructure.com/courses/565/gradebook")
+
+
+def canvas_logged_in_event(student: str = "21070000000000001", *, event_time: str | None = None) -> dict[str, Any]:
+    """logged_in: the user logged into Canvas (a SessionEvent whose object is Canvas itself, outside any course)."""
+    canvas = {"id": CANVAS, "type": "SoftwareApplication",
+              "extensions": {CANVAS_EXTENSION: {"redirect_url": "https://oxana.instructure.com/"}}}
+    return _canvas_event("SessionEvent", "LoggedIn", _canvas_person(student), canvas, event_time,
+                         "https://oxana.instructure.com/login/saml", role=None,
+                         referrer="https://oxana.instructure.com/idp/profile/SAML2/Redirect/SSO")

@@ -24,7 +24,7 @@ def _caliper_errors() -> dict[str, Any]:
                 "client's burst) or one event (as a Kafka message) over its limit; the errors name "
                 "Content-Encoding, data or data[i]"),
         ("415", "Content-Type is not application/json, or an unsupported Content-Encoding"),
-        ("422", "Unsupported dataVersion"),
+        ("422", "Unsupported dataVersion (Caliper 1.2 and 1.1 are accepted)"),
         ("429", "Rate limit exceeded, or this client or address already holds its share of the bodies being "
                 "read (see Retry-After)"),
         ("503", "Kafka could not take the events, or the gateway holds too many request bodies; nothing was "
@@ -250,7 +250,9 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
             "schemas": {
                 "Envelope": {"type": "object", "required": ["sensor", "sendTime", "dataVersion", "data"],
                              "properties": {"sensor": {"type": "string"}, "sendTime": {"type": "string"},
-                                            "dataVersion": {"type": "string"},
+                                            "dataVersion": {"type": "string", "description":
+                                                            "http://purl.imsglobal.org/ctx/caliper/v1p2 or "
+                                                            "http://purl.imsglobal.org/ctx/caliper/v1p1"},
                                             "data": {"type": "array", "minItems": 1, "items": {"type": "object"}}}},
                 "CaliperResult": {"type": "object", "required": ["status", "message"], "properties": {
                     "status": {"type": "string", "enum": ["success", "error"]}, "message": {"type": "string"},

@@ -139,6 +139,9 @@ class LearningFact:
     # None for facts of older writers and for re-derivations (renormalize), which belong to no request
     job_id: str | None = None
     envelope_index: int | None = None
+    # since v6: the Caliper version of the event ("1.1" or "1.2"), read from its @context (a 1.1 event always
+    # carries one); "1.2" for an event without one and for facts of older writers, which accepted only 1.2
+    caliper_version: str = "1.2"
 
     def to_record(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in LEARNING_FACT_FIELDS}

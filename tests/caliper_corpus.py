@@ -1,5 +1,6 @@
-"""The IMS Caliper 1.2 conformance corpus (tests/fixtures/caliper-v1p2): where it is, how to post its files, and which
-field each must-reject file names. Shared by the validator's unit test and the gateway's HTTP conformance test."""
+"""The IMS Caliper 1.2 conformance corpus (tests/fixtures/caliper-v1p2) and the 1.1 valid fixtures
+(tests/fixtures/caliper-v1p1): where they are, how to post their files, and which field each must-reject file
+names. Shared by the validator's unit test and the gateway's HTTP conformance test."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from schemas.caliper import CALIPER_CONTEXT_V1P2
+from schemas.caliper import CALIPER_CONTEXT_V1P1, CALIPER_CONTEXT_V1P2
 from schemas.errors import FieldProblem
 
 # the corpus is committed with the tests (see its README for its source); CALIPER_CONFORMANCE_DIR names another copy
@@ -17,6 +18,10 @@ CORPUS = Path(os.environ.get("CALIPER_CONFORMANCE_DIR", Path(__file__).resolve()
 VALID_FILES = sorted((CORPUS / "valid").glob("*.json"))
 assert VALID_FILES, f"conformance corpus not found at {CORPUS} (set CALIPER_CONFORMANCE_DIR)"
 INVALID_FILES = sorted((CORPUS / "invalid").glob("*.json"))
+# the IMS Caliper 1.1 valid fixtures (same source, see their README): every one is accepted, as 1.1 data
+V1P1_CORPUS = Path(__file__).resolve().parent / "fixtures" / "caliper-v1p1"
+V1P1_VALID_FILES = sorted((V1P1_CORPUS / "valid").glob("*.json"))
+assert len(V1P1_VALID_FILES) == 129, f"the Caliper 1.1 fixtures are incomplete at {V1P1_CORPUS}"
 
 NOT_JSON_FIXTURES = {
     "caliperEntity-BadJson",
@@ -60,8 +65,14 @@ SENSOR_ENVELOPE: dict[str, Any] = {
 }
 
 
-def wrap(item: object) -> dict[str, Any]:
-    return {**SENSOR_ENVELOPE, "data": [item]}
+def wrap(item: object, data_version: str = CALIPER_CONTEXT_V1P2) -> dict[str, Any]:
+    return {**SENSOR_ENVELOPE, "dataVersion": data_version, "data": [item]}
+
+
+def v1p1_body(fixture: Path) -> Any:
+    """A 1.1 fixture as a 1.1 sender posts it: an envelope as it is, anything else wrapped with dataVersion v1p1."""
+    payload = load(fixture)
+    return payload if fixture.stem.startswith("caliperEnvelope") else wrap(payload, CALIPER_CONTEXT_V1P1)
 
 
 def offending_field(fixture_name: str) -> str:

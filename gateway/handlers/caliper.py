@@ -24,7 +24,7 @@ from gateway.ingest import encoded_envelope_events, envelope_job
 from gateway.keys import BODY_BUDGET, DRY_RUN, PUBLISHER, SETTINGS, shared
 from gateway.responses import json_response
 from gateway.settings import INGEST_SCOPE, package_version
-from schemas.caliper import CALIPER_CONTEXT_V1P2, check_envelope, is_event
+from schemas.caliper import VERSIONS, check_envelope, is_event
 from schemas.caliper.terms import KNOWN_PROFILES
 from schemas.hub import PROFILES as HUB_PROFILES
 
@@ -87,7 +87,7 @@ async def get_endpoint_config(request: web.Request) -> web.Response:
     settings = shared(request)[SETTINGS]
     return json_response({
         "caliper_maximum_payload_size": settings.max_body_bytes,
-        "caliper_supported_versions": [CALIPER_CONTEXT_V1P2],
+        "caliper_supported_versions": list(VERSIONS),  # 1.2, then 1.1
         "caliper_supported_extensions": {
             "endpoint_name": "caliper-pipeline gateway", "endpoint_version": package_version(),
             "profiles": sorted(KNOWN_PROFILES | set(HUB_PROFILES)),  # what the validators accept

@@ -16,8 +16,8 @@ from schemas.caliper.scalars import (
     check_object,
     json_type_name,
 )
-from schemas.caliper.terms import CALIPER_CONTEXT_V1P2
 from schemas.caliper.validator import walk_item
+from schemas.caliper.versions import CALIPER_1_2, VERSIONS
 from schemas.errors import FieldProblem
 from schemas.limits import DEFAULT_LIMITS, ValidationLimits
 
@@ -76,8 +76,14 @@ def _walk_envelope(payload: object, walk: Walk, *, fast: bool = False) -> bool:
     if send_time is not None:
         check_event_time(send_time, "sendTime", walk)
     data_version = payload.get("dataVersion")
-    if data_version is not None and data_version != CALIPER_CONTEXT_V1P2:
-        walk.add("dataVersion", f"unsupported dataVersion; accepted: {CALIPER_CONTEXT_V1P2}")
+    version = VERSIONS.get(data_version) if type(data_version) is str else None
+    if version is not None:
+        walk.version = version  # the items are held to this version's terms (schemas.caliper.versions)
+        if fast and version is not CALIPER_1_2:
+            return False  # the fast path knows the 1.2 terms only: the engine decides
+    elif data_version is not None:
+        walk.add("dataVersion", f"unsupported dataVersion; accepted: "
+                                f"{', '.join(VERSIONS)}")
     data = payload.get("data")
     if data is None or (fast and walk.problems):
         return False

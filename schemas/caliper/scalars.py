@@ -13,9 +13,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from schemas.caliper import terms
 from schemas.caliper.entity_rules import Kind
-from schemas.caliper.terms import CALIPER_CONTEXT_V1P2
+from schemas.caliper.versions import CALIPER_1_2, CaliperVersion
 from schemas.coerce import parse_time
 from schemas.errors import FieldProblem
 from schemas.limits import (
@@ -32,10 +31,11 @@ from schemas.limits import (
 class Walk:
     """One validation: the problems found so far, the limits applied, and what the walk remembers."""
 
-    __slots__ = ("depth", "limits", "max_abs", "max_depth", "min_abs", "months", "nulls", "problems",
-                 "strict_decimals", "window")
+    __slots__ = ("depth", "event_types", "foreign_types", "limits", "max_abs", "max_depth", "min_abs", "months",
+                 "nulls", "problems", "strict_decimals", "version", "window")
 
-    def __init__(self, limits: ValidationLimits, strict_decimals: bool, now: datetime | None = None) -> None:
+    def __init__(self, limits: ValidationLimits, strict_decimals: bool, now: datetime | None = None,
+                 version: CaliperVersion = CALIPER_1_2) -> None:
         self.problems: list[FieldProblem] = []
         self.limits = limits
         self.window = limits.time_window(now)
@@ -45,6 +45,10 @@ class Walk:
         self.depth = 0  # JSON nesting level of the value being checked (the validated root is level 1)
         self.max_depth = limits.max_depth
         self.max_abs, self.min_abs = limits.max_abs_number, limits.min_abs_number
+        self.version = version  # the Caliper version whose terms apply (the envelope's dataVersion)
+        # what the item being walked may use (validator.walk_item sets them from the item's @context)
+        self.event_types = version.event_types_by_context[version.data_version]
+        self.foreign_types = False
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(FieldProblem(path, message))
@@ -262,12 +266,14 @@ def check_object(value: Any, path: str, walk: Walk) -> None:
 
 
 def _check_context(value: Any, path: str, walk: Walk) -> None:
-    expected = f"expected {CALIPER_CONTEXT_V1P2!r} (or a list ending with it, or an inline context object)"
+    contexts = walk.version.contexts
+    expected = (f"expected {walk.version.data_version!r} (Caliper {walk.version.label}, the envelope's dataVersion; "
+                f"or a list ending with it, or an inline context object)")
     if type(value) is str:
-        if value not in terms.ACCEPTED_CONTEXTS:
+        if value not in contexts:
             walk.add(path, f"unknown @context; {expected}")
     elif type(value) is list:
-        if not value or type(value[-1]) is not str or value[-1] not in terms.ACCEPTED_CONTEXTS:
+        if not value or type(value[-1]) is not str or value[-1] not in contexts:
             walk.add(path, f"the last @context entry must be the Caliper context; {expected}")
         for index, entry in enumerate(value):
             if type(entry) is not str and type(entry) is not dict:

@@ -1,4 +1,5 @@
-"""The IMS Caliper 1.2 vocabulary (plus the TimebackProfile extension) as plain frozen data.
+"""The IMS Caliper 1.2 vocabulary (plus the TimebackProfile extension) as plain frozen data; what Caliper 1.1
+does differently is in ``versions``.
 
 Everything here is a term list: event types with their actions and profiles, entity types with
 their supertype, and the controlled vocabularies (metrics, LIS roles and statuses, LTI message
@@ -13,10 +14,9 @@ from types import MappingProxyType
 from typing import Final
 
 CALIPER_CONTEXT_V1P2: Final = "http://purl.imsglobal.org/ctx/caliper/v1p2"
-# Decision: a v1p1 context inside a v1p2 envelope is NOT accepted.  No conforming v1p2 fixture
-# carries it (it appears only in caliperEndpointConfigPayload.json, as an endpoint capability),
-# and the v1p1 vocabulary differs from the tables below, so such an item would be validated
-# against the wrong model.  The constant is kept so error messages and callers can name it.
+# Caliper 1.1 envelopes (dataVersion v1p1) are accepted with the terms of ``schemas.caliper.versions``; a v1p1
+# context inside a v1p2 envelope is NOT accepted (nor a v1p2 one in a v1p1 envelope): the item would be
+# validated against the wrong model.  ACCEPTED_CONTEXTS are the 1.2 item contexts (the fast path's).
 CALIPER_CONTEXT_V1P1: Final = "http://purl.imsglobal.org/ctx/caliper/v1p1"
 ACCEPTED_CONTEXTS: Final = frozenset({CALIPER_CONTEXT_V1P2})
 

@@ -40,6 +40,7 @@ from schemas.caliper.scalars import (
     format_accepted_values,
     json_type_name,
 )
+from schemas.caliper.versions import CALIPER_1_2, VERSIONS, CaliperVersion, caliper_context_iri
 from schemas.errors import FieldProblem
 from schemas.limits import DEFAULT_LIMITS, ValidationLimits
 
@@ -175,8 +176,26 @@ def _compile_type(type_name: str) -> _CompiledType:
 
 
 _COMPILED.update({name: _compile_type(name) for name in (*terms.ENTITY_SUPERTYPE, *terms.EVENT_TYPES)})
+
+
+def _compile_version(version: CaliperVersion) -> dict[str, _CompiledType]:
+    """The compiled types under ``version``: the shared ones, but for the event types whose entity properties
+    the version widens (``CaliperVersion.widened_refs``)."""
+    compiled = dict(_COMPILED)
+    for type_name, widened in version.widened_refs.items():
+        rules, required, required_for_action = merged_rules(type_name)
+        for name, extra_types in widened.items():
+            rule = rules[name]
+            assert isinstance(rule, Ref), (type_name, name)
+            rules[name] = Ref((*rule.types, *extra_types), rule.iri_allowed)
+        compiled[type_name] = _CompiledType(type_name, {name: _compile_rule(rule) for name, rule in rules.items()},
+                                            required, terms.EVENT_TYPES.get(type_name), required_for_action or None)
+    return compiled
+
+
+_COMPILED_BY_VERSION: Final = {version.label: _compile_version(version) for version in VERSIONS.values()}
 _EVENT_TYPES: Final = frozenset(terms.EVENT_TYPES)
-_KNOWN_TYPES_HINT: Final = "a Caliper 1.2 Event or Entity type (e.g. ViewEvent, Person)"
+_KNOWN_TYPES_HINT: Final = "a Caliper Event or Entity type (e.g. ViewEvent, Person)"
 TIMEBACK_EVENTS: Final = frozenset({"ActivityEvent", "TimeSpentEvent"})  # the Timeback normalizer's events
 
 
@@ -246,11 +265,11 @@ def _check_event_terms(obj: Mapping[str, Any], path: str, walk: Walk, compiled: 
                     walk.add(child_path(path, name), f"required when action is {action!r}")
     profile = obj.get("profile")
     if profile is not None:  # optional unless the type requires it (then the required check reports null)
-        if type(profile) is not str or profile not in terms.KNOWN_PROFILES:
+        if type(profile) is not str or profile not in walk.version.profiles:
             walk.add(
                 child_path(path, "profile"),
-                "unknown profile; "
-                f"accepted values: {format_accepted_values(terms.KNOWN_PROFILES)}",
+                f"unknown profile in Caliper {walk.version.label}; "
+                f"accepted values: {format_accepted_values(walk.version.profiles)}",
             )
         elif profile not in event.profiles:
             walk.add(
@@ -273,15 +292,19 @@ def _validate_typed_object(
     if walk.depth >= walk.max_depth and _too_deep(path, walk):
         return
     type_name = obj.get("type")
-    compiled = _COMPILED.get(type_name) if type(type_name) is str else None
+    compiled = _COMPILED_BY_VERSION[walk.version.label].get(type_name) if type(type_name) is str else None
     type_path = child_path(path, "type")
     if type_name is None:
         problem = "must not be null" if "type" in obj else "required property is missing"
         walk.add(type_path, f"{problem}; expected {wanted}")
     elif compiled is None:
-        walk.add(type_path, f"unknown type; expected {wanted}")
+        if not walk.foreign_types:  # else a type of the other vocabulary the item's @context names
+            walk.add(type_path, f"unknown type; expected {wanted}")
     elif allowed is not None and type_name not in allowed:
         walk.add(type_path, f"type {type_name!r} is not allowed here; expected {wanted}")
+    elif compiled.event is not None and type_name not in walk.event_types:
+        walk.add(type_path, f"{type_name} is not a Caliper {walk.version.label} event type under this @context; "
+                            f"accepted values: {format_accepted_values(walk.event_types)}")
     if compiled is None:  # still report what can be checked, with the rules of the expected type
         compiled = _COMPILED[fallback_type]
     walk.depth += 1
@@ -302,12 +325,28 @@ def is_event(item: Mapping[str, Any]) -> bool:
     return "actor" in item and "action" in item and "eventTime" in item
 
 
+def _use_item_context(item: Mapping[str, Any], path: str, walk: Walk, event: bool) -> None:
+    """Set what the item may use from its ``@context`` under the walk's version (``versions``): the event types
+    of the context it names (else of the version's core context), and whether another vocabulary's types are
+    accepted (a list context naming another vocabulary, where the version allows it)."""
+    version = walk.version
+    context = item.get("@context")
+    iri = caliper_context_iri(context)
+    walk.event_types = version.event_types_by_context.get(iri or "", version.event_types_by_context[
+        version.data_version])
+    walk.foreign_types = version.foreign_types and type(context) is list and len(context) > 1
+    if event and version.event_context_required and context is None:
+        walk.add(child_path(path, "@context"), f"required property is missing (every Caliper {version.label} "
+                                               f"Event carries its @context)")
+
+
 def walk_item(item: object, path: str, walk: Walk) -> None:
     """Validate one envelope item at ``path`` within ``walk``."""
     if type(item) is not dict:
         walk.add(path, f"expected a Caliper Event or Entity object, got {json_type_name(item)}")
         return
     event = is_event(item)
+    _use_item_context(item, path, walk, event)
     _validate_typed_object(item, path, walk, None, _KNOWN_TYPES_HINT, "Event" if event else "Entity")
     type_name = item.get("type")
     if event and not (item.get("profile") == "TimebackProfile" and type(type_name) is str
@@ -316,12 +355,13 @@ def walk_item(item: object, path: str, walk: Walk) -> None:
 
 
 def validate_caliper_item(item: object, limits: ValidationLimits = DEFAULT_LIMITS, *,
-                          strict_decimals: bool = False, now: datetime | None = None) -> list[FieldProblem]:
+                          strict_decimals: bool = False, now: datetime | None = None,
+                          version: CaliperVersion = CALIPER_1_2) -> list[FieldProblem]:
     """Validate one Event or Entity (a parsed JSON value). Empty list = valid. Reports EVERY problem.
 
     ``limits``: the bounds of ``schemas.limits`` (event-time window, magnitudes, depth...); ``strict_decimals``:
     refuse JSON integers for decimal properties (the IMS conformance corpus's reading); ``now``: the instant the
-    event-time window is computed from (default: the current time)."""
-    walk = Walk(limits, strict_decimals, now)
+    event-time window is computed from (default: the current time); ``version``: whose terms apply."""
+    walk = Walk(limits, strict_decimals, now, version)
     walk_item(item, "", walk)
     return walk.problems

@@ -29,7 +29,8 @@ from typing import Any
 
 import orjson
 
-from schemas.caliper import CALIPER_CONTEXT_V1P2
+from schemas.caliper import CALIPER_CONTEXT_V1P1, CALIPER_CONTEXT_V1P2, version_of_context
+from schemas.caliper.versions import caliper_context_iri
 from schemas.coerce import coerce_bool, coerce_int, coerce_number, zoned_time_to_ms
 from schemas.errors import NormalizationError, UnknownTimeZoneError
 from schemas.event_identity import (  # noqa: F401 (re-exported: the normalizers' names for them)
@@ -306,18 +307,29 @@ def build_fact(raw: RawEvent, payload: dict[str, Any], values: dict[str, Any], r
     )
 
 
-# the v1p2 context IRI as the spec writes it (http) and its https form, which senders also use
-CALIPER_V1P2_CONTEXTS = frozenset({
-    CALIPER_CONTEXT_V1P2, CALIPER_CONTEXT_V1P2.replace("http://", "https://", 1)})
+# the v1p2 and v1p1 context IRIs as the spec writes them (http) and their https forms, which senders also use
+CALIPER_STANDARD_CONTEXTS = frozenset(
+    iri.replace("http://", scheme, 1) for iri in (CALIPER_CONTEXT_V1P2, CALIPER_CONTEXT_V1P1)
+    for scheme in ("http://", "https://"))
 
 
 def standard_context(value: Any) -> bool | None:
-    """Swallow the standard v1p2 ``@context`` string (no information); anything else is kept."""
-    return True if isinstance(value, str) and value.strip() in CALIPER_V1P2_CONTEXTS else None
+    """Swallow a standard ``@context`` string (no information beyond the version, which ``caliper_version``
+    keeps); anything else is kept."""
+    return True if isinstance(value, str) and value.strip() in CALIPER_STANDARD_CONTEXTS else None
+
+
+def caliper_version(value: Any) -> str | None:
+    """The Caliper version (``"1.1"``, ``"1.2"``) an event's ``@context`` names -- the IRI, or a list ending with
+    it, http or https; None (the fact's default, 1.2: a 1.1 event always carries its context) otherwise."""
+    iri = caliper_context_iri(value)
+    version = version_of_context(iri.strip().replace("https://", "http://", 1)) if iri is not None else None
+    return version.label if version is not None else None
 
 
 # The first rules of every source's set: what identifies the event.
 EVENT_IDENTITY: tuple[FieldRule, ...] = (
+    FieldRule("@context", "caliper_version", caliper_version, consume=False),
     FieldRule("@context", CONSUMED, standard_context),
     FieldRule("id", "event_id", text),
     FieldRule("type", "event_type", text),

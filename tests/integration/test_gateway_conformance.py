@@ -1,5 +1,5 @@
-"""The whole Caliper 1.2 corpus through the gateway's HTTP API, publishing to the real broker:
-every valid file is accepted (200), every must-reject file gets a 4xx whose errors name the offending field --
+"""The whole Caliper 1.2 corpus (and the 1.1 valid fixtures) through the gateway's HTTP API, publishing to the real
+broker: every valid file is accepted (200), every must-reject file gets a 4xx whose errors name the offending field --
 except the files the validator's default mode accepts on purpose (``DIFFERS_IN_DEFAULT_MODE``: JSON integers for
 decimal properties), which are accepted (200)."""
 
@@ -16,9 +16,11 @@ from caliper_corpus import (
     DIFFERS_IN_DEFAULT_MODE,
     INVALID_FILES,
     NOT_JSON_FIXTURES,
+    V1P1_VALID_FILES,
     VALID_FILES,
     load,
     offending_field,
+    v1p1_body,
     wrap,
 )
 
@@ -69,6 +71,18 @@ async def test_every_valid_file_is_accepted(authorized: tuple[TestClient, dict[s
             refused[fixture.stem] = (response.status, await response.text())
     assert refused == {}
     assert len(VALID_FILES) == 144
+
+
+async def test_every_v1p1_valid_file_is_accepted(authorized: tuple[TestClient, dict[str, str]]) -> None:
+    """Caliper 1.1 senders: every IMS 1.1 valid fixture, posted with dataVersion v1p1, is accepted and published."""
+    client, headers = authorized
+    refused = {}
+    for fixture in V1P1_VALID_FILES:
+        response = await client.post("/caliper/event", data=orjson.dumps(v1p1_body(fixture)), headers=headers)
+        if response.status != 200:
+            refused[fixture.stem] = (response.status, await response.text())
+    assert refused == {}
+    assert len(V1P1_VALID_FILES) == 129
 
 
 async def test_every_invalid_file_is_rejected_naming_the_field(

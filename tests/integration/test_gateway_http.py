@@ -184,7 +184,7 @@ async def test_status_codes(client: TestClient, credentials: tuple[str, str],
     response = await client.post("/caliper/event", data=b'{"sensor": ', headers={**auth,
                                                                                "Content-Type": "application/json"})
     assert response.status == 400 and (await response.json())["status"] == "error"
-    old = {**payload, "dataVersion": "http://purl.imsglobal.org/ctx/caliper/v1p1"}
+    old = {**payload, "dataVersion": "http://purl.imsglobal.org/ctx/caliper/v1p0"}  # 1.1 and 1.2 are accepted
     assert (await client.post("/caliper/event", json=old, headers=auth)).status == 422
     hub_malformed = await client.post("/hub/v1/events", data=b"[", headers={**auth,
                                                                             "Content-Type": "application/json"})
@@ -238,7 +238,8 @@ async def test_service_endpoints(client: TestClient) -> None:
     assert (await client.get("/healthz")).status == 200
     assert (await client.get("/readyz")).status == 200
     config = await (await client.get("/caliper/event")).json()
-    assert config["caliper_supported_versions"] == ["http://purl.imsglobal.org/ctx/caliper/v1p2"]
+    assert config["caliper_supported_versions"] == ["http://purl.imsglobal.org/ctx/caliper/v1p2",
+                                                    "http://purl.imsglobal.org/ctx/caliper/v1p1"]
     assert config["caliper_maximum_payload_size"] == 64 * 1024
     document = await (await client.get("/openapi.json")).json()
     assert {"/caliper/event", "/caliper/event/validate", "/hub/v1/events", "/oauth2/token"} <= set(document["paths"])

@@ -51,16 +51,20 @@ from caliper_corpus import (
     INVALID_FILES,
     NOT_JSON_FIXTURES,
     SENSOR_ENVELOPE,
+    V1P1_CORPUS,
+    V1P1_VALID_FILES,
     VALID_FILES,
     load,
     names_field,
     offending_field,
+    v1p1_body,
     wrap,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.caliper import (
+    CALIPER_CONTEXT_V1P1,
     CALIPER_CONTEXT_V1P2,
     is_event,
     validate_caliper_item,
@@ -347,7 +351,7 @@ def test_envelope_requires_its_fields() -> None:
 
 
 def test_other_data_version_is_unsupported() -> None:
-    envelope = {**wrap(VIEW_EVENT), "dataVersion": "http://purl.imsglobal.org/ctx/caliper/v1p1"}
+    envelope = {**wrap(VIEW_EVENT), "dataVersion": "http://purl.imsglobal.org/ctx/caliper/v1p0"}
     errors = validate_envelope(envelope)
     assert paths(errors) == ["dataVersion"]
     assert errors[0].message.startswith("unsupported dataVersion")
@@ -450,3 +454,34 @@ def test_timeback_metric_value_must_be_a_number(value: object) -> None:
     event = copy.deepcopy(TIMEBACK_TIME_SPENT_EVENT)
     event["generated"]["items"][0]["value"] = value
     assert paths(validate_caliper_item(event)) == ["generated.items[0].value"]
+
+
+@pytest.mark.parametrize("fixture", V1P1_VALID_FILES, ids=lambda path: path.stem)
+def test_valid_v1p1_fixture_is_accepted(fixture: Path) -> None:
+    assert validate_envelope(v1p1_body(fixture)) == []
+
+
+def test_v1p1_items_are_held_to_the_1_1_terms() -> None:
+    """A 1.1 envelope is validated with 1.1's terms (schemas.caliper.versions), not waved through: a 1.2-only event
+    type under the core 1.1 context, a TimebackProfile event, an Event without its @context and a 1.2 item context
+    are each refused, naming the field."""
+    search = load(V1P1_CORPUS / "valid" / "caliperEventSearchSearched.json")  # under SearchProfile-extension
+    core = {**search, "@context": CALIPER_CONTEXT_V1P1}
+    assert [p.path for p in validate_envelope(wrap(core, CALIPER_CONTEXT_V1P1))] == ["data[0].type"]
+    session = load(V1P1_CORPUS / "valid" / "caliperEventSessionLoggedIn.json")
+    timeback = {**session, "profile": "TimebackProfile"}
+    assert [p.path for p in validate_envelope(wrap(timeback, CALIPER_CONTEXT_V1P1))] == ["data[0].profile"]
+    no_context = {key: value for key, value in session.items() if key != "@context"}
+    assert [p.path for p in validate_envelope(wrap(no_context, CALIPER_CONTEXT_V1P1))] == ["data[0].@context"]
+    v1p2_item = {**session, "@context": CALIPER_CONTEXT_V1P2}
+    assert [p.path for p in validate_envelope(wrap(v1p2_item, CALIPER_CONTEXT_V1P1))] == ["data[0].@context"]
+    assert [p.path for p in validate_envelope(wrap(session))] == ["data[0].@context"]  # v1p1 item, v1p2 envelope
+    thesis = load(V1P1_CORPUS / "valid" / "caliperEventSubmittedMultiContext.json")
+    single_context = {**thesis, "@context": CALIPER_CONTEXT_V1P1}  # no other vocabulary: Thesis is unknown
+    assert [p.path for p in validate_envelope(wrap(single_context, CALIPER_CONTEXT_V1P1))] == ["data[0].object.type"]
+
+
+def test_an_unknown_data_version_is_still_refused() -> None:
+    session = load(V1P1_CORPUS / "valid" / "caliperEventSessionLoggedIn.json")
+    problems = validate_envelope(wrap(session, "http://purl.imsglobal.org/ctx/caliper/v1p0"))
+    assert [p.path for p in problems if p.message.startswith("unsupported dataVersion")] == ["dataVersion"]
