@@ -171,7 +171,7 @@ async def test_validate_is_a_dry_run_that_records_no_rejection(tmp_path: Path) -
         auth = await gw.ingest_auth()
         invalid = envelope(timeback_activity_event())
         del invalid["data"][0]["actor"]
-        old = {**envelope(timeback_activity_event()), "dataVersion": "http://purl.imsglobal.org/ctx/caliper/v1p1"}
+        old = {**envelope(timeback_activity_event()), "dataVersion": "http://purl.imsglobal.org/ctx/caliper/v1p0"}
         big = envelope(*[timeback_activity_event() for _ in range(200)])
         json_headers = {**auth, "Content-Type": "application/json"}
         for path in ("/caliper/event/validate", "/caliper/event"):
