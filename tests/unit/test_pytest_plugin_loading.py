@@ -1,0 +1,64 @@
+"""The pytest plugin's loading: declared as the pytest11 entry point, found through it, and inert (nothing heavy
+imported, nothing started) in a session that does not request its fixture."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from caliper_pipeline.local_kafka import REPO_ROOT
+
+INERT_TEST = '''
+import sys
+
+def test_nothing_of_the_stack_is_imported(request):
+    manager = request.config.pluginmanager
+    assert manager.get_plugin("caliper_pipeline") or manager.get_plugin("caliper_pipeline.testing")
+    heavy = [name for name in ("caliper_pipeline.local_pipeline", "aiokafka", "chdb", "faust", "aiohttp", "gateway")
+             if name in sys.modules]
+    assert heavy == []
+'''
+
+
+def run_pytest(directory: Path, *options: str, extra_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    paths = [str(REPO_ROOT), *([str(extra_path)] if extra_path else []), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *options, str(directory)],
+                          cwd=directory, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def declared_entry_point() -> str:
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    return str(pyproject["project"]["entry-points"]["pytest11"]["caliper_pipeline"])
+
+
+def test_the_entry_point_is_declared() -> None:
+    assert declared_entry_point() == "caliper_pipeline.testing"
+
+
+def test_the_declared_entry_point_loads_the_plugin_and_it_stays_inert(tmp_path: Path) -> None:
+    # an installed distribution's metadata, as pip writes it from the pyproject's declaration
+    site = tmp_path / "site"
+    dist_info = site / "caliper_pipeline_entry_point-0.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: caliper-pipeline-entry-point\nVersion: 0.0\n")
+    (dist_info / "entry_points.txt").write_text(f"[pytest11]\ncaliper_pipeline = {declared_entry_point()}\n")
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_inert.py").write_text(INERT_TEST)
+
+    found = run_pytest(tests, "--fixtures", extra_path=site)
+    assert "caliper_pipeline [session scope]" in found.stdout, found.stdout + found.stderr
+    passed = run_pytest(tests, extra_path=site)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    disabled = run_pytest(tests, "--fixtures", "-p", "no:caliper_pipeline", extra_path=site)
+    assert "caliper_pipeline [session scope]" not in disabled.stdout, disabled.stdout
+
+
+def test_the_plugin_option_loads_it_without_the_entry_point(tmp_path: Path) -> None:
+    (tmp_path / "test_inert.py").write_text(INERT_TEST)
+    result = run_pytest(tmp_path, "-p", "caliper_pipeline.testing")
+    assert result.returncode == 0, result.stdout + result.stderr
