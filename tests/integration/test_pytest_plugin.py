@@ -1,5 +1,6 @@
-"""The pytest plugin as a sender uses it: the README's sender test, run by pytest in a directory of its own (a
-subprocess on this virtualenv), passes against the real stack (local broker, chDB, streams worker, gateway)."""
+"""The pytest plugin as a sender uses it: the README's sender test (and an async one), run by pytest in a directory
+of its own (a subprocess on this virtualenv), passes against the real stack (local broker, chDB, streams worker,
+gateway)."""
 
 from __future__ import annotations
 
@@ -44,8 +45,24 @@ def run_pytest(directory: Path, *options: str, timeout: float = 600) -> subproce
                           check=False)
 
 
+# the fixture's API from an async test (its calls run their own event loop in a thread there), and the tenant's
+# time zone new_client was given, in the gateway's clients file
+ASYNC_SENDER_TEST = '''
+import pytest
+
+@pytest.mark.asyncio
+async def test_the_api_from_an_async_test(caliper_pipeline):
+    client_id, secret = caliper_pipeline.new_client("tokyo-school", timezone="Asia/Tokyo")
+    assert caliper_pipeline.token(client_id, secret).count(".") == 2
+    assert caliper_pipeline.sql("SELECT 1 AS one") == [{"one": 1}]
+    from gateway.clients import ClientRegistry
+    assert ClientRegistry(caliper_pipeline.pipeline.clients_file).timezone_of("tokyo-school") == "Asia/Tokyo"
+'''
+
+
 def test_the_readme_sender_test_passes_against_the_stack(tmp_path: Path) -> None:
     (tmp_path / "test_sender.py").write_text(readme_sender_test())
+    (tmp_path / "test_async_sender.py").write_text(ASYNC_SENDER_TEST)
     result = run_pytest(tmp_path, *plugin_option(), "--durations=1")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 passed" in result.stdout, result.stdout
+    assert "2 passed" in result.stdout, result.stdout
