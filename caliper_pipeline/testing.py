@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from schemas.errors import PipelineError  # dependency-free: the module stays cheap to import
+
 if TYPE_CHECKING:
     from caliper_pipeline.local_pipeline import LocalPipeline
 
@@ -37,7 +39,7 @@ READY_TIMEOUT_SECONDS = 180.0
 T = TypeVar("T")
 
 
-class PipelineJobTimeoutError(TimeoutError):
+class PipelineJobTimeoutError(PipelineError, TimeoutError):
     """A job was still processing when ``wait_for_job`` gave up; ``status`` is its last status body."""
 
     def __init__(self, job_id: str, timeout: float, status: dict[str, Any]) -> None:

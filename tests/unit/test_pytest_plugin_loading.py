@@ -1,15 +1,23 @@
 """The pytest plugin's loading: declared as the pytest11 entry point, found through it, and inert (nothing heavy
-imported, nothing started) in a session that does not request its fixture."""
+imported, nothing started) in a session that does not request its fixture; ``wait_for_job`` giving up on a job
+still processing."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import subprocess
 import sys
+import threading
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from caliper_pipeline.local_kafka import REPO_ROOT
+from caliper_pipeline.testing import CaliperPipeline, PipelineJobTimeoutError
 
 INERT_TEST = '''
 import sys
@@ -62,3 +70,34 @@ def test_the_plugin_option_loads_it_without_the_entry_point(tmp_path: Path) -> N
     (tmp_path / "test_inert.py").write_text(INERT_TEST)
     result = run_pytest(tmp_path, "-p", "caliper_pipeline.testing")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+class ProcessingJobs(http.server.BaseHTTPRequestHandler):
+    """A gateway whose every job is still processing."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"status": "processing", "counts": {"accepted": 1, "processing": 1}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_wait_for_job_raises_with_the_last_status_when_the_job_is_still_processing() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ProcessingJobs)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        pipeline = SimpleNamespace(gateway_url=f"http://127.0.0.1:{server.server_address[1]}")
+        api = CaliperPipeline(pipeline)  # type: ignore[arg-type]
+        with pytest.raises(PipelineJobTimeoutError) as raised:
+            api.wait_for_job("a-token", "job-1", timeout=0.3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert raised.value.job_id == "job-1"
+    assert raised.value.status == {"status": "processing", "counts": {"accepted": 1, "processing": 1}}
