@@ -1,6 +1,6 @@
 """A pytest plugin: the whole pipeline for a sender's own test suite, as one session fixture.
 
-Installed with the package, it is registered as the ``pytest11`` entry point ``caliper_pipeline`` (or loaded
+Installed with the package, it is registered as the ``pytest11`` entry point ``caliper_pipeline.testing`` (or loaded
 explicitly with ``pytest -p caliper_pipeline.testing``). Requesting the session fixture ``caliper_pipeline`` starts
 the local stack (``LocalPipeline``: a local Kafka broker, the sink on embedded chDB, one streams worker and one
 gateway) in a temporary directory on free ports, and stops it at the end of the session. A test that does not

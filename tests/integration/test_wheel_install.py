@@ -135,7 +135,7 @@ def test_the_installed_script_fetches_kafka_with_the_wheels_pom(
 
 def test_the_installed_wheels_pytest_plugin_runs_the_readme_sender_test(
         venv: Path, outside: tuple[Path, dict[str, str]], kafka_distribution: KafkaDistribution) -> None:
-    """The wheel's ``pytest11`` entry point: pytest in the venv, without ``-p``, finds the ``caliper_pipeline``
+    """The wheel's ``pytest11`` entry point: pytest in the venv, without ``-p``, finds the ``caliper_pipeline.testing``
     fixture, and the README's sender test passes against the stack the installed package starts."""
     cwd, env = outside
     (cwd / "test_sender.py").write_text(readme_sender_test())
@@ -144,7 +144,7 @@ def test_the_installed_wheels_pytest_plugin_runs_the_readme_sender_test(
     python = venv / "bin" / "python"
     entry = json.loads(run([python, "-c", "import json; from importlib import metadata; print(json.dumps([(e.value, "
                             "str(e.dist.locate_file(''))) for e in metadata.entry_points(group='pytest11') "
-                            "if e.name == 'caliper_pipeline']))"], cwd=cwd, env=given).stdout)
+                            "if e.name == 'caliper_pipeline.testing']))"], cwd=cwd, env=given).stdout)
     assert [value for value, _ in entry] == ["caliper_pipeline.testing"], entry
     assert Path(entry[0][1]).is_relative_to(venv), "the wheel's entry point, not the checkout's"
     result = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=1", cwd], cwd=cwd, env=given)

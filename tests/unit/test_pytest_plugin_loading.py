@@ -24,7 +24,7 @@ import sys
 
 def test_nothing_of_the_stack_is_imported(request):
     manager = request.config.pluginmanager
-    assert manager.get_plugin("caliper_pipeline") or manager.get_plugin("caliper_pipeline.testing")
+    assert manager.get_plugin("caliper_pipeline.testing")
     heavy = [name for name in ("caliper_pipeline.local_pipeline", "aiokafka", "chdb", "faust", "aiohttp", "gateway")
              if name in sys.modules]
     assert heavy == []
@@ -40,7 +40,7 @@ def run_pytest(directory: Path, *options: str, extra_path: Path | None = None) -
 
 def declared_entry_point() -> str:
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    return str(pyproject["project"]["entry-points"]["pytest11"]["caliper_pipeline"])
+    return str(pyproject["project"]["entry-points"]["pytest11"]["caliper_pipeline.testing"])
 
 
 def test_the_entry_point_is_declared() -> None:
@@ -53,7 +53,7 @@ def test_the_declared_entry_point_loads_the_plugin_and_it_stays_inert(tmp_path: 
     dist_info = site / "caliper_pipeline_entry_point-0.0.dist-info"
     dist_info.mkdir(parents=True)
     (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: caliper-pipeline-entry-point\nVersion: 0.0\n")
-    (dist_info / "entry_points.txt").write_text(f"[pytest11]\ncaliper_pipeline = {declared_entry_point()}\n")
+    (dist_info / "entry_points.txt").write_text(f"[pytest11]\ncaliper_pipeline.testing = {declared_entry_point()}\n")
     tests = tmp_path / "tests"
     tests.mkdir()
     (tests / "test_inert.py").write_text(INERT_TEST)
@@ -62,7 +62,7 @@ def test_the_declared_entry_point_loads_the_plugin_and_it_stays_inert(tmp_path: 
     assert "caliper_pipeline [session scope]" in found.stdout, found.stdout + found.stderr
     passed = run_pytest(tests, extra_path=site)
     assert passed.returncode == 0, passed.stdout + passed.stderr
-    disabled = run_pytest(tests, "--fixtures", "-p", "no:caliper_pipeline", extra_path=site)
+    disabled = run_pytest(tests, "--fixtures", "-p", "no:caliper_pipeline.testing", extra_path=site)
     assert "caliper_pipeline [session scope]" not in disabled.stdout, disabled.stdout
 
 
