@@ -10,6 +10,9 @@ Kafka, in order of preference:
 
 ClickHouse: ``CALIPER_TEST_CLICKHOUSE_HOST`` (a server), else the official ``clickhouse/clickhouse-server``
 image through testcontainers when Docker is reachable, else embedded chDB in a temporary directory.
+
+Hypothesis: the profile named by ``HYPOTHESIS_PROFILE`` (``ci`` by default, ``dev`` for ``make test-fast``; see
+``hypothesis_profiles``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis_profiles import load_profile
 
 from caliper_pipeline.local_cluster import LocalKafkaCluster
 from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution, LocalKafkaBroker
@@ -31,6 +35,11 @@ from schemas.kafka import KafkaSettings
 
 KAFKA_VERSION = os.environ.get("CALIPER_TEST_KAFKA_VERSION", "4.1.1")
 REPLICATION_ENV = "CALIPER_KAFKA__REPLICATION_FACTOR"
+HYPOTHESIS_PROFILE = load_profile()  # before the test modules are imported: their @settings derive from it
+
+
+def pytest_report_header() -> str:
+    return f"hypothesis profile: {HYPOTHESIS_PROFILE}"
 
 
 def docker_engine_reachable() -> bool:

@@ -419,8 +419,7 @@ def caliper_events(draw: st.DrawFn) -> tuple[dict[str, Any], str | None]:
     return event, hostile
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=st.one_of(timeback_events(), caliper_events(), hub_events()))
 def test_every_accepted_event_normalizes_and_loads(engine: ClickHouse,
                                                    case: tuple[dict[str, Any], str | None]) -> None:
