@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
-from sink_fixtures import engine_settings, insert, make_fact, open_engine, scalar
+from sink_fixtures import SharedEngine, engine_settings, insert, make_fact, open_engine, scalar
 
 from schemas.kafka import KafkaSettings
 from sinks.clickhouse import ClickHouse, connect
@@ -28,7 +28,7 @@ ANALYST, ADMIN = "analyst-token-0123456789", "admin-token-0123456789"
 
 @pytest.fixture(params=["chdb"])
 def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None) -> Iterator[ClickHouse]:
+           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
     yield from open_engine(request, tmp_path, clickhouse_server)
 
 
