@@ -38,11 +38,21 @@ from schemas.kafka import KafkaSettings
 
 KAFKA_VERSION = os.environ.get("CALIPER_TEST_KAFKA_VERSION", "4.1.1")
 REPLICATION_ENV = "CALIPER_KAFKA__REPLICATION_FACTOR"
+# a test that asks for one of these (itself or through its fixtures) needs a Kafka broker: marked ``kafka``
+KAFKA_FIXTURES = frozenset({"kafka_bootstrap", "kafka_distribution"})
 HYPOTHESIS_PROFILE = load_profile()  # before the test modules are imported: their @settings derive from it
 
 
 def pytest_report_header() -> str:
     return f"hypothesis profile: {HYPOTHESIS_PROFILE}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``kafka`` every test that needs the broker, from the fixtures it uses: ``make test-fast`` leaves them
+    out with ``-m "not kafka and not stack"`` (``stack``, a running pipeline, is marked by its test modules)."""
+    for item in items:
+        if KAFKA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kafka)
 
 
 def docker_engine_reachable() -> bool:

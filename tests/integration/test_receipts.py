@@ -32,7 +32,7 @@ from schemas.jobs import JobIds
 from schemas.kafka import Source
 from sinks.settings import SinkSettings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
 
 @pytest.fixture(scope="module")
