@@ -42,6 +42,7 @@ class SharedEngine:
         self._keeper: ClickHouse | None = None
         self._copy: list[str] = []  # the template's CREATE statements, in an order that creates them all
         self.in_use: ClickHouseSettings | None = None  # the database of the running test, if it has one
+        self._pristine: tuple[str, tuple[typing.Any, ...]] | None = None  # the last copy, as it was made
 
     def settings(self, database: str) -> ClickHouseSettings:
         return ClickHouseSettings(data_path=self.data_path, database=database)
@@ -83,19 +84,57 @@ class SharedEngine:
         return ordered
 
     def fresh_database(self, database: str = "learning") -> ClickHouseSettings:
-        """Drop every database the previous tests created (``database`` and any other, such as a second one a
-        test migrated itself), then create ``database`` as a copy of the template: the migrated schema
-        (``schema_migrations`` included) with no rows."""
+        """``database`` as a copy of the template (the migrated schema, ``schema_migrations`` included, no rows),
+        and no other database a previous test created (such as a second one it migrated itself).
+
+        The copy the previous test got is kept when that test changed nothing (its tables, their files on disk
+        and the list of databases are as they were copied: a test that only read); else every database of the
+        previous tests is dropped and the template copied anew."""
+        keeper = self.open()
+        if self._pristine is not None and self._pristine == (database, self._fingerprint(database)):
+            return self.settings(database)
+        self._pristine = None
+        self._drop_test_databases()
+        keeper.command(f"CREATE DATABASE {database}")
+        for sql in self._copy:
+            keeper.command(_in_database(sql, database))
+        keeper.command(f"INSERT INTO {database}.schema_migrations SELECT * FROM {TEMPLATE_DATABASE}.schema_migrations")
+        self._pristine = (database, self._fingerprint(database))
+        return self.settings(database)
+
+    def empty_database(self, database: str = "learning") -> ClickHouseSettings:
+        """``database`` created empty (no migration applied), and no other database a previous test created."""
+        self.open()
+        self._pristine = None
+        self._drop_test_databases()
+        return self.settings(database)
+
+    def _drop_test_databases(self) -> None:
         keeper = self.open()
         _, rows = keeper.query_rows("SELECT name FROM system.databases WHERE name NOT IN {keep:Array(String)}",
                                     {"keep": [*ENGINE_DATABASES, TEMPLATE_DATABASE]})
         for (name,) in rows:
             keeper.command(f"DROP DATABASE `{name}` SYNC")
-        keeper.command(f"CREATE DATABASE {database}")
-        for sql in self._copy:
-            keeper.command(_in_database(sql, database))
-        keeper.command(f"INSERT INTO {database}.schema_migrations SELECT * FROM {TEMPLATE_DATABASE}.schema_migrations")
-        return self.settings(database)
+        _, rows = keeper.query_rows("SELECT name FROM system.tables WHERE database = 'default'")
+        for (name,) in rows:  # the engine's default database stays, but not what a test created in it
+            keeper.command(f"DROP TABLE default.`{name}` SYNC")
+
+    def _fingerprint(self, database: str) -> tuple[typing.Any, ...]:
+        """What a test may change: the databases and their tables, the definitions and parts of the tables of
+        ``database``, and the files of their data (rows, deduplication logs, mutations)."""
+        keeper = self.open()
+        _, other_tables = keeper.query_rows(
+            "SELECT database, name FROM system.tables WHERE database NOT IN {other:Array(String)} "
+            "ORDER BY database, name", {"other": ["system", "INFORMATION_SCHEMA", "information_schema", database]})
+        _, created = keeper.query_rows("SELECT name FROM system.databases ORDER BY name")
+        _, tables = keeper.query_rows("SELECT name, create_table_query, data_paths FROM system.tables "
+                                      "WHERE database = {db:String} ORDER BY name", {"db": database})
+        _, parts = keeper.query_rows("SELECT table, name, active FROM system.parts WHERE database = {db:String} "
+                                     "ORDER BY table, name", {"db": database})
+        files = sorted((str(found), found.stat().st_size) for _, _, paths in tables for path in paths
+                       for found in Path(path).rglob("*") if found.is_file())
+        return (tuple(created), tuple(other_tables), tuple((name, sql) for name, sql, _ in tables), tuple(parts),
+                tuple(files))
 
     def release(self) -> None:
         if self._keeper is not None:
@@ -146,7 +185,11 @@ def open_engine(request: pytest.FixtureRequest, tmp_path: Path,
         finally:
             clickhouse.close()
         return
-    shared: SharedEngine = request.getfixturevalue("chdb_engine")
+    yield from learning_database(request.getfixturevalue("chdb_engine"))
+
+
+def learning_database(shared: SharedEngine) -> Iterator[ClickHouse]:
+    """A client on a fresh ``learning`` database of the session engine (``engine_settings`` names it meanwhile)."""
     shared.in_use = shared.fresh_database("learning")
     clickhouse = connect(shared.in_use)
     try:

@@ -41,3 +41,36 @@ def test_a_fresh_database_holds_no_rows_and_no_other_database_of_a_previous_test
         assert second.scalar("SELECT count() FROM learning.learning_facts") == 1
     finally:
         second.close()
+
+
+def test_a_copy_a_test_only_read_is_kept_and_one_it_changed_is_made_anew(chdb_engine: SharedEngine) -> None:
+    def uuid_of_the_fact_table() -> str:
+        client = connect(chdb_engine.fresh_database("learning"))
+        try:
+            return str(client.scalar("SELECT uuid FROM system.tables "
+                                     "WHERE database = 'learning' AND name = 'learning_facts'"))
+        finally:
+            client.close()
+
+    read = uuid_of_the_fact_table()
+    assert uuid_of_the_fact_table() == read  # nothing changed: the same copy
+    client = connect(chdb_engine.fresh_database("learning"))
+    try:
+        insert(client, [make_fact(1)], "kept-token")
+        client.command("TRUNCATE TABLE learning.learning_facts")  # no row left, but the token was seen
+    finally:
+        client.close()
+    client = connect(chdb_engine.fresh_database("learning"))
+    try:
+        assert client.scalar("SELECT uuid FROM system.tables "
+                             "WHERE database = 'learning' AND name = 'learning_facts'") != read
+        insert(client, [make_fact(1)], "kept-token")
+        assert client.scalar("SELECT count() FROM learning.learning_facts") == 1
+        client.command("CREATE TABLE default.left_behind (x UInt8) ENGINE = Memory")
+    finally:
+        client.close()
+    client = connect(chdb_engine.fresh_database("learning"))
+    try:
+        assert client.scalar("SELECT count() FROM system.tables WHERE database = 'default'") == 0
+    finally:
+        client.close()
