@@ -2,11 +2,13 @@
 available), facts to insert, and inserting them the way the loader does.
 
 chDB hosts one engine (one data path) per process, and opening it and applying the migrations cost more than most
-tests that use it. So a test session has one engine (``SharedEngine``, the ``chdb_engine`` fixture) whose
-template database holds the migrated schema, built once; each test gets a fresh database copied from it
-(``SharedEngine.fresh_database``: the previous test's database of that name is dropped first), so no test sees
-another's rows. Tests that open chDB on a data path of their own still can: before such a test the session engine
-is released (tests/conftest.py), and reopened for the next test that asks for it."""
+tests that use it. So a test session has one engine (``SharedEngine``, the ``chdb_engine`` fixture; each
+pytest-xdist worker has its own) whose template database holds the migrated schema, built once; each test gets a
+``learning`` database of its own, copied from the template (``SharedEngine.fresh_database``: every database the
+previous tests created is dropped first; a copy the previous test left unchanged is kept, as copying it again
+would give the same). No test sees another's rows. The database keeps the name ``learning``, the sink's default,
+which the tests' SQL names. Tests that open chDB on a data path of their own still can: before such a test the
+session engine is released (tests/conftest.py), and reopened for the next test that asks for it."""
 
 from __future__ import annotations
 
