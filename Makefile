@@ -1,12 +1,18 @@
 # Two commands for a fresh machine with Python 3.11+, Java 17+ and Maven:
 #   make run   - install everything, start the local stack (real Kafka + embedded ClickHouse) and run the demo
 #   make test  - install everything and run the whole test suite
+# and, while developing, make test-fast: the tests that need neither the Kafka broker nor a running stack, with
+# the dev Hypothesis profile (few examples per property)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint typecheck check clean
+# pytest's exit 5 ("no test ran") is a failure, and says so
+PYTEST_NONE_RAN = { status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "pytest ran no test: that is a failure" >&2; fi; exit $$status; }
+
+.PHONY: install run test test-fast lint typecheck check clean
 
 install: $(VENV)/.installed
 
@@ -21,8 +27,10 @@ run: install
 	$(BIN)/caliper-pipeline up --demo
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS) || { status=$$?; \
-	  if [ $$status -eq 5 ]; then echo "pytest ran no test: that is a failure" >&2; fi; exit $$status; }
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest $(PYTEST_ARGS) || $(PYTEST_NONE_RAN)
+
+test-fast: install
+	HYPOTHESIS_PROFILE=dev $(BIN)/python -m pytest -m "not kafka and not stack" $(PYTEST_ARGS) || $(PYTEST_NONE_RAN)
 
 lint: install
 	$(BIN)/ruff check .

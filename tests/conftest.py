@@ -9,7 +9,12 @@ Kafka, in order of preference:
    ``min.insync.replicas`` 2, and ``CALIPER_KAFKA__REPLICATION_FACTOR`` set for the pipelines the tests start).
 
 ClickHouse: ``CALIPER_TEST_CLICKHOUSE_HOST`` (a server), else the official ``clickhouse/clickhouse-server``
-image through testcontainers when Docker is reachable, else embedded chDB in a temporary directory.
+image through testcontainers when Docker is reachable, else embedded chDB in a temporary directory. Embedded chDB:
+one engine per test session (``chdb_engine``), a fresh database copied from its migrated template for each test
+that uses it (``sink_fixtures.SharedEngine``).
+
+Hypothesis: the profile named by ``HYPOTHESIS_PROFILE`` (``ci`` by default, ``dev`` for ``make test-fast``; see
+``hypothesis_profiles``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis_profiles import load_profile
+from sink_fixtures import SESSION_ENGINE, SharedEngine
 
 from caliper_pipeline.local_cluster import LocalKafkaCluster
 from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution, LocalKafkaBroker
@@ -31,6 +38,21 @@ from schemas.kafka import KafkaSettings
 
 KAFKA_VERSION = os.environ.get("CALIPER_TEST_KAFKA_VERSION", "4.1.1")
 REPLICATION_ENV = "CALIPER_KAFKA__REPLICATION_FACTOR"
+# a test that asks for one of these (itself or through its fixtures) needs a Kafka broker: marked ``kafka``
+KAFKA_FIXTURES = frozenset({"kafka_bootstrap", "kafka_distribution"})
+HYPOTHESIS_PROFILE = load_profile()  # before the test modules are imported: their @settings derive from it
+
+
+def pytest_report_header() -> str:
+    return f"hypothesis profile: {HYPOTHESIS_PROFILE}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``kafka`` every test that needs the broker, from the fixtures it uses: ``make test-fast`` leaves them
+    out with ``-m "not kafka and not stack"`` (``stack``, a running pipeline, is marked by its test modules)."""
+    for item in items:
+        if KAFKA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kafka)
 
 
 def docker_engine_reachable() -> bool:
@@ -116,3 +138,24 @@ def clickhouse_server(docker_available: bool) -> Iterator[dict[str, object] | No
                    "username": container.username, "password": container.password}
         return
     yield None
+
+
+@pytest.fixture(scope="session")
+def chdb_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedEngine]:
+    """The session's embedded ClickHouse engine (one per process: each pytest-xdist worker has its own)."""
+    shared = SharedEngine(tmp_path_factory.mktemp("chdb-session") / "chdb")
+    shared.open()
+    SESSION_ENGINE.current = shared
+    try:
+        yield shared
+    finally:
+        SESSION_ENGINE.current = None
+        shared.release()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """chDB opens one data path per process: before a test that does not ask for the session engine (it may open
+    chDB on a path of its own), the session engine's own client is closed; the next test that asks reopens it."""
+    if SESSION_ENGINE.current is not None and "chdb_engine" not in getattr(item, "fixturenames", ()):
+        SESSION_ENGINE.current.release()

@@ -25,7 +25,7 @@ from pipeline_harness import FULL_PROOF, LoadRun, LocalPipeline, assert_exactly_
 
 from caliper_pipeline.local_kafka import KafkaDistribution, LocalKafkaBroker
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.stack]
 
 RATE = 300.0  # events/s: far below this machine's maximum, so each test measures recovery, not saturation
 LOAD_SECONDS = 40.0 if FULL_PROOF else 16.0

@@ -35,7 +35,7 @@ from caliper_pipeline.local_cluster import LocalKafkaCluster
 from caliper_pipeline.local_kafka import KafkaDistribution
 from caliper_pipeline.settings import Settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.stack]
 
 PARTITIONS = 6
 RATE = 200.0  # events/s over 16 senders: each sender's next request waits for the answer to its last

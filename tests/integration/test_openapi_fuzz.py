@@ -30,7 +30,7 @@ from caliper_pipeline.processes import ChildProcess  # noqa: E402
 from gateway.openapi import openapi_document  # noqa: E402
 from gateway.settings import GatewaySettings  # noqa: E402
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.stack]
 
 FULL_PROOF = os.environ.get("CALIPER_FULL_PROOF") == "1"
 EXAMPLES_PER_OPERATION = 800 if FULL_PROOF else 160

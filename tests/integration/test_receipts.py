@@ -27,7 +27,7 @@ from gateway.clients import ClientRegistry
 from schemas.kafka import Source
 from sinks.settings import SinkSettings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
 
 @pytest.fixture(scope="module")

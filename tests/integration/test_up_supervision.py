@@ -26,7 +26,7 @@ from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution, free_port
 from caliper_pipeline.processes import die_with_parent
 from gateway.settings import GatewaySettings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.stack]
 
 
 @dataclass

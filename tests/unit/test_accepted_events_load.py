@@ -27,7 +27,6 @@ import math
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -37,6 +36,7 @@ from caliper_corpus import wrap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from seed_payloads import seed_activity_event, seed_hub_event
+from sink_fixtures import SharedEngine, learning_database
 
 from gateway.ingest import envelope_events, hub_event
 from gateway.tokens import Caller
@@ -47,10 +47,8 @@ from schemas.codec import LearningFactCodec
 from schemas.hub import validate_hub_event
 from schemas.limits import DATETIME64_MAX, DATETIME64_MIN, DEFAULT_LIMITS, FORBIDDEN_CHARACTER, INT64_MAX, INT64_MIN
 from schemas.records import LEARNING_FACT_FIELDS, LearningFact, RawEvent
-from sinks.clickhouse import ClickHouse, connect
+from sinks.clickhouse import ClickHouse
 from sinks.errors import ClickHouseQueryError
-from sinks.migrations import Layout, apply_migrations
-from sinks.settings import ClickHouseSettings
 from sinks.tables import FACT_INPUT_TABLE, FACT_TABLE, column_for, facts_to_arrow
 from sinks.writer import INSERT_SETTINGS
 from streams.normalizers import NormalizeOptions, normalize_with
@@ -71,12 +69,8 @@ _tokens = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]:
-    settings = ClickHouseSettings(data_path=Path(tmp_path_factory.mktemp("accepted-load")) / "chdb")
-    target = connect(settings, create_database=True)
-    apply_migrations(target, Layout("learning"))
-    yield target
-    target.close()
+def engine(chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
+    yield from learning_database(chdb_engine)
 
 
 _SELECT = ", ".join(f"toUnixTimestamp64Milli({column_for(name)})" if name.endswith("_ms")
@@ -419,8 +413,7 @@ def caliper_events(draw: st.DrawFn) -> tuple[dict[str, Any], str | None]:
     return event, hostile
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=st.one_of(timeback_events(), caliper_events(), hub_events()))
 def test_every_accepted_event_normalizes_and_loads(engine: ClickHouse,
                                                    case: tuple[dict[str, Any], str | None]) -> None:

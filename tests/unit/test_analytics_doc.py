@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from docs_dataset import load
+from sink_fixtures import SharedEngine
 
 from sinks.clickhouse import connect
-from sinks.migrations import Layout, apply_migrations
 from sinks.queries import AnalystQueries
-from sinks.settings import ClickHouseSettings, QueryLimits
+from sinks.settings import QueryLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "analytics.md").read_text()
@@ -40,10 +40,9 @@ def test_the_readme_shows_only_queries_the_page_answers() -> None:
 
 
 @pytest.fixture(scope="module")
-def analyst(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnalystQueries]:
-    settings = ClickHouseSettings(data_path=tmp_path_factory.mktemp("chdb") / "db")
-    owner = connect(settings, create_database=True)
-    apply_migrations(owner, Layout("learning"))
+def analyst(chdb_engine: SharedEngine) -> Iterator[AnalystQueries]:
+    settings = chdb_engine.fresh_database("learning")
+    owner = connect(settings)
     load(owner)
     queries = AnalystQueries(settings, QueryLimits())
     yield queries

@@ -73,7 +73,7 @@ def same(left: Any, right: Any) -> bool:
     return bool(left == right)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(records_of(LearningFact))
 def test_a_fact_is_written_byte_for_byte_as_fastavro_writes_it(fact: LearningFact) -> None:
     message = FACTS.encode_record(fact)
@@ -81,7 +81,7 @@ def test_a_fact_is_written_byte_for_byte_as_fastavro_writes_it(fact: LearningFac
     assert same(FACTS.decode(message), fastavro_record(FACTS, message))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(records_of(RawEvent))
 def test_a_raw_event_is_written_and_read_as_fastavro_does(event: RawEvent) -> None:
     message = RAWS.encode_record(event)
@@ -121,7 +121,6 @@ def test_a_dict_missing_a_field_takes_its_default_through_fastavro() -> None:
     assert RAWS.decode_record(RAWS.encode(record)).tenant_timezone == "UTC"
 
 
-@settings(max_examples=300, deadline=None)
 @given(records_of(RawEvent), st.data())
 def test_a_damaged_message_reads_as_fastavro_reads_it(event: RawEvent, data: st.DataObject) -> None:
     message = bytearray(RAWS.encode_record(event))
@@ -185,7 +184,6 @@ every_type = st.fixed_dictionaries({
     "od": st.none() | doubles, "ob": st.none() | st.booleans()})
 
 
-@settings(max_examples=300, deadline=None)
 @given(every_type, st.data())
 def test_every_compiled_type_reads_and_writes_as_fastavro(record: dict[str, Any], data: st.DataObject) -> None:
     encode, decode = compile_encoder(EVERY_TYPE, attributes=False), compile_decoder(EVERY_TYPE)

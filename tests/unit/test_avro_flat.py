@@ -9,7 +9,7 @@ from typing import Any
 
 import fastavro
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from caliper_pipeline.samples import envelope, generic_caliper_event, timeback_activity_event, timeback_time_spent_event
@@ -38,7 +38,6 @@ def raw_events(draw: st.DrawFn) -> RawEvent:
     return RawEvent(**longs, **texts, payload=draw(st.binary(max_size=2000)))  # type: ignore[arg-type]
 
 
-@settings(max_examples=400, deadline=None)
 @given(raw_events())
 def test_the_flat_writer_writes_what_fastavro_writes(event: RawEvent) -> None:
     record = {name: getattr(event, name) for name in RAW_EVENT_FIELDS}
@@ -46,7 +45,6 @@ def test_the_flat_writer_writes_what_fastavro_writes(event: RawEvent) -> None:
     assert CODEC.decode_record(CODEC.encode_record(event)) == event
 
 
-@settings(max_examples=200, deadline=None)
 @given(raw_events(), st.sets(st.sampled_from(RAW_EVENT_FIELDS)))
 def test_a_bound_writer_writes_what_encode_record_writes(event: RawEvent, constant: set[str]) -> None:
     variable = tuple(name for name in RAW_EVENT_FIELDS if name not in constant)
@@ -107,7 +105,6 @@ OPTIONAL_SCHEMA = fastavro.parse_schema({"type": "record", "name": "WithOptional
 ]})
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.fixed_dictionaries({
     "tenant": TEXT, "job_id": st.none() | TEXT, "count": st.none() | LONGS, "flag": st.none() | st.booleans(),
     "blob": st.none() | st.binary(max_size=50),

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import BRANCHES, examples
 
 from streams.normalizers.base import CONSUMED, ConversionSet, FieldRule, integer, millis, text
 from streams.normalizers.caliper import COMMON, CONVERSION_SETS
@@ -113,7 +114,7 @@ def same_conversion(conversion: ConversionSet, document: dict[str, Any], zone: A
 
 @pytest.mark.parametrize("conversion", SETS, ids=[c.name for c in SETS])
 def test_the_compiled_conversion_equals_the_interpreted_rules(conversion: ConversionSet) -> None:
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(suppress_health_check=[HealthCheck.too_slow])
     @given(documents_for(conversion), st.sampled_from(ZONES))
     def check(document: dict[str, Any], zone: Any) -> None:
         same_conversion(conversion, document, zone)
@@ -121,7 +122,7 @@ def test_the_compiled_conversion_equals_the_interpreted_rules(conversion: Conver
     check()
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(BRANCHES))
 @given(st.dictionaries(st.sampled_from("abcd"), nested, max_size=4), st.sampled_from(ZONES))
 def test_every_branch_of_the_compiler_equals_the_interpreted_rules(document: dict[str, Any], zone: Any) -> None:
     same_conversion(SYNTHETIC, document, zone)

@@ -13,6 +13,7 @@ from pathlib import Path
 import fastavro
 import pytest
 from fastavro.schema import parse_schema
+from sink_fixtures import SharedEngine, learning_database
 
 from schemas.avro_gen import catalog_versions
 from schemas.codec import SINGLE_OBJECT_MARKER, LearningFactCodec, crc64_fingerprint
@@ -21,7 +22,6 @@ from schemas.records import LearningFact, fact_id_for
 from sinks.batches import BatchSink
 from sinks.clickhouse import ClickHouse, connect
 from sinks.migrations import MIGRATIONS_DIR, Layout, apply_migrations, discover, render
-from sinks.settings import ClickHouseSettings
 from sinks.tables import FACT_COLUMNS, fact_records
 
 DAY_MS = 1_700_006_400_000
@@ -29,11 +29,8 @@ KEY = b"student-key"
 
 
 @pytest.fixture
-def target(tmp_path: Path) -> Iterator[ClickHouse]:
-    engine = connect(ClickHouseSettings(data_path=tmp_path / "chdb"), create_database=True)
-    apply_migrations(engine, Layout("learning"))
-    yield engine
-    engine.close()
+def target(chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
+    yield from learning_database(chdb_engine)
 
 
 def fact(number: int, tenant: str = "school-a") -> LearningFact:
@@ -109,13 +106,14 @@ def test_a_batch_mixing_v1_and_v2_writers_is_loaded_with_each_ones_values(target
     assert v1_read == replace(facts[1], student_key="")  # the Python decoder gives the reader's default too
 
 
-def test_the_migration_adds_the_column_in_place_on_a_database_of_v1_rows(tmp_path: Path) -> None:
+def test_the_migration_adds_the_column_in_place_on_a_database_of_v1_rows(tmp_path: Path,
+                                                                         chdb_engine: SharedEngine) -> None:
     before = tmp_path / "before"
     before.mkdir()
     for migration in discover():
         if migration.version < 4:
             shutil.copy(migration.path, before / migration.path.name)
-    engine = connect(ClickHouseSettings(data_path=tmp_path / "chdb"), create_database=True)
+    engine = connect(chdb_engine.empty_database("learning"), create_database=True)
     try:
         assert apply_migrations(engine, Layout("learning"), before) == [1, 2, 3]
         engine.command("INSERT INTO learning.learning_facts (fact_id, tenant, event_id, student_id, event_time) "

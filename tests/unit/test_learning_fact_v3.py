@@ -16,6 +16,7 @@ import orjson
 import pytest
 from fastavro.schema import parse_schema
 from seed_payloads import seed_activity_event, seed_hub_event, with_value
+from sink_fixtures import SharedEngine, learning_database
 
 from schemas.avro_gen import catalog_versions
 from schemas.codec import SINGLE_OBJECT_MARKER, LearningFactCodec, crc64_fingerprint
@@ -23,7 +24,6 @@ from schemas.records import LearningFact, RawEvent, fact_id_for
 from sinks.batches import BatchSink
 from sinks.clickhouse import ClickHouse, connect
 from sinks.migrations import MIGRATIONS_DIR, Layout, apply_migrations, discover, render
-from sinks.settings import ClickHouseSettings
 from sinks.tables import FACT_COLUMNS, fact_records
 from streams.normalizers import NormalizeOptions, normalize_with
 
@@ -33,11 +33,8 @@ NEW_FIELDS = {"event_date_days", "tenant_timezone", "date_created_ms", "actor_id
 
 
 @pytest.fixture
-def target(tmp_path: Path) -> Iterator[ClickHouse]:
-    engine = connect(ClickHouseSettings(data_path=tmp_path / "chdb"), create_database=True)
-    apply_migrations(engine, Layout("learning"))
-    yield engine
-    engine.close()
+def target(chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
+    yield from learning_database(chdb_engine)
 
 
 def raw(source: str, payload: dict[str, typing.Any], tenant: str, zone: str) -> RawEvent:
@@ -143,13 +140,13 @@ def test_a_batch_mixing_v2_and_v3_writers_is_loaded_with_each_ones_values(target
             assert (row["tenant_timezone"], row["learner_role"]) == ("America/Sao_Paulo", fact.learner_role)
 
 
-def test_migration_006_on_a_database_of_v2_rows(tmp_path: Path) -> None:
+def test_migration_006_on_a_database_of_v2_rows(tmp_path: Path, chdb_engine: SharedEngine) -> None:
     before = tmp_path / "before"
     before.mkdir()
     for migration in discover():
         if migration.version < 6:
             shutil.copy(migration.path, before / migration.path.name)
-    engine = connect(ClickHouseSettings(data_path=tmp_path / "chdb"), create_database=True)
+    engine = connect(chdb_engine.empty_database("learning"), create_database=True)
     try:
         assert apply_migrations(engine, Layout("learning"), before) == [1, 2, 3, 4, 5]
         engine.command(

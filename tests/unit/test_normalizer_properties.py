@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import EXPENSIVE, examples
 
 from gateway.ingest import envelope_events, hub_event
 from gateway.tokens import Caller
@@ -127,7 +128,7 @@ def hub_raw(payload: dict[str, Any]) -> RawEvent:
     return hub_event(payload, CALLER, RECEIVED_MS).event
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(EXPENSIVE), suppress_health_check=[HealthCheck.too_slow])
 @given(hub_events(), st.integers(0, 2**32))
 def test_any_valid_hub_event_normalizes_deterministically(event: dict[str, Any], seed: int) -> None:
     parsed, problems = validate_hub_event(copy.deepcopy(event))
@@ -180,7 +181,7 @@ def caliper_raw(payload: dict[str, Any]) -> RawEvent:
     return envelope_events(envelope, CALLER, RECEIVED_MS)[0].event
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(EXPENSIVE), suppress_health_check=[HealthCheck.too_slow])
 @given(generic_events(), st.integers(0, 2**32))
 def test_any_valid_generic_caliper_event_normalizes_deterministically(event: dict[str, Any], seed: int) -> None:
     assert validate_caliper_item(copy.deepcopy(event)) == []
@@ -221,7 +222,7 @@ def timeback_events(draw: st.DrawFn) -> dict[str, Any]:
                           "items": items}}
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(EXPENSIVE), suppress_health_check=[HealthCheck.too_slow])
 @given(timeback_events(), st.integers(0, 2**32))
 def test_any_valid_timeback_event_through_the_gateway_normalizes_deterministically(event: dict[str, Any],
                                                                                   seed: int) -> None:

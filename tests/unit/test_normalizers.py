@@ -10,6 +10,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import EXPENSIVE, examples
 from seed_payloads import CONTEXT, USER, seed_activity_event, seed_hub_event, with_value
 
 from schemas.errors import NormalizationError
@@ -456,7 +457,7 @@ def timeback_events(draw: st.DrawFn) -> dict[str, Any]:
     return event
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(EXPENSIVE))
 @given(timeback_events())
 def test_any_valid_timeback_event_normalizes_deterministically(event: dict[str, Any]) -> None:
     first = one_fact("timeback", event)

@@ -20,7 +20,7 @@ import pytest
 from caliper_corpus import VALID_FILES, load, wrap
 from pydantic import SecretStr
 from seed_payloads import CONTEXT, seed_activity_event, seed_hub_event, with_value
-from sink_fixtures import DAY_MS, insert, make_fact, open_engine, scalar
+from sink_fixtures import DAY_MS, SharedEngine, insert, make_fact, open_engine, scalar
 
 from gateway.ingest import envelope_events, hub_event
 from gateway.tokens import Caller
@@ -47,7 +47,7 @@ RAW_TOPIC = "caliper.raw.caliper"
 
 @pytest.fixture(params=["chdb"])
 def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None) -> Iterator[ClickHouse]:
+           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
     yield from open_engine(request, tmp_path, clickhouse_server)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sink_fixtures import make_fact, open_engine
+from sink_fixtures import SharedEngine, make_fact, open_engine
 
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.jobs import job_records
@@ -41,7 +41,7 @@ NOW = int(time.time() * 1000)  # job records are kept 30 days: older ones expire
 
 @pytest.fixture(params=["chdb"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None) -> Iterator[ClickHouse]:
+           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
     yield from open_engine(request, tmp_path, clickhouse_server)
 
 

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
-from sink_fixtures import engine_settings, insert, make_fact, open_engine
+from sink_fixtures import SharedEngine, engine_settings, insert, make_fact, open_engine
 
 from caliper_pipeline.local_kafka import free_port
 from caliper_pipeline.sink_client import SinkClient, SinkClientError, SinkQueryError, SinkUnreachableError
@@ -29,7 +29,8 @@ ANALYST, ADMIN = "analyst-token-for-the-client-test", "admin-token-for-the-clien
 
 
 @pytest.fixture(params=["chdb"])  # the HTTP contract does not depend on the engine
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClickHouse]:
+def target(request: pytest.FixtureRequest, tmp_path: Path,
+           chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
     yield from open_engine(request, tmp_path, None)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
-from sink_fixtures import make_fact, open_engine, scalar
+from sink_fixtures import SharedEngine, make_fact, open_engine, scalar
 
 from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
@@ -31,7 +31,7 @@ CODEC = LearningFactCodec()
 
 @pytest.fixture(params=["chdb"])
 def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None) -> Iterator[ClickHouse]:
+           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
     yield from open_engine(request, tmp_path, clickhouse_server)
 
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sink_fixtures import DAY_MS, insert, make_fact, open_engine, scalar
+from sink_fixtures import DAY_MS, SharedEngine, insert, make_fact, open_engine, scalar
 
 from schemas.codec import LearningFactCodec
 from schemas.privacy import student_key_for
@@ -28,7 +28,7 @@ KEY = b"student-key-secret"
 
 @pytest.fixture(params=["chdb", "server"])
 def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None) -> Iterator[ClickHouse]:
+           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
     yield from open_engine(request, tmp_path, clickhouse_server)
 
 
@@ -186,7 +186,7 @@ def test_facts_of_an_erased_student_that_arrive_later_are_dropped_at_load(target
     assert scalar(target, "SELECT count() FROM learning.learning_facts WHERE student_id = 'student-2'") == 1
 
 
-def test_no_clear_student_id_in_the_mutation_log_or_files(target: ClickHouse, tmp_path: Path) -> None:
+def test_no_clear_student_id_in_the_mutation_log_or_files(target: ClickHouse) -> None:
     """Issue 11 finding 8: the student id stayed in clear in system.mutations and the engine's mutation files."""
     secret_id = "student-Zq9-clear-id"
     insert(target, [keyed(make_fact(1, student_id=secret_id)), keyed(make_fact(2, student_id="other"))], "a")
@@ -194,7 +194,9 @@ def test_no_clear_student_id_in_the_mutation_log_or_files(target: ClickHouse, tm
     _, mutations = target.query_rows("SELECT command FROM system.mutations WHERE database = 'learning'")
     assert mutations and not any(secret_id in str(row) for row in mutations)
     if target.embedded:
-        mutation_files = list((tmp_path / "chdb").rglob("mutation_*.txt"))
+        (paths,) = target.query_rows("SELECT data_paths FROM system.tables "
+                                     "WHERE database = 'learning' AND name = 'learning_facts'")[1][0]
+        mutation_files = [found for path in paths for found in Path(path).rglob("mutation_*.txt")]
         assert mutation_files and not any(secret_id.encode() in f.read_bytes() for f in mutation_files)
 
 

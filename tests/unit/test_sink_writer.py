@@ -12,7 +12,7 @@ from pathlib import Path
 import fastavro
 import pytest
 from fastavro.schema import parse_schema
-from sink_fixtures import DAY_MS, make_fact, open_engine, scalar
+from sink_fixtures import DAY_MS, SharedEngine, make_fact, open_engine, scalar
 
 from schemas.codec import LearningFactCodec
 from schemas.records import LearningFact
@@ -29,7 +29,7 @@ CODEC = LearningFactCodec()
 
 @pytest.fixture(params=["chdb"])
 def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None) -> Iterator[ClickHouse]:
+           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
     yield from open_engine(request, tmp_path, clickhouse_server)
 
 

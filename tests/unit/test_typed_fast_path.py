@@ -17,6 +17,7 @@ import orjson
 from caliper_corpus import VALID_FILES, wrap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import WIDE, examples
 from seed_payloads import seed_activity_event, seed_hub_event
 from test_normalizer_properties import hub_events, timeback_events
 
@@ -105,7 +106,7 @@ def outcome(normalizer: Any, source: str, payload: dict[str, Any], timezone: str
 zones = st.sampled_from(["UTC", "America/Sao_Paulo", "Asia/Kolkata"])
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(hub_events(), zones)
 def test_a_valid_hub_event_is_read_fast_into_the_same_fact(event: dict[str, Any], timezone: str) -> None:
     assert hub_typed(copy.deepcopy(event)) is not None
@@ -113,14 +114,14 @@ def test_a_valid_hub_event_is_read_fast_into_the_same_fact(event: dict[str, Any]
                                                                             False)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(WIDE), suppress_health_check=[HealthCheck.too_slow])
 @given(damaged(hub_events() | st.builds(seed_hub_event)), zones)
 def test_a_damaged_hub_event_has_the_same_outcome_both_ways(event: dict[str, Any], timezone: str) -> None:
     assert outcome(normalize_hub, "hub", event, timezone, True) == outcome(normalize_hub, "hub", event, timezone,
                                                                             False)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(timeback_events(), zones)
 def test_a_valid_timeback_event_is_read_fast_into_the_same_fact(event: dict[str, Any], timezone: str) -> None:
     assert timeback_typed(copy.deepcopy(event)) is not None
@@ -128,7 +129,7 @@ def test_a_valid_timeback_event_is_read_fast_into_the_same_fact(event: dict[str,
         normalize_timeback, "timeback", event, timezone, False)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(WIDE), suppress_health_check=[HealthCheck.too_slow])
 @given(damaged(timeback_events() | st.builds(seed_activity_event)), zones)
 def test_a_damaged_timeback_event_has_the_same_outcome_both_ways(event: dict[str, Any], timezone: str) -> None:
     assert outcome(normalize_timeback, "timeback", event, timezone, True) == outcome(
