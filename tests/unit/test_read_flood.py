@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from gateway_doubles import FakeReader, gateway, gateway_settings
 from pydantic import SecretStr
-from sink_fixtures import engine_settings, open_engine
+from sink_fixtures import SharedEngine, engine_settings, open_engine
 
 from gateway.settings import READ_SCOPE
 from schemas.kafka import KafkaSettings
@@ -53,9 +53,10 @@ class StuckReads:
 
 
 @pytest.fixture(params=["chdb"])
-async def sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-               request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, StuckReads, SinkLoader]]:
-    target = next(open_engine(request, tmp_path, None))
+async def sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+               chdb_engine: SharedEngine) -> AsyncIterator[tuple[str, StuckReads, SinkLoader]]:
+    opened = open_engine(request, tmp_path, None)
+    target = next(opened)
     stuck = StuckReads()
     monkeypatch.setattr(ClickHouseEventReader, "read_blocking",
                         lambda reader, query: stuck.read_blocking(reader, query))
@@ -77,7 +78,7 @@ async def sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         queries.close()
         reads.close()
         loader.threads.close()
-        target.close()
+        opened.close()
 
 
 async def _read(session: aiohttp.ClientSession, url: str, tenant: str) -> tuple[int, dict[str, Any]]:

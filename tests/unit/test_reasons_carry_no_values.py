@@ -18,7 +18,7 @@ from caliper_corpus import wrap
 from gateway_doubles import GatewayHarness, gateway, gateway_settings
 from pydantic import SecretStr
 from seed_payloads import CONTEXT, seed_activity_event, seed_hub_event, with_value
-from sink_fixtures import open_engine
+from sink_fixtures import SharedEngine, open_engine
 from test_validation_limits import grade_event
 
 import streams.processor
@@ -142,7 +142,7 @@ def test_dead_letter_reasons_carry_no_value(monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.fixture(params=["chdb"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None) -> Iterator[ClickHouse]:
+           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
     yield from open_engine(request, tmp_path, clickhouse_server)
 
 

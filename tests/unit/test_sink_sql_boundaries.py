@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
-from sink_fixtures import engine_settings, insert, make_fact, open_engine
+from sink_fixtures import SharedEngine, engine_settings, insert, make_fact, open_engine
 
 from schemas.kafka import KafkaSettings
 from sinks.clickhouse import ClickHouse, connect
@@ -34,7 +34,7 @@ Client = TestClient[typing.Any, typing.Any]
 
 @pytest.fixture(params=["chdb"])
 def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None) -> Iterator[ClickHouse]:
+           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
     yield from open_engine(request, tmp_path, clickhouse_server)
 
 
