@@ -12,19 +12,25 @@ session engine is released (tests/conftest.py), and reopened for the next test t
 
 from __future__ import annotations
 
+import contextlib
 import typing
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from schemas.kafka import KafkaSettings
 from schemas.records import LearningFact, fact_id_for
 from sinks.clickhouse import ClickHouse, connect
 from sinks.errors import ClickHouseQueryError
+from sinks.http import SinkProcess, build_app
+from sinks.loader import SinkLoader
 from sinks.migrations import Layout, apply_migrations
-from sinks.settings import ClickHouseSettings
+from sinks.queries import AnalystQueries
+from sinks.settings import ClickHouseSettings, SinkSettings
 from sinks.tables import FACT_INPUT_TABLE, fact_records, facts_to_arrow
 from sinks.writer import INSERT_SETTINGS
 
@@ -221,3 +227,21 @@ def insert(clickhouse: ClickHouse, facts: list[LearningFact], token: str, table:
 
 def scalar(clickhouse: ClickHouse, sql: str) -> typing.Any:
     return clickhouse.scalar(sql)
+
+
+@contextlib.asynccontextmanager
+async def sink_test_client(target: ClickHouse, tmp_path: Path,
+                           settings: SinkSettings) -> AsyncIterator[TestClient[typing.Any, typing.Any]]:
+    """The sink's HTTP app over ``target`` (its loader never started) with ``settings``' tokens and limits, and a
+    client of it."""
+    clickhouse = engine_settings(tmp_path)
+    loader = SinkLoader(settings, KafkaSettings(bootstrap_servers="127.0.0.1:1"), target)
+    queries = AnalystQueries(clickhouse, settings.queries)
+    probe = connect(clickhouse)
+    app = build_app(SinkProcess(settings, clickhouse, target, loader, queries, probe, b"student-key-secret"))
+    try:
+        async with TestClient(TestServer(app)) as client:
+            yield client
+    finally:
+        queries.close()
+        probe.close()

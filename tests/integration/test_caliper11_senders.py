@@ -9,13 +9,12 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from pipeline_harness import LocalPipeline, start_pipeline
+from pipeline_harness import LocalPipeline
 
 from caliper_pipeline.bench.gateway import access_token
 from caliper_pipeline.receipts import wait_for_jobs
@@ -33,15 +32,6 @@ pytestmark = pytest.mark.integration
 
 SENSOR_SCRIPT = Path(__file__).with_name("ims_caliper_sensor.js")
 IMS_CALIPER = "ims-caliper@1.1.0"  # the newest release (Caliper 1.1)
-
-
-@pytest.fixture(scope="module")
-def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
-    started = start_pipeline(tmp_path_factory.mktemp("caliper11"), kafka_bootstrap=kafka_bootstrap)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def post(url: str, token: str, body: Any) -> tuple[int, dict[str, Any]]:

@@ -8,13 +8,12 @@ import asyncio
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from pipeline_harness import LocalPipeline, publish_as_a_laxer_gateway, start_pipeline
+from pipeline_harness import LocalPipeline, publish_as_a_laxer_gateway
 from pydantic import SecretStr
 
 from caliper_pipeline.bench.gateway import access_token
@@ -28,15 +27,6 @@ from schemas.kafka import Source
 from sinks.settings import SinkSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack]
-
-
-@pytest.fixture(scope="module")
-def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
-    started = start_pipeline(tmp_path_factory.mktemp("receipts"), kafka_bootstrap=kafka_bootstrap)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def post(url: str, token: str, body: Any) -> tuple[int, dict[str, Any], dict[str, str]]:

@@ -16,13 +16,12 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from pipeline_harness import LocalPipeline, publish_as_a_laxer_gateway, start_pipeline
+from pipeline_harness import LocalPipeline, publish_as_a_laxer_gateway
 
 from caliper_pipeline.samples import generic_caliper_event, timeback_activity_event
 from gateway.clients import ClientRegistry
@@ -71,15 +70,6 @@ def sdk_python(request: pytest.FixtureRequest) -> Path:
     shutil.rmtree(home / "venv", ignore_errors=True)
     os.replace(building, home / "venv")  # its python finds its packages from where it is: nothing to rewrite
     return python
-
-
-@pytest.fixture(scope="module")
-def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
-    started = start_pipeline(tmp_path_factory.mktemp("timeback-sdk"), kafka_bootstrap=kafka_bootstrap)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def run_sdk(python: Path, pipeline: LocalPipeline, sensor: str, ids: dict[str, str], failed_job: str) -> Any:

@@ -11,15 +11,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
-from sink_fixtures import SharedEngine, engine_settings, insert, make_fact, open_engine, scalar
+from sink_fixtures import SharedEngine, engine_settings, insert, make_fact, open_engine, scalar, sink_test_client
 
-from schemas.kafka import KafkaSettings
-from sinks.clickhouse import ClickHouse, connect
+from sinks.clickhouse import ClickHouse
 from sinks.errors import QueryCapacityError, QueryLimitError, QueryRejectedError
-from sinks.http import SinkProcess, build_app
-from sinks.loader import SinkLoader
 from sinks.queries import AnalystQueries
 from sinks.settings import ClickHouseSettings, QueryLimits, SinkSettings
 
@@ -202,17 +199,8 @@ async def sink_client(target: ClickHouse, tmp_path: Path) -> AsyncIterator[TestC
                     make_fact(2, event_type="ActivityEvent", student_id="student-2")], "a")
     settings = SinkSettings(analyst_token=SecretStr(ANALYST), admin_token=SecretStr(ADMIN),
                             queries=QueryLimits(max_execution_seconds=5, max_memory_bytes=256 << 20))
-    clickhouse = engine_settings(tmp_path)
-    loader = SinkLoader(settings, KafkaSettings(bootstrap_servers="127.0.0.1:1"), target)
-    queries = AnalystQueries(clickhouse, settings.queries)
-    probe = connect(clickhouse)
-    app = build_app(SinkProcess(settings, clickhouse, target, loader, queries, probe, b"student-key-secret"))
-    try:
-        async with TestClient(TestServer(app)) as client:
-            yield client
-    finally:
-        queries.close()
-        probe.close()
+    async with sink_test_client(target, tmp_path, settings) as client:
+        yield client
 
 
 def bearer(token: str) -> dict[str, str]:
