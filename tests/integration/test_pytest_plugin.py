@@ -14,7 +14,7 @@ import pytest
 
 from caliper_pipeline.local_kafka import REPO_ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.stack]  # the README test starts the stack
 
 SECTION = "## Testing your sender app"
 
