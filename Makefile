@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# worker processes of make test-fast (pytest-xdist; 0: the tests run in pytest's own process)
+TEST_FAST_WORKERS ?= 2
 
 # pytest's exit 5 ("no test ran") is a failure, and says so
 PYTEST_NONE_RAN = { status=$$?; \
@@ -30,7 +32,8 @@ test: install
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest $(PYTEST_ARGS) || $(PYTEST_NONE_RAN)
 
 test-fast: install
-	HYPOTHESIS_PROFILE=dev $(BIN)/python -m pytest -m "not kafka and not stack" $(PYTEST_ARGS) || $(PYTEST_NONE_RAN)
+	HYPOTHESIS_PROFILE=dev $(BIN)/python -m pytest -m "not kafka and not stack" -n $(TEST_FAST_WORKERS) $(PYTEST_ARGS) \
+	  || $(PYTEST_NONE_RAN)
 
 lint: install
 	$(BIN)/ruff check .
