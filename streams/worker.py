@@ -68,7 +68,7 @@ class ReadCommittedConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         abandons a fetched batch when the flow stops or the generation changes mid-batch) are read again.
         aiokafka seeks only to a committed offset above 0, so a partition nobody had committed yet (a new group,
         or a worker that died before its first commit) kept a position past records no worker had processed,
-        and faust, having no committed offset to compare with, committed past them: issue 15, three workers, one
+        and faust, having no committed offset to compare with, committed past them: with three workers, one
         SIGKILLed before its first commit, 65 acknowledged events of its partitions never became facts in the
         worker that took them over (tests/integration/test_streams_seek_uncommitted.py)."""
         committed = await super().seek_to_committed()

@@ -17,7 +17,7 @@ Also the CPU each process of the stack used from the start of the load until Cli
 (``/proc/<pid>/stat``: gateway, streams, sink, the broker's JVM, and this process, the load generator): CPU
 microseconds per acknowledged event, by process — where the time goes end to end.
 
-Writes ``e2e-<timestamp>.json`` and ``e2e-<timestamp>.md`` to the output directory. Targets (issue 13, reported,
+Writes ``e2e-<timestamp>.json`` and ``e2e-<timestamp>.md`` to the output directory. Targets (reported,
 not asserted): >= 6,000 events/s end to end (acknowledged and in ClickHouse) for 10 minutes, and freshness
 p95 <= 2 s at half that rate (the freshness verdict applies to runs at <= 3,000 events/s).
 """

@@ -169,7 +169,7 @@ def measure_gateway(kafka: KafkaSettings, work: Path, seconds: float, concurrenc
               f"({bare_cpu / baseline.seconds if baseline.seconds else 0:.0%} of a core)")
         ratio = one.requests_per_second / baseline.requests_per_second if baseline.requests_per_second else 0.0
         load_after = os.getloadavg()
-        print(f"gateway / bare forwarder = {ratio:.2f}  (issue 13 targets: >= 0.9 with p99 <= 20 ms at 32 "
+        print(f"gateway / bare forwarder = {ratio:.2f}  (targets: >= 0.9 with p99 <= 20 ms at 32 "
               f"connections; >= 40,000 events/s in 100-event envelopes); load average now {load_after[0]:.2f} "
               f"{load_after[1]:.2f} {load_after[2]:.2f}")
         figures = {"single_rps": one.requests_per_second, "single_p50_ms": one.percentile_ms(0.5),

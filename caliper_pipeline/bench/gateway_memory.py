@@ -8,7 +8,7 @@ local one unless ``CALIPER_KAFKA__BOOTSTRAP_SERVERS`` names a cluster).
 
 ``SOURCE_TREE`` (default: this checkout) is the tree whose gateway is measured, e.g. an older commit extracted with
 ``git archive <commit> | tar -x -C /tmp/old``: the same bodies against the gateway before and after a change.
-Figures of issue 11 finding 6 are in docs/benchmarks.md.
+The figures are in docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ async def visible(kafka: KafkaSettings, isolation: str, seconds: float = 3.0) ->
 
 async def test_a_request_answered_503_leaves_none_of_its_events_visible(
         tmp_path: Path, kafka_settings: KafkaSettings) -> None:
-    """Issue 11 finding 6: a request that timed out and was answered 503 had already put 22,954 of its 100,000
+    """A request that timed out and was answered 503 had already put 22,954 of its 100,000
     events on the raw topic, and the streams worker processed them."""
     # an envelope Kafka cannot take within the gateway's publish timeout: how long 20,000 events take depends on the
     # machine and its load (a quiet machine publishes 40,000 in under 0.2 s since the batched transactions), so the

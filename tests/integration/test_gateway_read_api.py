@@ -159,7 +159,7 @@ async def test_sender_reads_only_its_tenant_as_sent_with_filters(tmp_path: Path,
 
 async def test_a_corrected_event_appears_once_in_its_current_version(tmp_path: Path,
                                                                      kafka_settings: KafkaSettings) -> None:
-    """Issue 12 finding 7 (and 2): v1 sent at 06:00, v2 at 06:05, then v1 again byte for byte (a late retry,
+    """v1 sent at 06:00, v2 at 06:05, then v1 again byte for byte (a late retry,
     received last). The read API shows the event once, as v2, and says it has two versions."""
     v1 = raw(1, "school-a", "s1", xp=10.0, send_ms=DAY_MS + 6 * 3_600_000, received_ms=DAY_MS + 6 * 3_600_000 + 5)
     v2 = raw(1, "school-a", "s1", xp=20.0, send_ms=DAY_MS + 6 * 3_600_000 + 300_000,
@@ -261,7 +261,7 @@ async def test_timeback_fields_pagination_and_one_event(tmp_path: Path, kafka_se
 
 
 def test_filter_values_travel_as_bound_parameters() -> None:
-    """Issue 11 finding 9: the read API stripped ``--`` and ``/* */`` even inside quoted values."""
+    """The read API stripped ``--`` and ``/* */`` even inside quoted values."""
     query = EventQuery(tenant="school-a", actor_id="x' OR 1=1 --", sensor="a/* b */c", event_type="'; DROP",
                        after_time_ms=5, after_event_id="x'y")
     sql, parameters = page_sql("learning", query)

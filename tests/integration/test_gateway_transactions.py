@@ -54,7 +54,7 @@ async def test_concurrent_requests_share_transactions_and_all_commit(kafka_setti
 
 
 async def test_a_request_that_times_out_leaves_nothing_visible(kafka_settings: KafkaSettings) -> None:
-    """Issue 11 finding 6: a request answered 503 after a timeout had already put 22,954 of its 100,000 events on
+    """A request answered 503 after a timeout had already put 22,954 of its 100,000 events on
     the raw topic, and the streams worker processed them."""
     topic = kafka_settings.topics.raw_topics[1]
     publisher = TransactionalPublisher(factory(kafka_settings, max_batch_size=16 * 1024), f"t-{uuid.uuid4().hex[:8]}",

@@ -1,5 +1,5 @@
 """``caliper-pipeline kafka --brokers 3``: three KRaft nodes, one process each, stopped together by Ctrl-C, and
-started again on the same data and ports (issue 15)."""
+started again on the same data and ports."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scale-out on a real three-node Kafka cluster, under load, ending with EXACT counts by event id (issue 15).
+"""Scale-out on a real three-node Kafka cluster, under load, ending with EXACT counts by event id.
 
 One pipeline for the module: a local cluster of three combined broker+controller KRaft nodes (topics, consumer
 offsets and transaction state log RF 3 / min.insync.replicas 2), two gateways sharing the senders, three streams

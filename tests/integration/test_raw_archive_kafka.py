@@ -1,8 +1,7 @@
-"""The raw archive end to end on the real broker and the real engine (issue 12: "a raw archive and re-derivation",
-"a read API that returns events"): events POSTed to the gateway reach Kafka's raw topics, the sink's one loader
-archives them (beside the facts), the read API returns the current version of a corrected event once, erasure
-removes a student's archived events and keeps later ones out, and ``renormalize`` re-derives a tenant's facts
-from the archive with the same fact ids, the new derivation becoming the current one."""
+"""The raw archive end to end on the real broker and the real engine: events POSTed to the gateway reach Kafka's raw
+topics, the sink's one loader archives them (beside the facts), the read API returns the current version of a
+corrected event once, erasure removes a student's archived events and keeps later ones out, and ``renormalize``
+re-derives a tenant's facts from the archive with the same fact ids, the new derivation becoming the current one."""
 
 from __future__ import annotations
 
@@ -164,7 +163,7 @@ async def test_erasure_removes_the_students_archived_events_and_keeps_later_ones
 
 
 def old_derivation(raw: RawEvent) -> list[Any]:
-    """The facts an older normalizer made of ``raw``: it took the actor for the student (issue 12 finding 11) and
+    """The facts an older normalizer made of ``raw``: it took the actor for the student and
     counted no XP, a day earlier."""
     options = NormalizeOptions(b"archive-email-key", False, "caliper-streams/old", PRIVACY.student_key_bytes)
     return [replace(fact, student_id=raw.student_id or "app", xp_earned=0.0)

@@ -185,7 +185,7 @@ async def test_nothing_is_lost_while_clickhouse_fails(kafka_settings: KafkaSetti
 
 async def test_a_poison_envelope_does_not_stop_the_other_tenants(kafka_settings: KafkaSettings,
                                                                  target: Any) -> None:
-    """Issue 11 finding 3: one student's events spread over 150 months (ClickHouse refuses such an insert: "Too
+    """One student's events spread over 150 months (ClickHouse refuses such an insert: "Too
     many partitions for single INSERT block") plus undecodable messages, on one partition, mixed into ordinary
     traffic. Everything ordinary loads, the poison events are accounted for (loaded, or in sink_rejects with the
     reason), and the loader keeps running."""

@@ -1,5 +1,5 @@
 """After a rebalance the streams worker goes back to the committed offsets, and a partition without one to its
-beginning (issue 15).
+beginning.
 
 faust undoes what it read ahead and dropped around a rebalance by seeking every partition to its committed offset;
 aiokafka seeks only to a committed offset above 0, so a partition nobody had committed yet kept a position past

@@ -1,7 +1,7 @@
 """``caliper-pipeline up`` as an orchestrator: its secrets, its restart policy, and nothing left after it dies.
 
 One ``up`` (its own local broker, home and ports) serves the tests of this module, in order: the secrets it
-generated and hands to its processes (issue 11), a child SIGKILLed and restarted (issue 15), then ``up`` itself
+generated and hands to its processes, a child SIGKILLed and restarted, then ``up`` itself
 SIGKILLed: no process it started may survive it, nor hold its ports.
 """
 

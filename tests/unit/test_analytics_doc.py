@@ -57,7 +57,7 @@ def test_documented_query_gives_the_documented_answer(query: str, answer: str, a
 
 
 def test_summing_every_row_under_final_would_count_a_corrected_event_twice(analyst: AnalystQueries) -> None:
-    """Issue 12 finding 3: the README's query summed learning_facts FINAL: 115 instead of 75."""
+    """The README's query summed learning_facts FINAL: 115 instead of 75."""
     naive = analyst.run_blocking("SELECT sum(xp_earned) FROM learning.learning_facts FINAL "
                                  "WHERE tenant = 'school-a'", "TabSeparated")
     current = analyst.run_blocking("SELECT sum(xp_earned) FROM learning.current_facts "

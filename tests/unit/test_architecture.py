@@ -5,6 +5,7 @@ only itself. (caliper_pipeline/ is the composition root and the tooling: it may 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,19 @@ def test_the_check_sees_a_wrong_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from sinks.tables import FACT_TABLE\n    import gateway.main\n")
     assert {name for name, _ in imported_packages(module)} == {"sinks", "gateway"}
+
+
+SOURCE_SUFFIXES = {".py", ".sql", ".yaml", ".yml", ".sh", ".toml"}
+ISSUE_REFERENCE = re.compile(r"\b[Ii]ssues? \d+")  # an upstream "faust issue #606" is a link
+
+
+def test_comments_say_what_the_code_does_not_which_issue_asked_for_it() -> None:
+    """The project's own issue numbers belong in the tracker and the history, not in code or its comments."""
+    found = []
+    for package in (*ALLOWED, "caliper_pipeline", "tests", "deploy"):
+        for path in sorted((ROOT / package).rglob("*")):
+            if path.suffix in SOURCE_SUFFIXES and path.is_file():
+                for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                    if ISSUE_REFERENCE.search(line) and path.name != Path(__file__).name:
+                        found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:100]}")
+    assert not found, "issue numbers in code:\n" + "\n".join(found)

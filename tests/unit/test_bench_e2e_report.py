@@ -1,4 +1,4 @@
-"""The e2e bench's CPU accounting and report (issue 13: where the time goes end to end)."""
+"""The e2e bench's CPU accounting and report (where the time goes end to end)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a fact means (issue 12): the tenant's local day, when the learning happened, who the learner is, and one
+"""What a fact means: the tenant's local day, when the learning happened, who the learner is, and one
 id whatever its case. One test (or more) per finding: #1 local days, #4 the hub's event time, #5 defaults of the
 hub contract (each seed field's own column is a row of ``test_normalizers.py``), #9 upper-case ids, #11 the learner
 found by role, driven by envelopes shaped as IMS's reference sensor (caliper-python 1.2) writes them."""

@@ -149,7 +149,7 @@ async def test_status_codes_of_the_ingest_endpoints(tmp_path: Path) -> None:
 
 
 async def test_optional_nulls_are_dropped_before_publishing(tmp_path: Path) -> None:
-    """Issue 12 finding 12, at the gateway: an envelope with ``null`` on optional properties is accepted and what
+    """At the gateway, an envelope with ``null`` on optional properties is accepted and what
     goes to Kafka no longer carries them (``schemas.caliper.check_envelope``'s payload)."""
     async with gateway(gateway_settings(tmp_path)) as gw:
         auth = await gw.ingest_auth()

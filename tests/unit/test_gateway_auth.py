@@ -82,7 +82,7 @@ def test_rate_limiter_refills_over_time() -> None:
     assert limiter.acquire("other", 5, None) is None
     time.sleep(0.25)
     assert limiter.acquire("c", 2, None) is None
-    # issue 11 finding 6: the bucket's capacity is a fixed burst (1 s of the rate by default), so a new client's
+    # The bucket's capacity is a fixed burst (1 s of the rate by default), so a new client's
     # first envelope no longer passes whatever its size (the gateway answers 413 before asking: see
     # test_gateway_limits.py::test_an_envelope_larger_than_the_clients_burst_is_413)
     assert limiter.acquire("big", 50, 10) is not None

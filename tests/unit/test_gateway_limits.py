@@ -1,7 +1,7 @@
 """Bounds of one request and of all requests together, without a broker: bodies and their encodings, JSON depth,
 events per envelope and per client burst (the rate limiter charged by events, before validation), the bytes
-held in memory at once, the size of each event as Kafka takes it; ``/validate`` answers like ``/caliper/event``
-(issue 11 findings 5, 6 and 9), events and entities counted apart (issue 12 finding 13)."""
+held in memory at once, the size of each event as Kafka takes it; ``/validate`` answers like ``/caliper/event``;
+events and entities counted apart."""
 
 from __future__ import annotations
 

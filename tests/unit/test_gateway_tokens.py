@@ -1,5 +1,5 @@
 """Access tokens: bound to the tenant registered for their client, a maximum lifetime, key rotation by ``kid``,
-and the gateway refusing to start with a signing secret anyone may know (issue 11, finding 2)."""
+and the gateway refusing to start with a signing secret anyone may know."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A request whose transaction failed is answered without waiting for the abort (issue 15: with two of three
+"""A request whose transaction failed is answered without waiting for the abort (with two of three
 brokers down, the abort waits for them, and senders got no answer for 30+ s instead of a 503)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""learning_fact v3 (issue 12: local dates, the hub's event time, typed seed fields, the learner by role) on the
+"""learning_fact v3 (local dates, the hub's event time, typed seed fields, the learner by role) on the
 real engine: the catalog, migration 006 on a database of v2 rows, v2 and v3 messages loaded side by side, and the
 facts of the new normalizers -- a fact without a learner included -- loaded as they are."""
 
@@ -82,7 +82,7 @@ def utc(moment: datetime) -> str:
 
 
 def v2_message(fact: LearningFact) -> bytes:
-    """The fact as a v2 writer (before issue 12) put it on the facts topic."""
+    """The fact as a v2 writer (before v3) put it on the facts topic."""
     parsed = parse_schema(dict(catalog_versions("learning_fact"))[2])
     record = {**fact_records([fact])[0], "send_time_ms": fact.send_time_ms or 0}
     body = io.BytesIO()

@@ -1,4 +1,4 @@
-"""One home for a stack's state: ``CALIPER_LOCAL__HOME`` moves every file the stack keeps (issue 14)."""
+"""One home for a stack's state: ``CALIPER_LOCAL__HOME`` moves every file the stack keeps."""
 
 from __future__ import annotations
 

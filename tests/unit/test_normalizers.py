@@ -243,7 +243,7 @@ def test_the_raw_email_is_kept_only_when_asked() -> None:
 
 
 def test_a_fully_mapped_seed_event_leaves_nothing_in_extensions() -> None:
-    """Every field of both seeds' contracts has a typed column (issue 12 #5): nothing is left over."""
+    """Every field of both seeds' contracts has a typed column: nothing is left over."""
     assert extensions(one_fact("timeback", seed_activity_event())) == {}
     assert extensions(one_fact("timeback", time_spent_event())) == {}
     assert extensions(one_fact("hub", seed_hub_event())) == {}

@@ -1,4 +1,4 @@
-"""The raw archive (issue 12, "a raw archive and re-derivation") on the real engine (embedded chDB): raw events become
+"""The raw archive on the real engine (embedded chDB): raw events become
 ``raw_events`` rows through the sink's one loading machinery (a JSON target beside the facts' Avro), a re-delivery
 collapses and a correction is a second version, the rows agree with the facts the normalizers make of the same
 event (id, content hash, event time, the student's key), erasure removes them and keeps them from coming back,
@@ -82,7 +82,7 @@ def archived_rows(target: ClickHouse, where: str = "1") -> list[dict[str, Any]]:
 # -- the row agrees with the facts of the same event ----------------------------------------------------------------
 
 SENSOR_STUDENT = {"id": "https://example.edu/users/554433", "type": "Person"}
-GRADE_BY_APP = {  # the learner is the attempt's assignee, not the grading application (issue 12 finding 11)
+GRADE_BY_APP = {  # the learner is the attempt's assignee, not the grading application
     "@context": CONTEXT, "id": "urn:uuid:A50CA17F-5971-47BB-8FCA-4E6E6879001D", "type": "GradeEvent",
     "profile": "GradingProfile", "action": "Graded", "eventTime": "2024-04-24T10:57:06",
     "actor": {"id": "https://example.edu/autograder", "type": "SoftwareApplication"},

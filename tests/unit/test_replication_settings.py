@@ -1,5 +1,5 @@
-"""The production files replicate Kafka the way the local three-node cluster the fault tests run on does
-(issue 15): compose's ``cluster`` profile and the Strimzi resources set the same replication factor and
+"""The production files replicate Kafka the way the local three-node cluster the fault tests run on does:
+compose's ``cluster`` profile and the Strimzi resources set the same replication factor and
 ``min.insync.replicas`` for the pipeline's topics, the consumer offsets and the transaction state log as
 ``LocalKafkaBroker.server_properties`` of a node of ``LocalKafkaCluster``, and as ``ensure_topics`` for the topics."""
 

@@ -1,4 +1,4 @@
-"""The loader fetches while ClickHouse inserts (issue 13), and still inserts and commits a partition's batches in
+"""The loader fetches while ClickHouse inserts, and still inserts and commits a partition's batches in
 offset order, committing each only after its insert returned.
 
 The real ClickHouse engine (embedded chDB) receives the inserts; its insert is held on an event so the test can

@@ -1,5 +1,5 @@
 """The sink's SQL surface on the real engine: what an analyst may run, the limits, the credentials, and that
-loading never waits behind a query (issue 11 findings 1, 4 and 9)."""
+loading never waits behind a query."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def queries(target: ClickHouse, tmp_path: Path) -> Iterator[AnalystQueries]:
 # -- the policy --------------------------------------------------------------------------------------------
 
 ATTACKS = [
-    # issue 11 finding 1: EXPLAIN evaluated a scalar subquery over file(); DESCRIBE inferred a schema from files
+    # EXPLAIN evaluated a scalar subquery over file(); DESCRIBE inferred a schema from files
     "EXPLAIN PLAN SELECT (SELECT groupArray(line) FROM file('/proc/self/environ', 'LineAsString'))",
     "DESCRIBE file('/etc/passwd')",
     "DESCRIBE TABLE file('/etc/passwd')",
@@ -114,7 +114,7 @@ def test_the_environment_cannot_be_read(queries: AnalystQueries, monkeypatch: py
 # -- limits ------------------------------------------------------------------------------------------------
 
 def test_a_query_over_its_memory_limit_is_stopped(queries: AnalystQueries) -> None:
-    """Issue 11 finding 4: this query grew the sink by ~1.6 GiB/s until it was killed."""
+    """This query grew the sink by ~1.6 GiB/s until it was killed."""
     with pytest.raises(QueryLimitError) as stopped:
         queries.run_blocking("SELECT length(groupArray(number)) FROM numbers(1e9)", "TabSeparated")
     assert stopped.value.limit == "max_memory_bytes"
@@ -159,7 +159,7 @@ async def test_more_queries_than_slots_are_answered_busy(queries: AnalystQueries
 
 
 def test_loading_never_waits_behind_a_query(target: ClickHouse, tmp_path: Path) -> None:
-    """Issue 11 finding 4: queries, inserts and pings shared one lock, so an 85 s query froze loading."""
+    """Queries, inserts and pings shared one lock, so an 85 s query froze loading."""
     outcome: dict[str, typing.Any] = {}
     heavy_queries = AnalystQueries(engine_settings(tmp_path), QueryLimits(max_execution_seconds=QUERY_SECONDS))
 
@@ -208,7 +208,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def test_every_endpoint_but_healthz_needs_a_credential(sink_client: TestClient[typing.Any, typing.Any]) -> None:
-    """Issue 11 finding 1: /sql and /metrics needed no credential. The health probes answer anyone, and /readyz
+    """/sql and /metrics needed no credential. The health probes answer anyone, and /readyz
     tells an anonymous caller only whether the sink is ready."""
     assert (await sink_client.get("/healthz")).status == 200
     anonymous = await sink_client.get("/readyz")
@@ -255,7 +255,7 @@ async def test_sql_answers_in_the_chosen_format_and_says_why_it_refuses(
 
 
 async def test_erasure_over_http_validates_its_body(sink_client: TestClient[typing.Any, typing.Any]) -> None:
-    """Issue 11 finding 9: an erase body with null fields erased tenant "None"."""
+    """An erase body with null fields erased tenant "None"."""
     for body in ({"tenant": None, "student_id": "student-2", "requested_by": "dpo"},
                  {"tenant": "school-a", "student_id": None, "requested_by": "dpo"},
                  {"tenant": "school-a", "student_id": "student-2"}, ["school-a"], "text"):

@@ -177,7 +177,7 @@ def test_erasure_deletes_the_students_rows_and_records_only_a_key(target: ClickH
 
 
 def test_facts_of_an_erased_student_that_arrive_later_are_dropped_at_load(target: ClickHouse) -> None:
-    """Issue 11 finding 8: facts still in flight were loaded after the erasure reported success."""
+    """Facts still in flight were loaded after the erasure reported success."""
     insert(target, [keyed(make_fact(1))], "a")
     assert erase_student(target, Layout("learning"), "school-a", "student-1", "dpo", key=KEY) == 1
     late = [keyed(make_fact(n)) for n in range(2, 22)]  # in flight during the erasure: 20 facts
@@ -187,7 +187,7 @@ def test_facts_of_an_erased_student_that_arrive_later_are_dropped_at_load(target
 
 
 def test_no_clear_student_id_in_the_mutation_log_or_files(target: ClickHouse) -> None:
-    """Issue 11 finding 8: the student id stayed in clear in system.mutations and the engine's mutation files."""
+    """The student id stayed in clear in system.mutations and the engine's mutation files."""
     secret_id = "student-Zq9-clear-id"
     insert(target, [keyed(make_fact(1, student_id=secret_id)), keyed(make_fact(2, student_id="other"))], "a")
     erase_student(target, Layout("learning"), "school-a", secret_id, "dpo", key=KEY)
@@ -214,7 +214,7 @@ def test_erasure_needs_the_key(target: ClickHouse) -> None:
 # -- the current version of an event -----------------------------------------------------------------------
 
 def test_the_version_sent_last_is_current_and_a_late_retry_does_not_replace_it(target: ClickHouse) -> None:
-    """Issue 12 finding 2: v1 (xp 10, sent 06:00), v2 (xp 20, sent 06:05), then v1 again byte for byte (a late
+    """V1 (xp 10, sent 06:00), v2 (xp 20, sent 06:05), then v1 again byte for byte (a late
     retry): current_facts showed xp 10, because the latest RECEIVED copy won."""
     six = DAY_MS + 6 * 3_600_000
     v1 = make_fact(1, event_type="ActivityEvent", xp_earned=10.0, content_hash="v1", send_time_ms=six,

@@ -175,7 +175,7 @@ def test_a_corrupt_message_is_isolated_and_the_rest_inserted(target: ClickHouse)
 
 
 def test_a_batch_over_too_many_months_is_split_and_loads_completely(target: ClickHouse) -> None:
-    """Issue 11 finding 3: one envelope whose times fall in more than 100 months made ClickHouse refuse the insert
+    """One envelope whose times fall in more than 100 months made ClickHouse refuse the insert
     ("Too many partitions for single INSERT block") and the loader retried that batch for ever."""
     month_ms = 31 * 86_400_000
     facts = [make_fact(i, event_time_ms=i * month_ms, student_id="poison") for i in range(150)]

@@ -1,4 +1,4 @@
-"""Each tenant's IANA time zone (issue 12 #1): kept with the client registry, set from the CLI, stamped by the
+"""Each tenant's IANA time zone: kept with the client registry, set from the CLI, stamped by the
 gateway on every raw event of the tenant; a raw event of a writer that predates it reads as UTC."""
 
 from __future__ import annotations

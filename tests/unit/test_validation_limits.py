@@ -1,10 +1,10 @@
-"""Acknowledge only what can load (issue 11, finding 5): every limit a later stage enforces is checked by the
+"""Acknowledge only what can load: every limit a later stage enforces is checked by the
 validators the gateway calls, and each violation is a problem naming the field.
 
 Each ``test_defect_*`` is a regression test for a defect found on the running stack: the event was acknowledged
 (the validator returned no problem) and then dead-lettered or loaded wrong. The other tests pin the bounds of
 ``schemas.limits`` at their edges, the configurable event-time window, the null and decimal readings of the
-Caliper path (issue 12, items 8 and 12) and the single problem type (issue 14).
+Caliper path and the single problem type.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_the_unchanged_payloads_are_accepted() -> None:
     assert validate_hub_event(seed_hub_event())[1] == []
 
 
-# --- the defects of issue 11 finding 5: each was acknowledged, then could not load -----------------------------
+# --- each was acknowledged, then could not load -----------------------------
 
 
 @pytest.mark.parametrize("path", ["generated.trys", "object.assignable.frequency_assigned"])
@@ -309,7 +309,7 @@ def test_limits_refuse_nonsense() -> None:
         ValidationLimits(max_months_per_envelope=101)
 
 
-# --- issue 12 item 8: JSON integers for decimal properties -----------------------------------------------------
+# --- JSON integers for decimal properties -----------------------------------------------------
 
 
 def test_integers_are_accepted_for_decimal_properties_unless_strict() -> None:
@@ -319,7 +319,7 @@ def test_integers_are_accepted_for_decimal_properties_unless_strict() -> None:
     assert paths(problems) == ["data[0].generated.maxScore"] and "with a fraction" in problems[0].message
 
 
-# --- issue 12 item 12: null on an optional property -------------------------------------------------------------
+# --- Null on an optional property -------------------------------------------------------------
 
 
 def reference_sensor_event() -> dict[str, Any]:
@@ -366,7 +366,7 @@ def test_unknown_properties_sent_as_null_are_kept() -> None:
     assert problems == [] and published["data"][0]["vendorField"] is None
 
 
-# --- issue 14: one problem type ---------------------------------------------------------------------------------
+# --- One problem type ---------------------------------------------------------------------------------
 
 
 def test_every_validator_reports_field_problems() -> None:

@@ -1,4 +1,4 @@
-"""The defects of issue 11 finding 5 over HTTP, without a broker: each event that used to be acknowledged (200)
+"""Acknowledge only what can load, over HTTP, without a broker: each event that used to be acknowledged (200)
 and then could not load is now a 400 naming the field, on ``/caliper/event`` and ``/caliper/event/validate``
 alike (and on the hub's endpoint), and nothing is published."""
 

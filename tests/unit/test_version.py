@@ -1,4 +1,4 @@
-"""The version is written once (pyproject.toml) and derived everywhere else (issue 14)."""
+"""The version is written once (pyproject.toml) and derived everywhere else."""
 
 from __future__ import annotations
 
