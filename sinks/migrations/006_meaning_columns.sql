@@ -1,4 +1,4 @@
--- learning_fact v3: what a fact means.
+-- learning_fact v3 (issue 12): what a fact means.
 -- - send_time is NULL where the source sends none (the hub), instead of 1970-01-01;
 -- - event_date: the local date of event_time in the tenant's time zone (tenant_timezone, IANA name): what a
 --   school calls "the day" (Date32: the same years as DateTime64, 1900..2299);

@@ -1,4 +1,4 @@
--- What analysts count, as a school means it.
+-- What analysts count, as a school means it (issue 12).
 --
 -- The current version of an event: a fact id (tenant + event id + index) may have several versions (an event
 -- corrected by its sender: same id, other content). The current one is the one SENT last: the newest send time

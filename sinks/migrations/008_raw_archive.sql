@@ -1,4 +1,4 @@
--- The raw archive: every accepted event as the gateway published it (the raw topics), its JSON kept
+-- The raw archive (issue 12): every accepted event as the gateway published it (the raw topics), its JSON kept
 -- as sent, so the read API can return it and `caliper-pipeline renormalize` can derive its facts again after a
 -- normalizer change.
 --

@@ -1,4 +1,4 @@
--- Delivery receipts: every accepted request is a job (schemas.jobs); what became of each of its events
+-- Delivery receipts (issue 16): every accepted request is a job (schemas.jobs); what became of each of its events
 -- is read from the tables below (sinks.jobs_model), and failed events are loaded into ClickHouse.
 --
 -- learning_fact v5: job_id and envelope_index, the job of the request that carried the event and the event's
