@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -92,13 +91,6 @@ def generic_caliper_event(student: str = "student-1") -> dict[str, Any]:
         "object": {"id": "https://example.edu/etexts/201.epub", "type": "Document", "name": "IMS Caliper"},
         "eventTime": now_iso(), "edApp": "https://example.edu/reader",
     }
-
-
-def random_timeback_event(rng: random.Random, students: int) -> dict[str, Any]:
-    student = f"student-{rng.randrange(students)}"
-    if rng.random() < 0.5:
-        return timeback_activity_event(student, xp=rng.choice([10, 20, 50, 100]))
-    return timeback_time_spent_event(student, active=rng.randrange(30, 900))
 
 
 # --- Canvas LMS Live Events in Caliper format (Caliper 1.1, com.instructure.canvas extensions) -----------------

@@ -12,7 +12,6 @@ from schemas.errors import PipelineError
 
 INGEST_SCOPE = "https://purl.imsglobal.org/spec/caliper/v1p1/scope/event.create"
 READ_SCOPE = "https://purl.imsglobal.org/spec/caliper/v1p1/scope/event.read"
-KNOWN_SCOPES = (INGEST_SCOPE, READ_SCOPE)
 
 # written in the source, so anyone can sign with it: the gateway refuses it unless allow_development_secret is set
 DEVELOPMENT_JWT_SECRET = "local-development-only-change-me-0123456789"

@@ -4,6 +4,7 @@ The sink keeps every accepted event (the raw topics) in ClickHouse (``raw_events
 tenant's archived events as JSON lines (``POST /archive/raw-events``, admin token): one ``ArchivedEvent`` per line,
 ``to_json`` / ``from_json``. ``raw_event()`` gives back the ``RawEvent`` the normalizers take, so a re-derivation sees
 exactly what the streams worker saw (the payload's bytes, the tenant's time zone, the send and received times).
+A request names its range by when the events were received: ``[from_ms, to_ms)``, UTC epoch milliseconds.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import orjson
 from schemas.errors import PipelineError
 from schemas.records import RawEvent
 
-# How the archive request names its range: events RECEIVED in [from_ms, to_ms), UTC epoch milliseconds.
 ARCHIVE_PAGE_ROWS = 5000  # rows the sink reads from ClickHouse at a time while streaming
 
 

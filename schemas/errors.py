@@ -18,14 +18,6 @@ class FieldProblem:
     missing: bool = False
 
 
-class PayloadInvalidError(PipelineError):
-    """A payload failed validation; carries every problem found."""
-
-    def __init__(self, problems: list[FieldProblem]) -> None:
-        super().__init__("; ".join(f"{p.path}: {p.message}" for p in problems))
-        self.problems = problems
-
-
 class InvalidSkillCodeError(PipelineError, ValueError):
     """A BNCC skill code whose shape or parts are unknown."""
 

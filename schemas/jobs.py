@@ -30,7 +30,6 @@ import orjson
 
 from schemas.side_topics import SideTopicRecordError
 
-JOB_ID_LENGTH = 40
 JOB_ID_PATTERN = re.compile(r"^[a-z2-7]{40}$")
 _TIME_BYTES, _RANDOM_BYTES, _MAC_BYTES = 6, 11, 8
 _KEY_LABEL = b"caliper-pipeline job ids v1"

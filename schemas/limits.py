@@ -179,10 +179,3 @@ def depth_problem(value: Any, limits: ValidationLimits, path: str = "") -> Field
         return None
     return FieldProblem(_too_deep_path(value, limit - 1, path),
                         f"nested more than {limit} levels of objects and arrays deep")
-
-
-def month_of(moment: datetime) -> int:
-    """The fact table's partition of an event time: its UTC month as YYYYMM (``toYYYYMM(event_time)``)."""
-    utc = moment.astimezone(UTC)
-    return utc.year * 100 + utc.month
-

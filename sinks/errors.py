@@ -58,11 +58,3 @@ class SinkBackpressureError(SinkError):
 
 class MigrationError(SinkError):
     """A migration file that cannot be applied, or a recorded migration whose file changed."""
-
-
-class SqlClientError(SinkError):
-    """The SQL endpoint or the ClickHouse server answered with an error."""
-
-
-class AvroMappingError(SinkError):
-    """A writer schema whose fields ClickHouse cannot be told how to decode: its batches are decoded in Python."""

@@ -75,7 +75,7 @@ def _item_event_time(value: Any, walk: Walk) -> bool:
         moment = parse_time(value)
         window = walk.window
         if moment is not None and window.earliest <= moment <= window.latest:
-            walk.months.add(moment.year * 100 + moment.month)  # month_of(moment): parse_time gives UTC already
+            walk.months.add(moment.year * 100 + moment.month)  # toYYYYMM: parse_time gives UTC already
             return True
     return False  # not the common case: the engine decides (and counts the month)
 

@@ -230,7 +230,7 @@ def check_event_time(value: Any, path: str, walk: Walk) -> None:
     if not window.earliest <= moment <= window.latest:
         walk.add(path, str(window.problem(moment)))
     elif path.endswith(".eventTime") and path.count(".") == 1:  # data[i].eventTime: the fact's partition
-        walk.months.add(moment.year * 100 + moment.month)  # month_of(moment): parse_time gives UTC already
+        walk.months.add(moment.year * 100 + moment.month)  # toYYYYMM: parse_time gives UTC already
 
 
 def _check_duration(value: Any, path: str, walk: Walk) -> None:

@@ -194,7 +194,7 @@ def test_enough_requests_were_made(fuzzed_gateway: FuzzedGateway) -> None:
 
 def test_the_read_api_answers_a_documented_503_when_clickhouse_is_down(fuzzed_gateway: FuzzedGateway) -> None:
     """Runs last (it stops the sink). Found while fuzzing the read API: the gateway's error middleware does not
-    turn ``sinks.errors.SqlClientError`` into a ``GatewayError``, so aiohttp answers ``500 Internal Server Error``
+    turn the read client's error into a ``GatewayError``, so aiohttp answers ``500 Internal Server Error``
     (``text/plain``, "Server got itself in trouble"); the document lists no 5xx for this operation."""
     fuzzed_gateway.pipeline.stop_process("sink")
     status, content_type, body = _get(fuzzed_gateway, "/caliper/events?limit=5")
