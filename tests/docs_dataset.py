@@ -48,7 +48,6 @@ from caliper_pipeline.samples import envelope, hub_grade_event, timeback_activit
 from gateway.ingest import envelope_events, hub_event
 from gateway.tokens import Caller
 from schemas.codec import RawEventCodec
-from schemas.errors import FieldProblem, problems_code
 from schemas.reasons import ReasonCode
 from schemas.records import LearningFact
 from schemas.side_topics import DeadLetter, RejectedRequest
@@ -154,12 +153,12 @@ def failures() -> list[dict[str, Any]]:
                             envelope_index=index if job else None, time_ms=_received(moment))
         rows.append(dead_letter_row(letter, codec, OPTIONS.student_key, 0))
     refused = rejected_requests_target(OPTIONS.student_key).row_of
-    refusals = [(SCHOOL_A, "2026-11-02T09:00:00.000Z", FieldProblem("data[0].actor", "required", missing=True)),
-                (SCHOOL_B, "2026-11-03T09:00:00.000Z", FieldProblem("data[0].sendTime", "expected a date and time"))]
-    for offset, (caller, moment, problem) in enumerate(refusals):
+    refusals = [(SCHOOL_A, "2026-11-02T09:00:00.000Z", ("data[0].actor", "required"), ReasonCode.FIELD_MISSING),
+                (SCHOOL_B, "2026-11-03T09:00:00.000Z", ("data[0].sendTime", "expected a date and time"),
+                 ReasonCode.FIELD_INVALID)]
+    for offset, (caller, moment, problem, code) in enumerate(refusals):
         record = RejectedRequest.of(tenant=caller.tenant, client_id=caller.client_id, endpoint="/caliper/event",
-                                    status=400, problems=[(problem.path, problem.message)],
-                                    reason_code=problems_code([problem]), body=b'{"data": [{}]}',
+                                    status=400, problems=[problem], reason_code=code, body=b'{"data": [{}]}',
                                     time_ms=_received(moment))
         rows.append(dict(refused(SourceMessage("caliper.rejected", 0, offset, record.to_json()))))
     return rows
