@@ -30,7 +30,7 @@ class ReasonCode(StrEnum):
     NOT_NORMALIZABLE = "not_normalizable"  # an accepted event that yields no fact (its source, time zone, id or time)
     INTERNAL_ERROR = "internal_error"  # a defect of the worker's code met the event (replay it after the fix)
     CLICKHOUSE_REFUSED = "clickhouse_refused"  # ClickHouse refused the row at load (its error code in the reason)
-    UNKNOWN = "unknown"  # a failure written before the codes existed whose detail names no cause above
+    UNKNOWN = "unknown"  # none of the above: written before the codes with no cause in its detail, or unforeseen
 
 
 STAGE_GATEWAY, STAGE_STREAMS, STAGE_SINK = "gateway", "streams", "sink"  # where an event failed (the stage column)
@@ -48,7 +48,7 @@ STAGES: dict[ReasonCode, tuple[str, ...]] = {
     ReasonCode.NOT_NORMALIZABLE: (STAGE_STREAMS,),
     ReasonCode.INTERNAL_ERROR: (STAGE_STREAMS,),
     ReasonCode.CLICKHOUSE_REFUSED: (STAGE_SINK,),
-    ReasonCode.UNKNOWN: (STAGE_GATEWAY, STAGE_STREAMS, STAGE_SINK),
+    ReasonCode.UNKNOWN: (STAGE_GATEWAY, STAGE_STREAMS),
 }
 
 

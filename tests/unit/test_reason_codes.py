@@ -55,7 +55,7 @@ def test_the_analytics_page_documents_exactly_the_vocabulary_in_its_order_with_i
     assert [code for code, _ in rows] == [code.value for code in ReasonCode]
     for code, stages in rows:
         expected = STAGES[ReasonCode(code)]
-        assert stages == ("any" if len(expected) == 3 else ", ".join(expected)), code
+        assert stages == ", ".join(expected), code
 
 
 def test_the_migration_derives_only_codes_of_the_vocabulary() -> None:
