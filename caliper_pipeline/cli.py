@@ -18,6 +18,7 @@ from caliper_pipeline import clients_command
 from caliper_pipeline.settings import Settings, unknown_settings
 from caliper_pipeline.sink_client import FORMATS
 from schemas.errors import PipelineError
+from schemas.reasons import ReasonCode
 from schemas.version import PIPELINE_VERSION
 
 log = logging.getLogger("caliper_pipeline")
@@ -163,13 +164,15 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     if args.from_failed:
         from caliper_pipeline.failed_replay import replay_failed
 
-        selection = {"tenant": args.tenant, "job_id": args.job, "reason": args.reason, "stage": args.stage}
+        selection = {"tenant": args.tenant, "job_id": args.job, "reason": args.reason,
+                     "reason_code": args.reason_code, "stage": args.stage}
         summary = asyncio.run(replay_failed(settings, {k: v for k, v in selection.items() if v},
                                             dry_run=args.dry_run))
         print("\n".join(summary.lines()))
         return 0
-    if args.tenant or args.job or args.reason or args.stage:
-        raise PipelineError("--tenant, --job, --reason and --stage select failed events: add --from-failed")
+    if args.tenant or args.job or args.reason or args.reason_code or args.stage:
+        raise PipelineError("--tenant, --job, --reason, --reason-code and --stage select failed events: "
+                            "add --from-failed")
     summary = asyncio.run(replay(settings.kafka, topic=args.topic, to_topic=args.to_topic, partition=args.partition,
                                  from_offset=args.from_offset, to_offset=args.to_offset, dry_run=args.dry_run))
     print("\n".join(summary.lines()))
@@ -267,10 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--to-offset", type=int, help="inclusive")
     replay.add_argument("--dry-run", action="store_true", help="count what would be re-published")
     replay.add_argument("--from-failed", action="store_true",
-                        help="choose what to re-publish in ClickHouse's failed events (by --tenant, --job, --reason)")
+                        help="choose what to re-publish in ClickHouse's failed events (by --tenant, --job, --reason, "
+                             "--reason-code)")
     replay.add_argument("--tenant", help="with --from-failed: this tenant's failed events")
     replay.add_argument("--job", help="with --from-failed: the failed events of this job (a request's jobId)")
     replay.add_argument("--reason", help="with --from-failed: failed events whose reason contains this text")
+    replay.add_argument("--reason-code", choices=[code.value for code in ReasonCode],
+                        help="with --from-failed: failed events of this kind (docs/analytics.md lists them)")
     replay.add_argument("--stage", choices=("streams", "sink"),
                         help="with --from-failed: dead-lettered events (streams, the default) or refused at load")
 

@@ -145,7 +145,8 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
                         records = [(topics.facts, fact_key(fact), fact_codec.encode_record(fact)) for fact in facts]
                         summary.facts += len(facts)
                     except PipelineError as error:
-                        letter = DeadLetter(reason=f"{type(error).__name__}: {error}", worker_version=WORKER_VERSION,
+                        letter = DeadLetter(reason=f"{type(error).__name__}: {error}", reason_code=error.reason_code,
+                                            worker_version=WORKER_VERSION,
                                             topic=topics.raw(_source(raw.source)), partition=-1, offset=-1,
                                             original=raw_codec.encode_record(raw))
                         records = [(topics.dead_letters, partition_key(raw.tenant, raw.student_id),

@@ -38,6 +38,7 @@ from gateway.errors import (
 from gateway.settings import GatewaySettings
 from gateway.tokens import Caller
 from schemas.errors import FieldProblem
+from schemas.reasons import ReasonCode
 
 RATIO_FLOOR_BYTES = 1024  # the ratio is checked against at least this many bytes as sent (tiny bodies vary)
 
@@ -149,5 +150,6 @@ async def read_body(request: web.Request, reservation: Reservation | None, max_b
     except RequestPayloadError as error:
         what = f"the body{coded}"
         raise UnreadableBodyError(f"{what} could not be read: {str(error).splitlines()[-1].strip()}",
-                                  problems=[FieldProblem("body", f"{what} could not be read or decoded")]) from error
+                                  problems=[FieldProblem("body", f"{what} could not be read or decoded",
+                                                         code=ReasonCode.UNREADABLE_BODY)]) from error
     return body

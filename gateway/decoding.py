@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from gateway.errors import UnreadableBodyError, UnsupportedMediaTypeError
 from schemas.errors import FieldProblem
+from schemas.reasons import ReasonCode
 
 SLICE_BYTES = 64 * 1024  # decoded bytes per step
 ENCODINGS = ("identity", "gzip", "x-gzip", "deflate")
@@ -44,7 +45,7 @@ class ContentDecoder:
 
     def _unreadable(self, what: str) -> UnreadableBodyError:
         message = f"the body (Content-Encoding: {self.encoding}) could not be decoded: {what}"
-        return UnreadableBodyError(message, problems=[FieldProblem("body", message)])
+        return UnreadableBodyError(message, problems=[FieldProblem("body", message, code=ReasonCode.UNREADABLE_BODY)])
 
     def slices(self, chunk: bytes) -> Iterator[bytes]:
         """The decoded bytes of ``chunk``, at most ``SLICE_BYTES`` at a time."""

@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler, Middleware
 from gateway.errors import GatewayError, HttpError, InternalError, PayloadTooLargeError
 from gateway.keys import BODY, CALLER, DRY_RUN, METRICS, PUBLISHER, SETTINGS, shared
 from gateway.responses import ErrorRenderer, json_response
+from schemas.errors import problems_code
 from schemas.side_topics import REJECTED_BODY_LIMIT, RejectedRequest
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def answer_error(request: web.Request, error: GatewayError, render: ErrorRendere
         shared(request)[PUBLISHER].record_rejection(RejectedRequest.of(
             tenant=caller.tenant if caller else "", client_id=caller.client_id if caller else "",
             endpoint=request.path, status=error.status, problems=[(p.path, p.message) for p in error.problems],
+            reason_code=problems_code(error.problems),
             body=bytes((request.get(BODY) or b"")[:REJECTED_BODY_LIMIT + 1])))  # + 1: "truncated" stays right
     headers = dict(error.headers)
     if error.retry_after is not None:

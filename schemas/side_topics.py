@@ -9,6 +9,9 @@
 
 Each is a frozen dataclass with ``to_json() -> bytes`` and ``from_json(bytes)``; ``from_json`` raises
 ``SideTopicRecordError`` naming the record and the field at fault, so a reader never guesses at a shape.
+A refused request and a dead letter carry their ``reason_code`` (``schemas.reasons``); one written before the
+field existed, or with a code this reader does not know, reads with None (the sink then derives it from the
+detail: migration 013).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, Self
 import orjson
 
 from schemas.errors import PipelineError
+from schemas.reasons import ReasonCode, read_code
 
 REJECTED_BODY_LIMIT = 64 * 1024  # bytes of a rejected request's body kept on the rejected topic
 REJECTED_PROBLEMS_LIMIT = 100  # problems kept per rejected request
@@ -76,22 +80,25 @@ class RejectedRequest:
     body: str  # the body's first REJECTED_BODY_LIMIT bytes, decoded as UTF-8 (bad bytes replaced)
     body_truncated: bool
     time_ms: int | None = None  # when it was refused (None in records written before the field existed)
+    reason_code: ReasonCode | None = None  # the problems' code (None: written before the field existed)
 
     @classmethod
     def of(cls, *, tenant: str, client_id: str, endpoint: str, status: int,
-           problems: Sequence[tuple[str, str]], body: bytes, time_ms: int | None = None) -> Self:
+           problems: Sequence[tuple[str, str]], body: bytes, reason_code: ReasonCode,
+           time_ms: int | None = None) -> Self:
         """The record of a refused request, with the problems and the body cut to their limits."""
         return cls(tenant=tenant, client_id=client_id, endpoint=endpoint, status=status,
                    problems=tuple((str(path), str(message)) for path, message in problems[:REJECTED_PROBLEMS_LIMIT]),
                    body=body[:REJECTED_BODY_LIMIT].decode("utf-8", "replace"),
                    body_truncated=len(body) > REJECTED_BODY_LIMIT,
-                   time_ms=time.time_ns() // 1_000_000 if time_ms is None else time_ms)
+                   time_ms=time.time_ns() // 1_000_000 if time_ms is None else time_ms, reason_code=reason_code)
 
     def to_json(self) -> bytes:
         return orjson.dumps({
             "tenant": self.tenant, "client_id": self.client_id, "endpoint": self.endpoint, "status": self.status,
             "problems": [{"path": path, "message": message} for path, message in self.problems],
             "body": self.body, "body_truncated": self.body_truncated, "time_ms": self.time_ms,
+            "reason_code": self.reason_code,
         })
 
     @classmethod
@@ -107,7 +114,8 @@ class RejectedRequest:
                    endpoint=_field(name, document, "endpoint", str), status=_field(name, document, "status", int),
                    problems=tuple(problems), body=_field(name, document, "body", str),
                    body_truncated=_field(name, document, "body_truncated", bool),
-                   time_ms=_optional(name, document, "time_ms", int))
+                   time_ms=_optional(name, document, "time_ms", int),
+                   reason_code=read_code(document.get("reason_code")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +123,9 @@ class DeadLetter:
     """A raw message the streams worker could not turn into facts; ``original`` is its value, byte for byte.
 
     Where the message decoded as a RawEvent, the dead letter also says whose event it was: tenant, client, source,
-    event id, and the job (``schemas.jobs``) and position in it; ``time_ms`` is when it was dead-lettered. Records
-    written before those fields existed read with them empty (None for the job, its position and the time).
+    event id, and the job (``schemas.jobs``) and position in it; ``time_ms`` is when it was dead-lettered;
+    ``reason_code`` is the reason's code. Records written before those fields existed read with them empty (None
+    for the job, its position, the time and the code).
     """
 
     reason: str
@@ -132,11 +141,12 @@ class DeadLetter:
     job_id: str | None = None
     envelope_index: int | None = None
     time_ms: int | None = None
+    reason_code: ReasonCode | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps({
-            "reason": self.reason, "worker_version": self.worker_version, "topic": self.topic,
-            "partition": self.partition, "offset": self.offset,
+            "reason": self.reason, "reason_code": self.reason_code, "worker_version": self.worker_version,
+            "topic": self.topic, "partition": self.partition, "offset": self.offset,
             "original_b64": base64.b64encode(self.original).decode("ascii"),
             "tenant": self.tenant, "client_id": self.client_id, "source": self.source, "event_id": self.event_id,
             "job_id": self.job_id, "envelope_index": self.envelope_index, "time_ms": self.time_ms,
@@ -159,7 +169,8 @@ class DeadLetter:
                    offset=_field(name, document, "offset", int), original=original, **optional_text,
                    job_id=_optional(name, document, "job_id", str),
                    envelope_index=_optional(name, document, "envelope_index", int),
-                   time_ms=_optional(name, document, "time_ms", int))
+                   time_ms=_optional(name, document, "time_ms", int),
+                   reason_code=read_code(document.get("reason_code")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ They load exactly as the facts do (one insert per recorded offset range, with it
 event keeps what was sent (``payload``: the event's JSON where it can be read; ``original_base64``: the failed
 message byte for byte, what ``replay`` re-publishes) and the keyed pseudonym of every person it names where a
 learner can be (``student_keys``, as the raw archive: erasure deletes the rows and the loader view drops later ones).
+Each row carries the failure's ``reason_code`` (``schemas.reasons``) beside its ``reason``; a record written before
+the code existed leaves it out, and ``failed_events_in`` derives it from the stage and the reason (migration 013).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from schemas.errors import PipelineError
 from schemas.event_identity import canonical_id, learner_candidates
 from schemas.jobs import JobRecord
 from schemas.privacy import student_key_for
+from schemas.reasons import STAGE_GATEWAY, STAGE_SINK, STAGE_STREAMS, ReasonCode
 from schemas.records import RawEvent
 from schemas.side_topics import DeadLetter, RejectedRequest
 from sinks.tables import (
@@ -38,7 +41,6 @@ from sinks.tables import (
 )
 from sinks.targets import Describe, JsonRowsTarget, SourceMessage
 
-STAGE_GATEWAY, STAGE_STREAMS, STAGE_SINK = "gateway", "streams", "sink"
 REASON_LIMIT = 2000
 
 
@@ -60,16 +62,19 @@ def _json(payload: bytes) -> Any:
         return None
 
 
-def failed_row(*, stage: str, reason: str, tenant: str, client_id: str = "", source: str = "", job_id: str = "",
-               envelope_index: int | None = None, event_id: str = "", topic: str, partition: int, offset: int,
-               failed_time_ms: int, worker_version: str = "", student_keys: Sequence[str] = (), payload: str = "",
-               original: bytes = b"") -> dict[str, Any]:
-    """One ``failed_events_in`` row."""
-    return {"tenant": tenant, "stage": stage, "reason": reason[:REASON_LIMIT], "client_id": client_id,
-            "source": source, "job_id": job_id, "envelope_index": envelope_index, "event_id": event_id,
-            "topic": topic, "partition": partition, "offset": offset, "failed_time_ms": failed_time_ms,
-            "worker_version": worker_version, "student_keys": list(student_keys), "payload": payload,
-            "original_base64": base64.b64encode(original).decode("ascii")}
+def failed_row(*, stage: str, reason: str, reason_code: ReasonCode | None, tenant: str, client_id: str = "",
+               source: str = "", job_id: str = "", envelope_index: int | None = None, event_id: str = "", topic: str,
+               partition: int, offset: int, failed_time_ms: int, worker_version: str = "",
+               student_keys: Sequence[str] = (), payload: str = "", original: bytes = b"") -> dict[str, Any]:
+    """One ``failed_events_in`` row; without ``reason_code`` (None) the table derives it from the reason."""
+    row = {"tenant": tenant, "stage": stage, "reason": reason[:REASON_LIMIT], "client_id": client_id,
+           "source": source, "job_id": job_id, "envelope_index": envelope_index, "event_id": event_id,
+           "topic": topic, "partition": partition, "offset": offset, "failed_time_ms": failed_time_ms,
+           "worker_version": worker_version, "student_keys": list(student_keys), "payload": payload,
+           "original_base64": base64.b64encode(original).decode("ascii")}
+    if reason_code is not None:
+        row["reason_code"] = reason_code.value
+    return row
 
 
 def dead_letter_row(letter: DeadLetter, codec: RawEventCodec, student_key: bytes,
@@ -82,8 +87,9 @@ def dead_letter_row(letter: DeadLetter, codec: RawEventCodec, student_key: bytes
     document = _json(raw.payload) if raw else None
     people = _people(document) + ([canonical_id(raw.student_id)] if raw and raw.student_id else [])
     return failed_row(
-        stage=STAGE_STREAMS, reason=letter.reason, tenant=tenant, client_id=letter.client_id or (
-            raw.client_id if raw else ""), source=letter.source or (raw.source if raw else ""),
+        stage=STAGE_STREAMS, reason=letter.reason, reason_code=letter.reason_code, tenant=tenant,
+        client_id=letter.client_id or (raw.client_id if raw else ""), source=letter.source or (
+            raw.source if raw else ""),
         job_id=letter.job_id or (raw.job_id or "" if raw else ""),
         envelope_index=letter.envelope_index if letter.envelope_index is not None else (
             raw.envelope_index if raw and raw.job_id else None),
@@ -108,7 +114,8 @@ def rejected_requests_target(student_key: bytes) -> JsonRowsTarget:
         record = RejectedRequest.from_json(message.value)
         problems = "; ".join(f"{path}: {text}" if path else text for path, text in record.problems)
         return failed_row(
-            stage=STAGE_GATEWAY, reason=f"{record.status}: {problems}", tenant=record.tenant,
+            stage=STAGE_GATEWAY, reason=f"{record.status}: {problems}", reason_code=record.reason_code,
+            tenant=record.tenant,
             client_id=record.client_id, source=record.endpoint, topic=message.topic, partition=message.partition,
             offset=message.offset, failed_time_ms=record.time_ms or _now_ms(),
             student_keys=_keys(record.tenant, _people(_json(record.body.encode())), student_key),
@@ -167,7 +174,8 @@ def failed_at_load_rows(rejects: Sequence[RejectedMessage], describe: Describe |
         owner = dict(describe(reject.raw)) if describe is not None else {}
         people = owner.pop("people", [])
         tenant = owner.get("tenant", "")
-        rows.append(failed_row(stage=STAGE_SINK, reason=reject.error, topic=reject.topic,
+        rows.append(failed_row(stage=STAGE_SINK, reason=reject.error, reason_code=reject.reason_code,
+                               topic=reject.topic,
                                partition=reject.partition, offset=reject.offset, failed_time_ms=now,
                                student_keys=_keys(tenant, people, student_key), original=reject.raw,
                                **{"tenant": tenant, **owner}))

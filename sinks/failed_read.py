@@ -1,9 +1,10 @@
 """Reading failed events back for ``caliper-pipeline replay --from-failed`` (the sink's ``POST
 /admin/failed-events``, admin token): the failed messages a selection names, with their original bytes.
 
-A selection is any of tenant, job id, a reason (the rows whose reason contains it) and the stage (``streams`` by
-default: dead-lettered events, which go back to their raw topic; ``sink``: messages refused at load, back to
-their topic). Rows come newest failure first, one per failed message (``FINAL``), at most ``limit``.
+A selection is any of tenant, job id, a reason (the rows whose reason contains it), a reason code (one of
+``schemas.reasons.ReasonCode``) and the stage (``streams`` by default: dead-lettered events, which go back to their
+raw topic; ``sink``: messages refused at load, back to their topic). Rows come newest failure first, one per
+failed message (``FINAL``), at most ``limit``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from sinks.failed import STAGE_SINK, STAGE_STREAMS
+from schemas.reasons import STAGE_SINK, STAGE_STREAMS, ReasonCode
 from sinks.tables import FAILED_EVENTS_TABLE
 
 Rows = Callable[[str, dict[str, Any]], tuple[list[str], list[tuple[Any, ...]]]]
@@ -29,6 +30,7 @@ class FailedSelection:
     tenant: str = ""
     job_id: str = ""
     reason: str = ""
+    reason_code: str = ""
     stage: str = STAGE_STREAMS
     limit: int = MAX_FAILED_ROWS
 
@@ -36,18 +38,21 @@ class FailedSelection:
     def from_json(cls, payload: Any) -> FailedSelection:
         """The selection of a request body; ValueError naming the field."""
         if not isinstance(payload, Mapping):
-            raise ValueError("a JSON object (tenant, job_id, reason, stage, limit; all optional) is expected")
-        unknown = set(payload) - {"tenant", "job_id", "reason", "stage", "limit"}
+            raise ValueError("a JSON object (tenant, job_id, reason, reason_code, stage, limit; all optional) is "
+                             "expected")
+        unknown = set(payload) - {"tenant", "job_id", "reason", "reason_code", "stage", "limit"}
         if unknown:
             raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))[:200]}")
         values: dict[str, Any] = {}
-        for name in ("tenant", "job_id", "reason", "stage"):
+        for name in ("tenant", "job_id", "reason", "reason_code", "stage"):
             value = payload.get(name)
             if value is None:
                 continue
             if not isinstance(value, str) or len(value) > 2000 or "\x00" in value:
                 raise ValueError(f"{name} must be a string (at most 2000 characters, no NUL)")
             values[name] = value
+        if values.get("reason_code", ReasonCode.UNKNOWN) not in set(ReasonCode):
+            raise ValueError(f"reason_code must be one of {', '.join(ReasonCode)}")
         if values.get("stage", STAGE_STREAMS) not in REPLAYABLE_STAGES:
             raise ValueError(f"stage must be one of {', '.join(REPLAYABLE_STAGES)} (a refused request cannot be "
                              "replayed: it was never accepted)")
@@ -70,6 +75,9 @@ def select_failed(rows: Rows, database: str, selection: FailedSelection) -> list
     if selection.reason:
         conditions.append("position(reason, {reason:String}) > 0")
         parameters["reason"] = selection.reason
+    if selection.reason_code:
+        conditions.append("reason_code = {code:String}")
+        parameters["code"] = selection.reason_code
     names, found = rows(f"SELECT {', '.join(COLUMNS)} FROM {database}.{FAILED_EVENTS_TABLE} FINAL "
                         f"WHERE {' AND '.join(conditions)} ORDER BY failed_time DESC LIMIT {{limit:UInt32}}",
                         parameters)

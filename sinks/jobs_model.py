@@ -25,8 +25,8 @@ from schemas.read_api import (
     JobStatus,
     ReadUnavailableError,
 )
+from schemas.reasons import STAGE_SINK, STAGE_STREAMS
 from sinks.errors import SinkError
-from sinks.failed import STAGE_SINK, STAGE_STREAMS
 from sinks.queries import AnalystQueries
 from sinks.read_model import iso_utc, read_in_slot
 from sinks.tables import FAILED_EVENTS_TABLE, JOB_FACTS_TABLE, JOBS_TABLE

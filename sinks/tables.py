@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from schemas.reasons import ReasonCode
 from schemas.records import LEARNING_FACT_FIELDS, LearningFact
 
 FACT_TABLE = "learning_facts"  # what analysts read
@@ -97,6 +98,7 @@ REJECT_ARROW_SCHEMA = pa.schema([
     pa.field("partition", pa.uint32(), nullable=False),
     pa.field("offset", pa.uint64(), nullable=False),
     pa.field("error", pa.string(), nullable=False),
+    pa.field("reason_code", pa.string(), nullable=False),
     pa.field("raw_base64", pa.string(), nullable=False),
     pa.field("rejected_at", _TIME, nullable=False),
 ])
@@ -117,13 +119,15 @@ def fact_records(facts: Iterable[LearningFact]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True, slots=True)
 class RejectedMessage:
-    """A message of the facts topic that could not be loaded, and why."""
+    """A message of the facts topic that could not be loaded, and why (``error``, and its ``reason_code``:
+    ``undecodable`` when the sink could not read it, ``clickhouse_refused`` when ClickHouse refused its row)."""
 
     topic: str
     partition: int
     offset: int
     error: str
     raw: bytes
+    reason_code: ReasonCode
 
 
 def rejects_to_arrow(rejects: Sequence[RejectedMessage]) -> pa.Table:
@@ -131,6 +135,7 @@ def rejects_to_arrow(rejects: Sequence[RejectedMessage]) -> pa.Table:
     return pa.Table.from_pylist(
         [
             {"topic": r.topic, "partition": r.partition, "offset": r.offset, "error": r.error[:2000],
+             "reason_code": r.reason_code.value,
              "raw_base64": base64.b64encode(r.raw).decode("ascii"), "rejected_at": now}
             for r in rejects
         ],

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from schemas.reasons import ReasonCode
 from sinks.clickhouse import ClickHouse, is_data_error, refusal_reason
 from sinks.errors import ClickHouseQueryError
 from sinks.failed import failed_at_load_rows
@@ -57,7 +58,7 @@ class BatchWriter:
         """Insert the messages; raises ``ClickHouseQueryError``/``ClickHouseUnavailableError`` when it cannot
         (nothing of the batch is then lost: a retry inserts what is missing and ClickHouse drops the rest)."""
         groups, unreadable = target.prepare(topic, partition, offsets, values)
-        outcome = WriteOutcome(rejects=[RejectedMessage(topic, partition, offset, error, raw)
+        outcome = WriteOutcome(rejects=[RejectedMessage(topic, partition, offset, error, raw, ReasonCode.UNDECODABLE)
                                         for offset, raw, error in unreadable])
         for index, group in enumerate(groups):
             suffix = f":w{index}" if len(groups) > 1 else ""
@@ -90,7 +91,7 @@ class BatchWriter:
                 if high - low == 1:
                     outcome.rejects.append(RejectedMessage(
                         topic, partition, group.offsets[low], refusal_reason(error),
-                        group.original(low)))
+                        group.original(low), ReasonCode.CLICKHOUSE_REFUSED))
                     continue
                 if low == 0 and high == size:
                     self.metrics.isolating.inc()

@@ -27,6 +27,7 @@ from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.errors import PipelineError
 from schemas.kafka import Topics, partition_key
 from schemas.privacy import PrivacySettings
+from schemas.reasons import ReasonCode
 from schemas.records import LearningFact, RawEvent
 from schemas.side_topics import ConflictNotice, DeadLetter
 from streams.metrics import StreamsMetrics
@@ -142,13 +143,13 @@ class EventProcessor:
             result.records = [OutboundRecord(self.topics.facts, fact_key(fact), self.fact_codec.encode_record(fact))
                               for fact in result.facts]
         except PipelineError as error:
-            return self._dead_letter(result, f"{type(error).__name__}: {error}", topic, partition, offset, key,
-                                     value, raw)
+            return self._dead_letter(result, f"{type(error).__name__}: {error}", error.reason_code, topic,
+                                     partition, offset, key, value, raw)
         except Exception as error:  # a bug must not stop the stream: the event is kept as data to replay
             # the reason names the error's type only (its message may quote the event's values); the log has it all
             logger.exception("internal error processing %s[%d] offset %d", topic, partition, offset)
-            return self._dead_letter(result, f"internal error {type(error).__name__}", topic,
-                                     partition, offset, key, value, raw)
+            return self._dead_letter(result, f"internal error {type(error).__name__}", ReasonCode.INTERNAL_ERROR,
+                                     topic, partition, offset, key, value, raw)
         for fact in result.facts:
             self._count_fact_out(fact.source)
             previous = self.conflicts.seen((fact.tenant, fact.event_id, fact.fact_index), fact.content_hash)
@@ -162,8 +163,8 @@ class EventProcessor:
                 ).to_json()))
         return result
 
-    def _dead_letter(self, result: ProcessedEvent, reason: str, topic: str, partition: int, offset: int,
-                     key: bytes | None, value: bytes | None, raw: RawEvent | None) -> ProcessedEvent:
+    def _dead_letter(self, result: ProcessedEvent, reason: str, code: ReasonCode, topic: str, partition: int,
+                     offset: int, key: bytes | None, value: bytes | None, raw: RawEvent | None) -> ProcessedEvent:
         """The dead letter of a message; whose event it was (tenant, job ...) when it decoded as a RawEvent."""
         self.metrics.dead_letters.labels(topic=topic).inc()
         result.facts = []
@@ -174,6 +175,7 @@ class EventProcessor:
                      "event_id": raw.event_id, "job_id": raw.job_id or None,
                      "envelope_index": raw.envelope_index if raw.job_id else None}
         result.records = [OutboundRecord(self.topics.dead_letters, key, DeadLetter(
-            reason=reason, worker_version=self.settings.worker_version, topic=topic, partition=partition,
-            offset=offset, original=value or b"", time_ms=time.time_ns() // 1_000_000, **owner).to_json())]
+            reason=reason, reason_code=code, worker_version=self.settings.worker_version, topic=topic,
+            partition=partition, offset=offset, original=value or b"", time_ms=time.time_ns() // 1_000_000,
+            **owner).to_json())]
         return result

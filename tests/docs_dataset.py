@@ -27,11 +27,13 @@ both versions of bruno's corrected event are kept. school-b 50 XP.
 
 Failed events (``failed_events``, through the sink's own row builders, ``sinks.failed``), the week of 2026-11-02:
 - school-a, job DOCS_JOB: data[1] and data[3] dead-lettered by the worker on the 3rd and the 4th (UTC), both
-  "NormalizationError: invalid ActivityEvent: generated: Field required"; one request refused by the gateway on
-  the 2nd ("400: data[0].actor: required"); and one dead letter of the week before (2026-10-30, "no actor", sent
-  before requests had jobs);
-- school-b: one request refused on the 3rd ("400: data[0].actor: required").
-    -> this week: school-a 2 streams + 1 gateway, school-b 1 gateway; the 30th is the week before.
+  "NormalizationError: invalid ActivityEvent: generated: Field required" (field_missing); one request refused by
+  the gateway on the 2nd ("400: data[0].actor: required", field_missing); and one dead letter of the week before
+  (2026-10-30, "no actor", written before dead letters had jobs or reason codes: the table derives
+  not_normalizable from its reason);
+- school-b: one request refused on the 3rd ("400: data[0].sendTime: expected ...", field_invalid).
+    -> this week: school-a 3 field_missing (2 streams + 1 gateway), school-b 1 field_invalid; the 30th is the week
+       before.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from caliper_pipeline.samples import envelope, hub_grade_event, timeback_activit
 from gateway.ingest import envelope_events, hub_event
 from gateway.tokens import Caller
 from schemas.codec import RawEventCodec
+from schemas.reasons import ReasonCode
 from schemas.records import LearningFact
 from schemas.side_topics import DeadLetter, RejectedRequest
 from sinks.clickhouse import ClickHouse
@@ -136,23 +139,26 @@ def failures() -> list[dict[str, Any]]:
     """The ``failed_events_in`` rows of the data set, as the sink builds them from the side topics' records."""
     codec = RawEventCodec()
     rows = []
-    letters = [(1, "2026-11-03T10:00:00.000Z", NOT_NORMALIZABLE, DOCS_JOB),
-               (3, "2026-11-04T10:00:00.000Z", NOT_NORMALIZABLE, DOCS_JOB),
-               (0, "2026-10-30T10:00:00.000Z", "NormalizationError: no actor", "")]  # the week before, no job
-    for offset, (index, moment, reason, job) in enumerate(letters):
+    letters = [(1, "2026-11-03T10:00:00.000Z", NOT_NORMALIZABLE, ReasonCode.FIELD_MISSING, DOCS_JOB),
+               (3, "2026-11-04T10:00:00.000Z", NOT_NORMALIZABLE, ReasonCode.FIELD_MISSING, DOCS_JOB),
+               # the week before: no job, no code (written before either existed)
+               (0, "2026-10-30T10:00:00.000Z", "NormalizationError: no actor", None, "")]
+    for offset, (index, moment, reason, code, job) in enumerate(letters):
         event = timeback_activity_event("erin", event_id=f"urn:uuid:00000000-0000-4000-8000-00000000000{index}")
         raw = envelope_events({"sensor": "s", "data": [event]}, SCHOOL_A, _received(moment), job)[0].event
         raw.envelope_index = index
-        letter = DeadLetter(reason=reason, worker_version="docs", topic="caliper.raw.timeback", partition=0,
-                            offset=offset, original=codec.encode_record(raw), tenant="school-a", client_id="app-a",
-                            source="timeback", event_id=raw.event_id, job_id=job or None,
+        letter = DeadLetter(reason=reason, reason_code=code, worker_version="docs", topic="caliper.raw.timeback",
+                            partition=0, offset=offset, original=codec.encode_record(raw), tenant="school-a",
+                            client_id="app-a", source="timeback", event_id=raw.event_id, job_id=job or None,
                             envelope_index=index if job else None, time_ms=_received(moment))
         rows.append(dead_letter_row(letter, codec, OPTIONS.student_key, 0))
     refused = rejected_requests_target(OPTIONS.student_key).row_of
-    for offset, (caller, moment) in enumerate([(SCHOOL_A, "2026-11-02T09:00:00.000Z"),
-                                               (SCHOOL_B, "2026-11-03T09:00:00.000Z")]):
+    refusals = [(SCHOOL_A, "2026-11-02T09:00:00.000Z", ("data[0].actor", "required"), ReasonCode.FIELD_MISSING),
+                (SCHOOL_B, "2026-11-03T09:00:00.000Z", ("data[0].sendTime", "expected a date and time"),
+                 ReasonCode.FIELD_INVALID)]
+    for offset, (caller, moment, problem, code) in enumerate(refusals):
         record = RejectedRequest.of(tenant=caller.tenant, client_id=caller.client_id, endpoint="/caliper/event",
-                                    status=400, problems=[("data[0].actor", "required")], body=b'{"data": [{}]}',
+                                    status=400, problems=[problem], reason_code=code, body=b'{"data": [{}]}',
                                     time_ms=_received(moment))
         rows.append(dict(refused(SourceMessage("caliper.rejected", 0, offset, record.to_json()))))
     return rows

@@ -27,8 +27,7 @@ from gateway.settings import INGEST_SCOPE, package_version
 from schemas.caliper import VERSIONS, check_envelope, is_event
 from schemas.caliper.terms import KNOWN_PROFILES
 from schemas.hub import PROFILES as HUB_PROFILES
-
-UNSUPPORTED_VERSION_PREFIX = "unsupported dataVersion"
+from schemas.reasons import ReasonCode
 
 
 def _item_count(payload: Any) -> int:
@@ -56,7 +55,7 @@ async def _envelope(request: web.Request, *, publish_events: bool) -> web.Respon
         payload = await read_json(request, reservation)
         check_event_count(request, caller, _item_count(payload), charge=publish_events)
         problems, payload = check_envelope(payload)  # the payload without the optional properties sent as null
-        if any(p.path == "dataVersion" and p.message.startswith(UNSUPPORTED_VERSION_PREFIX) for p in problems):
+        if any(p.code is ReasonCode.UNSUPPORTED_VERSION for p in problems):
             raise UnsupportedDataVersionError("unsupported dataVersion", problems=problems)
         if problems:
             raise InvalidPayloadError(f"{len(problems)} problem(s) in the envelope; nothing was accepted",

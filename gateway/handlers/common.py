@@ -31,6 +31,7 @@ from schemas.errors import FieldProblem
 from schemas.jobs import JobRecord
 from schemas.limits import ValidationLimits, depth_problem
 from schemas.read_api import ReadBusyError, ReadUnavailableError
+from schemas.reasons import ReasonCode
 
 MAX_PROBLEMS = 100
 T = TypeVar("T")
@@ -81,7 +82,8 @@ async def read_json(request: web.Request, reservation: Reservation) -> Any:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise MalformedJsonError(f"malformed JSON: {error}",
-                                 problems=[FieldProblem(path="", message=f"malformed JSON: {error}")]) from error
+                                 problems=[FieldProblem(path="", message=f"malformed JSON: {error}",
+                                                        code=ReasonCode.MALFORMED_JSON)]) from error
     problem = depth_problem(payload, _depth_limit(settings.max_json_depth))  # before anything walks it recursively
     if problem is not None:
         raise InvalidPayloadError(problem.message, problems=[problem])

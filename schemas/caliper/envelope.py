@@ -20,6 +20,7 @@ from schemas.caliper.validator import walk_item
 from schemas.caliper.versions import CALIPER_1_2, VERSIONS
 from schemas.errors import FieldProblem
 from schemas.limits import DEFAULT_LIMITS, ValidationLimits
+from schemas.reasons import ReasonCode
 
 __all__ = ["EnvelopeCheck", "check_envelope", "drop_optional_nulls", "validate_endpoint_config", "validate_envelope"]
 
@@ -69,7 +70,7 @@ def _walk_envelope(payload: object, walk: Walk, *, fast: bool = False) -> bool:
         return False
     for name in ("sensor", "sendTime", "dataVersion", "data"):
         if payload.get(name) is None:
-            walk.add(name, "required property is missing")
+            walk.add(name, "required property is missing", missing=True)
     sensor, send_time = payload.get("sensor"), payload.get("sendTime")
     if sensor is not None:
         check_iri(sensor, "sensor", walk)
@@ -82,8 +83,8 @@ def _walk_envelope(payload: object, walk: Walk, *, fast: bool = False) -> bool:
         if fast and version is not CALIPER_1_2:
             return False  # the fast path knows the 1.2 terms only: the engine decides
     elif data_version is not None:
-        walk.add("dataVersion", f"unsupported dataVersion; accepted: "
-                                f"{', '.join(VERSIONS)}")
+        walk.add("dataVersion", f"unsupported dataVersion; accepted: {', '.join(VERSIONS)}",
+                 code=ReasonCode.UNSUPPORTED_VERSION)
     data = payload.get("data")
     if data is None or (fast and walk.problems):
         return False
@@ -136,7 +137,7 @@ def validate_endpoint_config(payload: object, limits: ValidationLimits = DEFAULT
     walk = Walk(limits, strict_decimals=False)
     versions = payload.get("caliper_supported_versions")
     if versions is None:
-        walk.add("caliper_supported_versions", "required property is missing")
+        walk.add("caliper_supported_versions", "required property is missing", missing=True)
     elif type(versions) is not list:
         walk.add("caliper_supported_versions", f"expected a list, got {json_type_name(versions)}")
     else:

@@ -26,6 +26,7 @@ from schemas.limits import (
     number_problem,
     text_problem,
 )
+from schemas.reasons import ReasonCode
 
 
 class Walk:
@@ -50,8 +51,8 @@ class Walk:
         self.event_types = version.event_types_by_context[version.data_version]
         self.foreign_types = False
 
-    def add(self, path: str, message: str) -> None:
-        self.problems.append(FieldProblem(path, message))
+    def add(self, path: str, message: str, *, missing: bool = False, code: ReasonCode | None = None) -> None:
+        self.problems.append(FieldProblem(path, message, missing, code))
 
 
 Checker = Callable[[Any, str, Walk], None]

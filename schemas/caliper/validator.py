@@ -43,6 +43,7 @@ from schemas.caliper.scalars import (
 from schemas.caliper.versions import CALIPER_1_2, VERSIONS, CaliperVersion, caliper_context_iri
 from schemas.errors import FieldProblem
 from schemas.limits import DEFAULT_LIMITS, ValidationLimits
+from schemas.reasons import ReasonCode
 
 __all__ = ["is_event", "validate_caliper_item", "walk_item"]
 
@@ -234,7 +235,7 @@ def _check_properties(
             if value is not None:
                 check(value, key_path, walk)
             elif key in required:
-                walk.add(key_path, "required property must not be null")
+                walk.add(key_path, "required property must not be null", missing=True)
             else:  # an optional property sent as null is absent
                 walk.nulls.append((obj, key))
         elif type_name is not None and key not in ("type", "action", "profile"):
@@ -243,9 +244,9 @@ def _check_properties(
                 walk.add(child_path(path, key), f"unknown property {key!r}: misspelling of {intended!r}?")
     for name in required:
         if name not in obj:
-            walk.add(child_path(path, name), "required property is missing")
+            walk.add(child_path(path, name), "required property is missing", missing=True)
         elif name not in properties and obj[name] is None:  # action, profile: checked by the engine
-            walk.add(child_path(path, name), "required property must not be null")
+            walk.add(child_path(path, name), "required property must not be null", missing=True)
 
 
 def _check_event_terms(obj: Mapping[str, Any], path: str, walk: Walk, compiled: _CompiledType) -> None:
@@ -262,19 +263,20 @@ def _check_event_terms(obj: Mapping[str, Any], path: str, walk: Walk, compiled: 
         elif compiled.required_for_action:
             for name in compiled.required_for_action.get(action, ()):
                 if obj.get(name) is None:
-                    walk.add(child_path(path, name), f"required when action is {action!r}")
+                    walk.add(child_path(path, name), f"required when action is {action!r}", missing=True)
     profile = obj.get("profile")
     if profile is not None:  # optional unless the type requires it (then the required check reports null)
         if type(profile) is not str or profile not in walk.version.profiles:
             walk.add(
                 child_path(path, "profile"),
                 f"unknown profile in Caliper {walk.version.label}; "
-                f"accepted values: {format_accepted_values(walk.version.profiles)}",
+                f"accepted values: {format_accepted_values(walk.version.profiles)}", code=ReasonCode.UNKNOWN_PROFILE,
             )
         elif profile not in event.profiles:
             walk.add(
                 child_path(path, "profile"),
                 f"{compiled.name} is not part of {profile}; accepted values: {format_accepted_values(event.profiles)}",
+                code=ReasonCode.UNKNOWN_PROFILE,
             )
     elif "profile" in obj and "profile" not in compiled.required:
         walk.nulls.append((obj, "profile"))  # type: ignore[arg-type]  # obj is the walked dict
@@ -296,15 +298,16 @@ def _validate_typed_object(
     type_path = child_path(path, "type")
     if type_name is None:
         problem = "must not be null" if "type" in obj else "required property is missing"
-        walk.add(type_path, f"{problem}; expected {wanted}")
+        walk.add(type_path, f"{problem}; expected {wanted}", missing=True)
     elif compiled is None:
         if not walk.foreign_types:  # else a type of the other vocabulary the item's @context names
-            walk.add(type_path, f"unknown type; expected {wanted}")
+            walk.add(type_path, f"unknown type; expected {wanted}", code=ReasonCode.UNKNOWN_TYPE)
     elif allowed is not None and type_name not in allowed:
-        walk.add(type_path, f"type {type_name!r} is not allowed here; expected {wanted}")
+        walk.add(type_path, f"type {type_name!r} is not allowed here; expected {wanted}", code=ReasonCode.UNKNOWN_TYPE)
     elif compiled.event is not None and type_name not in walk.event_types:
         walk.add(type_path, f"{type_name} is not a Caliper {walk.version.label} event type under this @context; "
-                            f"accepted values: {format_accepted_values(walk.event_types)}")
+                            f"accepted values: {format_accepted_values(walk.event_types)}",
+                 code=ReasonCode.UNKNOWN_TYPE)
     if compiled is None:  # still report what can be checked, with the rules of the expected type
         compiled = _COMPILED[fallback_type]
     walk.depth += 1
@@ -337,7 +340,7 @@ def _use_item_context(item: Mapping[str, Any], path: str, walk: Walk, event: boo
     walk.foreign_types = version.foreign_types and type(context) is list and len(context) > 1
     if event and version.event_context_required and context is None:
         walk.add(child_path(path, "@context"), f"required property is missing (every Caliper {version.label} "
-                                               f"Event carries its @context)")
+                                               f"Event carries its @context)", missing=True)
 
 
 def walk_item(item: object, path: str, walk: Walk) -> None:

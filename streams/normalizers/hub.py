@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.bncc import parse_bncc
-from schemas.errors import InvalidSkillCodeError, NormalizationError
+from schemas.errors import InvalidSkillCodeError, NormalizationError, problems_code
 from schemas.hub import EVENT_TIME_FIELDS, validate_hub_event
 from schemas.records import LearningFact, RawEvent
 from streams.normalizers.base import (
@@ -117,7 +117,7 @@ def _typed_by_model(raw: RawEvent, document: dict[str, Any]) -> dict[str, Any]:
     event, problems = validate_hub_event(document)
     if event is None:
         reasons = "; ".join(problem.message for problem in problems)
-        raise NormalizationError(f"invalid hub event: {reasons}", event_id=raw.event_id)
+        raise NormalizationError(f"invalid hub event: {reasons}", event_id=raw.event_id, code=problems_code(problems))
     typed = event.model_dump(by_alias=True, exclude_unset=True)
     for parent, name in HUB_TIMES:  # validated above: the text as sent, read in the tenant's zone by the rules
         sent = document.get(parent, {}).get(name)

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas.errors import NormalizationError
+from schemas.reasons import ReasonCode
 from schemas.records import LearningFact, RawEvent
 from schemas.timeback import TIMEBACK_EVENT_MODELS, is_timeback_event
 from streams.normalizers.base import (
@@ -150,8 +151,9 @@ def _typed_by_model(raw: RawEvent, document: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"])
+        code = ReasonCode.FIELD_MISSING if first["type"] == "missing" else ReasonCode.FIELD_INVALID
         raise NormalizationError(f"invalid {document['type']}: {where}: {first['msg']}",
-                                 event_id=raw.event_id) from error
+                                 event_id=raw.event_id, code=code) from error
     typed = event.model_dump(by_alias=True, exclude_unset=True)
     _times_as_sent(typed, document)
     return typed

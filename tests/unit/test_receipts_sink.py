@@ -15,6 +15,7 @@ from sink_fixtures import SharedEngine, make_fact, open_engine
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.jobs import job_records
 from schemas.kafka import Topics
+from schemas.reasons import ReasonCode
 from schemas.records import RawEvent
 from schemas.side_topics import DeadLetter, RejectedRequest
 from sinks.batches import BatchSink, facts_target
@@ -92,7 +93,8 @@ def test_a_job_is_followed_to_completed_with_errors_and_a_replay_completes_it(en
                         envelope_index=2, time_ms=1_700_000_000_000)
     load(sink, TOPICS.dead_letters, [letter.to_json(), letter.to_json()])
     refused = fact_codec.encode_record(make_fact(3, event_id=ids[3], job_id=JOB, envelope_index=3, student_id=STUDENT))
-    rows = failed_at_load_rows([RejectedMessage(TOPICS.facts, 0, 99, "ClickHouse refused it: too many parts", refused)],
+    rows = failed_at_load_rows([RejectedMessage(TOPICS.facts, 0, 99, "ClickHouse refused it: too many parts", refused,
+                                               ReasonCode.CLICKHOUSE_REFUSED)],
                                describe_fact(fact_codec), KEY)
     assert (rows[0]["tenant"], rows[0]["job_id"], rows[0]["envelope_index"], rows[0]["stage"]) == (
         "school-a", JOB, 3, "sink")
@@ -128,7 +130,8 @@ def test_rejected_requests_are_failed_events_and_erasure_removes_them(engine: Cl
     sink = sink_of(engine)
     body = orjson.dumps({"sensor": "s", "data": [{"type": "Event", "actor": STUDENT}]})
     record = RejectedRequest.of(tenant="school-a", client_id="app", endpoint="/caliper/event", status=400,
-                                problems=[("data[0].action", "required")], body=body)
+                                problems=[("data[0].action", "required")], body=body,
+                                reason_code=ReasonCode.FIELD_MISSING)
     load(sink, TOPICS.rejected, [record.to_json()])
     _, rows = engine.query_rows("SELECT stage, reason, job_id, payload FROM learning.failed_events FINAL")
     assert rows == [("gateway", "400: data[0].action: required", "", body.decode())]

@@ -12,7 +12,8 @@ from caliper_pipeline.cli import main
     (["--from-offset", "5", "--to-offset", "2"], "--from-offset 5 is after --to-offset 2"),
     (["--partition", "-1"], "--partition must be 0 or more, not -1"),
     ([], "cannot reach Kafka at 127.0.0.1:1"),
-    (["--reason", "x"], "--tenant, --job, --reason and --stage select failed events: add --from-failed"),
+    (["--reason", "x"], "--tenant, --job, --reason, --reason-code and --stage select failed events: add --from-failed"),
+    (["--reason-code", "field_missing"], "--tenant, --job, --reason, --reason-code and --stage select failed events"),
     (["--from-failed", "--job", "j"], "the sink at http://127.0.0.1:1/admin/failed-events is not reachable"),
 ])
 def test_replay_refuses_in_one_line(args: list[str], message: str, monkeypatch: pytest.MonkeyPatch,

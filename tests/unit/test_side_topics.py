@@ -13,6 +13,7 @@ from caliper_pipeline.settings import Settings
 from schemas.errors import PipelineError
 from schemas.kafka import crc32_partitioner, partition_key
 from schemas.privacy import PrivacySettings, student_key_for
+from schemas.reasons import ReasonCode
 from schemas.side_topics import (
     REJECTED_BODY_LIMIT,
     ConflictNotice,
@@ -30,7 +31,8 @@ NOTICE = ConflictNotice(tenant="t", source="hub", event_id="urn:uuid:1", fact_in
 @pytest.mark.parametrize("record", [
     LETTER, NOTICE,
     RejectedRequest.of(tenant="t", client_id="c", endpoint="/caliper/event", status=400,
-                       problems=[("data[0].actor", "required")], body="é{".encode()),
+                       problems=[("data[0].actor", "required")], body="é{".encode(),
+                       reason_code=ReasonCode.FIELD_MISSING),
 ])
 def test_each_record_reads_back_what_it_wrote(record: DeadLetter | ConflictNotice | RejectedRequest) -> None:
     assert type(record).from_json(record.to_json()) == record
@@ -40,9 +42,10 @@ def test_the_dead_letter_wire_format_is_kept() -> None:
     wire = orjson.loads(LETTER.to_json())
     first = {"reason": LETTER.reason, "worker_version": "1.2.3", "topic": "caliper.raw.hub", "partition": 3,
              "offset": 42, "original_b64": base64.b64encode(LETTER.original).decode()}
-    # the fields of the first version, as they were; since delivery receipts, whose event it was (empty here)
+    # the fields of the first version, as they were; since delivery receipts, whose event it was (empty here);
+    # since reason codes, the reason's code (none here)
     assert wire == {**first, "tenant": "", "client_id": "", "source": "", "event_id": "", "job_id": None,
-                    "envelope_index": None, "time_ms": None}
+                    "envelope_index": None, "time_ms": None, "reason_code": None}
     assert DeadLetter.from_json(orjson.dumps(first)) == LETTER  # a record of the first version still reads
 
 
@@ -58,12 +61,14 @@ def test_a_dead_letter_names_the_job_of_its_event() -> None:
 def test_a_rejected_request_keeps_its_limits() -> None:
     body = b"x" * (REJECTED_BODY_LIMIT + 10)
     record = RejectedRequest.of(tenant="t", client_id="c", endpoint="/e", status=413,
-                                problems=[(f"p{i}", "bad") for i in range(150)], body=body)
+                                problems=[(f"p{i}", "bad") for i in range(150)], body=body,
+                                reason_code=ReasonCode.FIELD_INVALID)
     assert len(record.body) == REJECTED_BODY_LIMIT and record.body_truncated
     assert len(record.problems) == 100
     wire = orjson.loads(record.to_json())
     assert wire["problems"][0] == {"path": "p0", "message": "bad"}
-    assert set(wire) == {"tenant", "client_id", "endpoint", "status", "problems", "body", "body_truncated", "time_ms"}
+    assert set(wire) == {"tenant", "client_id", "endpoint", "status", "problems", "body", "body_truncated", "time_ms",
+                         "reason_code"}
     assert isinstance(wire["time_ms"], int)
     del wire["time_ms"]  # a record written before the field existed reads with no time
     assert RejectedRequest.from_json(orjson.dumps(wire)).time_ms is None
@@ -86,7 +91,8 @@ def test_a_broken_dead_letter_is_refused_naming_the_problem(data: bytes, problem
 
 def test_broken_rejected_and_conflict_records_are_refused() -> None:
     rejected = orjson.loads(RejectedRequest.of(tenant="t", client_id="c", endpoint="/e", status=400,
-                                               problems=[("a", "b")], body=b"{}").to_json())
+                                               problems=[("a", "b")], body=b"{}",
+                                               reason_code=ReasonCode.FIELD_INVALID).to_json())
     with pytest.raises(SideTopicRecordError, match=r"problems\[0\] must be an object"):
         RejectedRequest.from_json(orjson.dumps({**rejected, "problems": ["a"]}))
     with pytest.raises(SideTopicRecordError, match="'body_truncated' must be bool"):

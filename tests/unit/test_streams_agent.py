@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.kafka import KafkaSettings, partition_key
 from schemas.privacy import MissingPrivacyKeyError, PrivacySettings, student_key_for
+from schemas.reasons import ReasonCode
 from schemas.records import RawEvent, pseudonymize_email
 from schemas.side_topics import ConflictNotice, DeadLetter
 from streams.metrics import StreamsMetrics
@@ -132,10 +133,11 @@ async def test_a_bad_event_goes_to_the_dead_letters_and_processing_continues(har
     assert letters[0].original == garbage
     assert letters[0].reason.startswith("SchemaEncodingError")
     assert letters[1].reason.startswith("NormalizationError")
+    assert [letter.reason_code for letter in letters] == [ReasonCode.UNDECODABLE, ReasonCode.FIELD_MISSING]
     assert all(letter.worker_version == "9.9.9" for letter in letters)
     wire = orjson.loads(publisher.on(TOPICS.dead_letters)[0].value)  # the JSON shape replay and operators read
     assert set(wire) == {"reason", "worker_version", "topic", "partition", "offset", "original_b64", "tenant",
-                         "client_id", "source", "event_id", "job_id", "envelope_index", "time_ms"}
+                         "client_id", "source", "event_id", "job_id", "envelope_index", "time_ms", "reason_code"}
     assert base64.b64decode(wire["original_b64"]) == garbage
     assert publisher.on(TOPICS.dead_letters)[0].key == b"g"
     assert len(publisher.on(TOPICS.facts)) == 1
