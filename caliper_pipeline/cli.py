@@ -298,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     benches = bench.add_subparsers(dest="component", required=True)
     for component, text in (("gateway", "the gateway vs a bare forwarder, on the real broker"),
                             ("gateway-steps", "the gateway's CPU per event, step by step (no HTTP, no Kafka)"),
+                            ("codecs", "the gateway's publishing CPU per event for each batch compression"),
                             ("schemas", "encode + decode of a learning fact"),
                             ("streams", "facts/s of one worker"), ("sink", "rows/s loaded into ClickHouse"),
                             ("renormalize", "renormalize on --count archived events (and the archive's load rate)"),

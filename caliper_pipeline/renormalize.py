@@ -39,6 +39,7 @@ from schemas.archive import ArchivedEvent, ArchiveRecordError
 from schemas.codec import RawEventCodec
 from schemas.errors import PipelineError
 from schemas.kafka import Source, crc32_partitioner, partition_key
+from schemas.kafka_lz4 import use_kafka_lz4_frames
 from schemas.registry import learning_fact_codec
 from schemas.side_topics import DeadLetter
 from schemas.version import PIPELINE_VERSION
@@ -121,6 +122,7 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
     extensions_policy = ClientRegistry(settings.gateway.clients_file).tenant(tenant).extensions_policy
     topics, fact_codec, raw_codec = settings.kafka.topics, learning_fact_codec(settings.kafka), RawEventCodec()
     summary = RenormalizeSummary(tenant=tenant, dry_run=dry_run)
+    use_kafka_lz4_frames()  # the facts topic's lz4 batches as every Kafka client reads them
     producer = AIOKafkaProducer(acks="all", enable_idempotence=True, partitioner=crc32_partitioner, linger_ms=20,
                                 max_batch_size=1 << 20, compression_type="lz4", **settings.kafka.client_options())
     started = time.monotonic()

@@ -9,13 +9,10 @@ idempotent producer (best effort, outside any transaction).
 from __future__ import annotations
 
 import asyncio
-import functools
-import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiokafka.codec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
@@ -25,31 +22,18 @@ from gateway.transactions import Record, TransactionalPublisher, TransactionFail
 from schemas.codec import RawEventCodec
 from schemas.jobs import JobRecord
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner
+from schemas.kafka_lz4 import use_kafka_lz4_frames
 from schemas.records import RawEvent
 from schemas.registry import raw_event_codec
 from schemas.side_topics import RejectedRequest
 
 log = logging.getLogger(__name__)
 
-# The LZ4 level of the record batches the gateway writes. aiokafka compresses with level 9 (LZ4 HC: what the Java
-# producer uses by default), and has no setting for it; level 1 (LZ4's fast mode) compresses a 100-event envelope's
-# batch ~4x faster for ~10 % more bytes (`caliper-pipeline bench gateway-steps`: record batch lz4 level 9 vs 1), and
-# any LZ4 level reads the same. ``patch_aiokafka_lz4_level`` sets it in the modules that build batches (the Cython
-# one and the pure-Python one look ``lz4_encode`` up in their module globals at each batch; a test checks they
-# still do).
+# The LZ4 level of the record batches the gateway writes (as Kafka's own producers lay them out:
+# ``schemas.kafka_lz4``). The Java producer's default is 9 (LZ4 HC); level 1 (LZ4's fast mode) compresses a
+# 100-event envelope's batch several times faster for ~10 % more bytes (`caliper-pipeline bench gateway-steps`),
+# and any LZ4 level reads the same.
 LZ4_LEVEL = 1
-_BATCH_BUILDER_MODULES = ("aiokafka.record.default_records", "aiokafka.record._crecords.default_records")
-
-
-def patch_aiokafka_lz4_level(level: int = LZ4_LEVEL) -> None:
-    encode = functools.partial(aiokafka.codec.lz4_encode, level=level)
-    for name in _BATCH_BUILDER_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:  # no C extension here: the pure-Python builder only
-            continue
-        if hasattr(module, "lz4_encode"):
-            module.lz4_encode = encode  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +82,7 @@ class EventPublisher:
 
     async def start(self) -> None:
         gateway = self._gateway
-        patch_aiokafka_lz4_level()
+        use_kafka_lz4_frames(LZ4_LEVEL)
         self._producer = self._new_producer()
         await self._producer.start()
         transactions = TransactionalPublisher(

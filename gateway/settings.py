@@ -6,7 +6,7 @@ import socket
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from schemas.errors import PipelineError
 
@@ -17,6 +17,8 @@ READ_SCOPE = "https://purl.imsglobal.org/spec/caliper/v1p1/scope/event.read"
 DEVELOPMENT_JWT_SECRET = "local-development-only-change-me-0123456789"
 MIN_SECRET_BYTES = 32
 MIB = 1024 * 1024
+# the record-batch compressions aiokafka writes; "none" (or empty) turns compression off
+COMPRESSIONS = ("lz4", "zstd", "gzip", "snappy")
 
 
 def package_version() -> str:
@@ -89,6 +91,8 @@ class GatewaySettings(BaseModel):
     read_requests_per_second: float = Field(default=10.0, gt=0)
     read_requests_burst: float = Field(default=20.0, ge=1)
     producer_linger_ms: int = 2
+    # the raw, jobs and rejected topics' record-batch compression (docs/operations.md: reading our topics from other
+    # clients); lz4 batches are framed as Kafka's Java producer frames them (schemas.kafka_lz4)
     compression: str | None = "lz4"
     # all-or-nothing requests: each request's events go in one Kafka transaction, concurrent requests grouped
     # (gateway.transactions). The transactional id must be unique per gateway process and stable across its
@@ -97,6 +101,16 @@ class GatewaySettings(BaseModel):
     transaction_producers: int = Field(default=4, ge=1)  # transactions in flight at once
     transaction_window_ms: float = Field(default=0.0, ge=0)  # how long a group waits for more requests
     transaction_max_events: int = Field(default=10_000, ge=1)  # events of one group (a bigger request goes alone)
+
+    @field_validator("compression")
+    @classmethod
+    def _known_compression(cls, value: str | None) -> str | None:
+        """A codec aiokafka writes, or None for "none" / empty (aiokafka itself refuses "none" when it starts)."""
+        if value is None or value.strip().lower() in ("", "none"):
+            return None
+        if value.strip().lower() not in COMPRESSIONS:
+            raise ValueError(f"must be one of {', '.join(COMPRESSIONS)} or none, not {value!r}")
+        return value.strip().lower()
 
     @model_validator(mode="after")
     def _token_lifetime(self) -> GatewaySettings:

@@ -1,8 +1,9 @@
 """``caliper-pipeline bench <component>``: benchmarks that print figures (never timed assertions in tests).
 
 Every benchmark lives in this package, none in the data-path packages: ``gateway`` (against ``bare_forwarder``,
-driven by ``load``), ``gateway-steps`` (the gateway's CPU per event, step by step), ``schemas`` (the codec),
-``streams`` and ``sink`` (each stage alone, ``stages``), ``ceilings`` (each stage next to its bare baseline in one
+driven by ``load``), ``gateway-steps`` (the gateway's CPU per event, step by step), ``codecs`` (the gateway's
+publishing CPU per event for each record-batch compression), ``schemas`` (the codec), ``streams`` and ``sink``
+(each stage alone, ``stages``), ``ceilings`` (each stage next to its bare baseline in one
 run), ``e2e`` (the whole pipeline under load), ``soak`` (memory over minutes), ``renormalize`` (re-deriving
 archived events), ``attacks`` (other senders' latency while the gateway is attacked), ``read-flood``
 (loading under a flood of reads) and ``sink-attacks`` (the sink's memory under an analyst's attack).
@@ -25,6 +26,10 @@ def run_bench(settings: Settings, component: str, args: argparse.Namespace) -> i
         from caliper_pipeline.bench.gateway_steps import run_gateway_steps_bench
 
         figures = run_gateway_steps_bench()
+    elif component == "codecs":
+        from caliper_pipeline.bench.codecs import run_codecs_bench
+
+        figures = run_codecs_bench(settings, args.count, args.concurrency)
     elif component == "schemas":
         from caliper_pipeline.bench.schemas import run_codec_bench
 

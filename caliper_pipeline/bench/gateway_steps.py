@@ -20,12 +20,13 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from caliper_pipeline.samples import envelope, timeback_activity_event
 from gateway.ingest import encoded_envelope_events, envelope_events
-from gateway.publisher import LZ4_LEVEL, patch_aiokafka_lz4_level
+from gateway.publisher import LZ4_LEVEL
 from gateway.tokens import Caller
 from schemas.caliper import check_envelope
 from schemas.caliper.envelope import _walk_envelope
 from schemas.caliper.scalars import Walk
 from schemas.codec import RawEventCodec
+from schemas.kafka_lz4 import kafka_lz4_encode, use_kafka_lz4_frames
 from schemas.limits import DEFAULT_LIMITS, depth_problem
 from schemas.records import RAW_EVENT_FIELDS
 
@@ -55,7 +56,7 @@ def _per_event_us(step: Callable[[], object], rounds: int = 7, seconds: float = 
 
 def _batch(compression: str, values: list[tuple[bytes, bytes]], lz4_level: int = 9) -> Callable[[], object]:
     def build() -> bytes:
-        patch_aiokafka_lz4_level(lz4_level)
+        use_kafka_lz4_frames(lz4_level)
         batch = BatchBuilder(512 * 1024, _COMPRESSION[compression], is_transactional=True)
         for key, value in values:
             batch.append(timestamp=None, key=key, value=value)
@@ -93,21 +94,25 @@ def run_gateway_steps_bench() -> dict[str, Any]:
             for e in envelope_events(parsed, caller, 1)],
         "raw events: fastavro encode alone": fastavro_encode,
         "raw events: encoded_envelope_events (flat writer)": lambda: encoded_envelope_events(parsed, caller, 1, codec),
-        "record batch, lz4 level 9 (aiokafka's)": _batch("lz4", messages),
+        "record batch, lz4 level 9 (the Java producer's)": _batch("lz4", messages),
         f"record batch, lz4 level {LZ4_LEVEL} (the gateway's)": _batch("lz4", messages, LZ4_LEVEL),
         "record batch, zstd (level 3)": _batch("zstd", messages),
+        "record batch, gzip (level 9)": _batch("gzip", messages),
         "record batch, none": _batch("none", messages),
-        "lz4 level 9 alone (aiokafka's)": lambda: kafka_codec.lz4_encode(joined),
-        f"lz4 level {LZ4_LEVEL} alone": lambda: kafka_codec.lz4_encode(joined, level=LZ4_LEVEL),
+        "lz4 level 9 alone": lambda: kafka_lz4_encode(joined),
+        f"lz4 level {LZ4_LEVEL} alone": lambda: kafka_lz4_encode(joined, level=LZ4_LEVEL),
+        f"lz4 level {LZ4_LEVEL} alone, aiokafka's frames (cramjam)": lambda: kafka_codec.lz4_encode(joined,
+                                                                                                 level=LZ4_LEVEL),
         "zstd level 3 alone": lambda: kafka_codec.zstd_encode(joined),
     }
     figures = {name: _per_event_us(step) for name, step in steps.items()}
-    patch_aiokafka_lz4_level()  # leave the gateway's level in place
     sizes = {level: len(_batch("lz4", messages, level)()) for level in (9, LZ4_LEVEL)}  # type: ignore[arg-type]
-    patch_aiokafka_lz4_level()
+    sizes_by_codec = {name: len(_batch(name, messages)()) for name in ("zstd", "gzip", "none")}  # type: ignore[arg-type]
+    use_kafka_lz4_frames(LZ4_LEVEL)  # leave the gateway's level in place
     print(f"gateway steps, CPU microseconds per event ({EVENTS}-event Timeback envelope, {len(body):,} bytes):")
     for name, micros in figures.items():
         print(f"  {name:<52} {micros:7.2f} us")
     print(f"  lz4 batch bytes: level 9 {sizes[9]:,}, level {LZ4_LEVEL} {sizes[LZ4_LEVEL]:,} "
-          f"(records {len(joined):,} bytes)")
-    return {"us_per_event": figures, "envelope_bytes": len(body), "lz4_batch_bytes": sizes}
+          f"(records {len(joined):,} bytes); " + ", ".join(f"{k} {v:,}" for k, v in sizes_by_codec.items()))
+    return {"us_per_event": figures, "envelope_bytes": len(body), "lz4_batch_bytes": sizes,
+            "batch_bytes": sizes_by_codec}

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
+from schemas.kafka_lz4 import use_kafka_lz4_frames
 from schemas.records import LearningFact, fact_id_for
 from sinks.avro_container import group_by_writer
 from sinks.batches import facts_target
@@ -48,6 +49,7 @@ async def _produce(kafka: KafkaSettings, topic: str, messages: list[tuple[bytes,
         await admin.create_topics([NewTopic(topic, kafka.partitions, kafka.replication_factor)])
     finally:
         await admin.close()
+    use_kafka_lz4_frames()
     producer = AIOKafkaProducer(acks="all", linger_ms=20, max_batch_size=1 << 20, compression_type="lz4",
                                 **kafka.client_options())
     await producer.start()
