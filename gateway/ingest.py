@@ -12,6 +12,7 @@ from gateway.tokens import Caller
 from schemas.caliper import is_event
 from schemas.codec import RawEventCodec
 from schemas.coerce import time_to_ms
+from schemas.event_identity import reference_id
 from schemas.jobs import JobRecord, job_records
 from schemas.kafka import Source, partition_key
 from schemas.records import RawEvent
@@ -19,16 +20,6 @@ from schemas.timeback import TIMEBACK_PROFILE
 
 # the RawEvent fields that differ between the events of one envelope (the others are the request's)
 _PER_EVENT_FIELDS = ("source", "event_id", "event_type", "profile", "student_id", "envelope_index", "payload")
-
-
-def reference_id(value: Any) -> str:
-    """The id of an entity reference: the IRI string itself, or the embedded object's ``id``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        identifier = value.get("id")
-        return identifier if isinstance(identifier, str) else ""
-    return ""
 
 
 def envelope_events(envelope: Mapping[str, Any], caller: Caller, received_ms: int,

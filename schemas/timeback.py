@@ -23,14 +23,13 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic import ValidationInfo as Info
 from pydantic_core import PydanticCustomError
 
+from schemas.caliper.terms import TimebackActivityMetricType, TimebackTimeSpentMetricType
 from schemas.coerce import coerce_number, parse_time
 from schemas.errors import FieldProblem
 from schemas.limits import DEFAULT_LIMITS, ValidationLimits, number_problem, text_problem
 from schemas.model_checks import context_of, problems_of, validation_context
 
 TIMEBACK_PROFILE = "TimebackProfile"
-ACTIVITY_METRIC_TYPES = ("xpEarned", "totalQuestions", "correctQuestions", "masteredUnits")
-TIME_SPENT_METRIC_TYPES = ("active", "inactive", "waste", "unknown", "anti-pattern")
 REQUIRED_PATHS: tuple[str, ...] = (
     "id", "type", "actor.id", "actor.type", "action", "object.id", "object.type", "object.subject",
     "object.app.name", "eventTime", "profile", "generated.type", "generated.items",
@@ -119,7 +118,7 @@ class TimebackActivityContext(BaseModel):
 class TimebackActivityMetric(BaseModel):
     model_config = _OPEN
 
-    type: Literal["xpEarned", "totalQuestions", "correctQuestions", "masteredUnits"]
+    type: TimebackActivityMetricType
     value: Number
     extensions: dict[str, Any] | None = None
 
@@ -136,7 +135,7 @@ class TimebackActivityMetricsCollection(BaseModel):
 class TimebackTimeSpentMetric(BaseModel):
     model_config = _OPEN
 
-    type: Literal["active", "inactive", "waste", "unknown", "anti-pattern"]
+    type: TimebackTimeSpentMetricType
     sub_type: Text | None = Field(default=None, alias="subType")
     value: Number = Field(ge=0)
     start_date: Time | None = Field(default=None, alias="startDate")

@@ -31,7 +31,7 @@ from schemas.caliper import terms
 from schemas.caliper.entity_rules import Kind, ListOf, Ref, Rule, Scalar, Term
 from schemas.caliper.fact_paths import check_fact_paths
 from schemas.caliper.scalars import _DATETIME_RE, SCALAR_CHECKERS, Walk
-from schemas.caliper.validator import TIMEBACK_EVENTS, merged_rules, transposition_of
+from schemas.caliper.validator import TIMEBACK_EVENTS, is_event, merged_rules, transposition_of
 from schemas.coerce import parse_time
 
 __all__ = ["accepts"]
@@ -240,8 +240,7 @@ def accepts(item: Any, walk: Walk) -> bool:
     check = _TYPES.get(type_name) if type(type_name) is str else None
     if check is None or not check(item, walk):
         return False
-    is_event = type_name in terms.EVENT_TYPES or ("actor" in item and "action" in item and "eventTime" in item)
-    if is_event and not (item.get("profile") == terms.TIMEBACK_PROFILE and type_name in TIMEBACK_EVENTS):
+    if is_event(item) and not (item.get("profile") == terms.TIMEBACK_PROFILE and type_name in TIMEBACK_EVENTS):
         problems = walk.problems
         before = len(problems)
         check_fact_paths(item, "", walk)  # the properties the generic normalizer reads, whatever the type

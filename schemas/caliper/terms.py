@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal, get_args
 
 CALIPER_CONTEXT_V1P2: Final = "http://purl.imsglobal.org/ctx/caliper/v1p2"
 # Caliper 1.1 envelopes (dataVersion v1p1) are accepted with the terms of ``schemas.caliper.versions``; a v1p1
@@ -344,20 +344,9 @@ SYSTEM_IDENTIFIER_TYPES: Final = frozenset(
 # TimebackProfile vocabularies.
 TIMEBACK_USER_ROLES: Final = frozenset({"student", "teacher", "admin", "guide"})
 TIMEBACK_SUBJECTS: Final = frozenset({"Science", "Math", "Reading", "Language", "Social Studies", "None"})
-TIMEBACK_ACTIVITY_METRIC_TYPES: Final = frozenset(
-    {
-        "xpEarned",
-        "totalQuestions",
-        "correctQuestions",
-        "masteredUnits",
-    }
-)
-TIMEBACK_TIME_SPENT_METRIC_TYPES: Final = frozenset(
-    {
-        "active",
-        "inactive",
-        "waste",
-        "unknown",
-        "anti-pattern",
-    }
-)
+# the metric types of Timeback's two metrics collections: the one definition the models, the validator and the
+# normalizers use
+TimebackActivityMetricType = Literal["xpEarned", "totalQuestions", "correctQuestions", "masteredUnits"]
+TimebackTimeSpentMetricType = Literal["active", "inactive", "waste", "unknown", "anti-pattern"]
+TIMEBACK_ACTIVITY_METRIC_TYPES: Final = frozenset(get_args(TimebackActivityMetricType))
+TIMEBACK_TIME_SPENT_METRIC_TYPES: Final = frozenset(get_args(TimebackTimeSpentMetricType))

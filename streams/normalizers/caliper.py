@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.caliper.terms import PERSON_TYPES
+from schemas.caliper.validator import is_event
 from schemas.records import LearningFact, RawEvent
 from streams.normalizers.base import (
     EVENT_IDENTITY,
@@ -159,14 +160,6 @@ CONVERSION_SETS: dict[str, ConversionSet] = {
     "ToolUseEvent": TOOL_USE_EVENT,
     "ReadingEvent": READING_EVENT,
 }
-
-
-def is_event(document: dict[str, Any]) -> bool:
-    """Caliper events are typed ``Event`` or ``*Event``; anything else in an envelope is an entity."""
-    kind = document.get("type")
-    if isinstance(kind, str) and (kind == "Event" or kind.endswith("Event")):
-        return True
-    return "action" in document and "actor" in document and "eventTime" in document
 
 
 def conversion_set_for(event_type: Any) -> ConversionSet:

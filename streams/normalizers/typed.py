@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, BeforeValidator
 
+from schemas.caliper.terms import TIMEBACK_ACTIVITY_METRIC_TYPES, TIMEBACK_TIME_SPENT_METRIC_TYPES
 from schemas.coerce import coerce_number, parse_time
 from schemas.hub import HubEvent
 from schemas.limits import DEFAULT_LIMITS, STORAGE_LIMITS
@@ -160,8 +161,7 @@ _STORAGE_WINDOW = STORAGE_LIMITS.time_window()
 _ACTION = {"ActivityEvent": "Completed", "TimeSpentEvent": "SpentTime"}
 _COLLECTION = {"ActivityEvent": "TimebackActivityMetricsCollection",
                "TimeSpentEvent": "TimebackTimeSpentMetricsCollection"}
-_METRICS = {"ActivityEvent": frozenset({"xpEarned", "totalQuestions", "correctQuestions", "masteredUnits"}),
-            "TimeSpentEvent": frozenset({"active", "inactive", "waste", "unknown", "anti-pattern"})}
+_METRICS = {"ActivityEvent": TIMEBACK_ACTIVITY_METRIC_TYPES, "TimeSpentEvent": TIMEBACK_TIME_SPENT_METRIC_TYPES}
 _REFERENCES = ("edApp", "target", "referrer", "group", "membership", "session", "federatedSession")
 _NAMED_REF_OPTIONAL = ("id", "name")
 # every field of the Timeback models, by model, as (key as sent, required): what the checks below cover

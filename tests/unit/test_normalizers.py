@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis_profiles import EXPENSIVE, examples
 from seed_payloads import CONTEXT, USER, seed_activity_event, seed_hub_event, with_value
 
+from schemas.caliper import is_event, validate_envelope
 from schemas.errors import NormalizationError
 from schemas.privacy import student_key_for
 from schemas.records import LearningFact, RawEvent, content_hash_of, fact_id_for, pseudonymize_email
@@ -416,6 +417,19 @@ def test_an_entity_yields_no_fact_and_no_error() -> None:
                      normalizer_version=VERSION, student_key=STUDENT_KEY) == []
 
 
+def test_an_entity_of_another_vocabulary_named_like_an_event_yields_no_fact() -> None:
+    """The gateway accepts an entity of another vocabulary whose type ends in "Event" (a list @context naming it) and
+    counts it as an entity in the job; the worker, with a rule of its own (any ``*Event`` type), took it for an event
+    and dead-lettered it for lacking an actor. One rule (``schemas.caliper.is_event``) now decides for both."""
+    entity = {"@context": ["https://schema.org/docs/jsonldcontext.json", "http://purl.imsglobal.org/ctx/caliper/v1p1"],
+              "id": "urn:uuid:6e5b4c3a-1d2f-4a5b-8c7d-9e0f1a2b3c4d", "type": "ReviewEvent", "name": "peer review"}
+    assert validate_envelope({"sensor": "https://example.edu/sensor", "sendTime": "2024-04-24T14:00:00.000Z",
+                              "dataVersion": "http://purl.imsglobal.org/ctx/caliper/v1p1", "data": [entity]}) == []
+    assert not is_event(entity)
+    assert normalize(raw_event("caliper", entity), email_hash_key=KEY, keep_raw_email=False,
+                     normalizer_version=VERSION, student_key=STUDENT_KEY) == []
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("PT10M", 600.0), ("PT1H2M3.5S", 3723.5), ("P1DT1S", 86401.0),
                                                ("42", 42.0), (7, 7.0), ("P", None), ("soon", None)])
 def test_durations_are_read_as_seconds(text: Any, seconds: float | None) -> None:
@@ -473,3 +487,11 @@ def test_any_valid_timeback_event_normalizes_deterministically(event: dict[str, 
         assert getattr(first, column) == pytest.approx(expected)
     if event.get("extensions"):
         assert extensions(first)["extensions"] == event["extensions"]
+
+
+def test_every_timeback_metric_type_has_its_column_and_no_other() -> None:
+    """The metric types are defined once (``schemas.caliper.terms``); the normalizer's columns follow them."""
+    from schemas.caliper.terms import TIMEBACK_ACTIVITY_METRIC_TYPES, TIMEBACK_TIME_SPENT_METRIC_TYPES
+    from streams.normalizers.timeback import METRIC_COLUMNS
+
+    assert set(METRIC_COLUMNS) == TIMEBACK_ACTIVITY_METRIC_TYPES | TIMEBACK_TIME_SPENT_METRIC_TYPES
