@@ -229,3 +229,10 @@ def test_grafana_reads_what_an_analyst_may_read_and_no_more(chdb_engine: SharedE
         read |= set(re.findall(r"ReplacingMergeTree\((\w+)\)", str(engine_full)))
         assert read <= columns, f"{table}: the view {view} reads {sorted(read - columns)}, not granted"
     assert set(granted) == set(ANALYST_TABLES) | set(SUMMARIES.values())
+    # a view reads its tables as its caller: every table a granted view names is granted too
+    _, views = engine.query_rows("SELECT name, create_table_query FROM system.tables WHERE database = {db:String} "
+                                 "AND engine = 'View'", {"db": TEMPLATE_DATABASE})
+    for name, query in views:
+        if str(name) in granted:
+            named = set(re.findall(rf"\b{TEMPLATE_DATABASE}\.(\w+)", str(query))) - {str(name)}
+            assert named <= set(granted), f"the view {name} reads {sorted(named - set(granted))}, not granted"
