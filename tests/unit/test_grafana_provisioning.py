@@ -65,6 +65,12 @@ def test_every_query_of_the_dashboard_names_the_provisioned_data_source() -> Non
         assert query.datasource_uid == source["uid"], query.title
     ids = [panel["id"] for panel in dashboard()["panels"]]
     assert len(ids) == len(set(ids))
+    # the plugin's formats (sqlds): 0 a time series (long rows made wide, a series per text column), 1 a table
+    for panel in dashboard()["panels"]:
+        for target in panel.get("targets", []):
+            assert target["editorType"] == "sql", panel["title"]
+            assert (target["format"], target["queryType"]) == {"timeseries": (0, "timeseries"),
+                                                               "table": (1, "table")}[panel["type"]], panel["title"]
 
 
 def test_the_data_source_takes_its_target_and_credential_from_the_environment() -> None:
