@@ -13,8 +13,11 @@ Two passes, in the plugin's order:
    same with ``fromUnixTimestamp64Milli(<ms>)``, ``$__fromTime`` / ``$__toTime`` -> ``toDateTime(<s>)``,
    ``$__fromTime_ms`` / ``$__toTime_ms``, ``$__dateFilter(c)`` -> ``c >= toDate('<from date>') AND c <=
    toDate('<to date>')`` (UTC dates), ``$__timeInterval(c)`` -> ``toStartOfInterval(toDateTime(c), INTERVAL <n>
-   second)`` and ``$__interval_s`` -> ``<n>`` (the interval in whole seconds, at least 1). A macro the plugin
-   does not have is an error here (the plugin would send it unchanged and ClickHouse would refuse it).
+   second)`` and ``$__interval_s`` -> ``<n>`` (the interval in whole seconds, at least 1), ``$__timeFrom(c)`` /
+   ``$__timeTo(c)``, ``$__timeInterval_ms(c)``; a macro in another's arguments first. A macro the plugin does not
+   have is an error here (the plugin would send it unchanged and ClickHouse would refuse it).
+
+tests/unit/test_grafana_dashboard.py checks the expansion on the plugin's own test cases.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ DATASOURCE_FILE = GRAFANA_DIR / "provisioning" / "datasources" / "clickhouse.yam
 PLUGIN_ID = "grafana-clickhouse-datasource"
 
 _VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)(?::(\w+))?\}")
-_MACRO = re.compile(r"\$__(\w+)(?:\(([^()]*)\))?")
+_MACRO = re.compile(r"\$__(\w+)")
 
 
 @dataclass(frozen=True)
@@ -111,37 +114,76 @@ def _interpolate_variables(sql: str, variables: Mapping[str, Sequence[str]]) -> 
     return _VARIABLE.sub(replace, sql)
 
 
-def _expand_macros(sql: str, context: QueryContext) -> str:
+def _split_arguments(text: str) -> list[str]:
+    """A macro's arguments: split at the commas outside parentheses and quotes."""
+    arguments, depth, quote, start = [], 0, "", 0
+    for position, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote and text[position - 1] != "\\" else quote
+        elif char in "'\"`":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            arguments.append(text[start:position])
+            start = position + 1
+    return [*arguments, text[start:]] if text.strip() else []
+
+
+def _closing(sql: str, opening: int) -> int:
+    depth = 0
+    for position in range(opening, len(sql)):
+        depth += {"(": 1, ")": -1}.get(sql[position], 0)
+        if depth == 0:
+            return position
+    raise ValueError(f"unbalanced parentheses after {sql[:opening]!r}")
+
+
+def _macro(name: str, args: list[str] | None, context: QueryContext) -> str:
     start, end = context.start.astimezone(UTC), context.end.astimezone(UTC)
     seconds = max(int(context.interval_seconds), 1)
-    date_time = {"from": f"toDateTime({int(start.timestamp())})", "to": f"toDateTime({int(end.timestamp())})"}
-    date_time_ms = {"from": f"fromUnixTimestamp64Milli({int(start.timestamp() * 1000)})",
-                    "to": f"fromUnixTimestamp64Milli({int(end.timestamp() * 1000)})"}
+    milliseconds = max(int(context.interval_seconds * 1000), 1)
+    time = {"from": f"toDateTime({int(start.timestamp())})", "to": f"toDateTime({int(end.timestamp())})"}
+    time_ms = {"from": f"fromUnixTimestamp64Milli({int(start.timestamp() * 1000)})",
+               "to": f"fromUnixTimestamp64Milli({int(end.timestamp() * 1000)})"}
     dates = {"from": f"toDate('{start:%Y-%m-%d}')", "to": f"toDate('{end:%Y-%m-%d}')"}
 
     def between(column: str, bounds: dict[str, str]) -> str:
         return f"{column} >= {bounds['from']} AND {column} <= {bounds['to']}"
 
-    def replace(match: re.Match[str]) -> str:
-        name, arguments = match.group(1), match.group(2)
-        args = [a.strip() for a in arguments.split(",")] if arguments is not None else []
-        with_column = {
-            "timeFilter": lambda c: between(c, date_time), "timeFilter_ms": lambda c: between(c, date_time_ms),
-            "dateFilter": lambda c: between(c, dates),
-            "timeInterval": lambda c: f"toStartOfInterval(toDateTime({c}), INTERVAL {seconds} second)",
-        }
-        plain = {"fromTime": date_time["from"], "toTime": date_time["to"], "fromTime_ms": date_time_ms["from"],
-                 "toTime_ms": date_time_ms["to"], "interval_s": str(seconds)}
-        if name in with_column:
-            if len(args) != 1:
-                raise ValueError(f"$__{name} takes one argument, got {arguments!r}")
-            return with_column[name](args[0])
-        if name in plain:
-            # a bare name: anything in parentheses after it is the statement's, not the macro's
-            return plain[name] + (f"({arguments})" if arguments else "")
-        raise ValueError(f"$__{name}: not a macro of the ClickHouse data source plugin expanded by these tests")
+    with_column = {
+        "timeFilter": lambda c: between(c, time), "timeFilter_ms": lambda c: between(c, time_ms),
+        "dateFilter": lambda c: between(c, dates),
+        "timeFrom": lambda c: f"{c} >= {time['from']}", "timeTo": lambda c: f"{c} <= {time['to']}",
+        "timeInterval": lambda c: f"toStartOfInterval(toDateTime({c}), INTERVAL {seconds} second)",
+        "timeInterval_ms": lambda c: f"toStartOfInterval(toDateTime64({c}, 3), INTERVAL {milliseconds} millisecond)",
+    }
+    plain = {"fromTime": time["from"], "toTime": time["to"], "fromTime_ms": time_ms["from"],
+             "toTime_ms": time_ms["to"], "interval_s": str(seconds)}
+    if name in with_column:
+        if args is None or len(args) != 1:
+            raise ValueError(f"$__{name} takes one argument, got {args!r}")
+        return with_column[name](args[0])
+    if name in plain:
+        return plain[name]
+    raise ValueError(f"$__{name}: not a macro of the ClickHouse data source plugin expanded by these tests")
 
-    return _MACRO.sub(replace, sql)
+
+def _expand_macros(sql: str, context: QueryContext) -> str:
+    """Each ``$__name`` or ``$__name(arguments)``, the arguments' own macros first (as the plugin nests them);
+    a macro without arguments takes parentheses after it as its own, and ignores what they hold."""
+    expanded, position = [], 0
+    while (found := _MACRO.search(sql, position)) is not None:
+        expanded.append(sql[position:found.start()])
+        position, args = found.end(), None
+        if sql.startswith("(", position):
+            closing = _closing(sql, position)
+            args = [_expand_macros(a, context).strip() for a in _split_arguments(sql[position + 1:closing])]
+            position = closing + 1
+        expanded.append(_macro(found.group(1), args, context))
+    return "".join(expanded) + sql[position:]
 
 
 def expand(sql: str, context: QueryContext) -> str:

@@ -243,6 +243,42 @@ async def _post(client: TestClient[typing.Any, typing.Any], sql: str) -> bytes:
 
 
 QUERIES = [*panel_queries(dashboard()), *variable_queries(dashboard())]
+# the plugin's own test cases (pkg/macros/macros_test.go): this range, a one-minute interval
+PLUGIN_CONTEXT = QueryContext(datetime(2014, 11, 12, 11, 45, 26, 123000, UTC),
+                              datetime(2015, 11, 12, 11, 45, 26, 456000, UTC), 60, {"tenant": ("school-a",)})
+PLUGIN_CASES = {
+    "select * from foo where $__timeFilter(cast(sth as timestamp) )":
+        "select * from foo where cast(sth as timestamp) >= toDateTime(1415792726) AND cast(sth as timestamp) <= "
+        "toDateTime(1447328726)",
+    "select * from foo where ( date >= $__fromTime_ms ) and ( date <= $__toTime_ms ) limit 100":
+        "select * from foo where ( date >= fromUnixTimestamp64Milli(1415792726123) ) and ( date <= "
+        "fromUnixTimestamp64Milli(1447328726456) ) limit 100",
+    "SELECT $__timeInterval($__fromTime) AS from_time":
+        "SELECT toStartOfInterval(toDateTime(toDateTime(1415792726)), INTERVAL 60 second) AS from_time",
+    "SELECT $__timeInterval_ms($__fromTime_ms)":
+        "SELECT toStartOfInterval(toDateTime64(fromUnixTimestamp64Milli(1415792726123), 3), INTERVAL 60000 "
+        "millisecond)",
+    "select * from foo where $__timeFilter(coalesce(closed_at, $__toTime))":
+        "select * from foo where coalesce(closed_at, toDateTime(1447328726)) >= toDateTime(1415792726) AND "
+        "coalesce(closed_at, toDateTime(1447328726)) <= toDateTime(1447328726)",
+    "$__dateFilter(dateCol)": "dateCol >= toDate('2014-11-12') AND dateCol <= toDate('2015-11-12')",
+    "$__timeFrom(ts) $__timeTo(ts) $__interval_s": "ts >= toDateTime(1415792726) ts <= toDateTime(1447328726) 60",
+    # Grafana's template service before: a value as it is, or quoted and escaped where the query asks
+    "t = '$tenant' AND t IN (${tenant:singlequote})": "t = 'school-a' AND t IN ('school-a')",
+}
+
+
+@pytest.mark.parametrize("raw", sorted(PLUGIN_CASES))
+def test_queries_expand_as_grafana_and_the_plugin_expand_them(raw: str) -> None:
+    assert expand(raw, PLUGIN_CONTEXT) == PLUGIN_CASES[raw]
+
+
+def test_several_values_are_quoted_and_escaped_and_unknown_macros_refused() -> None:
+    several = QueryContext(PLUGIN_CONTEXT.start, PLUGIN_CONTEXT.end, 0.2, {"tenant": ("a", "o'b")})
+    assert expand("IN (${tenant:singlequote}) IN ($tenant) $__interval_s", several) == \
+        "IN ('a','o\\'b') IN ('a','o\\'b') 1"
+    with pytest.raises(ValueError, match="not a macro"):
+        expand("SELECT $__nope(x)", several)
 
 
 def test_the_dashboard_has_the_operators_and_the_analysts_panels() -> None:
