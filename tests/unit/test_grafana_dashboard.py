@@ -64,6 +64,7 @@ LOADED = [
     ("school-a", JOBS[0][1], 1, 1, JOBS[0][2] + 2000),  # an event with two facts
     ("school-a", JOBS[0][1], 2, 0, JOBS[0][2] + 4000),
     ("school-a", DOCS_JOB, 0, 0, JOBS[1][2] + 90_000),  # index 2: neither loaded nor failed
+    ("school-a", DOCS_JOB, 1, 0, JOBS[1][2] + 7_200_000),  # dead-lettered, replayed and loaded: done once
     ("school-b", JOBS[2][1], 0, 0, JOBS[2][2] + 10_000),
     ("school-b", JOBS[2][1], 1, 0, JOBS[2][2] + 3_605_000),  # the next interval
     ("school-a", JOBS[3][1], 0, 0, _at(0.5)),
