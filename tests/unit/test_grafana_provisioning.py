@@ -30,6 +30,7 @@ from sinks.tables import ANALYST_TABLES, FAILED_EVENTS_TABLE, REJECTS_TABLE
 yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (it comes with kubernetes-validate)")
 
 USER_XML = COMPOSE_FILE.parent / "clickhouse-grafana-user.xml"
+ACCESS_XML = COMPOSE_FILE.parent / "clickhouse-access.xml"
 PROVIDER_FILE = GRAFANA_DIR / "provisioning" / "dashboards" / "caliper.yaml"
 IMAGE = re.compile(r"grafana/grafana-oss:12\.\d+\.\d+")
 # what the summary views leave out of their tables: what was sent, byte for byte, and the erasure keys
@@ -210,6 +211,23 @@ def test_compose_and_kubernetes_give_grafana_the_same_read_only_user() -> None:
     assert int(settings["constraints/priority/min"]) == limits.priority
     assert "constraints/result_overflow_mode/const" in settings
     assert "constraints/timeout_overflow_mode/const" in settings
+
+
+def test_system_tables_need_a_grant_in_compose_and_kubernetes() -> None:
+    """The user has no grant on system.* or information_schema: it reads none of them (system.query_log holds
+    other users' statements) only when the server asks a grant for them, which ClickHouse does not by default."""
+    improvements = ET.parse(ACCESS_XML).getroot().find("access_control_improvements")
+    assert improvements is not None
+    settings = {f"access_control_improvements/{e.tag}": (e.text or "").strip() for e in improvements}
+    assert settings == {"access_control_improvements/select_from_system_db_requires_grant": "true",
+                        "access_control_improvements/select_from_information_schema_requires_grant": "true"}
+    chi = next(d for d in yaml.safe_load_all((K8S_DIR / "base" / "clickhouse.yaml").read_text())
+               if d["kind"] == "ClickHouseInstallation")
+    assert {k: v for k, v in chi["spec"]["configuration"]["settings"].items()
+            if k.startswith("access_control_improvements/")} == settings
+    volumes = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["clickhouse"]["volumes"]
+    assert f"./{ACCESS_XML.name}:/etc/clickhouse-server/config.d/access.xml:ro" in volumes
+    assert f"./{USER_XML.name}:/etc/clickhouse-server/users.d/grafana.xml:ro" in volumes
 
 
 _DISTRIBUTED = {"learning_facts", "erasures", "jobs", "job_facts", FAILED_EVENTS_TABLE, REJECTS_TABLE}
