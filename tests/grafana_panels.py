@@ -5,9 +5,9 @@ sees it.
 Two passes, in the plugin's order:
 
 1. template variables, in the browser (Grafana's template service with the plugin's formatter): ``$name`` and
-   ``${name}`` become the value as it is (several values: ``'a','b'``), ``${name:singlequote}`` every value in
-   single quotes, a quote in it escaped (``\\'``), joined by commas. Names Grafana does not know (``$__interval_s``)
-   are left for the next pass;
+   ``${name}`` become the value as it is (several values: ``'a','b'``, unescaped), ``${name:singlequote}`` every
+   value in single quotes, a quote in it escaped (``\\'``), joined by commas. Names Grafana does not know
+   (``$__interval_s``) are left for the next pass;
 2. the plugin's macros, in its backend (``pkg/macros/macros.go``), from the panel's time range and interval:
    ``$__timeFilter(c)`` -> ``c >= toDateTime(<from s>) AND c <= toDateTime(<to s>)``, ``$__timeFilter_ms(c)`` the
    same with ``fromUnixTimestamp64Milli(<ms>)``, ``$__fromTime`` / ``$__toTime`` -> ``toDateTime(<s>)``,
@@ -109,7 +109,9 @@ def _interpolate_variables(sql: str, variables: Mapping[str, Sequence[str]]) -> 
             return ",".join(_quoted(value) for value in values)
         if fmt is not None:
             raise ValueError(f"variable format {fmt!r} is not expanded by these tests")
-        return values[0] if len(values) == 1 else ",".join(_quoted(value) for value in values)
+        # the plugin's own formatter: one value as it is; several quoted, joined, and NOT escaped (so the dashboard
+        # writes ${name:singlequote})
+        return values[0] if len(values) == 1 else "'" + "','".join(values) + "'"
 
     return _VARIABLE.sub(replace, sql)
 

@@ -63,8 +63,9 @@ LOADED = [
     ("school-a", JOBS[0][1], 1, 0, JOBS[0][2] + 2000),
     ("school-a", JOBS[0][1], 1, 1, JOBS[0][2] + 2000),  # an event with two facts
     ("school-a", JOBS[0][1], 2, 0, JOBS[0][2] + 4000),
-    ("school-a", DOCS_JOB, 0, 0, JOBS[1][2] + 90_000),  # index 2: neither loaded nor failed
+    ("school-a", DOCS_JOB, 0, 0, JOBS[1][2] + 90_000),
     ("school-a", DOCS_JOB, 1, 0, JOBS[1][2] + 7_200_000),  # dead-lettered, replayed and loaded: done once
+    # DOCS_JOB's index 2: neither loaded nor failed (waiting); index 3: dead-lettered
     ("school-b", JOBS[2][1], 0, 0, JOBS[2][2] + 10_000),
     ("school-b", JOBS[2][1], 1, 0, JOBS[2][2] + 3_605_000),  # the next interval
     ("school-a", JOBS[3][1], 0, 0, _at(0.5)),
@@ -193,8 +194,6 @@ def _normalized(rows: Rows) -> Rows:
     def value(v: typing.Any) -> typing.Any:
         if isinstance(v, bool) or v is None:
             return v
-        if isinstance(v, int | float):
-            return round(float(v), 6)
         try:
             return round(float(v), 6)
         except (TypeError, ValueError):
@@ -274,10 +273,13 @@ def test_queries_expand_as_grafana_and_the_plugin_expand_them(raw: str) -> None:
     assert expand(raw, PLUGIN_CONTEXT) == PLUGIN_CASES[raw]
 
 
-def test_several_values_are_quoted_and_escaped_and_unknown_macros_refused() -> None:
+def test_several_values_are_quoted_and_unknown_macros_refused() -> None:
+    """``${tenant:singlequote}`` escapes a quote in a value; the plugin's default format for several values does
+    not, which is why the dashboard never writes a bare ``$tenant``."""
     several = QueryContext(PLUGIN_CONTEXT.start, PLUGIN_CONTEXT.end, 0.2, {"tenant": ("a", "o'b")})
     assert expand("IN (${tenant:singlequote}) IN ($tenant) $__interval_s", several) == \
-        "IN ('a','o\\'b') IN ('a','o\\'b') 1"
+        "IN ('a','o\\'b') IN ('a','o'b') 1"
+    assert all("$tenant" not in query.raw_sql and "${tenant}" not in query.raw_sql for query in QUERIES)
     with pytest.raises(ValueError, match="not a macro"):
         expand("SELECT $__nope(x)", several)
 
