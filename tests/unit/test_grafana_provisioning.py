@@ -109,6 +109,8 @@ def test_compose_and_kubernetes_run_the_same_pinned_grafana_and_plugin() -> None
     plugin = compose["environment"]["GF_PLUGINS_PREINSTALL_SYNC"]
     assert re.fullmatch(rf"{PLUGIN_ID}@\d+\.\d+\.\d+", plugin)
     assert {e["name"]: e.get("value") for e in container["env"]}["GF_PLUGINS_PREINSTALL_SYNC"] == plugin
+    versions = {t.get("pluginVersion") for p in dashboard()["panels"] for t in p.get("targets", [])}
+    assert versions == {plugin.split("@")[1]}, "the panels were written for the plugin installed"
 
 
 def test_compose_mounts_every_provisioning_file_where_grafana_reads_it() -> None:
