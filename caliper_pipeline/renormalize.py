@@ -35,13 +35,13 @@ from aiokafka.errors import KafkaError
 from caliper_pipeline.local_secrets import local_admin_token
 from caliper_pipeline.settings import Settings
 from gateway.clients import ClientRegistry
-from schemas.archive import ArchivedEvent, ArchiveRecordError
+from schemas.archive import ArchivedEvent
 from schemas.codec import RawEventCodec
 from schemas.errors import PipelineError
 from schemas.kafka import Source, crc32_partitioner, partition_key
 from schemas.kafka_lz4 import use_kafka_lz4_frames
 from schemas.registry import learning_fact_codec
-from schemas.side_topics import DeadLetter
+from schemas.side_topics import DeadLetter, SideTopicRecordError
 from schemas.version import PIPELINE_VERSION
 from streams.normalizers import NormalizeOptions, normalize_with
 from streams.processor import fact_key, stamp_derived
@@ -140,7 +140,7 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
                 sends = []
                 for archived in chunk:
                     summary.events += 1
-                    raw = archived.raw_event()
+                    raw = archived.event
                     raw.extensions_policy = extensions_policy
                     try:
                         facts = stamp_derived(normalize_with(raw, options))
@@ -160,7 +160,7 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
                     await asyncio.gather(*sends)
                 if progress:
                     _progress(summary.events, summary.total, started)
-        except (KafkaError, ArchiveRecordError) as error:
+        except (KafkaError, SideTopicRecordError) as error:
             raise RenormalizeError(f"renormalize stopped after {summary.events} events ({summary.facts} facts "
                                    f"published; a rerun is safe): {error!r}") from error
         finally:

@@ -28,7 +28,7 @@ from typing import Any, Self
 
 import orjson
 
-from schemas.side_topics import SideTopicRecordError
+from schemas.side_topics import SideTopicRecordError, json_record, required_field
 
 JOB_ID_PATTERN = re.compile(r"^[a-z2-7]{40}$")
 _TIME_BYTES, _RANDOM_BYTES, _MAC_BYTES = 6, 11, 8
@@ -107,20 +107,11 @@ class JobRecord:
     @classmethod
     def from_json(cls, data: bytes) -> Self:
         name = "job"
-        try:
-            document = orjson.loads(data)
-        except orjson.JSONDecodeError as error:
-            raise SideTopicRecordError(name, f"not JSON ({error})") from error
-        if not isinstance(document, dict):
-            raise SideTopicRecordError(name, "not a JSON object")
-        values: dict[str, Any] = {}
-        for key, kind in (("job_id", str), ("tenant", str), ("client_id", str), ("endpoint", str),
-                          ("received_time_ms", int), ("accepted", int), ("entities", int), ("part", int),
-                          ("parts", int), ("event_indexes", list), ("event_ids", list)):
-            value = document.get(key)
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise SideTopicRecordError(name, f"{key!r} must be {kind.__name__}")
-            values[key] = value
+        document = json_record(name, data)
+        values: dict[str, Any] = {key: required_field(name, document, key, kind) for key, kind in (
+            ("job_id", str), ("tenant", str), ("client_id", str), ("endpoint", str), ("received_time_ms", int),
+            ("accepted", int), ("entities", int), ("part", int), ("parts", int), ("event_indexes", list),
+            ("event_ids", list))}
         if not all(type(i) is int for i in values["event_indexes"]) or not all(
                 isinstance(i, str) for i in values["event_ids"]):
             raise SideTopicRecordError(name, "'event_indexes' must hold integers and 'event_ids' strings")

@@ -33,7 +33,8 @@ REJECTED_PROBLEMS_LIMIT = 100  # problems kept per rejected request
 
 
 class SideTopicRecordError(PipelineError):
-    """Bytes that are not a valid record of a side topic; says which record and what is wrong."""
+    """Bytes that are not a valid JSON record (a side topic's, a job's, an archived event's); says which record
+    and what is wrong."""
 
     def __init__(self, record: str, problem: str) -> None:
         super().__init__(f"not a valid {record} record: {problem}")
@@ -41,7 +42,8 @@ class SideTopicRecordError(PipelineError):
         self.problem = problem
 
 
-def _load(record: str, data: bytes) -> Mapping[str, Any]:
+def json_record(record: str, data: bytes | str) -> Mapping[str, Any]:
+    """The JSON object ``data`` holds; ``SideTopicRecordError`` naming ``record`` when it is none."""
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as error:
@@ -51,7 +53,8 @@ def _load(record: str, data: bytes) -> Mapping[str, Any]:
     return document
 
 
-def _field(record: str, document: Mapping[str, Any], name: str, kind: type) -> Any:
+def required_field(record: str, document: Mapping[str, Any], name: str, kind: type) -> Any:
+    """``document[name]``, of ``kind`` (a bool is never an int here); else ``SideTopicRecordError`` naming it."""
     if name not in document:
         raise SideTopicRecordError(record, f"{name!r} is missing")
     value = document[name]
@@ -61,11 +64,12 @@ def _field(record: str, document: Mapping[str, Any], name: str, kind: type) -> A
     return value
 
 
-def _optional(record: str, document: Mapping[str, Any], name: str, kind: type) -> Any:
-    """A field added after the record's first version: None when absent or null, else checked as ``_field``."""
+def optional_field(record: str, document: Mapping[str, Any], name: str, kind: type) -> Any:
+    """A field added after the record's first version: None when absent or null, else checked as
+    ``required_field``."""
     if document.get(name) is None:
         return None
-    return _field(record, document, name, kind)
+    return required_field(record, document, name, kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,17 +108,20 @@ class RejectedRequest:
     @classmethod
     def from_json(cls, data: bytes) -> Self:
         name = "rejected request"
-        document = _load(name, data)
+        document = json_record(name, data)
         problems = []
-        for index, problem in enumerate(_field(name, document, "problems", list)):
+        for index, problem in enumerate(required_field(name, document, "problems", list)):
             if not isinstance(problem, dict):
                 raise SideTopicRecordError(name, f"problems[{index}] must be an object")
-            problems.append((_field(name, problem, "path", str), _field(name, problem, "message", str)))
-        return cls(tenant=_field(name, document, "tenant", str), client_id=_field(name, document, "client_id", str),
-                   endpoint=_field(name, document, "endpoint", str), status=_field(name, document, "status", int),
-                   problems=tuple(problems), body=_field(name, document, "body", str),
-                   body_truncated=_field(name, document, "body_truncated", bool),
-                   time_ms=_optional(name, document, "time_ms", int),
+            problems.append((required_field(name, problem, "path", str),
+                             required_field(name, problem, "message", str)))
+        return cls(tenant=required_field(name, document, "tenant", str),
+                   client_id=required_field(name, document, "client_id", str),
+                   endpoint=required_field(name, document, "endpoint", str),
+                   status=required_field(name, document, "status", int),
+                   problems=tuple(problems), body=required_field(name, document, "body", str),
+                   body_truncated=required_field(name, document, "body_truncated", bool),
+                   time_ms=optional_field(name, document, "time_ms", int),
                    reason_code=read_code(document.get("reason_code")))
 
 
@@ -155,21 +162,22 @@ class DeadLetter:
     @classmethod
     def from_json(cls, data: bytes) -> Self:
         name = "dead letter"
-        document = _load(name, data)
-        encoded = _field(name, document, "original_b64", str)
+        document = json_record(name, data)
+        encoded = required_field(name, document, "original_b64", str)
         try:
             original = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as error:
             raise SideTopicRecordError(name, f"'original_b64' is not base64 ({error})") from error
-        optional_text = {key: _optional(name, document, key, str) or "" for key in (
+        optional_text = {key: optional_field(name, document, key, str) or "" for key in (
             "tenant", "client_id", "source", "event_id")}
-        return cls(reason=_field(name, document, "reason", str),
-                   worker_version=_field(name, document, "worker_version", str),
-                   topic=_field(name, document, "topic", str), partition=_field(name, document, "partition", int),
-                   offset=_field(name, document, "offset", int), original=original, **optional_text,
-                   job_id=_optional(name, document, "job_id", str),
-                   envelope_index=_optional(name, document, "envelope_index", int),
-                   time_ms=_optional(name, document, "time_ms", int),
+        return cls(reason=required_field(name, document, "reason", str),
+                   worker_version=required_field(name, document, "worker_version", str),
+                   topic=required_field(name, document, "topic", str),
+                   partition=required_field(name, document, "partition", int),
+                   offset=required_field(name, document, "offset", int), original=original, **optional_text,
+                   job_id=optional_field(name, document, "job_id", str),
+                   envelope_index=optional_field(name, document, "envelope_index", int),
+                   time_ms=optional_field(name, document, "time_ms", int),
                    reason_code=read_code(document.get("reason_code")))
 
 
@@ -199,8 +207,8 @@ class ConflictNotice:
     @classmethod
     def from_json(cls, data: bytes) -> Self:
         name = "conflict notice"
-        document = _load(name, data)
-        text = {key: _field(name, document, key, str) for key in (
+        document = json_record(name, data)
+        text = {key: required_field(name, document, key, str) for key in (
             "tenant", "source", "event_id", "previous_content_hash", "content_hash", "topic", "worker_version")}
-        numbers = {key: _field(name, document, key, int) for key in ("fact_index", "partition", "offset")}
+        numbers = {key: required_field(name, document, key, int) for key in ("fact_index", "partition", "offset")}
         return cls(**text, **numbers)

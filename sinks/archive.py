@@ -143,17 +143,18 @@ def read_archived(rows: Rows, database: str, tenant: str, from_ms: int | None, t
         yield page
         if len(result) < page_rows:
             return
-        after = (page[-1].event_id, page[-1].content_hash)
+        after = (page[-1].event.event_id, page[-1].content_hash)
 
 
 def _archived(row: dict[str, Any]) -> ArchivedEvent:
     send = row["send_time"]
-    return ArchivedEvent(
+    event = RawEvent(
         tenant=row["tenant"], client_id=row["client_id"], source=row["source"], event_id=row["event_id"],
         event_type=row["event_type"], profile=row["profile"], student_id=row["student_id"], sensor=row["sensor"],
-        send_time_ms=None if send is None else _epoch_ms(send), received_time_ms=_epoch_ms(row["received_time"]),
+        send_time_ms=0 if send is None else _epoch_ms(send), received_time_ms=_epoch_ms(row["received_time"]),
         envelope_index=int(row["envelope_index"]), tenant_timezone=row["tenant_timezone"],
-        content_hash=row["content_hash"], payload=row["payload"])
+        payload=row["payload"].encode())
+    return ArchivedEvent(event=event, content_hash=row["content_hash"])
 
 
 def _epoch_ms(moment: Any) -> int:

@@ -270,12 +270,12 @@ def test_the_archive_reads_back_the_raw_events_page_by_page(target: ClickHouse) 
     assert [len(page) for page in pages] == [10, 10, 4]
     read = [event for page in pages for event in page]
     assert count_archived(target.query_rows, "learning", "school-a", None, None) == 24
-    assert {event.raw_event().payload for event in read} == {e.payload for e in events if e.tenant == "school-a"}
-    hub = next(event.raw_event() for event in read if event.source == "hub")
+    assert {archived.event.payload for archived in read} == {e.payload for e in events if e.tenant == "school-a"}
+    hub = next(archived.event for archived in read if archived.event.source == "hub")
     assert hub.send_time_ms == 0 and hub.tenant_timezone == "America/Sao_Paulo"
     assert normalize_with(hub, OPTIONS) == normalize_with(events[-1], OPTIONS)  # the same input, the same facts
     window = list(read_archived(target.query_rows, "learning", "school-a", RECEIVED_MS + 1, None))
-    assert [event.source for page in window for event in page] == ["hub"]
+    assert [archived.event.source for page in window for archived in page] == ["hub"]
 
 
 # -- the newest derivation is the current version (learning_fact v4, migration 009) -------------------------------
