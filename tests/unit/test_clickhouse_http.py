@@ -1,0 +1,250 @@
+"""ClickHouse's HTTP interface on the sink (``sinks.clickhouse_http``), on the real engine, with the real clients:
+clickhouse-connect, the SQLAlchemy ``clickhousedb://`` dialect and pandas through it, and curl; what it refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import shutil
+import subprocess
+import typing
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import clickhouse_connect
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy
+from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
+from sink_fixtures import SharedEngine, insert, make_fact, open_engine, sink_test_client
+from test_sink_sql_boundaries import EMAIL, seed_private_rows
+
+from sinks.clickhouse import ClickHouse
+from sinks.settings import QueryLimits, SinkSettings
+from sinks.tables import ANALYST_TABLES
+
+ANALYST, ADMIN = "analyst-token-0123456789", "admin-token-0123456789"
+Client = TestClient[typing.Any, typing.Any]
+T = typing.TypeVar("T")
+
+
+@pytest.fixture(params=["chdb"])
+def target(request: pytest.FixtureRequest, tmp_path: Path,
+           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
+    yield from open_engine(request, tmp_path, clickhouse_server)
+
+
+@pytest.fixture
+async def sink(target: ClickHouse, tmp_path: Path) -> AsyncIterator[Client]:
+    seed_private_rows(target)
+    insert(target, [make_fact(n, student_id=f"student-{n % 3}") for n in range(2, 12)], "more")
+    settings = SinkSettings(analyst_token=SecretStr(ANALYST), admin_token=SecretStr(ADMIN),
+                            queries=QueryLimits(max_execution_seconds=20, max_result_bytes=256 * 1024))
+    async with sink_test_client(target, tmp_path, settings) as client:
+        yield client
+
+
+def port(sink: Client) -> int:
+    assert sink.server.port is not None
+    return sink.server.port
+
+
+async def blocking(function: Callable[..., T], *args: typing.Any, **kwargs: typing.Any) -> T:
+    """A real client's blocking call, in a thread: the sink answers it from this test's event loop."""
+    return await asyncio.to_thread(function, *args, **kwargs)
+
+
+def connect_client(sink: Client, password: str = ANALYST, username: str = "default") -> typing.Any:
+    return clickhouse_connect.get_client(host="127.0.0.1", port=port(sink), username=username, password=password)
+
+
+# -- clickhouse-connect, unmodified ---------------------------------------------------------------------------
+
+async def test_clickhouse_connect_queries_dataframes_arrow_commands_and_parameters(sink: Client) -> None:
+    client = await blocking(connect_client, sink)
+    try:
+        result = await blocking(client.query, "SELECT event_id, student_id FROM learning_facts ORDER BY event_id")
+        assert result.column_names == ("event_id", "student_id")
+        assert len(result.result_rows) == 11 and result.result_rows[0] == ("event-1", "student-1")
+        frame = await blocking(client.query_df, "SELECT student_id, count() AS n FROM learning_facts "
+                                                "GROUP BY student_id ORDER BY student_id")
+        assert list(frame["student_id"]) == ["student-0", "student-1", "student-2"]
+        assert int(frame["n"].sum()) == 11
+        table = await blocking(client.query_arrow, "SELECT event_id, event_time FROM learning_facts ORDER BY event_id")
+        assert table.num_rows == 11 and table.column_names == ["event_id", "event_time"]
+        assert await blocking(client.command, "SELECT 1") == 1
+        found = await blocking(client.query, "SELECT count() FROM learning_facts WHERE student_id = {s:String}",
+                               parameters={"s": "student-0"})
+        assert found.result_rows == [(3,)]
+    finally:
+        client.close()
+
+
+async def test_a_parameter_is_a_value_never_sql(sink: Client) -> None:
+    """``param_x`` values are parsed by the engine as the placeholder's type: an injection attempt is a string
+    that matches nothing, or a value that does not parse (400), never a statement."""
+    client = await blocking(connect_client, sink)
+    try:
+        for attempt in ("x' OR '1'='1", "student-1' UNION ALL SELECT payload FROM raw_events --",
+                        "\\' OR 1=1 --"):
+            result = await blocking(client.query, "SELECT count() FROM learning_facts WHERE student_id = {s:String}",
+                                    parameters={"s": attempt})
+            assert result.result_rows == [(0,)], attempt
+    finally:
+        client.close()
+    for value in ("1 OR 1=1", "1) UNION ALL SELECT 2 --"):
+        answer = await sink.get("/", params={"query": "SELECT {n:UInt32}", "param_n": value},
+                                headers={"X-ClickHouse-Key": ANALYST})
+        assert answer.status == 400 and answer.headers["X-ClickHouse-Exception-Code"] == "457", value
+    answer = await sink.get("/", params={"query": "SELECT * FROM {t:Identifier}", "param_t": "raw_events"},
+                            headers={"X-ClickHouse-Key": ANALYST})
+    assert answer.status == 403 and EMAIL not in await answer.text()
+
+
+# -- SQLAlchemy and pandas ---------------------------------------------------------------------------------
+
+async def test_sqlalchemy_dialect_reflects_only_the_readable_tables_and_reads_them(sink: Client) -> None:
+    engine = sqlalchemy.create_engine(f"clickhousedb://default:{ANALYST}@127.0.0.1:{port(sink)}/learning")
+
+    def reflect() -> tuple[list[str], list[str], list[str], bool, bool]:
+        inspector = sqlalchemy.inspect(engine)
+        columns = [column["name"] for column in inspector.get_columns("learning_facts")]
+        return (inspector.get_table_names(), inspector.get_schema_names(), columns,
+                inspector.has_table("learning_facts"), inspector.has_table("raw_events"))
+
+    try:
+        tables, schemas, columns, has_facts, has_raw = await blocking(reflect)
+        assert set(tables) == ANALYST_TABLES
+        assert schemas == ["learning"]
+        assert {"event_id", "student_id", "event_time"} <= set(columns)
+        assert has_facts and not has_raw
+
+        def select() -> list[typing.Any]:
+            facts = sqlalchemy.Table("learning_facts", sqlalchemy.MetaData(), autoload_with=engine)
+            statement = sqlalchemy.select(facts.c.event_id).where(facts.c.student_id == "student-1")
+            with engine.connect() as connection:
+                return sorted(row[0] for row in connection.execute(statement))
+
+        assert await blocking(select) == ["event-1", "event-10", "event-4", "event-7"]
+        frame = await blocking(pd.read_sql, "SELECT event_id, received_time FROM learning_facts ORDER BY event_id",
+                               engine)
+        assert len(frame) == 11 and list(frame.columns) == ["event_id", "received_time"]
+    finally:
+        engine.dispose()
+
+
+# -- curl ----------------------------------------------------------------------------------------------------
+
+async def curl(*args: str) -> tuple[int, dict[str, str], bytes]:
+    """The real curl binary: status, headers (lower-cased names) and body."""
+    binary = shutil.which("curl")
+    if binary is None:
+        pytest.skip("no curl binary here")
+    process = await asyncio.create_subprocess_exec(binary, "-sS", "-D", "-", *args, stdout=subprocess.PIPE)
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+async def test_curl_get_post_ping_and_basic_auth(sink: Client) -> None:
+    base = f"http://127.0.0.1:{port(sink)}"
+    assert (await curl(f"{base}/ping"))[::2] == (200, b"Ok.\n")
+    status, headers, body = await curl("-u", f"default:{ANALYST}", f"{base}/?query=SELECT%201")
+    assert (status, body) == (200, b"1\n")
+    assert headers["x-clickhouse-format"] == "TabSeparated" and headers["x-clickhouse-timezone"]
+    status, _, body = await curl("-u", f"analyst:{ANALYST}", "--data-binary",
+                                 "SELECT count() FROM learning_facts FORMAT JSONEachRow", f"{base}/")
+    assert (status, body) == (200, b'{"count()":11}\n')
+    status, _, body = await curl(f"{base}/?user=default&password={ANALYST}&query=SELECT%20count()%20FROM%20",
+                                 "--data-binary", "learning_facts")  # the URL's query and the body, joined
+    assert (status, body) == (200, b"11\n")
+    status, headers, body = await curl("-H", "X-ClickHouse-User: default", "-H", f"X-ClickHouse-Key: {ANALYST}",
+                                       f"{base}/?query=SELECT%202&default_format=CSVWithNames")
+    assert (status, body, headers["content-type"]) == (200, b'"2"\n2\n', "text/csv; charset=UTF-8")
+
+
+# -- every format ------------------------------------------------------------------------------------------
+
+STATEMENT = "SELECT event_id, student_id, event_time FROM learning_facts ORDER BY event_id"
+
+
+async def fetch(sink: Client, statement: str, **params: str) -> tuple[int, bytes, typing.Any]:
+    answer = await sink.post("/", params=params, data=statement, headers={"X-ClickHouse-Key": ANALYST})
+    return answer.status, await answer.read(), answer.headers
+
+
+@pytest.mark.parametrize("block_rows", [128, 8192])
+async def test_each_format_round_trips(target: ClickHouse, tmp_path: Path, block_rows: int) -> None:
+    """Each format, in one block and in many (the engine renders each block as a document of its own: the sink
+    joins them into one), read back by its own reader."""
+    insert(target, [make_fact(n) for n in range(300)], "many")
+    settings = SinkSettings(analyst_token=SecretStr(ANALYST),
+                            queries=QueryLimits(block_rows=block_rows, max_result_bytes=4 << 20))
+    async with sink_test_client(target, tmp_path, settings) as sink:
+        expected = [f"event-{n}" for n in sorted(range(300), key=lambda n: f"event-{n}")]
+        readers: dict[str, Callable[[bytes], list[str]]] = {
+            "TabSeparated": lambda body: [line.split("\t")[0] for line in body.decode().splitlines()],
+            "TabSeparatedWithNames": lambda body: [line.split("\t")[0] for line in body.decode().splitlines()[1:]],
+            "TabSeparatedWithNamesAndTypes": lambda body: [
+                line.split("\t")[0] for line in body.decode().splitlines()[2:]],
+            "CSV": lambda body: list(pd.read_csv(io.BytesIO(body), header=None)[0]),
+            "CSVWithNames": lambda body: list(pd.read_csv(io.BytesIO(body))["event_id"]),
+            "JSON": lambda body: [row["event_id"] for row in json.loads(body)["data"]],
+            "JSONCompact": lambda body: [row[0] for row in json.loads(body)["data"]],
+            "JSONEachRow": lambda body: list(pd.read_json(io.BytesIO(body), lines=True)["event_id"]),
+            "Parquet": lambda body: pq.read_table(pa.BufferReader(body)).column("event_id").to_pylist(),
+            "Arrow": lambda body: pa.ipc.open_file(body).read_all().column("event_id").to_pylist(),
+            "ArrowStream": lambda body: pa.ipc.open_stream(body).read_all().column("event_id").to_pylist(),
+        }
+        for fmt, read in readers.items():
+            status, body, headers = await fetch(sink, f"{STATEMENT} FORMAT {fmt}")
+            assert status == 200, (fmt, body[:300])
+            assert headers["X-ClickHouse-Format"] == fmt
+            assert [str(value) for value in read(body)] == expected, fmt
+        client = await blocking(clickhouse_connect.get_client, host="127.0.0.1", port=port(sink),
+                                password=ANALYST)
+        try:  # clickhouse-connect reads Native
+            result = await blocking(client.query, STATEMENT)
+            assert [row[0] for row in result.result_rows] == expected
+            raw = await blocking(client.raw_query, "SELECT event_id, student_id FROM learning_facts ORDER BY event_id",
+                                 fmt="RowBinaryWithNamesAndTypes")
+        finally:
+            client.close()
+        assert [row[0] for row in row_binary_strings(raw)] == expected
+
+
+def row_binary_strings(data: bytes) -> list[list[str]]:
+    """The rows of a RowBinaryWithNamesAndTypes answer whose columns are all String."""
+    def varint(at: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            value |= (data[at] & 0x7F) << shift
+            at += 1
+            if data[at - 1] < 0x80:
+                return value, at
+            shift += 7
+
+    def string(at: int) -> tuple[str, int]:
+        length, at = varint(at)
+        return data[at:at + length].decode(), at + length
+
+    count, at = varint(0)
+    header = []
+    for _ in range(2 * count):
+        text, at = string(at)
+        header.append(text)
+    assert header[count:] == ["String"] * count
+    rows = []
+    while at < len(data):
+        row = []
+        for _ in range(count):
+            text, at = string(at)
+            row.append(text)
+        rows.append(row)
+    return rows
