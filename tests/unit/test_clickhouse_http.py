@@ -4,6 +4,7 @@ clickhouse-connect, the SQLAlchemy ``clickhousedb://`` dialect and pandas throug
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import shutil
@@ -19,11 +20,13 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy
 from aiohttp.test_utils import TestClient
+from clickhouse_connect.driver.exceptions import DatabaseError
 from pydantic import SecretStr
 from sink_fixtures import SharedEngine, insert, make_fact, open_engine, sink_test_client
 from test_sink_sql_boundaries import EMAIL, seed_private_rows
 
 from sinks.clickhouse import ClickHouse
+from sinks.http import SINK_PROCESS
 from sinks.settings import QueryLimits, SinkSettings
 from sinks.tables import ANALYST_TABLES
 
@@ -248,3 +251,119 @@ def row_binary_strings(data: bytes) -> list[list[str]]:
             row.append(text)
         rows.append(row)
     return rows
+
+
+# -- refusals --------------------------------------------------------------------------------------------
+
+async def ask(sink: Client, statement: str, *, headers: dict[str, str] | None = None,
+              **params: str) -> tuple[int, str, str]:
+    """Status, ClickHouse error code (header) and body of a GET / for ``statement``."""
+    answer = await sink.get("/", params={"query": statement, **params},
+                            headers={"X-ClickHouse-Key": ANALYST} if headers is None else headers)
+    return answer.status, answer.headers.get("X-ClickHouse-Exception-Code", ""), await answer.text()
+
+
+async def test_a_missing_or_wrong_credential_is_refused_as_clickhouse_does(sink: Client) -> None:
+    status, code, body = await ask(sink, "SELECT 1", headers={})
+    assert (status, code) == (401, "516") and body.startswith("Code: 516. DB::Exception: ")
+    assert "AUTHENTICATION_FAILED" in body
+    for headers in ({"X-ClickHouse-Key": "wrong"}, {"X-ClickHouse-User": "root", "X-ClickHouse-Key": ANALYST},
+                    {"Authorization": "Basic " + base64.b64encode(b"default:wrong").decode()}):
+        assert (await ask(sink, "SELECT 1", headers=headers))[:2] == (403, "516"), headers
+    assert (await ask(sink, "SELECT 1", headers={}, user="default", password="wrong"))[:2] == (403, "516")
+    both = {"X-ClickHouse-Key": ANALYST, "Authorization": "Basic " + base64.b64encode(b"default:x").decode()}
+    assert (await ask(sink, "SELECT 1", headers=both))[0] == 400  # one way per request
+    with pytest.raises(DatabaseError, match="516"):
+        await blocking(connect_client, sink, password="wrong")
+    assert (await sink.get("/ping")).status == 200  # the health probe needs none
+
+
+@pytest.mark.parametrize(("setting", "status", "code"), [
+    ("max_memory_usage", 403, "164"), ("max_execution_time", 403, "164"), ("readonly", 403, "164"),
+    ("max_result_rows", 403, "164"), ("max_result_bytes", 403, "164"), ("max_rows_to_read", 403, "164"),
+    ("max_threads", 403, "164"), ("priority", 403, "164"), ("additional_table_filters", 403, "164"),
+    ("max_bytes_to_read", 403, "164"), ("no_such_setting", 400, "115"), ("allow_ddl", 403, "164"),
+])
+async def test_a_setting_that_would_change_a_limit_or_is_unknown_is_refused_by_name(
+        sink: Client, setting: str, status: int, code: str) -> None:
+    answer = await ask(sink, "SELECT 1", headers=None, **{setting: "0"})
+    assert answer[:2] == (status, code) and setting in answer[2]
+
+
+async def test_the_settings_clients_send_are_accepted(sink: Client) -> None:
+    sent = {"session_id": "s1", "wait_end_of_query": "1", "send_progress_in_http_headers": "1",
+            "http_headers_progress_interval_ms": "10000", "database": "learning", "enable_http_compression": "1",
+            "compress": "1", "date_time_input_format": "best_effort", "output_format_json_quote_64bit_integers": "0",
+            "max_block_size": "100000", "client_protocol_version": "54405", "query_id": "q-1"}
+    answer = await sink.get("/", params={"query": "SELECT 7", **sent}, headers={"X-ClickHouse-Key": ANALYST,
+                                                                              "Accept-Encoding": "gzip, lz4, zstd"})
+    assert (answer.status, await answer.read()) == (200, b"7\n")
+    assert answer.headers["X-ClickHouse-Query-Id"] == "q-1" and "Content-Encoding" not in answer.headers
+    assert (await ask(sink, "SELECT 1", database="system"))[:2] == (404, "81")
+    status, code, body = await ask(sink, "SELECT 1", default_format="XML")
+    assert (status, code) == (400, "73") and "default_format" in body
+
+
+REFUSED = [
+    "SELECT * FROM raw_events", "SELECT * FROM learning.failed_events", "SELECT * FROM failed_events_loader",
+    "SELECT * FROM system.users", "SELECT * FROM system.processes", "SELECT * FROM system.query_log",
+    "SELECT * FROM information_schema.tables", "SELECT * FROM file('/etc/passwd', 'LineAsString')",
+    "SELECT file('/etc/passwd')", "SELECT * FROM url('http://127.0.0.1:1/', 'CSV')",
+    "SELECT 1 INTO OUTFILE '/tmp/x.csv'", "SELECT 1 INTO OUTFILE '/tmp/x.csv' FORMAT CSV",
+    "SELECT 1 SETTINGS max_threads = 64", "SELECT 1 FORMAT JSON SETTINGS max_threads = 64",
+    "SELECT 1 SETTINGS max_memory_usage = 0 FORMAT JSON", "INSERT INTO learning_facts_in SELECT * FROM learning_facts",
+    "DROP TABLE learning_facts", "SHOW CREATE TABLE raw_events", "SHOW SETTINGS LIKE '%'", "SHOW PROCESSLIST",
+    "DESCRIBE TABLE raw_events FORMAT JSON", "SELECT * FROM merge('system', '^tables$')",
+    "EXPLAIN SELECT 1", "SELECT * FROM system.tables AS t JOIN raw_events AS r ON 1",
+]
+
+
+@pytest.mark.parametrize("statement", REFUSED)
+async def test_a_private_table_a_file_or_a_write_is_refused(sink: Client, statement: str) -> None:
+    for method in ("GET", "POST"):
+        if method == "GET":
+            status, code, body = await ask(sink, statement)
+        else:
+            answer = await sink.post("/", data=statement, headers={"X-ClickHouse-Key": ANALYST})
+            status, code, body = answer.status, answer.headers.get("X-ClickHouse-Exception-Code", ""), \
+                await answer.text()
+        assert status in (400, 403, 404) and code and body.startswith(f"Code: {code}."), (statement, body)
+        assert EMAIL not in body and "root:" not in body
+
+
+async def test_the_catalog_shows_the_readable_tables_of_the_pipeline_database_only(sink: Client) -> None:
+    async def rows(statement: str) -> list[str]:
+        status, _, body = await ask(sink, statement)
+        assert status == 200, body
+        return body.splitlines()
+
+    assert set(await rows("SELECT name FROM system.tables")) == ANALYST_TABLES
+    assert set(await rows("SELECT database FROM system.tables")) == {"learning"}
+    assert await rows("SELECT name FROM system.tables WHERE name IN ('raw_events', 'failed_events', 'users')") == []
+    assert set(await rows("SELECT DISTINCT table FROM system.columns")) == ANALYST_TABLES
+    assert await rows("SELECT count() FROM system.columns WHERE table = 'raw_events'") == ["0"]
+    assert await rows("SELECT name FROM system.databases") == ["learning"]
+    assert await rows("SHOW DATABASES") == ["learning"]
+    assert set(await rows("SHOW TABLES FROM learning")) == ANALYST_TABLES
+    assert await rows("EXISTS TABLE learning.raw_events") == ["0"]
+    assert await rows("EXISTS learning_facts") == ["1"]
+    assert await rows("EXISTS DATABASE system") == ["0"]
+    assert await rows("SELECT value FROM system.settings WHERE name = 'readonly'") == ["1"]
+
+
+async def test_an_answer_past_max_result_bytes_is_refused_in_every_format(sink: Client) -> None:
+    """The sink's bound on the bytes written holds for the formats it joins in pyarrow too."""
+    for fmt in ("TabSeparated", "Arrow", "ArrowStream", "RowBinaryWithNamesAndTypes", "JSON"):
+        status, code, body = await ask(sink, f"SELECT repeat('x', 1000) AS s FROM numbers(1000) FORMAT {fmt}")
+        assert (status, code) == (400, "396") and "max_result_bytes" in body, fmt
+
+
+async def test_the_endpoint_takes_the_slots_of_sql(target: ClickHouse, tmp_path: Path) -> None:
+    """One pool for /sql and the ClickHouse endpoint: with its only slot taken, the endpoint answers 429."""
+    settings = SinkSettings(analyst_token=SecretStr(ANALYST),
+                            queries=QueryLimits(max_concurrent=1, queue_seconds=0))
+    async with sink_test_client(target, tmp_path, settings) as sink:
+        queries = sink.server.app[SINK_PROCESS].queries
+        async with queries.slots.slot("someone"):  # a /sql statement running
+            assert (await ask(sink, "SELECT 1"))[:2] == (429, "202")
+        assert (await ask(sink, "SELECT 1"))[:2] == (200, "")
