@@ -15,7 +15,8 @@ Credentials, as ClickHouse takes them: ``X-ClickHouse-User`` / ``X-ClickHouse-Ke
 ``user`` / ``password`` URL parameters (one way per request); ``authenticate`` decides who they are. A missing
 credential answers 401, a wrong one 403, both with ClickHouse's ``Code: 516 ... (AUTHENTICATION_FAILED)``.
 
-URL parameters: ``query``, ``default_format``, ``database`` (the pipeline's only), ``query_id``, ``param_<name>``
+URL parameters: ``query``, ``default_format`` (or the ``X-ClickHouse-Format`` header), ``database`` (or
+``X-ClickHouse-Database``: the pipeline's only), ``query_id``, ``param_<name>``
 (values of ``{name:Type}`` placeholders, parsed by the engine as their type), the transport and session settings
 clients send (``IGNORED_SETTINGS``: accepted, without effect) and nothing else: a setting that would change a
 limit, or any other, is refused naming it (``LIMIT_SETTINGS``: 403, code 164 READONLY; else 400, code 115
@@ -75,7 +76,7 @@ CONTENT_TYPES = {"JSON": "application/json", "JSONCompact": "application/json", 
                  "TabSeparatedRaw": "text/tab-separated-values", "TabSeparatedWithNames": "text/tab-separated-values",
                  "TabSeparatedWithNamesAndTypes": "text/tab-separated-values"}
 TEXT_FORMATS = frozenset(CONTENT_TYPES) | {"JSONCompactEachRowWithNames", "JSONCompactEachRowWithNamesAndTypes",
-                                           "Pretty", "PrettyCompact", "PrettyCompactMonoBlock", "Values", "Null"}
+                                           "Pretty", "PrettyCompact", "PrettyCompactMonoBlock", "Null"}
 ERROR_NAMES = {36: "BAD_ARGUMENTS", 62: "SYNTAX_ERROR", 73: "UNKNOWN_FORMAT", 81: "UNKNOWN_DATABASE",
                115: "UNKNOWN_SETTING", 164: "READONLY", 202: "TOO_MANY_SIMULTANEOUS_QUERIES", 210: "NETWORK_ERROR",
                396: "TOO_MANY_ROWS_OR_BYTES", 456: "UNKNOWN_QUERY_PARAMETER", 497: "ACCESS_DENIED",
@@ -229,8 +230,10 @@ async def _query(request: web.Request, process: SinkProcess) -> web.Response:
         if principal is None:
             raise ClickHouseHttpError(f"{offered[0][:60]}: Authentication failed: password is incorrect, or there "
                                       "is no user with such name", status=403, code=516)
-        _settings_check(dict(request.query), queries.database)
-        fmt = output_format(request.query.get("default_format", DEFAULT_FORMAT), "default_format")
+        _settings_check({"database": request.headers.get("X-ClickHouse-Database", ""), **request.query},
+                        queries.database)
+        fmt = output_format(request.query.get("default_format", request.headers.get("X-ClickHouse-Format",
+                                                                                    DEFAULT_FORMAT)), "default_format")
         sql = await _statement(request, queries.limits.max_query_bytes)
         parameters = {name[6:]: value for name, value in request.query.items() if name.startswith("param_")}
         body, fmt = await queries.run_compatible(sql, fmt, parameters, principal.name)

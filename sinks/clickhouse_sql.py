@@ -34,7 +34,7 @@ FORMATS = {name.lower(): name for name in (
     "CSVWithNames", "CSVWithNamesAndTypes", "JSON", "JSONCompact", "JSONEachRow", "JSONCompactEachRow",
     "JSONCompactEachRowWithNames", "JSONCompactEachRowWithNamesAndTypes", "JSONStrings", "JSONCompactStrings",
     "Parquet", "Arrow", "ArrowStream", "Native", "RowBinary", "RowBinaryWithNames", "RowBinaryWithNamesAndTypes",
-    "Pretty", "PrettyCompact", "PrettyCompactMonoBlock", "Values", "Null",
+    "Pretty", "PrettyCompact", "PrettyCompactMonoBlock", "Null",
 )} | {"tsv": "TabSeparated", "tsvraw": "TabSeparatedRaw", "tsvwithnames": "TabSeparatedWithNames",
       "tsvwithnamesandtypes": "TabSeparatedWithNamesAndTypes"}
 DEFAULT_FORMAT = "TabSeparated"  # ClickHouse's answer format when neither the statement nor the request names one
