@@ -87,6 +87,19 @@ async def test_clickhouse_connect_queries_dataframes_arrow_commands_and_paramete
         client.close()
 
 
+@pytest.mark.parametrize("compress", ["zstd", "lz4", "gzip"])
+async def test_a_client_that_asks_for_compressed_answers_reads_the_uncompressed_ones(sink: Client,
+                                                                                    compress: str) -> None:
+    client = await blocking(clickhouse_connect.get_client, host="127.0.0.1", port=port(sink), password=ANALYST,
+                            compress=compress)
+    try:
+        assert (await blocking(client.query, "SELECT count() FROM learning_facts")).result_rows == [(11,)]
+        with pytest.raises(DatabaseError, match=r"(?i)readonly"):  # the driver reads system.settings: read-only
+            await blocking(client.query, "SELECT 1", settings={"max_execution_time": 3600})
+    finally:
+        client.close()
+
+
 async def test_a_parameter_is_a_value_never_sql(sink: Client) -> None:
     """``param_x`` values are parsed by the engine as the placeholder's type: an injection attempt is a string
     that matches nothing, or a value that does not parse (400), never a statement."""
