@@ -1,10 +1,13 @@
 """Analyst queries: checked by the SQL policy, run read-only with limits, a bounded number at a time.
 
-Each concurrent query has a connection of its own whose session was fixed at start to the query limits and,
-last, ``readonly=1`` (so no statement on it can raise a limit or write). On the embedded engine these are chDB
-handles of the sink's own engine: a query runs beside the loader's inserts, never in front of them. On a server
-they are ordinary clickhouse-connect clients; there the recommended analyst user (docs/operations.md) is
-read-only with constraints on these settings, and the sink sends the limits with every query.
+Each concurrent query has a connection of its own whose session was fixed at start to the query limits, a filter
+on the catalog tables (``system.tables``, ``system.columns``, ``system.databases`` show the readable tables only:
+the ClickHouse-compatible endpoint lets drivers read them; the policy reads the full list on a connection of its
+own) and, last, ``readonly=1`` (so no statement on it can raise a limit, lift the filter or write). On the
+embedded engine these are chDB handles of the sink's own engine: a query runs beside the loader's inserts, never
+in front of them. On a server they are ordinary clickhouse-connect clients; there the recommended analyst user
+(docs/operations.md) is read-only with constraints on these settings, and the sink sends the limits (and the
+filter) with every query.
 
 A connection goes back to the pool only after a statement that succeeded. One whose statement failed or was
 stopped is closed: chDB keeps what a failed query had already written in its handle's output buffer and hands it

@@ -21,6 +21,8 @@ A text check cannot tell ``SELECT 'file(x)'`` from ``SELECT file('x')``, so the 
   even under ``readonly=1``), and functions that reach files, other hosts or engine internals.
 
 The statement that passed is then run, unchanged, on a connection fixed at ``readonly=1`` with the query limits.
+The sink's ClickHouse-compatible endpoint applies this policy too, with what ClickHouse's clients need added
+(``sinks.clickhouse_sql``: a trailing FORMAT clause, the filtered catalog tables, SHOW DATABASES and EXISTS).
 """
 
 from __future__ import annotations
