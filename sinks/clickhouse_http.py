@@ -79,7 +79,8 @@ TEXT_FORMATS = frozenset(CONTENT_TYPES) | {"JSONCompactEachRowWithNames", "JSONC
                                            "Pretty", "PrettyCompact", "PrettyCompactMonoBlock", "Null"}
 ERROR_NAMES = {36: "BAD_ARGUMENTS", 62: "SYNTAX_ERROR", 73: "UNKNOWN_FORMAT", 81: "UNKNOWN_DATABASE",
                115: "UNKNOWN_SETTING", 164: "READONLY", 202: "TOO_MANY_SIMULTANEOUS_QUERIES", 210: "NETWORK_ERROR",
-               396: "TOO_MANY_ROWS_OR_BYTES", 456: "UNKNOWN_QUERY_PARAMETER", 497: "ACCESS_DENIED",
+               396: "TOO_MANY_ROWS_OR_BYTES", 456: "UNKNOWN_QUERY_PARAMETER", 457: "BAD_QUERY_PARAMETER",
+               497: "ACCESS_DENIED",
                516: "AUTHENTICATION_FAILED"}
 
 
@@ -165,7 +166,9 @@ def _refused(error: SinkError) -> web.Response:
         headers = {"WWW-Authenticate": 'Basic realm="caliper-sink"'} if error.status == 401 else None
         return error_response(str(error), status=error.status, code=error.code, headers=headers)
     if isinstance(error, QueryRejectedError):
-        return error_response(str(error), status=403 if error.code == 497 else 400, code=error.code)
+        engine = error.__cause__  # the engine could not parse the statement: its own message
+        message = str(engine) if isinstance(engine, ClickHouseQueryError) and engine.code == error.code else str(error)
+        return error_response(message, status=403 if error.code == 497 else 400, code=error.code)
     if isinstance(error, QueryLimitError):
         code = getattr(error.__cause__, "code", None) or 396
         return error_response(str(error), status=400, code=code)
@@ -179,7 +182,6 @@ def _refused(error: SinkError) -> web.Response:
 
 def add_routes(app: web.Application, process_key: web.AppKey[SinkProcess]) -> None:
     """``GET /ping``, ``GET /`` and ``POST /`` on the sink's app; ``process_key`` names its ``SinkProcess``."""
-    app[_PROCESS] = process_key
     app[_TIMEZONE] = {}
 
     async def ping(request: web.Request) -> web.Response:
@@ -195,7 +197,6 @@ def add_routes(app: web.Application, process_key: web.AppKey[SinkProcess]) -> No
     app.router.add_route("POST", "/", query)
 
 
-_PROCESS: web.AppKey[web.AppKey[SinkProcess]] = web.AppKey("clickhouse_http_process")
 _TIMEZONE: web.AppKey[dict[str, str]] = web.AppKey("clickhouse_http_timezone")
 
 

@@ -116,6 +116,8 @@ async def test_a_parameter_is_a_value_never_sql(sink: Client) -> None:
         answer = await sink.get("/", params={"query": "SELECT {n:UInt32}", "param_n": value},
                                 headers={"X-ClickHouse-Key": ANALYST})
         assert answer.status == 400 and answer.headers["X-ClickHouse-Exception-Code"] == "457", value
+    status, code, body = await ask(sink, "SELECT {n:UInt32", param_n="1")
+    assert (status, code) == (400, "62") and body.startswith("Code: 62. DB::Exception: Syntax error")
     answer = await sink.get("/", params={"query": "SELECT * FROM {t:Identifier}", "param_t": "raw_events"},
                             headers={"X-ClickHouse-Key": ANALYST})
     assert answer.status == 403 and EMAIL not in await answer.text()
