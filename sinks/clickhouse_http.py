@@ -67,6 +67,7 @@ LIMIT_SETTINGS = frozenset({
     "max_bytes_before_external_group_by",
 })
 REQUEST_PARAMETERS = frozenset({"query", "user", "password", "database", "default_format", "query_id"})
+MAX_QUERY_ID = 128  # characters of a caller's query_id, which the answer's X-ClickHouse-Query-Id echoes
 USERS = frozenset({"default", "analyst"})  # the names the analyst token is accepted under (ClickHouse's default user)
 ENGINE_VERSION = "26.9"  # what error texts say after "(version ...)": the ClickHouse generation the sink embeds
 CONTENT_TYPES = {"JSON": "application/json", "JSONCompact": "application/json", "JSONStrings": "application/json",
@@ -145,6 +146,10 @@ def _settings_check(query: dict[str, str], database: str) -> None:
                                       "of analysts' queries", status=403, code=164)
         raise ClickHouseHttpError(f"Setting {name} is neither a builtin setting nor one this endpoint accepts; "
                                   f"accepted: {', '.join(sorted(IGNORED_SETTINGS))}", status=400, code=115)
+    query_id = query.get("query_id", "")
+    if len(query_id) > MAX_QUERY_ID or not query_id.isprintable():  # it is echoed in a header
+        raise ClickHouseHttpError(f"query_id must be at most {MAX_QUERY_ID} printable characters", status=400,
+                                  code=36)
     if query.get("database", database) not in (database, ""):
         raise ClickHouseHttpError(f"Database {query['database'][:60]} does not exist here: only {database} is "
                                   "served", status=404, code=81)

@@ -382,3 +382,9 @@ async def test_the_endpoint_takes_the_slots_of_sql(target: ClickHouse, tmp_path:
         async with queries.slots.slot("someone"):  # a /sql statement running
             assert (await ask(sink, "SELECT 1"))[:2] == (429, "202")
         assert (await ask(sink, "SELECT 1"))[:2] == (200, "")
+
+
+async def test_a_query_id_that_cannot_be_a_header_is_refused_by_name(sink: Client) -> None:
+    for query_id in ("a\r\nX-Injected: 1", "x" * 300):
+        status, code, body = await ask(sink, "SELECT 1", query_id=query_id)
+        assert (status, code) == (400, "36") and "query_id" in body
