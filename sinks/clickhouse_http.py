@@ -220,7 +220,10 @@ async def _statement(request: web.Request, max_bytes: int) -> str:
                                   status=400, code=62) from None
     if not body:
         return text
-    return (text + "\n" if text else "") + body.decode("utf-8", "surrogateescape")
+    try:
+        return (text + "\n" if text else "") + body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ClickHouseHttpError("the body is not UTF-8 text: send the query as UTF-8", status=400, code=36) from None
 
 
 async def _query(request: web.Request, process: SinkProcess) -> web.Response:

@@ -173,7 +173,11 @@ async def sql(request: web.Request) -> web.Response:
     except ValueError as error:
         return _error(400, str(error), field="format")
     try:
-        body = await process.queries.run(await request.text(), fmt)
+        statement = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        return _error(400, "the body is not UTF-8 text: send the statement as UTF-8", field="body")
+    try:
+        body = await process.queries.run(statement, fmt)
     except QueryRejectedError as error:
         counter.labels("rejected").inc()
         return _error(400, str(error))

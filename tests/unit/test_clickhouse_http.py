@@ -24,6 +24,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from pydantic import SecretStr
 from sink_fixtures import SharedEngine, insert, make_fact, open_engine, sink_test_client
 from test_sink_sql_boundaries import EMAIL, seed_private_rows
+from yarl import URL
 
 from sinks.clickhouse import ClickHouse
 from sinks.http import SINK_PROCESS
@@ -388,3 +389,13 @@ async def test_a_query_id_that_cannot_be_a_header_is_refused_by_name(sink: Clien
     for query_id in ("a\r\nX-Injected: 1", "x" * 300):
         status, code, body = await ask(sink, "SELECT 1", query_id=query_id)
         assert (status, code) == (400, "36") and "query_id" in body
+
+
+@pytest.mark.parametrize("path", ["/", "/sql"])
+async def test_a_body_that_is_not_utf8_is_refused_by_name_on_both_sql_endpoints(sink: Client, path: str) -> None:
+    answer = await sink.post(path, data=b"SELECT '\xff\xfe'", headers={"X-ClickHouse-Key": ANALYST} if path == "/"
+                             else {"Authorization": f"Bearer {ANALYST}"})
+    assert answer.status == 400 and "UTF-8" in await answer.text()
+    if path == "/":  # in the URL, an undecodable byte is read as U+FFFD (aiohttp): a string, never a 500
+        answer = await sink.get(URL("/?query=SELECT%20%27%FF%27", encoded=True), headers={"X-ClickHouse-Key": ANALYST})
+        assert (answer.status, await answer.read()) == (200, "\ufffd\n".encode())
