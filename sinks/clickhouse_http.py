@@ -40,6 +40,7 @@ from aiohttp import web
 
 from sinks.clickhouse_sql import DEFAULT_FORMAT, output_format
 from sinks.errors import ClickHouseQueryError, QueryCapacityError, QueryLimitError, QueryRejectedError, SinkError
+from sinks.queries import CONTENT_TYPES
 from sinks.settings import SinkSettings
 
 if TYPE_CHECKING:
@@ -70,12 +71,6 @@ REQUEST_PARAMETERS = frozenset({"query", "user", "password", "database", "defaul
 MAX_QUERY_ID = 128  # characters of a caller's query_id, which the answer's X-ClickHouse-Query-Id echoes
 USERS = frozenset({"default", "analyst"})  # the names the analyst token is accepted under (ClickHouse's default user)
 ENGINE_VERSION = "26.9"  # what error texts say after "(version ...)": the ClickHouse generation the sink embeds
-CONTENT_TYPES = {"JSON": "application/json", "JSONCompact": "application/json", "JSONStrings": "application/json",
-                 "JSONCompactStrings": "application/json", "JSONEachRow": "application/x-ndjson",
-                 "JSONCompactEachRow": "application/x-ndjson", "CSV": "text/csv", "CSVWithNames": "text/csv",
-                 "CSVWithNamesAndTypes": "text/csv", "TabSeparated": "text/tab-separated-values",
-                 "TabSeparatedRaw": "text/tab-separated-values", "TabSeparatedWithNames": "text/tab-separated-values",
-                 "TabSeparatedWithNamesAndTypes": "text/tab-separated-values"}
 TEXT_FORMATS = frozenset(CONTENT_TYPES) | {"JSONCompactEachRowWithNames", "JSONCompactEachRowWithNamesAndTypes",
                                            "Pretty", "PrettyCompact", "PrettyCompactMonoBlock", "Null"}
 ERROR_NAMES = {36: "BAD_ARGUMENTS", 62: "SYNTAX_ERROR", 73: "UNKNOWN_FORMAT", 81: "UNKNOWN_DATABASE",

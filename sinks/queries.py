@@ -55,8 +55,13 @@ OUTPUT_FORMATS = {
     "tsv": "TabSeparatedWithNames",
     "pretty": "PrettyCompactMonoBlock",
 }
-CONTENT_TYPES = {"JSON": "application/json", "JSONEachRow": "application/x-ndjson",
-                 "CSVWithNames": "text/csv", "TabSeparatedWithNames": "text/tab-separated-values"}
+# the media type of an answer by its ClickHouse format (both SQL endpoints); text/plain for the other text formats
+CONTENT_TYPES = {"JSON": "application/json", "JSONCompact": "application/json", "JSONStrings": "application/json",
+                 "JSONCompactStrings": "application/json", "JSONEachRow": "application/x-ndjson",
+                 "JSONCompactEachRow": "application/x-ndjson", "CSV": "text/csv", "CSVWithNames": "text/csv",
+                 "CSVWithNamesAndTypes": "text/csv", "TabSeparated": "text/tab-separated-values",
+                 "TabSeparatedRaw": "text/tab-separated-values", "TabSeparatedWithNames": "text/tab-separated-values",
+                 "TabSeparatedWithNamesAndTypes": "text/tab-separated-values"}
 # ClickHouse error code -> the limit it reports
 LIMIT_ERRORS = {159: "max_execution_seconds", 241: "max_memory_bytes", 396: "max_result_rows/max_result_bytes",
                 158: "max_rows_to_read", 307: "max_rows_to_read"}
