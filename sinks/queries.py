@@ -186,7 +186,8 @@ class AnalystQueries:
             statement, root, clause_format = strip_format(
                 statement, lambda text: self._explain(client, text, parameters))
             if root.kind in ("ShowTables", "ExistsTableQuery", "ExistsViewQuery", "ExistsDatabaseQuery"):
-                answer = catalog_statement(root, self._formatted(client, statement), self.database)
+                formatted = self._formatted(client, statement) if root.kind == "ShowTables" else ""
+                answer = catalog_statement(root, formatted, self.database)
                 if answer is not None:
                     return answer, True, clause_format
         else:
