@@ -320,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     attacks.add_argument("--rows", type=int, default=900_000)
     attacks.add_argument("--width", type=int, default=1000)
     attacks.add_argument("--format", choices=("json", "jsoneachrow", "csv", "tsv", "pretty"), default="json")
+    endpoint = benches.add_parser("sql-endpoint", help="the query overhead of the sink's ClickHouse interface and "
+                                  "POST /sql against chDB directly (same statements, same run)")
+    endpoint.add_argument("--count", type=int, default=50, help="runs of each statement each way")
+    endpoint.add_argument("--rows", type=int, default=100_000, help="rows of the larger statement")
     from caliper_pipeline import loadgen
     from caliper_pipeline.bench import attacks as bench_attacks
     from caliper_pipeline.bench import e2e as bench_e2e

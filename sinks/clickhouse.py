@@ -111,11 +111,15 @@ class ClickHouse:
         except Exception as error:
             raise _wrap(error) from error
 
-    def command_text(self, sql: str) -> str:
+    def command_text(self, sql: str, parameters: Mapping[str, str] | None = None) -> str:
         """A statement's result as clickhouse-connect's ``command`` returns it (TabSeparated text), with no FORMAT
-        clause added to the statement (``EXPLAIN AST`` must see the statement exactly as the caller wrote it)."""
+        clause added to the statement (``EXPLAIN AST`` must see the statement exactly as the caller wrote it).
+        ``parameters``: values of ``{name:Type}`` placeholders as ClickHouse's HTTP ``param_name`` carries them
+        (text the engine parses as the placeholder's type: see ``query_formatted``)."""
+        if parameters and self.embedded:
+            return bytes(self._engine_query(sql, "TabSeparatedRaw", parameters)).decode("utf-8", "replace")
         try:
-            result = self._client.command(sql)
+            result = self._client.command(sql, parameters=dict(parameters or {}))
         except Exception as error:
             raise _wrap(error) from error
         if isinstance(result, str):
@@ -139,7 +143,13 @@ class ClickHouse:
 
     def query_formatted(self, sql: str, fmt: str, parameters: Mapping[str, Any] | None = None,
                         settings: Mapping[str, Any] | None = None) -> bytes:
-        """The result rendered by ClickHouse in ``fmt`` (a ClickHouse output format name)."""
+        """The result rendered by ClickHouse in ``fmt`` (a ClickHouse output format name).
+
+        On the embedded engine, ``parameters`` go to the engine as they are, the way ClickHouse's HTTP interface
+        passes ``param_name`` (the engine parses each value as its placeholder's type: a value is never part of
+        the statement's text); on a server they are bound by clickhouse-connect."""
+        if parameters and self.embedded:
+            return bytes(self._engine_query(sql, fmt, parameters))
         try:
             data: bytes = self._client.raw_query(sql, parameters=dict(parameters or {}),
                                                  settings=dict(settings or {}), fmt=fmt)
@@ -147,8 +157,8 @@ class ClickHouse:
             raise _wrap(error) from error
         return data
 
-    def stream_formatted(self, sql: str, fmt: str,
-                         settings: Mapping[str, Any] | None = None) -> Generator[bytes, None, None]:
+    def stream_formatted(self, sql: str, fmt: str, settings: Mapping[str, Any] | None = None,
+                         parameters: Mapping[str, str] | None = None) -> Generator[bytes, None, None]:
         """The result rendered in ``fmt``, in pieces as the engine writes it (closing the iterator stops the query).
 
         A server sends one document in pieces (clickhouse-connect's ``raw_stream``). The embedded engine sends one
@@ -156,10 +166,11 @@ class ClickHouse:
         without rows. It runs on a chDB handle of this client's own, with the same session settings
         (``restrict``): clickhouse-connect renders every format but a few in one piece before returning it."""
         if self.embedded:
-            yield from self._stream_embedded(sql, fmt)
+            yield from self._stream_embedded(sql, fmt, parameters)
             return
         try:
-            stream = self._client.raw_stream(sql, parameters={}, settings=dict(settings or {}), fmt=fmt)
+            stream = self._client.raw_stream(sql, parameters=dict(parameters or {}), settings=dict(settings or {}),
+                                             fmt=fmt)
         except Exception as error:
             raise _wrap(error) from error
         try:
@@ -175,9 +186,18 @@ class ClickHouse:
             with contextlib.suppress(Exception):
                 stream.close()
 
-    def _stream_embedded(self, sql: str, fmt: str) -> Iterator[bytes]:
+    def _engine_query(self, sql: str, fmt: str, parameters: Mapping[str, str]) -> bytes:
+        """A whole result on this client's own chDB handle, with ``parameters`` passed to the engine as they are."""
         try:
-            stream = self._engine_handle().send_query(sql, fmt)
+            result = self._engine_handle().query(sql, fmt, params=dict(parameters))
+        except Exception as error:
+            raise _engine_error(error) from error
+        data: bytes = result.bytes()
+        return data
+
+    def _stream_embedded(self, sql: str, fmt: str, parameters: Mapping[str, str] | None = None) -> Iterator[bytes]:
+        try:
+            stream = self._engine_handle().send_query(sql, fmt, params=dict(parameters or {}))
         except Exception as error:
             raise _engine_error(error) from error
         try:

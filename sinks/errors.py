@@ -23,7 +23,12 @@ class ClickHouseQueryError(SinkError):
 
 class QueryRejectedError(SinkError):
     """An analyst query the SQL policy refuses (not one read statement, a table function or a function that
-    reaches files, the network or processes, another database, a SETTINGS or FORMAT clause ...)."""
+    reaches files, the network or processes, another database, a SETTINGS or FORMAT clause ...); ``code``: the
+    ClickHouse error code the ClickHouse-compatible endpoint answers with (497, ACCESS_DENIED, unless said)."""
+
+    def __init__(self, message: str, *, code: int = 497) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class QueryLimitError(SinkError):

@@ -11,6 +11,7 @@
 | ``POST /admin/erase`` | admin | erase a student (JSON ``tenant``, ``student_id``, ``requested_by``) |
 | ``POST /archive/raw-events`` | admin | a tenant's archived events as JSON lines (``tenant``, ``from_ms``, ``to_ms``) |
 | ``POST /admin/failed-events`` | admin | failed messages with their bytes, JSON lines (``sinks.failed_read``) |
+| ``GET /ping``, ``GET/POST /`` | analyst (see there) | ClickHouse's HTTP interface (``sinks.clickhouse_http``) |
 
 Credentials are ``Authorization: Bearer <token>``: the analyst token (``CALIPER_SINK__ANALYST_TOKEN``) and the admin
 token (``CALIPER_SINK__ADMIN_TOKEN``); an endpoint whose tokens are all unset refuses every caller. The two health
@@ -35,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from schemas.jobs import JOB_ID_PATTERN
 from schemas.kafka import KafkaSettings
 from schemas.read_api import MAX_OFFSET, MAX_PAGE_SIZE, EventQuery, ReadBusyError, ReadUnavailableError
+from sinks import clickhouse_http
 from sinks.archive import apply_archive_ttl, count_archived, read_archived
 from sinks.clickhouse import ClickHouse, connect
 from sinks.erasure import erase_student
@@ -128,7 +130,8 @@ def build_app(process: SinkProcess) -> web.Application:
     app[SINK_PROCESS] = process
     app[REQUIRED_ROLE] = {"/healthz": None, "/readyz": None, "/metrics": ANALYST, "/sql": ANALYST,
                           "/read/events": ANALYST, "/read/jobs": ANALYST, "/admin/erase": ADMIN,
-                          "/archive/raw-events": ADMIN, "/admin/failed-events": ADMIN}
+                          "/archive/raw-events": ADMIN, "/admin/failed-events": ADMIN,
+                          "/": None, "/ping": None}  # ClickHouse's HTTP interface checks its own credentials
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -138,6 +141,7 @@ def build_app(process: SinkProcess) -> web.Application:
     app.router.add_post("/admin/erase", admin_erase)
     app.router.add_post("/archive/raw-events", archived_events)
     app.router.add_post("/admin/failed-events", failed_messages)
+    clickhouse_http.add_routes(app, SINK_PROCESS)
     return app
 
 
@@ -169,7 +173,11 @@ async def sql(request: web.Request) -> web.Response:
     except ValueError as error:
         return _error(400, str(error), field="format")
     try:
-        body = await process.queries.run(await request.text(), fmt)
+        statement = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        return _error(400, "the body is not UTF-8 text: send the statement as UTF-8", field="body")
+    try:
+        body = await process.queries.run(statement, fmt)
     except QueryRejectedError as error:
         counter.labels("rejected").inc()
         return _error(400, str(error))

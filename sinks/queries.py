@@ -1,10 +1,13 @@
 """Analyst queries: checked by the SQL policy, run read-only with limits, a bounded number at a time.
 
-Each concurrent query has a connection of its own whose session was fixed at start to the query limits and,
-last, ``readonly=1`` (so no statement on it can raise a limit or write). On the embedded engine these are chDB
-handles of the sink's own engine: a query runs beside the loader's inserts, never in front of them. On a server
-they are ordinary clickhouse-connect clients; there the recommended analyst user (docs/operations.md) is
-read-only with constraints on these settings, and the sink sends the limits with every query.
+Each concurrent query has a connection of its own whose session was fixed at start to the query limits, a filter
+on the catalog tables (``system.tables``, ``system.columns``, ``system.databases`` show the readable tables only:
+the ClickHouse-compatible endpoint lets drivers read them; the policy reads the full list on a connection of its
+own) and, last, ``readonly=1`` (so no statement on it can raise a limit, lift the filter or write). On the
+embedded engine these are chDB handles of the sink's own engine: a query runs beside the loader's inserts, never
+in front of them. On a server they are ordinary clickhouse-connect clients; there the recommended analyst user
+(docs/operations.md) is read-only with constraints on these settings, and the sink sends the limits (and the
+filter) with every query.
 
 A connection goes back to the pool only after a statement that succeeded. One whose statement failed or was
 stopped is closed: chDB keeps what a failed query had already written in its handle's output buffer and hands it
@@ -30,10 +33,12 @@ from typing import Any
 
 from sinks.answers import assemble
 from sinks.clickhouse import ClickHouse, connect
+from sinks.clickhouse_sql import CATALOG_TABLES, catalog_filters, catalog_statement, strip_format
 from sinks.errors import ClickHouseQueryError, QueryLimitError, QueryRejectedError
 from sinks.query_slots import QuerySlots
 from sinks.settings import ClickHouseSettings, QueryLimits
 from sinks.sql_policy import (
+    AstNode,
     check_show,
     check_totals,
     check_tree,
@@ -50,8 +55,13 @@ OUTPUT_FORMATS = {
     "tsv": "TabSeparatedWithNames",
     "pretty": "PrettyCompactMonoBlock",
 }
-CONTENT_TYPES = {"JSON": "application/json", "JSONEachRow": "application/x-ndjson",
-                 "CSVWithNames": "text/csv", "TabSeparatedWithNames": "text/tab-separated-values"}
+# the media type of an answer by its ClickHouse format (both SQL endpoints); text/plain for the other text formats
+CONTENT_TYPES = {"JSON": "application/json", "JSONCompact": "application/json", "JSONStrings": "application/json",
+                 "JSONCompactStrings": "application/json", "JSONEachRow": "application/x-ndjson",
+                 "JSONCompactEachRow": "application/x-ndjson", "CSV": "text/csv", "CSVWithNames": "text/csv",
+                 "CSVWithNamesAndTypes": "text/csv", "TabSeparated": "text/tab-separated-values",
+                 "TabSeparatedRaw": "text/tab-separated-values", "TabSeparatedWithNames": "text/tab-separated-values",
+                 "TabSeparatedWithNamesAndTypes": "text/tab-separated-values"}
 # ClickHouse error code -> the limit it reports
 LIMIT_ERRORS = {159: "max_execution_seconds", 241: "max_memory_bytes", 396: "max_result_rows/max_result_bytes",
                 158: "max_rows_to_read", 307: "max_rows_to_read"}
@@ -80,16 +90,23 @@ class AnalystQueries:
                                 retry_after=max(1, int(limits.max_execution_seconds // 10)))
         self._table_functions: frozenset[str] | None = None
         self._per_query: dict[str, Any] = {}
+        self._names: ClickHouse | None = None  # embedded: the policy's view of the catalog, unfiltered
+        self._names_lock = threading.Lock()
 
     # -- connections ----------------------------------------------------------------------------------------
 
-    def _restricted(self) -> ClickHouse:
+    def _restricted(self, *, filtered: bool = True) -> ClickHouse:
+        """A connection at the query limits, ``readonly``; ``filtered``: its catalog tables (``system.tables`` ...)
+        show the readable tables only (``sinks.clickhouse_sql.catalog_filters``)."""
         client = connect(self.settings)
+        limits: dict[str, Any] = self.limits.clickhouse_settings()
+        if filtered:
+            limits["additional_table_filters"] = catalog_filters(self.database)
         try:
             if client.embedded:
-                client.restrict({**self.limits.clickhouse_settings(), "readonly": 1})
+                client.restrict({**limits, "readonly": 1})
             else:
-                self._per_query = {**self.limits.clickhouse_settings(), "readonly": 2}
+                self._per_query = {**limits, "readonly": 2}
         except Exception:
             client.close()
             raise
@@ -133,53 +150,94 @@ class AnalystQueries:
 
     # -- checking and running -------------------------------------------------------------------------------
 
-    def _check_on(self, client: ClickHouse, sql: str) -> tuple[str, bool]:
-        """The statement to run and whether its answer is streamed (a SELECT; a DESCRIBE is answered in one piece,
-        the engine streams SELECTs only)."""
-        statement = prepare(sql, self.limits.max_query_bytes)
+    def _explain(self, client: ClickHouse, statement: str, parameters: dict[str, str] | None) -> AstNode:
         try:
-            tree = client.command_text(f"EXPLAIN AST {statement}\n")
+            tree = client.command_text(f"EXPLAIN AST {statement}\n", parameters)
         except ClickHouseQueryError as error:
-            raise QueryRejectedError(f"ClickHouse cannot parse the query: {_first_line(error)}") from error
+            raise QueryRejectedError(f"ClickHouse cannot parse the query: {_first_line(error)}",
+                                     code=error.code or 62) from error
+        return parse_explain_ast(tree.splitlines())
+
+    def _table_names(self, client: ClickHouse) -> frozenset[str]:
+        """The names of every table and view of the database, lower-cased. The pooled connections see the readable
+        ones only in ``system.tables`` (``_restricted``): on the embedded engine, whose filter is fixed in the
+        session, the names are read on a connection of their own; a server's filter is sent with each query."""
+        sql, parameters = "SELECT lower(name) FROM system.tables WHERE database = {db:String}", {"db": self.database}
+        if not client.embedded:
+            return frozenset(str(row[0]) for row in client.query_rows(sql, parameters)[1])
+        with self._names_lock:
+            if self._names is None:
+                self._names = self._restricted(filtered=False)
+            try:
+                return frozenset(str(row[0]) for row in self._names.query_rows(sql, parameters)[1])
+            except BaseException:
+                self._discard(self._names)
+                self._names = None
+                raise
+
+    def _check_on(self, client: ClickHouse, sql: str, parameters: dict[str, str] | None = None,
+                  compatible: bool = False) -> tuple[str, bool, str | None]:
+        """The statement to run, whether its answer is streamed (a SELECT; a DESCRIBE is answered in one piece,
+        the engine streams SELECTs only) and the format its FORMAT clause names. ``compatible``: the statement
+        came through the ClickHouse-compatible endpoint (``sinks.clickhouse_sql``: a FORMAT clause, the catalog)."""
+        statement = prepare(sql, self.limits.max_query_bytes)
+        clause_format = None
+        if compatible:
+            statement, root, clause_format = strip_format(
+                statement, lambda text: self._explain(client, text, parameters))
+            if root.kind in ("ShowTables", "ExistsTableQuery", "ExistsViewQuery", "ExistsDatabaseQuery"):
+                formatted = self._formatted(client, statement) if root.kind == "ShowTables" else ""
+                answer = catalog_statement(root, formatted, self.database)
+                if answer is not None:
+                    return answer, True, clause_format
+        else:
+            root = self._explain(client, statement, parameters)
         if self._table_functions is None:
             _, rows = client.query_rows("SELECT lower(name) FROM system.table_functions")
             self._table_functions = frozenset(str(row[0]) for row in rows)
-        _, rows = client.query_rows("SELECT lower(name) FROM system.tables WHERE database = {db:String}",
-                                    {"db": self.database})
-        root = parse_explain_ast(tree.splitlines())
-        check_tree(root, self.database, self._table_functions, frozenset(str(row[0]) for row in rows))
+        check_tree(root, self.database, self._table_functions, self._table_names(client),
+                   CATALOG_TABLES if compatible else frozenset())
         if root.kind == "ShowTables":  # SHOW DATABASES, SETTINGS ... parse into the same node: compare the text
-            _, formatted = client.query_rows("SELECT formatQuerySingleLine({statement:String})",
-                                             {"statement": statement})
-            check_show(str(formatted[0][0]))
-            return show_tables_statement(self.database), True
+            check_show(self._formatted(client, statement))
+            return show_tables_statement(self.database), True, clause_format
         if client.embedded:
             check_totals(statement)
-        return statement, root.kind == "SelectWithUnionQuery"
+        return statement, root.kind == "SelectWithUnionQuery", clause_format
+
+    @staticmethod
+    def _formatted(client: ClickHouse, statement: str) -> str:
+        """The statement as ClickHouse formats it on one line."""
+        _, formatted = client.query_rows("SELECT formatQuerySingleLine({statement:String})",
+                                         {"statement": statement})
+        return str(formatted[0][0])
 
     def check(self, sql: str) -> str:
         """The statement to run, if the policy allows it; else ``QueryRejectedError`` saying why (blocking)."""
         with self._connection() as client:
             return self._check_on(client, sql)[0]
 
-    def _answer(self, client: ClickHouse, statement: str, fmt: str, streamed: bool) -> bytes | bytearray:
+    def _answer(self, client: ClickHouse, statement: str, fmt: str, streamed: bool,
+                parameters: dict[str, str] | None = None) -> bytes | bytearray:
         if not streamed:  # a DESCRIBE: a line per column
-            whole = client.query_formatted(statement + "\n", fmt, settings=self._per_query)
+            whole = client.query_formatted(statement + "\n", fmt, parameters, settings=self._per_query)
             return assemble([whole], fmt, self.limits.max_result_bytes, blockwise=False) or whole
-        pieces = client.stream_formatted(statement + "\n", fmt, settings=self._per_query)
+        pieces = client.stream_formatted(statement + "\n", fmt, settings=self._per_query, parameters=parameters)
         try:
             answer = assemble(pieces, fmt, self.limits.max_result_bytes, blockwise=client.embedded)
         finally:
             pieces.close()  # stops the query when the answer was refused before its end
         if answer is None:  # no rows, so no block: the empty answer (names, JSON's meta) of the same columns
-            return client.query_formatted(f"SELECT * FROM ({statement}\n) WHERE 0", fmt, settings=self._per_query)
+            return client.query_formatted(f"SELECT * FROM ({statement}\n) WHERE 0", fmt, parameters,
+                                          settings=self._per_query)
         return answer
 
-    def _run(self, sql: str, fmt: str) -> bytes | bytearray:
+    def _run(self, sql: str, fmt: str, parameters: dict[str, str] | None = None,
+             compatible: bool = False) -> tuple[bytes | bytearray, str]:
         with self._connection() as client:
-            statement, streamed = self._check_on(client, sql)
+            statement, streamed, clause_format = self._check_on(client, sql, parameters, compatible)
+            fmt = clause_format or fmt
             try:
-                return self._answer(client, statement, fmt, streamed)
+                return self._answer(client, statement, fmt, streamed, parameters), fmt
             except ClickHouseQueryError as error:
                 limit = LIMIT_ERRORS.get(error.code or 0)
                 if limit is not None:
@@ -194,16 +252,23 @@ class AnalystQueries:
 
     def run_blocking(self, sql: str, fmt: str) -> bytes | bytearray:
         """Check and run one statement; ``fmt`` is a ClickHouse output format name."""
-        return self._run(sql, fmt)
+        return self._run(sql, fmt)[0]
 
     async def run(self, sql: str, fmt: str, caller: str = "") -> bytes | bytearray:
         """Check and run one statement in a thread of this pool, waiting ``queue_seconds`` at most for a slot."""
         return await self.slots.call(caller, self.run_blocking, sql, fmt)
 
+    async def run_compatible(self, sql: str, fmt: str, parameters: dict[str, str],
+                             caller: str = "") -> tuple[bytes | bytearray, str]:
+        """A statement of the ClickHouse-compatible endpoint (``sinks.clickhouse_sql``: its FORMAT clause, the
+        filtered catalog, ``{name:Type}`` placeholders bound by the engine to ``parameters``), under the same
+        policy, limits and slots as ``run``; the answer and its format (the clause's, else ``fmt``)."""
+        return await self.slots.call(caller, self._run, sql, fmt, parameters, True)
+
     def close(self) -> None:
         self.slots.close()
         with self._lock:
-            opened, self._opened, self._idle = self._opened, [], []
+            opened, self._opened, self._idle, self._names = self._opened, [], [], None
         for client in opened:
             client.close()
 

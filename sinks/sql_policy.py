@@ -21,6 +21,8 @@ A text check cannot tell ``SELECT 'file(x)'`` from ``SELECT file('x')``, so the 
   even under ``readonly=1``), and functions that reach files, other hosts or engine internals.
 
 The statement that passed is then run, unchanged, on a connection fixed at ``readonly=1`` with the query limits.
+The sink's ClickHouse-compatible endpoint applies this policy too, with what ClickHouse's clients need added
+(``sinks.clickhouse_sql``: a trailing FORMAT clause, the filtered catalog tables, SHOW DATABASES and EXISTS).
 """
 
 from __future__ import annotations
@@ -100,19 +102,22 @@ def prepare(sql: str, max_bytes: int) -> str:
     while statement.endswith(";"):
         statement = statement[:-1].rstrip()
     if not statement:
-        raise QueryRejectedError("empty query")
+        raise QueryRejectedError("empty query", code=62)
     if len(statement.encode()) > max_bytes:
-        raise QueryRejectedError(f"the query is longer than {max_bytes} bytes")
+        raise QueryRejectedError(f"the query is longer than {max_bytes} bytes", code=62)
     return statement
 
 
-def check_tree(root: AstNode, database: str, table_functions: frozenset[str], tables: frozenset[str]) -> None:
+def check_tree(root: AstNode, database: str, table_functions: frozenset[str], tables: frozenset[str],
+               system_tables: frozenset[str] = frozenset()) -> None:
     """Raise ``QueryRejectedError`` naming the first thing the policy does not allow.
 
     ``table_functions``: the engine's table function names, lower-cased (``system.table_functions``): none of them
     may be called as an ordinary function either, unless it is in ``ALLOWED_TABLE_FUNCTIONS``.
     ``tables``: the names of the tables and views of ``database`` now, lower-cased: a name outside the allow-list
     is refused when it is one of them (a private table), and left to the engine when it is not (a ``WITH`` name).
+    ``system_tables``: tables of the ``system`` database that may be read too (the ClickHouse-compatible
+    endpoint's catalog, ``sinks.clickhouse_sql``; none for ``POST /sql``).
     """
     if root.kind not in STATEMENTS:
         what = "EXPLAIN" if root.kind == "Explain" else root.kind.removesuffix("Query")
@@ -125,7 +130,7 @@ def check_tree(root: AstNode, database: str, table_functions: frozenset[str], ta
         if node.kind == "Set":
             raise QueryRejectedError("SETTINGS clauses are not allowed: the sink sets the query's limits")
         if node.kind == "TableIdentifier":
-            check_table(node.name, database, tables)
+            check_table(node.name, database, tables, system_tables)
         elif node.kind == "Function":
             name = node.name
             if parent is not None and parent.kind == "TableExpression":
@@ -135,7 +140,7 @@ def check_tree(root: AstNode, database: str, table_functions: frozenset[str], ta
             elif _denied(name.lower(), table_functions):
                 raise QueryRejectedError(f"the function {name} is not allowed")
             elif name.lower() in IN_FUNCTIONS:
-                _check_in_operand(node, database, tables)
+                _check_in_operand(node, database, tables, system_tables)
 
 
 def check_show(formatted: str) -> None:
@@ -168,16 +173,18 @@ def _denied(folded: str, table_functions: frozenset[str]) -> bool:
     return folded in table_functions and folded not in ALLOWED_TABLE_FUNCTIONS
 
 
-def _check_in_operand(node: AstNode, database: str, tables: frozenset[str]) -> None:
+def _check_in_operand(node: AstNode, database: str, tables: frozenset[str], system_tables: frozenset[str]) -> None:
     arguments = node.children[0].children if node.children else []
     if len(arguments) == 2 and arguments[1].kind == "Identifier":
-        check_table(arguments[1].name, database, tables)
+        check_table(arguments[1].name, database, tables, system_tables)
 
 
-def check_table(name: str, database: str, tables: frozenset[str]) -> None:
+def check_table(name: str, database: str, tables: frozenset[str], system_tables: frozenset[str] = frozenset()) -> None:
     """Refuse a table or view an analyst may not read (see the module's docstring)."""
     qualifier, _, table = name.rpartition(".")
     qualifier, table = qualifier.strip("`\""), table.strip("`\"")
+    if qualifier == "system" and table in system_tables:
+        return
     if qualifier and qualifier != database:
         raise QueryRejectedError(f"only tables of the {database} database may be read, not {name}")
     if table in ANALYST_TABLES:

@@ -6,7 +6,8 @@ publishing CPU per event for each record-batch compression), ``schemas`` (the co
 (each stage alone, ``stages``), ``ceilings`` (each stage next to its bare baseline in one
 run), ``e2e`` (the whole pipeline under load), ``soak`` (memory over minutes), ``renormalize`` (re-deriving
 archived events), ``attacks`` (other senders' latency while the gateway is attacked), ``read-flood``
-(loading under a flood of reads) and ``sink-attacks`` (the sink's memory under an analyst's attack).
+(loading under a flood of reads), ``sink-attacks`` (the sink's memory under an analyst's attack) and
+``sql-endpoint`` (what the sink's SQL endpoints add to a query against chDB directly).
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def run_bench(settings: Settings, component: str, args: argparse.Namespace) -> i
         from caliper_pipeline.bench.renormalize import run_renormalize_bench
 
         figures = run_renormalize_bench(settings, args.count, Path(tempfile.mkdtemp(prefix="bench-renormalize-")))
+    elif component == "sql-endpoint":
+        from caliper_pipeline.bench.sql_endpoint import run_sql_endpoint_bench
+
+        figures = run_sql_endpoint_bench(args.count, args.rows)
     elif component == "sink-attacks":
         from caliper_pipeline.bench.sink_attacks import run_sink_attacks_bench
 
