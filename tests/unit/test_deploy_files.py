@@ -266,14 +266,19 @@ def _kustomize_command() -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("directory", ["base", "overlays/production"])
-def test_kustomize_build_renders(directory: str) -> None:
+def kustomize_build(directory: str) -> list[dict[str, Any]]:
+    """The resources ``kustomize build deploy/k8s/<directory>`` renders (the test is skipped without kustomize)."""
     command = _kustomize_command()
     if command is None:
         pytest.skip("no kustomize binary (set KUSTOMIZE, put kustomize on PATH, or run deploy/check.sh)")
     result = subprocess.run([*command, str(K8S_DIR / directory)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    resources = [doc for doc in _yaml().safe_load_all(result.stdout) if doc]
+    return [doc for doc in _yaml().safe_load_all(result.stdout) if doc]
+
+
+@pytest.mark.parametrize("directory", ["base", "overlays/production"])
+def test_kustomize_build_renders(directory: str) -> None:
+    resources = kustomize_build(directory)
     # the rendered resources against the Kubernetes schemas too, when kubernetes-validate is installed
     schemas = importlib.util.find_spec("kubernetes_validate") is not None
     for resource in resources:

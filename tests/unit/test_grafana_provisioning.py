@@ -7,7 +7,6 @@ the dashboard), and the ClickHouse user the data source logs in as reads exactly
 from __future__ import annotations
 
 import re
-import subprocess
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -22,7 +21,7 @@ from grafana_panels import (
     variable_queries,
 )
 from sink_fixtures import TEMPLATE_DATABASE, SharedEngine
-from test_deploy_files import COMPOSE_FILE, K8S_DIR, _kustomize_command
+from test_deploy_files import COMPOSE_FILE, K8S_DIR, kustomize_build
 
 from sinks.settings import QueryLimits
 from sinks.tables import ANALYST_TABLES, FAILED_EVENTS_TABLE, REJECTS_TABLE
@@ -129,12 +128,7 @@ def test_compose_mounts_every_provisioning_file_where_grafana_reads_it() -> None
 
 @pytest.mark.parametrize("directory", ["base", "overlays/production"])
 def test_kubernetes_mounts_configmaps_generated_from_the_same_files(directory: str) -> None:
-    command = _kustomize_command()
-    if command is None:
-        pytest.skip("no kustomize binary (set KUSTOMIZE, put kustomize on PATH, or run deploy/check.sh)")
-    result = subprocess.run([*command, str(K8S_DIR / directory)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    resources = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    resources = kustomize_build(directory)
     maps = {r["metadata"]["name"]: r for r in resources if r["kind"] == "ConfigMap"}
     (deployment,) = [r for r in resources if r["kind"] == "Deployment" and r["metadata"]["name"] == "caliper-grafana"]
     pod = deployment["spec"]["template"]["spec"]
