@@ -5,17 +5,21 @@
 | ``GET /healthz`` | none | the process runs |
 | ``GET /readyz`` | none (a health probe); details with a token | ClickHouse answers and no partition is paused |
 | ``GET /metrics`` | analyst or admin | Prometheus |
-| ``POST /sql?format=json|csv|...`` | analyst or admin | one analyst statement (the body), see ``sinks.queries`` |
-| ``POST /read/events`` | analyst or admin | the senders' read model (an ``EventQuery`` as JSON), for the gateway |
-| ``POST /read/jobs`` | analyst or admin | a job's status (``{"tenant", "job_id"}``; 404: no record), for the gateway |
+| ``POST /sql?format=json|csv|...`` | analyst, school or admin | one analyst statement (the body), see
+  ``sinks.queries``: a school credential reads its tenants' rows only |
+| ``POST /read/events`` | reader or admin | the senders' read model (an ``EventQuery`` as JSON), for the gateway |
+| ``POST /read/jobs`` | reader or admin | a job's status (``{"tenant", "job_id"}``; 404: no record), for the gateway |
 | ``POST /admin/erase`` | admin | erase a student (JSON ``tenant``, ``student_id``, ``requested_by``) |
 | ``POST /archive/raw-events`` | admin | a tenant's archived events as JSON lines (``tenant``, ``from_ms``, ``to_ms``) |
 | ``POST /admin/failed-events`` | admin | failed messages with their bytes, JSON lines (``sinks.failed_read``) |
 
-Credentials are ``Authorization: Bearer <token>``: the analyst token (``CALIPER_SINK__ANALYST_TOKEN``) and the admin
-token (``CALIPER_SINK__ADMIN_TOKEN``); an endpoint whose tokens are all unset refuses every caller. The two health
-probes answer anyone (an orchestrator's probe carries no credential), and say nothing but ready or not to a caller
-without a token. Every error is JSON ``{"error": ...}``; an unexpected exception is logged and answered 500
+Credentials are ``Authorization: Bearer <token>``: the operator's analyst token (``CALIPER_SINK__ANALYST_TOKEN``,
+every tenant), a school credential ``<id>:<secret>`` (``sinks.analysts``: its tenants), the reader token
+(``CALIPER_SINK__READER_TOKEN``: the gateway's, for the read API, which answers events as they were sent) and the
+admin token (``CALIPER_SINK__ADMIN_TOKEN``); an endpoint whose tokens are all unset refuses every caller. No
+analyst credential reaches a route that answers events as sent. The two health probes answer anyone (an
+orchestrator's probe carries no credential), and say nothing but ready or not to a caller without an operator's
+token. Every error is JSON ``{"error": ...}``; an unexpected exception is logged and answered 500
 without internals.
 """
 
@@ -35,6 +39,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from schemas.jobs import JOB_ID_PATTERN
 from schemas.kafka import KafkaSettings
 from schemas.read_api import MAX_OFFSET, MAX_PAGE_SIZE, EventQuery, ReadBusyError, ReadUnavailableError
+from sinks.analysts import ADMINISTRATOR, OPERATOR, Analyst, AnalystRegistry, authenticate_bearer
 from sinks.archive import apply_archive_ttl, count_archived, read_archived
 from sinks.clickhouse import ClickHouse, connect
 from sinks.erasure import erase_student
@@ -55,7 +60,9 @@ from sinks.settings import ClickHouseSettings, SinkSettings
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ANALYST, ADMIN = "analyst", "admin"
+# roles of a route: who may call it (ADMIN may call every route)
+ANALYST, SCHOOL, READER, ADMIN = "analyst", "school", "reader", "admin"
+ACCEPTED = {SCHOOL: {ADMIN, ANALYST, SCHOOL}, ANALYST: {ADMIN, ANALYST}, READER: {ADMIN, READER}, ADMIN: {ADMIN}}
 
 
 @dataclass(slots=True)
@@ -80,23 +87,45 @@ class SinkProcess:
 
 SINK_PROCESS = web.AppKey("sink_process", SinkProcess)
 REQUIRED_ROLE = web.AppKey("required_role", dict)
+ANALYSTS = web.AppKey("analysts", AnalystRegistry)
+PRINCIPAL = web.RequestKey("analyst", Analyst)  # who runs /sql (the admin, the operator's analyst, a school's)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status, headers=headers)
 
 
-def _offered_role(request: web.Request, settings: SinkSettings) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    offered = token.strip().encode("utf-8", "surrogateescape")
-    for role, configured in ((ADMIN, settings.admin_token), (ANALYST, settings.analyst_token)):
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _operator_role(token: str, settings: SinkSettings) -> str | None:
+    """The role of one of the operator's tokens (admin, reader, analyst), else None."""
+    offered = token.encode("utf-8", "surrogateescape")
+    for role, configured in ((ADMIN, settings.admin_token), (READER, settings.reader_token),
+                             (ANALYST, settings.analyst_token)):
         expected = configured.get_secret_value().encode()
         if expected and hmac.compare_digest(expected, offered):
             return role
     return None
+
+
+async def _offered(request: web.Request) -> tuple[str, Analyst | None] | None:
+    """The caller's role and, for an analyst, who it is (a school credential costs a scrypt, in a thread, unless
+    verified before); None without a valid credential."""
+    token = _bearer(request)
+    if token is None:
+        return None
+    settings = request.app[SINK_PROCESS].settings
+    role = _operator_role(token, settings)
+    if role is not None:
+        return role, {ADMIN: ADMINISTRATOR, ANALYST: OPERATOR}.get(role)
+    if ":" not in token:
+        return None
+    analyst = await asyncio.to_thread(authenticate_bearer, request.app[ANALYSTS],
+                                      settings.analyst_token.get_secret_value(), token)
+    return (SCHOOL, analyst) if analyst is not None else None
 
 
 @web.middleware
@@ -106,10 +135,13 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     needed = request.app[REQUIRED_ROLE].get(route.canonical if route is not None else "", ADMIN)
     try:
         if needed is not None and request.match_info.http_exception is None:
-            role = _offered_role(request, request.app[SINK_PROCESS].settings)
-            if role is None or (needed == ADMIN and role != ADMIN):
-                return _error(401, f"{needed} token required (Authorization: Bearer <token>)",
+            offered = await _offered(request)
+            if offered is None or offered[0] not in ACCEPTED[needed]:
+                what = "an analyst credential" if needed == SCHOOL else f"the {needed} token"
+                return _error(401, f"{what} is required (Authorization: Bearer <token>)",
                               {"WWW-Authenticate": 'Bearer realm="caliper-sink"'})
+            if offered[1] is not None:
+                request[PRINCIPAL] = offered[1]
         return await handler(request)
     except web.HTTPException as error:
         if error.status < 400:
@@ -126,8 +158,9 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 def build_app(process: SinkProcess) -> web.Application:
     app = web.Application(client_max_size=process.settings.queries.max_query_bytes + 1024, middlewares=[guard])
     app[SINK_PROCESS] = process
-    app[REQUIRED_ROLE] = {"/healthz": None, "/readyz": None, "/metrics": ANALYST, "/sql": ANALYST,
-                          "/read/events": ANALYST, "/read/jobs": ANALYST, "/admin/erase": ADMIN,
+    app[ANALYSTS] = AnalystRegistry(process.settings.analysts_file)
+    app[REQUIRED_ROLE] = {"/healthz": None, "/readyz": None, "/metrics": ANALYST, "/sql": SCHOOL,
+                          "/read/events": READER, "/read/jobs": READER, "/admin/erase": ADMIN,
                           "/archive/raw-events": ADMIN, "/admin/failed-events": ADMIN}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -150,7 +183,8 @@ async def readyz(request: web.Request) -> web.Response:
     reachable = await asyncio.to_thread(process.probe.ping)
     ready = reachable and process.loader.ready
     body: dict[str, Any] = {"ready": ready}
-    if _offered_role(request, process.settings) is not None:
+    token = _bearer(request)
+    if token is not None and _operator_role(token, process.settings) is not None:
         body |= {"clickhouse": reachable, "consuming": process.loader.started,
                  "backing_off": process.loader.backing_off, "paused_partitions": len(process.loader.paused)}
     return web.json_response(body, status=200 if ready else 503)
@@ -169,7 +203,7 @@ async def sql(request: web.Request) -> web.Response:
     except ValueError as error:
         return _error(400, str(error), field="format")
     try:
-        body = await process.queries.run(await request.text(), fmt)
+        body = await process.queries.run(await request.text(), fmt, analyst=request[PRINCIPAL])
     except QueryRejectedError as error:
         counter.labels("rejected").inc()
         return _error(400, str(error))

@@ -155,6 +155,18 @@ def check_totals(statement: str) -> None:
                                  "totals row); add the totals with a UNION ALL or a second query")
 
 
+_PREWHERE = re.compile(r"\bPREWHERE\b", re.IGNORECASE)
+
+
+def check_prewhere(statement: str) -> None:
+    """Refuse ``PREWHERE`` (school credentials): the engine evaluates it before the tenants' filter, so an error it
+    raises could show another tenant's values. The text is searched, so a literal or comment that says it is
+    refused too; WHERE filters the same rows."""
+    if _PREWHERE.search(statement):
+        raise QueryRejectedError("PREWHERE is not available to a school credential (the engine evaluates it before "
+                                 "the tenant filter); use WHERE")
+
+
 def show_tables_statement(database: str) -> str:
     """What the sink runs for ``SHOW TABLES``: the readable tables and views of ``database`` (a validated name),
     under the column name ``SHOW TABLES`` answers with."""
