@@ -20,7 +20,9 @@ A text check cannot tell ``SELECT 'file(x)'`` from ``SELECT file('x')``, so the 
   refused, and so are their names used as ordinary functions (``SELECT file('/proc/self/environ')`` reads a file
   even under ``readonly=1``), and functions that reach files, other hosts or engine internals.
 
-The statement that passed is then run, unchanged, on a connection fixed at ``readonly=1`` with the query limits.
+A school credential's statement (``sinks.analysts``) passes the same checks and no ``PREWHERE`` (``check_prewhere``:
+the engine evaluates it before the tenants' filter). The statement that passed is then run, unchanged, on a
+connection fixed at ``readonly=1`` with the query limits (and, for a school credential, its tenants' filter).
 """
 
 from __future__ import annotations
