@@ -13,14 +13,11 @@
 | ``POST /archive/raw-events`` | admin | a tenant's archived events as JSON lines (``tenant``, ``from_ms``, ``to_ms``) |
 | ``POST /admin/failed-events`` | admin | failed messages with their bytes, JSON lines (``sinks.failed_read``) |
 
-Credentials are ``Authorization: Bearer <token>``: the operator's analyst token (``CALIPER_SINK__ANALYST_TOKEN``,
-every tenant), a school credential ``<id>:<secret>`` (``sinks.analysts``: its tenants), the reader token
-(``CALIPER_SINK__READER_TOKEN``: the gateway's, for the read API, which answers events as they were sent) and the
-admin token (``CALIPER_SINK__ADMIN_TOKEN``); an endpoint whose tokens are all unset refuses every caller. No
-analyst credential reaches a route that answers events as sent. The two health probes answer anyone (an
-orchestrator's probe carries no credential), and say nothing but ready or not to a caller without an operator's
-token. Every error is JSON ``{"error": ...}``; an unexpected exception is logged and answered 500
-without internals.
+Credentials are ``Authorization: Bearer <token>``: the operator's analyst token (every tenant), a school credential
+``<id>:<secret>`` (``sinks.analysts``: its tenants), the reader token (the gateway's: the read API answers events as
+sent, so no analyst credential reaches it) and the admin token; an endpoint whose tokens are all unset refuses every
+caller. The health probes answer anyone, and say nothing but ready or not to a caller without an operator's
+token. Every error is JSON ``{"error": ...}``; an unexpected exception is logged and answered 500 without internals.
 """
 
 from __future__ import annotations
@@ -88,6 +85,10 @@ class SinkProcess:
 SINK_PROCESS = web.AppKey("sink_process", SinkProcess)
 REQUIRED_ROLE = web.AppKey("required_role", dict)
 ANALYSTS = web.AppKey("analysts", AnalystRegistry)
+# school credentials checked at once (one scrypt each, in the default executor's threads): a flood of wrong secrets
+# waits on the event loop instead of taking the threads /readyz's ping and the erasure need
+SECRET_CHECKS = web.AppKey("secret_checks", asyncio.Semaphore)
+MAX_SECRET_CHECKS = 2
 PRINCIPAL = web.RequestKey("analyst", Analyst)  # who runs /sql (the admin, the operator's analyst, a school's)
 
 
@@ -123,8 +124,9 @@ async def _offered(request: web.Request) -> tuple[str, Analyst | None] | None:
         return role, {ADMIN: ADMINISTRATOR, ANALYST: OPERATOR}.get(role)
     if ":" not in token:
         return None
-    analyst = await asyncio.to_thread(authenticate_bearer, request.app[ANALYSTS],
-                                      settings.analyst_token.get_secret_value(), token)
+    async with request.app[SECRET_CHECKS]:
+        analyst = await asyncio.to_thread(authenticate_bearer, request.app[ANALYSTS],
+                                          settings.analyst_token.get_secret_value(), token)
     return (SCHOOL, analyst) if analyst is not None else None
 
 
@@ -159,6 +161,7 @@ def build_app(process: SinkProcess) -> web.Application:
     app = web.Application(client_max_size=process.settings.queries.max_query_bytes + 1024, middlewares=[guard])
     app[SINK_PROCESS] = process
     app[ANALYSTS] = AnalystRegistry(process.settings.analysts_file)
+    app[SECRET_CHECKS] = asyncio.Semaphore(MAX_SECRET_CHECKS)
     app[REQUIRED_ROLE] = {"/healthz": None, "/readyz": None, "/metrics": ANALYST, "/sql": SCHOOL,
                           "/read/events": READER, "/read/jobs": READER, "/admin/erase": ADMIN,
                           "/archive/raw-events": ADMIN, "/admin/failed-events": ADMIN}

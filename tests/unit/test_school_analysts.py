@@ -17,8 +17,10 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 from sink_fixtures import SharedEngine, insert, make_fact, open_engine, sink_test_client
 
+import sinks.analysts as analysts_module
 from sinks.analysts import AnalystRegistry
 from sinks.clickhouse import ClickHouse
+from sinks.http import MAX_SECRET_CHECKS
 from sinks.settings import QueryLimits, SinkSettings
 
 ANALYST, ADMIN = "analyst-token-0123456789", "admin-token-0123456789"
@@ -210,3 +212,28 @@ async def test_a_wrong_or_revoked_school_credential_is_refused_without_a_restart
             break
         await asyncio.sleep(0.1)
     assert (await sql(client, tokens["a"], "SELECT 1"))[0] == 401
+
+
+async def test_wrong_school_secrets_take_at_most_two_threads(school: tuple[Client, dict[str, str]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each school credential costs a scrypt in the default executor's threads, which /readyz's ping and the
+    erasure use too: a flood of wrong secrets runs at most ``MAX_SECRET_CHECKS`` of them at once."""
+    client, tokens = school
+    identifier = tokens["a"].split(":", 1)[0]
+    running, most = 0, 0
+    real = analysts_module.stored_secret_ok
+
+    def counted(stored: str | None, secret: str) -> bool:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            time.sleep(0.05)
+            return real(stored, secret)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(analysts_module, "stored_secret_ok", counted)
+    answers = await asyncio.gather(*(sql(client, f"{identifier}:wrong-{n}", "SELECT 1") for n in range(12)))
+    assert [status for status, _ in answers] == [401] * 12
+    assert most == MAX_SECRET_CHECKS
