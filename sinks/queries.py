@@ -10,13 +10,14 @@ A school credential (``sinks.analysts``: an ``Analyst`` with its tenants) reads 
 engine enforces it: its connections are fixed, before ``readonly=1``, to ``additional_table_filters`` naming every
 table and view of the database (``tenant IN (...)``; ``0``, no rows, for one without a tenant column). The filter
 reaches the tables read inside views, subqueries, CTEs, JOINs, UNIONs, ``IN (SELECT ...)``, ``view()`` and a
-trivial ``count()``; ``merge()``, ``remote()``, ``loop()`` and the other table functions that name tables are
-not reached by it, and the SQL policy refuses them for every analyst. The engine evaluates a PREWHERE (written, or
-moved there from WHERE by ``optimize_move_to_prewhere``) before the filter, so an error raised in it would show
-another tenant's values: a school credential's session turns that optimization off and the policy refuses its
-PREWHERE clauses. Connections are pooled per set of tenants; at most ``max_concurrent`` wait idle in all (the
-longest idle one is closed first). On a server the same settings go with every query of a school credential
-(with ``readonly=2``: a statement cannot change them, the policy refuses SETTINGS clauses).
+trivial ``count()``; it does not reach ``merge()`` (every tenant's rows), and the SQL policy refuses that table
+function, and every other that names a table (``remote()``, ``loop()``, ``cluster()`` ...), to every analyst.
+The engine evaluates a PREWHERE (written, or moved there from WHERE by ``optimize_move_to_prewhere``) before the
+filter, so an error raised in it would show another tenant's values: a school credential's session turns that
+optimization off and the policy refuses its PREWHERE clauses. Connections are pooled per set of tenants; at most
+``max_concurrent`` wait idle in all (the longest idle one is closed first). On a server the same settings go with
+every query of a school credential (with ``readonly=2``: a statement cannot change them, the policy refuses
+SETTINGS clauses).
 
 A connection goes back to the pool only after a statement that succeeded. One whose statement failed or was
 stopped is closed: chDB keeps what a failed query had already written in its handle's output buffer and hands it
