@@ -16,7 +16,6 @@ tenant in UTC, and written in the new format at the next change. A tenant withou
 from __future__ import annotations
 
 import functools
-import json
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from gateway.errors import ClientExistsError, RevokedClientError, UnknownClientError
 from gateway.settings import INGEST_SCOPE, READ_SCOPE
-from schemas.credentials import hash_secret, stored_secret_ok, write_private_json
+from schemas.credentials import changed_json, hash_secret, stored_secret_ok, write_private_json
 from schemas.personal_data import ExtensionsPolicy, checked_policy_keys
 from schemas.tenants import DEFAULT_TIMEZONE, checked_timezone
 
@@ -92,14 +91,9 @@ class ClientRegistry:
         self._checked_at = 0.0
 
     def _load(self) -> None:
-        try:
-            mtime_ns = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            self._clients, self._tenants, self._mtime_ns = {}, {}, -1
+        raw, mtime_ns = changed_json(self.path, self._mtime_ns)
+        if raw is None:
             return
-        if mtime_ns == self._mtime_ns:
-            return
-        raw = json.loads(self.path.read_text() or "{}")
         if isinstance(raw.get("version"), int):
             clients, tenants = raw.get("clients", {}), raw.get("tenants", {})
         else:  # the first format: client id -> client

@@ -47,6 +47,19 @@ def stored_secret_ok(stored: str | None, secret: str) -> bool:
     return matches and stored is not None
 
 
+def changed_json(path: Path, seen_mtime_ns: int) -> tuple[dict[str, Any] | None, int]:
+    """``(document, mtime_ns)`` of a credentials file read again because it changed since ``seen_mtime_ns``;
+    ``(None, seen_mtime_ns)`` when it did not change; ``({}, -1)`` when there is no file."""
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return {}, -1
+    if mtime_ns == seen_mtime_ns:
+        return None, seen_mtime_ns
+    document = json.loads(path.read_text() or "{}")
+    return (document if isinstance(document, dict) else {}), mtime_ns
+
+
 def write_private_json(path: Path, document: dict[str, Any]) -> None:
     """Replace ``path`` with ``document`` atomically, readable by its owner only (mode 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import threading
@@ -30,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from schemas.credentials import hash_secret, stored_secret_ok, write_private_json
+from schemas.credentials import changed_json, hash_secret, stored_secret_ok, write_private_json
 from sinks.clickhouse import string_literal
 from sinks.errors import AnalystExistsError, InvalidAnalystError, UnknownAnalystError
 from sinks.tables import (
@@ -111,14 +110,9 @@ class AnalystRegistry:
         self._verified: OrderedDict[tuple[str, bytes, str], None] = OrderedDict()
 
     def _load(self) -> None:
-        try:
-            mtime_ns = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            self._analysts, self._mtime_ns = {}, -1
+        raw, mtime_ns = changed_json(self.path, self._mtime_ns)
+        if raw is None:
             return
-        if mtime_ns == self._mtime_ns:
-            return
-        raw = json.loads(self.path.read_text() or "{}")
         self._analysts = {aid: AnalystCredential(**{**entry, "tenants": tuple(entry.get("tenants", ()))})
                           for aid, entry in raw.get("analysts", {}).items()}
         self._mtime_ns = mtime_ns
