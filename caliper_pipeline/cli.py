@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from caliper_pipeline import clients_command
+from caliper_pipeline import analysts_command, clients_command
 from caliper_pipeline.settings import Settings, unknown_settings
 from caliper_pipeline.sink_client import FORMATS
 from schemas.errors import PipelineError
@@ -106,7 +106,7 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
     if settings.clickhouse.embedded:  # only the sink process may open the embedded engine: read through it
         from sinks.read_client import HttpEventReader
 
-        reader = HttpEventReader(settings.sink.base_url(), settings.sink.analyst_token.get_secret_value())
+        reader = HttpEventReader(settings.sink.base_url(), settings.sink.reader_token.get_secret_value())
     else:
         from sinks.queries import AnalystQueries
         from sinks.read_model import ClickHouseEventReader
@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("sink", cmd_sink, "run the ClickHouse sink (and its SQL endpoint)")
 
     clients_command.add_clients_arguments(add("clients", clients_command.clients_command, "manage sender clients"))
+    analysts_command.add_analysts_arguments(add("analysts", analysts_command.analysts_command,
+                                                "manage school credentials of the sink's POST /sql"))
 
     sql = add("sql", cmd_sql, "run a read-only SQL query through the sink's POST /sql (with the analyst token: "
                               "CALIPER_SINK__ANALYST_TOKEN, else the one `up` keeps under its home)")

@@ -8,6 +8,7 @@ in the environment wins over the kept one. Each process gets only the secrets it
 | --- | --- | --- |
 | ``jwt-secret`` | ``CALIPER_GATEWAY__JWT_SECRET`` | the gateway signs and checks access tokens |
 | ``sink-analyst-token`` | ``CALIPER_SINK__ANALYST_TOKEN`` | reads the sink's ``/sql``, ``/metrics``, ``/readyz`` |
+| ``sink-reader-token`` | ``CALIPER_SINK__READER_TOKEN`` | the gateway's ``/read/events``, ``/read/jobs`` of the sink |
 | ``sink-admin-token`` | ``CALIPER_SINK__ADMIN_TOKEN`` | the sink's ``/admin/erase`` (``caliper-pipeline erase``) |
 | ``email-hash-key`` | ``CALIPER_PRIVACY__EMAIL_HASH_KEY`` | the streams worker pseudonymizes emails |
 | ``student-key`` | ``CALIPER_PRIVACY__STUDENT_KEY`` | the student key of facts (streams), erasure (sink) |
@@ -25,6 +26,7 @@ from caliper_pipeline.settings import Settings
 JWT_SECRET_FILE = "jwt-secret"
 ANALYST_TOKEN_FILE = "sink-analyst-token"
 ADMIN_TOKEN_FILE = "sink-admin-token"
+READER_TOKEN_FILE = "sink-reader-token"
 EMAIL_HASH_KEY_FILE = "email-hash-key"
 STUDENT_KEY_FILE = "student-key"
 
@@ -55,12 +57,14 @@ def _configured(settings: Settings) -> dict[str, str]:
         "jwt_secret": gateway.jwt_secret.get_secret_value() if "jwt_secret" in gateway.model_fields_set else "",
         "analyst_token": sink.analyst_token.get_secret_value(),
         "admin_token": sink.admin_token.get_secret_value(),
+        "reader_token": sink.reader_token.get_secret_value(),
         "email_hash_key": settings.privacy.email_hash_key.get_secret_value(),
         "student_key": settings.privacy.student_key.get_secret_value(),
     }
 
 
 _FILES = {"jwt_secret": JWT_SECRET_FILE, "analyst_token": ANALYST_TOKEN_FILE, "admin_token": ADMIN_TOKEN_FILE,
+          "reader_token": READER_TOKEN_FILE,
           "email_hash_key": EMAIL_HASH_KEY_FILE,
           "student_key": STUDENT_KEY_FILE}
 
@@ -70,6 +74,7 @@ class StackSecrets:
     jwt_secret: str
     analyst_token: str
     admin_token: str
+    reader_token: str
     email_hash_key: str
     student_key: str
 
@@ -91,12 +96,12 @@ class StackSecrets:
     def env_for(self, process: str) -> dict[str, str]:
         """The environment variables of one child process (``sink``, ``streams`` or ``gateway``)."""
         if process == "gateway":
-            return {"CALIPER_GATEWAY__JWT_SECRET": self.jwt_secret, "CALIPER_SINK__ANALYST_TOKEN": self.analyst_token}
+            return {"CALIPER_GATEWAY__JWT_SECRET": self.jwt_secret, "CALIPER_SINK__READER_TOKEN": self.reader_token}
         privacy = {"CALIPER_PRIVACY__EMAIL_HASH_KEY": self.email_hash_key,
                    "CALIPER_PRIVACY__STUDENT_KEY": self.student_key}
         if process == "sink":  # erasure matches on the student key
             return {"CALIPER_SINK__ANALYST_TOKEN": self.analyst_token, "CALIPER_SINK__ADMIN_TOKEN": self.admin_token,
-                    **privacy}
+                    "CALIPER_SINK__READER_TOKEN": self.reader_token, **privacy}
         if process == "streams":
             return privacy
         raise KeyError(f"no secrets for a process named {process!r}")

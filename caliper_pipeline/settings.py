@@ -82,6 +82,10 @@ class LocalStackSettings(BaseModel):
         return self.home / "clients.json"
 
     @property
+    def analysts_file(self) -> Path:
+        return self.home / "analysts.json"
+
+    @property
     def chdb_dir(self) -> Path:
         return self.home / "chdb"
 
@@ -121,10 +125,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _state_under_home(self) -> Settings:
-        """The clients file and the embedded ClickHouse directory follow ``local.home`` unless set explicitly."""
+        """The clients file, the analysts file and the embedded ClickHouse directory follow ``local.home`` unless
+        set explicitly."""
         if "clients_file" not in self.gateway.model_fields_set:
             object.__setattr__(self, "gateway", self.gateway.model_copy(
                 update={"clients_file": self.local.clients_file}))
+        if "analysts_file" not in self.sink.model_fields_set:
+            object.__setattr__(self, "sink", self.sink.model_copy(update={"analysts_file": self.local.analysts_file}))
         if "data_path" not in self.clickhouse.model_fields_set:
             object.__setattr__(self, "clickhouse", self.clickhouse.model_copy(
                 update={"data_path": self.local.chdb_dir}))

@@ -212,6 +212,7 @@ def _banner(settings: Settings, kafka: KafkaSettings, client_id: str, secret: st
         f"               curl -s -H 'Authorization: Bearer {analyst_token}' --data-binary 'SELECT 1' "
         f"'{sink_url}/sql?format=pretty'\n"
         f"  processes    {pids}; logs in {settings.local.log_dir}\n"
+        f"  schools      caliper-pipeline analysts add --tenant T   (an analyst credential that reads T's rows only)\n"
         f"  secrets      kept in {home} (mode 0600): jwt-secret, sink-analyst-token, sink-admin-token, ...\n"
         f"  demo client  client_id={client_id} client_secret={secret}\n"
         f"  token        curl -s -d grant_type=client_credentials -d client_id={client_id} "

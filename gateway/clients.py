@@ -16,10 +16,6 @@ tenant in UTC, and written in the new format at the next change. A tenant withou
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
-import json
-import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -27,40 +23,17 @@ from pathlib import Path
 
 from gateway.errors import ClientExistsError, RevokedClientError, UnknownClientError
 from gateway.settings import INGEST_SCOPE, READ_SCOPE
+from schemas.credentials import changed_json, hash_secret, stored_secret_ok, write_private_json
 from schemas.personal_data import ExtensionsPolicy, checked_policy_keys
 from schemas.tenants import DEFAULT_TIMEZONE, checked_timezone
 
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 FILE_VERSION = 2
-
-
-def hash_secret(secret: str, salt: bytes | None = None) -> str:
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
-    return f"scrypt${salt.hex()}${digest.hex()}"
-
-
-def secret_matches(secret: str, stored: str) -> bool:
-    try:
-        _, salt_hex, digest_hex = stored.split("$")
-        salt = bytes.fromhex(salt_hex)
-    except ValueError:
-        return False
-    candidate = hashlib.scrypt(secret.encode("utf-8", "surrogatepass"), salt=salt, **_SCRYPT)
-    return hmac.compare_digest(candidate.hex(), digest_hex)
-
-
-# checked instead of a stored hash when the client id is unknown, so that an unknown id costs the same scrypt as a
-# known one (no timing difference tells an attacker which ids exist)
-@functools.cache
-def _dummy_hash() -> str:
-    return hash_secret(secrets.token_urlsafe(32))
 
 
 def client_secret_ok(client: Client | None, secret: str) -> bool:
     """Whether ``secret`` is the secret of an active ``client``; always costs one scrypt (blocking: run it in a
     thread on an event loop)."""
-    matches = secret_matches(secret, client.secret_hash if client is not None else _dummy_hash())
+    matches = stored_secret_ok(client.secret_hash if client is not None else None, secret)
     return matches and client is not None and not client.revoked
 
 
@@ -118,14 +91,9 @@ class ClientRegistry:
         self._checked_at = 0.0
 
     def _load(self) -> None:
-        try:
-            mtime_ns = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            self._clients, self._tenants, self._mtime_ns = {}, {}, -1
+        raw, mtime_ns = changed_json(self.path, self._mtime_ns)
+        if raw is None:
             return
-        if mtime_ns == self._mtime_ns:
-            return
-        raw = json.loads(self.path.read_text() or "{}")
         if isinstance(raw.get("version"), int):
             clients, tenants = raw.get("clients", {}), raw.get("tenants", {})
         else:  # the first format: client id -> client
@@ -181,14 +149,10 @@ class ClientRegistry:
         return tenants[tenant]
 
     def _save(self, clients: dict[str, Client], tenants: dict[str, Tenant] | None = None) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
         tenants = self._tenants if tenants is None else tenants
-        document = {"version": FILE_VERSION, "clients": {cid: asdict(c) for cid, c in clients.items()},
-                    "tenants": {name: tenant.to_json() for name, tenant in tenants.items()}}
-        temporary.write_text(json.dumps(document, indent=2))
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, self.path)
+        write_private_json(self.path, {"version": FILE_VERSION,
+                                       "clients": {cid: asdict(c) for cid, c in clients.items()},
+                                       "tenants": {name: tenant.to_json() for name, tenant in tenants.items()}})
         self._checked_at = 0.0
 
     def add(self, tenant: str, *, client_id: str | None = None, secret: str | None = None,

@@ -221,7 +221,7 @@ class ClickHouse:
             try:
                 handle.query(f"USE {self.database}", "TabSeparated")
                 for name, value in self._session.items():
-                    handle.query(f"SET {name} = {_setting_literal(value)}", "TabSeparated")
+                    handle.query(f"SET {name} = {string_literal(value)}", "TabSeparated")
             except Exception as error:
                 handle.close()
                 raise _engine_error(error) from error
@@ -275,9 +275,14 @@ class ClickHouse:
                 handle.close()
 
 
-def _setting_literal(value: Any) -> str:
-    """A setting's value as a quoted literal (ClickHouse converts it to the setting's type)."""
+def string_literal(value: Any) -> str:
+    """A ClickHouse string literal of ``value`` (a setting's value too: ClickHouse converts it to its type)."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def map_literal(pairs: Mapping[str, str]) -> str:
+    """A ClickHouse ``Map(String, String)`` literal (``additional_table_filters``' value)."""
+    return "{" + ", ".join(f"{string_literal(key)}: {string_literal(value)}" for key, value in pairs.items()) + "}"
 
 
 def _engine_error(error: Exception) -> SinkError:

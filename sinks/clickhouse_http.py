@@ -29,19 +29,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from sinks.analysts import Analyst
 from sinks.clickhouse_sql import DEFAULT_FORMAT, output_format
 from sinks.errors import ClickHouseQueryError, QueryCapacityError, QueryLimitError, QueryRejectedError, SinkError
 from sinks.queries import CONTENT_TYPES
-from sinks.settings import SinkSettings
 
 if TYPE_CHECKING:
     from sinks.http import SinkProcess
@@ -69,7 +68,6 @@ LIMIT_SETTINGS = frozenset({
 })
 REQUEST_PARAMETERS = frozenset({"query", "user", "password", "database", "default_format", "query_id"})
 MAX_QUERY_ID = 128  # characters of a caller's query_id, which the answer's X-ClickHouse-Query-Id echoes
-USERS = frozenset({"default", "analyst"})  # the names the analyst token is accepted under (ClickHouse's default user)
 ENGINE_VERSION = "26.9"  # what error texts say after "(version ...)": the ClickHouse generation the sink embeds
 TEXT_FORMATS = frozenset(CONTENT_TYPES) | {"JSONCompactEachRowWithNames", "JSONCompactEachRowWithNamesAndTypes",
                                            "Pretty", "PrettyCompact", "PrettyCompactMonoBlock", "Null"}
@@ -80,13 +78,6 @@ ERROR_NAMES = {36: "BAD_ARGUMENTS", 62: "SYNTAX_ERROR", 73: "UNKNOWN_FORMAT", 81
                516: "AUTHENTICATION_FAILED"}
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a credential is: ``name`` counts their queries against ``max_per_caller``."""
-
-    name: str
-
-
 class ClickHouseHttpError(SinkError):
     """A request this endpoint answers with ClickHouse's error: its HTTP ``status`` and ClickHouse ``code``."""
 
@@ -94,17 +85,6 @@ class ClickHouseHttpError(SinkError):
         super().__init__(message)
         self.status = status
         self.code = code
-
-
-def authenticate(settings: SinkSettings, user: str, secret: str) -> Principal | None:
-    """The principal a user name and secret are, or ``None``: the analyst token (or the admin token) as the
-    password of user ``default`` or ``analyst``. Both read the analysts' tables only through this endpoint."""
-    offered = secret.encode("utf-8", "surrogateescape")
-    for configured in (settings.analyst_token, settings.admin_token):
-        expected = configured.get_secret_value().encode()
-        if expected and hmac.compare_digest(expected, offered) and user in USERS:
-            return Principal(user)
-    return None
 
 
 def credentials(request: web.Request) -> tuple[str, str] | None:
@@ -180,8 +160,14 @@ def _refused(error: SinkError) -> web.Response:
     return error_response("ClickHouse cannot answer now", status=503, code=210, headers={"Retry-After": "5"})
 
 
-def add_routes(app: web.Application, process_key: web.AppKey[SinkProcess]) -> None:
-    """``GET /ping``, ``GET /`` and ``POST /`` on the sink's app; ``process_key`` names its ``SinkProcess``."""
+# who a user name and password are (``sinks.http.clickhouse_user``): the operator's token under a user of
+# ``OPERATOR_USERS``, or a school credential's id and secret; None for no analyst
+Verify = Callable[[web.Application, str, str], Awaitable[Analyst | None]]
+
+
+def add_routes(app: web.Application, process_key: web.AppKey[SinkProcess], verify: Verify) -> None:
+    """``GET /ping``, ``GET /`` and ``POST /`` on the sink's app; ``process_key`` names its ``SinkProcess``,
+    ``verify`` checks a user name and password."""
     app[_TIMEZONE] = {}
 
     async def ping(request: web.Request) -> web.Response:
@@ -190,7 +176,7 @@ def add_routes(app: web.Application, process_key: web.AppKey[SinkProcess]) -> No
     async def query(request: web.Request) -> web.Response:
         if request.method == "GET" and "query" not in request.query:
             return await ping(request)  # ClickHouse answers a bare GET / like /ping
-        return await _query(request, request.app[process_key])
+        return await _query(request, request.app[process_key], verify)
 
     app.router.add_get("/ping", ping)
     app.router.add_route("GET", "/", query)
@@ -221,7 +207,7 @@ async def _statement(request: web.Request, max_bytes: int) -> str:
         raise ClickHouseHttpError("the body is not UTF-8 text: send the query as UTF-8", status=400, code=36) from None
 
 
-async def _query(request: web.Request, process: SinkProcess) -> web.Response:
+async def _query(request: web.Request, process: SinkProcess, verify: Verify) -> web.Response:
     started = time.perf_counter_ns()
     counter = process.loader.metrics.queries
     queries = process.queries
@@ -230,7 +216,7 @@ async def _query(request: web.Request, process: SinkProcess) -> web.Response:
         if offered is None:
             raise ClickHouseHttpError("default: Authentication failed: password is incorrect, or there is no user "
                                       "with such name", status=401, code=516)
-        principal = authenticate(process.settings, *offered)
+        principal = await verify(request.app, *offered)
         if principal is None:
             raise ClickHouseHttpError(f"{offered[0][:60]}: Authentication failed: password is incorrect, or there "
                                       "is no user with such name", status=403, code=516)
@@ -240,7 +226,7 @@ async def _query(request: web.Request, process: SinkProcess) -> web.Response:
                                                                                     DEFAULT_FORMAT)), "default_format")
         sql = await _statement(request, queries.limits.max_query_bytes)
         parameters = {name[6:]: value for name, value in request.query.items() if name.startswith("param_")}
-        body, fmt = await queries.run_compatible(sql, fmt, parameters, principal.name)
+        body, fmt = await queries.run_compatible(sql, fmt, parameters, analyst=principal)
         timezone = await _timezone(request, process, principal.name)
     except SinkError as error:
         counter.labels(_outcome(error)).inc()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from sinks.clickhouse import string_literal
 from sinks.errors import QueryRejectedError
 from sinks.sql_policy import AstNode, show_tables_statement
 from sinks.tables import ANALYST_TABLES
@@ -118,13 +119,12 @@ def _names(root: AstNode) -> list[str]:
     return names
 
 
-def catalog_filters(database: str) -> str:
-    """``additional_table_filters`` for the analysts' connections: the catalog tables show the pipeline's database
-    and, of its tables, the readable ones only (``database``: a validated name)."""
-    readable = ", ".join(f"\\'{name}\\'" for name in sorted(ANALYST_TABLES))
-    filters = {
-        "system.databases": f"name = \\'{database}\\'",
-        "system.tables": f"database = \\'{database}\\' AND name IN ({readable})",
-        "system.columns": f"database = \\'{database}\\' AND table IN ({readable})",
+def catalog_filters(database: str) -> dict[str, str]:
+    """The analysts' connections' filters of the catalog tables (``additional_table_filters``, by table): they show
+    the pipeline's database and, of its tables, the readable ones only."""
+    readable = ", ".join(string_literal(name) for name in sorted(ANALYST_TABLES))
+    return {
+        "system.databases": f"name = {string_literal(database)}",
+        "system.tables": f"database = {string_literal(database)} AND name IN ({readable})",
+        "system.columns": f"database = {string_literal(database)} AND table IN ({readable})",
     }
-    return "{" + ", ".join(f"'{table}': '{condition}'" for table, condition in filters.items()) + "}"

@@ -63,3 +63,28 @@ class SinkBackpressureError(SinkError):
 
 class MigrationError(SinkError):
     """A migration file that cannot be applied, or a recorded migration whose file changed."""
+
+
+class InvalidAnalystError(SinkError):
+    """An analyst credential that cannot be created: ``field`` names what is wrong (its id, a tenant)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class AnalystExistsError(SinkError):
+    """``analysts add`` of an id the analysts file already holds (revoked too): an id names one credential for
+    ever, so a revoked one never comes back with other tenants."""
+
+    def __init__(self, analyst_id: str) -> None:
+        super().__init__(f"analyst {analyst_id!r} already exists; choose another --id")
+        self.analyst_id = analyst_id
+
+
+class UnknownAnalystError(SinkError):
+    """``analysts revoke`` of an id the analysts file does not hold."""
+
+    def __init__(self, analyst_id: str) -> None:
+        super().__init__(f"no analyst {analyst_id!r} (see `caliper-pipeline analysts list`)")
+        self.analyst_id = analyst_id

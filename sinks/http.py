@@ -5,19 +5,20 @@
 | ``GET /healthz`` | none | the process runs |
 | ``GET /readyz`` | none (a health probe); details with a token | ClickHouse answers and no partition is paused |
 | ``GET /metrics`` | analyst or admin | Prometheus |
-| ``POST /sql?format=json|csv|...`` | analyst or admin | one analyst statement (the body), see ``sinks.queries`` |
-| ``POST /read/events`` | analyst or admin | the senders' read model (an ``EventQuery`` as JSON), for the gateway |
-| ``POST /read/jobs`` | analyst or admin | a job's status (``{"tenant", "job_id"}``; 404: no record), for the gateway |
+| ``POST /sql?format=json|csv|...`` | analyst, school or admin | one analyst statement (the body), see
+  ``sinks.queries``: a school credential reads its tenants' rows only |
+| ``POST /read/events`` | reader or admin | the senders' read model (an ``EventQuery`` as JSON), for the gateway |
+| ``POST /read/jobs`` | reader or admin | a job's status (``{"tenant", "job_id"}``; 404: no record), for the gateway |
 | ``POST /admin/erase`` | admin | erase a student (JSON ``tenant``, ``student_id``, ``requested_by``) |
 | ``POST /archive/raw-events`` | admin | a tenant's archived events as JSON lines (``tenant``, ``from_ms``, ``to_ms``) |
 | ``POST /admin/failed-events`` | admin | failed messages with their bytes, JSON lines (``sinks.failed_read``) |
 | ``GET /ping``, ``GET/POST /`` | analyst (see there) | ClickHouse's HTTP interface (``sinks.clickhouse_http``) |
 
-Credentials are ``Authorization: Bearer <token>``: the analyst token (``CALIPER_SINK__ANALYST_TOKEN``) and the admin
-token (``CALIPER_SINK__ADMIN_TOKEN``); an endpoint whose tokens are all unset refuses every caller. The two health
-probes answer anyone (an orchestrator's probe carries no credential), and say nothing but ready or not to a caller
-without a token. Every error is JSON ``{"error": ...}``; an unexpected exception is logged and answered 500
-without internals.
+Credentials are ``Authorization: Bearer <token>``: the operator's analyst token (every tenant), a school credential
+``<id>:<secret>`` (``sinks.analysts``: its tenants), the reader token (the gateway's: the read API answers events as
+sent, so no analyst credential reaches it) and the admin token; an endpoint whose tokens are all unset refuses every
+caller. The health probes answer anyone, and say nothing but ready or not to a caller without an operator's
+token. Every error is JSON ``{"error": ...}``; an unexpected exception is logged and answered 500 without internals.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ from schemas.jobs import JOB_ID_PATTERN
 from schemas.kafka import KafkaSettings
 from schemas.read_api import MAX_OFFSET, MAX_PAGE_SIZE, EventQuery, ReadBusyError, ReadUnavailableError
 from sinks import clickhouse_http
+from sinks.analysts import (
+    ADMINISTRATOR,
+    ANALYST_ID,
+    OPERATOR,
+    OPERATOR_USERS,
+    Analyst,
+    AnalystRegistry,
+    authenticate_bearer,
+)
 from sinks.archive import apply_archive_ttl, count_archived, read_archived
 from sinks.clickhouse import ClickHouse, connect
 from sinks.erasure import erase_student
@@ -57,7 +67,9 @@ from sinks.settings import ClickHouseSettings, SinkSettings
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ANALYST, ADMIN = "analyst", "admin"
+# roles of a route: who may call it (ADMIN may call every route)
+ANALYST, SCHOOL, READER, ADMIN = "analyst", "school", "reader", "admin"
+ACCEPTED = {SCHOOL: {ADMIN, ANALYST, SCHOOL}, ANALYST: {ADMIN, ANALYST}, READER: {ADMIN, READER}, ADMIN: {ADMIN}}
 
 
 @dataclass(slots=True)
@@ -82,23 +94,63 @@ class SinkProcess:
 
 SINK_PROCESS = web.AppKey("sink_process", SinkProcess)
 REQUIRED_ROLE = web.AppKey("required_role", dict)
+ANALYSTS = web.AppKey("analysts", AnalystRegistry)
+# school credentials checked at once (one scrypt each, in the default executor's threads): a flood of wrong secrets
+# waits on the event loop instead of taking the threads /readyz's ping and the erasure need
+SECRET_CHECKS = web.AppKey("secret_checks", asyncio.Semaphore)
+MAX_SECRET_CHECKS = 2
+PRINCIPAL = web.RequestKey("analyst", Analyst)  # who runs /sql (the admin, the operator's analyst, a school's)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status, headers=headers)
 
 
-def _offered_role(request: web.Request, settings: SinkSettings) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    offered = token.strip().encode("utf-8", "surrogateescape")
-    for role, configured in ((ADMIN, settings.admin_token), (ANALYST, settings.analyst_token)):
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _operator_role(token: str, settings: SinkSettings) -> str | None:
+    """The role of one of the operator's tokens (admin, reader, analyst), else None."""
+    offered = token.encode("utf-8", "surrogateescape")
+    for role, configured in ((ADMIN, settings.admin_token), (READER, settings.reader_token),
+                             (ANALYST, settings.analyst_token)):
         expected = configured.get_secret_value().encode()
         if expected and hmac.compare_digest(expected, offered):
             return role
     return None
+
+
+async def _offered(request: web.Request) -> tuple[str, Analyst | None] | None:
+    """The caller's role and, for an analyst, who it is (a school credential costs a scrypt, in a thread, unless
+    verified before); None without a valid credential."""
+    token = _bearer(request)
+    if token is None:
+        return None
+    settings = request.app[SINK_PROCESS].settings
+    role = _operator_role(token, settings)
+    if role is not None:
+        return role, {ADMIN: ADMINISTRATOR, ANALYST: OPERATOR}.get(role)
+    if ":" not in token:
+        return None
+    async with request.app[SECRET_CHECKS]:
+        analyst = await asyncio.to_thread(authenticate_bearer, request.app[ANALYSTS],
+                                          settings.analyst_token.get_secret_value(), token)
+    return (SCHOOL, analyst) if analyst is not None else None
+
+
+async def clickhouse_user(app: web.Application, user: str, secret: str) -> Analyst | None:
+    """The analyst a ClickHouse client's user and password are: a user of ``OPERATOR_USERS`` with the operator's
+    analyst token (or the admin token: both read the analysts' tables only there), else a school credential's id
+    and secret (a scrypt in a thread, as many at once as the bearer tokens')."""
+    if user.lower() in OPERATOR_USERS:
+        role = _operator_role(secret, app[SINK_PROCESS].settings)
+        return {ADMIN: ADMINISTRATOR, ANALYST: OPERATOR}.get(role or "")
+    if not ANALYST_ID.fullmatch(user):
+        return None
+    async with app[SECRET_CHECKS]:
+        return await asyncio.to_thread(app[ANALYSTS].verify, user, secret)
 
 
 @web.middleware
@@ -108,10 +160,13 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     needed = request.app[REQUIRED_ROLE].get(route.canonical if route is not None else "", ADMIN)
     try:
         if needed is not None and request.match_info.http_exception is None:
-            role = _offered_role(request, request.app[SINK_PROCESS].settings)
-            if role is None or (needed == ADMIN and role != ADMIN):
-                return _error(401, f"{needed} token required (Authorization: Bearer <token>)",
+            offered = await _offered(request)
+            if offered is None or offered[0] not in ACCEPTED[needed]:
+                what = "an analyst credential" if needed == SCHOOL else f"the {needed} token"
+                return _error(401, f"{what} is required (Authorization: Bearer <token>)",
                               {"WWW-Authenticate": 'Bearer realm="caliper-sink"'})
+            if offered[1] is not None:
+                request[PRINCIPAL] = offered[1]
         return await handler(request)
     except web.HTTPException as error:
         if error.status < 400:
@@ -128,8 +183,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 def build_app(process: SinkProcess) -> web.Application:
     app = web.Application(client_max_size=process.settings.queries.max_query_bytes + 1024, middlewares=[guard])
     app[SINK_PROCESS] = process
-    app[REQUIRED_ROLE] = {"/healthz": None, "/readyz": None, "/metrics": ANALYST, "/sql": ANALYST,
-                          "/read/events": ANALYST, "/read/jobs": ANALYST, "/admin/erase": ADMIN,
+    app[ANALYSTS] = AnalystRegistry(process.settings.analysts_file)
+    app[SECRET_CHECKS] = asyncio.Semaphore(MAX_SECRET_CHECKS)
+    app[REQUIRED_ROLE] = {"/healthz": None, "/readyz": None, "/metrics": ANALYST, "/sql": SCHOOL,
+                          "/read/events": READER, "/read/jobs": READER, "/admin/erase": ADMIN,
                           "/archive/raw-events": ADMIN, "/admin/failed-events": ADMIN,
                           "/": None, "/ping": None}  # ClickHouse's HTTP interface checks its own credentials
     app.router.add_get("/healthz", healthz)
@@ -141,7 +198,7 @@ def build_app(process: SinkProcess) -> web.Application:
     app.router.add_post("/admin/erase", admin_erase)
     app.router.add_post("/archive/raw-events", archived_events)
     app.router.add_post("/admin/failed-events", failed_messages)
-    clickhouse_http.add_routes(app, SINK_PROCESS)
+    clickhouse_http.add_routes(app, SINK_PROCESS, clickhouse_user)
     return app
 
 
@@ -154,7 +211,8 @@ async def readyz(request: web.Request) -> web.Response:
     reachable = await asyncio.to_thread(process.probe.ping)
     ready = reachable and process.loader.ready
     body: dict[str, Any] = {"ready": ready}
-    if _offered_role(request, process.settings) is not None:
+    token = _bearer(request)
+    if token is not None and _operator_role(token, process.settings) is not None:
         body |= {"clickhouse": reachable, "consuming": process.loader.started,
                  "backing_off": process.loader.backing_off, "paused_partitions": len(process.loader.paused)}
     return web.json_response(body, status=200 if ready else 503)
@@ -177,7 +235,7 @@ async def sql(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         return _error(400, "the body is not UTF-8 text: send the statement as UTF-8", field="body")
     try:
-        body = await process.queries.run(statement, fmt)
+        body = await process.queries.run(statement, fmt, analyst=request[PRINCIPAL])
     except QueryRejectedError as error:
         counter.labels("rejected").inc()
         return _error(400, str(error))
@@ -202,9 +260,9 @@ def _event_query(payload: Any) -> EventQuery:
     """An EventQuery from the gateway's JSON; ValueError naming the field."""
     if not isinstance(payload, dict):
         raise ValueError("a JSON object is expected")
-    query = EventQuery.from_json(payload)
-    if not isinstance(query.tenant, str) or not query.tenant:
+    if not isinstance(payload.get("tenant"), str) or not payload["tenant"]:
         raise ValueError("tenant must be a non-empty string")
+    query = EventQuery.from_json(payload)
     for name, low, high in (("limit", 1, MAX_PAGE_SIZE), ("offset", 0, MAX_OFFSET)):
         value = getattr(query, name)
         if type(value) is not int or not low <= value <= high:

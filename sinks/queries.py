@@ -9,6 +9,19 @@ in front of them. On a server they are ordinary clickhouse-connect clients; ther
 (docs/operations.md) is read-only with constraints on these settings, and the sink sends the limits (and the
 filter) with every query.
 
+A school credential (``sinks.analysts``: an ``Analyst`` with its tenants) reads only its tenants' rows, and the
+engine enforces it: its connections are fixed, before ``readonly=1``, to ``additional_table_filters`` naming every
+table and view of the database (``tenant IN (...)``; ``0``, no rows, for one without a tenant column). The filter
+reaches the tables read inside views, subqueries, CTEs, JOINs, UNIONs, ``IN (SELECT ...)``, ``view()`` and a
+trivial ``count()``; it does not reach ``merge()`` (every tenant's rows), and the SQL policy refuses that table
+function, and every other that names a table (``remote()``, ``loop()``, ``cluster()`` ...), to every analyst.
+The engine evaluates a PREWHERE (written, or moved there from WHERE by ``optimize_move_to_prewhere``) before the
+filter, so an error raised in it would show another tenant's values: a school credential's session turns that
+optimization off and the policy refuses its PREWHERE clauses. Connections are pooled per set of tenants; at most
+``max_concurrent`` wait idle in all (the longest idle one is closed first). On a server the same settings go with
+every query of a school credential (with ``readonly=2``: a statement cannot change them, the policy refuses
+SETTINGS clauses). The catalog's filter and the tenants' are one ``additional_table_filters`` map.
+
 A connection goes back to the pool only after a statement that succeeded. One whose statement failed or was
 stopped is closed: chDB keeps what a failed query had already written in its handle's output buffer and hands it
 to the next query on that handle (a failed query's rows reached the next caller), and a stopped stream leaves the
@@ -31,14 +44,16 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from sinks.analysts import OPERATOR, Analyst, tenant_filters
 from sinks.answers import assemble
-from sinks.clickhouse import ClickHouse, connect
+from sinks.clickhouse import ClickHouse, connect, map_literal
 from sinks.clickhouse_sql import CATALOG_TABLES, catalog_filters, catalog_statement, strip_format
 from sinks.errors import ClickHouseQueryError, QueryLimitError, QueryRejectedError
 from sinks.query_slots import QuerySlots
 from sinks.settings import ClickHouseSettings, QueryLimits
 from sinks.sql_policy import (
     AstNode,
+    check_prewhere,
     check_show,
     check_totals,
     check_tree,
@@ -82,31 +97,50 @@ class AnalystQueries:
         self.settings = clickhouse
         self.limits = limits
         self.database = clickhouse.database
-        self._idle: list[ClickHouse] = []
+        self._idle: list[tuple[frozenset[str] | None, ClickHouse]] = []  # (tenants, connection), oldest first
         self._opened: list[ClickHouse] = []
         self._lock = threading.Lock()
         self.slots = QuerySlots(name, limits.max_concurrent, max_per_caller=limits.max_per_caller,
                                 queue_seconds=limits.queue_seconds,
                                 retry_after=max(1, int(limits.max_execution_seconds // 10)))
         self._table_functions: frozenset[str] | None = None
-        self._per_query: dict[str, Any] = {}
+        self._tenant_tables: dict[str, bool] = {}  # every table and view of the database: has it a tenant column
         self._names: ClickHouse | None = None  # embedded: the policy's view of the catalog, unfiltered
         self._names_lock = threading.Lock()
 
     # -- connections ----------------------------------------------------------------------------------------
 
-    def _restricted(self, *, filtered: bool = True) -> ClickHouse:
-        """A connection at the query limits, ``readonly``; ``filtered``: its catalog tables (``system.tables`` ...)
-        show the readable tables only (``sinks.clickhouse_sql.catalog_filters``)."""
+    def _session_settings(self, tenants: frozenset[str] | None, *, filtered: bool = True) -> dict[str, Any]:
+        """The query limits and the filters of a connection: ``filtered``, the catalog tables show the readable
+        tables only (``sinks.clickhouse_sql.catalog_filters``); ``tenants`` (None: every tenant), every table and
+        view of the database holds their rows only, and no condition is moved to PREWHERE (evaluated before the
+        filter)."""
+        settings: dict[str, Any] = self.limits.clickhouse_settings()
+        filters = catalog_filters(self.database) if filtered else {}
+        if tenants is not None:
+            filters |= tenant_filters(self._tenant_tables, self.database, tenants)
+            settings |= {"optimize_move_to_prewhere": 0, "optimize_move_to_prewhere_if_final": 0}
+        if filters:
+            settings["additional_table_filters"] = map_literal(filters)
+        return settings
+
+    def _per_query(self, tenants: frozenset[str] | None) -> dict[str, Any]:
+        """Settings sent with each statement: none on the embedded engine (its sessions are fixed), the limits and
+        the filters on a server (``readonly=2``: a statement cannot change them)."""
+        if self.settings.embedded:
+            return {}
+        return {**self._session_settings(tenants), "readonly": 2}
+
+    def _restricted(self, tenants: frozenset[str] | None, *, filtered: bool = True) -> ClickHouse:
+        """A connection at the query limits, ``readonly``, with its filters (``_session_settings``)."""
         client = connect(self.settings)
-        limits: dict[str, Any] = self.limits.clickhouse_settings()
-        if filtered:
-            limits["additional_table_filters"] = catalog_filters(self.database)
         try:
+            _, rows = client.query_rows(
+                "SELECT table, countIf(name = 'tenant') > 0 FROM system.columns WHERE database = {db:String} "
+                "GROUP BY table", {"db": self.database})
+            self._tenant_tables = {str(name): bool(tenant) for name, tenant in rows}
             if client.embedded:
-                client.restrict({**limits, "readonly": 1})
-            else:
-                self._per_query = {**limits, "readonly": 2}
+                client.restrict({**self._session_settings(tenants, filtered=filtered), "readonly": 1})
         except Exception:
             client.close()
             raise
@@ -114,15 +148,19 @@ class AnalystQueries:
             self._opened.append(client)
         return client
 
-    def _take(self) -> ClickHouse:
+    def _take(self, tenants: frozenset[str] | None) -> ClickHouse:
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._restricted()
+            for index in range(len(self._idle) - 1, -1, -1):
+                if self._idle[index][0] == tenants:
+                    return self._idle.pop(index)[1]
+        return self._restricted(tenants)
 
-    def _give_back(self, client: ClickHouse) -> None:
+    def _give_back(self, tenants: frozenset[str] | None, client: ClickHouse) -> None:
         with self._lock:
-            self._idle.append(client)
+            self._idle.append((tenants, client))
+            evicted = self._idle.pop(0)[1] if len(self._idle) > self.limits.max_concurrent else None
+        if evicted is not None:
+            self._discard(evicted)
 
     def _discard(self, client: ClickHouse) -> None:
         with self._lock:
@@ -131,22 +169,23 @@ class AnalystQueries:
         client.close()
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[ClickHouse]:
-        """A pooled connection for one statement: given back when it succeeded, or when the policy refused a
-        statement the engine had parsed; closed when anything on it failed or was stopped (see the module)."""
-        client = self._take()
+    def _connection(self, tenants: frozenset[str] | None = None) -> Iterator[ClickHouse]:
+        """A pooled connection for one statement of an analyst reading ``tenants`` (None: every tenant): given back
+        when it succeeded, or when the policy refused a statement the engine had parsed; closed when anything on
+        it failed or was stopped (see the module)."""
+        client = self._take(tenants)
         try:
             yield client
         except QueryRejectedError as error:
             if error.__cause__ is None:  # refused by the policy: the engine answered every call normally
-                self._give_back(client)
+                self._give_back(tenants, client)
             else:
                 self._discard(client)
             raise
         except BaseException:
             self._discard(client)
             raise
-        self._give_back(client)
+        self._give_back(tenants, client)
 
     # -- checking and running -------------------------------------------------------------------------------
 
@@ -167,7 +206,7 @@ class AnalystQueries:
             return frozenset(str(row[0]) for row in client.query_rows(sql, parameters)[1])
         with self._names_lock:
             if self._names is None:
-                self._names = self._restricted(filtered=False)
+                self._names = self._restricted(None, filtered=False)
             try:
                 return frozenset(str(row[0]) for row in self._names.query_rows(sql, parameters)[1])
             except BaseException:
@@ -176,11 +215,13 @@ class AnalystQueries:
                 raise
 
     def _check_on(self, client: ClickHouse, sql: str, parameters: dict[str, str] | None = None,
-                  compatible: bool = False) -> tuple[str, bool, str | None]:
+                  compatible: bool = False, analyst: Analyst = OPERATOR) -> tuple[str, bool, str | None]:
         """The statement to run, whether its answer is streamed (a SELECT; a DESCRIBE is answered in one piece,
         the engine streams SELECTs only) and the format its FORMAT clause names. ``compatible``: the statement
         came through the ClickHouse-compatible endpoint (``sinks.clickhouse_sql``: a FORMAT clause, the catalog)."""
         statement = prepare(sql, self.limits.max_query_bytes)
+        if analyst.tenants is not None:
+            check_prewhere(statement)
         clause_format = None
         if compatible:
             statement, root, clause_format = strip_format(
@@ -217,27 +258,28 @@ class AnalystQueries:
             return self._check_on(client, sql)[0]
 
     def _answer(self, client: ClickHouse, statement: str, fmt: str, streamed: bool,
-                parameters: dict[str, str] | None = None) -> bytes | bytearray:
+                parameters: dict[str, str] | None, tenants: frozenset[str] | None) -> bytes | bytearray:
+        per_query = self._per_query(tenants)
         if not streamed:  # a DESCRIBE: a line per column
-            whole = client.query_formatted(statement + "\n", fmt, parameters, settings=self._per_query)
+            whole = client.query_formatted(statement + "\n", fmt, parameters, settings=per_query)
             return assemble([whole], fmt, self.limits.max_result_bytes, blockwise=False) or whole
-        pieces = client.stream_formatted(statement + "\n", fmt, settings=self._per_query, parameters=parameters)
+        pieces = client.stream_formatted(statement + "\n", fmt, settings=per_query, parameters=parameters)
         try:
             answer = assemble(pieces, fmt, self.limits.max_result_bytes, blockwise=client.embedded)
         finally:
             pieces.close()  # stops the query when the answer was refused before its end
         if answer is None:  # no rows, so no block: the empty answer (names, JSON's meta) of the same columns
             return client.query_formatted(f"SELECT * FROM ({statement}\n) WHERE 0", fmt, parameters,
-                                          settings=self._per_query)
+                                          settings=per_query)
         return answer
 
-    def _run(self, sql: str, fmt: str, parameters: dict[str, str] | None = None,
+    def _run(self, sql: str, fmt: str, analyst: Analyst, parameters: dict[str, str] | None = None,
              compatible: bool = False) -> tuple[bytes | bytearray, str]:
-        with self._connection() as client:
-            statement, streamed, clause_format = self._check_on(client, sql, parameters, compatible)
+        with self._connection(analyst.tenants) as client:
+            statement, streamed, clause_format = self._check_on(client, sql, parameters, compatible, analyst)
             fmt = clause_format or fmt
             try:
-                return self._answer(client, statement, fmt, streamed, parameters), fmt
+                return self._answer(client, statement, fmt, streamed, parameters, analyst.tenants), fmt
             except ClickHouseQueryError as error:
                 limit = LIMIT_ERRORS.get(error.code or 0)
                 if limit is not None:
@@ -248,22 +290,24 @@ class AnalystQueries:
     def rows_blocking(self, sql: str, parameters: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Rows of one of the sink's OWN statements (the read model): no policy check, the same limits."""
         with self._connection() as client:
-            return client.query_rows(sql, parameters, settings=self._per_query)
+            return client.query_rows(sql, parameters, settings=self._per_query(None))
 
-    def run_blocking(self, sql: str, fmt: str) -> bytes | bytearray:
-        """Check and run one statement; ``fmt`` is a ClickHouse output format name."""
-        return self._run(sql, fmt)[0]
+    def run_blocking(self, sql: str, fmt: str, analyst: Analyst = OPERATOR) -> bytes | bytearray:
+        """Check and run one statement of ``analyst`` (the rows of its tenants only); ``fmt`` is a ClickHouse output
+        format name."""
+        return self._run(sql, fmt, analyst)[0]
 
-    async def run(self, sql: str, fmt: str, caller: str = "") -> bytes | bytearray:
-        """Check and run one statement in a thread of this pool, waiting ``queue_seconds`` at most for a slot."""
-        return await self.slots.call(caller, self.run_blocking, sql, fmt)
+    async def run(self, sql: str, fmt: str, *, analyst: Analyst) -> bytes | bytearray:
+        """Check and run one statement of ``analyst`` in a thread of this pool, waiting ``queue_seconds`` at most for
+        a slot (``max_per_caller`` counts per analyst)."""
+        return await self.slots.call(analyst.name, self.run_blocking, sql, fmt, analyst)
 
-    async def run_compatible(self, sql: str, fmt: str, parameters: dict[str, str],
-                             caller: str = "") -> tuple[bytes | bytearray, str]:
+    async def run_compatible(self, sql: str, fmt: str, parameters: dict[str, str], *,
+                             analyst: Analyst) -> tuple[bytes | bytearray, str]:
         """A statement of the ClickHouse-compatible endpoint (``sinks.clickhouse_sql``: its FORMAT clause, the
         filtered catalog, ``{name:Type}`` placeholders bound by the engine to ``parameters``), under the same
         policy, limits and slots as ``run``; the answer and its format (the clause's, else ``fmt``)."""
-        return await self.slots.call(caller, self._run, sql, fmt, parameters, True)
+        return await self.slots.call(analyst.name, self._run, sql, fmt, analyst, parameters, True)
 
     def close(self) -> None:
         self.slots.close()

@@ -1,6 +1,7 @@
 """``EventReader`` through the sink's HTTP endpoint, for a gateway whose ClickHouse is the sink's embedded engine
-(only the sink process may open it): ``POST {sink_url}/read/events`` with the query as JSON and the sink's analyst
-token; the sink answers with the page (``sinks.read_model`` runs there). Jobs' status likewise: ``POST
+(only the sink process may open it): ``POST {sink_url}/read/events`` with the query as JSON and the sink's reader
+token (``CALIPER_SINK__READER_TOKEN``: the read API answers events as they were sent, so no analyst credential may
+call it); the sink answers with the page (``sinks.read_model`` runs there). Jobs' status likewise: ``POST
 {sink_url}/read/jobs`` with ``{"tenant", "job_id"}``, 404 when the sink has no record of the job."""
 
 from __future__ import annotations

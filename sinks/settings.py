@@ -97,10 +97,15 @@ class SinkSettings(BaseModel):
     # failures of one batch (ClickHouse answering, not a connection error) after which its rows are isolated by
     # splitting the batch, even when the error code does not say the rows are at fault
     isolate_after_failures: int = Field(default=5, ge=1)
-    # credentials of the HTTP endpoints: the analyst token reads (/sql, /read/events, /metrics, /readyz), the
-    # admin token also erases; /healthz needs none. An empty token disables what it guards.
+    # credentials of the HTTP endpoints (docs/security.md): the analyst token reads every tenant through /sql (and
+    # /metrics, /readyz's details); a school credential of the analysts file reads its tenants through /sql; the
+    # reader token is the gateway's, for /read/events and /read/jobs (events as sent: never an analyst's); the
+    # admin token may call everything. /healthz needs none. An empty token disables what it guards.
     analyst_token: SecretStr = SecretStr("")
+    reader_token: SecretStr = SecretStr("")
     admin_token: SecretStr = SecretStr("")
+    # the school credentials (``caliper-pipeline analysts add``), re-read when it changes
+    analysts_file: Path = Path("var/analysts.json")
     queries: QueryLimits = Field(default_factory=lambda: QueryLimits())
     # the read side (senders' reads through the gateway, the archive, failed events): a pool of its own, so a flood
     # of reads never takes the analysts' slots nor the loader's thread; one read per tenant at a time

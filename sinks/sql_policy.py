@@ -20,7 +20,9 @@ A text check cannot tell ``SELECT 'file(x)'`` from ``SELECT file('x')``, so the 
   refused, and so are their names used as ordinary functions (``SELECT file('/proc/self/environ')`` reads a file
   even under ``readonly=1``), and functions that reach files, other hosts or engine internals.
 
-The statement that passed is then run, unchanged, on a connection fixed at ``readonly=1`` with the query limits.
+A school credential's statement (``sinks.analysts``) passes the same checks and no ``PREWHERE`` (``check_prewhere``:
+the engine evaluates it before the tenants' filter). The statement that passed is then run, unchanged, on a
+connection fixed at ``readonly=1`` with the query limits (and, for a school credential, its tenants' filter).
 The sink's ClickHouse-compatible endpoint applies this policy too, with what ClickHouse's clients need added
 (``sinks.clickhouse_sql``: a trailing FORMAT clause, the filtered catalog tables, SHOW DATABASES and EXISTS).
 """
@@ -158,6 +160,18 @@ def check_totals(statement: str) -> None:
     if _WITH_TOTALS.search(statement):
         raise QueryRejectedError("WITH TOTALS is not available on the embedded engine (its streamed answer has no "
                                  "totals row); add the totals with a UNION ALL or a second query")
+
+
+_PREWHERE = re.compile(r"\bPREWHERE\b", re.IGNORECASE)
+
+
+def check_prewhere(statement: str) -> None:
+    """Refuse ``PREWHERE`` (school credentials): the engine evaluates it before the tenants' filter, so an error it
+    raises could show another tenant's values. The text is searched, so a literal or comment that says it is
+    refused too; WHERE filters the same rows."""
+    if _PREWHERE.search(statement):
+        raise QueryRejectedError("PREWHERE is not available to a school credential (the engine evaluates it before "
+                                 "the tenant filter); use WHERE")
 
 
 def show_tables_statement(database: str) -> str:

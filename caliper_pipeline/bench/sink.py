@@ -146,6 +146,7 @@ async def run_heavy_query_bench(kafka: KafkaSettings, clickhouse: ClickHouseSett
                                 query_seconds: float = 60.0) -> dict[str, Any]:
     """The load rate alone, then while an analyst query runs for ``query_seconds`` (through the sink's analyst
     query pool, as ``POST /sql`` runs it): loading must not wait behind a query."""
+    from sinks.analysts import OPERATOR
     from sinks.queries import AnalystQueries
     from sinks.settings import QueryLimits
 
@@ -161,7 +162,8 @@ async def run_heavy_query_bench(kafka: KafkaSettings, clickhouse: ClickHouseSett
         await asyncio.to_thread(apply_migrations, target, Layout(clickhouse.database, clickhouse.cluster))
         alone = (await _load(kafka, target, topics[0], rows, run)).assigned_seconds
         heavy = asyncio.create_task(queries.run(
-            "SELECT count() FROM numbers(1e13) WHERE sipHash64(number) % 1000003 = 1", "TabSeparated"))
+            "SELECT count() FROM numbers(1e13) WHERE sipHash64(number) % 1000003 = 1", "TabSeparated",
+            analyst=OPERATOR))
         await asyncio.sleep(1.0)  # the query is running
         with_query = (await _load(kafka, target, topics[1], rows, run)).assigned_seconds
         query_still_running = not heavy.done()

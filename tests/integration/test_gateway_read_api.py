@@ -90,7 +90,7 @@ async def read_api(tmp_path: Path, kafka_settings: KafkaSettings,
     apply_migrations(target, Layout("learning"))
     archive(target, events, 0)
     token = secrets.token_urlsafe(24)
-    sink_settings = SinkSettings(analyst_token=token)  # type: ignore[arg-type]
+    sink_settings = SinkSettings(reader_token=token)  # type: ignore[arg-type]
     loader = SinkLoader(sink_settings, kafka_settings, target)
     queries = AnalystQueries(clickhouse, sink_settings.queries)
     sink_app = build_sink_app(SinkProcess(sink_settings, clickhouse, target, loader, queries, target))

@@ -46,7 +46,7 @@ from streams.settings import StreamsSettings
 pytestmark = pytest.mark.integration
 
 PRIVACY = PrivacySettings(email_hash_key=SecretStr("archive-email-key"), student_key=SecretStr("archive-student-key"))
-ANALYST, ADMIN = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+ANALYST, ADMIN, READER = secrets.token_urlsafe(16), secrets.token_urlsafe(16), secrets.token_urlsafe(16)
 SEND = "2026-11-20T06:00:00.000Z"
 
 
@@ -90,7 +90,8 @@ async def archive_stack(tmp_path: Path, kafka: KafkaSettings) -> AsyncIterator[S
     apply_migrations(target, Layout("learning"))
     sink_settings = SinkSettings(batch_rows=500, batch_seconds=0.2, archive_batch_seconds=0.2,
                                  group_id=f"sink-{secrets.token_hex(4)}",
-                                 analyst_token=SecretStr(ANALYST), admin_token=SecretStr(ADMIN))
+                                 analyst_token=SecretStr(ANALYST), admin_token=SecretStr(ADMIN),
+                                 reader_token=SecretStr(READER))
     loader = SinkLoader(sink_settings, kafka, target, student_key=PRIVACY.student_key_bytes)
     queries = AnalystQueries(clickhouse, sink_settings.queries)
     process = SinkProcess(sink_settings, clickhouse, target, loader, queries, target, PRIVACY.student_key_bytes)
@@ -101,7 +102,7 @@ async def archive_stack(tmp_path: Path, kafka: KafkaSettings) -> AsyncIterator[S
             settings = GatewaySettings(clients_file=tmp_path / "clients.json", jwt_secret=secrets.token_urlsafe(32))
             _, secret = ClientRegistry(settings.clients_file).add("school-a", client_id="lms",
                                                                   scopes=(INGEST_SCOPE, READ_SCOPE))
-            reader = HttpEventReader(sink_url, ANALYST)
+            reader = HttpEventReader(sink_url, READER)
             async with TestClient(TestServer(build_app(settings, kafka, reader=reader))) as client:
                 token = await client.post("/oauth2/token", data={
                     "grant_type": "client_credentials", "client_id": "lms", "client_secret": secret})

@@ -526,14 +526,17 @@ def test_every_deployed_variable_is_a_setting(origin: str, monkeypatch: pytest.M
 
 
 def test_the_sink_is_not_published_by_compose() -> None:
-    """The sink answers SQL: only the gateway and Prometheus reach it, over compose's internal network, each with
-    the one analyst token the sink checks."""
+    """The sink answers SQL: only the gateway and Prometheus reach it, over compose's internal network: the
+    gateway with the reader token the sink checks (never an analyst's: the read API answers events as sent),
+    Prometheus with the analyst token."""
     document = _load(COMPOSE_FILE)
     services = document["services"]
     assert "ports" not in services["sink"]
     assert services["gateway"]["environment"]["CALIPER_SINK__SINK_URL"] == "http://sink:8124"
+    reader = services["sink"]["environment"]["CALIPER_SINK__READER_TOKEN"]
+    assert services["gateway"]["environment"]["CALIPER_SINK__READER_TOKEN"] == reader
+    assert "CALIPER_SINK__ANALYST_TOKEN" not in services["gateway"]["environment"]
     token = services["sink"]["environment"]["CALIPER_SINK__ANALYST_TOKEN"]
-    assert services["gateway"]["environment"]["CALIPER_SINK__ANALYST_TOKEN"] == token
     assert document["configs"]["sink-analyst-token"]["content"] == token
     (mounted,) = [c for c in services["prometheus"]["configs"] if c["source"] == "sink-analyst-token"]
     (job,) = [j for j in _load(COMPOSE_DIR / "prometheus.yml")["scrape_configs"] if j["job_name"] == "sink"]

@@ -67,18 +67,20 @@ def test_generated_secrets_live_under_home_readable_by_the_owner_only(monkeypatc
 
 
 def test_up_keeps_one_secret_of_each_kind_under_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("GATEWAY__JWT_SECRET", "SINK__ANALYST_TOKEN", "SINK__ADMIN_TOKEN", "PRIVACY__EMAIL_HASH_KEY",
-                 "PRIVACY__STUDENT_KEY"):
+    for name in ("GATEWAY__JWT_SECRET", "SINK__ANALYST_TOKEN", "SINK__ADMIN_TOKEN", "SINK__READER_TOKEN",
+                 "PRIVACY__EMAIL_HASH_KEY", "PRIVACY__STUDENT_KEY"):
         monkeypatch.delenv(f"CALIPER_{name}", raising=False)
     monkeypatch.setenv("CALIPER_LOCAL__HOME", str(tmp_path / "home"))
     settings = Settings()
     kept = StackSecrets.kept(settings)
     assert StackSecrets.kept(settings) == kept, "a restart of up keeps the tokens clients already hold"
-    values = [kept.jwt_secret, kept.analyst_token, kept.admin_token, kept.email_hash_key, kept.student_key]
-    assert len(set(values)) == 5 and all(len(v) >= 32 for v in values)
+    values = [kept.jwt_secret, kept.analyst_token, kept.admin_token, kept.reader_token, kept.email_hash_key,
+              kept.student_key]
+    assert len(set(values)) == 6 and all(len(v) >= 32 for v in values)
     assert kept.jwt_secret != GatewaySettings().jwt_secret.get_secret_value(), "never the development secret"
     files = {p.name: p for p in (tmp_path / "home").iterdir()}
-    assert set(files) == {"jwt-secret", "sink-analyst-token", "sink-admin-token", "email-hash-key", "student-key"}
+    assert set(files) == {"jwt-secret", "sink-analyst-token", "sink-admin-token", "sink-reader-token",
+                          "email-hash-key", "student-key"}
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in files.values())
     assert files["sink-analyst-token"].read_text() == kept.analyst_token
     assert "***" in repr(kept) and kept.analyst_token not in repr(kept)
@@ -89,9 +91,11 @@ def test_each_process_gets_only_its_own_secrets(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir()), "per-run secrets are never written"
     assert StackSecrets.generate(Settings(local=LocalStackSettings(home=tmp_path))) != secrets
     gateway, sink, streams = (secrets.env_for(name) for name in ("gateway", "sink", "streams"))
+    # the gateway reads the sink's read API with the reader token: never an analyst's (events as sent)
     assert gateway == {"CALIPER_GATEWAY__JWT_SECRET": secrets.jwt_secret,
-                       "CALIPER_SINK__ANALYST_TOKEN": secrets.analyst_token}
+                       "CALIPER_SINK__READER_TOKEN": secrets.reader_token}
     assert sink["CALIPER_SINK__ADMIN_TOKEN"] == secrets.admin_token
+    assert sink["CALIPER_SINK__READER_TOKEN"] == secrets.reader_token
     assert secrets.jwt_secret not in sink.values() and secrets.jwt_secret not in streams.values()
     assert secrets.admin_token not in gateway.values() and secrets.admin_token not in streams.values()
 

@@ -26,7 +26,7 @@ from sinks.queries import AnalystQueries
 from sinks.read_model import ClickHouseEventReader
 from sinks.settings import QueryLimits, SinkSettings
 
-TOKEN = "analyst-token-for-the-read-flood-test"
+TOKEN, ANALYST = "reader-token-for-the-read-flood-test", "analyst-token-for-the-read-flood-test"
 FLOOD = 40  # more reads than any default thread pool has threads (min(32, cores + 4))
 
 
@@ -60,7 +60,7 @@ async def sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.
     stuck = StuckReads()
     monkeypatch.setattr(ClickHouseEventReader, "read_blocking",
                         lambda reader, query: stuck.read_blocking(reader, query))
-    settings = SinkSettings(analyst_token=SecretStr(TOKEN),
+    settings = SinkSettings(reader_token=SecretStr(TOKEN), analyst_token=SecretStr(ANALYST),
                             queries=QueryLimits(max_execution_seconds=5, max_memory_bytes=256 << 20),
                             reads=QueryLimits(max_concurrent=2, max_per_caller=1, queue_seconds=0.5))
     clickhouse = engine_settings(tmp_path)
@@ -102,7 +102,7 @@ async def test_one_tenants_read_flood_leaves_other_tenants_analysts_and_the_load
         status, _ = await asyncio.wait_for(_read(session, url, "another-school"), 20)
         assert status == 200
         async with session.post(f"{url}/sql", data="SELECT 1 AS one",
-                                headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+                                headers={"Authorization": f"Bearer {ANALYST}"}) as response:
             assert response.status == 200 and (await response.json())["data"] == [{"one": 1}]
         assert await asyncio.wait_for(loader.threads.run(lambda: "inserted"), 20) == "inserted"
 

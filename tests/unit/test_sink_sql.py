@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 from sink_fixtures import SharedEngine, engine_settings, insert, make_fact, open_engine, scalar, sink_test_client
 
+from sinks.analysts import OPERATOR
 from sinks.clickhouse import ClickHouse
 from sinks.errors import QueryCapacityError, QueryLimitError, QueryRejectedError
 from sinks.queries import AnalystQueries
@@ -148,10 +149,10 @@ def test_the_sinks_own_connections_keep_their_settings(queries: AnalystQueries, 
 
 async def test_more_queries_than_slots_are_answered_busy(queries: AnalystQueries) -> None:
     slow = "SELECT count() FROM numbers(2e10) WHERE sipHash64(number) = 1"
-    running = [asyncio.create_task(queries.run(slow, "TabSeparated")) for _ in range(2)]
+    running = [asyncio.create_task(queries.run(slow, "TabSeparated", analyst=OPERATOR)) for _ in range(2)]
     await asyncio.sleep(0.3)
     with pytest.raises(QueryCapacityError) as busy:
-        await queries.run("SELECT 1", "TabSeparated")
+        await queries.run("SELECT 1", "TabSeparated", analyst=OPERATOR)
     assert busy.value.retry_after >= 1
     for task in running:
         task.cancel()
