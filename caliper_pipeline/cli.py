@@ -14,7 +14,6 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from caliper_pipeline import analysts_command, clients_command
 from caliper_pipeline.settings import Settings, unknown_settings
 from caliper_pipeline.sink_client import FORMATS
 from schemas.errors import PipelineError
@@ -104,7 +103,7 @@ def cmd_gateway(settings: Settings, args: argparse.Namespace) -> int:
 
     reader: EventReader
     if settings.clickhouse.embedded:  # only the sink process may open the embedded engine: read through it
-        from sinks.read_client import HttpEventReader
+        from gateway.read_client import HttpEventReader
 
         reader = HttpEventReader(settings.sink.base_url(), settings.sink.reader_token.get_secret_value())
     else:
@@ -226,7 +225,19 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return run_bench(settings, args.component, args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+Add = Callable[[str, Callable[[Settings, argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names (its first word that is not an option)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser. The commands whose modules import what a pipeline process must not load (the
+    benches and the load generator, the sink's analysts with pyarrow, the clients' registry) add their arguments,
+    and import their modules, only when ``argv`` runs one of them; the others list them by name and help."""
+    wanted = _command_in(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="caliper-pipeline", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"%(prog)s {PIPELINE_VERSION}")
@@ -251,9 +262,6 @@ def build_parser() -> argparse.ArgumentParser:
     add("streams", cmd_streams, "run a stream worker (normalizers)")
     add("sink", cmd_sink, "run the ClickHouse sink (and its SQL endpoint)")
 
-    clients_command.add_clients_arguments(add("clients", clients_command.clients_command, "manage sender clients"))
-    analysts_command.add_analysts_arguments(add("analysts", analysts_command.analysts_command,
-                                                "manage school credentials of the sink's POST /sql"))
 
     sql = add("sql", cmd_sql, "run a read-only SQL query through the sink's POST /sql (with the analyst token: "
                               "CALIPER_SINK__ANALYST_TOKEN, else the one `up` keeps under its home)")
@@ -296,7 +304,20 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--force", action="store_true",
                        help="also delete records the next stage has not committed yet (loses them)")
 
-    bench = add("bench", cmd_bench, "benchmarks that print figures")
+    for name, (text, register) in LAZY_COMMANDS.items():
+        if name == wanted:
+            register(add, text)
+        else:
+            add(name, _not_loaded, text)
+    return parser
+
+
+def _not_loaded(settings: Settings, args: argparse.Namespace) -> int:  # never runs: see build_parser
+    raise AssertionError(f"{args.command} was parsed without its arguments")
+
+
+def _add_bench(add: Add, text: str) -> None:
+    bench = add("bench", cmd_bench, text)
     benches = bench.add_subparsers(dest="component", required=True)
     for component, text in (("gateway", "the gateway vs a bare forwarder, on the real broker"),
                             ("gateway-steps", "the gateway's CPU per event, step by step (no HTTP, no Kafka)"),
@@ -326,10 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "POST /sql against chDB directly (same statements, same run)")
     endpoint.add_argument("--count", type=int, default=50, help="runs of each statement each way")
     endpoint.add_argument("--rows", type=int, default=100_000, help="rows of the larger statement")
-    from caliper_pipeline import loadgen
     from caliper_pipeline.bench import attacks as bench_attacks
     from caliper_pipeline.bench import e2e as bench_e2e
-    from caliper_pipeline.bench import read_flood, soak
+    from caliper_pipeline.bench import read_flood
 
     e2e = benches.add_parser("e2e", help="the whole pipeline under load: events/s, freshness, exact counts")
     e2e.set_defaults(handler=bench_e2e.bench_e2e_command)
@@ -341,13 +361,43 @@ def build_parser() -> argparse.ArgumentParser:
     attacks = benches.add_parser("attacks", help="other senders' latency while the gateway is attacked")
     attacks.set_defaults(handler=bench_attacks.bench_attacks_command)
     bench_attacks.add_bench_attacks_arguments(attacks)
-    loadgen.add_loadgen_arguments(add("loadgen", loadgen.loadgen_command, "realistic traffic through the gateway"))
-    soak.add_soak_arguments(add("soak", soak.soak_command, "a steady rate for minutes; memory of every process"))
-    return parser
+
+
+def _add_loadgen(add: Add, text: str) -> None:
+    from caliper_pipeline import loadgen
+
+    loadgen.add_loadgen_arguments(add("loadgen", loadgen.loadgen_command, text))
+
+
+def _add_soak(add: Add, text: str) -> None:
+    from caliper_pipeline.bench import soak
+
+    soak.add_soak_arguments(add("soak", soak.soak_command, text))
+
+
+def _add_clients(add: Add, text: str) -> None:
+    from caliper_pipeline import clients_command
+
+    clients_command.add_clients_arguments(add("clients", clients_command.clients_command, text))
+
+
+def _add_analysts(add: Add, text: str) -> None:
+    from caliper_pipeline import analysts_command
+
+    analysts_command.add_analysts_arguments(add("analysts", analysts_command.analysts_command, text))
+
+
+LAZY_COMMANDS: dict[str, tuple[str, Callable[[Add, str], None]]] = {
+    "clients": ("manage sender clients", _add_clients),
+    "analysts": ("manage school credentials of the sink's SQL endpoints", _add_analysts),
+    "bench": ("benchmarks that print figures", _add_bench),
+    "loadgen": ("realistic traffic through the gateway", _add_loadgen),
+    "soak": ("a steady rate for minutes; memory of every process", _add_soak),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)

@@ -24,6 +24,11 @@ import orjson
 from schemas.errors import PipelineError
 from schemas.timeback_read import pagination, stored_event_id
 
+# the sink's read API (``sinks.http``), which the gateway calls when only the sink may open ClickHouse
+# (``gateway.read_client``): POST an EventQuery as JSON / ``{"tenant", "job_id"}``
+READ_EVENTS_PATH = "/read/events"
+READ_JOBS_PATH = "/read/jobs"
+
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 MAX_OFFSET = 10_000_000

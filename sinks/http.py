@@ -36,7 +36,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.jobs import JOB_ID_PATTERN
 from schemas.kafka import KafkaSettings
-from schemas.read_api import MAX_OFFSET, MAX_PAGE_SIZE, EventQuery, ReadBusyError, ReadUnavailableError
+from schemas.read_api import (
+    MAX_OFFSET,
+    MAX_PAGE_SIZE,
+    READ_EVENTS_PATH,
+    READ_JOBS_PATH,
+    EventQuery,
+    ReadBusyError,
+    ReadUnavailableError,
+)
 from sinks import clickhouse_http
 from sinks.analysts import (
     ADMINISTRATOR,
@@ -186,15 +194,15 @@ def build_app(process: SinkProcess) -> web.Application:
     app[ANALYSTS] = AnalystRegistry(process.settings.analysts_file)
     app[SECRET_CHECKS] = asyncio.Semaphore(MAX_SECRET_CHECKS)
     app[REQUIRED_ROLE] = {"/healthz": None, "/readyz": None, "/metrics": ANALYST, "/sql": SCHOOL,
-                          "/read/events": READER, "/read/jobs": READER, "/admin/erase": ADMIN,
+                          READ_EVENTS_PATH: READER, READ_JOBS_PATH: READER, "/admin/erase": ADMIN,
                           "/archive/raw-events": ADMIN, "/admin/failed-events": ADMIN,
                           "/": None, "/ping": None}  # ClickHouse's HTTP interface checks its own credentials
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sql", sql)
-    app.router.add_post("/read/events", read_events)
-    app.router.add_post("/read/jobs", read_job)
+    app.router.add_post(READ_EVENTS_PATH, read_events)
+    app.router.add_post(READ_JOBS_PATH, read_job)
     app.router.add_post("/admin/erase", admin_erase)
     app.router.add_post("/archive/raw-events", archived_events)
     app.router.add_post("/admin/failed-events", failed_messages)

@@ -2,7 +2,7 @@
 
 ``ClickHouseEventReader`` implements ``schemas.read_api.EventReader`` over ``raw_events``. It runs where ClickHouse
 can be opened: inside the sink process (embedded engine; the gateway reaches it through the sink's
-``POST /read/events``, see ``sinks.read_client``) or in the gateway process against a server. Every value of the
+``POST /read/events``, see ``gateway.read_client``) or in the gateway process against a server. Every value of the
 query travels as a bound ``{name:Type}`` parameter, never spliced into the SQL text.
 
 A page is read in two steps (``page_sql`` then ``payloads_sql``):

@@ -1,7 +1,7 @@
 """GET /caliper/events: a sender reads its own tenant's events back as it sent them (real chDB).
 
 The gateway reaches the store through the ``schemas.read_api.EventReader`` protocol; here, as under
-``caliper-pipeline up``, the reader is ``sinks.read_client.HttpEventReader``: the sink's ``POST /read/events`` runs
+``caliper-pipeline up``, the reader is ``gateway.read_client.HttpEventReader``: the sink's ``POST /read/events`` runs
 the read model (``sinks.read_model``, bound parameters, over the raw archive) in the process that owns the embedded
 engine. The events are archived the way the sink loads the raw topics (the raw archive's target). The
 query-parameter checks are unit tests (``tests/unit/test_gateway_read_params.py``)."""
@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.clients import ClientRegistry
 from gateway.main import build_app
+from gateway.read_client import HttpEventReader
 from gateway.settings import INGEST_SCOPE, GatewaySettings
 from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings
@@ -37,7 +38,6 @@ from sinks.http import build_app as build_sink_app
 from sinks.loader import SinkLoader
 from sinks.migrations import Layout, apply_migrations
 from sinks.queries import AnalystQueries
-from sinks.read_client import HttpEventReader
 from sinks.read_model import ClickHouseEventReader, page_sql
 from sinks.settings import ClickHouseSettings, SinkSettings
 

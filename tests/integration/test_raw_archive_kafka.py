@@ -26,6 +26,7 @@ from caliper_pipeline.renormalize import renormalize
 from caliper_pipeline.settings import Settings
 from gateway.clients import ClientRegistry
 from gateway.main import build_app
+from gateway.read_client import HttpEventReader
 from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner, partition_key
@@ -37,7 +38,6 @@ from sinks.http import build_app as build_sink_app
 from sinks.loader import SinkLoader
 from sinks.migrations import Layout, apply_migrations
 from sinks.queries import AnalystQueries
-from sinks.read_client import HttpEventReader
 from sinks.settings import ClickHouseSettings, SinkSettings
 from streams.normalizers import NormalizeOptions, normalize_with
 from streams.processor import fact_key, stamp_derived

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import aiohttp
 
-from schemas.read_api import EventPage, EventQuery, JobStatus, ReadBusyError, ReadUnavailableError
+from schemas.read_api import (
+    READ_EVENTS_PATH,
+    READ_JOBS_PATH,
+    EventPage,
+    EventQuery,
+    JobStatus,
+    ReadBusyError,
+    ReadUnavailableError,
+)
 
 
 def _refusal(response: aiohttp.ClientResponse) -> ReadUnavailableError:
@@ -22,8 +30,8 @@ def _refusal(response: aiohttp.ClientResponse) -> ReadUnavailableError:
 
 class HttpEventReader:
     def __init__(self, sink_url: str, token: str, *, timeout_seconds: float = 30.0) -> None:
-        self.url = f"{sink_url.rstrip('/')}/read/events"
-        self.jobs_url = f"{sink_url.rstrip('/')}/read/jobs"
+        self.url = f"{sink_url.rstrip('/')}{READ_EVENTS_PATH}"
+        self.jobs_url = f"{sink_url.rstrip('/')}{READ_JOBS_PATH}"
         self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
