@@ -18,11 +18,12 @@ from aiokafka.errors import KafkaError
 
 from gateway.errors import KafkaUnavailableError
 from gateway.settings import GatewaySettings
-from gateway.transactions import Record, TransactionalPublisher, TransactionFailedError, TransactionStats
+from gateway.transactions import TransactionalPublisher, TransactionFailedError, TransactionStats
 from schemas.codec import RawEventCodec
 from schemas.jobs import JobRecord
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner
 from schemas.kafka_lz4 import use_kafka_lz4_frames
+from schemas.record_batches import OutboundRecord
 from schemas.records import RawEvent
 from schemas.registry import raw_event_codec
 from schemas.side_topics import RejectedRequest
@@ -129,8 +130,8 @@ class EventPublisher:
             raise KafkaUnavailableError("the Kafka producer is not started",
                                         retry_after=self._gateway.retry_after_seconds)
         topics = self._raw_topics
-        records = [Record(topics[item.source], item.key, item.value) for item in events]
-        records += [Record(self._kafka.topics.jobs, job.tenant.encode(), job.to_json()) for job in jobs]
+        records = [OutboundRecord(topics[item.source], item.key, item.value) for item in events]
+        records += [OutboundRecord(self._kafka.topics.jobs, job.tenant.encode(), job.to_json()) for job in jobs]
         try:
             await self._transactions.publish(records, self._gateway.publish_timeout_seconds)
         except TransactionFailedError as error:

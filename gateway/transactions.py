@@ -40,18 +40,18 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiokafka.producer.sender
 from aiokafka import AIOKafkaProducer
 
 from schemas.errors import PipelineError
 from schemas.kafka import crc32_partitioner
+from schemas.record_batches import OutboundRecord, Partitioner, send_in_batches
 
 log = logging.getLogger(__name__)
 
 ProducerFactory = Callable[[str], AIOKafkaProducer]
-Partitioner = Callable[[bytes | None, Sequence[int], Sequence[int]], int]
 # how long aiokafka waits before retrying AddPartitionsToTxn answered CONCURRENT_TRANSACTIONS (its own: 20 ms)
 TRANSACTION_RETRY_BACKOFF_SECONDS = 0.002
 
@@ -66,16 +66,10 @@ class TransactionFailedError(PipelineError):
     """The transaction carrying a request's events was aborted or could not be completed: none is visible."""
 
 
-class Record(NamedTuple):
-    topic: str
-    key: bytes | None
-    value: bytes
-
-
 class _Request:
     __slots__ = ("deadline", "outcome", "records", "taken")
 
-    def __init__(self, records: Sequence[Record], deadline: float, outcome: asyncio.Future[None]) -> None:
+    def __init__(self, records: Sequence[OutboundRecord], deadline: float, outcome: asyncio.Future[None]) -> None:
         self.records = records
         self.deadline = deadline
         self.outcome = outcome
@@ -129,7 +123,7 @@ class TransactionalPublisher:
                 await producer.stop()
         self._live = {}
 
-    async def publish(self, records: Sequence[Record], timeout_seconds: float) -> None:
+    async def publish(self, records: Sequence[OutboundRecord], timeout_seconds: float) -> None:
         """Return when a committed transaction carries every record; else raise ``TransactionFailedError`` (no
         record is then visible to read_committed consumers)."""
         if not self._workers:
@@ -230,28 +224,8 @@ class TransactionalPublisher:
     async def _send_batches(self, producer: AIOKafkaProducer, group: list[_Request]) -> list[asyncio.Future[Any]]:
         """The group's records in one record batch per partition (more when a batch is full), each handed to the
         producer as soon as it is full; their delivery futures."""
-        partitions: dict[str, tuple[list[int], list[int]]] = {}
-        batches: dict[tuple[str, int], Any] = {}
-        delivered: list[asyncio.Future[Any]] = []
-        partitioner = self.partitioner
-        for request in group:
-            for topic, key, value in request.records:
-                known = partitions.get(topic)
-                if known is None:  # the producer's partitions, in the order aiokafka gives its partitioner
-                    all_partitions = list(await producer.partitions_for(topic))
-                    available = list(producer.client.cluster.available_partitions_for_topic(topic))
-                    known = partitions[topic] = (all_partitions, available)
-                where = (topic, partitioner(key, known[0], known[1]))
-                batch = batches.get(where)
-                if batch is None:
-                    batch = batches[where] = producer.create_batch()
-                if batch.append(timestamp=None, key=key, value=value) is None:  # full: send it, start another
-                    delivered.append(await producer.send_batch(batch, topic, partition=where[1]))
-                    batch = batches[where] = producer.create_batch()
-                    batch.append(timestamp=None, key=key, value=value)  # an empty batch takes any record
-        for (topic, partition), batch in batches.items():
-            delivered.append(await producer.send_batch(batch, topic, partition=partition))
-        return delivered
+        records = (record for request in group for record in request.records)
+        return await send_in_batches(producer, records, self.partitioner)
 
     async def _replace(self, index: int) -> None:
         """A new producer under the same transactional id: fences the old one and settles what it left."""

@@ -28,6 +28,7 @@ from schemas.errors import PipelineError
 from schemas.kafka import Topics, partition_key
 from schemas.privacy import PrivacySettings
 from schemas.reasons import ReasonCode
+from schemas.record_batches import OutboundRecord
 from schemas.records import LearningFact, RawEvent
 from schemas.side_topics import ConflictNotice, DeadLetter
 from streams.metrics import StreamsMetrics
@@ -35,15 +36,6 @@ from streams.normalizers import NormalizeOptions, normalize_with
 from streams.settings import StreamsSettings
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundRecord:
-    """One message the worker produces."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
 
 
 @dataclass(slots=True)

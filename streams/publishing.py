@@ -1,11 +1,5 @@
-"""Producing the worker's records: whole record batches handed to aiokafka, one per partition.
-
-aiokafka's ``send`` costs ~50 us of Python per record here (metadata wait, serialization, partitioning, a lookup
-of the partition's open batch, a future per record), a visible part of the worker's time through the broker.
-``create_batch`` / ``send_batch`` instead append each record to a ``BatchBuilder`` (a C extension) and hand the
-broker's acknowledgement back per batch: the worker groups a batch of facts by (topic, partition), the
-partition chosen exactly as ``send`` chooses it (the producer's partitioner, ``schemas.kafka.crc32_partitioner``,
-over the same partition lists), so one student's facts keep their partition and their order in it.
+"""Producing the worker's records: whole record batches handed to aiokafka, one per partition
+(``schemas.record_batches``, the gateway's way too), through faust's producer.
 
 The delivery contract is unchanged: ``KafkaPublisher`` returns only once the broker acknowledged every batch (so
 the consumer's offsets are acked after that, at-least-once); it raises if any batch failed, and the worker then
@@ -15,55 +9,13 @@ publishes everything again (duplicates are possible, losses are not).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
-from streams.processor import OutboundRecord
-
-Partitioner = Callable[[bytes | None, Sequence[int], Sequence[int]], int]
-
-
-async def send_in_batches(producer: AIOKafkaProducer, records: Sequence[OutboundRecord],
-                          partitioner: Partitioner) -> list[asyncio.Future[Any]]:
-    """Hand ``records`` to ``producer`` as one record batch per (topic, partition) (another when one is full, sent
-    at once); the delivery future of every batch. A record's partition is ``partitioner(key, all, available)``
-    over the producer's partition lists, as ``AIOKafkaProducer.send`` computes it."""
-    partitions: dict[str, tuple[list[int], list[int]]] = {}
-    batches: dict[tuple[str, int], Any] = {}
-    delivered: list[asyncio.Future[Any]] = []
-    try:
-        for record in records:
-            topic = record.topic
-            known = partitions.get(topic)
-            if known is None:  # the lists ``AIOKafkaProducer._partition`` gives its partitioner, once per topic
-                all_partitions = list(await producer.partitions_for(topic))
-                available = list(producer.client.cluster.available_partitions_for_topic(topic) or ())
-                known = partitions[topic] = (all_partitions, available)
-            where = (topic, partitioner(record.key, known[0], known[1]))
-            batch = batches.get(where)
-            if batch is None:
-                batch = batches[where] = producer.create_batch()
-            if batch.append(timestamp=None, key=record.key, value=record.value) is None:  # full: send, start anew
-                delivered.append(await producer.send_batch(batch, topic, partition=where[1]))
-                batch = batches[where] = producer.create_batch()
-                batch.append(timestamp=None, key=record.key, value=record.value)  # an empty batch takes any record
-        for (topic, partition), batch in batches.items():
-            delivered.append(await producer.send_batch(batch, topic, partition=partition))
-    except BaseException:
-        for future in delivered:  # the caller publishes everything again; nobody will await these
-            future.add_done_callback(_retrieve)
-        raise
-    return delivered
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Read an abandoned delivery's outcome, so asyncio does not log "exception was never retrieved"."""
-    if not future.cancelled():
-        future.exception()
+from schemas.record_batches import OutboundRecord, send_in_batches
 
 
 class BatchingProducer(aiokafka_driver.Producer):

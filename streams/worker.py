@@ -30,9 +30,10 @@ from prometheus_client import start_http_server
 
 from schemas.kafka import KafkaSettings, crc32_partitioner
 from schemas.privacy import PrivacySettings
+from schemas.record_batches import OutboundRecord
 from schemas.registry import learning_fact_codec, raw_event_codec
 from streams.metrics import StreamsMetrics
-from streams.processor import EventProcessor, OutboundRecord, ProcessedEvent, Publisher
+from streams.processor import EventProcessor, ProcessedEvent, Publisher
 from streams.publishing import BatchingProducer, KafkaPublisher
 from streams.settings import StreamsSettings
 

@@ -39,12 +39,12 @@ from caliper_pipeline.bench.streams import Runner, time_output
 from caliper_pipeline.settings import Settings
 from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings, crc32_partitioner
+from schemas.record_batches import OutboundRecord
 from sinks.clickhouse import connect
 from sinks.migrations import Layout, apply_migrations
 from sinks.settings import ClickHouseSettings, SinkSettings
 from sinks.tables import FACT_INPUT_TABLE, fact_records, facts_to_arrow
 from sinks.writer import INSERT_SETTINGS
-from streams.processor import OutboundRecord
 from streams.publishing import KafkaPublisher, send_in_batches
 from streams.worker import build_app, new_app
 

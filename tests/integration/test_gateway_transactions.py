@@ -8,8 +8,9 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from gateway.transactions import Record, TransactionalPublisher, TransactionFailedError
+from gateway.transactions import TransactionalPublisher, TransactionFailedError
 from schemas.kafka import KafkaSettings, crc32_partitioner
+from schemas.record_batches import OutboundRecord
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ async def test_concurrent_requests_share_transactions_and_all_commit(kafka_setti
                                        window_seconds=0.01)
     await publisher.start()
     try:
-        requests = [[Record(topic, b"k", f"r{r}-e{e}".encode()) for e in range(3)] for r in range(60)]
+        requests = [[OutboundRecord(topic, b"k", f"r{r}-e{e}".encode()) for e in range(3)] for r in range(60)]
         await asyncio.gather(*(publisher.publish(records, 20.0) for records in requests))
     finally:
         await publisher.stop()
@@ -60,8 +61,8 @@ async def test_a_request_that_times_out_leaves_nothing_visible(kafka_settings: K
     publisher = TransactionalPublisher(factory(kafka_settings, max_batch_size=16 * 1024), f"t-{uuid.uuid4().hex[:8]}",
                                        producers=1)
 
-    def request(marker: bytes) -> list[Record]:
-        return [Record(topic, f"k{i}".encode(), marker + b"x" * 200 + str(i).encode()) for i in range(200_000)]
+    def request(marker: bytes) -> list[OutboundRecord]:
+        return [OutboundRecord(topic, f"k{i}".encode(), marker + b"x" * 200 + str(i).encode()) for i in range(200_000)]
 
     await publisher.start()
     try:
@@ -73,7 +74,7 @@ async def test_a_request_that_times_out_leaves_nothing_visible(kafka_settings: K
         took = clock() - started
         with pytest.raises(TransactionFailedError):
             await publisher.publish(request(b"refused-"), took / 3)
-        await publisher.publish([Record(topic, b"k", b"after")], 20.0)  # the producer recovers for the next one
+        await publisher.publish([OutboundRecord(topic, b"k", b"after")], 20.0)  # the producer recovers for the next one
     finally:
         await publisher.stop()
     assert publisher.stats.aborted == 1
@@ -91,7 +92,7 @@ async def test_a_request_fails_fast_when_the_broker_is_unreachable() -> None:
     with pytest.raises(Exception):  # noqa: B017 - start itself fails: the gateway's readiness says so
         await asyncio.wait_for(publisher.start(), 10)
     with pytest.raises(TransactionFailedError):
-        await publisher.publish([Record("t", None, b"x")], 1.0)
+        await publisher.publish([OutboundRecord("t", None, b"x")], 1.0)
 
 
 async def committed_messages(kafka: KafkaSettings, topic: str, seconds: float = 3.0) -> list[object]:
@@ -118,7 +119,8 @@ async def test_records_land_on_their_key_partition_in_order_across_full_batches(
                                        f"p-{uuid.uuid4().hex[:8]}", producers=1)
     await publisher.start()
     try:
-        requests = [[Record(topic, f"student-{(r * 7 + e) % 13}".encode(), f"{r:03d}-{e:03d}".encode() + b"x" * 300)
+        requests = [[OutboundRecord(topic, f"student-{(r * 7 + e) % 13}".encode(),
+                                    f"{r:03d}-{e:03d}".encode() + b"x" * 300)
                      for e in range(40)] for r in range(30)]  # 1,200 records of ~300 bytes: ~22 batches of 16 KiB
         for records in requests:
             await publisher.publish(records, 20.0)

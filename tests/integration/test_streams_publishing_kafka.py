@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from schemas.kafka import KafkaSettings, partition_key
-from streams.processor import OutboundRecord
+from schemas.record_batches import OutboundRecord
 from streams.publishing import KafkaPublisher
 from streams.settings import StreamsSettings
 from streams.worker import new_app

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.transactions import Record, TransactionalPublisher, TransactionFailedError
+from gateway.transactions import TransactionalPublisher, TransactionFailedError
+from schemas.record_batches import OutboundRecord
 
 
 class StuckBrokers:
@@ -65,7 +66,7 @@ async def test_a_failed_transaction_is_answered_before_its_abort_completes() -> 
         with pytest.raises(TransactionFailedError):
             # before the fix: the answer waited for the abort (here forever; with real brokers up to
             # commit_timeout_seconds), so this wait ran out instead
-            await asyncio.wait_for(publisher.publish([Record("raw", b"k", b"v")], 0.2), 10)
+            await asyncio.wait_for(publisher.publish([OutboundRecord("raw", b"k", b"v")], 0.2), 10)
         assert producers[0].aborts_started == 1, "the transaction is still aborted"
         assert producers[0].commits == 0
     finally:

@@ -18,10 +18,11 @@ from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.kafka import KafkaSettings, partition_key
 from schemas.privacy import MissingPrivacyKeyError, PrivacySettings, student_key_for
 from schemas.reasons import ReasonCode
+from schemas.record_batches import OutboundRecord
 from schemas.records import RawEvent, pseudonymize_email
 from schemas.side_topics import ConflictNotice, DeadLetter
 from streams.metrics import StreamsMetrics
-from streams.processor import ConflictTracker, OutboundRecord, fact_key
+from streams.processor import ConflictTracker, fact_key
 from streams.settings import StreamsSettings
 from streams.worker import AGENT_NAME, ReadCommittedTransport, build_app, withhold_acks
 

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from schemas.kafka import KafkaSettings, crc32_partitioner, partition_key
 from schemas.privacy import PrivacySettings
-from streams.processor import OutboundRecord
+from schemas.record_batches import OutboundRecord
 from streams.publishing import BatchingProducer, KafkaPublisher, send_in_batches
 from streams.settings import StreamsSettings
 from streams.worker import build_app, new_app
