@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from gateway.publisher import EncodedEvent, OutgoingEvent
+from gateway.publisher import EncodedEvent
 from gateway.tokens import Caller
 from schemas.caliper import is_event
 from schemas.codec import RawEventCodec
@@ -15,43 +15,17 @@ from schemas.coerce import time_to_ms
 from schemas.event_identity import reference_id
 from schemas.jobs import JobRecord, job_records
 from schemas.kafka import Source, partition_key
-from schemas.records import RawEvent
 from schemas.timeback import TIMEBACK_PROFILE
 
 # the RawEvent fields that differ between the events of one envelope (the others are the request's)
 _PER_EVENT_FIELDS = ("source", "event_id", "event_type", "profile", "student_id", "envelope_index", "payload")
 
 
-def envelope_events(envelope: Mapping[str, Any], caller: Caller, received_ms: int,
-                    job_id: str = "") -> list[OutgoingEvent]:
-    return list(iter_envelope_events(envelope, caller, received_ms, job_id))
-
-
-def iter_envelope_events(envelope: Mapping[str, Any], caller: Caller, received_ms: int,
-                         job_id: str = "") -> Iterator[OutgoingEvent]:
-    """One raw event per envelope item, made as they are consumed (so a caller may keep only their encoding);
-    each carries the request's ``job_id``."""
-    sensor = str(envelope.get("sensor", ""))
-    send_time_ms = time_to_ms(envelope.get("sendTime")) or 0
-    for index, item in enumerate(envelope["data"]):
-        profile = str(item.get("profile", "") or "")
-        source = Source.TIMEBACK if profile == TIMEBACK_PROFILE else Source.CALIPER
-        student_id = reference_id(item.get("actor")) or reference_id(item)
-        event = RawEvent(
-            tenant=caller.tenant, client_id=caller.client_id, source=source.value,
-            event_id=reference_id(item), event_type=str(item.get("type", "")), profile=profile,
-            student_id=student_id, sensor=sensor, send_time_ms=send_time_ms, received_time_ms=received_ms,
-            envelope_index=index, payload=orjson.dumps(item), tenant_timezone=caller.tenant_timezone,
-            extensions_policy=caller.extensions_policy, job_id=job_id,
-        )
-        yield OutgoingEvent(source=source, key=partition_key(caller.tenant, student_id), event=event)
-
-
 def encoded_envelope_events(envelope: Mapping[str, Any], caller: Caller, received_ms: int,
                             codec: RawEventCodec, job_id: str = "") -> list[EncodedEvent]:
-    """``envelope_events``, encoded as they go on the raw topics (the same messages as encoding each one's
-    ``RawEvent``), without the intermediate objects: the fields every event of the request shares are encoded
-    once (``RawEventCodec.writer_for``). The gateway's hot path."""
+    """One raw event per envelope item (entities too: the worker skips them), encoded as it goes on its raw topic,
+    without an intermediate ``RawEvent``: the fields every event of the request shares are encoded once
+    (``RawEventCodec.writer_for``)."""
     tenant = caller.tenant
     write = codec.writer_for(
         _PER_EVENT_FIELDS, tenant=tenant, client_id=caller.client_id, sensor=str(envelope.get("sensor", "")),
@@ -83,13 +57,15 @@ def hub_job(payload: Mapping[str, Any], caller: Caller, received_ms: int, job_id
                        received_time_ms=received_ms, events=[(0, str(payload["id"]))], entities=0)
 
 
-def hub_event(payload: Mapping[str, Any], caller: Caller, received_ms: int, job_id: str = "") -> OutgoingEvent:
+def encoded_hub_event(payload: Mapping[str, Any], caller: Caller, received_ms: int, codec: RawEventCodec,
+                      job_id: str = "") -> EncodedEvent:
+    """The raw event of a hub request (one event, no envelope), encoded as it goes on the hub's raw topic: the same
+    fields as a Caliper item's (the learner is the object's assignee; no send time)."""
     student_id = reference_id(payload["object"].get("assignee"))
-    event = RawEvent(
-        tenant=caller.tenant, client_id=caller.client_id, source=Source.HUB.value,
-        event_id=str(payload["id"]), event_type=str(payload["type"]), profile=str(payload["profile"]),
-        student_id=student_id, sensor=reference_id(payload.get("edApp")), send_time_ms=0,
-        received_time_ms=received_ms, envelope_index=0, payload=orjson.dumps(payload),
-        tenant_timezone=caller.tenant_timezone, extensions_policy=caller.extensions_policy, job_id=job_id,
-    )
-    return OutgoingEvent(source=Source.HUB, key=partition_key(caller.tenant, student_id), event=event)
+    write = codec.writer_for(
+        _PER_EVENT_FIELDS, tenant=caller.tenant, client_id=caller.client_id, sensor=reference_id(payload.get("edApp")),
+        send_time_ms=0, received_time_ms=received_ms, tenant_timezone=caller.tenant_timezone,
+        extensions_policy=caller.extensions_policy, job_id=job_id)
+    message = write(Source.HUB.value, str(payload["id"]), str(payload["type"]), str(payload["profile"]), student_id,
+                    0, orjson.dumps(payload))
+    return EncodedEvent(Source.HUB, partition_key(caller.tenant, student_id), message)

@@ -24,7 +24,6 @@ from schemas.jobs import JobRecord
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner
 from schemas.kafka_lz4 import use_kafka_lz4_frames
 from schemas.record_batches import OutboundRecord
-from schemas.records import RawEvent
 from schemas.registry import raw_event_codec
 from schemas.side_topics import RejectedRequest
 
@@ -35,13 +34,6 @@ log = logging.getLogger(__name__)
 # 100-event envelope's batch several times faster for ~10 % more bytes (`caliper-pipeline bench gateway-steps`),
 # and any LZ4 level reads the same.
 LZ4_LEVEL = 1
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingEvent:
-    source: Source
-    key: bytes
-    event: RawEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +110,6 @@ class EventPublisher:
     @property
     def raw_event_codec(self) -> RawEventCodec:
         return self._codec
-
-    def encode(self, item: OutgoingEvent) -> EncodedEvent:
-        """The event as it will be published (the gateway checks its size before publishing anything)."""
-        return EncodedEvent(item.source, item.key, self._codec.encode_record(item.event))
 
     async def publish(self, events: list[EncodedEvent], jobs: Sequence[JobRecord] = ()) -> None:
         """Return only when a committed transaction carries every event and the job records (acks=all); else

@@ -43,9 +43,9 @@ import uuid
 from typing import Any
 
 import orjson
+from published import published_events, published_hub_event
 
 from caliper_pipeline.samples import envelope, hub_grade_event, timeback_activity_event, timeback_time_spent_event
-from gateway.ingest import envelope_events, hub_event
 from gateway.tokens import Caller
 from schemas.codec import RawEventCodec
 from schemas.reasons import ReasonCode
@@ -124,9 +124,9 @@ def deliveries() -> list[list[LearningFact]]:
     result = []
     for caller, caliper, hub, received in requests:
         # through JSON, as the gateway receives it
-        raws = ([item.event for item in envelope_events(orjson.loads(orjson.dumps(caliper)), caller,
-                                                         _received(received))] if caliper is not None
-                else [hub_event(orjson.loads(orjson.dumps(hub)), caller, _received(received)).event])
+        raws = (published_events(orjson.loads(orjson.dumps(caliper)), caller, _received(received))
+                if caliper is not None
+                else [published_hub_event(orjson.loads(orjson.dumps(hub)), caller, _received(received))])
         result.append([fact for raw in raws for fact in normalize_with(raw, OPTIONS)])
     return result
 
@@ -145,7 +145,7 @@ def failures() -> list[dict[str, Any]]:
                (0, "2026-10-30T10:00:00.000Z", "NormalizationError: no actor", None, "")]
     for offset, (index, moment, reason, code, job) in enumerate(letters):
         event = timeback_activity_event("erin", event_id=f"urn:uuid:00000000-0000-4000-8000-00000000000{index}")
-        raw = envelope_events({"sensor": "s", "data": [event]}, SCHOOL_A, _received(moment), job)[0].event
+        raw = published_events({"sensor": "s", "data": [event]}, SCHOOL_A, _received(moment), job)[0]
         raw.envelope_index = index
         letter = DeadLetter(reason=reason, reason_code=code, worker_version="docs", topic="caliper.raw.timeback",
                             partition=0, offset=offset, original=codec.encode_record(raw), tenant="school-a",

@@ -25,7 +25,7 @@ from caliper_pipeline.local_pipeline import LocalPipeline
 from caliper_pipeline.settings import Settings
 from caliper_pipeline.sink_client import SinkClientError, sql_literal
 from gateway.clients import ClientRegistry
-from gateway.ingest import envelope_events, envelope_job
+from gateway.ingest import encoded_envelope_events, envelope_job
 from gateway.publisher import EventPublisher
 from gateway.settings import GatewaySettings
 from gateway.tokens import Caller
@@ -76,7 +76,7 @@ def publish_as_a_laxer_gateway(pipeline: LocalPipeline, tenant: str, client_id: 
         publisher = EventPublisher(pipeline.kafka, settings)
         await publisher.start()
         try:
-            events = [publisher.encode(item) for item in envelope_events(document, caller, received, job_id)]
+            events = encoded_envelope_events(document, caller, received, publisher.raw_event_codec, job_id)
             await publisher.publish(events, envelope_job(document, caller, received, job_id))
         finally:
             await publisher.stop()

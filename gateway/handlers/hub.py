@@ -16,7 +16,7 @@ from gateway.handlers.common import (
     publish,
     read_json,
 )
-from gateway.ingest import hub_event, hub_job
+from gateway.ingest import encoded_hub_event, hub_job
 from gateway.keys import BODY_BUDGET, PUBLISHER, shared
 from gateway.responses import json_response
 from gateway.settings import INGEST_SCOPE
@@ -34,7 +34,8 @@ async def post_hub_event(request: web.Request) -> web.Response:
             raise InvalidPayloadError("invalid hub event", problems=problems)
         received_ms = int(time.time() * 1000)
         job_id = new_job_id(request, caller, received_ms)
-        messages = [shared(request)[PUBLISHER].encode(hub_event(payload, caller, received_ms, job_id))]
+        messages = [encoded_hub_event(payload, caller, received_ms, shared(request)[PUBLISHER].raw_event_codec,
+                                      job_id)]
         check_event_sizes(request, messages, lambda index: "")
         await publish(request, messages, hub_job(payload, caller, received_ms, job_id))
     # the hub's contract body, unchanged; the job is named by the Location header

@@ -35,10 +35,10 @@ import pytest
 from caliper_corpus import wrap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from published import published_events, published_hub_event
 from seed_payloads import seed_activity_event, seed_hub_event
 from sink_fixtures import SharedEngine, learning_database
 
-from gateway.ingest import envelope_events, hub_event
 from gateway.tokens import Caller
 from schemas.caliper import check_envelope, terms
 from schemas.caliper.entity_rules import ENTITY_RULES
@@ -120,7 +120,7 @@ def assert_fact_within_bounds(fact: LearningFact) -> None:
 
 
 def caliper_raws(envelope: dict[str, Any]) -> list[RawEvent]:
-    return [item.event for item in envelope_events(envelope, CALLER, RECEIVED_MS)]
+    return published_events(envelope, CALLER, RECEIVED_MS)
 
 
 def accepted_envelope_facts(item: dict[str, Any]) -> tuple[list[LearningFact] | None, list[str]]:
@@ -137,7 +137,7 @@ def accepted_hub_facts(payload: dict[str, Any]) -> tuple[list[LearningFact] | No
     if problems:
         return None, [problem.path for problem in problems]
     assert event is not None
-    return normalize_with(hub_event(payload, CALLER, RECEIVED_MS).event, OPTIONS), []
+    return normalize_with(published_hub_event(payload, CALLER, RECEIVED_MS), OPTIONS), []
 
 
 # --- every normalizer rule, with hostile values at its source path ------------------------------------------

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 from caliper_corpus import SENSOR_ENVELOPE
+from published import published_events
 
-from gateway.ingest import envelope_events
 from gateway.tokens import Caller
 from schemas.caliper import check_envelope
 from schemas.codec import LearningFactCodec, RawEventCodec
@@ -99,7 +99,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse]:
 def published() -> list[RawEvent]:
     problems, envelope = check_envelope({**SENSOR_ENVELOPE, "data": events()})
     assert not problems, problems
-    return [item.event for item in envelope_events(envelope, CALLER, RECEIVED_MS, JOB_ID)]
+    return published_events(envelope, CALLER, RECEIVED_MS, JOB_ID)
 
 
 def load_rows(engine: ClickHouse, target: JsonRowsTarget, topic: str, values: list[bytes]) -> None:

@@ -8,12 +8,13 @@ import random
 from typing import Any
 
 import fastavro
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from caliper_pipeline.samples import envelope, generic_caliper_event, timeback_activity_event, timeback_time_spent_event
-from gateway.ingest import encoded_envelope_events, envelope_events
+from gateway.ingest import encoded_envelope_events
 from gateway.tokens import Caller
 from schemas.avro_flat import FlatRecordWriter
 from schemas.codec import SINGLE_OBJECT_MARKER, LearningFactCodec, RawEventCodec
@@ -77,10 +78,14 @@ def test_the_gateway_encodes_an_envelope_as_its_raw_events() -> None:
                                                                              "type": "Person", "name": "日本"}]
     payload = envelope(*items)
     caller = Caller("app-1", "school-a", frozenset(), None, "America/Sao_Paulo")
-    expected = [(item.source, item.key, CODEC.encode_record(item.event)) for item in envelope_events(
-        payload, caller, 1_764_519_183_052)]
     encoded = encoded_envelope_events(payload, caller, 1_764_519_183_052, CODEC)
-    assert [(item.source, item.key, item.value) for item in encoded] == expected
+    decoded = [CODEC.decode_record(item.value) for item in encoded]
+    assert [item.value for item in encoded] == [CODEC.encode_record(raw) for raw in decoded]  # fastavro's bytes
+    assert [(raw.tenant, raw.client_id, raw.tenant_timezone, raw.received_time_ms, raw.envelope_index)
+            for raw in decoded] == [("school-a", "app-1", "America/Sao_Paulo", 1_764_519_183_052, index)
+                                    for index in range(len(items))]
+    assert [orjson.loads(raw.payload) for raw in decoded] == items
+    assert [raw.event_id for raw in decoded] == [item["id"] for item in items]
 
 
 def test_with_a_schema_registry_the_messages_carry_the_registry_header() -> None:

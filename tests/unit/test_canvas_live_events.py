@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from published import published_events
 
 from caliper_pipeline.samples import (
     CANVAS_EXTENSION,
@@ -20,7 +21,6 @@ from caliper_pipeline.samples import (
     envelope,
     generic_caliper_event,
 )
-from gateway.ingest import envelope_events
 from gateway.tokens import Caller
 from schemas.caliper import check_envelope
 from schemas.coerce import time_to_ms
@@ -40,7 +40,7 @@ def facts_of(body: dict[str, Any]) -> list[LearningFact]:
     """The envelope through the gateway's validation and its raw events, then the streams' normalizers."""
     problems, payload = check_envelope(body)
     assert problems == []
-    return [fact for raw in (outgoing.event for outgoing in envelope_events(payload, CALLER, 1_730_000_000_000))
+    return [fact for raw in published_events(payload, CALLER, 1_730_000_000_000)
             for fact in normalize_with(raw, OPTIONS)]
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 import pytest
+from published import published_events, published_hub_event
 from seed_payloads import CONTEXT, seed_activity_event, seed_hub_event, with_value, without
 
-from gateway.ingest import envelope_events, hub_event
 from gateway.tokens import Caller
 from schemas.caliper import check_envelope
 from schemas.errors import NormalizationError
@@ -126,9 +126,9 @@ def test_the_gateway_stamps_the_tenants_time_zone_on_every_raw_event() -> None:
                     tenant_timezone=SAO_PAULO)
     envelope = {"sensor": "https://app.example", "sendTime": "2024-04-24T14:12:01.000Z", "dataVersion": CONTEXT,
                 "data": [seed_activity_event()]}
-    [outgoing] = envelope_events(envelope, caller, RECEIVED_MS)
-    assert outgoing.event.tenant_timezone == SAO_PAULO
-    assert hub_event(seed_hub_event(), caller, RECEIVED_MS).event.tenant_timezone == SAO_PAULO
+    [raw] = published_events(envelope, caller, RECEIVED_MS)
+    assert raw.tenant_timezone == SAO_PAULO
+    assert published_hub_event(seed_hub_event(), caller, RECEIVED_MS).tenant_timezone == SAO_PAULO
 
 
 def test_an_unknown_tenant_time_zone_is_a_normalization_error() -> None:
@@ -162,7 +162,7 @@ def test_a_backfilled_hub_event_lands_on_the_day_of_the_learning_not_of_the_send
 
 def test_hub_facts_have_no_send_time_and_other_facts_keep_theirs() -> None:
     caller = Caller(client_id="app", tenant="t", scopes=frozenset(), rate_limit_per_second=None)
-    [hub] = normalize_with(hub_event(seed_hub_event(), caller, RECEIVED_MS).event, OPTIONS)
+    [hub] = normalize_with(published_hub_event(seed_hub_event(), caller, RECEIVED_MS), OPTIONS)
     assert hub.send_time_ms is None  # the hub sends none: not 1970-01-01
     assert fact_of("timeback", seed_activity_event()).send_time_ms == 1_721_400_000_000
 
@@ -248,8 +248,8 @@ def sensor_facts(*events: dict[str, Any]) -> list[LearningFact]:
     checked = check_envelope(envelope, now=datetime(2024, 1, 1, tzinfo=UTC))
     assert checked.problems == []
     caller = Caller(client_id="lms", tenant="university", scopes=frozenset(), rate_limit_per_second=None)
-    return [fact for outgoing in envelope_events(checked.payload, caller, RECEIVED_MS)
-            for fact in normalize_with(outgoing.event, OPTIONS)]
+    return [fact for raw in published_events(checked.payload, caller, RECEIVED_MS)
+            for fact in normalize_with(raw, OPTIONS)]
 
 
 def learner(fact: LearningFact) -> tuple[str, str, str]:

@@ -21,8 +21,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_profiles import EXPENSIVE, examples
+from published import published_events, published_hub_event
 
-from gateway.ingest import envelope_events, hub_event
 from gateway.tokens import Caller
 from schemas.caliper import CALIPER_CONTEXT_V1P2, validate_caliper_item
 from schemas.hub import validate_hub_event
@@ -125,7 +125,7 @@ def hub_events(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def hub_raw(payload: dict[str, Any]) -> RawEvent:
-    return hub_event(payload, CALLER, RECEIVED_MS).event
+    return published_hub_event(payload, CALLER, RECEIVED_MS)
 
 
 @settings(max_examples=examples(EXPENSIVE), suppress_health_check=[HealthCheck.too_slow])
@@ -178,7 +178,7 @@ def generic_events(draw: st.DrawFn) -> dict[str, Any]:
 def caliper_raw(payload: dict[str, Any]) -> RawEvent:
     envelope = {"sensor": "https://example.edu/sensor", "sendTime": "2025-01-01T00:00:00.000Z",
                 "dataVersion": CONTEXT, "data": [payload]}
-    return envelope_events(envelope, CALLER, RECEIVED_MS)[0].event
+    return published_events(envelope, CALLER, RECEIVED_MS)[0]
 
 
 @settings(max_examples=examples(EXPENSIVE), suppress_health_check=[HealthCheck.too_slow])

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 from caliper_corpus import wrap
+from published import published_events
 
-from gateway.ingest import envelope_events
 from gateway.tokens import Caller
 from schemas.caliper import check_envelope
 from schemas.personal_data import (
@@ -65,8 +65,8 @@ def canvas_event() -> dict[str, Any]:
 def fact_of(event: dict[str, Any]) -> LearningFact:
     problems, published = check_envelope(wrap(event))
     assert not problems, problems
-    (item,) = envelope_events(published, CALLER, 1_780_000_000_000)
-    (fact,) = normalize_with(item.event, OPTIONS)
+    (raw,) = published_events(published, CALLER, 1_780_000_000_000)
+    (fact,) = normalize_with(raw, OPTIONS)
     return fact
 
 

@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 import pytest
 from caliper_corpus import VALID_FILES, load, wrap
+from published import published_events, published_hub_event
 from pydantic import SecretStr
 from seed_payloads import CONTEXT, seed_activity_event, seed_hub_event, with_value
 from sink_fixtures import DAY_MS, SharedEngine, insert, make_fact, open_engine, scalar
 
-from gateway.ingest import envelope_events, hub_event
 from gateway.tokens import Caller
 from schemas.caliper import check_envelope
 from schemas.codec import LearningFactCodec, RawEventCodec
@@ -58,7 +58,7 @@ def raw_events_of(*items: dict[str, Any], send_time: str = "2024-04-24T14:13:00.
                 "sensor": "https://app.example/sensor"}
     checked = check_envelope(envelope, now=datetime(2025, 1, 1, tzinfo=UTC))
     assert checked.problems == []
-    return [outgoing.event for outgoing in envelope_events(checked.payload, caller, received_ms)]
+    return published_events(checked.payload, caller, received_ms)
 
 
 def sink_for(target: ClickHouse, batch_rows: int = 1000) -> BatchSink:
@@ -110,15 +110,15 @@ def activity(event_id: str | None = None, **changes: Any) -> dict[str, Any]:
 
 def every_kind_of_raw_event() -> list[RawEvent]:
     events = raw_events_of(activity(), GRADE_BY_APP, SESSION_TIMED_OUT)
-    events.append(hub_event(with_value(seed_hub_event(), "object.endedAtTime", "2022-07-19T19:36:00"),
-                            CALLER, RECEIVED_MS).event)
+    events.append(published_hub_event(with_value(seed_hub_event(), "object.endedAtTime", "2022-07-19T19:36:00"),
+                                      CALLER, RECEIVED_MS))
     for path in VALID_FILES:  # IMS's corpus: every event and entity shape of Caliper 1.2
         document = load(path)
         envelope = document if isinstance(document, dict) and "data" in document else wrap(document)
         checked = check_envelope(envelope, now=datetime(2025, 1, 1, tzinfo=UTC))
         if checked.problems:
             continue
-        events.extend(outgoing.event for outgoing in envelope_events(checked.payload, CALLER, RECEIVED_MS))
+        events.extend(published_events(checked.payload, CALLER, RECEIVED_MS))
     return events
 
 
@@ -264,7 +264,7 @@ def test_the_archive_reads_back_the_raw_events_page_by_page(target: ClickHouse) 
     events = raw_events_of(*[activity(f"urn:uuid:20000000-0000-0000-0000-{i:012d}")
                              for i in range(23)])
     events += raw_events_of(GRADE_BY_APP, caller=replace(CALLER, tenant="school-b"))
-    events.append(hub_event(seed_hub_event(), CALLER, RECEIVED_MS + 5_000).event)
+    events.append(published_hub_event(seed_hub_event(), CALLER, RECEIVED_MS + 5_000))
     load_raw(target, events)
     pages = list(read_archived(target.query_rows, "learning", "school-a", None, None, page_rows=10))
     assert [len(page) for page in pages] == [10, 10, 4]

@@ -18,11 +18,11 @@ from caliper_corpus import VALID_FILES, wrap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_profiles import WIDE, examples
+from published import published_events
 from seed_payloads import seed_activity_event, seed_hub_event
 from test_normalizer_properties import hub_events, timeback_events
 
 from caliper_pipeline.bench.streams import sample_raw_events
-from gateway.ingest import envelope_events
 from gateway.tokens import Caller
 from schemas.caliper import check_envelope
 from schemas.errors import NormalizationError
@@ -201,8 +201,8 @@ def test_the_conformance_corpus_events_that_reach_the_worker_have_the_same_outco
         problems, published = check_envelope(wrap(item))
         if problems:
             continue
-        for sent in envelope_events(published, CALLER, 1_780_000_000_000):
-            payload = orjson.loads(sent.event.payload)
+        for sent in published_events(published, CALLER, 1_780_000_000_000):
+            payload = orjson.loads(sent.payload)
             reached += 1
             for source, normalizer in (("timeback", normalize_timeback), ("hub", normalize_hub)):
                 assert outcome(normalizer, source, payload, "UTC", True) == outcome(
