@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings, package_version
+from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
+from schemas.version import PIPELINE_VERSION
 
 _JSON = "application/json"
 READ_BUSY = "The client's read rate, or the read side's slots for its tenant, are used up (see Retry-After)"
@@ -144,7 +145,7 @@ def openapi_document(settings: GatewaySettings) -> dict[str, Any]:
     ]}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "caliper-pipeline gateway", "version": package_version(),
+        "info": {"title": "caliper-pipeline gateway", "version": PIPELINE_VERSION,
                  "description": "IMS Caliper 1.2 ingestion (Timeback profile, generic Caliper, the hub's grade "
                                 "events). An event is acknowledged only after Kafka holds it."},
         "servers": [{"url": settings.base_url}],

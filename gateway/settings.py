@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -19,14 +18,6 @@ MIN_SECRET_BYTES = 32
 MIB = 1024 * 1024
 # the record-batch compressions aiokafka writes; "none" (or empty) turns compression off
 COMPRESSIONS = ("lz4", "zstd", "gzip", "snappy")
-
-
-def package_version() -> str:
-    """The installed version of caliper-pipeline (pyproject.toml is its one source)."""
-    try:
-        return version("caliper-pipeline")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "0+unknown"
 
 
 class DevelopmentSecretError(PipelineError):

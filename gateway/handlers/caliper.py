@@ -23,11 +23,12 @@ from gateway.handlers.common import (
 from gateway.ingest import encoded_envelope_events, envelope_job
 from gateway.keys import BODY_BUDGET, DRY_RUN, PUBLISHER, SETTINGS, shared
 from gateway.responses import json_response
-from gateway.settings import INGEST_SCOPE, package_version
+from gateway.settings import INGEST_SCOPE
 from schemas.caliper import VERSIONS, check_envelope, is_event
 from schemas.caliper.terms import KNOWN_PROFILES
 from schemas.hub import PROFILES as HUB_PROFILES
 from schemas.reasons import ReasonCode
+from schemas.version import PIPELINE_VERSION
 
 
 def _item_count(payload: Any) -> int:
@@ -88,7 +89,7 @@ async def get_endpoint_config(request: web.Request) -> web.Response:
         "caliper_maximum_payload_size": settings.max_body_bytes,
         "caliper_supported_versions": list(VERSIONS),  # 1.2, then 1.1
         "caliper_supported_extensions": {
-            "endpoint_name": "caliper-pipeline gateway", "endpoint_version": package_version(),
+            "endpoint_name": "caliper-pipeline gateway", "endpoint_version": PIPELINE_VERSION,
             "profiles": sorted(KNOWN_PROFILES | set(HUB_PROFILES)),  # what the validators accept
             "maximum_event_size": settings.max_event_bytes,
             "maximum_events_per_envelope": settings.max_events_per_envelope,
