@@ -42,10 +42,12 @@ FORMATS = {name.lower(): name for name in (
       "tsvwithnamesandtypes": "TabSeparatedWithNamesAndTypes"}
 DEFAULT_FORMAT = "TabSeparated"  # ClickHouse's answer format when neither the statement nor the request names one
 CATALOG_TABLES = frozenset({"databases", "tables", "columns", "settings", "one"})  # readable system.* tables
-# the catalog's columns that count a table's rows or bytes, every tenant's together (system.tables, system.columns)
+# the catalog's columns that count a table's rows, bytes or running mutations (an erasure), every tenant's together
+# (system.tables, system.columns)
 CATALOG_SIZE_COLUMNS = frozenset({
     "total_rows", "total_bytes", "total_bytes_uncompressed", "parts", "active_parts", "total_marks",
     "lifetime_rows", "lifetime_bytes", "data_compressed_bytes", "data_uncompressed_bytes", "marks_bytes",
+    "active_on_fly_data_mutations", "active_on_fly_alter_mutations", "active_on_fly_metadata_mutations",
 })
 _SIZED_CATALOG = frozenset({"system.tables", "system.columns"})
 _MATCHERS = frozenset({"Asterisk", "QualifiedAsterisk", "ColumnsRegexpMatcher", "ColumnsListMatcher",
