@@ -223,6 +223,23 @@ async def test_the_attacks_through_clickhouse_connect_show_no_other_schools_row(
         operator.close()
 
 
+async def test_a_client_that_sends_its_wait_within_the_sinks_limit_is_answered(
+        sink: tuple[Client, Credentials]) -> None:
+    """clickhouse-go (under Grafana's ClickHouse plugin) sends ``max_execution_time`` = its deadline + 5 s with every
+    query: at most the sink's own limit (60 s here) it is accepted and the sink's limit applies; above it, 0 (no
+    limit) or not a number, refused by name."""
+    client, credentials = sink
+    user, secret = credentials["school-a"]
+    for value, status in (("59", 200), ("60", 200), ("0.5", 200), ("61", 403), ("9999", 403), ("0", 403),
+                          ("-1", 403), ("inf", 403), ("nan", 403), ("x", 403)):
+        answer = await client.get("/", params={"query": "SELECT uniqExact(tenant) FROM current_facts",
+                                               "max_execution_time": value},
+                                  headers={"X-ClickHouse-User": user, "X-ClickHouse-Key": secret})
+        text = await answer.text()
+        assert answer.status == status, (value, text)
+        assert text == "1\n" if status == 200 else "max_execution_time" in text, (value, text)
+
+
 async def test_the_catalog_lists_the_tables_but_not_their_sizes_to_a_school(sink: tuple[Client, Credentials]) -> None:
     """The catalog's filter keeps rows (tables), not columns: its row, byte and part counts are every tenant's
     together, so a school credential may not read them; the names, engines and columns clients list stay readable,
