@@ -18,7 +18,9 @@ credential answers 401, a wrong one 403, both with ClickHouse's ``Code: 516 ... 
 URL parameters: ``query``, ``default_format`` (or the ``X-ClickHouse-Format`` header), ``database`` (or
 ``X-ClickHouse-Database``: the pipeline's only), ``query_id``, ``param_<name>``
 (values of ``{name:Type}`` placeholders, parsed by the engine as their type), the transport and session settings
-clients send (``IGNORED_SETTINGS``: accepted, without effect) and nothing else: a setting that would change a
+clients send (``IGNORED_SETTINGS``: accepted, without effect), ``max_execution_time`` at most the sink's own
+limit (what the client will wait: clickhouse-go, under Grafana's ClickHouse plugin, sends its deadline plus 5 s
+with every query; accepted, the sink's limit applies) and nothing else: a setting that would change a
 limit, or any other, is refused naming it (``LIMIT_SETTINGS``: 403, code 164 READONLY; else 400, code 115
 UNKNOWN_SETTING). The answer is never compressed (``Content-Encoding`` absent), which clients accept.
 
@@ -112,13 +114,17 @@ def credentials(request: web.Request) -> tuple[str, str] | None:
     return offered[0] if offered else None
 
 
-def _settings_check(query: dict[str, str], database: str) -> None:
+def _settings_check(query: dict[str, str], database: str, max_seconds: float) -> None:
     for name in query:
         if name in REQUEST_PARAMETERS or name in IGNORED_SETTINGS or name.startswith("param_"):
             continue
+        if name == "max_execution_time" and _within(query[name], max_seconds):
+            continue  # what a client waits for (clickhouse-go sends its deadline): the sink's limit still applies
         if name in LIMIT_SETTINGS or name.startswith(("max_", "min_", "allow_")):
+            bound = (f" (max_execution_time: at most {max_seconds:g} seconds, above 0, is accepted and the sink's "
+                     "limit applies)" if name == "max_execution_time" else "")
             raise ClickHouseHttpError(f"Cannot modify '{name}' setting in readonly mode: the sink sets the limits "
-                                      "of analysts' queries", status=403, code=164)
+                                      f"of analysts' queries{bound}", status=403, code=164)
         raise ClickHouseHttpError(f"Setting {name} is neither a builtin setting nor one this endpoint accepts; "
                                   f"accepted: {', '.join(sorted(IGNORED_SETTINGS))}", status=400, code=115)
     query_id = query.get("query_id", "")
@@ -128,6 +134,15 @@ def _settings_check(query: dict[str, str], database: str) -> None:
     if query.get("database", database) not in (database, ""):
         raise ClickHouseHttpError(f"Database {query['database'][:60]} does not exist here: only {database} is "
                                   "served", status=404, code=81)
+
+
+def _within(value: str, max_seconds: float) -> bool:
+    """``value`` is a number of seconds above 0 and at most ``max_seconds`` (the sink's own limit)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return False
+    return 0 < seconds <= max_seconds
 
 
 def error_response(message: str, *, status: int, code: int, headers: dict[str, str] | None = None) -> web.Response:
@@ -221,7 +236,7 @@ async def _query(request: web.Request, process: SinkProcess, verify: Verify) -> 
             raise ClickHouseHttpError(f"{offered[0][:60]}: Authentication failed: password is incorrect, or there "
                                       "is no user with such name", status=403, code=516)
         _settings_check({"database": request.headers.get("X-ClickHouse-Database", ""), **request.query},
-                        queries.database)
+                        queries.database, queries.limits.max_execution_seconds)
         fmt = output_format(request.query.get("default_format", request.headers.get("X-ClickHouse-Format",
                                                                                     DEFAULT_FORMAT)), "default_format")
         sql = await _statement(request, queries.limits.max_query_bytes)

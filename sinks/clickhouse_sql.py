@@ -12,7 +12,9 @@ statement (``... FORMAT Native``), list databases, tables and columns from ``sys
 - the catalog tables ``system.databases``, ``system.tables``, ``system.columns`` (which the analysts' connections
   filter to the pipeline's database and its readable tables: ``catalog_filters``), ``system.settings`` (the
   session's query settings: limits and formats, no credential) and ``system.one``; every other ``system`` table
-  stays refused;
+  stays refused. Their size columns (rows, bytes, parts, marks) count every tenant's rows: a school credential's
+  statement that reads a catalog table may not name them, nor select ``*`` or a ``COLUMNS(...)`` matcher
+  (``check_catalog_sizes``); the names, engines and columns clients list stay readable;
 - ``SHOW DATABASES``, ``SHOW TABLES FROM <the pipeline's database>``, ``EXISTS [TABLE] name`` and
   ``EXISTS DATABASE name``, answered from the allow-list (``sinks.tables.ANALYST_TABLES``) by a statement of the
   sink's own.
@@ -40,6 +42,16 @@ FORMATS = {name.lower(): name for name in (
       "tsvwithnamesandtypes": "TabSeparatedWithNamesAndTypes"}
 DEFAULT_FORMAT = "TabSeparated"  # ClickHouse's answer format when neither the statement nor the request names one
 CATALOG_TABLES = frozenset({"databases", "tables", "columns", "settings", "one"})  # readable system.* tables
+# the catalog's columns that count a table's rows, bytes or running mutations (an erasure), every tenant's together
+# (system.tables, system.columns)
+CATALOG_SIZE_COLUMNS = frozenset({
+    "total_rows", "total_bytes", "total_bytes_uncompressed", "parts", "active_parts", "total_marks",
+    "lifetime_rows", "lifetime_bytes", "data_compressed_bytes", "data_uncompressed_bytes", "marks_bytes",
+    "active_on_fly_data_mutations", "active_on_fly_alter_mutations", "active_on_fly_metadata_mutations",
+})
+_SIZED_CATALOG = frozenset({"system.tables", "system.columns"})
+_MATCHERS = frozenset({"Asterisk", "QualifiedAsterisk", "ColumnsRegexpMatcher", "ColumnsListMatcher",
+                       "QualifiedColumnsRegexpMatcher", "QualifiedColumnsListMatcher"})
 _FORMAT_CLAUSE = re.compile(r"\s+FORMAT\s+([A-Za-z][A-Za-z0-9_]*)\s*$", re.IGNORECASE)
 
 
@@ -117,6 +129,24 @@ def _names(root: AstNode) -> list[str]:
     if not names:
         raise QueryRejectedError("EXISTS needs a name")
     return names
+
+
+def check_catalog_sizes(root: AstNode) -> None:
+    """Refuse, in a statement that reads ``system.tables`` or ``system.columns``, a size column
+    (``CATALOG_SIZE_COLUMNS``) or a ``*`` / ``COLUMNS(...)`` matcher anywhere in it: the catalog's filter keeps
+    rows (tables), not columns, and those count every tenant's rows of a table (for a school credential)."""
+    nodes = [node for node, _ in root.walk()]
+    if not any(node.kind in ("TableIdentifier", "Identifier") and node.name.replace("`", "").replace('"', "").lower()
+               in _SIZED_CATALOG for node in nodes):
+        return
+    for node in nodes:
+        if node.kind in _MATCHERS:
+            raise QueryRejectedError("a school credential's statement that reads system.tables or system.columns "
+                                     "must name its columns (no * or COLUMNS()): the size columns count every "
+                                     "tenant's rows")
+        if node.kind == "Identifier" and node.name.rpartition(".")[2].strip("`\"").lower() in CATALOG_SIZE_COLUMNS:
+            raise QueryRejectedError(f"{node.name} is not readable with a school credential: the catalog's size "
+                                     f"columns count every tenant's rows")
 
 
 def catalog_filters(database: str) -> dict[str, str]:

@@ -47,7 +47,13 @@ from typing import Any
 from sinks.analysts import OPERATOR, Analyst, tenant_filters
 from sinks.answers import assemble
 from sinks.clickhouse import ClickHouse, connect, map_literal
-from sinks.clickhouse_sql import CATALOG_TABLES, catalog_filters, catalog_statement, strip_format
+from sinks.clickhouse_sql import (
+    CATALOG_TABLES,
+    catalog_filters,
+    catalog_statement,
+    check_catalog_sizes,
+    strip_format,
+)
 from sinks.errors import ClickHouseQueryError, QueryLimitError, QueryRejectedError
 from sinks.query_slots import QuerySlots
 from sinks.settings import ClickHouseSettings, QueryLimits
@@ -238,6 +244,8 @@ class AnalystQueries:
             self._table_functions = frozenset(str(row[0]) for row in rows)
         check_tree(root, self.database, self._table_functions, self._table_names(client),
                    CATALOG_TABLES if compatible else frozenset())
+        if compatible and analyst.tenants is not None:
+            check_catalog_sizes(root)
         if root.kind == "ShowTables":  # SHOW DATABASES, SETTINGS ... parse into the same node: compare the text
             check_show(self._formatted(client, statement))
             return show_tables_statement(self.database), True, clause_format

@@ -8,10 +8,15 @@ limits) on 127.0.0.1 in a thread of its own. The same statements, ``count`` time
   ``urllib`` (one connection per request);
 - ``clickhouse_connect``: the same through clickhouse-connect (``raw_query``, TabSeparated: the driver's HTTP
   path without its result parsing), one client kept open;
-- ``sql``: ``POST /sql?format=tsv``, the same way as ``clickhouse_http``.
+- ``sql``: ``POST /sql?format=tsv``, the same way as ``clickhouse_http``;
+- ``clickhouse_http_school``, ``clickhouse_connect_school``: the first two with a school credential
+  (``sinks.analysts``, made by ``AnalystRegistry.add``: user = its id, password = its secret) instead of the
+  operator's analyst token: its connections carry the tenants' filter, its secret is checked once (one scrypt,
+  then remembered).
 
 Statements: ``SELECT 1`` (what a query costs whatever it reads: the policy's parse and checks, a pooled
-connection, HTTP) and ``rows`` rows of two columns in TabSeparated. Figures: median and 90th percentile in ms.
+connection, HTTP), ``rows`` rows of two columns in TabSeparated, and a count over ``current_facts`` (empty here: a
+view the school's filter reaches). Figures: median and 90th percentile in ms.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 TOKEN = "bench-analyst-token"
+SCHOOL = "bench-school"
 
 
 def _timings(call: Callable[[], bytes], count: int) -> dict[str, float]:
@@ -65,6 +71,7 @@ def run_sql_endpoint_bench(count: int, rows: int) -> dict[str, Any]:
     from pydantic import SecretStr
 
     from schemas.kafka import KafkaSettings
+    from sinks.analysts import AnalystRegistry
     from sinks.clickhouse import connect
     from sinks.http import SinkProcess, build_app
     from sinks.loader import SinkLoader
@@ -74,7 +81,9 @@ def run_sql_endpoint_bench(count: int, rows: int) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="bench-sql-endpoint-") as directory:
         clickhouse = ClickHouseSettings(data_path=Path(directory) / "chdb")
-        settings = SinkSettings(analyst_token=SecretStr(TOKEN))
+        analysts_file = Path(directory) / "analysts.json"
+        school, secret = AnalystRegistry(analysts_file).add([SCHOOL], analyst_id=SCHOOL)
+        settings = SinkSettings(analyst_token=SecretStr(TOKEN), analysts_file=analysts_file)
         writer = connect(clickhouse, create_database=True)
         apply_migrations(writer, Layout(clickhouse.database))
         queries = AnalystQueries(clickhouse, settings.queries)
@@ -89,20 +98,25 @@ def run_sql_endpoint_bench(count: int, rows: int) -> dict[str, Any]:
         direct = chdb.connect(os.path.realpath(clickhouse.data_path))
         direct.query(f"USE {clickhouse.database}", "TabSeparated")
         driver = clickhouse_connect.get_client(host="127.0.0.1", port=holder["port"], password=TOKEN)
+        school_driver = clickhouse_connect.get_client(host="127.0.0.1", port=holder["port"],
+                                                      username=school.analyst_id, password=secret)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
         def direct_query(statement: str) -> bytes:
             return bytes(direct.query(statement, "TabSeparated").bytes())
 
-        def driver_query(statement: str) -> bytes:
-            return bytes(driver.raw_query(statement, fmt="TabSeparated"))
+        def driver_query(statement: str, client: Any = driver) -> bytes:
+            return bytes(client.raw_query(statement, fmt="TabSeparated"))
 
-        def clickhouse_http(statement: str) -> bytes:
+        def clickhouse_http(statement: str, user: str = "default", password: str = TOKEN) -> bytes:
             url = f"{base}/?{urllib.parse.urlencode({'query': statement})}"
-            request = urllib.request.Request(url, headers={"X-ClickHouse-Key": TOKEN})
+            request = urllib.request.Request(url, headers={"X-ClickHouse-User": user, "X-ClickHouse-Key": password})
             with urllib.request.urlopen(request, timeout=120) as answer:
                 body: bytes = answer.read()
                 return body
+
+        school_http = functools.partial(clickhouse_http, user=school.analyst_id, password=secret)
+        school_connect = functools.partial(driver_query, client=school_driver)
 
         def sql(statement: str) -> bytes:
             request = urllib.request.Request(f"{base}/sql?format=tsv", data=statement.encode(),
@@ -115,16 +129,21 @@ def run_sql_endpoint_bench(count: int, rows: int) -> dict[str, Any]:
                                    "callers; see docs/benchmarks.md for the machine's load"}
         try:
             for name, statement in (("select_1", "SELECT 1"),
-                                    (f"rows_{rows}", f"SELECT number, toString(number) AS s FROM numbers({rows})")):
+                                    (f"rows_{rows}", f"SELECT number, toString(number) AS s FROM numbers({rows})"),
+                                    ("count_current_facts", "SELECT count() FROM learning.current_facts")):
                 row: dict[str, Any] = {name: _timings(functools.partial(call, statement), count) for name, call in (
                     ("direct", direct_query), ("clickhouse_http", clickhouse_http),
-                    ("clickhouse_connect", driver_query), ("sql", sql))}
+                    ("clickhouse_connect", driver_query), ("sql", sql),
+                    ("clickhouse_http_school", school_http), ("clickhouse_connect_school", school_connect))}
                 row["clickhouse_http_overhead_ms"] = round(
                     row["clickhouse_http"]["median_ms"] - row["direct"]["median_ms"], 2)
+                row["school_minus_operator_ms"] = round(
+                    row["clickhouse_http_school"]["median_ms"] - row["clickhouse_http"]["median_ms"], 2)
                 figures[name] = row
         finally:
             direct.close()
             driver.close()
+            school_driver.close()
             holder["loop"].call_soon_threadsafe(holder["loop"].stop)
             server.join(30)
             queries.close()

@@ -1,8 +1,13 @@
 """Every query of the Grafana dashboard (deploy/grafana/dashboards/caliper-pipeline.json), panels and template
 variables, read from the file, expanded as Grafana and the ClickHouse plugin expand it (tests/grafana_panels.py)
-and run through the sink's SQL endpoint with the analyst credential, on the real engine loaded with known data:
-each answers exactly the rows computed here from that data. A panel added to the file without an expectation
-here fails.
+and run on the real engine loaded with known data: each answers exactly the rows computed here from that data. A
+panel added to the file without an expectation here fails.
+
+Each runs as each of the dashboard's possible data sources: the operator's analyst token (the sink's
+``POST /sql``: every tenant), and a school's credential on the sink's ClickHouse HTTP interface through
+clickhouse-connect (user = the credential's id, password = its secret, over HTTP, as Grafana's ClickHouse plugin
+connects): a school sees its own rows only, whatever the tenant variable selects (another school's selection
+answers nothing).
 
 The data: the example data set of docs/analytics.md (tests/docs_dataset.py: two tenants' facts, failed events),
 plus the delivery receipts the operators' panels read, written below: the accepted requests (``jobs``, through
@@ -12,13 +17,15 @@ the loader's entry table) and which of their events were loaded when (``job_fact
 
 from __future__ import annotations
 
+import asyncio
 import typing
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import clickhouse_connect
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
@@ -27,6 +34,7 @@ from grafana_panels import PanelQuery, QueryContext, dashboard, expand, panel_qu
 from pydantic import SecretStr
 from sink_fixtures import SharedEngine, learning_database, sink_test_client
 
+from sinks.analysts import AnalystRegistry
 from sinks.clickhouse import ClickHouse
 from sinks.settings import SinkSettings
 from sinks.tables import JOB_FACTS_TABLE, JOBS_INPUT_TABLE
@@ -35,8 +43,10 @@ from sinks.writer import INSERT_SETTINGS
 Rows = list[tuple[typing.Any, ...]]
 Run = Callable[[str], typing.Awaitable[Rows]]
 
-# the credential the dashboard's data source uses: the sink's analyst token (POST /sql)
+# the credentials the dashboard's data source may use: the operator's analyst token (POST /sql), or a school's
 ANALYST_TOKEN = "grafana-analyst-token-0123456789"
+OPERATOR = "operator"
+CREDENTIALS = (OPERATOR, "school-a", "school-b")  # a school's credential reads that tenant
 INTERVAL_S = 3600
 SELECTIONS = {"school-a": ("school-a",), "all": ("school-a", "school-b")}  # ``All`` expands to every value
 # the receipts are kept 30 days (a TTL): they are written in the last days, the example facts in November 2026
@@ -94,6 +104,13 @@ class Case:
     tenants: tuple[str, ...]
     start: datetime
     end: datetime
+    visible: tuple[str, ...] = ("school-a", "school-b")  # the tenants the credential reads
+
+    def seen_by(self, credential: str) -> Case:
+        """The state as a credential sees it: a school's credential reads its tenant's rows only."""
+        if credential == OPERATOR:
+            return self
+        return replace(self, tenants=tuple(t for t in self.tenants if t == credential), visible=(credential,))
 
     def in_range(self, ms: int) -> bool:  # $__timeFilter: both ends included
         return self.start.timestamp() * 1000 <= ms <= self.end.timestamp() * 1000
@@ -183,17 +200,22 @@ EXPECTED: dict[str, Callable[[Case], Rows]] = {
     "Daily XP per student (local days)": _daily_xp,
     "BNCC mastery per skill": _mastery,
     "Time on task per local day": _time_on_task,
-    "variable tenant": lambda case: [("school-a",), ("school-b",)],
+    "variable tenant": lambda case: [(tenant,) for tenant in case.visible],
 }
 CASES = {f"{selection}, {name}": Case(tenants, *bounds)
          for selection, tenants in SELECTIONS.items() for name, bounds in RANGES.items()}
 
 
 def _normalized(rows: Rows) -> Rows:
-    """JSON values as comparable: numbers (64-bit integers come quoted) as floats rounded to 6 places."""
+    """Values as comparable: numbers (JSON quotes 64-bit integers) as floats rounded to 6 places, times (Native)
+    as JSON writes them."""
     def value(v: typing.Any) -> typing.Any:
         if isinstance(v, bool) or v is None:
             return v
+        if isinstance(v, datetime):
+            return v.strftime("%Y-%m-%d %H:%M:%S")
+        if isinstance(v, date):
+            return v.isoformat()
         try:
             return round(float(v), 6)
         except (TypeError, ValueError):
@@ -222,16 +244,42 @@ def owner(chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
         yield clickhouse
 
 
-@pytest.fixture
-async def run_sql(owner: ClickHouse, tmp_path: Path) -> AsyncIterator[Run]:
-    """Runs one statement as the dashboard's data source would: the sink's ``POST /sql`` with the analyst
-    credential; the rows in the statement's column order."""
-    settings = SinkSettings(analyst_token=SecretStr(ANALYST_TOKEN))
+@pytest.fixture(scope="module")
+def schools(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, tuple[str, str]]]:
+    """The analysts file, with a credential of each school (``caliper-pipeline analysts add``): its id and secret."""
+    path = tmp_path_factory.mktemp("analysts") / "analysts.json"
+    registry = AnalystRegistry(path)
+    logins = {}
+    for school in CREDENTIALS[1:]:
+        credential, secret = registry.add([school], analyst_id=f"grafana-{school}")
+        logins[school] = (credential.analyst_id, secret)
+    return path, logins
+
+
+@pytest.fixture(params=CREDENTIALS)
+async def run_sql(request: pytest.FixtureRequest, owner: ClickHouse, tmp_path: Path,
+                  schools: tuple[Path, dict[str, tuple[str, str]]]) -> AsyncIterator[tuple[str, Run]]:
+    """The credential, and what runs one statement as the dashboard's data source would with it, the rows in the
+    statement's column order: the operator's analyst token on the sink's ``POST /sql``; a school's credential on
+    the sink's ClickHouse HTTP interface, through clickhouse-connect (Native answers, as the plugin reads)."""
+    credential: str = request.param
+    settings = SinkSettings(analyst_token=SecretStr(ANALYST_TOKEN), analysts_file=schools[0])
     async with sink_test_client(owner, tmp_path, settings) as client:
-        async def run(sql: str) -> Rows:
-            answer = await _post(client, sql)
-            return [tuple(row.values()) for row in orjson.loads(answer)["data"]]
-        yield run
+        if credential == OPERATOR:
+            async def run(sql: str) -> Rows:
+                answer = await _post(client, sql)
+                return [tuple(row.values()) for row in orjson.loads(answer)["data"]]
+            yield credential, run
+            return
+        user, password = schools[1][credential]
+        driver = await asyncio.to_thread(clickhouse_connect.get_client, host="127.0.0.1", port=client.server.port,
+                                         username=user, password=password, database="learning")
+        try:
+            async def run_school(sql: str) -> Rows:
+                return [tuple(row) for row in (await asyncio.to_thread(driver.query, sql)).result_rows]
+            yield credential, run_school
+        finally:
+            driver.close()
 
 
 async def _post(client: TestClient[typing.Any, typing.Any], sql: str) -> bytes:
@@ -294,8 +342,20 @@ def test_the_dashboard_has_the_operators_and_the_analysts_panels() -> None:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("query", QUERIES, ids=[q.title for q in QUERIES])
-async def test_every_dashboard_query_answers_the_expected_rows(query: PanelQuery, case: str, run_sql: Run) -> None:
+async def test_every_dashboard_query_answers_the_expected_rows(query: PanelQuery, case: str,
+                                                               run_sql: tuple[str, Run]) -> None:
+    """With a school's credential, the other school's selection answers nothing, and ``All`` that school's rows."""
+    credential, run = run_sql
     state = CASES[case]
     context = QueryContext(state.start, state.end, INTERVAL_S, {"tenant": state.tenants})
-    rows = await run_sql(expand(query.raw_sql, context))
-    assert _normalized(_answer(query, rows)) == _normalized(EXPECTED[query.title](state))
+    rows = await run(expand(query.raw_sql, context))
+    assert _normalized(_answer(query, rows)) == _normalized(EXPECTED[query.title](state.seen_by(credential)))
+
+
+def test_the_data_tells_a_schools_view_from_the_operators_in_every_panel() -> None:
+    """school-a's credential has rows to see in each query, and each has a state where a school's answer differs
+    from the operator's: a leak or an over-filter changes an answer."""
+    for title, expected in EXPECTED.items():
+        assert any(expected(case.seen_by("school-a")) for case in CASES.values()), title
+        assert any(expected(case) != expected(case.seen_by(school))
+                   for case in CASES.values() for school in CREDENTIALS[1:]), title
