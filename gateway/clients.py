@@ -20,10 +20,11 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from gateway.errors import ClientExistsError, RevokedClientError, UnknownClientError
 from gateway.settings import INGEST_SCOPE, READ_SCOPE
-from schemas.credentials import changed_json, hash_secret, stored_secret_ok, write_private_json
+from schemas.credentials import WatchedFile, hash_secret, stored_secret_ok
 from schemas.personal_data import ExtensionsPolicy, checked_policy_keys
 from schemas.tenants import DEFAULT_TIMEZONE, checked_timezone
 
@@ -79,49 +80,45 @@ class Tenant:
                    extensions_drop=tuple(drop) if isinstance(drop, list | tuple) else ())
 
 
+class _ClientsFile(NamedTuple):
+    clients: dict[str, Client]
+    tenants: dict[str, Tenant]
+
+
+def _parse(raw: dict[str, Any]) -> _ClientsFile:
+    if isinstance(raw.get("version"), int):
+        clients, tenants = raw.get("clients", {}), raw.get("tenants", {})
+    else:  # the first format: client id -> client
+        clients, tenants = raw, {}
+    return _ClientsFile({cid: Client(**{**entry, "scopes": tuple(entry.get("scopes", ()))})
+                         for cid, entry in clients.items()},
+                        {name: Tenant.from_json(entry) for name, entry in tenants.items()})
+
+
 class ClientRegistry:
     """The clients file, re-read when it changes (checked at most once per ``refresh_seconds``)."""
 
     def __init__(self, path: Path, refresh_seconds: float = 1.0) -> None:
         self.path = path
-        self.refresh_seconds = refresh_seconds
-        self._clients: dict[str, Client] = {}
-        self._tenants: dict[str, Tenant] = {}
-        self._mtime_ns = -1
-        self._checked_at = 0.0
+        self._file = WatchedFile(path, _parse, refresh_seconds)
 
-    def _load(self) -> None:
-        raw, mtime_ns = changed_json(self.path, self._mtime_ns)
-        if raw is None:
-            return
-        if isinstance(raw.get("version"), int):
-            clients, tenants = raw.get("clients", {}), raw.get("tenants", {})
-        else:  # the first format: client id -> client
-            clients, tenants = raw, {}
-        self._clients = {
-            cid: Client(**{**entry, "scopes": tuple(entry.get("scopes", ()))}) for cid, entry in clients.items()
-        }
-        self._tenants = {name: Tenant.from_json(entry) for name, entry in tenants.items()}
-        self._mtime_ns = mtime_ns
+    @property
+    def refresh_seconds(self) -> float:
+        return self._file.refresh_seconds
 
-    def _fresh(self) -> dict[str, Client]:
-        now = time.monotonic()
-        if now - self._checked_at >= self.refresh_seconds:
-            self._checked_at = now
-            self._load()
-        return self._clients
+    @refresh_seconds.setter
+    def refresh_seconds(self, seconds: float) -> None:
+        self._file.refresh_seconds = seconds
 
     def get(self, client_id: str) -> Client | None:
-        return self._fresh().get(client_id)
+        return self._file.current().clients.get(client_id)
 
     def all(self) -> list[Client]:
-        self._checked_at = 0.0
-        return sorted(self._fresh().values(), key=lambda c: c.created_at)
+        return sorted(self._file.current(force=True).clients.values(), key=lambda c: c.created_at)
 
     def tenant(self, name: str) -> Tenant:
         """The tenant's settings (its time zone); a tenant the file does not name is in UTC."""
-        self._fresh()
-        return self._tenants.get(name, Tenant())
+        return self._file.current().tenants.get(name, Tenant())
 
     def timezone_of(self, tenant: str) -> str:
         return self.tenant(tenant).timezone
@@ -129,9 +126,8 @@ class ClientRegistry:
     def set_timezone(self, tenant: str, timezone: str) -> Tenant:
         """Set a tenant's IANA time zone (UnknownTimeZoneError, a PipelineError, for an unknown name)."""
         checked_timezone(timezone)
-        self._checked_at = 0.0
-        clients = dict(self._fresh())
-        tenants = dict(self._tenants)
+        current = self._file.current(force=True)
+        clients, tenants = dict(current.clients), dict(current.tenants)
         tenants[tenant] = replace(tenants.get(tenant, Tenant()), timezone=timezone)
         self._save(clients, tenants)
         return tenants[tenant]
@@ -141,19 +137,16 @@ class ClientRegistry:
         and drops (instead of pseudonymizing them); both empty: the default policy. InvalidExtensionsKeyError (a
         PipelineError) for a key that cannot be one."""
         kept, dropped = checked_policy_keys(keep), checked_policy_keys(drop)
-        self._checked_at = 0.0
-        clients = dict(self._fresh())
-        tenants = dict(self._tenants)
+        current = self._file.current(force=True)
+        clients, tenants = dict(current.clients), dict(current.tenants)
         tenants[tenant] = replace(tenants.get(tenant, Tenant()), extensions_keep=kept, extensions_drop=dropped)
         self._save(clients, tenants)
         return tenants[tenant]
 
     def _save(self, clients: dict[str, Client], tenants: dict[str, Tenant] | None = None) -> None:
-        tenants = self._tenants if tenants is None else tenants
-        write_private_json(self.path, {"version": FILE_VERSION,
-                                       "clients": {cid: asdict(c) for cid, c in clients.items()},
-                                       "tenants": {name: tenant.to_json() for name, tenant in tenants.items()}})
-        self._checked_at = 0.0
+        tenants = self._file.current().tenants if tenants is None else tenants
+        self._file.write({"version": FILE_VERSION, "clients": {cid: asdict(c) for cid, c in clients.items()},
+                          "tenants": {name: tenant.to_json() for name, tenant in tenants.items()}})
 
     def add(self, tenant: str, *, client_id: str | None = None, secret: str | None = None,
             scopes: tuple[str, ...] = (INGEST_SCOPE, READ_SCOPE),
@@ -163,11 +156,10 @@ class ClientRegistry:
         registry holds (revoked too) raises ClientExistsError."""
         if timezone is not None:
             checked_timezone(timezone)
-        self._checked_at = 0.0
-        clients = dict(self._fresh())
+        current = self._file.current(force=True)
+        clients, tenants = dict(current.clients), dict(current.tenants)
         if client_id is not None and client_id in clients:
             raise ClientExistsError(client_id, clients[client_id].tenant)
-        tenants = dict(self._tenants)
         if timezone is not None:
             tenants[tenant] = replace(tenants.get(tenant, Tenant()), timezone=timezone)
         client_id = client_id or f"{tenant}-{secrets.token_hex(4)}"
@@ -182,8 +174,7 @@ class ClientRegistry:
         """Issue a new secret to an active client (its tenant, scopes and rate limit kept); returns the client and
         the secret (shown once). The old secret stops working; tokens already issued keep working until they
         expire (revoke the client to stop those)."""
-        self._checked_at = 0.0
-        clients = dict(self._fresh())
+        clients = dict(self._file.current(force=True).clients)
         client = clients.get(client_id)
         if client is None:
             raise UnknownClientError(client_id)
@@ -195,8 +186,7 @@ class ClientRegistry:
         return clients[client_id], secret
 
     def revoke(self, client_id: str) -> Client:
-        self._checked_at = 0.0
-        clients = dict(self._fresh())
+        clients = dict(self._file.current(force=True).clients)
         if client_id not in clients:
             raise UnknownClientError(client_id)
         clients[client_id] = replace(clients[client_id], revoked=True)

@@ -13,8 +13,13 @@ import hmac
 import json
 import os
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
@@ -47,7 +52,7 @@ def stored_secret_ok(stored: str | None, secret: str) -> bool:
     return matches and stored is not None
 
 
-def changed_json(path: Path, seen_mtime_ns: int) -> tuple[dict[str, Any] | None, int]:
+def _changed_json(path: Path, seen_mtime_ns: int) -> tuple[dict[str, Any] | None, int]:
     """``(document, mtime_ns)`` of a credentials file read again because it changed since ``seen_mtime_ns``;
     ``(None, seen_mtime_ns)`` when it did not change; ``({}, -1)`` when there is no file."""
     try:
@@ -67,3 +72,33 @@ def write_private_json(path: Path, document: dict[str, Any]) -> None:
     temporary.write_text(json.dumps(document, indent=2))
     os.chmod(temporary, 0o600)
     os.replace(temporary, path)
+
+
+class WatchedFile(Generic[T]):
+    """A credentials file and what ``parse`` makes of its JSON document, read again when the file changed (its
+    mtime), looked at no more than once per ``refresh_seconds`` unless forced (a command that changes the file
+    reads it first). Thread-safe. A missing file parses as ``{}``."""
+
+    def __init__(self, path: Path, parse: Callable[[dict[str, Any]], T], refresh_seconds: float = 1.0) -> None:
+        self.path = path
+        self.refresh_seconds = refresh_seconds
+        self._parse = parse
+        self._value = parse({})
+        self._mtime_ns = -1
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    def current(self, *, force: bool = False) -> T:
+        with self._lock:
+            now = time.monotonic()
+            if force or now - self._checked_at >= self.refresh_seconds:
+                self._checked_at = now
+                raw, mtime_ns = _changed_json(self.path, self._mtime_ns)
+                if raw is not None:
+                    self._value, self._mtime_ns = self._parse(raw), mtime_ns
+            return self._value
+
+    def write(self, document: dict[str, Any]) -> T:
+        """Replace the file with ``document`` (``write_private_json``) and read it back."""
+        write_private_json(self.path, document)
+        return self.current(force=True)

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from schemas.credentials import changed_json, hash_secret, stored_secret_ok, write_private_json
+from schemas.credentials import WatchedFile, hash_secret, stored_secret_ok
 from sinks.clickhouse import string_literal
 from sinks.errors import AnalystExistsError, InvalidAnalystError, UnknownAnalystError
 from sinks.tables import (
@@ -98,35 +98,24 @@ def checked_tenants(tenants: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(set(tenants)))
 
 
+def _parse(raw: dict[str, Any]) -> dict[str, AnalystCredential]:
+    return {aid: AnalystCredential(**{**entry, "tenants": tuple(entry.get("tenants", ()))})
+            for aid, entry in raw.get("analysts", {}).items()}
+
+
 class AnalystRegistry:
     """The analysts file, re-read when it changes (checked at most once per ``refresh_seconds``)."""
 
     def __init__(self, path: Path, refresh_seconds: float = 1.0) -> None:
         self.path = path
-        self.refresh_seconds = refresh_seconds
-        self._analysts: dict[str, AnalystCredential] = {}
-        self._mtime_ns = -1
-        self._checked_at = 0.0
+        self._file = WatchedFile(path, _parse, refresh_seconds)
         self._lock = threading.Lock()
         # (id, sha256 of the secret, stored hash) already verified: a statement costs one scrypt per credential and
         # secret, not one per call; a changed hash (or a revocation, checked on every call) is never served from it
         self._verified: OrderedDict[tuple[str, bytes, str], None] = OrderedDict()
 
-    def _load(self) -> None:
-        raw, mtime_ns = changed_json(self.path, self._mtime_ns)
-        if raw is None:
-            return
-        self._analysts = {aid: AnalystCredential(**{**entry, "tenants": tuple(entry.get("tenants", ()))})
-                          for aid, entry in raw.get("analysts", {}).items()}
-        self._mtime_ns = mtime_ns
-
     def _fresh(self, force: bool = False) -> dict[str, AnalystCredential]:
-        with self._lock:
-            now = time.monotonic()
-            if force or now - self._checked_at >= self.refresh_seconds:
-                self._checked_at = now
-                self._load()
-            return self._analysts
+        return self._file.current(force=force)
 
     def get(self, analyst_id: str) -> AnalystCredential | None:
         return self._fresh().get(analyst_id)
@@ -135,9 +124,7 @@ class AnalystRegistry:
         return sorted(self._fresh(force=True).values(), key=lambda a: a.created_at)
 
     def _save(self, analysts: dict[str, AnalystCredential]) -> None:
-        write_private_json(self.path, {"version": FILE_VERSION,
-                                       "analysts": {aid: asdict(a) for aid, a in analysts.items()}})
-        self._fresh(force=True)
+        self._file.write({"version": FILE_VERSION, "analysts": {aid: asdict(a) for aid, a in analysts.items()}})
 
     def add(self, tenants: list[str] | tuple[str, ...], *, analyst_id: str | None = None,
             name: str | None = None) -> tuple[AnalystCredential, str]:
