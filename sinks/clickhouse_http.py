@@ -45,7 +45,7 @@ from sinks.errors import ClickHouseQueryError, QueryCapacityError, QueryLimitErr
 from sinks.queries import CONTENT_TYPES
 
 if TYPE_CHECKING:
-    from sinks.http import SinkProcess
+    from sinks.process import SinkProcess
 
 # settings ClickHouse clients send with every request that change neither a limit nor what is read: transport,
 # session and progress settings, input parsing (nothing is inserted here) and output details the engine's defaults
@@ -175,7 +175,7 @@ def _refused(error: SinkError) -> web.Response:
     return error_response("ClickHouse cannot answer now", status=503, code=210, headers={"Retry-After": "5"})
 
 
-# who a user name and password are (``sinks.http.clickhouse_user``): the operator's token under a user of
+# who a user name and password are (``sinks.middlewares.clickhouse_user``): the operator's token under a user of
 # ``OPERATOR_USERS``, or a school credential's id and secret; None for no analyst
 Verify = Callable[[web.Application, str, str], Awaitable[Analyst | None]]
 

@@ -14,21 +14,16 @@
 | ``POST /admin/failed-events`` | admin | failed messages with their bytes, JSON lines (``sinks.failed_read``) |
 | ``GET /ping``, ``GET/POST /`` | analyst (see there) | ClickHouse's HTTP interface (``sinks.clickhouse_http``) |
 
-Credentials are ``Authorization: Bearer <token>``: the operator's analyst token (every tenant), a school credential
-``<id>:<secret>`` (``sinks.analysts``: its tenants), the reader token (the gateway's: the read API answers events as
-sent, so no analyst credential reaches it) and the admin token; an endpoint whose tokens are all unset refuses every
-caller. The health probes answer anyone, and say nothing but ready or not to a caller without an operator's
-token. Every error is JSON ``{"error": ...}``; an unexpected exception is logged and answered 500 without internals.
+The credentials and the one middleware that checks them per route are ``sinks.middlewares``. The health probes
+answer anyone, and say nothing but ready or not to a caller without an operator's token. Every error is JSON
+``{"error": ...}``; an unexpected exception is logged and answered 500 without internals.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -47,13 +42,7 @@ from schemas.read_api import (
 )
 from sinks import clickhouse_http
 from sinks.analysts import (
-    ADMINISTRATOR,
-    ANALYST_ID,
-    OPERATOR,
-    OPERATOR_USERS,
-    Analyst,
     AnalystRegistry,
-    authenticate_bearer,
 )
 from sinks.archive import apply_archive_ttl, count_archived, read_archived
 from sinks.clickhouse import ClickHouse, connect
@@ -68,126 +57,29 @@ from sinks.errors import (
 from sinks.failed_read import FailedSelection, ndjson, select_failed
 from sinks.jobs_model import ClickHouseJobReader
 from sinks.loader import SinkLoader
+from sinks.middlewares import (
+    ADMIN,
+    ANALYST,
+    ANALYSTS,
+    MAX_SECRET_CHECKS,
+    PRINCIPAL,
+    READER,
+    REQUIRED_ROLE,
+    SCHOOL,
+    SECRET_CHECKS,
+    bearer_token,
+    clickhouse_user,
+    error_response,
+    guard,
+    operator_role,
+)
 from sinks.migrations import Layout, apply_migrations
+from sinks.process import SINK_PROCESS, SinkProcess
 from sinks.queries import CONTENT_TYPES, AnalystQueries, clickhouse_format
 from sinks.read_model import ClickHouseEventReader
 from sinks.settings import ClickHouseSettings, SinkSettings
 
 log = logging.getLogger(__name__)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-# roles of a route: who may call it (ADMIN may call every route)
-ANALYST, SCHOOL, READER, ADMIN = "analyst", "school", "reader", "admin"
-ACCEPTED = {SCHOOL: {ADMIN, ANALYST, SCHOOL}, ANALYST: {ADMIN, ANALYST}, READER: {ADMIN, READER}, ADMIN: {ADMIN}}
-
-
-@dataclass(slots=True)
-class SinkProcess:
-    settings: SinkSettings
-    clickhouse: ClickHouseSettings
-    writer: ClickHouse  # the loader's client
-    loader: SinkLoader
-    queries: AnalystQueries  # analysts' statements (POST /sql)
-    probe: ClickHouse  # readiness pings, on a connection of their own
-    student_key_secret: bytes = b""
-    reads: AnalystQueries | None = None  # the read side's own pool (None: the analysts' pool, in tests)
-
-    @property
-    def read_pool(self) -> AnalystQueries:
-        return self.reads or self.queries
-
-    @property
-    def layout(self) -> Layout:
-        return Layout(self.clickhouse.database, self.clickhouse.cluster)
-
-
-SINK_PROCESS = web.AppKey("sink_process", SinkProcess)
-REQUIRED_ROLE = web.AppKey("required_role", dict)
-ANALYSTS = web.AppKey("analysts", AnalystRegistry)
-# school credentials checked at once (one scrypt each, in the default executor's threads): a flood of wrong secrets
-# waits on the event loop instead of taking the threads /readyz's ping and the erasure need
-SECRET_CHECKS = web.AppKey("secret_checks", asyncio.Semaphore)
-MAX_SECRET_CHECKS = 2
-PRINCIPAL = web.RequestKey("analyst", Analyst)  # who runs /sql (the admin, the operator's analyst, a school's)
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status, headers=headers)
-
-
-def _bearer(request: web.Request) -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def _operator_role(token: str, settings: SinkSettings) -> str | None:
-    """The role of one of the operator's tokens (admin, reader, analyst), else None."""
-    offered = token.encode("utf-8", "surrogateescape")
-    for role, configured in ((ADMIN, settings.admin_token), (READER, settings.reader_token),
-                             (ANALYST, settings.analyst_token)):
-        expected = configured.get_secret_value().encode()
-        if expected and hmac.compare_digest(expected, offered):
-            return role
-    return None
-
-
-async def _offered(request: web.Request) -> tuple[str, Analyst | None] | None:
-    """The caller's role and, for an analyst, who it is (a school credential costs a scrypt, in a thread, unless
-    verified before); None without a valid credential."""
-    token = _bearer(request)
-    if token is None:
-        return None
-    settings = request.app[SINK_PROCESS].settings
-    role = _operator_role(token, settings)
-    if role is not None:
-        return role, {ADMIN: ADMINISTRATOR, ANALYST: OPERATOR}.get(role)
-    if ":" not in token:
-        return None
-    async with request.app[SECRET_CHECKS]:
-        analyst = await asyncio.to_thread(authenticate_bearer, request.app[ANALYSTS],
-                                          settings.analyst_token.get_secret_value(), token)
-    return (SCHOOL, analyst) if analyst is not None else None
-
-
-async def clickhouse_user(app: web.Application, user: str, secret: str) -> Analyst | None:
-    """The analyst a ClickHouse client's user and password are: a user of ``OPERATOR_USERS`` with the operator's
-    analyst token (or the admin token: both read the analysts' tables only there), else a school credential's id
-    and secret (a scrypt in a thread, as many at once as the bearer tokens')."""
-    if user.lower() in OPERATOR_USERS:
-        role = _operator_role(secret, app[SINK_PROCESS].settings)
-        return {ADMIN: ADMINISTRATOR, ANALYST: OPERATOR}.get(role or "")
-    if not ANALYST_ID.fullmatch(user):
-        return None
-    async with app[SECRET_CHECKS]:
-        return await asyncio.to_thread(app[ANALYSTS].verify, user, secret)
-
-
-@web.middleware
-async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Credentials per route, and every error as JSON (the catch-all keeps internals out of the answer)."""
-    route = request.match_info.route.resource
-    needed = request.app[REQUIRED_ROLE].get(route.canonical if route is not None else "", ADMIN)
-    try:
-        if needed is not None and request.match_info.http_exception is None:
-            offered = await _offered(request)
-            if offered is None or offered[0] not in ACCEPTED[needed]:
-                what = "an analyst credential" if needed == SCHOOL else f"the {needed} token"
-                return _error(401, f"{what} is required (Authorization: Bearer <token>)",
-                              {"WWW-Authenticate": 'Bearer realm="caliper-sink"'})
-            if offered[1] is not None:
-                request[PRINCIPAL] = offered[1]
-        return await handler(request)
-    except web.HTTPException as error:
-        if error.status < 400:
-            raise
-        headers = {k: v for k, v in error.headers.items() if k.lower() in ("allow", "retry-after")}
-        return _error(error.status, error.reason, headers)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        return _error(500, "internal error; see the sink's log")
-
-
 def build_app(process: SinkProcess) -> web.Application:
     app = web.Application(client_max_size=process.settings.queries.max_query_bytes + 1024, middlewares=[guard])
     app[SINK_PROCESS] = process
@@ -219,8 +111,8 @@ async def readyz(request: web.Request) -> web.Response:
     reachable = await asyncio.to_thread(process.probe.ping)
     ready = reachable and process.loader.ready
     body: dict[str, Any] = {"ready": ready}
-    token = _bearer(request)
-    if token is not None and _operator_role(token, process.settings) is not None:
+    token = bearer_token(request)
+    if token is not None and operator_role(token, process.settings) is not None:
         body |= {"clickhouse": reachable, "consuming": process.loader.started,
                  "backing_off": process.loader.backing_off, "paused_partitions": len(process.loader.paused)}
     return web.json_response(body, status=200 if ready else 503)
@@ -237,29 +129,29 @@ async def sql(request: web.Request) -> web.Response:
     try:
         fmt = clickhouse_format(request.query.get("format", "json"))
     except ValueError as error:
-        return _error(400, str(error), field="format")
+        return error_response(400, str(error), field="format")
     try:
         statement = (await request.read()).decode("utf-8")
     except UnicodeDecodeError:
-        return _error(400, "the body is not UTF-8 text: send the statement as UTF-8", field="body")
+        return error_response(400, "the body is not UTF-8 text: send the statement as UTF-8", field="body")
     try:
         body = await process.queries.run(statement, fmt, analyst=request[PRINCIPAL])
     except QueryRejectedError as error:
         counter.labels("rejected").inc()
-        return _error(400, str(error))
+        return error_response(400, str(error))
     except QueryLimitError as error:
         counter.labels("limited").inc()
-        return _error(422, str(error), limit=error.limit)
+        return error_response(422, str(error), limit=error.limit)
     except QueryCapacityError as error:
         counter.labels("busy").inc()
-        return _error(429, str(error), {"Retry-After": str(error.retry_after)})
+        return error_response(429, str(error), {"Retry-After": str(error.retry_after)})
     except ClickHouseQueryError as error:
         counter.labels("failed").inc()
-        return _error(400, str(error).splitlines()[0][:1000] if str(error) else "the query failed")
+        return error_response(400, str(error).splitlines()[0][:1000] if str(error) else "the query failed")
     except SinkError as error:
         counter.labels("unavailable").inc()
         log.warning("query failed: %s", error)
-        return _error(503, "ClickHouse cannot answer now", {"Retry-After": "5"})
+        return error_response(503, "ClickHouse cannot answer now", {"Retry-After": "5"})
     counter.labels("ok").inc()
     return web.Response(body=body, content_type=CONTENT_TYPES.get(fmt, "text/plain"), charset="utf-8")
 
@@ -289,13 +181,13 @@ async def read_events(request: web.Request) -> web.Response:
     try:
         query = _event_query(await request.json())
     except ValueError as error:
-        return _error(400, str(error))
+        return error_response(400, str(error))
     try:
         page = await ClickHouseEventReader(process.read_pool).read_events(query)
     except ReadBusyError as error:
-        return _error(429, str(error), {"Retry-After": str(error.retry_after)})
+        return error_response(429, str(error), {"Retry-After": str(error.retry_after)})
     except ReadUnavailableError:
-        return _error(503, "the events cannot be read now", {"Retry-After": "5"})
+        return error_response(503, "the events cannot be read now", {"Retry-After": "5"})
     return web.json_response(page.to_json())
 
 
@@ -307,16 +199,16 @@ async def read_job(request: web.Request) -> web.Response:
         payload = None
     if not isinstance(payload, dict) or not isinstance(payload.get("tenant"), str) or not payload["tenant"] \
             or not isinstance(payload.get("job_id"), str) or not JOB_ID_PATTERN.fullmatch(payload["job_id"]):
-        return _error(400, "a JSON object with tenant (a non-empty string) and job_id (a job id) is expected")
+        return error_response(400, "a JSON object with tenant (a non-empty string) and job_id (a job id) is expected")
     reader = ClickHouseJobReader(process.read_pool, process.loader.kafka.topics.facts)
     try:
         status = await reader.read_job(payload["tenant"], payload["job_id"])
     except ReadBusyError as error:
-        return _error(429, str(error), {"Retry-After": str(error.retry_after)})
+        return error_response(429, str(error), {"Retry-After": str(error.retry_after)})
     except ReadUnavailableError:
-        return _error(503, "the job cannot be read now", {"Retry-After": "5"})
+        return error_response(503, "the job cannot be read now", {"Retry-After": "5"})
     if status is None:
-        return _error(404, "no record of this job")
+        return error_response(404, "no record of this job")
     return web.json_response(status.to_json())
 
 
@@ -325,20 +217,20 @@ async def admin_erase(request: web.Request) -> web.Response:
     try:
         payload: Any = await request.json()
     except ValueError:
-        return _error(400, "a JSON body with tenant, student_id and requested_by is expected")
+        return error_response(400, "a JSON body with tenant, student_id and requested_by is expected")
     if not isinstance(payload, dict):
-        return _error(400, "a JSON object with tenant, student_id and requested_by is expected")
+        return error_response(400, "a JSON object with tenant, student_id and requested_by is expected")
     for name in ("tenant", "student_id", "requested_by"):
         value = payload.get(name)
         if not isinstance(value, str) or not value.strip():
-            return _error(400, f"{name} must be a non-empty string", field=name)
+            return error_response(400, f"{name} must be a non-empty string", field=name)
     try:
         deleted = await asyncio.to_thread(
             erase_student, process.writer, process.layout, payload["tenant"], payload["student_id"],
             payload["requested_by"], key=process.student_key_secret, write_lock=process.loader.sink.write_lock)
     except SinkError as error:
         log.warning("erasure failed: %s", error)
-        return _error(503, f"the erasure could not be completed: {type(error).__name__}", {"Retry-After": "5"})
+        return error_response(503, f"the erasure could not be completed: {type(error).__name__}", {"Retry-After": "5"})
     return web.json_response({"rows_deleted": deleted})
 
 
@@ -348,15 +240,15 @@ async def failed_messages(request: web.Request) -> web.Response:
     try:
         selection = FailedSelection.from_json(await request.json())
     except ValueError as error:
-        return _error(400, str(error))
+        return error_response(400, str(error))
     reads = process.read_pool
     try:
         rows = await reads.slots.call(ADMIN, select_failed, reads.rows_blocking, reads.database, selection)
     except QueryCapacityError as error:
-        return _error(429, str(error), {"Retry-After": str(error.retry_after)})
+        return error_response(429, str(error), {"Retry-After": str(error.retry_after)})
     except SinkError as error:
         log.warning("failed events cannot be read: %s", error)
-        return _error(503, "the failed events cannot be read now", {"Retry-After": "5"})
+        return error_response(503, "the failed events cannot be read now", {"Retry-After": "5"})
     return web.Response(body=ndjson(rows), content_type="application/x-ndjson")
 
 
@@ -383,7 +275,7 @@ async def archived_events(request: web.Request) -> web.StreamResponse:
     try:
         tenant, from_ms, to_ms = _archive_range(await request.json())
     except ValueError as error:
-        return _error(400, str(error))
+        return error_response(400, str(error))
     reads = process.read_pool
     rows, database = reads.rows_blocking, reads.database
     try:
@@ -392,7 +284,7 @@ async def archived_events(request: web.Request) -> web.StreamResponse:
                 total = await reads.slots.in_thread(count_archived, rows, database, tenant, from_ms, to_ms)
             except SinkError as error:
                 log.warning("archive count failed: %s", error)
-                return _error(503, "the archive cannot be read now", {"Retry-After": "5"})
+                return error_response(503, "the archive cannot be read now", {"Retry-After": "5"})
             response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
                                                    "X-Total-Count": str(total)})
             await response.prepare(request)
@@ -405,7 +297,7 @@ async def archived_events(request: web.Request) -> web.StreamResponse:
             await response.write_eof()
             return response
     except QueryCapacityError as error:
-        return _error(429, str(error), {"Retry-After": str(error.retry_after)})
+        return error_response(429, str(error), {"Retry-After": str(error.retry_after)})
 
 
 async def run_sink(sink: SinkSettings, clickhouse: ClickHouseSettings, kafka: KafkaSettings, *,

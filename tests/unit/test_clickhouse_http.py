@@ -28,7 +28,7 @@ from yarl import URL
 
 from sinks.clickhouse import ClickHouse
 from sinks.clickhouse_sql import FORMATS
-from sinks.http import SINK_PROCESS
+from sinks.process import SINK_PROCESS
 from sinks.settings import QueryLimits, SinkSettings
 from sinks.tables import ANALYST_TABLES
 

@@ -20,7 +20,7 @@ from sink_fixtures import SharedEngine, insert, make_fact, open_engine, sink_tes
 import sinks.analysts as analysts_module
 from sinks.analysts import AnalystRegistry
 from sinks.clickhouse import ClickHouse
-from sinks.http import MAX_SECRET_CHECKS
+from sinks.middlewares import MAX_SECRET_CHECKS
 from sinks.settings import QueryLimits, SinkSettings
 
 ANALYST, ADMIN = "analyst-token-0123456789", "admin-token-0123456789"
