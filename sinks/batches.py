@@ -32,7 +32,7 @@ from sinks.failed import describe_fact
 from sinks.metrics import SinkMetrics
 from sinks.tables import BATCHES_TABLE, FACT_INPUT_TABLE, FACT_TABLE
 from sinks.targets import AvroTarget, Target
-from sinks.windows import PartitionBatch, Plan, TopicPartition, Window, plan_rows, regroup, token_of
+from sinks.windows import PartitionBatch, Plan, TopicPartition, Window, plan_rows, regroup, split, token_of
 from sinks.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ class BatchSink:
         self._open: dict[TopicPartition, PartitionBatch] = {}
         self._closed: dict[TopicPartition, deque[PartitionBatch]] = {}
         self._plans: dict[TopicPartition, Plan] = {}
+        self._repositioned: set[TopicPartition] = set()  # partitions whose next message is the first read again
         self._writer = BatchWriter(clickhouse, self.metrics, student_key)
         self.isolate_after_failures = isolate_after_failures
         self.backoff_min_seconds = backoff_min_seconds
@@ -100,6 +101,9 @@ class BatchSink:
             plan = self._plans.get(tp)
             if plan is not None and plan.first == offset:
                 batch.planned_last, batch.plan = plan.last, plan
+            elif plan is not None and offset > plan.first and not plan.done and tp in self._repositioned:
+                self._abandon(tp, plan)
+            self._repositioned.discard(tp)
             self._open[tp] = batch
         batch.values.append(value)
         batch.offsets.append(offset)
@@ -181,6 +185,7 @@ class BatchSink:
             self._closed.pop(tp, None)
         if partitions is None:
             self._closed.clear()
+        self._repositioned.update(self._plans if partitions is None else partitions)
 
     # -- recorded ranges ------------------------------------------------------------------------------------
 
@@ -196,6 +201,7 @@ class BatchSink:
             # a row recorded before windows is a window of its one range
             window_id = str(window_id) or token_of([(topic, int(partition), first, last)])
             self._plans[(topic, int(partition))] = Plan(first, last, window_id, int(parts), bool(done))
+            self._repositioned.add((topic, int(partition)))
 
     def claim(self, owned: set[TopicPartition]) -> None:
         """Keep the recorded state of the partitions this consumer owns now; a window not done whose parts are
@@ -204,6 +210,17 @@ class BatchSink:
             log.warning("%s[%d]: its recorded window is not done and its partitions moved apart: its range is "
                         "replayed alone (a copy collapses in the ReplacingMergeTree if the window was inserted)",
                         topic, partition)
+
+    def _abandon(self, tp: TopicPartition, plan: Plan) -> None:
+        """The partition reads past its recorded range (gone from Kafka, or committed past): its window's other
+        parts, which would wait for it for ever, are written as windows of their own."""
+        del self._plans[tp]
+        parts = split(self._plans, plan.window_id)
+        for batch in [*self._open.values(), *(b for queue in self._closed.values() for b in queue)]:
+            if batch.plan is not None and batch.plan.window_id == plan.window_id:
+                batch.plan = self._plans.get((batch.topic, batch.partition))
+        log.warning("%s[%d]: read from past its recorded range %d-%d: the %d other parts of its window are written "
+                    "alone", tp[0], tp[1], plan.first, plan.last, len(parts))
 
     def done_through(self) -> dict[TopicPartition, int]:
         """The last offset of each partition whose recorded range is inserted: read again, it needs no insert."""

@@ -186,9 +186,15 @@ def regroup(plans: dict[TopicPartition, Plan], owned: set[TopicPartition]) -> li
     members: dict[str, int] = {}
     for plan in plans.values():
         members[plan.window_id] = members.get(plan.window_id, 0) + 1
-    regrouped = []
-    for tp, plan in plans.items():
-        if not plan.done and members[plan.window_id] < plan.parts:
-            plans[tp] = Plan(plan.first, plan.last, token_of([(*tp, plan.first, plan.last)]), recorded=False)
-            regrouped.append(tp)
-    return regrouped
+    incomplete = {plan.window_id for plan in plans.values() if not plan.done and members[plan.window_id] < plan.parts}
+    return [tp for window_id in incomplete for tp in split(plans, window_id)]
+
+
+def split(plans: dict[TopicPartition, Plan], window_id: str) -> list[TopicPartition]:
+    """Make every part of a recorded window a window of its own (its range token; recorded anew before its
+    insert). Returns those partitions."""
+    parts = [tp for tp, plan in plans.items() if plan.window_id == window_id and not plan.done]
+    for tp in parts:
+        plan = plans[tp]
+        plans[tp] = Plan(plan.first, plan.last, token_of([(*tp, plan.first, plan.last)]), recorded=False)
+    return parts

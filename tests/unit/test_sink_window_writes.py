@@ -210,3 +210,25 @@ def test_each_table_gets_its_window_and_a_partition_at_most_one_range_per_window
     assert [[(p.topic, p.partition, p.first_offset) for p in w.parts] for w in windows] == [
         [("facts", 0, 0), ("facts", 1, 7)], [("facts", 0, 2)], [("facts", 0, 4)]]
     assert [w.ranges for w in sink.take_due(now=5.0)] == [[("raw", 0, 3, 3)]]
+
+
+def test_a_part_read_past_its_recorded_range_does_not_hold_the_others_back(target: ClickHouse) -> None:
+    """Killed after the intent; on restart partition 1 starts past its recorded range (its messages are gone
+    from Kafka): the parts of partitions 0 and 2 do not wait for it for ever, they are written alone."""
+    by_partition = messages()
+    first = BatchSink(typing.cast(ClickHouse, Faulty(target, "intent")), "g", batch_rows=1000, batch_seconds=1.0)
+    fill(first, by_partition)
+    (window,) = first.take_due(now=1.0)
+    with pytest.raises(Crash):
+        first.write(window)
+    restarted = BatchSink(target, "g", batch_rows=1000, batch_seconds=1.0)
+    restarted.load_plans("facts")
+    restarted.claim({("facts", p) for p in PARTITIONS})
+    fill(restarted, {0: by_partition[0], 2: by_partition[2]})
+    fill(restarted, {1: by_partition[1][:2]}, first_offset=40)
+    windows = restarted.take_due(now=100.0)
+    assert [w.token for w in windows[:2]] == ["facts:0:10-14", "facts:2:10-14"]
+    assert [w.ranges for w in windows[2:]] == [[("facts", 1, 40, 41)]]
+    for w in windows:
+        restarted.write(w)
+    assert exact(target) == (12, 12)
