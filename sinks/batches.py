@@ -214,7 +214,7 @@ class BatchSink:
     def _abandon(self, tp: TopicPartition, plan: Plan) -> None:
         """The partition reads past its recorded range (gone from Kafka, or committed past): its window's other
         parts, which would wait for it for ever, are written as windows of their own."""
-        del self._plans[tp]
+        self._plans.pop(tp, None)
         parts = split(self._plans, plan.window_id)
         for batch in [*self._open.values(), *(b for queue in self._closed.values() for b in queue)]:
             if batch.plan is not None and batch.plan.window_id == plan.window_id:
@@ -224,7 +224,7 @@ class BatchSink:
 
     def done_through(self) -> dict[TopicPartition, int]:
         """The last offset of each partition whose recorded range is inserted: read again, it needs no insert."""
-        return {tp: plan.last for tp, plan in self._plans.items() if plan.done}
+        return {tp: plan.last for tp, plan in list(self._plans.items()) if plan.done}
 
     def _record(self, window: Window, *, done: bool) -> None:
         at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

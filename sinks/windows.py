@@ -181,20 +181,20 @@ def plan_rows(consumer_group: str, window: Window, recorded_at: str, *, done: bo
 def regroup(plans: dict[TopicPartition, Plan], owned: set[TopicPartition]) -> list[TopicPartition]:
     """Keep the plans of the ``owned`` partitions; a window not done whose parts are not all owned here any more
     becomes one window per owned part (recorded anew before its insert). Returns the partitions regrouped."""
-    for tp in [tp for tp in plans if tp not in owned]:
-        del plans[tp]
+    for tp in [tp for tp in list(plans) if tp not in owned]:
+        plans.pop(tp, None)
+    snapshot = list(plans.values())  # list() copies at once: the writer's thread updates plans too
     members: dict[str, int] = {}
-    for plan in plans.values():
+    for plan in snapshot:
         members[plan.window_id] = members.get(plan.window_id, 0) + 1
-    incomplete = {plan.window_id for plan in plans.values() if not plan.done and members[plan.window_id] < plan.parts}
+    incomplete = {plan.window_id for plan in snapshot if not plan.done and members[plan.window_id] < plan.parts}
     return [tp for window_id in incomplete for tp in split(plans, window_id)]
 
 
 def split(plans: dict[TopicPartition, Plan], window_id: str) -> list[TopicPartition]:
     """Make every part of a recorded window a window of its own (its range token; recorded anew before its
     insert). Returns those partitions."""
-    parts = [tp for tp, plan in plans.items() if plan.window_id == window_id and not plan.done]
-    for tp in parts:
-        plan = plans[tp]
+    parts = [(tp, plan) for tp, plan in list(plans.items()) if plan.window_id == window_id and not plan.done]
+    for tp, plan in parts:
         plans[tp] = Plan(plan.first, plan.last, token_of([(*tp, plan.first, plan.last)]), recorded=False)
-    return parts
+    return [tp for tp, _ in parts]
