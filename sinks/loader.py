@@ -214,13 +214,16 @@ class SinkLoader:
             await asyncio.wait([writing])
 
     async def _write_batches(self, consumer: AIOKafkaConsumer, due: list[Window]) -> None:
+        rewound: set[TopicPartition] = set()  # partitions sent back to re-read from a range of these windows
         for window in due:
             parts = {TopicPartition(part.topic, part.partition): part for part in window.parts}
-            waiting = [tp for tp in parts if tp in self.paused]
-            if waiting:  # behind a range that failed: its partitions re-read theirs after the resume, others now
+            if any(tp in self.paused or tp in rewound for tp in parts):
+                # behind a range that failed: the paused partitions re-read theirs after the resume, the others
+                # now, from their first range not written (a later window of theirs is skipped too)
                 for tp, part in parts.items():
-                    if tp not in self.paused:
+                    if tp not in self.paused and tp not in rewound:
                         self._rewind(consumer, tp, part.first_offset)
+                        rewound.add(tp)
                 continue
             try:
                 result: WriteResult = await self.threads.run(self.sink.write, window)

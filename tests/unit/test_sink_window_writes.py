@@ -13,12 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sink_fixtures import SharedEngine, make_fact, open_engine, scalar
 
 from schemas.codec import LearningFactCodec
-from sinks.batches import BatchSink
+from schemas.kafka import KafkaSettings
+from sinks.batches import BatchSink, facts_target
 from sinks.clickhouse import ClickHouse
 from sinks.errors import ClickHouseUnavailableError, SinkBackpressureError
+from sinks.loader import SinkLoader
+from sinks.settings import SinkSettings
 from sinks.tables import BATCHES_TABLE, FACT_INPUT_TABLE
 from sinks.windows import token_of
 
@@ -232,3 +236,43 @@ def test_a_part_read_past_its_recorded_range_does_not_hold_the_others_back(targe
     for w in windows:
         restarted.write(w)
     assert exact(target) == (12, 12)
+
+
+class RecordingConsumer:
+    """What the loader asks of its consumer while writing windows: commits, seeks and pauses."""
+
+    def __init__(self) -> None:
+        self.commits: list[dict[tuple[str, int], int]] = []
+        self.seeks: list[tuple[int, int]] = []
+        self.paused: list[int] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition("facts", p) for p in PARTITIONS}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append({(tp.topic, tp.partition): offset for tp, offset in offsets.items()})
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp.partition, offset))
+
+    def pause(self, tp: TopicPartition) -> None:
+        self.paused.append(tp.partition)
+
+
+async def test_the_windows_behind_a_paused_partition_wait_and_nothing_is_committed_past_a_rewind(
+        target: ClickHouse) -> None:
+    """Partition 0's ranges are refused. Windows: [p0 10-11, p1 10-11], [p0 12-13, p1 12-13], [p1 14-15]. The first
+    is retried part by part: p1's part loads and is committed, p0 pauses. The second holds p0: skipped, p1 rewound
+    to 12; the third (p1 only) must wait too - committing 16 would skip 12-13."""
+    loader = SinkLoader(SinkSettings(batch_rows=2, batch_seconds=3600), KafkaSettings(), typing.cast(
+        ClickHouse, Faulty(target, refuse_partitions=frozenset({0}))), targets={"facts": facts_target()})
+    fill(loader.sink, {p: [CODEC.encode_record(make_fact(p * 100 + i)) for i in range(count)]
+                       for p, count in ((0, 4), (1, 6))})
+    due = loader.sink.take_due(now=0.0)
+    assert [[(p.partition, p.first_offset) for p in w.parts] for w in due] == [[(0, 10), (1, 10)],
+                                                                               [(0, 12), (1, 12)], [(1, 14)]]
+    consumer = RecordingConsumer()
+    await loader._write_batches(typing.cast(AIOKafkaConsumer, consumer), due)
+    assert consumer.commits == [{("facts", 1): 12}]
+    assert consumer.paused == [0] and consumer.seeks == [(0, 10), (1, 12)]
+    assert scalar(target, "SELECT count() FROM learning.learning_facts") == 2
