@@ -240,13 +240,15 @@ class BatchSink:
 
     def write(self, window: Window) -> WriteResult:
         """Write one window (blocking): its intent, its insert, its done marker. Raises
-        ``SinkBackpressureError(retry_after)`` when ClickHouse cannot take a one-part window now (the caller pauses
-        the partition for that long and offers the same range again); a window of several parts is then retried
-        part by part, and the parts that still fail come back in ``WriteResult.failed``."""
+        ``SinkBackpressureError(retry_after)`` when ClickHouse cannot take a one-part window now, or a window rebuilt
+        from its record (the caller pauses its partitions for that long and offers the same ranges again); a new
+        window of several parts is then retried part by part, and the parts that still fail come back in
+        ``WriteResult.failed``."""
+        rebuilt = window.recorded  # a recorded window may be in ClickHouse already: only its own token is safe
         try:
             return self._write(window)
         except SinkBackpressureError as error:
-            if len(window.parts) == 1:
+            if len(window.parts) == 1 or rebuilt:
                 raise
             log.warning("the window %s was not taken (%s): retrying its %d parts one by one", window.token,
                         error.cause, len(window.parts))

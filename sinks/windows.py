@@ -33,10 +33,12 @@ Recovery, for each partition the consumer is given (``Plan``, read from ``sink_b
   This needs a crash after the insert and before its done marker AND a rebalance splitting the window's partitions;
   re-recording the part's intent first keeps later recoveries consistent (the part is then a window of its own).
 
-A window ClickHouse does not take (a transient failure, not a refusal of its data) is retried part by part, each part
-recorded as a window of its own: a partition ClickHouse refuses then waits alone while the others load. The same
-caveat applies (a failed insert that did reach the tables is inserted again under the parts' tokens: only when the
-error came after ClickHouse had stored the block, as a lost response).
+A new window ClickHouse does not take (a transient failure, not a refusal of its data) is retried part by part, each
+part recorded as a window of its own: a partition ClickHouse refuses then waits alone while the others load. The
+same caveat applies (a failed insert that did reach the tables is inserted again under the parts' tokens: only when
+the error came after ClickHouse had stored the block, as a lost response). A window rebuilt from its record (which
+may be in ClickHouse already, from before the crash) is never split: it is retried whole, with its own token, its
+partitions paused together.
 """
 
 from __future__ import annotations

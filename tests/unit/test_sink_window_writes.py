@@ -276,3 +276,28 @@ async def test_the_windows_behind_a_paused_partition_wait_and_nothing_is_committ
     assert consumer.commits == [{("facts", 1): 12}]
     assert consumer.paused == [0] and consumer.seeks == [(0, 10), (1, 12)]
     assert scalar(target, "SELECT count() FROM learning.learning_facts") == 2
+
+
+def test_a_rebuilt_window_clickhouse_does_not_take_is_retried_whole(target: ClickHouse) -> None:
+    """Killed after the insert, before the done marker; on restart ClickHouse fails once: the rebuilt window (in
+    ClickHouse already) is not split into parts with other tokens, which would insert its rows again."""
+    by_partition = messages()
+    first = BatchSink(typing.cast(ClickHouse, Faulty(target, "done")), "g", batch_rows=1000, batch_seconds=1.0)
+    fill(first, by_partition)
+    (window,) = first.take_due(now=1.0)
+    with pytest.raises(Crash):
+        first.write(window)
+    flaky = Faulty(target, refuse_partitions=frozenset({0}))
+    restarted = BatchSink(typing.cast(ClickHouse, flaky), "g", batch_rows=1000, batch_seconds=1.0)
+    restarted.load_plans("facts")
+    restarted.claim({("facts", p) for p in PARTITIONS})
+    fill(restarted, by_partition)
+    (rebuilt,) = restarted.take_due(now=100.0)
+    with pytest.raises(SinkBackpressureError):
+        restarted.write(rebuilt)
+    restarted.drop()  # the loader pauses the window's partitions and re-reads them
+    flaky.refuse_partitions = frozenset()
+    fill(restarted, by_partition)
+    (again,) = restarted.take_due(now=200.0)
+    assert again.token == window.token and restarted.write(again).rows == 15
+    assert exact(target) == (15, 15)  # no FINAL
