@@ -55,6 +55,7 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await self._loader.finish_writing()  # inserted batches are committed while the partitions are still ours
         self._loader.sink.drop([(tp.topic, tp.partition) for tp in revoked])
+        self._loader.loading -= revoked
         for tp in revoked:
             self._loader.paused.pop(tp, None)
             self._loader.skip_through.pop(tp, None)
@@ -70,6 +71,7 @@ class _Rebalance(ConsumerRebalanceListener):
                 log.warning("cannot read recorded batch ranges of %s: %s", topic, error)
         loader.sink.claim({(tp.topic, tp.partition) for tp in assigned})
         loader.skip_through = {TopicPartition(*tp): last for tp, last in loader.sink.done_through().items()}
+        loader.loading = set(assigned)
 
 
 def default_targets(kafka: KafkaSettings, student_key: bytes = b"") -> dict[str, Target]:
@@ -114,6 +116,9 @@ class SinkLoader:
         self.paused: dict[TopicPartition, float] = {}  # partition -> when to resume it
         # partition -> the last offset of its recorded range already inserted: read again, skipped and committed
         self.skip_through: dict[TopicPartition, int] = {}
+        # the partitions whose recorded state is read: aiokafka hands out a new assignment's records while the
+        # assignment callback still reads it, and what arrives before is read again once it is known
+        self.loading: set[TopicPartition] = set()
         self._consumer: AIOKafkaConsumer | None = None
         self._writing: asyncio.Task[None] | None = None  # the windows being inserted while the next are fetched
         # the inserts' own thread: nothing else the process runs in threads (reads, analyst queries) can make the
@@ -169,6 +174,10 @@ class SinkLoader:
         now = time.monotonic()
         for tp, messages in fetched.items():
             if tp in self.paused:  # fetched before the pause: read again after the resume
+                continue
+            if tp not in self.loading:  # fetched before its recorded state was read: read again after
+                if messages and tp in consumer.assignment():
+                    consumer.seek(tp, messages[0].offset)
                 continue
             topic, partition = tp.topic, tp.partition
             if tp in self.skip_through and messages:

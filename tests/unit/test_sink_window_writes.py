@@ -301,3 +301,41 @@ def test_a_rebuilt_window_clickhouse_does_not_take_is_retried_whole(target: Clic
     (again,) = restarted.take_due(now=200.0)
     assert again.token == window.token and restarted.write(again).rows == 15
     assert exact(target) == (15, 15)  # no FINAL
+
+
+class FetchingConsumer(RecordingConsumer):
+    """A consumer whose next fetch returns these records (as aiokafka does for a new assignment while the
+    assignment callback still runs)."""
+
+    def __init__(self, records: dict[TopicPartition, list[typing.Any]]) -> None:
+        super().__init__()
+        self.records = records
+
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[
+            typing.Any]]:
+        records, self.records = self.records, {}
+        return records
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return None
+
+
+async def test_records_fetched_before_the_recorded_state_is_read_are_read_again_after(target: ClickHouse) -> None:
+    """aiokafka returns a new assignment's records before ``on_partitions_assigned`` has read the partitions'
+    recorded state (which says a range is done, or must be rebuilt exactly): such records are not loaded but read
+    again (seek back) once the state is known."""
+    loader = SinkLoader(SinkSettings(batch_rows=1000, batch_seconds=3600), KafkaSettings(), target,
+                        targets={"facts": facts_target()})
+    tp = TopicPartition("facts", 1)
+    consumer = FetchingConsumer({tp: [Record(10, b"a"), Record(11, b"b")]})
+    await loader._poll_once(typing.cast(AIOKafkaConsumer, consumer))
+    assert loader.sink.pending_first_offsets() == {} and consumer.seeks == [(1, 10)]
+    loader.loading.add(tp)  # the assignment callback is done
+    consumer.records = {tp: [Record(10, b"a"), Record(11, b"b")]}
+    await loader._poll_once(typing.cast(AIOKafkaConsumer, consumer))
+    assert loader.sink.pending_first_offsets() == {("facts", 1): 10}
+
+
+class Record(typing.NamedTuple):
+    offset: int
+    value: bytes
