@@ -7,9 +7,9 @@ its rows erasable). One consumer group and one loading machinery for all of them
 - aiokafka consumer, ``enable_auto_commit=False``, ``isolation_level="read_committed"``;
 - the ranges of all partitions feeding one table are written as one window (``sinks.windows``: intent recorded,
   one insert with the window's token, done marker); each part's offset ``last + 1`` is committed only after that;
-- on assignment, the recorded state of the partitions is read: a range already done is skipped when read again
-  (committed, not inserted), a window recorded but not done is rebuilt exactly (or part by part when its
-  partitions were split across consumers);
+- on assignment, the recorded state of the partitions is read (records fetched before it is known are read
+  again after): a range already done is skipped when read again (committed, not inserted), a window recorded but
+  not done is rebuilt exactly (or part by part when its partitions were split across consumers);
 - one background writer inserts the due windows while the consumer fetches the next ones (fetching and inserting
   overlap; a partition's ranges are still inserted and committed in offset order, one writer at a time, and a
   revocation waits for the writer, so inserted windows are committed while the partitions are still ours);
