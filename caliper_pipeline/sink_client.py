@@ -131,6 +131,17 @@ class SinkClient:
     def rows(self, statement: str) -> list[dict[str, Any]]:
         return parse_rows(self.query(statement, "jsoneachrow"))
 
+    def metrics(self) -> str:
+        """The sink's Prometheus metrics (``GET /metrics``, analyst token)."""
+        request = urllib.request.Request(f"{self.sink_url}/metrics", headers=self.headers())
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return bytes(response.read()).decode()
+        except urllib.error.HTTPError as error:
+            raise SinkQueryError(error.code, error_message(error.read()), f"{self.sink_url}/metrics") from error
+        except OSError as error:  # unreachable, reset, timeout
+            raise SinkUnreachableError(self.sink_url, error) from error
+
     # ---------------------------------------------------------------------------------------------------- async
 
     async def query_async(self, session: aiohttp.ClientSession, statement: str,

@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from fastavro.schema import to_parsing_canonical_form
 
 from schemas.avro_fast import zigzag_varint  # an Avro long (the one definition of its encoding)
 
 CONTAINER_MAGIC = b"Obj\x01"
+Key = TypeVar("Key")  # what names a message: its offset, or (topic, partition, offset) across partitions
 
 
 def _avro_bytes(data: bytes) -> bytes:
@@ -59,11 +60,11 @@ def container_of(schema_json: str, bodies: Iterable[bytes]) -> bytes:
 
 
 @dataclass(slots=True)
-class WriterGroup:
-    """The messages of a batch written with one writer schema: their offsets and bodies (headers stripped)."""
+class WriterGroup(Generic[Key]):
+    """The messages of a batch written with one writer schema: their keys and bodies (headers stripped)."""
 
     writer_schema: Any  # the fastavro-parsed writer schema
-    offsets: list[int] = field(default_factory=list)
+    offsets: list[Key] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     headers: list[bytes] = field(default_factory=list)  # each message's header (what precedes its body)
 
@@ -76,16 +77,18 @@ class WriterGroup:
 
 
 def group_by_writer(
-    offsets: Sequence[int], values: Sequence[bytes | None], writer_schema_of: Any,
-) -> tuple[list[WriterGroup], list[tuple[int, bytes, str]]]:
+    offsets: Sequence[Key], values: Sequence[bytes | None], writer_schema_of: Any,
+) -> tuple[list[WriterGroup[Key]], list[tuple[Key, bytes, str]]]:
     """Split messages by the writer schema their header names, without decoding them.
 
     ``writer_schema_of(message) -> (parsed writer schema, body start)`` raises for an unknown header; such
     messages come back as ``(offset, raw bytes, error)``.
     """
-    groups: dict[int, WriterGroup] = {}
-    unreadable: list[tuple[int, bytes, str]] = []
-    last_header, last_group, last_start = b"", None, 0
+    groups: dict[int, WriterGroup[Key]] = {}
+    unreadable: list[tuple[Key, bytes, str]] = []
+    last_header: bytes = b""
+    last_group: WriterGroup[Key] | None = None
+    last_start = 0
     for offset, value in zip(offsets, values, strict=True):
         if value is None:
             value = b""

@@ -12,9 +12,15 @@ class SinkMetrics:
             "sink_rows_inserted_total", "Rows inserted into ClickHouse, by table (retries dropped by the dedup "
             "token are counted again)", ["table"], registry=self.registry)
         self.batches = Counter(
-            "sink_batches_total", "Batches written and committed", registry=self.registry)
+            "sink_batches_total", "Windows written and committed (one insert per target table each, unless "
+            "rows were isolated)", registry=self.registry)
+        self.inserts = Counter(
+            "sink_inserts_total", "INSERT statements sent to ClickHouse (each has a fixed cost there), by table: "
+            "the entry tables, sink_batches (a window's intent and done marker), sink_rejects, failed_events_in",
+            ["table"], registry=self.registry)
         self.insert_seconds = Histogram(
-            "sink_insert_seconds", "Latency of one batch insert into ClickHouse", registry=self.registry,
+            "sink_insert_seconds", "Latency of one window's write into ClickHouse (intent, insert, done marker)",
+            registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
         self.insert_failures = Counter(
             "sink_insert_failures_total", "Batch writes that failed and were retried", registry=self.registry)

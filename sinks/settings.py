@@ -77,8 +77,8 @@ class SinkSettings(BaseModel):
     batch_rows: int = Field(default=50_000, ge=1)
     batch_seconds: float = Field(default=1.0, gt=0)
     # the batch window of the raw topics (the raw archive): each insert costs ClickHouse a fixed ~10 ms of CPU
-    # (planning, a part, its merges) whatever its size, and one insert per partition per window is most of the
-    # sink's CPU at a steady rate; the archive is not on the facts' freshness path, so it takes longer windows
+    # (planning, a part, its merges) whatever its size, and one insert per table per window (sinks.windows) is
+    # much of the sink's CPU at a steady rate; the archive is not on the facts' freshness path: longer windows
     archive_batch_seconds: float = Field(default=5.0, gt=0)
     # the broker answers a fetch once it holds fetch_min_bytes for us or fetch_max_wait_ms passed: a few large
     # fetches a second instead of one per trickle of records (aiokafka's defaults, 1 byte, answer at once), which

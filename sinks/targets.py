@@ -1,11 +1,12 @@
 """What the sink loads from each topic: a *target* says how the topic's messages become one insert, and which
 entry table receives it.
 
-Every target goes through the same machinery (``sinks.batches``, ``sinks.writer``, ``sinks.loader``): per-partition
-batches over recorded offset ranges, one insert per range with the token ``topic:partition:first-last``, messages
-ClickHouse refuses isolated into ``sink_rejects``, one partition paused at a time. A target only turns the
-messages of a batch into ``InsertGroup``s (each one insert of rows in one ClickHouse input format, splittable into
-sub-ranges) plus the messages it cannot read at all (rejects, with the reason):
+Every target goes through the same machinery (``sinks.batches``, ``sinks.windows``, ``sinks.writer``,
+``sinks.loader``): per-partition ranges gathered into one window per target, recorded before one insert carrying the
+window's deduplication token, messages ClickHouse refuses isolated into ``sink_rejects``. A target only turns the
+messages of a window (each named by its ``MessageKey``: topic, partition, offset) into ``InsertGroup``s (each one
+insert of rows in one ClickHouse input format, splittable into sub-ranges) plus the messages it cannot read at all
+(rejects, with the reason):
 
 - ``AvroTarget`` (the facts topic): message bodies joined into Avro container files, one per writer schema, that
   ClickHouse decodes; no record is decoded in Python (``sinks.avro_container``);
@@ -30,15 +31,16 @@ from schemas.codec import AvroCodec
 from sinks.avro_container import WriterGroup, container_of, group_by_writer
 from sinks.clickhouse import ClickHouse
 
-Unreadable = tuple[int, bytes, str]  # offset, the message's bytes, why it cannot be loaded
+MessageKey = tuple[str, int, int]  # topic, partition, offset: where a message is
+Unreadable = tuple[MessageKey, bytes, str]  # the message, its bytes, why it cannot be loaded
 
 
 class InsertGroup(Protocol):
-    """Messages of one batch that are inserted together: ``body(low, high)`` is the insert of messages
+    """Messages of one window that are inserted together: ``body(low, high)`` is the insert of messages
     ``[low, high)`` (so a refused group can be split), ``original(i)`` the i-th message as it was on the topic."""
 
     @property
-    def offsets(self) -> list[int]: ...
+    def keys(self) -> list[MessageKey]: ...
 
     def body(self, low: int, high: int) -> bytes: ...
 
@@ -52,9 +54,9 @@ class Target(Protocol):
     destination: str  # the table its view fills (what analysts read; the metrics' label)
     fmt: str  # the ClickHouse input format of an insert's body
 
-    def prepare(self, topic: str, partition: int, offsets: Sequence[int],
+    def prepare(self, keys: Sequence[MessageKey],
                 values: Sequence[bytes | None]) -> tuple[list[InsertGroup], list[Unreadable]]:
-        """The inserts of a batch's messages, and the messages that cannot be loaded."""
+        """The inserts of a window's messages, and the messages that cannot be loaded."""
         ...
 
     def insert(self, clickhouse: ClickHouse, body: bytes, settings: Mapping[str, Any]) -> None:
@@ -77,7 +79,7 @@ class AvroGroup:
     schema_json: str
 
     @property
-    def offsets(self) -> list[int]:
+    def keys(self) -> list[MessageKey]:
         return self.group.offsets
 
     def body(self, low: int, high: int) -> bytes:
@@ -99,9 +101,9 @@ class AvroTarget:
         self.destination = destination
         self.describe = describe
 
-    def prepare(self, topic: str, partition: int, offsets: Sequence[int],
+    def prepare(self, keys: Sequence[MessageKey],
                 values: Sequence[bytes | None]) -> tuple[list[InsertGroup], list[Unreadable]]:
-        groups, unreadable = group_by_writer(offsets, values, self.codec.writer_schema_of)
+        groups, unreadable = group_by_writer(keys, values, self.codec.writer_schema_of)
         return [AvroGroup(group, group.schema_json()) for group in groups], unreadable
 
     def insert(self, clickhouse: ClickHouse, body: bytes, settings: Mapping[str, Any]) -> None:
@@ -127,7 +129,7 @@ RowOf = Callable[[SourceMessage], Mapping[str, Any]]
 class JsonRowsGroup:
     """One JSON object (a line of ``JSONEachRow``) per message."""
 
-    offsets: list[int]
+    keys: list[MessageKey]
     lines: list[bytes]
     values: list[bytes]
 
@@ -150,21 +152,21 @@ class JsonRowsTarget:
         self.destination = destination
         self.describe = describe
 
-    def prepare(self, topic: str, partition: int, offsets: Sequence[int],
+    def prepare(self, keys: Sequence[MessageKey],
                 values: Sequence[bytes | None]) -> tuple[list[InsertGroup], list[Unreadable]]:
         group = JsonRowsGroup([], [], [])
         unreadable: list[Unreadable] = []
-        for offset, value in zip(offsets, values, strict=True):
+        for key, value in zip(keys, values, strict=True):
             raw = value or b""
             try:
-                line = orjson.dumps(self.row_of(SourceMessage(topic, partition, offset, raw)))
+                line = orjson.dumps(self.row_of(SourceMessage(*key, raw)))
             except Exception as error:  # any reason a message cannot become a row is stored with the reject
-                unreadable.append((offset, raw, f"{type(error).__name__}: {error}"))
+                unreadable.append((key, raw, f"{type(error).__name__}: {error}"))
                 continue
-            group.offsets.append(offset)
+            group.keys.append(key)
             group.lines.append(line)
             group.values.append(raw)
-        return ([group] if group.offsets else []), unreadable
+        return ([group] if group.keys else []), unreadable
 
     def insert(self, clickhouse: ClickHouse, body: bytes, settings: Mapping[str, Any]) -> None:
         clickhouse.insert_raw(self.table, body, self.fmt, settings)

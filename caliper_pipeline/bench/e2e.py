@@ -15,7 +15,9 @@ and reports:
 
 Also the CPU each process of the stack used from the start of the load until ClickHouse had everything
 (``/proc/<pid>/stat``: gateway, streams, sink, the broker's JVM, and this process, the load generator): CPU
-microseconds per acknowledged event, by process — where the time goes end to end.
+microseconds per acknowledged event, by process — where the time goes end to end; and the INSERT statements the
+sink sent to ClickHouse meanwhile, by table, per 30 s (``sink_inserts_total`` of its ``/metrics``: each INSERT into
+an entry table has a fixed cost in ClickHouse).
 
 Writes ``e2e-<timestamp>.json`` and ``e2e-<timestamp>.md`` to the output directory. Targets (reported,
 not asserted): >= 6,000 events/s end to end (acknowledged and in ClickHouse) for 10 minutes, and freshness
@@ -29,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -51,6 +54,23 @@ FRESHNESS_TARGET_AT_RATE = THROUGHPUT_TARGET / 2  # the freshness target holds a
 
 class BenchArgumentError(PipelineError):
     """An argument of ``bench e2e`` that does not fit the stack the bench would start."""
+
+
+_INSERTS = re.compile(r'^sink_inserts_total\{table="([^"]+)"\} ([0-9.e+]+)$', re.MULTILINE)
+
+
+def sink_inserts(sink: SinkClient) -> dict[str, float]:
+    """INSERT statements the sink sent so far, by table (empty when its metrics cannot be read)."""
+    try:
+        return {table: float(value) for table, value in _INSERTS.findall(sink.metrics())}
+    except SinkClientError:
+        return {}
+
+
+def inserts_per_30s(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    counts = {table: after[table] - before.get(table, 0.0) for table in after}
+    counts["all"] = sum(counts.values())
+    return {table: round(count * 30 / seconds, 1) if seconds else 0.0 for table, count in sorted(counts.items())}
 
 
 def process_cpu(pids: dict[str, int]) -> dict[str, float]:
@@ -190,10 +210,10 @@ def run_e2e_bench(settings: Settings, *, seconds: float, rate: float | None, out
                 await asyncio.wait_for(probe_task, 60)
 
         pids = pipeline.pids() if pipeline is not None else {}
-        cpu_before = process_cpu(pids)
+        cpu_before, inserts_before = process_cpu(pids), sink_inserts(sink)
         load_started = time.monotonic()
         counts, drain_seconds = asyncio.run(drive())
-        cpu_after = process_cpu(pids)
+        cpu_after, inserts_after = process_cpu(pids), sink_inserts(sink)
         expected = {t: len(ids) for t, ids in summary.acknowledged_ids.items()}
         everything_seconds = time.monotonic() - load_started
         if pipeline is not None:
@@ -244,6 +264,7 @@ def run_e2e_bench(settings: Settings, *, seconds: float, rate: float | None, out
                         "freshness_at_events_per_s": FRESHNESS_TARGET_AT_RATE, "duration_s": 600},
         }
         result["cpu_by_process"] = cpu_report(cpu_before, cpu_after, everything_seconds, acked_total)
+        result["sink_inserts_per_30s"] = inserts_per_30s(inserts_before, inserts_after, everything_seconds)
         result["meets_throughput_target"] = min(result["sustained_events_per_s"],
                                                 result["e2e_events_per_s"]) >= THROUGHPUT_TARGET
         # the freshness target is stated at half the throughput target: above it, a verdict would be meaningless
@@ -318,6 +339,9 @@ def render_markdown(result: dict[str, Any]) -> str:
                   "| --- | --- | --- | --- |"]
         lines += [f"| {name} | {v['cpu_seconds']:,.1f} | {v['share_of_a_core']:.2f} | {v['us_per_event']:,.1f} |"
                   for name, v in result["cpu_by_process"].items()]
+    if result.get("sink_inserts_per_30s"):
+        lines += ["", "| sink INSERTs by table (load + drain) | per 30 s |", "|---|---:|"]
+        lines += [f"| {table} | {count:,.1f} |" for table, count in result["sink_inserts_per_30s"].items()]
     lines += ["", "| tenant | acknowledged | distinct in ClickHouse | rows FINAL | equal |",
               "| --- | --- | --- | --- | --- |"]
     for tenant, v in result["per_tenant"].items():

@@ -104,10 +104,10 @@ def published() -> list[RawEvent]:
 
 def load_rows(engine: ClickHouse, target: JsonRowsTarget, topic: str, values: list[bytes]) -> None:
     """Through the sink's target, as the loader does: messages -> rows -> one insert."""
-    groups, unreadable = target.prepare(topic, 0, list(range(len(values))), values)
+    groups, unreadable = target.prepare([(topic, 0, offset) for offset in range(len(values))], values)
     assert not unreadable, unreadable
     for group in groups:
-        target.insert(engine, group.body(0, len(group.offsets)),
+        target.insert(engine, group.body(0, len(group.keys)),
                       {**INSERT_SETTINGS, "insert_deduplication_token": f"pii-{next(_tokens)}"})
 
 
