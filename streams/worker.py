@@ -130,6 +130,10 @@ def new_app(settings: StreamsSettings, kafka: KafkaSettings) -> faust.App:
         broker_commit_interval=settings.commit_interval_s,
         producer_acks=-1,
         producer_partitioner=crc32_partitioner,
+        # the read-ahead's bounds (StreamsSettings)
+        broker_max_poll_records=settings.poll_max_records,
+        stream_buffer_maxsize=settings.buffer_max_events,
+        consumer_max_fetch_size=settings.fetch_max_bytes_per_partition,
     )
     # read_committed (see ReadCommittedConsumerThread); set before anything (app.topic) creates the transport
     app.transport = ReadCommittedTransport(app.conf.broker_consumer, app)
