@@ -30,7 +30,7 @@ class StreamsSettings(BaseModel):
     # fetch_max_bytes_per_partition (compressed) waiting in the consumer
     poll_max_records: int = Field(default=1_000, ge=1)
     buffer_max_events: int = Field(default=2_000, ge=1)
-    fetch_max_bytes_per_partition: int = Field(default=1 << 20, ge=1024)
+    fetch_max_bytes_per_partition: int = Field(default=256 << 10, ge=1024)
     batch_within_s: float = Field(default=0.05, gt=0)  # how long a partial batch waits for more events
     publish_retry_initial_s: float = Field(default=0.5, gt=0)  # first backoff after a failed publish
     log_level: str = "INFO"
