@@ -31,6 +31,7 @@ from prometheus_client import start_http_server
 from schemas.kafka import KafkaSettings, crc32_partitioner
 from schemas.privacy import PrivacySettings
 from schemas.registry import learning_fact_codec, raw_event_codec
+from streams.allocator import configure_allocator
 from streams.metrics import StreamsMetrics
 from streams.processor import EventProcessor, OutboundRecord, ProcessedEvent, Publisher
 from streams.publishing import BatchingProducer, KafkaPublisher
@@ -220,6 +221,7 @@ def run_worker(settings: StreamsSettings, kafka: KafkaSettings, privacy: Privacy
     """Start the worker and block until it is stopped (``caliper-pipeline streams``); refuses to start without
     the privacy keys (``MissingPrivacyKeyError``)."""
     privacy.require_keys()
+    configure_allocator(settings.malloc_arena_max, settings.malloc_mmap_threshold_bytes)  # before any thread
     metrics = StreamsMetrics()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.registry)
