@@ -83,6 +83,16 @@ class ReadCommittedConsumer(aiokafka_driver.Consumer):
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Record the offsets no message will come for (a transaction's commit marker, aborted records) as done.
+
+        faust 0.15.3 calls this with the offset of the message after the gap as ``offset_to`` and records it as
+        missing too, so that message's offset is counted twice once it is acked; each commit then advances only
+        up to the next duplicate: every envelope (one transaction) of the gateway adds one, the committed offsets
+        fell behind by most of what the worker read, and the list of acked offsets it keeps until commit grew
+        with every event (85,000 offsets a partition after 8 minutes at 1,000 events/s)."""
+        await super()._add_gap(tp, offset_from, offset_to - 1)
+
 
 class ReadCommittedTransport(aiokafka_driver.Transport):
     """The aiokafka transport with ``ReadCommittedConsumer``, and ``BatchingProducer`` (faust's producer that can

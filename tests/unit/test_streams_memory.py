@@ -6,6 +6,8 @@ import gc
 import tracemalloc
 import uuid
 
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
 from pydantic import SecretStr
 
 from schemas.kafka import KafkaSettings
@@ -76,3 +78,24 @@ async def test_the_worker_reads_ahead_a_bounded_number_of_records() -> None:
     consumer = app.consumer._thread._create_worker_consumer(app.transport)
     assert (consumer._max_poll_records, consumer._max_partition_fetch_bytes) == (7, 4096)
     assert next(iter(app.agents.values())).channel.queue.maxsize == 11
+
+
+async def test_offsets_after_transaction_markers_are_committed_in_one_go() -> None:
+    """The gateway writes each envelope in one transaction: a commit marker takes an offset after the envelope's
+    records, which the worker never sees. The consumer records the skipped offset as a gap; every offset up to
+    the last acked one is then committable at once, and the acked offsets it kept are released."""
+    app = build_app(StreamsSettings(), KAFKA, PRIVACY)
+    consumer = app.consumer
+    topic = KAFKA.topics.raw_topics[0]
+    tp = TP(topic, 0)
+    app.topics._acking_topics.add(topic)  # as when the running agent subscribes to the topic
+    read: int | None = None
+    for transaction in range(3):  # 20 records, then the marker's offset
+        for offset in range(transaction * 21, transaction * 21 + 20):
+            if read is not None and offset - read > 1:
+                await consumer._add_gap(tp, read + 1, offset)  # what faust's reading loop does on a gap
+            read = offset
+            assert consumer.ack(ConsumerMessage(topic=topic, partition=0, offset=offset, timestamp=0.0,
+                                                timestamp_type=0, headers=None, key=None, value=b"v", checksum=None))
+    assert consumer._new_offset(tp) == 62  # offsets 0..61: 60 records and two markers
+    assert consumer._acked[tp] == []
