@@ -2,13 +2,12 @@
 
 faust reads Kafka in a second thread (its consumer's event loop), and the raw records it fetches are large
 allocations (fetch responses, record values, decompressed batches) made in one thread and freed in the other.
-With glibc's defaults two things keep their memory mapped after Python freed it: each thread gets arenas of its
-own (up to 8 per core), and the mmap threshold is dynamic: once a large block allocated with ``mmap`` is freed,
-the threshold rises to its size, so the next blocks of that size come from an arena's heap, where freed memory is
-returned to the system only from the heap's top (and glibc raises the trim threshold with it, to twice the mmap
-threshold). The worker's RSS then grows while the memory Python holds (``tracemalloc``) stays flat. A fixed
-threshold maps a large block that the free space cannot hold on its own (returned at ``free``) instead of growing
-the heap, and keeps the trim threshold at glibc's 128 KiB; fewer arenas bound what freed small blocks can pin.
+glibc's defaults can keep such memory mapped after Python freed it: each thread gets arenas of its own (up to 8
+per core), and the mmap threshold is dynamic: once a large block allocated with ``mmap`` is freed, the threshold
+rises to its size (and the trim threshold to twice that), so the next blocks of that size grow an arena's heap,
+which is returned to the system only from its top. A fixed threshold maps a large block the free space cannot
+hold on its own (returned at ``free``) and keeps the trim threshold at glibc's 128 KiB; fewer arenas bound what
+freed small blocks can pin.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ class StreamsSettings(BaseModel):
     batch_within_s: float = Field(default=0.05, gt=0)  # how long a partial batch waits for more events
     publish_retry_initial_s: float = Field(default=0.5, gt=0)  # first backoff after a failed publish
     # glibc's allocator (streams.allocator): arenas at most (0: glibc's 8 per core) and a fixed mmap threshold
-    # (blocks this large and larger are mapped on their own and returned to the system when freed; 0: glibc's
-    # dynamic threshold, which rises to 32 MiB and keeps freed large blocks in the arenas)
+    # (a block this large that the free space cannot hold is mapped on its own and returned to the system when
+    # freed; 0: glibc's dynamic threshold, which rises with every large block freed, up to 32 MiB)
     malloc_arena_max: int = Field(default=2, ge=0)
     malloc_mmap_threshold_bytes: int = Field(default=128 << 10, ge=0, le=32 << 20)
     log_level: str = "INFO"
