@@ -301,7 +301,9 @@ def connect(settings: ClickHouseSettings, *, create_database: bool = False) -> C
     try:
         if settings.embedded:
             settings.data_path.mkdir(parents=True, exist_ok=True)
-            client = clickhouse_connect.get_client(dsn=f"chdb://{settings.data_path.resolve()}")
+            # the engine is one per process: the first client opened starts it with these bounds
+            client = clickhouse_connect.get_client(dsn=f"chdb://{settings.data_path.resolve()}",
+                                                   chdb_options=settings.engine.startup_options())
         else:
             client = clickhouse_connect.get_client(
                 host=settings.host, port=settings.port, username=settings.username,

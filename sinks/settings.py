@@ -7,6 +7,38 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
+class EmbeddedEngineSettings(BaseModel):
+    """Bounds of the embedded engine's (chDB's) process-wide caches and memory, set when the sink's process opens
+    it. ClickHouse's defaults are a database server's: 5 GiB each for the mark, primary-index and index-mark
+    caches, which on a long-running sink fill with every part analysts read and stay. A ClickHouse server has its
+    own configuration (these do not apply to it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mark_cache_bytes: int = Field(default=64 << 20, ge=0)
+    primary_index_cache_bytes: int = Field(default=64 << 20, ge=0)
+    index_mark_cache_bytes: int = Field(default=32 << 20, ge=0)
+    compiled_expression_cache_bytes: int = Field(default=32 << 20, ge=0)
+    query_condition_cache_bytes: int = Field(default=16 << 20, ge=0)
+    # the engine's total (queries, inserts, merges, caches); a statement that would pass it fails with
+    # MEMORY_LIMIT_EXCEEDED (code 241), as a query over its own max_memory_bytes does. 0: the engine's default
+    # (90 % of the machine's RAM)
+    max_memory_bytes: int = Field(default=0, ge=0)
+
+    def startup_options(self) -> dict[str, int]:
+        """The engine's server settings, passed when the engine starts (chDB's connection options)."""
+        options = {
+            "mark_cache_size": self.mark_cache_bytes,
+            "primary_index_cache_size": self.primary_index_cache_bytes,
+            "index_mark_cache_size": self.index_mark_cache_bytes,
+            "compiled_expression_cache_size": self.compiled_expression_cache_bytes,
+            "query_condition_cache_size": self.query_condition_cache_bytes,
+        }
+        if self.max_memory_bytes:
+            options["max_server_memory_usage"] = self.max_memory_bytes
+        return options
+
+
 class ClickHouseSettings(BaseModel):
     """How to reach ClickHouse. An empty ``host`` means: embedded chDB on ``data_path`` (one process owns it)."""
 
@@ -21,6 +53,7 @@ class ClickHouseSettings(BaseModel):
     data_path: Path = Path("var/chdb")
     # non-empty: cluster mode (ReplicatedMergeTree ... ON CLUSTER + Distributed tables)
     cluster: str = Field(default="", pattern=r"^[A-Za-z0-9_]*$")
+    engine: EmbeddedEngineSettings = Field(default_factory=lambda: EmbeddedEngineSettings())
 
     @property
     def embedded(self) -> bool:

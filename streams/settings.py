@@ -23,8 +23,21 @@ class StreamsSettings(BaseModel):
     rebalance_timeout_s: float = Field(default=10.0, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
     batch_max_events: int = Field(default=500, ge=1)  # events produced (and acknowledged) together
+    # read-ahead: what a worker behind its partitions holds in memory besides the batch it is working on. One poll
+    # of the consumer hands faust at most poll_max_records records (aiokafka's default hands it everything
+    # fetched from every partition at once: tens of thousands of records when the worker is behind), which faust
+    # queues up to buffer_max_events for the agent; each assigned partition keeps at most one fetch of
+    # fetch_max_bytes_per_partition (compressed) waiting in the consumer
+    poll_max_records: int = Field(default=1_000, ge=1)
+    buffer_max_events: int = Field(default=2_000, ge=1)
+    fetch_max_bytes_per_partition: int = Field(default=256 << 10, ge=1024)
     batch_within_s: float = Field(default=0.05, gt=0)  # how long a partial batch waits for more events
     publish_retry_initial_s: float = Field(default=0.5, gt=0)  # first backoff after a failed publish
+    # glibc's allocator (streams.allocator): arenas at most (0: glibc's 8 per core) and a fixed mmap threshold
+    # (a block this large that the free space cannot hold is mapped on its own and returned to the system when
+    # freed; 0: glibc's dynamic threshold, which rises with every large block freed, up to 32 MiB)
+    malloc_arena_max: int = Field(default=2, ge=0)
+    malloc_mmap_threshold_bytes: int = Field(default=128 << 10, ge=0, le=32 << 20)
     log_level: str = "INFO"
 
     @property

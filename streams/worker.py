@@ -32,6 +32,7 @@ from schemas.kafka import KafkaSettings, crc32_partitioner
 from schemas.privacy import PrivacySettings
 from schemas.record_batches import OutboundRecord
 from schemas.registry import learning_fact_codec, raw_event_codec
+from streams.allocator import configure_allocator
 from streams.metrics import StreamsMetrics
 from streams.processor import EventProcessor, ProcessedEvent, Publisher
 from streams.publishing import BatchingProducer, KafkaPublisher
@@ -83,6 +84,16 @@ class ReadCommittedConsumer(aiokafka_driver.Consumer):
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Record the offsets no message will come for (a transaction's commit marker, aborted records) as done.
+
+        faust 0.15.3 calls this with the offset of the message after the gap as ``offset_to`` and records it as
+        missing too, so that message's offset is counted twice once it is acked; each commit then advances only
+        up to the next duplicate: every envelope (one transaction) of the gateway adds one, so the committed
+        offsets fell ever further behind what the worker processed (a restart replays all of it) and the list of
+        acked offsets faust keeps until their commit grew with every event (docs/benchmarks.md, soak)."""
+        await super()._add_gap(tp, offset_from, offset_to - 1)
+
 
 class ReadCommittedTransport(aiokafka_driver.Transport):
     """The aiokafka transport with ``ReadCommittedConsumer``, and ``BatchingProducer`` (faust's producer that can
@@ -131,6 +142,10 @@ def new_app(settings: StreamsSettings, kafka: KafkaSettings) -> faust.App:
         broker_commit_interval=settings.commit_interval_s,
         producer_acks=-1,
         producer_partitioner=crc32_partitioner,
+        # the read-ahead's bounds (StreamsSettings)
+        broker_max_poll_records=settings.poll_max_records,
+        stream_buffer_maxsize=settings.buffer_max_events,
+        consumer_max_fetch_size=settings.fetch_max_bytes_per_partition,
     )
     # read_committed (see ReadCommittedConsumerThread); set before anything (app.topic) creates the transport
     app.transport = ReadCommittedTransport(app.conf.broker_consumer, app)
@@ -217,6 +232,7 @@ def run_worker(settings: StreamsSettings, kafka: KafkaSettings, privacy: Privacy
     """Start the worker and block until it is stopped (``caliper-pipeline streams``); refuses to start without
     the privacy keys (``MissingPrivacyKeyError``)."""
     privacy.require_keys()
+    configure_allocator(settings.malloc_arena_max, settings.malloc_mmap_threshold_bytes)  # before any thread
     metrics = StreamsMetrics()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.registry)
