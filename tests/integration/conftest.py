@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pipeline_harness import LocalPipeline, start_pipeline
+
+from sinks.clickhouse import ClickHouse, connect
+from sinks.migrations import Layout, apply_migrations
+from sinks.settings import ClickHouseSettings
 
 
 @pytest.fixture(scope="module")
@@ -19,3 +24,12 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory,
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[ClickHouse]:
+    """A migrated embedded engine of the test's own, for the loader tests on the real broker."""
+    engine = connect(ClickHouseSettings(data_path=tmp_path / "chdb"), create_database=True)
+    apply_migrations(engine, Layout("learning"))
+    yield engine
+    engine.close()

@@ -25,10 +25,9 @@ from caliper_pipeline.local_kafka import free_port
 from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
 from schemas.records import LearningFact, fact_id_for
-from sinks.clickhouse import ClickHouse, connect
+from sinks.clickhouse import ClickHouse
 from sinks.errors import ClickHouseUnavailableError
 from sinks.loader import SinkLoader
-from sinks.migrations import Layout, apply_migrations
 from sinks.settings import ClickHouseSettings, SinkSettings
 
 pytestmark = pytest.mark.integration
@@ -72,14 +71,6 @@ async def wait_for(condition: Callable[[], Any], timeout: float = 60.0, step: fl
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(step)
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Any:
-    engine = connect(ClickHouseSettings(data_path=tmp_path / "chdb"), create_database=True)
-    apply_migrations(engine, Layout("learning"))
-    yield engine
-    engine.close()
 
 
 def sink_settings(**changes: Any) -> SinkSettings:
@@ -307,7 +298,6 @@ async def test_a_sink_killed_mid_batch_loses_and_doubles_nothing(kafka_settings:
 @pytest.mark.slow
 async def test_bench_loads_every_row_and_reports_rates(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
     from caliper_pipeline.bench.sink import run_bench
-    from sinks.settings import ClickHouseSettings
 
     rows = int(os.environ.get("CALIPER_BENCH_ROWS", "100000"))
     report = await run_bench(kafka_settings, ClickHouseSettings(data_path=tmp_path / "chdb"), rows)

@@ -9,44 +9,27 @@ killed process would. A second loader of the same group then takes the partition
 from __future__ import annotations
 
 import asyncio
-import time
 import typing
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from test_sink_kafka import count, make_fact, produce, running, wait_for
 
-from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
-from schemas.records import LearningFact, fact_id_for
-from sinks.clickhouse import ClickHouse, connect
+from sinks.clickhouse import ClickHouse
 from sinks.loader import SinkLoader
-from sinks.migrations import Layout, apply_migrations
-from sinks.settings import ClickHouseSettings, SinkSettings
+from sinks.settings import SinkSettings
 from sinks.tables import BATCHES_TABLE, FACT_INPUT_TABLE
 
 pytestmark = pytest.mark.integration
 
-DAY_MS = 1_700_006_400_000
 TOTAL = 3000
 
 
 class Crash(Exception):
     """The sink process dying at the injected point."""
-
-
-def make_fact(number: int, run: str) -> LearningFact:
-    event_id = f"{run}-{number}"
-    return LearningFact(
-        fact_id=fact_id_for("school-a", event_id), fact_index=0, content_hash=f"h{number}", tenant="school-a",
-        client_id="client", source="hub", event_id=event_id, event_type="GradeEvent", profile="GradingProfile",
-        action="Graded", event_time_ms=DAY_MS + number, send_time_ms=DAY_MS + number,
-        received_time_ms=DAY_MS + number, student_id=f"student-{number % 37}", xp_earned=1.0)
 
 
 class CrashingClickHouse:
@@ -77,45 +60,7 @@ class CrashingClickHouse:
         return getattr(self.real, name)
 
 
-@pytest.fixture
-def target(tmp_path: Path) -> Any:
-    engine = connect(ClickHouseSettings(data_path=tmp_path / "chdb"), create_database=True)
-    apply_migrations(engine, Layout("learning"))
-    yield engine
-    engine.close()
 
-
-async def produce(kafka: KafkaSettings, facts: list[LearningFact]) -> None:
-    codec = LearningFactCodec()
-    producer = AIOKafkaProducer(acks="all", linger_ms=5, max_batch_size=1 << 20, **kafka.client_options())
-    await producer.start()
-    try:
-        pending = [await producer.send(kafka.topics.facts, codec.encode_record(f), key=f.student_id.encode())
-                   for f in facts]
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-
-
-def count(target: ClickHouse, sql: str) -> int:
-    return int(target.scalar(sql))
-
-
-async def wait_for(condition: Callable[[], Any], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(condition):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.2)
-
-
-@asynccontextmanager
-async def running(loader: SinkLoader) -> AsyncIterator[SinkLoader]:
-    task = asyncio.create_task(loader.run())
-    try:
-        yield loader
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 @pytest.mark.parametrize("point", ["intent", "insert", "commit"])
