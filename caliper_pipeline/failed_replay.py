@@ -44,12 +44,15 @@ async def failed_events(settings: Settings, selection: Mapping[str, Any]) -> lis
 
 
 def key_of(row: Mapping[str, Any], original: bytes, codec: RawEventCodec) -> bytes | None:
-    """The Kafka key the message had: a raw event's ``tenant|student`` (the gateway's), else the tenant."""
+    """The Kafka key the message had: a raw event's ``tenant|student`` (the gateway's; a batch record's is its first
+    event's, which keeps it on its events' partition), else the tenant."""
     try:
-        raw = codec.decode_record(original)
+        events = codec.decode_events(original)
     except PipelineError:
+        events = []
+    if not events:
         return str(row.get("tenant", "")).encode() or None
-    return partition_key(raw.tenant, raw.student_id)
+    return partition_key(events[0].tenant, events[0].student_id)
 
 
 async def replay_failed(settings: Settings, selection: Mapping[str, Any], *, dry_run: bool = False) -> ReplaySummary:

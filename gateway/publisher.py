@@ -1,16 +1,17 @@
 """Publishing validated events to Kafka: answer only after the broker has them, all of a request or none.
 
-A request's events go to their raw topics in ONE Kafka transaction (``gateway.transactions``: concurrent
-requests share transactions): consumers reading ``read_committed`` (the streams worker, the sink) see all of them
-or, when the request is answered with an error, none. Rejected requests go to the rejected topic through a plain
-idempotent producer (best effort, outside any transaction).
+A request's events go to their raw topics as ``RawEventBatch`` records, one per (raw topic, partition) of the
+request (``raw_batch_records``; more when one would exceed a Kafka message), in ONE Kafka transaction
+(``gateway.transactions``: concurrent requests share transactions): consumers reading ``read_committed`` (the
+streams worker, the sink) see all of them or, when the request is answered with an error, none. Rejected requests
+go to the rejected topic through a plain idempotent producer (best effort, outside any transaction).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -23,7 +24,7 @@ from schemas.codec import RawEventCodec
 from schemas.jobs import JobRecord
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner
 from schemas.kafka_lz4 import use_kafka_lz4_frames
-from schemas.record_batches import OutboundRecord
+from schemas.record_batches import OutboundRecord, PartitionLists, partition_lists
 from schemas.registry import raw_event_codec
 from schemas.side_topics import RejectedRequest
 
@@ -47,6 +48,43 @@ class EncodedEvent:
     @property
     def size(self) -> int:
         return len(self.key) + len(self.value)
+
+
+def raw_batch_records(events: Sequence[EncodedEvent], codec: RawEventCodec, topics: Mapping[Source, str],
+                      partitions: Mapping[Source, PartitionLists], max_record_bytes: int) -> list[OutboundRecord]:
+    """The raw-topic records of one request's events: a ``RawEventBatch`` per (source, partition), the events in
+    request order. An event's partition is ``crc32_partitioner`` of its key (``partition_key(tenant, student)``)
+    over the topic's ``partitions``, as if it were sent alone, so a student's events keep one partition and their
+    order. The record's key is its first event's key, which that partitioner maps to the same partition: the
+    producer puts the record where its events belong (and a reader keyed by student keeps working). A partition
+    whose events would make a record larger than ``max_record_bytes`` (key and value) gets several consecutive
+    records, each as large as fits (an event alone always fits: the gateway refuses a larger one first)."""
+    groups: dict[tuple[Source, int], list[EncodedEvent]] = {}
+    for item in events:
+        every, available = partitions[item.source]
+        where = (item.source, crc32_partitioner(item.key, every, available))
+        group = groups.get(where)
+        if group is None:
+            groups[where] = [item]
+        else:
+            group.append(item)
+    records = []
+    for (source, _), group in groups.items():
+        start, size = 0, 0
+        for index, item in enumerate(group):
+            if index > start and size + len(item.value) > max_record_bytes:
+                records.append(_batch_record(topics[source], group[start:index], codec))
+                start, size = index, 0
+            size += len(item.value) if index > start else item.size + _BATCH_OVERHEAD
+        records.append(_batch_record(topics[source], group[start:], codec))
+    return records
+
+
+_BATCH_OVERHEAD = 16  # bytes of a batch record beyond its key and its events' messages: header, counts
+
+
+def _batch_record(topic: str, group: Sequence[EncodedEvent], codec: RawEventCodec) -> OutboundRecord:
+    return OutboundRecord(topic, group[0].key, codec.encode_batch([item.value for item in group]))
 
 
 class EventPublisher:
@@ -117,14 +155,24 @@ class EventPublisher:
         if self._transactions is None:
             raise KafkaUnavailableError("the Kafka producer is not started",
                                         retry_after=self._gateway.retry_after_seconds)
-        topics = self._raw_topics
-        records = [OutboundRecord(topics[item.source], item.key, item.value) for item in events]
+        records = raw_batch_records(events, self._codec, self._raw_topics, await self._partitions(events),
+                                    self._gateway.max_event_bytes)
         records += [OutboundRecord(self._kafka.topics.jobs, job.tenant.encode(), job.to_json()) for job in jobs]
         try:
             await self._transactions.publish(records, self._gateway.publish_timeout_seconds)
         except TransactionFailedError as error:
             log.warning("publishing %d events failed: %s", len(events), error)
             raise KafkaUnavailableError(f"Kafka did not take the events; none was published ({error})",
+                                        retry_after=self._gateway.retry_after_seconds) from error
+
+    async def _partitions(self, events: Sequence[EncodedEvent]) -> dict[Source, PartitionLists]:
+        """The partition lists of the raw topics the events go to, as the producer knows them now."""
+        try:
+            async with asyncio.timeout(self._gateway.publish_timeout_seconds):
+                return {source: await partition_lists(self.producer, self._raw_topics[source])
+                        for source in {item.source for item in events}}
+        except (KafkaError, TimeoutError) as error:
+            raise KafkaUnavailableError(f"Kafka did not say the raw topics' partitions ({error})",
                                         retry_after=self._gateway.retry_after_seconds) from error
 
     def record_rejection(self, record: RejectedRequest) -> None:

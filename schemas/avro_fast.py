@@ -229,6 +229,16 @@ _READ = {  # statements reading the field at ``position`` into ``value``
 def compile_decoder(schema: dict[str, Any]) -> Callable[[bytes, int], dict[str, Any]] | None:
     """``decode(message, start) -> record dict`` of a flat schema without maps (None otherwise); raises
     ``FastPathMiss`` on anything malformed (fastavro then says what)."""
+    return _compile_decoder(schema, "record")
+
+
+def compile_item_decoder(schema: dict[str, Any]) -> Callable[[bytes, int], tuple[dict[str, Any], int]] | None:
+    """``compile_decoder``'s decoder of a record inside a message (an array's item): ``decode(message, start) ->
+    (record dict, the position after it)``."""
+    return _compile_decoder(schema, "record, position")
+
+
+def _compile_decoder(schema: dict[str, Any], returned: str) -> Callable[[bytes, int], Any] | None:
     fields = field_types(schema)
     if fields is None or any(kind.startswith("map") for _, kind in fields):
         return None
@@ -242,13 +252,13 @@ def compile_decoder(schema: dict[str, Any]) -> Callable[[bytes, int], dict[str, 
         else:
             lines += [f"    {statement}" for statement in _READ[kind]]
         lines.append(f"    record[{name!r}] = value")
-    lines.append("    return record")
+    lines.append(f"    return {returned}")
     namespace: dict[str, Any] = {"Miss": FastPathMiss, "read_varint": read_varint,
                                  "unpack_double": _DOUBLE.unpack_from}
     exec(compile("\n".join(lines) + "\n", f"<avro decoder {schema.get('name')}>", "exec"), namespace)
-    decoder: Callable[[bytes, int], dict[str, Any]] = namespace["decode"]
+    decoder: Callable[[bytes, int], Any] = namespace["decode"]
 
-    def decode(message: bytes, start: int) -> dict[str, Any]:
+    def decode(message: bytes, start: int) -> Any:
         try:
             return decoder(message, start)
         except (IndexError, UnicodeDecodeError):  # the message ends early, or is not UTF-8: fastavro says what

@@ -14,11 +14,11 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from schemas.records import LearningFact, RawEvent
+from schemas.records import LearningFact, RawEvent, RawEventBatch
 
 NAMESPACE = "org.caliperpipeline"
 CATALOG_DIR = Path(__file__).parent / "avro" / "catalog"
-RECORDS: dict[str, type] = {"learning_fact": LearningFact, "raw_event": RawEvent}
+RECORDS: dict[str, type] = {"learning_fact": LearningFact, "raw_event": RawEvent, "raw_event_batch": RawEventBatch}
 
 _PRIMITIVES: dict[Any, str] = {str: "string", int: "long", float: "double", bool: "boolean", bytes: "bytes"}
 
@@ -26,7 +26,11 @@ _PRIMITIVES: dict[Any, str] = {str: "string", int: "long", float: "double", bool
 def _avro_type(annotation: Any) -> Any:
     if annotation in _PRIMITIVES:
         return _PRIMITIVES[annotation]
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):  # a nested record, written in full
+        return avro_schema_for(annotation)
     origin = typing.get_origin(annotation)
+    if origin is list:
+        return {"type": "array", "items": _avro_type(typing.get_args(annotation)[0])}
     if origin is dict:
         key, value = typing.get_args(annotation)
         if key is str:

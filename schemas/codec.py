@@ -19,13 +19,13 @@ from __future__ import annotations
 import io
 import operator
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
-from schemas.avro_fast import FastPathMiss, compile_decoder, compile_encoder
+from schemas.avro_fast import FastPathMiss, compile_decoder, compile_encoder, compile_item_decoder, read_varint, varint
 from schemas.avro_flat import FlatRecordWriter
 from schemas.avro_gen import catalog_versions
 from schemas.errors import SchemaEncodingError
@@ -100,6 +100,14 @@ class AvroCodec:
             raise SchemaEncodingError(f"{self.record_name} does not fit its schema: {error}") from error
         return buffer.getvalue()
 
+    def names_writer(self, message: bytes) -> bool:
+        """Whether the message's header names a version of this record (a fingerprint or a registry id)."""
+        if message[:2] == SINGLE_OBJECT_MARKER:
+            return message[2:10] in self._writers_by_fingerprint
+        if message[:1] == CONFLUENT_MAGIC and len(message) >= 5:
+            return struct.unpack(">I", message[1:5])[0] in self._writers_by_registry_id
+        return False
+
     def writer_schema_of(self, message: bytes) -> tuple[Any, int]:
         """The writer schema named by a message's header, and where its body starts."""
         if message[:2] == SINGLE_OBJECT_MARKER:
@@ -135,10 +143,22 @@ class AvroCodec:
 
 class RawEventCodec(AvroCodec):
     """Avro codec of the gateway's raw events. Encoding goes through ``schemas.avro_flat`` (the same bytes as
-    fastavro, several times faster) while the RawEvent schema is flat."""
+    fastavro, several times faster) while the RawEvent schema is flat.
 
-    def __init__(self, schema_ids: dict[int, int] | None = None) -> None:
+    A raw topic holds two records: a lone ``RawEvent`` and a ``RawEventBatch`` (several events of one request, one
+    partition: what the gateway writes). ``encode_batch`` joins encoded events into a batch record;
+    ``decode_events`` reads either, by the writer its header names: every reader of a raw topic goes through it.
+    ``batch_schema_ids``: the registry ids of ``raw_event_batch``'s versions (Confluent wire format)."""
+
+    def __init__(self, schema_ids: dict[int, int] | None = None,
+                 batch_schema_ids: dict[int, int] | None = None) -> None:
         super().__init__("raw_event", schema_ids)
+        self.batch_codec = AvroCodec("raw_event_batch", batch_schema_ids)
+        batch_schema: Any = catalog_versions("raw_event_batch")[-1][1]
+        # the newest batch's items are the newest RawEvent (both generated from the records): read without fastavro
+        items = batch_schema["fields"][0]["type"]["items"]
+        self._fast_item = (compile_item_decoder(items)
+                           if items == catalog_versions("raw_event")[-1][1] else None)
         self._flat = FlatRecordWriter.of(self.reader_schema)
         schema: Any = self.reader_schema
         # the fields in the schema's order (the order they are written in), whatever RawEvent's attribute order
@@ -177,6 +197,55 @@ class RawEventCodec(AvroCodec):
 
     def decode_record(self, message: bytes) -> RawEvent:
         return RawEvent(**self.decode(message))
+
+    def encode_batch(self, messages: Sequence[bytes]) -> bytes:
+        """The ``RawEventBatch`` record of these events, each a message of this codec (``encode_record``, or a
+        ``writer_for`` writer): its header, then the Avro array of their bodies (a count, the items, a 0 count)."""
+        header_size = len(self._header)
+        if not messages:
+            return self.batch_codec._header + b"\x00"
+        return b"".join([self.batch_codec._header, varint(len(messages) << 1),
+                         *[message[header_size:] for message in messages], b"\x00"])
+
+    def encode_events(self, events: Sequence[RawEvent]) -> bytes:
+        """The ``RawEventBatch`` record of these events."""
+        return self.encode_batch([self.encode_record(event) for event in events])
+
+    def decode_events(self, message: bytes) -> list[RawEvent]:
+        """The events of a raw-topic message: a ``RawEventBatch``'s, in order, or a lone ``RawEvent``. Raises
+        ``SchemaEncodingError`` for anything else (no header, an unknown writer, a malformed body)."""
+        batch = self.batch_codec
+        if not batch.names_writer(message):
+            return [self.decode_record(message)]
+        writer, start = batch.writer_schema_of(message)
+        if writer is batch.reader_schema and self._fast_item is not None:
+            try:
+                return self._decode_items(message, start, self._fast_item)
+            except FastPathMiss:
+                pass
+        return [RawEvent(**record) for record in batch.decode(message)["events"]]
+
+    @staticmethod
+    def _decode_items(message: bytes, position: int, item: Callable[[bytes, int], tuple[dict[str, Any], int]],
+                      ) -> list[RawEvent]:
+        """An Avro array of RawEvents at ``position`` to the message's end (blocks of items, a 0 count last; a
+        negative count is followed by the block's size in bytes)."""
+        events = []
+        try:
+            count, position = read_varint(message, position)
+            while count:
+                if count < 0:
+                    count = -count
+                    _, position = read_varint(message, position)
+                for _ in range(count):
+                    record, position = item(message, position)
+                    events.append(RawEvent(**record))
+                count, position = read_varint(message, position)
+        except IndexError:
+            raise FastPathMiss from None
+        if position != len(message):
+            raise FastPathMiss
+        return events
 
 
 class LearningFactCodec(AvroCodec):

@@ -27,6 +27,16 @@ class OutboundRecord(NamedTuple):
     value: bytes
 
 
+PartitionLists = tuple[list[int], list[int]]  # a topic's partitions, and those available: a partitioner's input
+
+
+async def partition_lists(producer: AIOKafkaProducer, topic: str) -> PartitionLists:
+    """The lists ``AIOKafkaProducer._partition`` gives its partitioner for ``topic`` (waiting for its metadata)."""
+    all_partitions = list(await producer.partitions_for(topic))
+    available = list(producer.client.cluster.available_partitions_for_topic(topic) or ())
+    return all_partitions, available
+
+
 async def send_in_batches(producer: AIOKafkaProducer, records: Iterable[OutboundRecord],
                           partitioner: Partitioner) -> list[asyncio.Future[Any]]:
     """Hand ``records`` to ``producer`` as one record batch per (topic, partition) (another when one is full, sent
@@ -34,16 +44,14 @@ async def send_in_batches(producer: AIOKafkaProducer, records: Iterable[Outbound
     over the producer's partition lists, as ``AIOKafkaProducer.send`` computes it. When handing a batch fails, the
     futures already given are left to nobody (the caller sends everything again): their outcome is read so asyncio
     does not log it."""
-    partitions: dict[str, tuple[list[int], list[int]]] = {}
+    partitions: dict[str, PartitionLists] = {}
     batches: dict[tuple[str, int], Any] = {}
     delivered: list[asyncio.Future[Any]] = []
     try:
         for topic, key, value in records:
             known = partitions.get(topic)
-            if known is None:  # the lists ``AIOKafkaProducer._partition`` gives its partitioner, once per topic
-                all_partitions = list(await producer.partitions_for(topic))
-                available = list(producer.client.cluster.available_partitions_for_topic(topic) or ())
-                known = partitions[topic] = (all_partitions, available)
+            if known is None:
+                known = partitions[topic] = await partition_lists(producer, topic)
             where = (topic, partitioner(key, known[0], known[1]))
             batch = batches.get(where)
             if batch is None:

@@ -1,4 +1,5 @@
-"""The two records that travel on Kafka: a raw event (gateway -> streams) and a learning fact (streams -> sinks).
+"""The records that travel on Kafka: raw events (gateway -> streams), alone or in a batch, and learning facts
+(streams -> sinks).
 
 Each is a slotted dataclass, the single source of its field list: the Avro schemas in ``schemas/avro/`` are
 generated from these classes (``python -m schemas.avro_gen``) and a test keeps the released catalog in step.
@@ -42,6 +43,19 @@ class RawEvent:
     # the tenant's adjustments of the personal-data policy of extensions when the gateway accepted the event
     # (schemas.personal_data.ExtensionsPolicy.to_text); '' the default policy (and before raw_event v4)
     extensions_policy: str = ""
+
+
+@dataclass(slots=True)
+class RawEventBatch:
+    """Raw events of one request for one partition of a raw topic, in request order, as one Kafka record.
+
+    The gateway writes one per (request, partition) (``docs/architecture.md``, "Raw batch records"): a Kafka record
+    costs the clients and the broker far more than the bytes of an event, so fewer records cost less per event.
+    Every reader of a raw topic also reads a lone ``RawEvent`` record (``RawEventCodec.decode_events``): those
+    written before batches, and a dead letter's event put back by a replay.
+    """
+
+    events: list[RawEvent]
 
 
 @dataclass(slots=True)

@@ -65,10 +65,13 @@ def registry_ids(client: SchemaRegistryClient, record_name: str) -> dict[int, in
 
 
 def raw_event_codec(kafka: KafkaSettings) -> RawEventCodec:
-    """The RawEvent codec these Kafka settings call for (Confluent wire format when a registry is configured)."""
+    """The codec of the raw topics' records, a RawEvent and a RawEventBatch (Confluent wire format when a
+    registry is configured: both records' versions are registered)."""
     if not kafka.schema_registry_url:
         return RawEventCodec()
-    return RawEventCodec(schema_ids=registry_ids(SchemaRegistryClient(kafka.schema_registry_url), "raw_event"))
+    client = SchemaRegistryClient(kafka.schema_registry_url)
+    return RawEventCodec(schema_ids=registry_ids(client, "raw_event"),
+                         batch_schema_ids=registry_ids(client, "raw_event_batch"))
 
 
 def learning_fact_codec(kafka: KafkaSettings) -> LearningFactCodec:

@@ -131,8 +131,10 @@ class DeadLetter:
 
     Where the message decoded as a RawEvent, the dead letter also says whose event it was: tenant, client, source,
     event id, and the job (``schemas.jobs``) and position in it; ``time_ms`` is when it was dead-lettered;
-    ``reason_code`` is the reason's code. Records written before those fields existed read with them empty (None
-    for the job, its position, the time and the code).
+    ``reason_code`` is the reason's code. ``batch_index`` is the event's position in the ``RawEventBatch`` record
+    at ``offset`` (None for a lone RawEvent record, or a message that did not decode): ``original`` is then that
+    event alone, as a lone RawEvent record, which a replay puts back on ``topic``. Records written before those
+    fields existed read with them empty (None for the job, its position, the time, the code and the batch index).
     """
 
     reason: str
@@ -149,11 +151,12 @@ class DeadLetter:
     envelope_index: int | None = None
     time_ms: int | None = None
     reason_code: ReasonCode | None = None
+    batch_index: int | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps({
             "reason": self.reason, "reason_code": self.reason_code, "worker_version": self.worker_version,
-            "topic": self.topic, "partition": self.partition, "offset": self.offset,
+            "topic": self.topic, "partition": self.partition, "offset": self.offset, "batch_index": self.batch_index,
             "original_b64": base64.b64encode(self.original).decode("ascii"),
             "tenant": self.tenant, "client_id": self.client_id, "source": self.source, "event_id": self.event_id,
             "job_id": self.job_id, "envelope_index": self.envelope_index, "time_ms": self.time_ms,
@@ -178,7 +181,8 @@ class DeadLetter:
                    job_id=optional_field(name, document, "job_id", str),
                    envelope_index=optional_field(name, document, "envelope_index", int),
                    time_ms=optional_field(name, document, "time_ms", int),
-                   reason_code=read_code(document.get("reason_code")))
+                   reason_code=read_code(document.get("reason_code")),
+                   batch_index=optional_field(name, document, "batch_index", int))
 
 
 @dataclass(frozen=True, slots=True)

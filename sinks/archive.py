@@ -1,7 +1,8 @@
 """The raw archive: every accepted event's JSON in ``raw_events`` (migration 008), loaded from the raw topics.
 
-- ``raw_archive_target``: the target of each raw topic (``sinks.targets``): a RawEvent (Avro, any catalog version)
-  becomes one ``raw_events_in`` row (``archive_row``): the routing metadata, the canonical event id and content hash
+- ``raw_archive_target``: the target of each raw topic (``sinks.targets``): each RawEvent of a message (a
+  ``RawEventBatch`` or a lone RawEvent, Avro, any catalog version: ``RawEventCodec.decode_events``) becomes one
+  ``raw_events_in`` row (``archive_row``): the routing metadata, the canonical event id and content hash
   (the facts' own, ``schemas.event_identity``), when the event says it happened, and the keyed pseudonym of every
   person the event names where its learner can be (``student_keys``: what erasure matches on);
 - ``read_archived``: one tenant's archived versions received in a range, page by page in the table's key order
@@ -14,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from schemas.archive import ARCHIVE_PAGE_ROWS, ArchivedEvent
@@ -83,14 +84,15 @@ def archive_row(raw: RawEvent, student_key: bytes, keys: StudentKeys | None = No
 
 
 def raw_archive_target(codec: RawEventCodec, student_key: bytes) -> JsonRowsTarget:
-    """The target of a raw topic: RawEvent Avro -> a ``raw_events_in`` row (JSONEachRow)."""
+    """The target of a raw topic: a message's RawEvents (Avro) -> their ``raw_events_in`` rows (JSONEachRow). A
+    message one of whose events cannot become a row is refused whole (``sinks.targets``: per message)."""
     if not student_key:
         raise ValueError("the raw archive needs the student key secret (its rows must be erasable)")
 
     keys = cached_student_keys(student_key)
 
-    def row_of(message: SourceMessage) -> dict[str, Any]:
-        return archive_row(codec.decode_record(message.value), student_key, keys)
+    def row_of(message: SourceMessage) -> list[Mapping[str, Any]]:
+        return [archive_row(raw, student_key, keys) for raw in codec.decode_events(message.value)]
 
     return JsonRowsTarget(RAW_ARCHIVE_INPUT_TABLE, row_of, destination=RAW_ARCHIVE_TABLE,
                           describe=describe_raw_event(codec))

@@ -82,7 +82,7 @@ def dead_letter_row(letter: DeadLetter, codec: RawEventCodec, student_key: bytes
     """The row of a dead letter: whose event it was, from the record, else from its original RawEvent."""
     raw: RawEvent | None = None
     with contextlib.suppress(PipelineError):  # not a RawEvent at all: kept with what the dead letter says
-        raw = codec.decode_record(letter.original)
+        raw = _first_event(codec, letter.original)
     tenant = letter.tenant or (raw.tenant if raw else "")
     document = _json(raw.payload) if raw else None
     people = _people(document) + ([canonical_id(raw.student_id)] if raw and raw.student_id else [])
@@ -151,17 +151,28 @@ def describe_fact(codec: LearningFactCodec) -> Describe:
     return describe
 
 
+def _first_event(codec: RawEventCodec, original: bytes) -> RawEvent | None:
+    """The first RawEvent of a raw-topic message (a batch record or a lone event); None for an empty batch."""
+    events = codec.decode_events(original)
+    return events[0] if events else None
+
+
 def describe_raw_event(codec: RawEventCodec) -> Describe:
-    """Whose event a refused raw-topic message (the raw archive) was."""
+    """Whose events a refused raw-topic message (the raw archive) held: the first event's tenant, client, ids and
+    payload, and the people of every event (a batch record is one request's events: one tenant, one client)."""
     def describe(original: bytes) -> Mapping[str, Any]:
         try:
-            raw = codec.decode_record(original)
+            events = codec.decode_events(original)
         except (PipelineError, TypeError):
             return {}
+        if not events:
+            return {}
+        raw = events[0]
+        people = [person for event in events for person in
+                  _people(_json(event.payload)) + ([event.student_id] if event.student_id else [])]
         return {"tenant": raw.tenant, "client_id": raw.client_id, "source": raw.source, "event_id": raw.event_id,
                 "job_id": raw.job_id or "", "envelope_index": raw.envelope_index if raw.job_id else None,
-                "people": _people(_json(raw.payload)) + ([raw.student_id] if raw.student_id else []),
-                "payload": raw.payload.decode("utf-8", "replace")}
+                "people": people, "payload": raw.payload.decode("utf-8", "replace")}
     return describe
 
 

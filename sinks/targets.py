@@ -10,10 +10,10 @@ insert of rows in one ClickHouse input format, splittable into sub-ranges) plus 
 
 - ``AvroTarget`` (the facts topic): message bodies joined into Avro container files, one per writer schema, that
   ClickHouse decodes; no record is decoded in Python (``sinks.avro_container``);
-- ``JsonRowsTarget``: each message becomes one JSON object of a ``JSONEachRow`` insert through a function of the
-  message (``row_of``); the raw archive is one (``raw_archive_target``: a RawEvent -> a ``raw_events_in`` row,
-  ``sinks.archive``). A JSON side topic (dead letters, rejected requests) is another: its ``row_of`` reads the
-  record (``schemas.side_topics``) and adds the message's coordinates.
+- ``JsonRowsTarget``: each message becomes one JSON object (or several) of a ``JSONEachRow`` insert through a
+  function of the message (``row_of``); the raw archive is one (``raw_archive_target``: each RawEvent of a message
+  -> a ``raw_events_in`` row, ``sinks.archive``). A JSON side topic (dead letters, rejected requests) is another:
+  its ``row_of`` reads the record (``schemas.side_topics``) and adds the message's coordinates.
 
 An entry table is a Null table whose columns are the row's keys (or the Avro field names), with a materialized
 view moving the rows to the real table (migrations 005, 008).
@@ -122,12 +122,14 @@ class SourceMessage:
     value: bytes
 
 
-RowOf = Callable[[SourceMessage], Mapping[str, Any]]
+# the row of a message, or its rows (a list: a message holding several records, e.g. a batch of raw events)
+RowOf = Callable[[SourceMessage], Mapping[str, Any] | list[Mapping[str, Any]]]
 
 
 @dataclass(slots=True)
 class JsonRowsGroup:
-    """One JSON object (a line of ``JSONEachRow``) per message."""
+    """The JSON objects (lines of ``JSONEachRow``) of each message: a message's rows stay together, so a refused
+    insert is split between messages, never inside one."""
 
     keys: list[MessageKey]
     lines: list[bytes]
@@ -159,9 +161,13 @@ class JsonRowsTarget:
         for key, value in zip(keys, values, strict=True):
             raw = value or b""
             try:
-                line = orjson.dumps(self.row_of(SourceMessage(*key, raw)))
+                row = self.row_of(SourceMessage(*key, raw))
+                line = (b"\n".join([orjson.dumps(one) for one in row]) if isinstance(row, list)
+                        else orjson.dumps(row))
             except Exception as error:  # any reason a message cannot become a row is stored with the reject
                 unreadable.append((key, raw, f"{type(error).__name__}: {error}"))
+                continue
+            if not line:  # a message without rows (an empty batch) loads nothing, and is not refused
                 continue
             group.keys.append(key)
             group.lines.append(line)

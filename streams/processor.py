@@ -1,12 +1,12 @@
 """Raw message bytes -> the records the worker produces; no faust here (the wiring is ``streams.worker``).
 
-``EventProcessor.process`` decodes one raw message (``RawEventCodec``), normalizes it and Avro-encodes every fact
-(``LearningFactCodec``), keyed by the pipeline's ``partition_key`` (tenant + student) so one student's facts stay
-in order on one partition.
+``EventProcessor.process_message`` decodes one raw message (``RawEventCodec.decode_events``: a batch of events or a
+lone one), normalizes each event and Avro-encodes every fact (``LearningFactCodec``), keyed by the pipeline's
+``partition_key`` (tenant + student) so one student's facts stay in order on one partition.
 
-Failures are data: a message that cannot be decoded or normalized becomes one ``schemas.side_topics.DeadLetter``
-(reason, worker version, topic, partition, offset, the original bytes) for the dead-letter topic, and processing
-goes on.
+Failures are data: a message that cannot be decoded, or an event that cannot be normalized, becomes one
+``schemas.side_topics.DeadLetter`` (reason, worker version, topic, partition, offset, the event's position in its
+batch record, the original bytes: the event alone) for the dead-letter topic, and processing goes on.
 
 Conflicts (same event id, different content): the fact's ``content_hash`` lets the sink keep both versions
 (it is in the sink's sort key); the processor also remembers the last hashes in a bounded LRU
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class ProcessedEvent:
-    """What one raw message became: the records to produce and what to count."""
+    """What one raw event became: the records to produce and what to count."""
 
     records: list[OutboundRecord] = field(default_factory=list)
     facts: list[LearningFact] = field(default_factory=list)
@@ -148,24 +148,47 @@ class EventProcessor:
             child = self._facts_out[source] = self.metrics.facts_out.labels(source=source)
         child.inc()
 
-    def process(self, topic: str, partition: int, offset: int, key: bytes | None,
-                value: bytes | None) -> ProcessedEvent:
+    def process_message(self, topic: str, partition: int, offset: int, key: bytes | None,
+                        value: bytes | None) -> list[ProcessedEvent]:
+        """What each event of one raw message became, in order: the events of a ``RawEventBatch`` (what the gateway
+        writes), or the one of a lone ``RawEvent`` (written before batches, or put back by a replay). A message
+        that does not decode is one dead letter holding its bytes; an event that cannot be normalized is a dead
+        letter of its own (``_dead_letter``), the batch's other events become facts all the same."""
+        message = value or b""
+        try:
+            raws = self.raw_codec.decode_events(message)
+        except PipelineError as error:
+            self._count_event_in(topic)
+            return [self._dead_letter(ProcessedEvent(), f"{type(error).__name__}: {error}", error.reason_code, topic,
+                                      partition, offset, key, message, None, None)]
+        except Exception as error:  # a bug must not stop the stream: the message is kept as data to replay
+            logger.exception("internal error decoding %s[%d] offset %d", topic, partition, offset)
+            self._count_event_in(topic)
+            return [self._dead_letter(ProcessedEvent(), f"internal error {type(error).__name__}",
+                                      ReasonCode.INTERNAL_ERROR, topic, partition, offset, key, message, None, None)]
+        if len(raws) == 1 and not self.raw_codec.batch_codec.names_writer(message):  # a lone RawEvent record
+            return [self._process_event(raws[0], topic, partition, offset, key, message, None)]
+        return [self._process_event(raw, topic, partition, offset, key, message, index)
+                for index, raw in enumerate(raws)]
+
+    def _process_event(self, raw: RawEvent, topic: str, partition: int, offset: int, key: bytes | None,
+                       message: bytes, batch_index: int | None) -> ProcessedEvent:
+        """One event's facts (or its dead letter) and conflict notices; ``batch_index``: its position in the batch
+        record ``message`` (None for a lone RawEvent record)."""
         self._count_event_in(topic)
         result = ProcessedEvent()
-        raw: RawEvent | None = None
         try:
-            raw = self.raw_codec.decode_record(value or b"")
             result.facts = with_job(stamp_derived(normalize_with(raw, self.options)), raw)
             result.records = [OutboundRecord(self.topics.facts, fact_key(fact), self.fact_codec.encode_record(fact))
                               for fact in result.facts]
         except PipelineError as error:
             return self._dead_letter(result, f"{type(error).__name__}: {error}", error.reason_code, topic,
-                                     partition, offset, key, value, raw)
+                                     partition, offset, key, message, raw, batch_index)
         except Exception as error:  # a bug must not stop the stream: the event is kept as data to replay
             # the reason names the error's type only (its message may quote the event's values); the log has it all
             logger.exception("internal error processing %s[%d] offset %d", topic, partition, offset)
             return self._dead_letter(result, f"internal error {type(error).__name__}", ReasonCode.INTERNAL_ERROR,
-                                     topic, partition, offset, key, value, raw)
+                                     topic, partition, offset, key, message, raw, batch_index)
         for fact in result.facts:
             self._count_fact_out(fact.source)
             previous = self.conflicts.seen((fact.tenant, fact.event_id, fact.fact_index), fact.content_hash)
@@ -180,18 +203,24 @@ class EventProcessor:
         return result
 
     def _dead_letter(self, result: ProcessedEvent, reason: str, code: ReasonCode, topic: str, partition: int,
-                     offset: int, key: bytes | None, value: bytes | None, raw: RawEvent | None) -> ProcessedEvent:
-        """The dead letter of a message; whose event it was (tenant, job ...) when it decoded as a RawEvent."""
+                     offset: int, key: bytes | None, message: bytes, raw: RawEvent | None,
+                     batch_index: int | None) -> ProcessedEvent:
+        """The dead letter of a message, or of one event of a batch record (``batch_index``); whose event it was
+        (tenant, job ...) when it decoded. An event of a batch is kept alone, as a lone RawEvent record keyed as
+        the gateway keys it: a replay puts back that event only, on its student's partition."""
         self.metrics.dead_letters.labels(topic=topic).inc()
         result.facts = []
         result.dead_letter_reason = reason
         owner: dict[str, Any] = {}
+        original = message
         if raw is not None:
             owner = {"tenant": raw.tenant, "client_id": raw.client_id, "source": raw.source,
                      "event_id": raw.event_id, "job_id": raw.job_id or None,
                      "envelope_index": raw.envelope_index if raw.job_id else None}
+            if batch_index is not None:
+                original, key = self.raw_codec.encode_record(raw), partition_key(raw.tenant, raw.student_id)
         result.records = [OutboundRecord(self.topics.dead_letters, key, DeadLetter(
             reason=reason, reason_code=code, worker_version=self.settings.worker_version, topic=topic,
-            partition=partition, offset=offset, original=value or b"", time_ms=time.time_ns() // 1_000_000,
-            **owner).to_json())]
+            partition=partition, offset=offset, original=original, time_ms=time.time_ns() // 1_000_000,
+            batch_index=batch_index, **owner).to_json())]
         return result

@@ -22,7 +22,9 @@ class StreamsSettings(BaseModel):
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     rebalance_timeout_s: float = Field(default=10.0, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
-    batch_max_events: int = Field(default=500, ge=1)  # events produced (and acknowledged) together
+    # raw records whose events' facts are produced (and acknowledged) together; a record is a batch of events
+    # (the gateway writes one per request and partition) or a lone event; the read-ahead bounds below count records
+    batch_max_events: int = Field(default=500, ge=1)
     # read-ahead: what a worker behind its partitions holds in memory besides the batch it is working on. One poll
     # of the consumer hands faust at most poll_max_records records (aiokafka's default hands it everything
     # fetched from every partition at once: tens of thousands of records when the worker is behind), which faust

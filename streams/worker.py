@@ -1,7 +1,8 @@
 """The faust-streaming worker: raw events (three raw topics) -> learning facts (Avro) on the facts topic.
 
 ``build_app`` makes the app from settings (never at import time). Its one agent reads the raw topics as bytes
-and hands each message to the faust-free ``streams.processor.EventProcessor``, then produces what it returns.
+and hands each message (a batch record of events, or a lone event) to the faust-free
+``streams.processor.EventProcessor``, then produces what its events became.
 
 Delivery is at-least-once: the agent takes events in small batches (``take_events``: up to
 ``batch_max_events`` or ``batch_within_s``), produces everything the batch yields (one record batch per partition,
@@ -168,8 +169,9 @@ def build_app(settings: StreamsSettings, kafka: KafkaSettings, privacy: PrivacyS
         # take_events acks a batch's events only once this body has finished with the batch
         batches = cast(faust.Stream, stream).take_events(settings.batch_max_events, within=settings.batch_within_s)
         async for events in batches:
-            results = [processor.process(event.message.topic, event.message.partition, event.message.offset,
-                                         event.message.key, event.message.value) for event in events]
+            results = [result for event in events for result in processor.process_message(
+                event.message.topic, event.message.partition, event.message.offset, event.message.key,
+                event.message.value)]
             try:
                 # everything the batch produced is on the broker before its offsets can be acked
                 await publish_until_delivered(publish, [record for result in results for record in result.records],

@@ -31,11 +31,11 @@ from caliper_pipeline.samples import envelope, timeback_activity_event
 from caliper_pipeline.settings import Settings
 from caliper_pipeline.topics import ensure_topics
 from gateway.ingest import encoded_envelope_events
-from gateway.publisher import LZ4_LEVEL, EncodedEvent, EventPublisher
+from gateway.publisher import LZ4_LEVEL, EncodedEvent, EventPublisher, raw_batch_records
 from gateway.settings import GatewaySettings
 from gateway.tokens import Caller
 from schemas.codec import RawEventCodec
-from schemas.kafka import KafkaSettings
+from schemas.kafka import KafkaSettings, Source
 from schemas.kafka_lz4 import BATCH_BUILDER_MODULES, use_kafka_lz4_frames
 
 ENVELOPE_EVENTS = 100
@@ -55,9 +55,13 @@ def _aiokafka_lz4_frames() -> None:
 
 
 def _batch_bytes(compression: str, events: list[EncodedEvent]) -> int:
+    """Bytes of the request's raw records (its batch records, ``raw_batch_records``) in one record batch."""
+    every = list(range(KafkaSettings().partitions))
+    records = raw_batch_records(events, RawEventCodec(), {source: str(source) for source in Source},
+                                {source: (every, every) for source in Source}, 1_000_000)
     batch = BatchBuilder(512 * 1024, CODES[compression], is_transactional=True)
-    for event in events:
-        batch.append(timestamp=None, key=event.key, value=event.value)
+    for record in records:
+        batch.append(timestamp=None, key=record.key, value=record.value)
     batch._set_producer_state(1, 0, 0)
     return len(batch._build())
 

@@ -20,14 +20,16 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from caliper_pipeline.samples import envelope, timeback_activity_event
 from gateway.ingest import encoded_envelope_events
-from gateway.publisher import LZ4_LEVEL
+from gateway.publisher import LZ4_LEVEL, raw_batch_records
 from gateway.tokens import Caller
 from schemas.caliper import check_envelope
 from schemas.caliper.envelope import _walk_envelope
 from schemas.caliper.scalars import Walk
 from schemas.codec import RawEventCodec
+from schemas.kafka import KafkaSettings, Source
 from schemas.kafka_lz4 import kafka_lz4_encode, use_kafka_lz4_frames
 from schemas.limits import DEFAULT_LIMITS, depth_problem
+from schemas.record_batches import OutboundRecord
 from schemas.records import RAW_EVENT_FIELDS
 
 EVENTS = 100
@@ -83,7 +85,16 @@ def run_gateway_steps_bench() -> dict[str, Any]:
             buffer = io.BytesIO()
             fastavro.schemaless_writer(buffer, codec.reader_schema, {n: getattr(event, n) for n in RAW_EVENT_FIELDS})
 
-    messages = [(m.key, m.value) for m in encoded_envelope_events(parsed, caller, 1, codec)]
+    encoded = encoded_envelope_events(parsed, caller, 1, codec)
+    every = list(range(KafkaSettings().partitions))
+    partitions = {source: (every, every) for source in Source}
+    topics = {source: KafkaSettings().topics.raw(source) for source in Source}
+
+    def batch_records() -> list[OutboundRecord]:
+        return raw_batch_records(encoded, codec, topics, partitions, 1_000_000)
+
+    # what the gateway hands the producer: a batch record per partition of the request
+    messages = [(record.key or b"", record.value) for record in batch_records()]
     joined = b"".join(value for _, value in messages)
     steps: dict[str, Callable[[], object]] = {
         "parse JSON (orjson)": lambda: orjson.loads(body),
@@ -92,6 +103,7 @@ def run_gateway_steps_bench() -> dict[str, Any]:
         "validate: check_envelope (fast path)": lambda: check_envelope(parsed),
         "raw events: fastavro encode alone": fastavro_encode,
         "raw events: encoded_envelope_events (flat writer)": lambda: encoded_envelope_events(parsed, caller, 1, codec),
+        f"raw batch records, {len(every)} partitions (raw_batch_records)": batch_records,
         "record batch, lz4 level 9 (the Java producer's)": _batch("lz4", messages),
         f"record batch, lz4 level {LZ4_LEVEL} (the gateway's)": _batch("lz4", messages, LZ4_LEVEL),
         "record batch, zstd (level 3)": _batch("zstd", messages),

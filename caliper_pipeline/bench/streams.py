@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import SecretStr
 
+from gateway.publisher import EncodedEvent, raw_batch_records
 from schemas.caliper import CALIPER_CONTEXT_V1P2
 from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner, partition_key
@@ -116,11 +117,24 @@ def sample_raw_events(count: int, tenant: str = "bench") -> list[RawEvent]:
 RawMessage = tuple[str, bytes, bytes]  # topic, key, value
 
 
+REQUEST_EVENTS = 100  # events of one request: the gateway writes a batch record per (request, raw topic, partition)
+
+
 def raw_messages(kafka: KafkaSettings, raws: list[RawEvent]) -> list[RawMessage]:
-    """The raw events as the gateway publishes them: Avro, on their source's topic, keyed ``tenant|student``."""
+    """The raw events as the gateway publishes them (``gateway.publisher.raw_batch_records``): every
+    ``REQUEST_EVENTS`` events taken as one request, a ``RawEventBatch`` per (raw topic, partition) of it, keyed
+    ``tenant|student`` of its first event."""
     codec = RawEventCodec()
-    return [(kafka.topics.raw(Source(raw.source)), partition_key(raw.tenant, raw.student_id),
-             codec.encode_record(raw)) for raw in raws]
+    topics = {source: kafka.topics.raw(source) for source in Source}
+    every = list(range(kafka.partitions))
+    partitions = {source: (every, every) for source in Source}
+    messages: list[RawMessage] = []
+    for start in range(0, len(raws), REQUEST_EVENTS):
+        events = [EncodedEvent(Source(raw.source), partition_key(raw.tenant, raw.student_id), codec.encode_record(raw))
+                  for raw in raws[start:start + REQUEST_EVENTS]]
+        messages += [(record.topic, record.key or b"", record.value)
+                     for record in raw_batch_records(events, codec, topics, partitions, 1_000_000)]
+    return messages
 
 
 def bench_without_kafka(messages: list[RawMessage], topics_of: KafkaSettings) -> dict[str, Any]:
@@ -129,9 +143,9 @@ def bench_without_kafka(messages: list[RawMessage], topics_of: KafkaSettings) ->
     started, cpu_started = time.perf_counter(), time.process_time()
     facts = dead = 0
     for offset, (topic, key, value) in enumerate(messages):
-        result = processor.process(topic, 0, offset, key, value)
-        facts += len(result.facts)
-        dead += bool(result.dead_letter_reason)
+        for result in processor.process_message(topic, 0, offset, key, value):
+            facts += len(result.facts)
+            dead += bool(result.dead_letter_reason)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     # per CPU second: what one core does, whatever else the (shared) machine runs meanwhile
     return {"facts": facts, "dead_letters": dead, "seconds": round(elapsed, 3), "cpu_seconds": round(cpu, 3),

@@ -70,7 +70,7 @@ async def _consume_raw(kafka: KafkaSettings, source: Source, expect: int, timeou
     try:
         while len(found) < expect and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=300)
-            found += [codec.decode_record(m.value) for ms in batches.values() for m in ms]
+            found += [event for ms in batches.values() for m in ms for event in codec.decode_events(m.value)]
     finally:
         await consumer.stop()
     return found

@@ -45,18 +45,34 @@ _SAMPLES: dict[str, Any] = {"string": "s", "long": 7, "double": 2.5, "boolean": 
 def _sample_datum(schema: dict[str, Any]) -> dict[str, Any]:
     """A record of ``schema`` whose every value differs from its field's default (so a default read in place of
     the written value, or a value of another type, is noticed)."""
-    datum: dict[str, Any] = {}
-    for index, field in enumerate(schema["fields"]):
-        kind = field["type"]
-        if isinstance(kind, list):  # an optional value: write the value, not null
-            [kind] = [member for member in kind if member != "null"]
-        if isinstance(kind, dict) and kind["type"] == "map":  # a map: one entry of its value type
-            datum[field["name"]] = {f"key-{field['name']}": _SAMPLES[kind["values"]]}
-            continue
-        value = _SAMPLES[kind]
-        datum[field["name"]] = f"{value}-{field['name']}" if kind == "string" else (
-            value + index if kind in ("long", "double") else value)
-    return datum
+    return {field["name"]: _sample_value(field["type"], field["name"], index)
+            for index, field in enumerate(schema["fields"])}
+
+
+def _sample_value(kind: Any, name: str, index: int) -> Any:
+    if isinstance(kind, list):  # an optional value: write the value, not null
+        [kind] = [member for member in kind if member != "null"]
+    if isinstance(kind, dict) and kind["type"] == "map":  # a map: one entry of its value type
+        return {f"key-{name}": _SAMPLES[kind["values"]]}
+    if isinstance(kind, dict) and kind["type"] == "array":  # an array: two items of its item type
+        return [_sample_value(kind["items"], name, index), _sample_value(kind["items"], name, index + 1)]
+    if isinstance(kind, dict) and kind["type"] == "record":  # a nested record (a batch's events)
+        return _sample_datum(kind)
+    value = _SAMPLES[kind]
+    return f"{value}-{name}" if kind == "string" else (value + index if kind in ("long", "double") else value)
+
+
+def _as_read(value: Any, reader: Any) -> Any:
+    """What ``value`` (written with a compatible schema) reads as with the ``reader`` type: a nested record's
+    fields the writer lacked take their defaults, the fields it had keep their values."""
+    if isinstance(reader, list):
+        [reader] = [member for member in reader if member != "null"]
+    if isinstance(reader, dict) and reader["type"] == "record":
+        return {field["name"]: _as_read(value[field["name"]], field["type"]) if field["name"] in value
+                else field["default"] for field in reader["fields"]}
+    if isinstance(reader, dict) and reader["type"] == "array":
+        return [_as_read(item, reader["items"]) for item in value]
+    return value
 
 
 def lineage(name: str, versions: list[tuple[int, dict[str, Any]]],
@@ -82,7 +98,7 @@ def check_resolution(writer: dict[str, Any], reader: dict[str, Any]) -> None:
     read = fastavro.schemaless_reader(buffer, parse_schema(writer), parse_schema(reader))
     assert isinstance(read, dict)
     for field in reader["fields"]:
-        expected = datum[field["name"]] if field["name"] in datum else field["default"]
+        expected = _as_read(datum[field["name"]], field["type"]) if field["name"] in datum else field["default"]
         assert read[field["name"]] == expected, field["name"]
     assert set(read) == {field["name"] for field in reader["fields"]}
 

@@ -182,11 +182,13 @@ def test_a_json_row_clickhouse_refuses_is_isolated_and_the_rest_loaded(target: C
     """The writer is one for every format: a JSON row ClickHouse cannot parse is bisected out as an Avro body is."""
     archive = raw_archive_target(CODEC, KEY)
 
-    def row_of(message: SourceMessage) -> dict[str, Any]:
-        row = archive.row_of(message)
+    def row_of(message: SourceMessage) -> list[dict[str, Any]]:
+        rows = archive.row_of(message)
+        assert isinstance(rows, list)
+        changed = [dict(row) for row in rows]
         if message.offset == 3:
-            row["event_time_ms"] = "not a number"  # ClickHouse refuses to parse it into Int64
-        return row
+            changed[0]["event_time_ms"] = "not a number"  # ClickHouse refuses to parse it into Int64
+        return changed
 
     sink = BatchSink(target, "g", batch_rows=100, batch_seconds=60,
                      default_target=JsonRowsTarget("raw_events_in", row_of, destination="raw_events"))
@@ -316,7 +318,7 @@ def test_the_worker_stamps_each_fact_with_its_derivation_time() -> None:
     privacy = PrivacySettings(email_hash_key=SecretStr("e"), student_key=SecretStr("s"))
     processor = EventProcessor(StreamsSettings(), Topics(), privacy)
     before = int(time.time() * 1000)
-    result = processor.process(RAW_TOPIC, 0, 0, None, CODEC.encode_record(raw_events_of(activity())[0]))
+    [result] = processor.process_message(RAW_TOPIC, 0, 0, None, CODEC.encode_record(raw_events_of(activity())[0]))
     assert [fact.derived_time_ms is not None and before <= fact.derived_time_ms <= time.time() * 1000 + 1
             for fact in result.facts] == [True]
     decoded = LearningFactCodec().decode_record(result.records[0].value)

@@ -123,13 +123,14 @@ def dead_letters(monkeypatch: pytest.MonkeyPatch) -> list[DeadLetter]:
                 encode(raw_event("timeback", with_value(seed_activity_event(), "generated", "x"), 2)),
                 encode(raw_event("hub", without(seed_hub_event(), "actor"), 3)),
                 encode(raw_event("nowhere", seed_activity_event(), 4))]
-    results = [processor.process("t.raw.caliper", 0, offset, None, value) for offset, value in enumerate(messages)]
+    results = [result for offset, value in enumerate(messages)
+               for result in processor.process_message("t.raw.caliper", 0, offset, None, value)]
 
     def defect(*args: Any) -> Any:
         raise KeyError("a bug")
 
     monkeypatch.setattr(streams.processor, "normalize_with", defect)
-    results.append(processor.process("t.raw.caliper", 0, 5, None, encode(raw_event("caliper", {}, 5))))
+    results.extend(processor.process_message("t.raw.caliper", 0, 5, None, encode(raw_event("caliper", {}, 5))))
     assert all(result.dead_letter_reason for result in results)
     return [DeadLetter.from_json(result.records[0].value) for result in results]
 

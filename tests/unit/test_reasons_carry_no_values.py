@@ -123,15 +123,16 @@ def dead_letters(monkeypatch: pytest.MonkeyPatch) -> list[DeadLetter]:
     privacy = PrivacySettings(email_hash_key=SecretStr("e"), student_key=SecretStr("s"))
     processor = EventProcessor(StreamsSettings(), TOPICS, privacy)
     codec = RawEventCodec()
-    results = [processor.process("t.raw.hub", 0, 0, None, codec.encode_record(raw_event("hub", hub_event()))),
-               processor.process("t.raw.caliper", 0, 1, None,
-                                 codec.encode_record(raw_event("caliper", caliper_event(), 1)))]
+    results = [*processor.process_message("t.raw.hub", 0, 0, None, codec.encode_record(raw_event("hub", hub_event()))),
+               *processor.process_message("t.raw.caliper", 0, 1, None,
+                                          codec.encode_record(raw_event("caliper", caliper_event(), 1)))]
 
     def failing(*args: Any) -> Any:
         raise ValueError(f"invalid literal for int() with base 10: {PERSON!r}")
 
     monkeypatch.setattr(streams.processor, "normalize_with", failing)
-    results.append(processor.process("t.raw.caliper", 0, 2, None, codec.encode_record(raw_event("caliper", {}, 2))))
+    results.extend(processor.process_message("t.raw.caliper", 0, 2, None,
+                                             codec.encode_record(raw_event("caliper", {}, 2))))
     assert all(result.dead_letter_reason for result in results)
     return [DeadLetter.from_json(result.records[0].value) for result in results]
 

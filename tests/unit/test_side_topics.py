@@ -43,9 +43,9 @@ def test_the_dead_letter_wire_format_is_kept() -> None:
     first = {"reason": LETTER.reason, "worker_version": "1.2.3", "topic": "caliper.raw.hub", "partition": 3,
              "offset": 42, "original_b64": base64.b64encode(LETTER.original).decode()}
     # the fields of the first version, as they were; since delivery receipts, whose event it was (empty here);
-    # since reason codes, the reason's code (none here)
+    # since reason codes, the reason's code (none here); since raw batch records, the event's position in its batch
     assert wire == {**first, "tenant": "", "client_id": "", "source": "", "event_id": "", "job_id": None,
-                    "envelope_index": None, "time_ms": None, "reason_code": None}
+                    "envelope_index": None, "time_ms": None, "reason_code": None, "batch_index": None}
     assert DeadLetter.from_json(orjson.dumps(first)) == LETTER  # a record of the first version still reads
 
 

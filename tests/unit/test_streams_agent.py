@@ -138,7 +138,8 @@ async def test_a_bad_event_goes_to_the_dead_letters_and_processing_continues(har
     assert all(letter.worker_version == "9.9.9" for letter in letters)
     wire = orjson.loads(publisher.on(TOPICS.dead_letters)[0].value)  # the JSON shape replay and operators read
     assert set(wire) == {"reason", "worker_version", "topic", "partition", "offset", "original_b64", "tenant",
-                         "client_id", "source", "event_id", "job_id", "envelope_index", "time_ms", "reason_code"}
+                         "client_id", "source", "event_id", "job_id", "envelope_index", "time_ms", "reason_code",
+                         "batch_index"}
     assert base64.b64decode(wire["original_b64"]) == garbage
     assert publisher.on(TOPICS.dead_letters)[0].key == b"g"
     assert len(publisher.on(TOPICS.facts)) == 1
