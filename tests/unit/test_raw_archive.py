@@ -26,12 +26,14 @@ from sink_fixtures import DAY_MS, SharedEngine, insert, make_fact, open_engine, 
 from gateway.tokens import Caller
 from schemas.caliper import check_envelope
 from schemas.codec import LearningFactCodec, RawEventCodec
+from schemas.event_identity import canonical_id
 from schemas.privacy import PrivacySettings, student_key_for
 from schemas.records import RawEvent
 from sinks.archive import apply_archive_ttl, archive_row, count_archived, raw_archive_target, read_archived
 from sinks.batches import BatchSink
 from sinks.clickhouse import ClickHouse
 from sinks.erasure import erase_student
+from sinks.failed import describe_raw_event
 from sinks.migrations import Layout
 from sinks.targets import JsonRowsTarget, SourceMessage
 from streams.normalizers import NormalizeOptions, normalize_with
@@ -176,6 +178,24 @@ def test_unreadable_messages_and_payloads_go_to_sink_rejects(target: ClickHouse)
     assert [(offset, raw) for offset, raw, _ in rejects] == [
         (1, base64.b64encode(b"garbage").decode()), (2, base64.b64encode(CODEC.encode_record(not_json)).decode())]
     assert "JSONDecodeError" in rejects[1][2]
+
+
+def test_batch_records_and_lone_records_load_a_row_per_event_and_a_bad_batch_is_refused_whole(
+        target: ClickHouse) -> None:
+    """The gateway writes a RawEventBatch per request and partition; lone RawEvents written before it stay on the
+    topic. Each event is a row; a batch one of whose events cannot become a row is refused as the one message it
+    is (and whoever reads the refusal learns whose events it held), the messages around it load."""
+    events = raw_events_of(*[activity(f"urn:uuid:20000000-0000-0000-0000-{i:012d}") for i in range(7)])
+    not_json = replace(events[6], event_id="urn:uuid:20000000-0000-0000-0000-000000000099", payload=b"{not json")
+    (result,) = load_raw(target, [CODEC.encode_record(events[0]), CODEC.encode_events(events[1:4]),
+                                  CODEC.encode_events([events[4], not_json]), CODEC.encode_record(events[5])])
+    assert (result.rows, result.rejected) == (3, 1)  # messages
+    assert sorted(row["event_id"] for row in archived_rows(target)) == sorted(
+        canonical_id(e.event_id) for e in [*events[:4], events[5]])
+    _, rejects = target.query_rows("SELECT offset, raw_base64 FROM learning.sink_rejects")
+    assert rejects == [(2, base64.b64encode(CODEC.encode_events([events[4], not_json])).decode())]
+    described = describe_raw_event(CODEC)(CODEC.encode_events([events[4], not_json]))
+    assert (described["tenant"], described["event_id"]) == (events[4].tenant, events[4].event_id)
 
 
 def test_a_json_row_clickhouse_refuses_is_isolated_and_the_rest_loaded(target: ClickHouse) -> None:
