@@ -1,7 +1,8 @@
 """Every topic the pipeline writes reads in the clients others consume it with: Apache Kafka's Java consumer and
 librdkafka (confluent-kafka), both ``read_committed``, see the same records, and every record decodes with the
-published schemas (Avro from ``schemas/avro/catalog`` by the fingerprint each record carries; JSON side topics
-through their definitions) into what was sent.
+published schemas (Avro from ``schemas/avro/catalog`` by the fingerprint each record carries: the raw topics'
+``RawEventBatch`` records, a dead letter's lone ``RawEvent``, the facts; JSON side topics through their
+definitions) into what was sent.
 
 The records are written by the pipeline's own producers, as processes (``pipeline`` fixture): the gateway (raw
 events of the three sources and their job records in transactions, a rejected request), the streams worker (facts,
@@ -130,9 +131,13 @@ def test_every_topic_reads_alike_in_the_java_client_and_librdkafka_and_decodes_t
         by_topic[record.topic].append(record)
     assert all(by_topic.values()), {name: len(records) for name, records in by_topic.items()}
 
-    raw_writers = avro_writers("raw_event")
+    raw_writers, batch_writers = avro_writers("raw_event"), avro_writers("raw_event_batch")
     for source, event_ids in sent.items():
-        raw = [avro_decode(raw_writers, r.value or b"") for r in by_topic[topics.raw(source)]]
+        records = by_topic[topics.raw(source)]
+        # the gateway writes RawEventBatch records only, one per request and partition: fewer records than events
+        assert all((r.value or b"")[2:10] in batch_writers for r in records)
+        raw = [event for r in records for event in avro_decode(batch_writers, r.value or b"")["events"]]
+        assert len(records) <= len(raw) and (source is not Source.TIMEBACK or len(records) < len(raw))
         assert Counter(e["event_id"] for e in raw) == Counter(event_ids)
         assert {(e["tenant"], e["source"]) for e in raw} == {(tenant, source.value)}
     fact_writers = avro_writers("learning_fact")
@@ -144,7 +149,8 @@ def test_every_topic_reads_alike_in_the_java_client_and_librdkafka_and_decodes_t
     [rejected] = [RejectedRequest.from_json(r.value or b"") for r in by_topic[topics.rejected]]
     assert (rejected.tenant, rejected.status) == (tenant, refused_status) and "NoSuchEvent" in rejected.body
     [dead] = [DeadLetter.from_json(r.value or b"") for r in by_topic[topics.dead_letters]]
-    assert avro_decode(raw_writers, dead.original)["event_id"] == broken["id"]
+    # the event alone (a lone RawEvent record), though it came in a batch record
+    assert avro_decode(raw_writers, dead.original)["event_id"] == broken["id"] and dead.batch_index == 0
     [conflict] = [ConflictNotice.from_json(r.value or b"") for r in by_topic[topics.conflicts]]
     assert (conflict.event_id, conflict.tenant) == (timeback[0]["id"], tenant)
 
