@@ -159,7 +159,8 @@ class EventPublisher:
                                     self._gateway.max_event_bytes)
         records += [OutboundRecord(self._kafka.topics.jobs, job.tenant.encode(), job.to_json()) for job in jobs]
         try:
-            await self._transactions.publish(records, self._gateway.publish_timeout_seconds)
+            await self._transactions.publish(records, self._gateway.publish_timeout_seconds,
+                                             weight=len(events) + len(jobs))
         except TransactionFailedError as error:
             log.warning("publishing %d events failed: %s", len(events), error)
             raise KafkaUnavailableError(f"Kafka did not take the events; none was published ({error})",

@@ -7,9 +7,10 @@ fails mid-way - leaves none of its events visible, even if some had reached the 
 One transaction per request would cost a few broker round trips each (AddPartitionsToTxn, the records, EndTxn and
 its markers) and serialize on the producer, which runs one transaction at a time. So concurrent requests are
 grouped: ``producers`` workers, each with its own transactional producer (``<transactional_id>-<n>``), take turns;
-a worker that is free takes every request queued (up to ``max_group_records`` records) and runs them as one
-transaction; requests that arrive meanwhile queue for the next free worker. So the busier the gateway, the larger
-the groups, and an idle gateway sends a lone request at once. ``window_seconds`` > 0 makes a worker wait that long
+a worker that is free takes every request queued (up to ``max_group_records`` in all: a request counts its
+``weight``, the gateway's its events, its records by default) and runs them as one transaction; requests that
+arrive meanwhile queue for the next free worker. So the busier the gateway, the larger the groups, and an idle
+gateway sends a lone request at once. ``window_seconds`` > 0 makes a worker wait that long
 for more requests before it starts (measured: no gain at any load, see docs/benchmarks.md). Every request of a
 group gets the group's outcome.
 
@@ -67,10 +68,12 @@ class TransactionFailedError(PipelineError):
 
 
 class _Request:
-    __slots__ = ("deadline", "outcome", "records", "taken")
+    __slots__ = ("deadline", "outcome", "records", "taken", "weight")
 
-    def __init__(self, records: Sequence[OutboundRecord], deadline: float, outcome: asyncio.Future[None]) -> None:
+    def __init__(self, records: Sequence[OutboundRecord], deadline: float, outcome: asyncio.Future[None],
+                 weight: int) -> None:
         self.records = records
+        self.weight = weight  # what it counts toward max_group_records
         self.deadline = deadline
         self.outcome = outcome
         self.taken = False  # by a worker: its outcome now comes from a transaction
@@ -123,13 +126,17 @@ class TransactionalPublisher:
                 await producer.stop()
         self._live = {}
 
-    async def publish(self, records: Sequence[OutboundRecord], timeout_seconds: float) -> None:
+    async def publish(self, records: Sequence[OutboundRecord], timeout_seconds: float,
+                      weight: int | None = None) -> None:
         """Return when a committed transaction carries every record; else raise ``TransactionFailedError`` (no
-        record is then visible to read_committed consumers)."""
+        record is then visible to read_committed consumers). ``weight``: what the request counts toward
+        ``max_group_records`` (the number of records when None; the gateway counts events, several of which
+        travel in one batch record)."""
         if not self._workers:
             raise TransactionFailedError("the Kafka producer is not started")
         loop = asyncio.get_running_loop()
-        request = _Request(records, loop.time() + timeout_seconds, loop.create_future())
+        request = _Request(records, loop.time() + timeout_seconds, loop.create_future(),
+                           len(records) if weight is None else weight)
         self._queue.append(request)
         self._arrived.set()
         timer = loop.call_later(timeout_seconds, _expire, request)
@@ -153,12 +160,12 @@ class TransactionalPublisher:
             if request.outcome.done():  # expired or cancelled while queued: never sent
                 queue.popleft()
                 continue
-            if group and size + len(request.records) > self.max_group_records:
+            if group and size + request.weight > self.max_group_records:
                 break
             queue.popleft()
             request.taken = True
             group.append(request)
-            size += len(request.records)
+            size += request.weight
         return size
 
     async def _next_group(self) -> list[_Request]:

@@ -4,10 +4,12 @@ the worker (a failing event is its own dead letter; the batch's other events bec
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import zlib
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import fastavro
@@ -17,12 +19,14 @@ from pydantic import SecretStr
 from test_streams_agent import TOPICS, USER, harness, raw_message, timeback_payload  # noqa: F401
 
 from gateway.publisher import EncodedEvent, raw_batch_records
+from gateway.transactions import TransactionalPublisher
 from schemas.avro_fast import zigzag_varint
 from schemas.avro_gen import catalog_versions
 from schemas.codec import SINGLE_OBJECT_MARKER, LearningFactCodec, RawEventCodec, crc64_fingerprint
 from schemas.errors import SchemaEncodingError
 from schemas.kafka import Source, partition_key
 from schemas.privacy import PrivacySettings
+from schemas.record_batches import OutboundRecord
 from schemas.records import RAW_EVENT_FIELDS, RawEvent
 from schemas.side_topics import DeadLetter
 from streams.processor import EventProcessor
@@ -210,3 +214,62 @@ def test_the_released_batch_schema_is_the_generated_one_with_raw_event_items() -
     [(_, schema)] = catalog_versions("raw_event_batch")
     assert schema["fields"][0]["type"] == {"type": "array", "items": catalog_versions("raw_event")[-1][1]}
     assert json.loads(json.dumps(schema)) == schema
+
+
+# -- the gateway's transactions count events ---------------------------------------------------------------------
+
+class CountingProducer:
+    """A transactional producer whose sends are acknowledged at once; counts the records of each transaction."""
+
+    def __init__(self, transactional_id: str) -> None:
+        self.transactions: list[int] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def begin_transaction(self) -> None:
+        self.transactions.append(0)
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    @property
+    def client(self) -> Any:
+        return SimpleNamespace(cluster=SimpleNamespace(available_partitions_for_topic=lambda topic: {0}))
+
+    def create_batch(self) -> Any:
+        def append(**record: Any) -> object:
+            self.transactions[-1] += 1
+            return object()
+        return SimpleNamespace(append=append)
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def commit_transaction(self) -> None:
+        pass
+
+
+async def test_a_transaction_group_counts_the_events_a_request_carries_not_its_records() -> None:
+    """A batch record carries many events: a group limited to 100 records would let 100 requests of 100 events
+    each (10,000 events) into one transaction; the gateway's requests count their events."""
+    producers: list[CountingProducer] = []
+
+    def make(transactional_id: str) -> Any:
+        producers.append(CountingProducer(transactional_id))
+        return producers[-1]
+
+    publisher = TransactionalPublisher(make, "weights", producers=1, max_group_records=100)
+    await publisher.start()
+    try:
+        await asyncio.gather(*(publisher.publish([OutboundRecord("raw", b"k", b"batch")], 5, weight=60)
+                               for _ in range(4)))
+        await asyncio.gather(*(publisher.publish([OutboundRecord("raw", b"k", b"lone")], 5) for _ in range(4)))
+    finally:
+        await publisher.stop()
+    assert producers[0].transactions == [1, 1, 1, 1, 4]  # 60 events each: one request per group; then 4 records
