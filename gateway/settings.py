@@ -91,7 +91,8 @@ class GatewaySettings(BaseModel):
     transactional_id: str = ""
     transaction_producers: int = Field(default=4, ge=1)  # transactions in flight at once
     transaction_window_ms: float = Field(default=0.0, ge=0)  # how long a group waits for more requests
-    transaction_max_events: int = Field(default=10_000, ge=1)  # events of one group (a bigger request goes alone)
+    # events of one group (a batch record counts its events; a bigger request goes alone)
+    transaction_max_events: int = Field(default=10_000, ge=1)
 
     @field_validator("compression")
     @classmethod
