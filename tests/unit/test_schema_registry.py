@@ -15,6 +15,7 @@ import pytest
 from caliper_pipeline.bench.schemas import typical_fact
 from schemas.avro_gen import catalog_versions
 from schemas.kafka import KafkaSettings
+from schemas.records import RawEvent
 from schemas.registry import (
     SchemaRegistryClient,
     SchemaRegistryError,
@@ -80,6 +81,20 @@ def test_codecs_write_the_confluent_wire_format_and_read_it_back(registry_url: s
                                           "event_type": "GradeEvent", "profile": "GradingProfile",
                                           "student_id": "s", "sensor": "", "send_time_ms": 0,
                                           "received_time_ms": 1, "envelope_index": 0, "payload": b"{}"})[0] == 0
+
+
+def test_the_raw_codec_registers_the_batch_record_and_writes_and_reads_it_with_registry_ids(
+        registry_url: str) -> None:
+    kafka = KafkaSettings(schema_registry_url=registry_url)
+    writer, reader = raw_event_codec(kafka), raw_event_codec(kafka)
+    assert {subject_of("raw_event"), subject_of("raw_event_batch")} <= set(_Registry.subjects)
+    event = RawEvent(tenant="t", client_id="c", source="hub", event_id="e", event_type="GradeEvent",
+                     profile="GradingProfile", student_id="s", sensor="", send_time_ms=0, received_time_ms=1,
+                     envelope_index=0, payload=b"{}")
+    batch = writer.encode_events([event, event])
+    assert batch[0] == 0 and int.from_bytes(batch[1:5], "big") in _Registry.ids.values()
+    assert batch[1:5] != writer.encode_record(event)[1:5]  # the batch's own schema id
+    assert reader.decode_events(batch) == [event, event]
 
 
 def test_without_a_registry_the_single_object_encoding_is_used() -> None:
