@@ -100,6 +100,11 @@ class AvroCodec:
             raise SchemaEncodingError(f"{self.record_name} does not fit its schema: {error}") from error
         return buffer.getvalue()
 
+    @property
+    def header(self) -> bytes:
+        """What every message this codec writes starts with: the newest version's fingerprint or registry id."""
+        return self._header
+
     def names_writer(self, message: bytes) -> bool:
         """Whether the message's header names a version of this record (a fingerprint or a registry id)."""
         if message[:2] == SINGLE_OBJECT_MARKER:
@@ -203,8 +208,8 @@ class RawEventCodec(AvroCodec):
         ``writer_for`` writer): its header, then the Avro array of their bodies (a count, the items, a 0 count)."""
         header_size = len(self._header)
         if not messages:
-            return self.batch_codec._header + b"\x00"
-        return b"".join([self.batch_codec._header, varint(len(messages) << 1),
+            return self.batch_codec.header + b"\x00"
+        return b"".join([self.batch_codec.header, varint(len(messages) << 1),
                          *[message[header_size:] for message in messages], b"\x00"])
 
     def encode_events(self, events: Sequence[RawEvent]) -> bytes:
