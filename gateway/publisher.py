@@ -58,7 +58,8 @@ def raw_batch_records(events: Sequence[EncodedEvent], codec: RawEventCodec, topi
     order. The record's key is its first event's key, which that partitioner maps to the same partition: the
     producer puts the record where its events belong (and a reader keyed by student keeps working). A partition
     whose events would make a record larger than ``max_record_bytes`` (key and value) gets several consecutive
-    records, each as large as fits (an event alone always fits: the gateway refuses a larger one first)."""
+    records, each as large as fits; an event alone is a record of its own, a few bytes (the array's count and end)
+    over the event's size, which the gateway's limit on one event keeps below Kafka's (``max_event_bytes``)."""
     groups: dict[tuple[Source, int], list[EncodedEvent]] = {}
     for item in events:
         every, available = partitions[item.source]
