@@ -34,36 +34,24 @@ def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from caliper_pipeline.local_cluster import LocalKafkaCluster
-    from caliper_pipeline.local_kafka import KafkaDistribution, LocalKafkaBroker
+    from caliper_pipeline.kafka_choice import choose_kafka
     from caliper_pipeline.topics import ensure_topics, min_insync_replicas
 
-    distribution = KafkaDistribution(settings.local.kafka_version, settings.local.cache_dir)
+    chosen = choose_kafka(settings.local, data_dir=args.data_dir, brokers=args.brokers)
+    distribution = chosen.distribution
+    assert distribution is not None  # no bootstrap given: always a local one
     libs = distribution.install()
     if args.install_only:
         print(f"Apache Kafka {distribution.version} is in {libs}")
         return 0
-    brokers = args.brokers or settings.local.kafka_brokers
-    nodes: dict[int, LocalKafkaBroker]
-    if brokers > 1:
-        cluster = LocalKafkaCluster(distribution, args.data_dir or settings.local.kafka_cluster_dir, brokers=brokers,
-                                    heap=settings.local.kafka_node_heap)
-        stop_kafka = cluster.stop
-        bootstrap = cluster.start()
-        nodes = cluster.nodes
-        replication = cluster.replication_factor
-    else:
-        broker = LocalKafkaBroker(distribution, args.data_dir or settings.local.kafka_data_dir,
-                                  heap=settings.local.kafka_heap)
-        stop_kafka = broker.stop
-        bootstrap = broker.start()
-        nodes = {1: broker}
-        replication = 1
+    bootstrap = chosen.start()
+    nodes = chosen.nodes
     try:
-        kafka = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap, "replication_factor": replication})
+        kafka = chosen.settings_for(settings.kafka)
+        replication = kafka.replication_factor
         asyncio.run(ensure_topics(kafka))
-        if brokers > 1:
-            print(f"Apache Kafka {distribution.version}: {brokers} KRaft nodes (broker + controller each, one "
+        if (cluster := chosen.cluster) is not None:
+            print(f"Apache Kafka {distribution.version}: {cluster.size} KRaft nodes (broker + controller each, one "
                   f"quorum) at {bootstrap}; controller quorum leader: node {cluster.quorum_leader()}; topics "
                   f"replicated {replication}x, min.insync.replicas {min_insync_replicas(replication)}; pids "
                   f"{cluster.pids()}; data in {cluster.data_dir}.\nClients: "
@@ -85,7 +73,7 @@ def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        stop_kafka()
+        chosen.stop()
     return 0
 
 
