@@ -21,8 +21,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from caliper_pipeline.kafka_choice import ChosenKafka, choose_kafka
 from caliper_pipeline.local_cluster import LocalKafkaCluster
-from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution, LocalKafkaBroker, free_port
+from caliper_pipeline.local_kafka import REPO_ROOT, LocalKafkaBroker, free_port
 from caliper_pipeline.local_secrets import StackSecrets
 from caliper_pipeline.processes import ChildProcess
 from caliper_pipeline.settings import LocalStackSettings, Settings
@@ -60,14 +61,16 @@ class LocalPipeline:
                  streams_workers: int = 1) -> None:
         self.settings = settings
         self.work_dir = work_dir
-        self.kafka_bootstrap = kafka_bootstrap or settings.kafka.bootstrap_servers or None
+        if broker is not None or cluster is not None:  # given: this pipeline starts, kills and stops it
+            self.chosen = ChosenKafka(broker=broker, cluster=cluster)
+        else:
+            self.chosen = choose_kafka(settings.local, bootstrap=kafka_bootstrap or settings.kafka.bootstrap_servers,
+                                       data_dir=work_dir / "kafka", brokers=brokers)
+        self.kafka_bootstrap = self.chosen.configured or None  # a local Kafka's once started
         self.run_id = secrets.token_hex(4)
         self.topic_prefix = topic_prefix or f"e2e{self.run_id}."
         self.partitions = partitions or settings.kafka.partitions
         self.extra_env = extra_env or {}
-        self.broker: LocalKafkaBroker | None = broker  # a broker this pipeline starts, kills and stops
-        self.cluster: LocalKafkaCluster | None = cluster  # or a cluster of them
-        self.brokers = cluster.size if cluster else 1 if broker else brokers or settings.local.kafka_brokers
         self.children: dict[str, ChildProcess] = {}
         self.process_names = ["sink", *numbered("streams", streams_workers), *numbered("gateway", gateways)]
         self.gateway_ports = {name: free_port() for name in self.process_names if role_of(name) == "gateway"}
@@ -79,6 +82,21 @@ class LocalPipeline:
         self.client_id = ""
         self.client_secret = ""
         self.database = settings.clickhouse.database
+
+    @property
+    def broker(self) -> LocalKafkaBroker | None:
+        """The local broker this pipeline starts, kills and stops (None on a cluster or a configured Kafka)."""
+        return self.chosen.broker
+
+    @property
+    def cluster(self) -> LocalKafkaCluster | None:
+        """The local cluster this pipeline starts, kills and stops (None on one broker or a configured Kafka)."""
+        return self.chosen.cluster
+
+    @property
+    def brokers(self) -> int:
+        """Nodes of the local Kafka (0 on a configured one)."""
+        return self.chosen.size
 
     @property
     def gateway_port(self) -> int:
@@ -106,11 +124,8 @@ class LocalPipeline:
 
     @property
     def replication_factor(self) -> int:
-        if self.cluster is not None:
-            return self.cluster.replication_factor
-        if self.broker is not None or not self.kafka_bootstrap:
-            return min(3, self.brokers)
-        return self.settings.kafka.replication_factor  # a cluster of its own: as configured
+        """A local Kafka's (3 at most); a configured cluster's as configured."""
+        return self.chosen.replication_factor or self.settings.kafka.replication_factor
 
     @property
     def kafka(self) -> KafkaSettings:
@@ -156,31 +171,13 @@ class LocalPipeline:
         }
 
     def start_broker(self) -> str:
-        """Start the local Kafka: a broker, or a cluster of ``brokers`` nodes; again on the same ports when it ran
-        before."""
-        if self.cluster is not None or (self.broker is None and self.brokers > 1):
-            if self.cluster is None:
-                distribution = KafkaDistribution(self.settings.local.kafka_version, self.settings.local.cache_dir)
-                self.cluster = LocalKafkaCluster(distribution, self.work_dir / "kafka", brokers=self.brokers,
-                                                 heap=self.settings.local.kafka_node_heap)
-            self.kafka_bootstrap = self.cluster.start()
-            return self.kafka_bootstrap
-        if self.broker is None:
-            distribution = KafkaDistribution(self.settings.local.kafka_version, self.settings.local.cache_dir)
-            self.broker = LocalKafkaBroker(distribution, self.work_dir / "kafka", heap=self.settings.local.kafka_heap)
-        elif self.broker.ports is not None:
-            # a restart must keep the ports the other processes know; LocalKafkaBroker.start() alone re-checks
-            # them with a bind() that fails while connections of the killed broker sit in TIME_WAIT, and then
-            # moves to new ports, stranding every client
-            old = self.broker
-            self.broker = LocalKafkaBroker(old.distribution, old.data_dir, host=old.host, heap=old.heap,
-                                           ports=old.ports)
-        self.kafka_bootstrap = self.broker.start()
+        """Start the local Kafka (a broker or a cluster); again on the same ports when it ran before."""
+        self.kafka_bootstrap = self.chosen.restart()
         return self.kafka_bootstrap
 
     def start(self, ready_timeout: float = 180.0) -> LocalPipeline:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        if not self.kafka_bootstrap or self.broker is not None or self.cluster is not None:
+        if self.chosen.local:
             self.start_broker()
         asyncio.run(ensure_topics(self.kafka))
         client, self.client_secret = ClientRegistry(self.clients_file).add(

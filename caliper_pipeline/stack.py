@@ -18,8 +18,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from caliper_pipeline.local_cluster import LocalKafkaCluster
-from caliper_pipeline.local_kafka import KafkaDistribution, LocalKafkaBroker
+from caliper_pipeline.kafka_choice import choose_kafka
+from caliper_pipeline.local_kafka import LocalKafkaBroker
 from caliper_pipeline.local_secrets import StackSecrets
 from caliper_pipeline.processes import ChildProcess
 from caliper_pipeline.settings import Settings
@@ -117,22 +117,12 @@ def run_stack(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
     previous = {signum: signal.signal(signum, _raise_stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
     home = settings.local.home
     home.mkdir(parents=True, exist_ok=True)
-    broker: LocalKafkaBroker | None = None
-    cluster: LocalKafkaCluster | None = None
+    chosen = choose_kafka(settings.local, bootstrap=settings.kafka.bootstrap_servers)
     children: list[ChildProcess] = []
     supervisor: Supervisor | None = None
     try:
-        kafka = settings.kafka
-        if not kafka.bootstrap_servers:
-            distribution = KafkaDistribution(settings.local.kafka_version, settings.local.cache_dir)
-            if settings.local.kafka_brokers > 1:
-                cluster = LocalKafkaCluster(distribution, settings.local.kafka_cluster_dir,
-                                            brokers=settings.local.kafka_brokers, heap=settings.local.kafka_node_heap)
-                kafka = kafka.model_copy(update={"bootstrap_servers": cluster.start(),
-                                                 "replication_factor": cluster.replication_factor})
-            else:
-                broker = LocalKafkaBroker(distribution, settings.local.kafka_data_dir, heap=settings.local.kafka_heap)
-                kafka = kafka.model_copy(update={"bootstrap_servers": broker.start()})
+        chosen.start()
+        kafka = chosen.settings_for(settings.kafka)
         asyncio.run(ensure_topics(kafka))
         client_id, secret = demo_credentials(settings)
         stack_secrets = StackSecrets.kept(settings)
@@ -144,16 +134,16 @@ def run_stack(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
                     for name in ("sink", "streams", "gateway")]
         for child in children:
             child.start()
-        processes: list[Supervised] = [*children, *([BrokerProcess(broker)] if broker else []),
-                                       *(BrokerProcess(node, f"kafka-{node_id}")
-                                         for node_id, node in (cluster.nodes.items() if cluster else []))]
+        processes: list[Supervised] = [
+            *children, *(BrokerProcess(node, f"kafka-{node_id}" if chosen.cluster else "kafka")
+                         for node_id, node in chosen.nodes.items())]
         supervisor = Supervisor(processes, pids_file=home / PIDS_FILE)
         gateway_url = settings.gateway.base_url
         # while starting, a process that exits is a configuration error: fail fast with its log
         wait_http_ok(f"{settings.sink.base_url()}/readyz", 180, children)
         wait_http_ok(f"{gateway_url}/readyz", 120, children)
         print(_banner(settings, kafka, client_id, secret, stack_secrets.analyst_token,
-                      broker is not None or cluster is not None, time.monotonic() - started, children), flush=True)
+                      chosen.local, time.monotonic() - started, children), flush=True)
         if demo:
             from caliper_pipeline.demo import run_demo
             from caliper_pipeline.sink_client import SinkClient
@@ -178,14 +168,11 @@ def run_stack(settings: Settings, *, demo: bool, exit_after_demo: bool) -> int:
             signal.signal(signum, handler)
         for child in reversed(children):
             child.stop()
-        if broker is not None:
-            broker.stop()
-        if cluster is not None:
-            cluster.stop()
+        chosen.stop()
         if supervisor is not None:
             supervisor.remove_pids()
         took = ", ".join(f"{c.name} {c.stop_seconds:.1f}s" for c in reversed(children) if c.stop_seconds is not None)
-        print(f"stopped: {took}" + (", kafka" if broker or cluster else ""), flush=True)
+        print(f"stopped: {took}" + (", kafka" if chosen.local else ""), flush=True)
 
 
 def _banner(settings: Settings, kafka: KafkaSettings, client_id: str, secret: str, analyst_token: str,

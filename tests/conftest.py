@@ -31,8 +31,9 @@ import pytest
 from hypothesis_profiles import load_profile
 from sink_fixtures import SESSION_ENGINE, SharedEngine
 
-from caliper_pipeline.local_cluster import LocalKafkaCluster
-from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution, LocalKafkaBroker
+from caliper_pipeline.kafka_choice import choose_kafka
+from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution
+from caliper_pipeline.settings import LocalStackSettings
 from caliper_pipeline.topics import ensure_topics
 from schemas.kafka import KafkaSettings
 
@@ -79,37 +80,28 @@ def kafka_distribution() -> KafkaDistribution:
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory, docker_available: bool,
                     kafka_distribution: KafkaDistribution) -> Iterator[str]:
     external = os.environ.get("CALIPER_TEST_KAFKA_BOOTSTRAP")
-    if external:
-        yield external
-        return
-    if docker_available:
+    if docker_available and not external:
         from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer(f"apache/kafka:{KAFKA_VERSION}").with_kraft() as container:
             yield container.get_bootstrap_server()
         return
+    # a local cluster (CALIPER_LOCAL__KAFKA_BROKERS > 1): every topic the tests and their pipelines create is
+    # replicated like in production
     brokers = int(os.environ.get("CALIPER_LOCAL__KAFKA_BROKERS", "1"))
-    if brokers > 1:
-        # a local cluster: every topic the tests and their pipelines create is replicated like in production
-        cluster = LocalKafkaCluster(kafka_distribution, tmp_path_factory.mktemp("kafka-cluster"), brokers=brokers)
-        cluster.start()
-        previous = os.environ.get(REPLICATION_ENV)
-        os.environ[REPLICATION_ENV] = str(cluster.replication_factor)
-        try:
-            yield cluster.bootstrap_servers
-        finally:
-            cluster.stop()
-            if previous is None:
-                os.environ.pop(REPLICATION_ENV, None)
-            else:
-                os.environ[REPLICATION_ENV] = previous
-        return
-    broker = LocalKafkaBroker(kafka_distribution, tmp_path_factory.mktemp("kafka"))
-    broker.start()
+    chosen = choose_kafka(LocalStackSettings(), bootstrap=external, brokers=brokers,
+                          data_dir=tmp_path_factory.mktemp("kafka"), distribution=kafka_distribution)
+    previous = os.environ.get(REPLICATION_ENV)
+    if chosen.cluster is not None:
+        os.environ[REPLICATION_ENV] = str(chosen.cluster.replication_factor)
     try:
-        yield broker.bootstrap_servers
+        yield chosen.start()
     finally:
-        broker.stop()
+        chosen.stop()
+        if previous is None:
+            os.environ.pop(REPLICATION_ENV, None)
+        else:
+            os.environ[REPLICATION_ENV] = previous
 
 
 @pytest.fixture

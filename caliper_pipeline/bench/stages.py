@@ -1,5 +1,6 @@
-"""``bench streams`` and ``bench sink``: each stage alone against the real broker (a temporary local one unless
-``CALIPER_KAFKA__BOOTSTRAP_SERVERS`` names a cluster), the sink into a temporary embedded ClickHouse."""
+"""``bench streams`` and ``bench sink``: each stage alone against the real broker (``kafka_choice``: a temporary
+local one unless ``CALIPER_KAFKA__BOOTSTRAP_SERVERS`` names a cluster), the sink into a temporary embedded
+ClickHouse."""
 
 from __future__ import annotations
 
@@ -10,24 +11,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from caliper_pipeline.local_kafka import KafkaDistribution, LocalKafkaBroker
+from caliper_pipeline.kafka_choice import choose_kafka
 from caliper_pipeline.settings import Settings
 from schemas.kafka import KafkaSettings
 
 
 @contextmanager
 def bench_kafka(settings: Settings, work: Path) -> Iterator[KafkaSettings]:
-    """The configured Kafka, or a fresh local broker in ``work`` for the length of the bench."""
-    if settings.kafka.bootstrap_servers:
-        yield settings.kafka
-        return
-    broker = LocalKafkaBroker(KafkaDistribution(settings.local.kafka_version, settings.local.cache_dir),
-                              work / "kafka", heap=settings.local.kafka_heap)
-    bootstrap = broker.start()
-    try:
-        yield settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
-    finally:
-        broker.stop()
+    """The configured Kafka, or a fresh local one in ``work`` for the length of the bench."""
+    with choose_kafka(settings.local, bootstrap=settings.kafka.bootstrap_servers, data_dir=work / "kafka") as chosen:
+        yield chosen.settings_for(settings.kafka)
 
 
 def run_streams_bench(settings: Settings, events: int) -> dict[str, Any]:
