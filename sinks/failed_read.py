@@ -62,22 +62,24 @@ class FailedSelection:
         return cls(**values, limit=limit)
 
 
+# the selection's optional fields and their conditions (bound by the field's name); an empty field selects all
+_OPTIONAL_CONDITIONS = {
+    "tenant": "tenant = {tenant:String}",
+    "job_id": "job_id = {job_id:String}",
+    "reason": "position(reason, {reason:String}) > 0",
+    "reason_code": "reason_code = {reason_code:String}",
+}
+
+
 def select_failed(rows: Rows, database: str, selection: FailedSelection) -> list[dict[str, Any]]:
     """The failed messages ``selection`` names (every value a bound parameter)."""
     conditions = ["stage = {stage:String}"]
     parameters: dict[str, Any] = {"stage": selection.stage, "limit": selection.limit}
-    if selection.tenant:
-        conditions.append("tenant = {tenant:String}")
-        parameters["tenant"] = selection.tenant
-    if selection.job_id:
-        conditions.append("job_id = {job:String}")
-        parameters["job"] = selection.job_id
-    if selection.reason:
-        conditions.append("position(reason, {reason:String}) > 0")
-        parameters["reason"] = selection.reason
-    if selection.reason_code:
-        conditions.append("reason_code = {code:String}")
-        parameters["code"] = selection.reason_code
+    for field, condition in _OPTIONAL_CONDITIONS.items():
+        value = getattr(selection, field)
+        if value:
+            conditions.append(condition)
+            parameters[field] = value
     names, found = rows(f"SELECT {', '.join(COLUMNS)} FROM {database}.{FAILED_EVENTS_TABLE} FINAL "
                         f"WHERE {' AND '.join(conditions)} ORDER BY failed_time DESC LIMIT {{limit:UInt32}}",
                         parameters)

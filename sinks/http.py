@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -80,6 +81,7 @@ from sinks.read_model import ClickHouseEventReader
 from sinks.settings import ClickHouseSettings, SinkSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 def build_app(process: SinkProcess) -> web.Application:
     app = web.Application(client_max_size=process.settings.queries.max_query_bytes + 1024, middlewares=[guard])
     app[SINK_PROCESS] = process
@@ -176,18 +178,26 @@ def _event_query(payload: Any) -> EventQuery:
     return query
 
 
+async def _gateway_read(read: Awaitable[T], what: str) -> T | web.Response:
+    """What a read for the gateway returns, or the answer to its failure: 429 with the read side's
+    ``Retry-After`` when it serves as many reads as it may, 503 when it cannot read ``what`` now."""
+    try:
+        return await read
+    except ReadBusyError as error:
+        return error_response(429, str(error), {"Retry-After": str(error.retry_after)})
+    except ReadUnavailableError:
+        return error_response(503, f"{what} cannot be read now", {"Retry-After": "5"})
+
+
 async def read_events(request: web.Request) -> web.Response:
     process = request.app[SINK_PROCESS]
     try:
         query = _event_query(await request.json())
     except ValueError as error:
         return error_response(400, str(error))
-    try:
-        page = await ClickHouseEventReader(process.read_pool).read_events(query)
-    except ReadBusyError as error:
-        return error_response(429, str(error), {"Retry-After": str(error.retry_after)})
-    except ReadUnavailableError:
-        return error_response(503, "the events cannot be read now", {"Retry-After": "5"})
+    page = await _gateway_read(ClickHouseEventReader(process.read_pool).read_events(query), "the events")
+    if isinstance(page, web.Response):
+        return page
     return web.json_response(page.to_json())
 
 
@@ -201,12 +211,9 @@ async def read_job(request: web.Request) -> web.Response:
             or not isinstance(payload.get("job_id"), str) or not JOB_ID_PATTERN.fullmatch(payload["job_id"]):
         return error_response(400, "a JSON object with tenant (a non-empty string) and job_id (a job id) is expected")
     reader = ClickHouseJobReader(process.read_pool, process.loader.kafka.topics.facts)
-    try:
-        status = await reader.read_job(payload["tenant"], payload["job_id"])
-    except ReadBusyError as error:
-        return error_response(429, str(error), {"Retry-After": str(error.retry_after)})
-    except ReadUnavailableError:
-        return error_response(503, "the job cannot be read now", {"Retry-After": "5"})
+    status = await _gateway_read(reader.read_job(payload["tenant"], payload["job_id"]), "the job")
+    if isinstance(status, web.Response):
+        return status
     if status is None:
         return error_response(404, "no record of this job")
     return web.json_response(status.to_json())
