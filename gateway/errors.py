@@ -16,6 +16,17 @@ class GatewayError(PipelineError):
     records_rejection = False
     close_connection = False  # the body was left unread or undecodable, or the caller refused: closed after the answer
 
+    def __init_subclass__(cls, *, status: int | None = None, reason: str | None = None,
+                          records_rejection: bool | None = None, close_connection: bool | None = None) -> None:
+        """A subclass names its answer with its base (``class X(GatewayError, status=404, reason="not_found")``);
+        what it does not name it inherits."""
+        super().__init_subclass__()
+        answer = {"status": status, "reason": reason, "records_rejection": records_rejection,
+                  "close_connection": close_connection}
+        for name, value in answer.items():
+            if value is not None:
+                setattr(cls, name, value)
+
     def __init__(self, message: str, *, problems: list[FieldProblem] | None = None,
                  retry_after: int | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -25,73 +36,52 @@ class GatewayError(PipelineError):
         self.headers = headers or {}
 
 
-class InvalidPayloadError(GatewayError):
-    status = 400
-    reason = "invalid_payload"
-    records_rejection = True
+class InvalidPayloadError(GatewayError, status=400, reason="invalid_payload", records_rejection=True):
+    """An event or envelope that breaks its contract (the problems name the fields)."""
 
 
-class MalformedJsonError(GatewayError):
-    status = 400
-    reason = "malformed_json"
-    records_rejection = True
+class MalformedJsonError(GatewayError, status=400, reason="malformed_json", records_rejection=True):
+    """A body that is not JSON."""
 
 
-class InvalidQueryError(GatewayError):
+class InvalidQueryError(GatewayError, status=400, reason="invalid_query"):
     """Bad query parameters of a read request (not an event: nothing goes to the rejected topic)."""
 
-    status = 400
-    reason = "invalid_query"
+
+class UnauthorizedError(GatewayError, status=401, reason="unauthorized", close_connection=True):
+    """No valid token; its body is never read: a refused caller gets no more of the gateway's time."""
 
 
-class UnauthorizedError(GatewayError):
-    status = 401
-    reason = "unauthorized"
-    close_connection = True  # its body is never read: a refused caller gets no more of the gateway's time
+class ForbiddenError(GatewayError, status=403, reason="forbidden", close_connection=True):
+    """A valid token that may not do this (another tenant's data, a scope it lacks)."""
 
 
-class ForbiddenError(GatewayError):
-    status = 403
-    reason = "forbidden"
-    close_connection = True
+class PayloadTooLargeError(GatewayError, status=413, reason="payload_too_large"):
+    """A body, an event or an envelope over its size or count limit."""
 
 
-class PayloadTooLargeError(GatewayError):
-    status = 413
-    reason = "payload_too_large"
+class UnsupportedMediaTypeError(GatewayError, status=415, reason="unsupported_media_type"):
+    """A body of a media type the endpoint does not read."""
 
 
-class UnsupportedMediaTypeError(GatewayError):
-    status = 415
-    reason = "unsupported_media_type"
+class UnsupportedDataVersionError(GatewayError, status=422, reason="unsupported_data_version", records_rejection=True):
+    """A Caliper ``dataVersion`` the gateway does not know."""
 
 
-class UnsupportedDataVersionError(GatewayError):
-    status = 422
-    reason = "unsupported_data_version"
-    records_rejection = True
+class RateLimitedError(GatewayError, status=429, reason="rate_limited"):
+    """A client over its rate: retry after ``retry_after``."""
 
 
-class RateLimitedError(GatewayError):
-    status = 429
-    reason = "rate_limited"
+class KafkaUnavailableError(GatewayError, status=503, reason="kafka_unavailable"):
+    """Kafka did not take the events: nothing was published, the request can be sent again."""
 
 
-class KafkaUnavailableError(GatewayError):
-    status = 503
-    reason = "kafka_unavailable"
+class ReadsUnavailableError(GatewayError, status=503, reason="reads_unavailable"):
+    """The read side cannot answer now."""
 
 
-class ReadsUnavailableError(GatewayError):
-    status = 503
-    reason = "reads_unavailable"
-
-
-class ReadsBusyError(GatewayError):
+class ReadsBusyError(GatewayError, status=429, reason="reads_busy"):
     """The read side serves as many reads of this tenant (or in all) as it may: retry after ``retry_after``."""
-
-    status = 429
-    reason = "reads_busy"
 
 
 class HttpError(GatewayError):
@@ -143,42 +133,25 @@ class OAuthError(GatewayError):
         self.reason = code
 
 
-class NotFoundError(GatewayError):
-    status = 404
-    reason = "not_found"
+class NotFoundError(GatewayError, status=404, reason="not_found"):
+    """No such resource (a job the read side has no record of...)."""
 
 
-class ServerBusyError(GatewayError):
+class ServerBusyError(GatewayError, status=503, reason="busy"):
     """The gateway cannot take this request now (its memory budget for request bodies is used up)."""
 
-    status = 503
-    reason = "busy"
 
-
-class UnreadableBodyError(InvalidPayloadError):
+class UnreadableBodyError(InvalidPayloadError, reason="unreadable_body", close_connection=True):
     """A body that cannot be read or decoded (``Content-Encoding: gzip`` on a plain body...)."""
 
-    reason = "unreadable_body"
-    close_connection = True
 
-
-class RequestTimeoutError(GatewayError):
+class RequestTimeoutError(GatewayError, status=408, reason="request_timeout", close_connection=True):
     """A body that stopped arriving, or arrives slower than the gateway's minimum rate."""
 
-    status = 408
-    reason = "request_timeout"
-    close_connection = True
 
-
-class BodyShareExceededError(RateLimitedError):
+class BodyShareExceededError(RateLimitedError, reason="bodies_in_flight"):
     """One caller (client id or remote address) already holds its share of the bodies being read."""
 
-    reason = "bodies_in_flight"
 
-
-class ConnectionLostError(GatewayError):
+class ConnectionLostError(GatewayError, status=400, reason="connection_lost", close_connection=True):
     """The caller closed its connection before its body was read: nothing to answer, nothing to log."""
-
-    status = 400
-    reason = "connection_lost"
-    close_connection = True

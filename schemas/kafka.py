@@ -6,6 +6,7 @@ import random
 import zlib
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import overload
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -73,12 +74,34 @@ class KafkaSettings(BaseModel):
         return Topics(prefix=self.topic_prefix)
 
 
+class _Topic:
+    """A topic of ``Topics`` named by its suffix: ``Topics(prefix="caliper.").facts`` is ``"caliper.facts"``."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+
+    @overload
+    def __get__(self, topics: None, owner: type[Topics]) -> _Topic: ...
+
+    @overload
+    def __get__(self, topics: Topics, owner: type[Topics]) -> str: ...
+
+    def __get__(self, topics: Topics | None, owner: type[Topics]) -> str | _Topic:
+        return self if topics is None else f"{topics.prefix}{self.suffix}"
+
+
 class Topics(BaseModel):
     """Names of every topic of the pipeline, derived from one prefix."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ignored_types=(_Topic,))
 
     prefix: str = "caliper."
+
+    rejected = _Topic("rejected")
+    facts = _Topic("facts")
+    dead_letters = _Topic("deadletter")
+    conflicts = _Topic("conflicts")
+    jobs = _Topic("jobs")  # the accepted requests (``schemas.jobs.JobRecord``), written with their events at once
 
     def raw(self, source: Source) -> str:
         return f"{self.prefix}raw.{source.value}"
@@ -86,27 +109,6 @@ class Topics(BaseModel):
     @property
     def raw_topics(self) -> list[str]:
         return [self.raw(source) for source in Source]
-
-    @property
-    def rejected(self) -> str:
-        return f"{self.prefix}rejected"
-
-    @property
-    def facts(self) -> str:
-        return f"{self.prefix}facts"
-
-    @property
-    def dead_letters(self) -> str:
-        return f"{self.prefix}deadletter"
-
-    @property
-    def conflicts(self) -> str:
-        return f"{self.prefix}conflicts"
-
-    @property
-    def jobs(self) -> str:
-        """The accepted requests (``schemas.jobs.JobRecord``), written with their events in one transaction."""
-        return f"{self.prefix}jobs"
 
     def all_topics(self) -> list[str]:
         return [*self.raw_topics, self.rejected, self.facts, self.dead_letters, self.conflicts, self.jobs]

@@ -178,6 +178,14 @@ def _event_query(payload: Any) -> EventQuery:
     return query
 
 
+async def _json_body(request: web.Request) -> Any:
+    """The request's body read as JSON; None when it is not JSON (the caller's check of its shape refuses it)."""
+    try:
+        return await request.json()
+    except ValueError:
+        return None
+
+
 async def _gateway_read(read: Awaitable[T], what: str) -> T | web.Response:
     """What a read for the gateway returns, or the answer to its failure: 429 with the read side's
     ``Retry-After`` when it serves as many reads as it may, 503 when it cannot read ``what`` now."""
@@ -203,10 +211,7 @@ async def read_events(request: web.Request) -> web.Response:
 
 async def read_job(request: web.Request) -> web.Response:
     process = request.app[SINK_PROCESS]
-    try:
-        payload: Any = await request.json()
-    except ValueError:
-        payload = None
+    payload = await _json_body(request)
     if not isinstance(payload, dict) or not isinstance(payload.get("tenant"), str) or not payload["tenant"] \
             or not isinstance(payload.get("job_id"), str) or not JOB_ID_PATTERN.fullmatch(payload["job_id"]):
         return error_response(400, "a JSON object with tenant (a non-empty string) and job_id (a job id) is expected")
@@ -221,10 +226,7 @@ async def read_job(request: web.Request) -> web.Response:
 
 async def admin_erase(request: web.Request) -> web.Response:
     process = request.app[SINK_PROCESS]
-    try:
-        payload: Any = await request.json()
-    except ValueError:
-        return error_response(400, "a JSON body with tenant, student_id and requested_by is expected")
+    payload = await _json_body(request)
     if not isinstance(payload, dict):
         return error_response(400, "a JSON object with tenant, student_id and requested_by is expected")
     for name in ("tenant", "student_id", "requested_by"):
