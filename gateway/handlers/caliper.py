@@ -5,25 +5,15 @@ recorded on the rejected-requests topic: a dry run leaves no trace in the failed
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
 
 from gateway.errors import InvalidPayloadError, UnsupportedDataVersionError
-from gateway.handlers.common import (
-    authorize,
-    check_event_count,
-    check_event_sizes,
-    job_location,
-    new_job_id,
-    publish,
-    read_json,
-)
+from gateway.handlers.common import check_event_sizes, ingest_body, job_location, new_job, publish
 from gateway.ingest import encoded_envelope_events, envelope_job
-from gateway.keys import BODY_BUDGET, DRY_RUN, PUBLISHER, SETTINGS, shared
+from gateway.keys import DRY_RUN, PUBLISHER, SETTINGS, shared
 from gateway.responses import json_response
-from gateway.settings import INGEST_SCOPE
 from schemas.caliper import VERSIONS, check_envelope, is_event
 from schemas.caliper.terms import KNOWN_PROFILES
 from schemas.hub import PROFILES as HUB_PROFILES
@@ -51,18 +41,14 @@ def accepted_message(data: list[Any], verb: str) -> str:
 
 
 async def _envelope(request: web.Request, *, publish_events: bool) -> web.Response:
-    caller = authorize(request, INGEST_SCOPE)
-    async with shared(request)[BODY_BUDGET].hold(caller, request.remote) as reservation:
-        payload = await read_json(request, reservation)
-        check_event_count(request, caller, _item_count(payload), charge=publish_events)
+    async with ingest_body(request, _item_count, charge=publish_events) as (caller, payload):
         problems, payload = check_envelope(payload)  # the payload without the optional properties sent as null
         if any(p.code is ReasonCode.UNSUPPORTED_VERSION for p in problems):
             raise UnsupportedDataVersionError("unsupported dataVersion", problems=problems)
         if problems:
             raise InvalidPayloadError(f"{len(problems)} problem(s) in the envelope; nothing was accepted",
                                       problems=problems)
-        received_ms = int(time.time() * 1000)
-        job_id = new_job_id(request, caller, received_ms)  # also when validating: the same size check
+        received_ms, job_id = new_job(request, caller)  # also when validating: the same size check
         messages = encoded_envelope_events(payload, caller, received_ms,
                                            shared(request)[PUBLISHER].raw_event_codec, job_id)
         check_event_sizes(request, messages, _item_path)

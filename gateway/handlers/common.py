@@ -3,11 +3,12 @@ per-client event budget, the size of each event as published, and publishing."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -23,9 +24,21 @@ from gateway.errors import (
     ReadsUnavailableError,
     UnsupportedMediaTypeError,
 )
-from gateway.keys import BODY, CALLER, JOB_IDS, LIMITER, METRICS, PUBLISHER, READ_LIMITER, SETTINGS, TOKENS, shared
+from gateway.keys import (
+    BODY,
+    BODY_BUDGET,
+    CALLER,
+    JOB_IDS,
+    LIMITER,
+    METRICS,
+    PUBLISHER,
+    READ_LIMITER,
+    SETTINGS,
+    TOKENS,
+    shared,
+)
 from gateway.publisher import EncodedEvent
-from gateway.settings import READ_SCOPE
+from gateway.settings import INGEST_SCOPE, READ_SCOPE
 from gateway.tokens import Caller
 from schemas.errors import FieldProblem
 from schemas.jobs import JobRecord
@@ -68,6 +81,19 @@ async def ask_reader(request: web.Request, what: str, read: Awaitable[T]) -> T:
         log.warning("the read side cannot answer: %s", error)
         raise ReadsUnavailableError(f"the {what} store cannot answer now; retry later",
                                     retry_after=shared(request)[SETTINGS].retry_after_seconds) from error
+
+
+@contextlib.asynccontextmanager
+async def ingest_body(request: web.Request, count_of: Callable[[Any], int], *,
+                      charge: bool = True) -> AsyncIterator[tuple[Caller, Any]]:
+    """The caller of an ingest request (its token, with the ingest scope) and its body as JSON, held against the
+    gateway's memory budget for bodies until the block ends; the events and entities it carries (``count_of``)
+    are checked against the request's limit and (``charge``) charged to the client's rate."""
+    caller = authorize(request, INGEST_SCOPE)
+    async with shared(request)[BODY_BUDGET].hold(caller, request.remote) as reservation:
+        payload = await read_json(request, reservation)
+        check_event_count(request, caller, count_of(payload), charge=charge)
+        yield caller, payload
 
 
 async def read_json(request: web.Request, reservation: Reservation) -> Any:
@@ -133,9 +159,11 @@ def job_location(job_id: str) -> str:
     return f"/jobs/{job_id}"
 
 
-def new_job_id(request: web.Request, caller: Caller, received_ms: int) -> str:
-    """The id of the job a request becomes if it is accepted (``schemas.jobs``: bound to the caller's tenant)."""
-    return shared(request)[JOB_IDS].issue(caller.tenant, received_ms)
+def new_job(request: web.Request, caller: Caller) -> tuple[int, str]:
+    """When the request is received (epoch milliseconds) and the id of the job it becomes if it is accepted
+    (``schemas.jobs``: bound to the caller's tenant)."""
+    received_ms = int(time.time() * 1000)
+    return received_ms, shared(request)[JOB_IDS].issue(caller.tenant, received_ms)
 
 
 async def publish(request: web.Request, messages: list[EncodedEvent], jobs: Sequence[JobRecord] = ()) -> None:
