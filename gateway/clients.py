@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from gateway.errors import ClientExistsError, RevokedClientError, UnknownClientError
 from gateway.settings import INGEST_SCOPE, READ_SCOPE
-from schemas.credentials import WatchedFile, hash_secret, stored_secret_ok
+from schemas.credentials import WatchedFile, hash_secret, stored_secret_ok, with_revoked
 from schemas.personal_data import ExtensionsPolicy, checked_policy_keys
 from schemas.tenants import DEFAULT_TIMEZONE, checked_timezone
 
@@ -186,10 +186,7 @@ class ClientRegistry:
         return clients[client_id], secret
 
     def revoke(self, client_id: str) -> Client:
-        clients = dict(self._file.current(force=True).clients)
-        if client_id not in clients:
-            raise UnknownClientError(client_id)
-        clients[client_id] = replace(clients[client_id], revoked=True)
+        clients = with_revoked(self._file.current(force=True).clients, client_id, UnknownClientError)
         self._save(clients)
         return clients[client_id]
 

@@ -15,11 +15,18 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from schemas.errors import PipelineError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 T = TypeVar("T")
+Entry = TypeVar("Entry", bound="DataclassInstance")
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
@@ -50,6 +57,15 @@ def stored_secret_ok(stored: str | None, secret: str) -> bool:
     """Whether ``secret`` matches ``stored`` (None: no such credential); always costs one scrypt."""
     matches = secret_matches(secret, stored if stored is not None else dummy_hash())
     return matches and stored is not None
+
+
+def with_revoked(entries: Mapping[str, Entry], entry_id: str,
+                 unknown: Callable[[str], PipelineError]) -> dict[str, Entry]:
+    """A copy of a credentials file's ``entries`` with ``entry_id``'s revoked (``unknown(entry_id)`` raised when
+    there is none): a revoked entry stays in the file, so its id is never issued again."""
+    if entry_id not in entries:
+        raise unknown(entry_id)
+    return {**entries, entry_id: replace(entries[entry_id], revoked=True)}
 
 
 def _changed_json(path: Path, seen_mtime_ns: int) -> tuple[dict[str, Any] | None, int]:

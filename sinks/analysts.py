@@ -25,11 +25,11 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas.credentials import WatchedFile, hash_secret, stored_secret_ok
+from schemas.credentials import WatchedFile, hash_secret, stored_secret_ok, with_revoked
 from sinks.clickhouse import string_literal
 from sinks.errors import AnalystExistsError, InvalidAnalystError, UnknownAnalystError
 from sinks.tables import (
@@ -147,10 +147,7 @@ class AnalystRegistry:
         return credential, secret
 
     def revoke(self, analyst_id: str) -> AnalystCredential:
-        analysts = dict(self._fresh(force=True))
-        if analyst_id not in analysts:
-            raise UnknownAnalystError(analyst_id)
-        analysts[analyst_id] = replace(analysts[analyst_id], revoked=True)
+        analysts = with_revoked(self._fresh(force=True), analyst_id, UnknownAnalystError)
         self._save(analysts)
         return analysts[analyst_id]
 
