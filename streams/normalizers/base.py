@@ -208,6 +208,25 @@ def time_rule(source: str, destination: str, *, consume: bool = True) -> FieldRu
     return FieldRule(source, destination, millis, consume=consume, zoned=True)
 
 
+def entity_rules(source: str, id_to: str, *, type_to: str | None = None, name_to: str | None = None,
+                 by_iri: bool = False) -> tuple[FieldRule, ...]:
+    """The rules of a Caliper entity at ``source``: with ``by_iri``, the entity given as its IRI alone (a string)
+    into ``id_to``; its ``id`` into ``id_to``, and its ``type`` and ``name`` into ``type_to`` and ``name_to`` when
+    those are given."""
+    rules = [FieldRule(source, id_to, iri)] if by_iri else []
+    rules.append(FieldRule(f"{source}.id", id_to, text))
+    if type_to is not None:
+        rules.append(FieldRule(f"{source}.type", type_to, text))
+    if name_to is not None:
+        rules.append(FieldRule(f"{source}.name", name_to, text))
+    return tuple(rules)
+
+
+def period_rules(source: str) -> tuple[FieldRule, FieldRule]:
+    """When the attempt (or session...) at ``source`` started and ended."""
+    return time_rule(f"{source}.startedAtTime", "started_time_ms"), time_rule(f"{source}.endedAtTime", "ended_time_ms")
+
+
 def number(value: Any) -> float | None:
     return coerce_number(value)
 

@@ -27,9 +27,10 @@ from streams.normalizers.base import (
     boolean,
     build_fact,
     duration_seconds,
+    entity_rules,
     integer,
-    iri,
     number,
+    period_rules,
     tenant_zone,
     text,
     time_rule,
@@ -51,78 +52,45 @@ NON_LEARNER_ACTORS: dict[str, frozenset[str] | None] = {
 COMMON = ConversionSet("caliper", (
     *EVENT_IDENTITY,
     time_rule("eventTime", "event_time_ms"),
-    R("actor", "actor_id", iri),
-    R("actor.id", "actor_id", text),
-    R("actor.type", "actor_type", text),
+    *entity_rules("actor", "actor_id", type_to="actor_type", by_iri=True),
     R("actor.email", ACTOR_EMAIL, text),
-    R("object", "object_id", iri),
-    R("object.id", "object_id", text),
-    R("object.type", "object_type", text),
-    R("object.name", "object_name", text),
+    *entity_rules("object", "object_id", type_to="object_type", name_to="object_name", by_iri=True),
     time_rule("object.dateCreated", "date_created_ms"),
-    R("object.assignee", ASSIGNEE_ID, iri),
-    R("object.assignee.id", ASSIGNEE_ID, text),
-    R("object.assignee.type", ASSIGNEE_TYPE, text),
-    R("edApp", "ed_app", iri),
-    R("edApp.id", "ed_app", text),
-    R("edApp.name", "app_name", text),
-    R("generated", "generated_id", iri),
-    R("generated.id", "generated_id", text),
-    R("generated.type", "generated_type", text),
-    R("generated.assignee", ASSIGNEE_ID, iri),
-    R("generated.assignee.id", ASSIGNEE_ID, text),
-    R("generated.assignee.type", ASSIGNEE_TYPE, text),
-    R("generated.attempt.assignee", ASSIGNEE_ID, iri),
-    R("generated.attempt.assignee.id", ASSIGNEE_ID, text),
-    R("generated.attempt.assignee.type", ASSIGNEE_TYPE, text),
+    *entity_rules("object.assignee", ASSIGNEE_ID, type_to=ASSIGNEE_TYPE, by_iri=True),
+    *entity_rules("edApp", "ed_app", name_to="app_name", by_iri=True),
+    *entity_rules("generated", "generated_id", type_to="generated_type", by_iri=True),
+    *entity_rules("generated.assignee", ASSIGNEE_ID, type_to=ASSIGNEE_TYPE, by_iri=True),
+    *entity_rules("generated.attempt.assignee", ASSIGNEE_ID, type_to=ASSIGNEE_TYPE, by_iri=True),
     R("generated.scoreGiven", "score_given", number),
     R("generated.maxScore", "max_score", number),
     R("generated.attempt.count", "attempts", integer),
     R("generated.count", "attempts", integer),
-    time_rule("generated.startedAtTime", "started_time_ms"),
-    time_rule("generated.endedAtTime", "ended_time_ms"),
+    *period_rules("generated"),
     R("generated.duration", "total_time_seconds", duration_seconds),
-    R("session", "session_id", iri),
-    R("session.id", "session_id", text),
-    R("group", "group_id", iri),
-    R("group.id", "group_id", text),
-    R("group.name", "course_name", text),
+    *entity_rules("session", "session_id", by_iri=True),
+    *entity_rules("group", "group_id", name_to="course_name", by_iri=True),
 ))
 
-_ATTEMPT_OBJECT = (
-    R("object.assignable", "activity_id", iri),
-    R("object.assignable.id", "activity_id", text),
-    R("object.assignable.type", "activity_type", text),
-    R("object.assignable.name", "activity_name", text),
+# the rules of an activity a type's event names, shared by the types that name it in the same place
+_ACTIVITY = {"type_to": "activity_type", "name_to": "activity_name"}
+_TARGET = entity_rules("target", "activity_id", **_ACTIVITY)
+_COURSE_PART = entity_rules("object.isPartOf", "course_id", name_to="course_name")
+
+GRADE_EVENT = COMMON.extended("caliper.GradeEvent", first=(
+    *entity_rules("object.assignable", "activity_id", **_ACTIVITY, by_iri=True),
     R("object.count", "attempts", integer),
-    time_rule("object.startedAtTime", "started_time_ms"),
-    time_rule("object.endedAtTime", "ended_time_ms"),
+    *period_rules("object"),
     R("object.duration", "total_time_seconds", duration_seconds),
-)
-
-GRADE_EVENT = COMMON.extended("caliper.GradeEvent", first=_ATTEMPT_OBJECT)
-ASSESSMENT_EVENT = COMMON.extended("caliper.AssessmentEvent", first=(
-    R("generated.assignable.id", "activity_id", text),
-    R("generated.assignable.type", "activity_type", text),
-    R("generated.assignable.name", "activity_name", text),
 ))
+ASSESSMENT_EVENT = COMMON.extended("caliper.AssessmentEvent",
+                                   first=entity_rules("generated.assignable", "activity_id", **_ACTIVITY))
 ASSESSMENT_ITEM_EVENT = COMMON.extended("caliper.AssessmentItemEvent", first=(
     R("generated.attempt.assignable.id", "activity_id", text),
-    time_rule("generated.attempt.startedAtTime", "started_time_ms"),
-    time_rule("generated.attempt.endedAtTime", "ended_time_ms"),
-    R("object.isPartOf.id", "activity_id", text),
-    R("object.isPartOf.name", "activity_name", text),
-    R("object.isPartOf.type", "activity_type", text),
+    *period_rules("generated.attempt"),
+    *entity_rules("object.isPartOf", "activity_id", **_ACTIVITY),
 ))
-VIEW_EVENT = COMMON.extended("caliper.ViewEvent", first=(
-    R("object.isPartOf.id", "course_id", text),
-    R("object.isPartOf.name", "course_name", text),
-))
-NAVIGATION_EVENT = COMMON.extended("caliper.NavigationEvent", first=(
-    R("target.id", "activity_id", text),
-    R("target.name", "activity_name", text),
-    R("target.type", "activity_type", text),
-))
+VIEW_EVENT = COMMON.extended("caliper.ViewEvent", first=_COURSE_PART)
+NAVIGATION_EVENT = COMMON.extended("caliper.NavigationEvent", first=_TARGET)
 
 
 def _session_object_id(value: Any) -> dict[str, str] | None:
@@ -134,18 +102,11 @@ def _session_object_id(value: Any) -> dict[str, str] | None:
 
 SESSION_EVENT = COMMON.extended("caliper.SessionEvent", first=(
     R("object", None, _session_object_id, consume=False),
-    R("object.user", SESSION_USER_ID, iri),
-    R("object.user.id", SESSION_USER_ID, text),
-    R("object.user.type", SESSION_USER_TYPE, text),
+    *entity_rules("object.user", SESSION_USER_ID, type_to=SESSION_USER_TYPE, by_iri=True),
 ))
-TOOL_USE_EVENT = COMMON.extended("caliper.ToolUseEvent", first=(
-    R("target.id", "activity_id", text),
-    R("target.name", "activity_name", text),
-    R("target.type", "activity_type", text),
-))
+TOOL_USE_EVENT = COMMON.extended("caliper.ToolUseEvent", first=_TARGET)
 READING_EVENT = COMMON.extended("caliper.ReadingEvent", first=(
-    R("object.isPartOf.id", "course_id", text),
-    R("object.isPartOf.name", "course_name", text),
+    *_COURSE_PART,
     R("extensions.percentRead", "percent_read", number),
     R("extensions.finished", "finished", boolean),
 ))
