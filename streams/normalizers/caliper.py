@@ -71,23 +71,27 @@ COMMON = ConversionSet("caliper", (
     *entity_rules("group", "group_id", name_to="course_name", by_iri=True),
 ))
 
-# the rules of an activity a type's event names, shared by the types that name it in the same place
-_ACTIVITY = {"type_to": "activity_type", "name_to": "activity_name"}
-_TARGET = entity_rules("target", "activity_id", **_ACTIVITY)
+
+def activity_rules(source: str, *, by_iri: bool = False) -> tuple[FieldRule, ...]:
+    """The rules of the activity an event names at ``source`` (``entity_rules``)."""
+    return entity_rules(source, "activity_id", type_to="activity_type", name_to="activity_name", by_iri=by_iri)
+
+
+# what several event types name in the same place: the target activity, the course the object is part of
+_TARGET = activity_rules("target")
 _COURSE_PART = entity_rules("object.isPartOf", "course_id", name_to="course_name")
 
 GRADE_EVENT = COMMON.extended("caliper.GradeEvent", first=(
-    *entity_rules("object.assignable", "activity_id", **_ACTIVITY, by_iri=True),
+    *activity_rules("object.assignable", by_iri=True),
     R("object.count", "attempts", integer),
     *period_rules("object"),
     R("object.duration", "total_time_seconds", duration_seconds),
 ))
-ASSESSMENT_EVENT = COMMON.extended("caliper.AssessmentEvent",
-                                   first=entity_rules("generated.assignable", "activity_id", **_ACTIVITY))
+ASSESSMENT_EVENT = COMMON.extended("caliper.AssessmentEvent", first=activity_rules("generated.assignable"))
 ASSESSMENT_ITEM_EVENT = COMMON.extended("caliper.AssessmentItemEvent", first=(
     R("generated.attempt.assignable.id", "activity_id", text),
     *period_rules("generated.attempt"),
-    *entity_rules("object.isPartOf", "activity_id", **_ACTIVITY),
+    *activity_rules("object.isPartOf"),
 ))
 VIEW_EVENT = COMMON.extended("caliper.ViewEvent", first=_COURSE_PART)
 NAVIGATION_EVENT = COMMON.extended("caliper.NavigationEvent", first=_TARGET)
