@@ -275,6 +275,17 @@ def tenant_zone(raw: RawEvent) -> tzinfo:
         raise NormalizationError(str(error), event_id=raw.event_id) from error
 
 
+def converted_fact(raw: RawEvent, document: dict[str, Any], conversion: ConversionSet, options: NormalizeOptions,
+                   complete: Callable[[dict[str, Any]], None], typed: dict[str, Any] | None = None) -> LearningFact:
+    """The fact of one event: ``conversion`` run over ``typed`` (the event as its model read it) or else the
+    ``document`` as sent, offset-less times in the tenant's zone; ``complete`` adds to the values what the source
+    knows beyond its rules (the learner, the contract's defaults); then ``build_fact``."""
+    zone = tenant_zone(raw)
+    values, remainder = conversion.convert(document if typed is None else typed, zone)
+    complete(values)
+    return build_fact(raw, document, values, remainder, options, zone)
+
+
 def build_fact(raw: RawEvent, payload: dict[str, Any], values: dict[str, Any], remainder: dict[str, Any],
                options: NormalizeOptions, zone: tzinfo, fact_index: int = 0) -> LearningFact:
     """The LearningFact of converted ``values`` plus the raw event's routing metadata.
@@ -354,4 +365,11 @@ EVENT_IDENTITY: tuple[FieldRule, ...] = (
     FieldRule("type", "event_type", text),
     FieldRule("profile", "profile", text),
     FieldRule("action", "action", text),
+)
+# What every Caliper-shaped source (generic Caliper, the hub) maps alike: when the object was created, and the
+# score the event generated.
+OBJECT_CREATED = time_rule("object.dateCreated", "date_created_ms")
+GENERATED_SCORE: tuple[FieldRule, ...] = (
+    FieldRule("generated.scoreGiven", "score_given", number),
+    FieldRule("generated.maxScore", "max_score", number),
 )

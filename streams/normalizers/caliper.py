@@ -21,17 +21,18 @@ from schemas.caliper.validator import is_event
 from schemas.records import LearningFact, RawEvent
 from streams.normalizers.base import (
     EVENT_IDENTITY,
+    GENERATED_SCORE,
+    OBJECT_CREATED,
     ConversionSet,
     FieldRule,
     NormalizeOptions,
     boolean,
-    build_fact,
+    converted_fact,
     duration_seconds,
     entity_rules,
     integer,
     number,
     period_rules,
-    tenant_zone,
     text,
     time_rule,
 )
@@ -55,14 +56,13 @@ COMMON = ConversionSet("caliper", (
     *entity_rules("actor", "actor_id", type_to="actor_type", by_iri=True),
     R("actor.email", ACTOR_EMAIL, text),
     *entity_rules("object", "object_id", type_to="object_type", name_to="object_name", by_iri=True),
-    time_rule("object.dateCreated", "date_created_ms"),
+    OBJECT_CREATED,
     *entity_rules("object.assignee", ASSIGNEE_ID, type_to=ASSIGNEE_TYPE, by_iri=True),
     *entity_rules("edApp", "ed_app", name_to="app_name", by_iri=True),
     *entity_rules("generated", "generated_id", type_to="generated_type", by_iri=True),
     *entity_rules("generated.assignee", ASSIGNEE_ID, type_to=ASSIGNEE_TYPE, by_iri=True),
     *entity_rules("generated.attempt.assignee", ASSIGNEE_ID, type_to=ASSIGNEE_TYPE, by_iri=True),
-    R("generated.scoreGiven", "score_given", number),
-    R("generated.maxScore", "max_score", number),
+    *GENERATED_SCORE,
     R("generated.attempt.count", "attempts", integer),
     R("generated.count", "attempts", integer),
     *period_rules("generated"),
@@ -163,7 +163,4 @@ def normalize_caliper(raw: RawEvent, document: dict[str, Any], options: Normaliz
     """The fact of a generic Caliper event; no fact for an entity."""
     if not is_event(document):
         return []
-    zone = tenant_zone(raw)
-    values, remainder = conversion_set_for(document.get("type")).convert(document, zone)
-    find_learner(values)
-    return [build_fact(raw, document, values, remainder, options, zone)]
+    return [converted_fact(raw, document, conversion_set_for(document.get("type")), options, find_learner)]

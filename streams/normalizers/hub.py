@@ -19,16 +19,17 @@ from schemas.hub import EVENT_TIME_FIELDS, validate_hub_event
 from schemas.records import LearningFact, RawEvent
 from streams.normalizers.base import (
     EVENT_IDENTITY,
+    GENERATED_SCORE,
+    OBJECT_CREATED,
     ConversionSet,
     FieldRule,
     NormalizeOptions,
     boolean,
-    build_fact,
+    converted_fact,
     entity_rules,
     integer,
     number,
     period_rules,
-    tenant_zone,
     text,
     time_rule,
 )
@@ -77,7 +78,7 @@ HUB = ConversionSet("hub", (
     R("object.assignable.frequency_assigned", "frequency_assigned", integer),
     # when the learning happened: the first of these the event has
     *(time_rule(f"object.{name}", "event_time_ms", consume=False) for name in EVENT_TIME_FIELDS),
-    time_rule("object.dateCreated", "date_created_ms"),
+    OBJECT_CREATED,
     *period_rules("object"),
     time_rule("object.lastTime", "last_access_time_ms"),
     R("object.totalTime", "total_time_seconds", number),
@@ -86,8 +87,7 @@ HUB = ConversionSet("hub", (
     R("object.finished", "finished", boolean),
     R("edApp", "ed_app", text),
     R("generated.type", "generated_type", text),
-    R("generated.scoreGiven", "score_given", number),
-    R("generated.maxScore", "max_score", number),
+    *GENERATED_SCORE,
     R("generated.proficiencyLevel", "proficiency_level", text),
     R("generated.trys", "attempts", integer),
 ))
@@ -102,12 +102,14 @@ def normalize_hub(raw: RawEvent, document: dict[str, Any], options: NormalizeOpt
     typed = hub_typed(document) if fast else None
     if typed is None:
         typed = _typed_by_model(raw, document)
-    zone = tenant_zone(raw)
-    values, remainder = HUB.convert(typed, zone)
+    return [converted_fact(raw, document, HUB, options, _with_defaults, typed)]
+
+
+def _with_defaults(values: dict[str, Any]) -> None:
+    """The contract's defaults where the event has no value; the student is the attempt's assignee."""
     for name, default in HUB_DEFAULTS.items():
         values.setdefault(name, default)
     values["learner_role"] = "assignee"
-    return [build_fact(raw, document, values, remainder, options, zone)]
 
 
 def _typed_by_model(raw: RawEvent, document: dict[str, Any]) -> dict[str, Any]:

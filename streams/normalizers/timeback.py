@@ -24,11 +24,10 @@ from streams.normalizers.base import (
     ConversionSet,
     FieldRule,
     NormalizeOptions,
-    build_fact,
+    converted_fact,
     entity_rules,
     millis,
     number,
-    tenant_zone,
     text,
     time_rule,
 )
@@ -131,10 +130,12 @@ def normalize_timeback(raw: RawEvent, document: dict[str, Any], options: Normali
     typed = timeback_typed(document) if fast else None
     if typed is None:
         typed = _typed_by_model(raw, document)
-    zone = tenant_zone(raw)
-    values, remainder = TIMEBACK.convert(typed, zone)
+    return [converted_fact(raw, document, TIMEBACK, options, _actor_is_learner, typed)]
+
+
+def _actor_is_learner(values: dict[str, Any]) -> None:
+    """A TimebackProfile event's actor is the learner (its rules map it to ``student_id``)."""
     values["learner_role"] = "actor"
-    return [build_fact(raw, document, values, remainder, options, zone)]
 
 
 def _typed_by_model(raw: RawEvent, document: dict[str, Any]) -> dict[str, Any]:
