@@ -17,7 +17,7 @@ normalizer re-reads accepted events that way). The gateway validates these event
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic import ValidationInfo as Info
@@ -115,6 +115,20 @@ class TimebackActivityContext(BaseModel):
     activity: TimebackNamedRef | None = None
 
 
+Metric = TypeVar("Metric", bound=BaseModel)
+
+
+class _MetricsCollection(BaseModel, Generic[Metric]):
+    """The ``generated`` metrics of an event; each collection names its own ``type`` (its fields keep this order)."""
+
+    model_config = _OPEN
+
+    id: str | None = None
+    type: str
+    items: list[Metric]
+    extensions: dict[str, Any] | None = None
+
+
 class TimebackActivityMetric(BaseModel):
     model_config = _OPEN
 
@@ -123,13 +137,8 @@ class TimebackActivityMetric(BaseModel):
     extensions: dict[str, Any] | None = None
 
 
-class TimebackActivityMetricsCollection(BaseModel):
-    model_config = _OPEN
-
-    id: str | None = None
+class TimebackActivityMetricsCollection(_MetricsCollection[TimebackActivityMetric]):
     type: Literal["TimebackActivityMetricsCollection"] = "TimebackActivityMetricsCollection"
-    items: list[TimebackActivityMetric]
-    extensions: dict[str, Any] | None = None
 
 
 class TimebackTimeSpentMetric(BaseModel):
@@ -143,13 +152,8 @@ class TimebackTimeSpentMetric(BaseModel):
     extensions: dict[str, Any] | None = None
 
 
-class TimebackTimeSpentMetricsCollection(BaseModel):
-    model_config = _OPEN
-
-    id: str | None = None
+class TimebackTimeSpentMetricsCollection(_MetricsCollection[TimebackTimeSpentMetric]):
     type: Literal["TimebackTimeSpentMetricsCollection"] = "TimebackTimeSpentMetricsCollection"
-    items: list[TimebackTimeSpentMetric]
-    extensions: dict[str, Any] | None = None
 
 
 class _TimebackEventBase(BaseModel):
