@@ -42,6 +42,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import aiokafka.producer.sender
@@ -90,24 +91,23 @@ class TransactionStats:
         self.records = 0
 
 
+@dataclass(eq=False)
 class TransactionalPublisher:
-    """Groups the publishes of concurrent requests into Kafka transactions."""
+    """Groups the publishes of concurrent requests into Kafka transactions (the options: see the module doc)."""
 
-    def __init__(self, make_producer: ProducerFactory, transactional_id: str, *, producers: int = 2,
-                 window_seconds: float = 0.0, max_group_records: int = 10_000,
-                 commit_timeout_seconds: float = 30.0, partitioner: Partitioner = crc32_partitioner) -> None:
-        self._make_producer = make_producer
-        self.transactional_id = transactional_id
-        self.producers = producers
-        self.window_seconds = window_seconds
-        self.max_group_records = max_group_records
-        self.commit_timeout_seconds = commit_timeout_seconds
-        self.partitioner = partitioner
-        self.stats = TransactionStats()
-        self._queue: deque[_Request] = deque()
-        self._arrived = asyncio.Event()
-        self._workers: list[asyncio.Task[None]] = []
-        self._live: dict[int, AIOKafkaProducer] = {}
+    _make_producer: ProducerFactory
+    transactional_id: str
+    _: KW_ONLY
+    producers: int = 2
+    window_seconds: float = 0.0
+    max_group_records: int = 10_000
+    commit_timeout_seconds: float = 30.0
+    partitioner: Partitioner = crc32_partitioner
+    stats: TransactionStats = field(default_factory=TransactionStats, init=False)
+    _queue: deque[_Request] = field(default_factory=deque, init=False, repr=False)
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _workers: list[asyncio.Task[None]] = field(default_factory=list, init=False, repr=False)
+    _live: dict[int, AIOKafkaProducer] = field(default_factory=dict, init=False, repr=False)
 
     async def start(self) -> None:
         patch_aiokafka_backoff()
