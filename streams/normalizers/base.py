@@ -373,3 +373,8 @@ GENERATED_SCORE: tuple[FieldRule, ...] = (
     FieldRule("generated.scoreGiven", "score_given", number),
     FieldRule("generated.maxScore", "max_score", number),
 )
+
+
+def source_set(name: str, rules: Iterable[FieldRule]) -> ConversionSet:
+    """A source's conversion set: ``EVENT_IDENTITY`` (what identifies the event) first, then the source's rules."""
+    return ConversionSet(name, (*EVENT_IDENTITY, *rules))

@@ -20,7 +20,6 @@ from schemas.caliper.terms import PERSON_TYPES
 from schemas.caliper.validator import is_event
 from schemas.records import LearningFact, RawEvent
 from streams.normalizers.base import (
-    EVENT_IDENTITY,
     GENERATED_SCORE,
     OBJECT_CREATED,
     ConversionSet,
@@ -33,6 +32,7 @@ from streams.normalizers.base import (
     integer,
     number,
     period_rules,
+    source_set,
     text,
     time_rule,
 )
@@ -50,8 +50,7 @@ NON_LEARNER_ACTORS: dict[str, frozenset[str] | None] = {
     "SessionEvent": frozenset({"TimedOut"}),  # the platform (a SoftwareApplication) ends the session
 }
 
-COMMON = ConversionSet("caliper", (
-    *EVENT_IDENTITY,
+COMMON = source_set("caliper", (
     time_rule("eventTime", "event_time_ms"),
     *entity_rules("actor", "actor_id", type_to="actor_type", by_iri=True),
     R("actor.email", ACTOR_EMAIL, text),

@@ -18,10 +18,8 @@ from schemas.errors import InvalidSkillCodeError, NormalizationError, problems_c
 from schemas.hub import EVENT_TIME_FIELDS, validate_hub_event
 from schemas.records import LearningFact, RawEvent
 from streams.normalizers.base import (
-    EVENT_IDENTITY,
     GENERATED_SCORE,
     OBJECT_CREATED,
-    ConversionSet,
     FieldRule,
     NormalizeOptions,
     boolean,
@@ -30,6 +28,7 @@ from streams.normalizers.base import (
     integer,
     number,
     period_rules,
+    source_set,
     text,
     time_rule,
 )
@@ -64,8 +63,7 @@ def bncc_columns(value: Any) -> dict[str, str] | None:
 
 R = FieldRule
 
-HUB = ConversionSet("hub", (
-    *EVENT_IDENTITY,
+HUB = source_set("hub", (
     R("actor.type", "actor_type", text),
     R("actor.host", "actor_host", text),
     R("object.type", "object_type", text),

@@ -20,14 +20,13 @@ from schemas.reasons import ReasonCode
 from schemas.records import LearningFact, RawEvent
 from schemas.timeback import TIMEBACK_EVENT_MODELS, is_timeback_event
 from streams.normalizers.base import (
-    EVENT_IDENTITY,
-    ConversionSet,
     FieldRule,
     NormalizeOptions,
     converted_fact,
     entity_rules,
     millis,
     number,
+    source_set,
     text,
     time_rule,
 )
@@ -97,8 +96,7 @@ def unmapped_metric_attributes(items: Any) -> list[dict[str, Any]] | None:
 
 R = FieldRule
 
-TIMEBACK = ConversionSet("timeback", (
-    *EVENT_IDENTITY,
+TIMEBACK = source_set("timeback", (
     time_rule("eventTime", "event_time_ms"),
     R("actor.id", "student_id", text, consume=False),
     R("actor.id", "actor_id", text),
