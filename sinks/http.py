@@ -82,6 +82,8 @@ from sinks.settings import ClickHouseSettings, SinkSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
 def build_app(process: SinkProcess) -> web.Application:
     app = web.Application(client_max_size=process.settings.queries.max_query_bytes + 1024, middlewares=[guard])
     app[SINK_PROCESS] = process
