@@ -29,7 +29,7 @@ def typical_fact() -> LearningFact:
 
 def distinct_records(count: int) -> list[dict[str, object]]:
     """``count`` copies of the typical fact, each with its own ids, times and student: the compiled encoder caches
-    the encodings of repeated strings and longs (``schemas.avro_fast``), so encoding one record over and over
+    the encodings of repeated strings and longs (``schemas.avro_coder``), so encoding one record over and over
     would measure the cache, not what a worker pays for facts whose ids are all new."""
     template = typical_fact().to_record()
     records = []
