@@ -288,10 +288,12 @@ def _write(src: _Source, kind: Any, value: str, indent: int, path: str, depth: i
         raise SchemaEncodingError(f"the compiled coder cannot write {kind[0]} {path or 'records'}")
 
 
-def _read_of(attributes: bool, record: str, name: str, has_default: bool, default: Any, src: _Source) -> str:
+def _read_of(attributes: bool, record: str, name: str, has_default: bool, default: Any, src: _Source,
+             depth: int) -> str:
+    """The expression of a field's value (a missing top-level key is filled by ``compile_encoder``'s retry)."""
     if attributes:
         return f"{record}.{name}" if name.isidentifier() else f"getattr({record}, {name!r})"
-    return f"{record}.get({name!r}, {src.constant(default)})" if has_default else f"{record}[{name!r}]"
+    return f"{record}.get({name!r}, {src.constant(default)})" if has_default and depth else f"{record}[{name!r}]"
 
 
 def _write_fields(src: _Source, fields: list[Any], record: str, indent: int, prefix: str, depth: int,
@@ -304,8 +306,8 @@ def _write_fields(src: _Source, fields: list[Any], record: str, indent: int, pre
         if len(run) > 1:  # consecutive required doubles: one struct call
             names = [f"d{number}" for number in range(len(run))]
             for local, (name, _, has_default, default) in zip(names, run, strict=True):
-                src.add(indent, f"{local} = {_read_of(attributes, record, name, has_default, default, src)}",
-                        prefix + name)
+                read = _read_of(attributes, record, name, has_default, default, src, depth)
+                src.add(indent, f"{local} = {read}", prefix + name)
             src.add(indent, f"if {' or '.join(f'type({local}) is not float' for local in names)}:")
             for local, (name, *_) in zip(names, run, strict=True):
                 src.add(indent + 1, f"{local} = as_double({local})", prefix + name)
@@ -314,7 +316,8 @@ def _write_fields(src: _Source, fields: list[Any], record: str, indent: int, pre
             index += len(run)
             continue
         name, kind, has_default, default = fields[index]
-        src.add(indent, f"{value} = {_read_of(attributes, record, name, has_default, default, src)}", prefix + name)
+        read = _read_of(attributes, record, name, has_default, default, src, depth)
+        src.add(indent, f"{value} = {read}", prefix + name)
         _write(src, kind, value, indent, prefix + name, depth + 1, attributes)
         index += 1
 
@@ -334,12 +337,16 @@ def compile_encoder(schema: Any, *, attributes: bool, prefix: bytes = b"",
     """``encode(record) -> prefix + body`` of a record schema: the fields are read as attributes
     (``attributes=True``: a dataclass) or keys (a dict; a missing key takes the field's default)."""
     src, kind = _encoder_source(schema, cache_entries)
-    src.add(0, "def encode(record):")
+    defaults = {name: default for name, _, has_default, default in kind[2] if has_default}
+    src.add(0, "def encode(record, filled=False):")
     src.add(1, "try:")
     src.add(2, f"out = bytearray({src.constant(prefix)})")
     _write_fields(src, kind[2], "record", 2, "", 0, attributes)
     src.add(2, "return bytes(out)")
     src.add(1, "except ERRORS as error:")
+    if not attributes and defaults:  # a key missing: again, with the defaults of the fields that have one
+        src.add(2, f"if type(error) is KeyError and not filled: return encode({{**{src.constant(defaults)}, "
+                   "**record}, True)")
     src.add(2, f"raise located(error, {kind[1]!r}, 'encode') from None")
     return src.build("encode")
 
