@@ -360,3 +360,26 @@ def test_what_the_coder_cannot_handle_is_refused_when_compiled() -> None:
     with pytest.raises(SchemaEncodingError, match="not supported"):
         compile_decoder({"type": "record", "name": "E", "fields": [
             {"name": "e", "type": {"type": "enum", "name": "S", "symbols": ["A"]}}]})
+
+
+def _spliced(field: str, first: Any, second: Any, replacement: bytes) -> bytes:
+    """A fact message whose ``field`` (one byte, where facts with ``first`` and ``second`` differ) is replaced."""
+    one, other = FACTS.encode_record(_fact(**{field: first})), FACTS.encode_record(_fact(**{field: second}))
+    [position] = [index for index, (a, b) in enumerate(zip(one, other, strict=True)) if a != b]
+    return one[:position] + replacement + one[position + 1:]
+
+
+@pytest.mark.parametrize(("field", "first", "second", "replacement"), [
+    ("finished", True, False, b"\x02"),  # a boolean byte that is neither 0 nor 1 (fastavro reads it as true)
+    ("event_time_ms", 1, 2, b"\x80" * 9 + b"\x7f"),  # a varint beyond 64 bits (fastavro reads a larger int)
+])
+def test_a_fact_message_avro_does_not_define_is_refused(field: str, first: Any, second: Any,
+                                                        replacement: bytes) -> None:
+    with pytest.raises(SchemaEncodingError, match=field):
+        FACTS.decode_record(_spliced(field, first, second, replacement))
+
+
+def test_a_boolean_in_a_long_field_is_refused() -> None:
+    """``True`` is an int to Python, not a long to Avro: it is not written as 1."""
+    with pytest.raises(SchemaEncodingError, match="fact_index"):
+        FACTS.encode_record(_fact(fact_index=True))
