@@ -1,33 +1,27 @@
 """Avro binary encoding and decoding of the pipeline's records, compiled once per schema: the one writer/reader.
 
-fastavro walks the schema for every record (per field a dict lookup, a dispatch on the type's name, a union's
-validation against each branch): ~25 us for a 78-field learning fact, more than normalizing it. Here a schema
-is turned, on first use, into one generated Python function writing (or reading) its fields in order, the way
-the Avro specification ("Binary Encoding") lays them out:
+fastavro walks the schema for every record (per field a dict lookup, a dispatch on the type, a union's validation
+against each branch). Here a schema becomes, on first use, one generated function writing (or reading) its fields
+in order as the Avro specification ("Binary Encoding") lays them out: long/int zig-zag then base-128 varint;
+float/double 4/8 bytes little-endian; boolean one byte 0/1; string/bytes a long length then the bytes; a union the
+branch index then the value (written: unions of ``"null"`` and one type; read: any); array/map blocks of a count
+then the items (map: key, value), ended by a count of 0. Nested records, arrays of records and maps compose.
 
-- long and int: zig-zag, then a base-128 varint (least significant group first); float/double: 4/8 bytes
-  little-endian; boolean: one byte 0/1; string and bytes: the length (a long) then the bytes (UTF-8 for a string);
-- a union: the branch index (a long) then the value (written: unions of ``"null"`` and one type; read: any union);
-- array and map: blocks of a count (long) then the items (map: key string, value), ended by a count of 0; an empty
-  one is only ``00``; nested records, arrays of records and maps of anything compose.
+The encoder reads fields as keys (a dict) or attributes (a dataclass); ``bind_encoder`` compiles the variant
+``RawEventCodec.writer_for`` needs: the fields one request's events share are encoded once, each event passes its
+own. The decoder resolves a writer schema to a reader schema (a field only the reader has takes its default, one
+only the writer has is skipped, long -> double, T -> ["null", T]).
 
-The encoder reads the record's fields as keys (a dict) or attributes (a dataclass); ``bind_encoder`` compiles the
-variant ``RawEventCodec.writer_for`` needs, where the fields one request's events share are encoded once and each
-event passes only its own. The decoder resolves a writer schema to a reader schema (Avro schema resolution: a
-field only the reader has takes its default, one only the writer has is skipped, long -> double, T -> ["null", T]).
-
-One error contract: a value that does not fit its type (a wrong type, a long beyond 64 bits, a string with a lone
+One error contract: a value that does not fit (a wrong type, a long beyond 64 bits, a string with a lone
 surrogate, a missing field) and a message that does not decode (cut short, not UTF-8, a union index or boolean
-byte Avro does not define, a varint beyond 64 bits) raise ``SchemaEncodingError`` naming the field. The field is
-found after the fact, from the line of the generated code the error came from, so the happy path pays nothing.
+byte Avro does not define, a varint beyond 64 bits) raise ``SchemaEncodingError`` naming the field, found after
+the fact from the generated line the error came from (the happy path pays nothing).
 
-The exact Python type is checked first (``type(v) is str``); an instance of a subclass (a ``str`` enum, an
-``IntEnum``) and an ``int`` in a double field are converted on a slower branch, as fastavro takes them. A long in
-0..63 is one precomputed byte; other longs and strings go through a bounded cache of their encodings per compiled
-encoder (``_EncodingCache``): the values that repeat between records (tenant, type, profile, times shared by a
-request) cost a dict lookup. Consecutive required doubles are packed by one ``struct`` call.
-``tests/unit/test_avro_coder.py`` checks bytes and records against fastavro's (the reference) for every catalog
-version.
+The exact type is checked first (``type(v) is str``); a subclass (a str enum, an IntEnum) and an int in a double
+field are converted on a slower branch, as fastavro takes them. A long in 0..63 is one precomputed byte; other
+longs and strings go through a bounded cache of their encodings per encoder (``_EncodingCache``: tenant, type,
+times shared by a request cost a dict lookup); consecutive required doubles are packed by one ``struct`` call.
+``tests/unit/test_avro_coder.py`` checks bytes and records against fastavro (the reference), every catalog version.
 """
 
 from __future__ import annotations
@@ -210,6 +204,15 @@ class _Source:
         self.namespace[name] = value
         return name
 
+    def guarded(self, indent: int, record: str, doing: str, body: Callable[[], None], retry: str = "") -> None:
+        """``body``'s statements in a ``try`` whose errors become the ``SchemaEncodingError`` naming the field."""
+        self.add(indent, "try:")
+        body()
+        self.add(indent, "except ERRORS as error:")
+        if retry:
+            self.add(indent + 1, retry)
+        self.add(indent + 1, f"raise located(error, {record!r}, {doing!r}) from None")
+
     def build(self, function: str) -> Any:
         exec(compile("\n".join(self.lines) + "\n", self.filename, "exec"), self.namespace)
         return self.namespace[function]
@@ -339,15 +342,14 @@ def compile_encoder(schema: Any, *, attributes: bool, prefix: bytes = b"",
     src, kind = _encoder_source(schema, cache_entries)
     defaults = {name: default for name, _, has_default, default in kind[2] if has_default}
     src.add(0, "def encode(record, filled=False):")
-    src.add(1, "try:")
-    src.add(2, f"out = bytearray({src.constant(prefix)})")
-    _write_fields(src, kind[2], "record", 2, "", 0, attributes)
-    src.add(2, "return bytes(out)")
-    src.add(1, "except ERRORS as error:")
-    if not attributes and defaults:  # a key missing: again, with the defaults of the fields that have one
-        src.add(2, f"if type(error) is KeyError and not filled: return encode({{**{src.constant(defaults)}, "
-                   "**record}, True)")
-    src.add(2, f"raise located(error, {kind[1]!r}, 'encode') from None")
+
+    def body() -> None:
+        src.add(2, f"out = bytearray({src.constant(prefix)})")
+        _write_fields(src, kind[2], "record", 2, "", 0, attributes)
+        src.add(2, "return bytes(out)")
+    # a key missing: again, with the defaults of the fields that have one
+    retry = f"if type(error) is KeyError and not filled: return encode({{**{src.constant(defaults)}, **record}}, True)"
+    src.guarded(1, kind[1], "encode", body, retry if defaults and not attributes else "")
     return src.build("encode")
 
 
@@ -363,28 +365,28 @@ def bind_encoder(schema: Any, constant_names: Sequence[str], prefix: bytes = b""
     constants = [field for field in fields if field[0] in constant_names]
     variables = [field for field in fields if field[0] not in constant_names]
     src.add(0, f"def bind({', '.join(f'c{number}' for number in range(len(constants)))}):")
-    src.add(1, "try:")
-    src.add(2, f"out = bytearray({src.constant(prefix)})")
-    runs = 0  # run N: the constant fields before variable field N (run 0 after the prefix), the last after all
-    for field in fields:
-        if field in constants:
-            _write(src, field[1], f"c{constants.index(field)}", 2, field[0], 1, False)
-        else:
-            src.add(2, f"run{runs} = bytes(out)")
-            src.add(2, "out = bytearray()")
-            runs += 1
-    src.add(2, f"run{runs} = bytes(out)")
-    src.add(1, "except ERRORS as error:")
-    src.add(2, f"raise located(error, {kind[1]!r}, 'encode') from None")
+
+    def bind_body() -> None:  # run N: the constants before variable field N (run 0: after the prefix), then the rest
+        src.add(2, f"out = bytearray({src.constant(prefix)})")
+        runs = 0
+        for field in fields:
+            if field in constants:
+                _write(src, field[1], f"c{constants.index(field)}", 2, field[0], 1, False)
+            else:
+                src.add(2, f"run{runs} = bytes(out)")
+                src.add(2, "out = bytearray()")
+                runs += 1
+        src.add(2, f"run{runs} = bytes(out)")
+
+    def write_body() -> None:
+        src.add(3, "out = bytearray(run0)")
+        for number, (name, field_kind, *_) in enumerate(variables):
+            _write(src, field_kind, f"w{number}", 3, name, 1, False)
+            src.add(3, f"out += run{number + 1}")
+        src.add(3, "return bytes(out)")
+    src.guarded(1, kind[1], "encode", bind_body)
     src.add(1, f"def write({', '.join(f'w{number}' for number in range(len(variables)))}):")
-    src.add(2, "try:")
-    src.add(3, "out = bytearray(run0)")
-    for number, (name, field_kind, *_) in enumerate(variables):
-        _write(src, field_kind, f"w{number}", 3, name, 1, False)
-        src.add(3, f"out += run{number + 1}")
-    src.add(3, "return bytes(out)")
-    src.add(2, "except ERRORS as error:")
-    src.add(3, f"raise located(error, {kind[1]!r}, 'encode') from None")
+    src.guarded(2, kind[1], "encode", write_body)
     src.add(1, "return write")
     return src.build("bind")
 
@@ -510,10 +512,10 @@ def compile_decoder(writer_schema: Any, reader_schema: Any = None) -> Callable[[
         raise SchemaEncodingError("the compiled coder reads records")
     src = _Source(writer[1])
     src.add(0, "def decode(message, position):")
-    src.add(1, "try:")
-    src.add(2, "length = len(message)")
-    _read_fields(src, writer[2], reader[2], "r0", 2, "", 0)
-    src.add(2, "return r0")
-    src.add(1, "except ERRORS as error:")
-    src.add(2, f"raise located(error, {writer[1]!r}, 'decode') from None")
+
+    def body() -> None:
+        src.add(2, "length = len(message)")
+        _read_fields(src, writer[2], reader[2], "r0", 2, "", 0)
+        src.add(2, "return r0")
+    src.guarded(1, writer[1], "decode", body)
     return src.build("decode")
