@@ -184,9 +184,10 @@ class _Source:
     def __init__(self, name: str) -> None:
         self.filename = f"<avro coder {name} #{next(_COUNTER)}>"
         self.lines: list[str] = []
+        self.cached = True  # strings and longs through the encoder's caches
         self.paths: dict[int, str] = {}
         self.namespace: dict[str, Any] = {"SMALL": SMALL_VARINTS, "zigzag": zigzag_varint, "varint": varint,
-                                          "read_varint": read_varint, "pack_double": pack_double,
+                                          "read_varint": read_varint, "join": b"".join, "pack_double": pack_double,
                                           "pack_float": _FLOAT.pack, "unpack_double": _DOUBLE.unpack_from,
                                           "unpack_float": _FLOAT.unpack_from, **_SLOW,
                                           "deepcopy": copy.deepcopy, "located": self.located}
@@ -242,32 +243,37 @@ def _write(src: _Source, kind: Any, value: str, indent: int, path: str, depth: i
     add = src.add
     if kind == "string":
         add(indent, f"if type({value}) is not str: {value} = as_string({value})", path)
-        add(indent, f"out += STRINGS.get({value}) or STRINGS.encode({value})", path)
+        if src.cached:
+            add(indent, f"put(STRINGS.get({value}) or STRINGS.encode({value}))", path)
+        else:  # encoded each time (a value seen once, such as an event id, would only fill the cache)
+            add(indent, f"data = {value}.encode()", path)
+            add(indent, "put(SMALL[len(data) << 1] if len(data) < 64 else zigzag(len(data)))", path)
+            add(indent, "put(data)", path)
     elif kind == "long":
         add(indent, f"if type({value}) is not int: {value} = as_long({value})", path)
-        add(indent, f"out += SMALL[{value} << 1] if 0 <= {value} < 64 else LONGS.get({value}) or "
-                    f"LONGS.encode({value})", path)
+        cached = f"LONGS.get({value}) or LONGS.encode({value})" if src.cached else f"zigzag({value})"
+        add(indent, f"put(SMALL[{value} << 1] if 0 <= {value} < 64 else {cached})", path)
     elif kind == "int":
         add(indent, f"if type({value}) is not int or not {_INT32_MIN} <= {value} <= {_INT32_MAX}: "
                     f"{value} = as_int({value})", path)
-        add(indent, f"out += zigzag({value})", path)
+        add(indent, f"put(zigzag({value}))", path)
     elif kind in ("double", "float"):
         add(indent, f"if type({value}) is not float: {value} = as_double({value})", path)
-        add(indent, f"out += pack_{kind}({value})", path)
+        add(indent, f"put(pack_{kind}({value}))", path)
     elif kind == "boolean":
-        add(indent, f"out += b'\\x01' if {value} is True else b'\\x00' if {value} is False else "
-                    f"not_boolean({value})", path)
+        add(indent, f"put(b'\\x01' if {value} is True else b'\\x00' if {value} is False else "
+                    f"not_boolean({value}))", path)
     elif kind == "bytes":
         add(indent, f"if type({value}) is not bytes: {value} = as_bytes({value})", path)
-        add(indent, f"out += SMALL[len({value}) << 1] if len({value}) < 64 else zigzag(len({value}))", path)
-        add(indent, f"out += {value}", path)
+        add(indent, f"put(SMALL[len({value}) << 1] if len({value}) < 64 else zigzag(len({value})))", path)
+        add(indent, f"put({value})", path)
     elif kind == "null":
         add(indent, f"if {value} is not None: not_null({value})", path)
     elif _null_union(kind) is not None:
         null, other = _null_union(kind)  # type: ignore[misc]
-        add(indent, f"if {value} is None: out += {SMALL_VARINTS[null << 1]!r}", path)
+        add(indent, f"if {value} is None: put({SMALL_VARINTS[null << 1]!r})", path)
         add(indent, "else:", path)
-        add(indent + 1, f"out += {SMALL_VARINTS[(1 - null) << 1]!r}", path)
+        add(indent + 1, f"put({SMALL_VARINTS[(1 - null) << 1]!r})", path)
         _write(src, other, value, indent + 1, path, depth, attributes)
     elif kind[0] in ("array", "map"):
         item, key = f"v{depth + 1}", f"k{depth + 1}"
@@ -276,7 +282,7 @@ def _write(src: _Source, kind: Any, value: str, indent: int, path: str, depth: i
         else:
             add(indent, f"if type({value}) is not dict: {value} = as_map({value})", path)
         add(indent, f"if {value}:", path)
-        add(indent + 1, f"out += zigzag(len({value}))", path)
+        add(indent + 1, f"put(zigzag(len({value})))", path)
         if kind[0] == "array":
             add(indent + 1, f"for {item} in {value}:", path)
             _write(src, kind[1], item, indent + 2, f"{path}[]", depth + 1, attributes)
@@ -284,7 +290,7 @@ def _write(src: _Source, kind: Any, value: str, indent: int, path: str, depth: i
             add(indent + 1, f"for {key}, {item} in {value}.items():", path)
             _write(src, "string", key, indent + 2, f"{path}{{}}", depth + 1, attributes)
             _write(src, kind[1], item, indent + 2, f"{path}{{}}", depth + 1, attributes)
-        add(indent, "out += b'\\x00'", path)
+        add(indent, "put(b'\\x00')", path)
     elif kind[0] == "record":
         _write_fields(src, kind[2], value, indent, f"{path}." if path else "", depth, attributes)
     else:
@@ -315,7 +321,7 @@ def _write_fields(src: _Source, fields: list[Any], record: str, indent: int, pre
             for local, (name, *_) in zip(names, run, strict=True):
                 src.add(indent + 1, f"{local} = as_double({local})", prefix + name)
             pack = src.constant(struct.Struct(f"<{len(run)}d").pack)
-            src.add(indent, f"out += {pack}({', '.join(names)})")
+            src.add(indent, f"put({pack}({', '.join(names)}))")
             index += len(run)
             continue
         name, kind, has_default, default = fields[index]
@@ -344,9 +350,10 @@ def compile_encoder(schema: Any, *, attributes: bool, prefix: bytes = b"",
     src.add(0, "def encode(record, filled=False):")
 
     def body() -> None:
-        src.add(2, f"out = bytearray({src.constant(prefix)})")
+        src.add(2, f"out = [{src.constant(prefix)}]")
+        src.add(2, "put = out.append")
         _write_fields(src, kind[2], "record", 2, "", 0, attributes)
-        src.add(2, "return bytes(out)")
+        src.add(2, "return join(out)")
     # a key missing: again, with the defaults of the fields that have one
     retry = f"if type(error) is KeyError and not filled: return encode({{**{src.constant(defaults)}, **record}}, True)"
     src.guarded(1, kind[1], "encode", body, retry if defaults and not attributes else "")
@@ -358,6 +365,7 @@ def bind_encoder(schema: Any, constant_names: Sequence[str], prefix: bytes = b""
     """``bind(*constants)`` (the values of ``constant_names``, in the schema's field order) -> ``write(*values)``
     (the other fields' values, in field order) -> prefix + body: the constant fields are encoded once, by bind."""
     src, kind = _encoder_source(schema, cache_entries)
+    src.cached = False  # the constants are encoded once a request, the other fields mostly differ
     fields = kind[2]
     unknown = set(constant_names) - {field[0] for field in fields}
     if unknown:
@@ -367,23 +375,28 @@ def bind_encoder(schema: Any, constant_names: Sequence[str], prefix: bytes = b""
     src.add(0, f"def bind({', '.join(f'c{number}' for number in range(len(constants)))}):")
 
     def bind_body() -> None:  # run N: the constants before variable field N (run 0: after the prefix), then the rest
-        src.add(2, f"out = bytearray({src.constant(prefix)})")
+        src.add(2, f"out = [{src.constant(prefix)}]")
+        src.add(2, "put = out.append")
         runs = 0
         for field in fields:
             if field in constants:
                 _write(src, field[1], f"c{constants.index(field)}", 2, field[0], 1, False)
             else:
-                src.add(2, f"run{runs} = bytes(out)")
-                src.add(2, "out = bytearray()")
+                src.add(2, f"run{runs} = join(out)")
+                src.add(2, "out = []")
+                src.add(2, "put = out.append")
                 runs += 1
-        src.add(2, f"run{runs} = bytes(out)")
+        src.add(2, f"run{runs} = join(out)")
 
     def write_body() -> None:
-        src.add(3, "out = bytearray(run0)")
+        src.add(3, "out = [run0]")
+        src.add(3, "put = out.append")
         for number, (name, field_kind, *_) in enumerate(variables):
             _write(src, field_kind, f"w{number}", 3, name, 1, False)
-            src.add(3, f"out += run{number + 1}")
-        src.add(3, "return bytes(out)")
+            if fields.index(variables[number]) + 1 < len(fields) and (
+                    fields[fields.index(variables[number]) + 1] in constants):  # else the run is empty
+                src.add(3, f"put(run{number + 1})")
+        src.add(3, "return join(out)")
     src.guarded(1, kind[1], "encode", bind_body)
     src.add(1, f"def write({', '.join(f'w{number}' for number in range(len(variables)))}):")
     src.guarded(2, kind[1], "encode", write_body)
