@@ -59,7 +59,7 @@ def varint(number: int) -> bytes:
 def zigzag_varint(number: int) -> bytes:
     """A long as Avro writes it; ``SchemaEncodingError`` beyond 64 bits."""
     if not _INT64_MIN <= number <= _INT64_MAX:
-        raise SchemaEncodingError(f"{number} does not fit in a 64-bit long")
+        raise SchemaEncodingError("an integer that does not fit in a 64-bit long")
     return varint((number << 1) ^ (number >> 63))
 
 
@@ -110,7 +110,7 @@ class _EncodingCache(dict[Any, bytes]):
 
 def _int32(value: int) -> int:
     if not _INT32_MIN <= value <= _INT32_MAX:
-        raise OverflowError(f"{value} does not fit in a 32-bit int")
+        raise OverflowError("an integer that does not fit in a 32-bit int")
     return value
 
 
@@ -230,6 +230,8 @@ class _Source:
             reason = "a string that cannot be UTF-8 (a lone surrogate)"
         elif isinstance(error, (KeyError, AttributeError)):
             reason = "missing"
+        elif isinstance(error, UnicodeDecodeError):
+            reason = "bytes that are not UTF-8"
         elif isinstance(error, (IndexError, struct.error)):
             reason = "the message ends inside it"
         else:

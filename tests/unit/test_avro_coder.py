@@ -317,7 +317,7 @@ def test_a_damaged_message_is_refused_or_read_as_fastavro_reads_it(event: RawEve
 
 @pytest.mark.parametrize(("avro_type", "body", "says"), [
     ("boolean", b"\x02", "boolean byte"), (["null", "long"], b"\x04\x02", "branch index"),
-    ("string", b"\x03", "ends inside"), ("string", b"\x04\xff\xfe", "can't decode"),
+    ("string", b"\x03", "ends inside"), ("string", b"\x04\xff\xfe", "not UTF-8"),
     ("long", b"\xff" * 11, "longer than any long"), ("long", b"\xc2\x80\xc2\x80\xf0\x90\x80\x80\x80\x02", "64 bits"),
     ({"type": "array", "items": "long"}, b"\x7e", "ends inside"), ("double", b"\x00" * 7, "ends inside")])
 def test_a_message_avro_does_not_define_is_refused_naming_the_field(avro_type: Any, body: bytes, says: str) -> None:
@@ -383,3 +383,12 @@ def test_a_boolean_in_a_long_field_is_refused() -> None:
     """``True`` is an int to Python, not a long to Avro: it is not written as 1."""
     with pytest.raises(SchemaEncodingError, match="fact_index"):
         FACTS.encode_record(_fact(fact_index=True))
+
+
+@pytest.mark.parametrize(("field", "value"), [("event_time_ms", 2**63 + 12345), ("event_time_ms", "cpf-123.456.789-00"),
+                                              ("tenant", 98765), ("envelope_index", 2**31 * 2**40 + 12345)])
+def test_an_error_names_the_field_never_the_value(field: str, value: Any) -> None:
+    """Its message becomes a failed event's reason, which must not carry what was sent."""
+    with pytest.raises(SchemaEncodingError) as raised:
+        FACTS.encode_record(_fact(**{field: value}))
+    assert field in str(raised.value) and str(value) not in str(raised.value) and "12345" not in str(raised.value)
