@@ -236,6 +236,10 @@ def test_a_field_of_an_array_of_records_is_named_with_its_path() -> None:
         encode(record)
     assert raised.value.field == "items[].id"
     record["items"][1]["id"] = "b"
+    record["ratio"] = 1e300  # beyond a float
+    with pytest.raises(SchemaEncodingError, match="ratio: float too large"):
+        encode(record)
+    record["ratio"] = 0.5
     record["count"] = 2**31
     with pytest.raises(SchemaEncodingError, match="count"):
         encode(record)
