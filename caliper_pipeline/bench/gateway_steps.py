@@ -91,7 +91,7 @@ def run_gateway_steps_bench() -> dict[str, Any]:
         "validate: the engine alone (before)": engine,
         "validate: check_envelope (fast path)": lambda: check_envelope(parsed),
         "raw events: fastavro encode alone": fastavro_encode,
-        "raw events: encoded_envelope_events (bound writer)": lambda: encoded_envelope_events(parsed, caller, 1, codec),
+        "raw events: encoded_envelope_events (flat writer)": lambda: encoded_envelope_events(parsed, caller, 1, codec),
         "record batch, lz4 level 9 (the Java producer's)": _batch("lz4", messages),
         f"record batch, lz4 level {LZ4_LEVEL} (the gateway's)": _batch("lz4", messages, LZ4_LEVEL),
         "record batch, zstd (level 3)": _batch("zstd", messages),
