@@ -414,7 +414,7 @@ _PROMOTIONS = {("int", "long"): "", ("int", "float"): "float", ("int", "double")
 
 
 def _resolves(writer: Any, reader: Any) -> bool:
-    if writer == reader or (writer, reader) in _PROMOTIONS:
+    if writer == reader or (isinstance(writer, str) and isinstance(reader, str) and (writer, reader) in _PROMOTIONS):
         return True
     return (isinstance(writer, tuple) and isinstance(reader, tuple) and writer[0] == reader[0]
             and writer[0] in ("array", "map", "record"))
@@ -488,7 +488,7 @@ def _read(src: _Source, writer: Any, reader: Any, target: str, indent: int, path
         add(indent, f"{target} = {items}", path)
     elif writer[0] == "record":
         _read_fields(src, writer[2], reader[2], target, indent, f"{path}." if path else "", depth)
-    conversion = _PROMOTIONS.get((writer, reader), "") if isinstance(writer, str) else ""
+    conversion = _PROMOTIONS.get((writer, reader), "") if isinstance(writer, str) and isinstance(reader, str) else ""
     if conversion:
         add(indent, f"{target} = {target}.{conversion}()" if conversion in ("encode", "decode")
             else f"{target} = float({target})", path)

@@ -396,3 +396,23 @@ def test_an_error_names_the_field_never_the_value(field: str, value: Any) -> Non
     with pytest.raises(SchemaEncodingError) as raised:
         FACTS.encode_record(_fact(**{field: value}))
     assert field in str(raised.value) and str(value) not in str(raised.value) and "12345" not in str(raised.value)
+
+
+OLD_ITEM = {**ITEM, "fields": [field for field in ITEM["fields"] if field["name"] != "score"]}
+
+
+@SLOW
+@given(st.data())
+def test_an_array_of_an_older_record_is_resolved_as_fastavro_resolves_it(data: st.DataObject) -> None:
+    """A block of items written before the item record gained a field (``score``, default null) reads with the
+    default in every item, nested in an array and in an optional field."""
+    writer = fastavro.parse_schema({"type": "record", "name": "Block", "namespace": "test", "fields": [
+        {"name": "items", "type": {"type": "array", "items": OLD_ITEM}},
+        {"name": "maybe", "type": ["null", "Item"], "default": None}]})
+    reader = fastavro.parse_schema({"type": "record", "name": "Block", "namespace": "test", "fields": [
+        {"name": "items", "type": {"type": "array", "items": ITEM}},
+        {"name": "maybe", "type": ["null", "Item"], "default": None}]})
+    record = data.draw(st.fixed_dictionaries({"items": st.lists(strategy_of(OLD_ITEM), max_size=3),
+                                              "maybe": st.none() | strategy_of(OLD_ITEM)}))
+    body = fastavro_body(writer, record)
+    assert same(compile_decoder(writer, reader)(body, 0), fastavro_read(body, writer, reader))
