@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from fastavro.schema import to_parsing_canonical_form
 
-from schemas.avro_fast import zigzag_varint  # an Avro long (the one definition of its encoding)
+from schemas.avro_coder import zigzag_varint  # an Avro long (the one definition of its encoding)
 
 CONTAINER_MAGIC = b"Obj\x01"
 Key = TypeVar("Key")  # what names a message: its offset, or (topic, partition, offset) across partitions

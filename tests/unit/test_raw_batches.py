@@ -20,7 +20,7 @@ from test_streams_agent import TOPICS, USER, harness, raw_message, timeback_payl
 
 from gateway.publisher import EncodedEvent, raw_batch_records
 from gateway.transactions import TransactionalPublisher
-from schemas.avro_fast import zigzag_varint
+from schemas.avro_coder import zigzag_varint
 from schemas.avro_gen import catalog_versions
 from schemas.codec import SINGLE_OBJECT_MARKER, LearningFactCodec, RawEventCodec, crc64_fingerprint
 from schemas.errors import SchemaEncodingError
