@@ -40,11 +40,13 @@ from schemas.codec import RawEventCodec
 from schemas.errors import PipelineError
 from schemas.kafka import Source, crc32_partitioner, partition_key
 from schemas.kafka_lz4 import use_kafka_lz4_frames
-from schemas.registry import learning_fact_codec
+from schemas.record_batches import OutboundRecord
+from schemas.registry import learning_fact_block_codec, learning_fact_codec
 from schemas.side_topics import DeadLetter, SideTopicRecordError
 from schemas.version import PIPELINE_VERSION
 from streams.normalizers import NormalizeOptions, normalize_with
 from streams.processor import fact_key, stamp_derived
+from streams.publishing import Blocks
 
 WORKER_VERSION = f"renormalize/{PIPELINE_VERSION}"
 
@@ -121,6 +123,9 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
                                student_key=settings.privacy.student_key_bytes)
     extensions_policy = ClientRegistry(settings.gateway.clients_file).tenant(tenant).extensions_policy
     topics, fact_codec, raw_codec = settings.kafka.topics, learning_fact_codec(settings.kafka), RawEventCodec()
+    # the facts in blocks, exactly as the worker publishes them (streams.publishing)
+    blocks = Blocks({topics.facts: learning_fact_block_codec(settings.kafka, fact_codec)},
+                    settings.streams.block_max_bytes)
     summary = RenormalizeSummary(tenant=tenant, dry_run=dry_run)
     use_kafka_lz4_frames()  # the facts topic's lz4 batches as every Kafka client reads them
     producer = AIOKafkaProducer(acks="all", enable_idempotence=True, partitioner=crc32_partitioner, linger_ms=20,
@@ -137,26 +142,27 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
                 await producer.start()
             async for total, chunk in chunks:
                 summary.total = total
-                sends = []
+                records: list[OutboundRecord] = []
                 for archived in chunk:
                     summary.events += 1
                     raw = archived.event
                     raw.extensions_policy = extensions_policy
                     try:
                         facts = stamp_derived(normalize_with(raw, options))
-                        records = [(topics.facts, fact_key(fact), fact_codec.encode_record(fact)) for fact in facts]
+                        records += [OutboundRecord(topics.facts, fact_key(fact), fact_codec.encode_record(fact))
+                                    for fact in facts]
                         summary.facts += len(facts)
                     except PipelineError as error:
                         letter = DeadLetter(reason=f"{type(error).__name__}: {error}", reason_code=error.reason_code,
                                             worker_version=WORKER_VERSION,
                                             topic=topics.raw(_source(raw.source)), partition=-1, offset=-1,
                                             original=raw_codec.encode_record(raw))
-                        records = [(topics.dead_letters, partition_key(raw.tenant, raw.student_id),
-                                    letter.to_json())]
+                        records.append(OutboundRecord(topics.dead_letters, partition_key(raw.tenant, raw.student_id),
+                                                      letter.to_json()))
                         summary.dead_letters += 1
-                    if not dry_run:
-                        sends += [await producer.send(topic, value, key=key) for topic, key, value in records]
-                if sends:
+                if not dry_run and records:
+                    sends = [await producer.send(topic, value, key=key)
+                             for topic, key, value in await blocks.assemble_for(producer, records)]
                     await asyncio.gather(*sends)
                 if progress:
                     _progress(summary.events, summary.total, started)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from schemas.blocks import BlockCodec, fact_block_codec
 from schemas.codec import LearningFactCodec
 from sinks.clickhouse import ClickHouse
 from sinks.errors import ClickHouseQueryError, SinkBackpressureError, SinkError
@@ -48,10 +49,13 @@ class WriteResult:
     failed: list[SinkBackpressureError] = field(default_factory=list)
 
 
-def facts_target(codec: LearningFactCodec | None = None) -> AvroTarget:
-    """The facts topic's target: LearningFact Avro into ``learning_facts_in``."""
+def facts_target(codec: LearningFactCodec | None = None, blocks: BlockCodec | None = None) -> AvroTarget:
+    """The facts topic's target: LearningFact Avro (blocks, and single facts of older writers) into
+    ``learning_facts_in``."""
     codec = codec or LearningFactCodec()
-    return AvroTarget(FACT_INPUT_TABLE, codec, destination=FACT_TABLE, describe=describe_fact(codec))
+    blocks = blocks or fact_block_codec(codec)
+    return AvroTarget(FACT_INPUT_TABLE, codec, blocks=blocks, destination=FACT_TABLE,
+                      describe=describe_fact(codec, blocks))
 
 
 class BatchSink:

@@ -45,7 +45,7 @@ from sinks.migrations import Layout, apply_migrations
 from sinks.settings import ClickHouseSettings, SinkSettings
 from sinks.tables import FACT_INPUT_TABLE, fact_records, facts_to_arrow
 from sinks.writer import INSERT_SETTINGS
-from streams.publishing import KafkaPublisher, send_in_batches
+from streams.publishing import Blocks, KafkaPublisher, send_in_batches
 from streams.worker import build_app, new_app
 
 STAGES = ("gateway", "streams", "sink")
@@ -78,7 +78,7 @@ def bare_faust_app(kafka: KafkaSettings, output: str) -> faust.App:
     app = new_app(settings, kafka)
     raw_topic = app.topic(*kafka.topics.raw_topics, key_serializer="raw", value_serializer="raw")
 
-    publish = KafkaPublisher(app)
+    publish = KafkaPublisher(app, Blocks({}, settings.block_max_bytes))  # no block topic: records as they are
 
     @app.agent(raw_topic, name="bare_pass_through", concurrency=1)
     async def pass_through(stream: faust.StreamT[bytes]) -> AsyncIterator[int]:

@@ -53,6 +53,11 @@ def _sample_datum(schema: dict[str, Any]) -> dict[str, Any]:
         if isinstance(kind, dict) and kind["type"] == "map":  # a map: one entry of its value type
             datum[field["name"]] = {f"key-{field['name']}": _SAMPLES[kind["values"]]}
             continue
+        if isinstance(kind, dict) and kind["type"] == "array":  # an array (a block's): two items of its type
+            items = kind["items"]
+            datum[field["name"]] = ([_sample_datum(items)] * 2 if isinstance(items, dict)
+                                    else [f"{_SAMPLES[items]}-{field['name']}-{n}" for n in range(2)])
+            continue
         value = _SAMPLES[kind]
         datum[field["name"]] = f"{value}-{field['name']}" if kind == "string" else (
             value + index if kind in ("long", "double") else value)
