@@ -156,7 +156,8 @@ def test_a_block_clickhouse_refuses_is_isolated_and_described_per_tenant(target:
 def test_a_refused_block_that_decodes_has_one_failed_row_per_tenant() -> None:
     facts = [make_fact(4, student_id="ana"), make_fact(5, student_id="bia"), make_fact(6, tenant="school-b")]
     block = BLOCKS.join([CODEC.encode_record(fact) for fact in facts])
-    rows = failed_at_load_rows([RejectedMessage("facts", 2, 1, "refused", block, ReasonCode.CLICKHOUSE_REFUSED)], TARGET.describe, KEY)
+    refused = RejectedMessage("facts", 2, 1, "refused", block, ReasonCode.CLICKHOUSE_REFUSED)
+    rows = failed_at_load_rows([refused], TARGET.describe, KEY)
     assert [row["tenant"] for row in rows] == ["school-a", "school-b"]
     assert [len(row["student_keys"]) for row in rows] == [2, 1]
     originals = [base64.b64decode(row["original_base64"]) for row in rows]
