@@ -1,16 +1,25 @@
 """The raw events the gateway publishes for a request, as the worker reads them: the gateway's one ingest path
 (``gateway.ingest``) encodes them, and they are decoded here with the raw topics' codec (tests read what was
-published, never a second construction of it)."""
+published, never a second construction of it). Likewise the archive topic's messages of raw events, made by the
+worker's own processor and block assembly (``archived_by_worker``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from pydantic import SecretStr
 
 from gateway.ingest import encoded_envelope_events, encoded_hub_event
 from gateway.tokens import Caller
+from schemas.blocks import archive_block_codec
 from schemas.codec import RawEventCodec
+from schemas.kafka import Source, Topics
+from schemas.privacy import PrivacySettings
 from schemas.records import RawEvent
+from streams.processor import EventProcessor
+from streams.publishing import Blocks
+from streams.settings import StreamsSettings
 
 CODEC = RawEventCodec()
 
@@ -25,3 +34,20 @@ def published_events(envelope: Mapping[str, Any], caller: Caller, received_ms: i
 def published_hub_event(payload: Mapping[str, Any], caller: Caller, received_ms: int, job_id: str = "") -> RawEvent:
     """The raw event of a validated hub event, as published."""
     return CODEC.decode_record(encoded_hub_event(payload, caller, received_ms, CODEC, job_id).value)
+
+
+def archived_by_worker(raws: Sequence[RawEvent], student_key: bytes) -> list[bytes]:
+    """The archive topic's messages of raw events, as the streams worker publishes them: each event through the
+    worker's processor (``EventProcessor``: its archive record), then the worker's block assembly, one block per
+    event (an event whose payload is not JSON has no archive record, so none here)."""
+    privacy = PrivacySettings(email_hash_key=SecretStr("published-email-key"),
+                              student_key=SecretStr(student_key.decode()))
+    topics = Topics()
+    processor = EventProcessor(StreamsSettings(), topics, privacy)
+    blocks = Blocks({topics.archive: archive_block_codec(processor.archive_codec)}, StreamsSettings().block_max_bytes)
+    messages = []
+    for offset, raw in enumerate(raws):
+        result = processor.process(topics.raw(Source(raw.source)), 0, offset, None, CODEC.encode_record(raw))
+        archived = [record for record in result.records if record.topic == topics.archive]
+        messages += [record.value for record in blocks.assemble(archived, {topics.archive: 1})]
+    return messages
