@@ -162,7 +162,7 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
                         summary.dead_letters += 1
                 if not dry_run and records:
                     sends = [await producer.send(topic, value, key=key)
-                             for topic, key, value in await blocks.assemble_for(producer, records)]
+                             for topic, key, value in await blocks.assemble_for(producer.partitions_for, records)]
                     await asyncio.gather(*sends)
                 if progress:
                     _progress(summary.events, summary.total, started)

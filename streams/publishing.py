@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -62,12 +62,13 @@ class Blocks:
                    for (topic, _), (key, items, _) in open_blocks.items()]
         return passed + blocks
 
-    async def assemble_for(self, producer: Any, records: Sequence[OutboundRecord]) -> list[OutboundRecord]:
-        """``assemble`` over the partitions an aiokafka producer knows of the block topics (the lists its
-        partitioner is given)."""
+    async def assemble_for(self, partitions_for: Callable[[str], Awaitable[Collection[int]]],
+                           records: Sequence[OutboundRecord]) -> list[OutboundRecord]:
+        """``assemble`` over the partitions a producer knows of the block topics (``partitions_for``: aiokafka's,
+        the lists its partitioner is given); records of no block topic need no lookup."""
         topics = {record.topic for record in records if record.topic in self.codecs}
-        partitions = {topic: len(await producer.partitions_for(topic)) for topic in topics}
-        return self.assemble(records, partitions)
+        partitions = {topic: len(await partitions_for(topic)) for topic in topics}
+        return self.assemble(records, partitions) if topics else list(records)
 
 
 class BatchingProducer(aiokafka_driver.Producer):
@@ -101,5 +102,6 @@ class KafkaPublisher:
         producer = await self.app.maybe_start_producer()
         if not isinstance(producer, BatchingProducer):
             raise RuntimeError(f"the app's producer is a {type(producer).__name__}, not a BatchingProducer")
-        records = await self.blocks.assemble_for(producer._ensure_producer(), records)
+        records = await self.blocks.assemble_for(lambda topic: producer._ensure_producer().partitions_for(topic),
+                                                 records)
         await asyncio.gather(*await producer.send_records(records))
