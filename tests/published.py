@@ -12,11 +12,12 @@ from pydantic import SecretStr
 
 from gateway.ingest import encoded_envelope_events, encoded_hub_event
 from gateway.tokens import Caller
-from schemas.blocks import archive_block_codec
-from schemas.codec import RawEventCodec
+from schemas.blocks import archive_block_codec, fact_block_codec
+from schemas.codec import LearningFactCodec, RawEventCodec
+from schemas.errors import SchemaEncodingError
 from schemas.kafka import Source, Topics
 from schemas.privacy import PrivacySettings
-from schemas.records import RawEvent
+from schemas.records import LearningFact, RawEvent
 from streams.processor import EventProcessor
 from streams.publishing import Blocks
 from streams.settings import StreamsSettings
@@ -51,3 +52,26 @@ def archived_by_worker(raws: Sequence[RawEvent], student_key: bytes) -> list[byt
         archived = [record for record in result.records if record.topic == topics.archive]
         messages += [record.value for record in blocks.assemble(archived, {topics.archive: 1})]
     return messages
+
+
+FACT_CODEC = LearningFactCodec()
+FACT_BLOCKS = fact_block_codec(FACT_CODEC)
+
+
+def facts_in(values: Sequence[bytes]) -> list[LearningFact]:
+    """The facts of facts-topic messages, in order: a block's (the worker's records) or a single fact's (older
+    writers), decoded with the facts topic's codecs."""
+    facts = []
+    for value in values:
+        try:
+            FACT_BLOCKS.writer_schema_of(value)
+        except SchemaEncodingError:
+            facts.append(FACT_CODEC.decode_record(value))
+            continue
+        facts += [LearningFact(**item) for item in FACT_BLOCKS.decode_items(value)]
+    return facts
+
+
+def fact_count(value: bytes) -> int:
+    """How many facts one facts-topic message holds."""
+    return len(facts_in([value]))
