@@ -142,7 +142,8 @@ async def streams_ceilings(kafka: KafkaSettings, events: int) -> dict[str, Any]:
         bare = await time_output(fresh, outputs["faust"], events, faust_runner(bare_faust_app(fresh, outputs["faust"])))
         worker = build_app(streams_bench.BENCH_SETTINGS.model_copy(
             update={"app_id": f"bench-{uuid.uuid4().hex[:8]}"}), fresh, streams_bench.BENCH_PRIVACY)
-        ours = await time_output(fresh, fresh.topics.facts, facts, faust_runner(worker))
+        ours = await time_output(fresh, fresh.topics.facts, facts, faust_runner(worker),
+                                 count=streams_bench.facts_in_block)
     finally:
         await _delete(fresh, topics)
     # facts per raw event is ~1 here; the ratios compare raw events handled per second
