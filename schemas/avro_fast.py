@@ -85,9 +85,11 @@ def _type_name(avro_type: Any) -> str | None:
         return avro_type
     if isinstance(avro_type, list) and len(avro_type) == 2 and avro_type[0] == "null":
         inner = _type_name(avro_type[1])
-        return f"?{inner}" if inner is not None and not inner.startswith(("?", "map")) else None
+        return f"?{inner}" if inner is not None and not inner.startswith(("?", "map", "array")) else None
     if isinstance(avro_type, dict) and avro_type.get("type") == "map" and avro_type.get("values") == "double":
         return "map:double"
+    if isinstance(avro_type, dict) and avro_type.get("type") == "array" and avro_type.get("items") == "string":
+        return "array:string"  # written only (an archive row's student keys); read by fastavro
     return None
 
 
@@ -129,6 +131,9 @@ _WRITE = {  # statements writing ``value`` (already read) into ``out``
                    "        if type(key) is not str or type(item) is not float: raise Miss",
                    "        data = key.encode()", "        out += varint(len(data))", "        out += data",
                    "        out += pack_double(item)", "out += b'\\x00'"],
+    "array:string": ["if type(value) is not list: raise Miss", "if value:", "    out += varint(len(value))",
+                     "    for item in value:", "        if type(item) is not str: raise Miss",
+                     "        out += STRINGS.get(item) or STRINGS.encode(item)", "out += b'\\x00'"],
 }
 
 
@@ -227,10 +232,10 @@ _READ = {  # statements reading the field at ``position`` into ``value``
 
 
 def compile_decoder(schema: dict[str, Any]) -> Callable[[bytes, int], dict[str, Any]] | None:
-    """``decode(message, start) -> record dict`` of a flat schema without maps (None otherwise); raises
+    """``decode(message, start) -> record dict`` of a flat schema without maps or arrays (None otherwise); raises
     ``FastPathMiss`` on anything malformed (fastavro then says what)."""
     fields = field_types(schema)
-    if fields is None or any(kind.startswith("map") for _, kind in fields):
+    if fields is None or any(kind.startswith(("map", "array")) for _, kind in fields):
         return None
     lines = ["def decode(message, position):", "    length = len(message)", "    record = {}"]
     for name, kind in fields:
