@@ -109,7 +109,7 @@ class SinkSettings(BaseModel):
 
     batch_rows: int = Field(default=50_000, ge=1)
     batch_seconds: float = Field(default=1.0, gt=0)
-    # the batch window of the raw topics (the raw archive): each insert costs ClickHouse a fixed ~10 ms of CPU
+    # the batch window of the archive topic (the raw archive): each insert costs ClickHouse a fixed ~10 ms of CPU
     # (planning, a part, its merges) whatever its size, and one insert per table per window (sinks.windows) is
     # much of the sink's CPU at a steady rate; the archive is not on the facts' freshness path: longer windows
     archive_batch_seconds: float = Field(default=5.0, gt=0)
