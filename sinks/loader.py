@@ -105,7 +105,8 @@ class SinkLoader:
         self.targets = targets if targets is not None else default_targets(kafka, student_key)
         self.metrics = metrics or SinkMetrics()
         self.sink = BatchSink(
-            clickhouse, sink.group_id, batch_rows=sink.batch_rows, batch_seconds=sink.batch_seconds,
+            clickhouse, sink.group_id, batch_rows=sink.batch_rows, batch_bytes=sink.batch_bytes,
+            batch_seconds=sink.batch_seconds,
             metrics=self.metrics, targets=self.targets, isolate_after_failures=sink.isolate_after_failures,
             backoff_min_seconds=sink.retry_backoff_min_seconds, backoff_max_seconds=sink.retry_backoff_max_seconds,
             student_key=student_key,
@@ -206,10 +207,12 @@ class SinkLoader:
         """Hand the due windows to one background writer, so the next messages are fetched while ClickHouse
         inserts (one writer at a time: a partition's ranges are inserted and committed in offset order). While
         it runs, ranges keep filling up to ``batch_rows`` (fewer, larger inserts when inserting is the slower
-        side); once more than ``batch_rows`` messages wait in closed ranges, fetching waits for the writer."""
+        side); once more than ``batch_rows`` messages (or ``batch_bytes`` bytes) wait in closed ranges, fetching
+        waits for the writer."""
         writing = self._writing
         if writing is not None:
-            if not writing.done() and self.sink.closed_size() <= self.settings.batch_rows:
+            if (not writing.done() and self.sink.closed_size() <= self.settings.batch_rows
+                    and self.sink.closed_bytes() <= self.settings.batch_bytes):
                 return
             self._writing = None
             await writing  # raises what the writer raised (never a SinkBackpressureError: that pauses)

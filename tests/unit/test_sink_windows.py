@@ -52,3 +52,13 @@ def test_the_consumer_waits_for_larger_fetches() -> None:
         return consumer._fetch_min_bytes, consumer._fetch_max_wait_ms
 
     assert asyncio.run(options()) == (1 << 20, 150)
+
+
+def test_a_range_closes_at_batch_bytes_too() -> None:
+    """A block message holds many rows: a range closes at ``batch_bytes`` of messages whatever their count, so a
+    window's memory stays bounded; a message that reaches it is the range's last."""
+    sink = BatchSink(NO_ENGINE, "g", batch_rows=1000, batch_seconds=60, batch_bytes=250)
+    for offset in range(5):
+        sink.add(b"x" * 100, "facts", 0, offset, now=100.0)
+    assert sink.closed_size() == 3 and sink.closed_bytes() == 300  # closed at the third message (300 >= 250)
+    assert [(b.first_offset, b.last_offset) for b in sink.take_due(now=1000.0)[0].parts] == [(0, 2)]
