@@ -8,9 +8,9 @@ done after it; a retry rebuilds exactly the recorded ranges, so the insert carri
 ClickHouse drops the repeated block). Each partition accumulates one range at a time; a range closes when it holds
 ``batch_rows`` messages or ``batch_bytes`` bytes of them (a block message holds many rows), when it reaches a
 recorded range's end, or when its window (``batch_seconds``, or the topic's own in ``topic_seconds``) has passed
-since the oldest open range of its target - then every open range of that target and window closes with it, and ``take_due`` hands one ``Window`` per target table. How a window is
-written, and how rows ClickHouse refuses are isolated, is ``sinks.writer``; how a topic's messages become inserts
-is the topic's target (``sinks.targets``).
+since the oldest open range of its target - then every open range of that target and window closes with it, and
+``take_due`` hands one ``Window`` per target table. How a window is written, and how rows ClickHouse refuses are
+isolated, is ``sinks.writer``; how a topic's messages become inserts is the topic's target (``sinks.targets``).
 """
 
 from __future__ import annotations
