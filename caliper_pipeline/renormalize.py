@@ -5,14 +5,16 @@ The tenant's events RECEIVED in ``[from, to)`` are read back from the raw archiv
 corrected event's older versions are re-derived too): through the sink's ``POST /archive/raw-events`` (admin token;
 the sink owns the embedded engine), or straight from a ClickHouse server. Each is normalized by the normalizers of
 THIS installation (``streams.normalizers.normalize_with``, with the privacy keys and normalizer version of the
-settings, as the streams worker would), and its facts are published to the facts topic, where the sink loads them:
+settings, as the streams worker would), and its facts are published to the facts topic in blocks, as the worker
+publishes them (``streams.publishing.Blocks``), where the sink loads them:
 
 - the same fact ids and content hashes (both come from the tenant, the event and its content), so a re-derived fact
   is the same fact in a newer derivation: it carries ``derived_time_ms`` = now, and the current-version rule's last
   tie-break (``current_facts``) makes the newest derivation current;
 - the personal-data policy of extensions is the tenant's as the clients file of this machine says it NOW (``caliper-
-  pipeline clients extensions``; the default policy for a tenant it does not name): the archive keeps the events as
-  sent, not the policy they were accepted under, and a re-derivation follows the tenant's current wishes;
+  pipeline clients extensions``; the default policy for a tenant it does not name): the archive records the policy
+  each event was accepted under (``raw_events.extensions_policy``, since migration 015), but a re-derivation
+  follows the tenant's current wishes;
 - an event the normalizers now refuse becomes a dead letter on the dead-letter topic (as the worker would make it;
   ``partition``/``offset`` -1: it came from the archive, not a topic), which ``replay`` can send to the raw topic.
 
