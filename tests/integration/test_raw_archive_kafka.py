@@ -177,10 +177,12 @@ async def test_erasure_removes_the_students_archived_events_and_keeps_later_ones
                          activity("urn:uuid:7a7d3b6e-0000-4000-8000-00000000000b", 2.0, ana),
                          activity("urn:uuid:7a7d3b6e-0000-4000-8000-00000000000c", 3.0, bia))
         await stack.wait_for(lambda: stack.count("SELECT count() FROM learning.raw_events") == 3)
+        await stack.wait_for(lambda: stack.count("SELECT count() FROM learning.learning_facts") == 3)
         erase = await stack.client.session.post(
             f"{stack.sink_url}/admin/erase", json={"tenant": "school-a", "student_id": ana, "requested_by": "dpo"},
             headers={"Authorization": f"Bearer {ADMIN}"})
-        assert erase.status == 200 and (await erase.json())["rows_deleted"] == 2
+        # ana's two archived events and their two facts (the stack's worker derived them)
+        assert erase.status == 200 and (await erase.json())["rows_deleted"] == 4
         assert stack.count("SELECT count() FROM learning.raw_events") == 1
         assert stack.count(f"SELECT countIf(position(payload, '{ana}') > 0) FROM learning.raw_events") == 0
         await stack.send(activity("urn:uuid:7a7d3b6e-0000-4000-8000-00000000000d", 4.0, ana))  # after the erasure
