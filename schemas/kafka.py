@@ -96,6 +96,12 @@ class Topics(BaseModel):
         return f"{self.prefix}facts"
 
     @property
+    def archive(self) -> str:
+        """The raw archive's rows (``schemas.records.RawArchiveBlock``), written by the streams worker beside the
+        facts and appended by the sink to ``raw_events``."""
+        return f"{self.prefix}archive"
+
+    @property
     def dead_letters(self) -> str:
         return f"{self.prefix}deadletter"
 
@@ -109,4 +115,5 @@ class Topics(BaseModel):
         return f"{self.prefix}jobs"
 
     def all_topics(self) -> list[str]:
-        return [*self.raw_topics, self.rejected, self.facts, self.dead_letters, self.conflicts, self.jobs]
+        return [*self.raw_topics, self.rejected, self.facts, self.archive, self.dead_letters, self.conflicts,
+                self.jobs]
