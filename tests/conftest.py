@@ -29,12 +29,13 @@ from pathlib import Path
 
 import pytest
 from hypothesis_profiles import load_profile
-from sink_fixtures import SESSION_ENGINE, SharedEngine
+from sink_fixtures import SESSION_ENGINE, Seed, SharedEngine, open_engine
 
 from caliper_pipeline.local_cluster import LocalKafkaCluster
 from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution, LocalKafkaBroker
 from caliper_pipeline.topics import ensure_topics
 from schemas.kafka import KafkaSettings
+from sinks.clickhouse import ClickHouse
 
 KAFKA_VERSION = os.environ.get("CALIPER_TEST_KAFKA_VERSION", "4.1.1")
 REPLICATION_ENV = "CALIPER_KAFKA__REPLICATION_FACTOR"
@@ -151,6 +152,23 @@ def chdb_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedEngi
     finally:
         SESSION_ENGINE.current = None
         shared.release()
+
+
+@pytest.fixture
+def engine_seed() -> Seed | None:
+    """What inserts the rows a test's ``target`` holds before the test: nothing here; a module whose tests read
+    rows seeded alike overrides this fixture with the function that inserts them (``sink_fixtures.Seed``)."""
+    return None
+
+
+@pytest.fixture(params=["chdb"])
+def target(request: pytest.FixtureRequest, tmp_path: Path, clickhouse_server: dict[str, object] | None,
+           chdb_engine: SharedEngine, engine_seed: Seed | None) -> Iterator[ClickHouse]:
+    """The real ClickHouse engine, migrated, in a ``learning`` database of the test's own holding the rows
+    ``engine_seed`` inserts (``sink_fixtures.open_engine``: the copy is kept for the next test with the same seed
+    when this one only read). A module that also runs its tests on a ClickHouse server parametrizes this fixture
+    with ``["chdb", "server"]``."""
+    yield from open_engine(request, tmp_path, clickhouse_server, engine_seed)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import base64
 import time
-import typing
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from caliper_corpus import VALID_FILES, load, wrap
 from published import published_events, published_hub_event
 from pydantic import SecretStr
 from seed_payloads import CONTEXT, seed_activity_event, seed_hub_event, with_value
-from sink_fixtures import DAY_MS, SharedEngine, insert, make_fact, open_engine, scalar
+from sink_fixtures import DAY_MS, insert, make_fact, scalar
 
 from gateway.tokens import Caller
 from schemas.caliper import check_envelope
@@ -43,12 +39,6 @@ RECEIVED_MS = (int(time.time()) // 86_400 - 1) * 86_400_000  # yesterday: within
 CALLER = Caller(client_id="lms", tenant="school-a", scopes=frozenset(), rate_limit_per_second=None,
                 tenant_timezone="America/Sao_Paulo")
 RAW_TOPIC = "caliper.raw.caliper"
-
-
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
 
 
 def raw_events_of(*items: dict[str, Any], send_time: str = "2024-04-24T14:13:00.000Z",

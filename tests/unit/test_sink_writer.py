@@ -6,13 +6,10 @@ from __future__ import annotations
 import base64
 import io
 import typing
-from collections.abc import Iterator
-from pathlib import Path
 
 import fastavro
-import pytest
 from fastavro.schema import parse_schema
-from sink_fixtures import DAY_MS, SharedEngine, make_fact, open_engine, scalar
+from sink_fixtures import DAY_MS, make_fact, scalar
 
 from schemas.codec import LearningFactCodec
 from schemas.records import LearningFact
@@ -25,12 +22,6 @@ from sinks.tables import FACT_COLUMNS, FACT_INPUT_TABLE, fact_records, facts_to_
 from sinks.writer import INSERT_SETTINGS
 
 CODEC = LearningFactCodec()
-
-
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
 
 
 def write_all(sink: BatchSink) -> list[typing.Any]:
