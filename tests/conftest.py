@@ -50,10 +50,16 @@ def pytest_report_header() -> str:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``kafka`` every test that needs the broker, from the fixtures it uses: ``make test-fast`` leaves them
-    out with ``-m "not kafka and not stack"`` (``stack``, a running pipeline, is marked by its test modules)."""
+    out with ``-m "not kafka and not stack"`` (``stack``, a running pipeline, is marked by its test modules).
+
+    And run the modules whose tests load the embedded engine first, each module's tests in their order: they are
+    the longest, so with ``make test-fast`` (one module per pytest-xdist worker at a time, ``--dist loadfile``) the
+    workers end on short modules and finish together."""
     for item in items:
         if KAFKA_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kafka)
+    loads_engine = {item.path for item in items if "chdb_engine" in getattr(item, "fixturenames", ())}
+    items.sort(key=lambda item: item.path not in loads_engine)  # stable: the order within each group stays
 
 
 def docker_engine_reachable() -> bool:
