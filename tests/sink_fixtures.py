@@ -9,9 +9,9 @@ previous tests created is dropped first; a copy the previous test left unchanged
 would give the same). The ``target`` fixture (tests/conftest.py) is such a database; a module whose tests read the
 same rows overrides ``engine_seed`` with the function inserting them, and a copy seeded by it is kept for the next
 test with that seed when the previous one only read: the rows load once, not once per test. No test sees another's
-rows. The database keeps the name ``learning``, the sink's default,
-which the tests' SQL names. Tests that open chDB on a data path of their own still can: before such a test the
-session engine is released (tests/conftest.py), and reopened for the next test that asks for it."""
+rows. The database keeps the name ``learning``, the sink's default, which the tests' SQL names. Tests that open
+chDB on a data path of their own still can: before such a test the session engine is released (tests/conftest.py),
+and reopened for the next test that asks for it."""
 
 from __future__ import annotations
 
