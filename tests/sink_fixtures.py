@@ -16,6 +16,7 @@ and reopened for the next test that asks for it."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import typing
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
@@ -30,11 +31,12 @@ from schemas.records import LearningFact, fact_id_for
 from sinks.clickhouse import ClickHouse, connect
 from sinks.errors import ClickHouseQueryError
 from sinks.http import SinkProcess, build_app
-from sinks.loader import SinkLoader
+from sinks.loader import SinkLoader, default_targets
 from sinks.migrations import Layout, apply_migrations
 from sinks.queries import AnalystQueries
 from sinks.settings import ClickHouseSettings, SinkSettings
 from sinks.tables import FACT_INPUT_TABLE, fact_records, facts_to_arrow
+from sinks.targets import Target
 from sinks.writer import INSERT_SETTINGS
 
 DAY_MS = 1_700_006_400_000  # 2023-11-15T00:00:00Z
@@ -246,13 +248,23 @@ def scalar(clickhouse: ClickHouse, sql: str) -> typing.Any:
     return clickhouse.scalar(sql)
 
 
+UNREACHABLE_KAFKA = KafkaSettings(bootstrap_servers="127.0.0.1:1")  # the test sinks' loaders never start
+
+
+@functools.cache
+def unstarted_loader_targets() -> dict[str, Target]:
+    """The default targets of the test sinks' loaders, built once per process: their codecs compile the catalog's
+    schemas, which costs more than the rest of a test sink."""
+    return default_targets(UNREACHABLE_KAFKA)
+
+
 @contextlib.asynccontextmanager
 async def sink_test_client(target: ClickHouse, tmp_path: Path,
                            settings: SinkSettings) -> AsyncIterator[TestClient[typing.Any, typing.Any]]:
     """The sink's HTTP app over ``target`` (its loader never started) with ``settings``' tokens and limits, and a
     client of it."""
     clickhouse = engine_settings(tmp_path)
-    loader = SinkLoader(settings, KafkaSettings(bootstrap_servers="127.0.0.1:1"), target)
+    loader = SinkLoader(settings, UNREACHABLE_KAFKA, target, targets=dict(unstarted_loader_targets()))
     queries = AnalystQueries(clickhouse, settings.queries)
     probe = connect(clickhouse)
     app = build_app(SinkProcess(settings, clickhouse, target, loader, queries, probe, b"student-key-secret"))
