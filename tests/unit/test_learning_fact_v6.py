@@ -7,12 +7,10 @@ from __future__ import annotations
 import io
 import shutil
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 
 import fastavro
 import orjson
-import pytest
 from fastavro.schema import parse_schema
 
 from caliper_pipeline.samples import canvas_grade_event, generic_caliper_event
@@ -27,14 +25,6 @@ from sinks.tables import FACT_COLUMNS, fact_records
 from streams.normalizers import NormalizeOptions, normalize_with
 
 OPTIONS = NormalizeOptions(b"k", keep_raw_email=False, normalizer_version="v6-test", student_key=b"sk")
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Iterator[ClickHouse]:
-    engine = connect(ClickHouseSettings(data_path=tmp_path / "chdb"), create_database=True)
-    apply_migrations(engine, Layout("learning"))
-    yield engine
-    engine.close()
 
 
 def fact_of(payload: dict[str, typing.Any]) -> LearningFact:
