@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import base64
 import time
-import typing
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from caliper_corpus import VALID_FILES, load, wrap
 from published import archived_by_worker, published_events, published_hub_event
 from pydantic import SecretStr
 from seed_payloads import CONTEXT, seed_activity_event, seed_hub_event, with_value
-from sink_fixtures import DAY_MS, SharedEngine, insert, make_fact, open_engine, scalar
+from sink_fixtures import DAY_MS, insert, make_fact, scalar
 
 from gateway.tokens import Caller
 from schemas.archive_rows import archive_row
@@ -48,12 +44,6 @@ RAW_TOPIC = "caliper.raw.caliper"
 ARCHIVE_TOPIC = "caliper.archive"
 ROWS = RawArchiveRowCodec()
 ARCHIVE_BLOCKS = archive_block_codec(ROWS)
-
-
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
 
 
 def raw_events_of(*items: dict[str, Any], send_time: str = "2024-04-24T14:13:00.000Z",

@@ -6,13 +6,10 @@ from __future__ import annotations
 import base64
 import io
 import typing
-from collections.abc import Iterator
-from pathlib import Path
 
 import fastavro
-import pytest
 from fastavro.schema import parse_schema, to_parsing_canonical_form
-from sink_fixtures import DAY_MS, SharedEngine, make_fact, open_engine, scalar
+from sink_fixtures import DAY_MS, make_fact, scalar
 
 from schemas.codec import LearningFactCodec
 from schemas.records import LearningFact
@@ -26,12 +23,6 @@ from sinks.writer import INSERT_SETTINGS
 
 CODEC = LearningFactCodec()
 TARGET = facts_target(CODEC)
-
-
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
 
 
 def write_all(sink: BatchSink) -> list[typing.Any]:
