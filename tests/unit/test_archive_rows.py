@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import typing
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from published import CODEC, archived_by_worker
-from sink_fixtures import SharedEngine, open_engine
 from test_raw_archive import (
     ARCHIVE_BLOCKS,
     CALLER,
@@ -49,13 +46,6 @@ from sinks.migrations import MIGRATIONS_DIR, Layout, apply_migrations
 from sinks.tables import RAW_ARCHIVE_INPUT_TABLE, RAW_ARCHIVE_TABLE
 from sinks.targets import AvroTarget, JsonRowsTarget
 from sinks.writer import INSERT_SETTINGS
-
-
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
-
 
 # The sink's row of a raw event before the worker built it (sinks/archive.py at the commit this change started
 # from, verbatim but for its key function written as a def): the reference the worker's row must equal.

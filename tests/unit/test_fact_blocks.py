@@ -8,14 +8,12 @@ from __future__ import annotations
 import base64
 import io
 import typing
-from collections.abc import Iterator
-from pathlib import Path
 
 import fastavro
 import orjson
 import pytest
 from fastavro.schema import parse_schema
-from sink_fixtures import SharedEngine, make_fact, open_engine, scalar
+from sink_fixtures import make_fact, scalar
 
 from schemas.avro_gen import catalog_versions
 from schemas.blocks import fact_block_codec
@@ -34,12 +32,6 @@ CODEC = LearningFactCodec()
 BLOCKS = fact_block_codec(CODEC)
 TARGET = facts_target(CODEC, BLOCKS)
 KEY = b"blocks-student-key"
-
-
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
 
 
 def older_message(version_schema: dict[str, typing.Any], record: dict[str, typing.Any]) -> bytes:
