@@ -7,7 +7,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
-# worker processes of make test-fast (pytest-xdist; 0: the tests run in pytest's own process)
+# worker processes of make test-fast (pytest-xdist; 0: the tests run in pytest's own process), each running whole
+# modules (--dist loadfile: a module's shared fixtures, such as its loaded database, are set up once)
 TEST_FAST_WORKERS ?= 2
 
 # pytest's exit 5 ("no test ran") is a failure, and says so
@@ -31,9 +32,11 @@ run: install
 test: install
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest $(PYTEST_ARGS) || $(PYTEST_NONE_RAN)
 
+# PYTHONDONTWRITEBYTECODE emptied: pytest caches the test modules it rewrote (their asserts) in __pycache__, so a
+# run after the first compiles only what changed
 test-fast: install
-	HYPOTHESIS_PROFILE=dev $(BIN)/python -m pytest -m "not kafka and not stack" -n $(TEST_FAST_WORKERS) $(PYTEST_ARGS) \
-	  || $(PYTEST_NONE_RAN)
+	PYTHONDONTWRITEBYTECODE= HYPOTHESIS_PROFILE=dev $(BIN)/python -m pytest -m "not kafka and not stack" \
+	  -n $(TEST_FAST_WORKERS) --dist loadfile $(PYTEST_ARGS) || $(PYTEST_NONE_RAN)
 
 lint: install
 	$(BIN)/ruff check .

@@ -5,14 +5,16 @@ The tenant's events RECEIVED in ``[from, to)`` are read back from the raw archiv
 corrected event's older versions are re-derived too): through the sink's ``POST /archive/raw-events`` (admin token;
 the sink owns the embedded engine), or straight from a ClickHouse server. Each is normalized by the normalizers of
 THIS installation (``streams.normalizers.normalize_with``, with the privacy keys and normalizer version of the
-settings, as the streams worker would), and its facts are published to the facts topic, where the sink loads them:
+settings, as the streams worker would), and its facts are published to the facts topic in blocks, as the worker
+publishes them (``streams.publishing.Blocks``), where the sink loads them:
 
 - the same fact ids and content hashes (both come from the tenant, the event and its content), so a re-derived fact
   is the same fact in a newer derivation: it carries ``derived_time_ms`` = now, and the current-version rule's last
   tie-break (``current_facts``) makes the newest derivation current;
 - the personal-data policy of extensions is the tenant's as the clients file of this machine says it NOW (``caliper-
-  pipeline clients extensions``; the default policy for a tenant it does not name): the archive keeps the events as
-  sent, not the policy they were accepted under, and a re-derivation follows the tenant's current wishes;
+  pipeline clients extensions``; the default policy for a tenant it does not name): the archive records the policy
+  each event was accepted under (``raw_events.extensions_policy``, since migration 015), but a re-derivation
+  follows the tenant's current wishes;
 - an event the normalizers now refuse becomes a dead letter on the dead-letter topic (as the worker would make it;
   ``partition``/``offset`` -1: it came from the archive, not a topic), which ``replay`` can send to the raw topic.
 
@@ -40,11 +42,13 @@ from schemas.codec import RawEventCodec
 from schemas.errors import PipelineError
 from schemas.kafka import Source, crc32_partitioner, partition_key
 from schemas.kafka_lz4 import use_kafka_lz4_frames
-from schemas.registry import learning_fact_codec
+from schemas.record_batches import OutboundRecord
+from schemas.registry import learning_fact_block_codec, learning_fact_codec
 from schemas.side_topics import DeadLetter, SideTopicRecordError
 from schemas.version import PIPELINE_VERSION
 from streams.normalizers import NormalizeOptions, normalize_with
 from streams.processor import fact_key, stamp_derived
+from streams.publishing import Blocks
 
 WORKER_VERSION = f"renormalize/{PIPELINE_VERSION}"
 
@@ -121,6 +125,9 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
                                student_key=settings.privacy.student_key_bytes)
     extensions_policy = ClientRegistry(settings.gateway.clients_file).tenant(tenant).extensions_policy
     topics, fact_codec, raw_codec = settings.kafka.topics, learning_fact_codec(settings.kafka), RawEventCodec()
+    # the facts in blocks, exactly as the worker publishes them (streams.publishing)
+    blocks = Blocks({topics.facts: learning_fact_block_codec(settings.kafka, fact_codec)},
+                    settings.streams.block_max_bytes)
     summary = RenormalizeSummary(tenant=tenant, dry_run=dry_run)
     use_kafka_lz4_frames()  # the facts topic's lz4 batches as every Kafka client reads them
     producer = AIOKafkaProducer(acks="all", enable_idempotence=True, partitioner=crc32_partitioner, linger_ms=20,
@@ -137,26 +144,27 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
                 await producer.start()
             async for total, chunk in chunks:
                 summary.total = total
-                sends = []
+                records: list[OutboundRecord] = []
                 for archived in chunk:
                     summary.events += 1
                     raw = archived.event
                     raw.extensions_policy = extensions_policy
                     try:
                         facts = stamp_derived(normalize_with(raw, options))
-                        records = [(topics.facts, fact_key(fact), fact_codec.encode_record(fact)) for fact in facts]
+                        records += [OutboundRecord(topics.facts, fact_key(fact), fact_codec.encode_record(fact))
+                                    for fact in facts]
                         summary.facts += len(facts)
                     except PipelineError as error:
                         letter = DeadLetter(reason=f"{type(error).__name__}: {error}", reason_code=error.reason_code,
                                             worker_version=WORKER_VERSION,
                                             topic=topics.raw(_source(raw.source)), partition=-1, offset=-1,
                                             original=raw_codec.encode_record(raw))
-                        records = [(topics.dead_letters, partition_key(raw.tenant, raw.student_id),
-                                    letter.to_json())]
+                        records.append(OutboundRecord(topics.dead_letters, partition_key(raw.tenant, raw.student_id),
+                                                      letter.to_json()))
                         summary.dead_letters += 1
-                    if not dry_run:
-                        sends += [await producer.send(topic, value, key=key) for topic, key, value in records]
-                if sends:
+                if not dry_run and records:
+                    sends = [await producer.send(topic, value, key=key)
+                             for topic, key, value in await blocks.assemble_for(producer.partitions_for, records)]
                     await asyncio.gather(*sends)
                 if progress:
                     _progress(summary.events, summary.total, started)

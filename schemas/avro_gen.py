@@ -14,11 +14,13 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from schemas.records import LearningFact, RawEvent, RawEventBatch
+from schemas.records import LearningFact, LearningFactBlock, RawArchiveBlock, RawArchiveRow, RawEvent, RawEventBatch
 
 NAMESPACE = "org.caliperpipeline"
 CATALOG_DIR = Path(__file__).parent / "avro" / "catalog"
-RECORDS: dict[str, type] = {"learning_fact": LearningFact, "raw_event": RawEvent, "raw_event_batch": RawEventBatch}
+RECORDS: dict[str, type] = {"learning_fact": LearningFact, "raw_event": RawEvent, "raw_event_batch": RawEventBatch,
+                             "raw_archive_row": RawArchiveRow,
+                             "learning_fact_block": LearningFactBlock, "raw_archive_block": RawArchiveBlock}
 
 _PRIMITIVES: dict[Any, str] = {str: "string", int: "long", float: "double", bool: "boolean", bytes: "bytes"}
 
@@ -26,11 +28,12 @@ _PRIMITIVES: dict[Any, str] = {str: "string", int: "long", float: "double", bool
 def _avro_type(annotation: Any) -> Any:
     if annotation in _PRIMITIVES:
         return _PRIMITIVES[annotation]
-    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):  # a nested record, written in full
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):  # a record inside a record
         return avro_schema_for(annotation)
     origin = typing.get_origin(annotation)
     if origin is list:
-        return {"type": "array", "items": _avro_type(typing.get_args(annotation)[0])}
+        (item,) = typing.get_args(annotation)
+        return {"type": "array", "items": _avro_type(item)}
     if origin is dict:
         key, value = typing.get_args(annotation)
         if key is str:

@@ -1,4 +1,4 @@
-"""Avro encoding of the Kafka records with fastavro.
+"""Avro encoding of the Kafka records.
 
 Every message names the schema that wrote it, so a consumer decodes any past version:
 
@@ -10,23 +10,20 @@ Every message names the schema that wrote it, so a consumer decodes any past ver
 Decoding always resolves the writer's schema to the reader's (the newest catalog version), following the Avro
 resolution rules, so old messages gain the defaults of fields added since.
 
-The newest version is also compiled into a plain encoder and decoder (``schemas.avro_fast``: the same bytes,
-several times faster than fastavro's walk of the schema); whatever they do not handle goes through fastavro.
+The bytes are written and read by ``schemas.avro_coder`` (code compiled from each schema, on first use: the
+encoder of the newest version, a decoder per writer version met); fastavro parses the schemas and gives their
+fingerprints. Whatever does not fit raises ``SchemaEncodingError`` naming the field.
 """
 
 from __future__ import annotations
 
-import io
-import operator
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
-from schemas.avro_fast import FastPathMiss, compile_decoder, compile_encoder, compile_item_decoder, read_varint, varint
-from schemas.avro_flat import FlatRecordWriter
+from schemas.avro_coder import bind_encoder, compile_decoder, compile_encoder, varint
 from schemas.avro_gen import catalog_versions
 from schemas.errors import SchemaEncodingError
 from schemas.records import RAW_EVENT_FIELDS, LearningFact, RawEvent
@@ -51,20 +48,21 @@ class AvroCodec:
         self.record_name = record_name
         self._parsed_versions = [parse_schema(schema) for _, schema in versions]
         self.reader_schema = self._parsed_versions[-1]
-        # the newest version compiled (None where a schema is not flat): the hot paths of both stages
-        self._fast_encode = compile_encoder(versions[-1][1], attributes=False)
-        self._fast_encode_attributes = compile_encoder(versions[-1][1], attributes=True)
-        self._fast_decode = compile_decoder(versions[-1][1])
         self.version = versions[-1][0]
-        self._field_names = [str(field["name"]) for field in versions[-1][1]["fields"]]
         self.fingerprint = crc64_fingerprint(self.reader_schema)
         self._header = SINGLE_OBJECT_MARKER + self.fingerprint
         self._writers_by_fingerprint = {crc64_fingerprint(p): p for p in self._parsed_versions}
         # Confluent wire format: registry schema id -> catalog version number (filled by schemas.registry)
         self._confluent_id: int | None = None
         self._writers_by_registry_id: dict[int, Any] = {}
+        self._forget_compiled()
         if schema_ids:
             self.use_registry_ids(schema_ids)
+
+    def _forget_compiled(self) -> None:
+        """Drop the compiled coders (compiled again on first use): the header they write changed."""
+        self._encoders: dict[bool, Callable[[Any], bytes]] = {}  # attributes? -> header + body
+        self._decoders: dict[int, Callable[[bytes, int], dict[str, Any]]] = {}  # id(writer schema) -> decoder
 
     def use_registry_ids(self, schema_ids: dict[int, int]) -> None:
         """Switch to the Confluent wire format; ``schema_ids`` maps registry ids to catalog versions."""
@@ -73,32 +71,22 @@ class AvroCodec:
         self._writers_by_registry_id = {sid: by_version[v] for sid, v in schema_ids.items()}
         self._confluent_id = max(sid for sid, v in schema_ids.items() if v == self.version)
         self._header = CONFLUENT_MAGIC + struct.pack(">I", self._confluent_id)
+        self._forget_compiled()
+
+    def _encoder(self, attributes: bool) -> Callable[[Any], bytes]:
+        encoder = self._encoders.get(attributes)
+        if encoder is None:
+            encoder = self._encoders[attributes] = compile_encoder(self.reader_schema, attributes=attributes,
+                                                                   prefix=self._header)
+        return encoder
 
     def encode(self, record: dict[str, Any]) -> bytes:
-        if self._fast_encode is not None:
-            try:
-                return self._header + self._fast_encode(record)
-            except FastPathMiss:
-                pass
-        return self._encode_with_fastavro(record)
+        """The message of a record given as a dict (a missing key takes its field's default)."""
+        return self._encoder(False)(record)
 
     def encode_attributes(self, record: Any) -> bytes:
         """``encode`` of an object holding every field as an attribute (a record dataclass), without a dict."""
-        if self._fast_encode_attributes is not None:
-            try:
-                return self._header + self._fast_encode_attributes(record)
-            except FastPathMiss:
-                pass
-        return self._encode_with_fastavro({name: getattr(record, name) for name in self._field_names})
-
-    def _encode_with_fastavro(self, record: dict[str, Any]) -> bytes:
-        buffer = io.BytesIO()
-        buffer.write(self._header)
-        try:
-            fastavro.schemaless_writer(buffer, self.reader_schema, record)
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
-            raise SchemaEncodingError(f"{self.record_name} does not fit its schema: {error}") from error
-        return buffer.getvalue()
+        return self._encoder(True)(record)
 
     @property
     def header(self) -> bytes:
@@ -131,24 +119,15 @@ class AvroCodec:
 
     def decode(self, message: bytes) -> dict[str, Any]:
         writer, start = self.writer_schema_of(message)
-        if writer is self.reader_schema and self._fast_decode is not None:
-            try:
-                return self._fast_decode(message, start)
-            except FastPathMiss:
-                pass
-        try:  # the reader schema only when it differs (fastavro would compare them on every call)
-            record = fastavro.schemaless_reader(io.BytesIO(message[start:]), writer,
-                                                None if writer is self.reader_schema else self.reader_schema)
-        except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError) as error:
-            raise SchemaEncodingError(f"cannot decode {self.record_name}: {error}") from error
-        if not isinstance(record, dict):
-            raise SchemaEncodingError(f"{self.record_name} message did not decode to a record")
-        return record
+        decoder = self._decoders.get(id(writer))
+        if decoder is None:  # the reader schema only when it differs (then resolved)
+            decoder = self._decoders[id(writer)] = compile_decoder(
+                writer, None if writer is self.reader_schema else self.reader_schema)
+        return decoder(message, start)
 
 
 class RawEventCodec(AvroCodec):
-    """Avro codec of the gateway's raw events. Encoding goes through ``schemas.avro_flat`` (the same bytes as
-    fastavro, several times faster) while the RawEvent schema is flat.
+    """Avro codec of the gateway's raw events.
 
     A raw topic holds two records: a lone ``RawEvent`` and a ``RawEventBatch`` (several events of one request, one
     partition: what the gateway writes). ``encode_batch`` joins encoded events into a batch record;
@@ -159,34 +138,26 @@ class RawEventCodec(AvroCodec):
                  batch_schema_ids: dict[int, int] | None = None) -> None:
         super().__init__("raw_event", schema_ids)
         self.batch_codec = AvroCodec("raw_event_batch", batch_schema_ids)
-        batch_schema: Any = catalog_versions("raw_event_batch")[-1][1]
-        # the newest batch's items are the newest RawEvent (both generated from the records): read without fastavro
-        items = batch_schema["fields"][0]["type"]["items"]
-        self._fast_item = (compile_item_decoder(items)
-                           if items == catalog_versions("raw_event")[-1][1] else None)
-        self._flat = FlatRecordWriter.of(self.reader_schema)
         schema: Any = self.reader_schema
         # the fields in the schema's order (the order they are written in), whatever RawEvent's attribute order
         self._fields = tuple(field["name"] for field in schema["fields"])
         if set(self._fields) != set(RAW_EVENT_FIELDS):
             raise SchemaEncodingError(f"RawEvent's fields {RAW_EVENT_FIELDS} are not its schema's {self._fields}")
-        self._values = operator.attrgetter(*self._fields)
         self._defaults = {field["name"]: field["default"] for field in schema["fields"] if "default" in field}
 
+    def _forget_compiled(self) -> None:
+        super()._forget_compiled()
+        self._binders: dict[tuple[str, ...], Callable[..., Callable[..., bytes]]] = {}
+
     def encode_record(self, event: RawEvent) -> bytes:
-        if self._flat is None:
-            return self.encode({name: getattr(event, name) for name in RAW_EVENT_FIELDS})
-        try:
-            return self._header + self._flat.write(self._values(event))
-        except ValueError as error:  # a string that cannot be UTF-8 (a lone surrogate)
-            raise SchemaEncodingError(f"{self.record_name} does not fit its schema: {error}") from error
+        return self.encode_attributes(event)
 
     def writer_for(self, variable: tuple[str, ...], **constants: Any) -> Callable[..., bytes]:
         """Encodes many RawEvents whose fields ``constants`` have the same values (those of one request): the
         function returned takes the values of the ``variable`` fields (in the schema's order, which is checked
         here) and returns the message, as ``encode_record`` would. A field named in neither takes its schema
         default (so an optional field added to RawEvent's schema needs no change here); a field without a default
-        must be named."""
+        must be named. The constants are encoded once, here."""
         remaining = tuple(name for name in self._fields if name not in constants)
         defaulted = {name: self._defaults[name] for name in remaining
                      if name not in variable and name in self._defaults}
@@ -194,11 +165,11 @@ class RawEventCodec(AvroCodec):
         if expected != variable:
             raise SchemaEncodingError(f"RawEvent's other fields are {expected}, not {variable}")
         constants = {**defaulted, **constants}
-        if self._flat is None:
-            def encode(*values: Any) -> bytes:
-                return self.encode({**constants, **dict(zip(variable, values, strict=True))})
-            return encode
-        return self._flat.bind(self._header, **constants)
+        names = tuple(name for name in self._fields if name in constants)
+        bind = self._binders.get(names)
+        if bind is None:  # one per choice of constant fields: a handful, for the process's life
+            bind = self._binders[names] = bind_encoder(self.reader_schema, names, self._header)
+        return bind(*[constants[name] for name in names])
 
     def decode_record(self, message: bytes) -> RawEvent:
         return RawEvent(**self.decode(message))
@@ -222,35 +193,7 @@ class RawEventCodec(AvroCodec):
         batch = self.batch_codec
         if not batch.names_writer(message):
             return [self.decode_record(message)]
-        writer, start = batch.writer_schema_of(message)
-        if writer is batch.reader_schema and self._fast_item is not None:
-            try:
-                return self._decode_items(message, start, self._fast_item)
-            except FastPathMiss:
-                pass
         return [RawEvent(**record) for record in batch.decode(message)["events"]]
-
-    @staticmethod
-    def _decode_items(message: bytes, position: int, item: Callable[[bytes, int], tuple[dict[str, Any], int]],
-                      ) -> list[RawEvent]:
-        """An Avro array of RawEvents at ``position`` to the message's end (blocks of items, a 0 count last; a
-        negative count is followed by the block's size in bytes)."""
-        events = []
-        try:
-            count, position = read_varint(message, position)
-            while count:
-                if count < 0:
-                    count = -count
-                    _, position = read_varint(message, position)
-                for _ in range(count):
-                    record, position = item(message, position)
-                    events.append(RawEvent(**record))
-                count, position = read_varint(message, position)
-        except IndexError:
-            raise FastPathMiss from None
-        if position != len(message):
-            raise FastPathMiss
-        return events
 
 
 class LearningFactCodec(AvroCodec):

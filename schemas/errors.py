@@ -48,9 +48,15 @@ class InvalidSkillCodeError(PipelineError, ValueError):
 
 
 class SchemaEncodingError(PipelineError):
-    """Bytes that no known Avro writer schema can decode, or a record that does not fit its schema."""
+    """Bytes that no known Avro writer schema can decode, or a record that does not fit its schema; ``record`` and
+    ``field`` (a dotted path, ``[]`` for an array's items, ``{}`` for a map's) name what, where known."""
 
     reason_code = ReasonCode.UNDECODABLE
+
+    def __init__(self, message: str, *, record: str = "", field: str = "") -> None:
+        super().__init__(message)
+        self.record = record
+        self.field = field
 
 
 class NormalizationError(PipelineError):

@@ -99,6 +99,9 @@ class Topics(BaseModel):
 
     rejected = _Topic("rejected")
     facts = _Topic("facts")
+    # the raw archive's rows (``schemas.records.RawArchiveBlock``), written by the streams worker beside the facts
+    # and appended by the sink to ``raw_events``
+    archive = _Topic("archive")
     dead_letters = _Topic("deadletter")
     conflicts = _Topic("conflicts")
     jobs = _Topic("jobs")  # the accepted requests (``schemas.jobs.JobRecord``), written with their events at once
@@ -111,4 +114,5 @@ class Topics(BaseModel):
         return [self.raw(source) for source in Source]
 
     def all_topics(self) -> list[str]:
-        return [*self.raw_topics, self.rejected, self.facts, self.dead_letters, self.conflicts, self.jobs]
+        return [*self.raw_topics, self.rejected, self.facts, self.archive, self.dead_letters, self.conflicts,
+                self.jobs]

@@ -1,5 +1,5 @@
-"""The records that travel on Kafka: raw events (gateway -> streams), alone or in a batch, and learning facts
-(streams -> sinks).
+"""The records that travel on Kafka: raw events (gateway -> streams, alone or in a ``RawEventBatch``), learning facts
+and raw-archive rows (streams -> sinks, in blocks: ``LearningFactBlock``, ``RawArchiveBlock``).
 
 Each is a slotted dataclass, the single source of its field list: the Avro schemas in ``schemas/avro/`` are
 generated from these classes (``python -m schemas.avro_gen``) and a test keeps the released catalog in step.
@@ -161,8 +161,57 @@ class LearningFact:
         return {name: getattr(self, name) for name in LEARNING_FACT_FIELDS}
 
 
+@dataclass(slots=True)
+class RawArchiveRow:
+    """One row of the raw archive (``raw_events_in``, migrations 008 and 015), built by the streams worker.
+
+    The routing metadata of a RawEvent, its canonical event id and content hash (the facts' own,
+    ``schemas.event_identity``), when it says it happened (``event_time_ms``; the received time where it says
+    nothing readable), the keyed pseudonym of every person it names where its learner can be (``student_keys``:
+    what erasure matches on) and its JSON as sent (``payload``). ``schemas.archive_rows.archive_row`` builds it.
+    """
+
+    tenant: str
+    client_id: str
+    source: str
+    event_id: str
+    content_hash: str
+    event_type: str
+    profile: str
+    student_id: str
+    student_keys: list[str]
+    actor_id: str
+    sensor: str
+    event_time_ms: int
+    send_time_ms: int | None
+    received_time_ms: int
+    envelope_index: int
+    tenant_timezone: str
+    payload: str
+    job_id: str = ""
+    extensions_policy: str = ""
+
+
+@dataclass(slots=True)
+class LearningFactBlock:
+    """The learning facts of one record on the facts topic: one streams batch's facts of one partition, in order.
+
+    Its body is the facts' own Avro bodies joined as one array block (``schemas.blocks``), so the sink appends
+    them to a container file without decoding them."""
+
+    facts: list[LearningFact]
+
+
+@dataclass(slots=True)
+class RawArchiveBlock:
+    """The raw-archive rows of one record on the archive topic: one streams batch's rows of one partition."""
+
+    rows: list[RawArchiveRow]
+
+
 LEARNING_FACT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LearningFact))
 RAW_EVENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RawEvent))
+RAW_ARCHIVE_ROW_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RawArchiveRow))
 
 
 _FACT_ID_SHA1 = hashlib.sha1(FACT_ID_NAMESPACE.bytes, usedforsecurity=False)  # the namespace's part of uuid5

@@ -15,6 +15,7 @@ import urllib.request
 from typing import Any
 
 from schemas.avro_gen import NAMESPACE, RECORDS, catalog_versions
+from schemas.blocks import BlockCodec, RawArchiveRowCodec, archive_block_codec, fact_block_codec
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.errors import PipelineError
 from schemas.kafka import KafkaSettings
@@ -80,3 +81,20 @@ def learning_fact_codec(kafka: KafkaSettings) -> LearningFactCodec:
         return LearningFactCodec()
     return LearningFactCodec(schema_ids=registry_ids(SchemaRegistryClient(kafka.schema_registry_url),
                                                      "learning_fact"))
+
+
+def _ids(kafka: KafkaSettings, record_name: str) -> dict[int, int] | None:
+    if not kafka.schema_registry_url:
+        return None
+    return registry_ids(SchemaRegistryClient(kafka.schema_registry_url), record_name)
+
+
+def learning_fact_block_codec(kafka: KafkaSettings, facts: LearningFactCodec | None = None) -> BlockCodec:
+    """The facts topic's block codec (over ``facts``, else the LearningFact codec these settings call for)."""
+    return fact_block_codec(facts or learning_fact_codec(kafka), _ids(kafka, "learning_fact_block"))
+
+
+def raw_archive_codecs(kafka: KafkaSettings) -> tuple[RawArchiveRowCodec, BlockCodec]:
+    """The archive topic's row codec and block codec these Kafka settings call for."""
+    rows = RawArchiveRowCodec(_ids(kafka, "raw_archive_row"))
+    return rows, archive_block_codec(rows, _ids(kafka, "raw_archive_block"))

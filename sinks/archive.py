@@ -1,10 +1,9 @@
-"""The raw archive: every accepted event's JSON in ``raw_events`` (migration 008), loaded from the raw topics.
+"""The raw archive: every accepted event's JSON in ``raw_events`` (migrations 008, 015), loaded from the archive topic.
 
-- ``raw_archive_target``: the target of each raw topic (``sinks.targets``): each RawEvent of a message (a
-  ``RawEventBatch`` or a lone RawEvent, Avro, any catalog version: ``RawEventCodec.decode_events``) becomes one
-  ``raw_events_in`` row (``archive_row``): the routing metadata, the canonical event id and content hash
-  (the facts' own, ``schemas.event_identity``), when the event says it happened, and the keyed pseudonym of every
-  person the event names where its learner can be (``student_keys``: what erasure matches on);
+- ``raw_archive_target``: the archive topic's target (``sinks.targets``): the rows the streams worker built
+  (``schemas.archive_rows``: routing metadata, canonical event id and content hash, event time, the keyed pseudonym
+  of every person the event names where its learner can be), Avro blocks appended to ``raw_events_in`` as they are
+  (nothing decoded here);
 - ``read_archived``: one tenant's archived versions received in a range, page by page in the table's key order
   (``renormalize`` reads them through the sink's ``POST /archive/raw-events``, or straight from a server);
 - ``apply_archive_ttl``: the configured retention (``CALIPER_SINK__ARCHIVE_TTL_DAYS``), set at start when it differs.
@@ -12,90 +11,30 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from schemas.archive import ARCHIVE_PAGE_ROWS, ArchivedEvent
-from schemas.codec import RawEventCodec
+from schemas.blocks import BlockCodec, RawArchiveRowCodec
 from schemas.coerce import datetime_to_ms
-from schemas.errors import UnknownTimeZoneError
-from schemas.event_identity import (
-    canonical_document,
-    canonical_id,
-    document_content_hash,
-    event_time_of,
-    learner_candidates,
-    reference_id,
-)
-from schemas.privacy import student_key_for
 from schemas.records import RawEvent
-from schemas.tenants import DEFAULT_TIMEZONE, zone_for
 from sinks.clickhouse import ClickHouse
-from sinks.failed import describe_raw_event
+from sinks.failed import describe_archive_row
 from sinks.migrations import Layout
 from sinks.tables import RAW_ARCHIVE_INPUT_TABLE, RAW_ARCHIVE_TABLE
-from sinks.targets import JsonRowsTarget, SourceMessage
+from sinks.targets import AvroTarget
 
 log = logging.getLogger(__name__)
 
-# DateTime64(3)'s range: an event time outside it is stored as the received time (the payload keeps the original)
-_EARLIEST_MS, _LATEST_MS = -2_208_988_800_000, 10_413_791_999_999  # 1900-01-01, 2299-12-31T23:59:59.999
 Rows = Callable[[str, dict[str, Any]], tuple[list[str], list[tuple[Any, ...]]]]
 
 
-StudentKeys = Callable[[str, str], str]  # (tenant, person) -> the keyed pseudonym
-
-
-def cached_student_keys(student_key: bytes, size: int = 20_000) -> StudentKeys:
-    """``student_key_for`` with ``student_key``, remembering the last ``size`` people: a school's students send
-    event after event, and the HMAC is a sizeable part of an archive row's cost."""
-    return functools.lru_cache(maxsize=size)(lambda tenant, person: student_key_for(tenant, person, student_key))
-
-
-def archive_row(raw: RawEvent, student_key: bytes, keys: StudentKeys | None = None) -> dict[str, Any]:
-    """The ``raw_events_in`` row of one raw event; ValueError (orjson's) when its payload is not JSON. ``keys``:
-    the pseudonyms of ``student_key`` (``cached_student_keys``), computed here when not given."""
-    key_of = keys or (lambda tenant, person: student_key_for(tenant, person, student_key))
-    document = canonical_document(raw.payload)
-    try:
-        zone = zone_for(raw.tenant_timezone or DEFAULT_TIMEZONE)
-    except UnknownTimeZoneError:  # the event is archived all the same; its time is then read as UTC
-        zone = zone_for(DEFAULT_TIMEZONE)
-    event_time = event_time_of(raw.source, document, zone)
-    if event_time is None or not _EARLIEST_MS <= event_time <= _LATEST_MS:
-        event_time = raw.received_time_ms
-    people = learner_candidates(document)
-    gateway_student = canonical_id(raw.student_id)
-    if gateway_student and gateway_student not in people:
-        people.append(gateway_student)
-    return {
-        "tenant": raw.tenant, "client_id": raw.client_id, "source": raw.source,
-        "event_id": canonical_id(raw.event_id), "content_hash": document_content_hash(document),
-        "event_type": raw.event_type, "profile": raw.profile, "student_id": raw.student_id,
-        "student_keys": [key_of(raw.tenant, person) for person in people],
-        "actor_id": canonical_id(reference_id(document.get("actor") if isinstance(document, dict) else None)),
-        "sensor": raw.sensor, "event_time_ms": event_time, "send_time_ms": raw.send_time_ms or None,
-        "received_time_ms": raw.received_time_ms, "envelope_index": raw.envelope_index,
-        "tenant_timezone": raw.tenant_timezone, "payload": raw.payload.decode(),
-    }
-
-
-def raw_archive_target(codec: RawEventCodec, student_key: bytes) -> JsonRowsTarget:
-    """The target of a raw topic: a message's RawEvents (Avro) -> their ``raw_events_in`` rows (JSONEachRow). A
-    message one of whose events cannot become a row is refused whole (``sinks.targets``: per message)."""
-    if not student_key:
-        raise ValueError("the raw archive needs the student key secret (its rows must be erasable)")
-
-    keys = cached_student_keys(student_key)
-
-    def row_of(message: SourceMessage) -> list[Mapping[str, Any]]:
-        return [archive_row(raw, student_key, keys) for raw in codec.decode_events(message.value)]
-
-    return JsonRowsTarget(RAW_ARCHIVE_INPUT_TABLE, row_of, destination=RAW_ARCHIVE_TABLE,
-                          describe=describe_raw_event(codec))
+def raw_archive_target(rows: RawArchiveRowCodec, blocks: BlockCodec) -> AvroTarget:
+    """The archive topic's target: RawArchiveRow Avro (blocks, or single rows) -> ``raw_events_in``."""
+    return AvroTarget(RAW_ARCHIVE_INPUT_TABLE, rows, blocks=blocks, destination=RAW_ARCHIVE_TABLE,
+                      describe=describe_archive_row(rows, blocks))
 
 
 # -- reading ---------------------------------------------------------------------------------------------------

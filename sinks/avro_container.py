@@ -1,27 +1,27 @@
 """Avro Object Container Files joined from Kafka message bodies, for ClickHouse to decode.
 
-A facts message is ``header + body``: the header names the writer schema (``C3 01`` + CRC-64-AVRO fingerprint,
-or the Confluent ``00`` + registry id), the body is the record in Avro binary. A container file of one writer
-schema is its header (magic, ``avro.schema``, ``avro.codec`` = ``null``, sync marker) followed by blocks of
-bodies, so building one is joining bytes: no record is decoded in Python.
+A message is ``header + body``: the header names the writer schema (``C3 01`` + CRC-64-AVRO fingerprint, or the
+Confluent ``00`` + registry id). The body is one record in Avro binary, or, for a block record
+(``schemas.blocks``: ``LearningFactBlock``, ``RawArchiveBlock``), one array block of records (count, their bodies,
+``0``). A container file of one writer schema is its header (magic, ``avro.schema``, ``avro.codec`` = ``null``,
+sync marker) followed by blocks of records, so building one is joining bytes: no record is decoded in Python.
 
-Every body gets a block of its own (count 1, its byte size, the body, the sync marker). A reader decodes each
-block from a stream bounded by the block's size and skips what the record left unread, exactly as
-``fastavro.schemaless_reader`` does with one message; so a body that is too short fails, a body with trailing
-bytes decodes the same in ClickHouse as in Python, and no body can shift the next one. One block holding all
-the bodies would save ~20 bytes a record, but one bad body would misalign every later record of the batch.
+Every message gets a container block of its own: a single record is a block of count 1, a block record's array
+becomes a block of its count (its byte size, the records' bodies as they are, the sync marker). A reader decodes
+each block from a stream bounded by the block's size and skips what the records left unread, exactly as
+``fastavro.schemaless_reader`` does with one message; so a body that is too short fails, and no message can shift
+the next one. Messages are grouped by the writer schema of their RECORDS (a block's item schema), so single
+records and blocks of the same version share one container.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from fastavro.schema import to_parsing_canonical_form
-
-from schemas.avro_fast import zigzag_varint  # an Avro long (the one definition of its encoding)
+from schemas.avro_coder import zigzag_varint  # an Avro long (the one definition of its encoding)
 
 CONTAINER_MAGIC = b"Obj\x01"
 Key = TypeVar("Key")  # what names a message: its offset, or (topic, partition, offset) across partitions
@@ -43,70 +43,66 @@ def sync_marker_for(schema_json: str) -> bytes:
     return hashlib.blake2b(schema_json.encode(), digest_size=16, person=b"avro-sync").digest()
 
 
-def container_of(schema_json: str, bodies: Iterable[bytes]) -> bytes:
-    """An Object Container File holding ``bodies`` (Avro binary records of ``schema_json``), one per block."""
+def container_of(schema_json: str, bodies: Sequence[bytes], counts: Sequence[int] | None = None) -> bytes:
+    """An Object Container File of ``schema_json`` with one block per entry of ``bodies`` (Avro binary records,
+    ``counts[i]`` of them in ``bodies[i]``; one each without ``counts``). An entry of no records adds no block."""
     sync = sync_marker_for(schema_json)
-    block_starts: dict[int, bytes] = {}  # body size -> "one record, that many bytes"
+    block_starts: dict[tuple[int, int], bytes] = {}  # (records, size) -> "that many records, that many bytes"
     parts = [container_header(schema_json, sync)]
     append = parts.append
-    for body in bodies:
-        start = block_starts.get(len(body))
+    for index, body in enumerate(bodies):
+        count = 1 if counts is None else counts[index]
+        if not count:
+            continue
+        start = block_starts.get((count, len(body)))
         if start is None:
-            start = block_starts[len(body)] = b"\x02" + zigzag_varint(len(body))  # \x02: the long 1
+            start = block_starts[(count, len(body))] = zigzag_varint(count) + zigzag_varint(len(body))
         append(start)
         append(body)
         append(sync)
     return b"".join(parts)
 
 
+Reading = tuple[str, int, bytes]  # the records' writer schema (canonical form), how many, their bodies joined
+
+
 @dataclass(slots=True)
 class WriterGroup(Generic[Key]):
-    """The messages of a batch written with one writer schema: their keys and bodies (headers stripped)."""
+    """The messages of a batch whose records have one writer schema: their keys, record counts and bodies."""
 
-    writer_schema: Any  # the fastavro-parsed writer schema
+    schema_json: str  # the writer schema's parsing canonical form: what its fingerprint is computed from
     offsets: list[Key] = field(default_factory=list)
-    bodies: list[bytes] = field(default_factory=list)
-    headers: list[bytes] = field(default_factory=list)  # each message's header (what precedes its body)
-
-    def schema_json(self) -> str:
-        """The writer schema's parsing canonical form: what its fingerprint is computed from."""
-        return str(to_parsing_canonical_form(self.writer_schema))
+    counts: list[int] = field(default_factory=list)  # records in each message (1 for a single record)
+    bodies: list[bytes] = field(default_factory=list)  # each message's records' bodies (headers stripped)
+    originals: list[bytes] = field(default_factory=list)  # each message as it was on the topic
 
     def container(self) -> bytes:
-        return container_of(self.schema_json(), self.bodies)
+        return container_of(self.schema_json, self.bodies, self.counts)
 
 
 def group_by_writer(
-    offsets: Sequence[Key], values: Sequence[bytes | None], writer_schema_of: Any,
+    offsets: Sequence[Key], values: Sequence[bytes | None], read: Callable[[bytes], Reading],
 ) -> tuple[list[WriterGroup[Key]], list[tuple[Key, bytes, str]]]:
-    """Split messages by the writer schema their header names, without decoding them.
+    """Split messages by the writer schema of their records, without decoding them.
 
-    ``writer_schema_of(message) -> (parsed writer schema, body start)`` raises for an unknown header; such
-    messages come back as ``(offset, raw bytes, error)``.
+    ``read(message) -> (records' writer schema, count, bodies)`` raises for a message it cannot read; such messages
+    come back as ``(offset, raw bytes, error)``.
     """
-    groups: dict[int, WriterGroup[Key]] = {}
+    groups: dict[str, WriterGroup[Key]] = {}
     unreadable: list[tuple[Key, bytes, str]] = []
-    last_header: bytes = b""
-    last_group: WriterGroup[Key] | None = None
-    last_start = 0
     for offset, value in zip(offsets, values, strict=True):
         if value is None:
             value = b""
-        if last_group is not None and value.startswith(last_header):  # the usual case: the previous writer
-            last_group.offsets.append(offset)
-            last_group.bodies.append(value[last_start:])
-            last_group.headers.append(last_header)
-            continue
         try:
-            writer, start = writer_schema_of(value)
+            schema_json, count, bodies = read(value)
         except Exception as error:  # the reason is stored with the reject
             unreadable.append((offset, value, str(error) or type(error).__name__))
             continue
-        group = groups.get(id(writer))
+        group = groups.get(schema_json)
         if group is None:
-            group = groups[id(writer)] = WriterGroup(writer)
+            group = groups[schema_json] = WriterGroup(schema_json)
         group.offsets.append(offset)
-        group.bodies.append(value[start:])
-        group.headers.append(value[:start])
-        last_header, last_group, last_start = value[:start], group, start
+        group.counts.append(count)
+        group.bodies.append(bodies)
+        group.originals.append(value)
     return list(groups.values()), unreadable

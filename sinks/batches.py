@@ -6,11 +6,11 @@ partition for that long), with the exactly-once bookkeeping of ClickHouse's Kafk
 (``sinks.windows``: each partition's range is recorded in ``sink_batches`` before the window's one insert, marked
 done after it; a retry rebuilds exactly the recorded ranges, so the insert carries the same deduplication token and
 ClickHouse drops the repeated block). Each partition accumulates one range at a time; a range closes when it holds
-``batch_rows`` messages, when it reaches a recorded range's end, or when its window (``batch_seconds``, or the
-topic's own in ``topic_seconds``) has passed since the oldest open range of its target - then every open range of
-that target and window closes with it, and ``take_due`` hands one ``Window`` per target table. How a window is
-written, and how rows ClickHouse refuses are isolated, is ``sinks.writer``; how a topic's messages become inserts
-is the topic's target (``sinks.targets``).
+``batch_rows`` messages or ``batch_bytes`` bytes of them (a block message holds many rows), when it reaches a
+recorded range's end, or when its window (``batch_seconds``, or the topic's own in ``topic_seconds``) has passed
+since the oldest open range of its target - then every open range of that target and window closes with it, and
+``take_due`` hands one ``Window`` per target table. How a window is written, and how rows ClickHouse refuses are
+isolated, is ``sinks.writer``; how a topic's messages become inserts is the topic's target (``sinks.targets``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from schemas.blocks import BlockCodec, fact_block_codec
 from schemas.codec import LearningFactCodec
 from sinks.clickhouse import ClickHouse
 from sinks.errors import ClickHouseQueryError, SinkBackpressureError, SinkError
@@ -48,10 +49,13 @@ class WriteResult:
     failed: list[SinkBackpressureError] = field(default_factory=list)
 
 
-def facts_target(codec: LearningFactCodec | None = None) -> AvroTarget:
-    """The facts topic's target: LearningFact Avro into ``learning_facts_in``."""
+def facts_target(codec: LearningFactCodec | None = None, blocks: BlockCodec | None = None) -> AvroTarget:
+    """The facts topic's target: LearningFact Avro (blocks, and single facts of older writers) into
+    ``learning_facts_in``."""
     codec = codec or LearningFactCodec()
-    return AvroTarget(FACT_INPUT_TABLE, codec, destination=FACT_TABLE, describe=describe_fact(codec))
+    blocks = blocks or fact_block_codec(codec)
+    return AvroTarget(FACT_INPUT_TABLE, codec, blocks=blocks, destination=FACT_TABLE,
+                      describe=describe_fact(codec, blocks))
 
 
 class BatchSink:
@@ -63,11 +67,12 @@ class BatchSink:
         metrics: SinkMetrics | None = None, targets: Mapping[str, Target] | None = None,
         default_target: Target | None = None,
         isolate_after_failures: int = 5, backoff_min_seconds: float = 0.5, backoff_max_seconds: float = 30.0,
-        student_key: bytes = b"", topic_seconds: Mapping[str, float] | None = None,
+        student_key: bytes = b"", topic_seconds: Mapping[str, float] | None = None, batch_bytes: int = 16 << 20,
     ) -> None:
         self.clickhouse = clickhouse
         self.consumer_group = consumer_group
         self.batch_rows = batch_rows
+        self.batch_bytes = batch_bytes
         self.batch_seconds = batch_seconds
         self.topic_seconds = dict(topic_seconds or {})  # a longer window for topics off the freshness path
         self.metrics = metrics or SinkMetrics()
@@ -107,11 +112,12 @@ class BatchSink:
             self._open[tp] = batch
         batch.values.append(value)
         batch.offsets.append(offset)
+        batch.nbytes += len(value)
         batch.last_offset = offset
         if batch.planned_last is not None:
             if offset >= batch.planned_last:
                 self._close(tp)
-        elif batch.size >= self.batch_rows:
+        elif batch.size >= self.batch_rows or batch.nbytes >= self.batch_bytes:
             self._close(tp)
 
     def _close(self, tp: TopicPartition) -> None:
@@ -167,6 +173,10 @@ class BatchSink:
     def closed_size(self) -> int:
         """Messages in closed ranges not yet taken by ``take_due``."""
         return sum(batch.size for queue in self._closed.values() for batch in queue)
+
+    def closed_bytes(self) -> int:
+        """Bytes of the messages in closed ranges not yet taken by ``take_due``."""
+        return sum(batch.nbytes for queue in self._closed.values() for batch in queue)
 
     def pending_first_offsets(self) -> dict[TopicPartition, int]:
         """The first offset not yet written of every partition holding messages."""

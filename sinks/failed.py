@@ -3,7 +3,8 @@
 - ``dead_letters_target`` (``<prefix>deadletter``, stage ``streams``) and ``rejected_requests_target``
   (``<prefix>rejected``, stage ``gateway``): one ``failed_events_in`` row per record (``schemas.side_topics``);
 - ``failed_at_load_rows``: the messages ClickHouse refused at load (``sinks.writer``), stage ``sink``, written in
-  the same batch as ``sink_rejects``;
+  the same batch as ``sink_rejects``: one row per message, or per tenant of a refused block of facts or archive
+  rows (``describe_fact``, ``describe_archive_row``: the row's key is the tenant and the message's position);
 - ``jobs_target`` (``<prefix>jobs``): one ``jobs_in`` row per job record (``schemas.jobs``).
 
 They load exactly as the facts do (one insert per recorded offset range, with its deduplication token). A failed
@@ -19,13 +20,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from schemas.codec import LearningFactCodec, RawEventCodec
-from schemas.errors import PipelineError
+from schemas.blocks import BlockCodec
+from schemas.codec import AvroCodec, LearningFactCodec, RawEventCodec
+from schemas.errors import PipelineError, SchemaEncodingError
 from schemas.event_identity import canonical_id, learner_candidates
 from schemas.jobs import JobRecord
 from schemas.privacy import student_key_for
@@ -138,16 +140,61 @@ def jobs_target() -> JsonRowsTarget:
 
 # -- rejected at load ------------------------------------------------------------------------------------------
 
-def describe_fact(codec: LearningFactCodec) -> Describe:
-    """Whose fact a refused facts-topic message was (best effort: a message that does not decode says nothing)."""
-    def describe(original: bytes) -> Mapping[str, Any]:
-        try:
-            fact = codec.decode_record(original)
-        except (PipelineError, TypeError):
-            return {}
-        return {"tenant": fact.tenant, "client_id": fact.client_id, "source": fact.source,
-                "event_id": fact.event_id, "job_id": fact.job_id or "", "envelope_index": fact.envelope_index,
-                "people": [fact.student_id] if fact.student_id else []}
+def _records(original: bytes, codec: AvroCodec, blocks: BlockCodec | None) -> tuple[list[dict[str, Any]], bool]:
+    """The records a message holds, decoded (a block's, or the single record), and whether it was a block; none
+    when it does not decode."""
+    try:
+        if blocks is not None:
+            with contextlib.suppress(SchemaEncodingError):
+                blocks.writer_schema_of(original)  # a block header: a block's records
+                return blocks.decode_items(original), True
+        return [codec.decode(original)], False
+    except (PipelineError, TypeError):
+        return [], False
+
+
+def _per_tenant(records: list[dict[str, Any]], owner_of: Callable[[dict[str, Any]], dict[str, Any]],
+                block_of: Callable[[list[dict[str, Any]]], bytes] | None) -> list[Mapping[str, Any]]:
+    """One description per tenant of a message's records (``failed_events`` keeps one row per tenant and message
+    position): the first record's routing, every record's people (or student keys) and payloads, and, for a block
+    (``block_of``), a block of that tenant's records as the ``original`` (what ``replay`` sends back)."""
+    merged: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for record in records:
+        owner = owner_of(record)
+        entry = merged.get(owner["tenant"])
+        if entry is None:
+            merged[owner["tenant"]] = (owner, [record])
+            continue
+        first, same_tenant = entry
+        same_tenant.append(record)
+        for name in ("people", "student_keys"):
+            if name in owner:
+                first[name] = list(dict.fromkeys([*first[name], *owner[name]]))
+        if "payload" in owner:
+            first["payload"] += "\n" + owner["payload"]  # JSON lines: every event of the tenant's rows
+    described: list[Mapping[str, Any]] = []
+    for owner, same_tenant in merged.values():
+        if block_of is not None:
+            owner["original"] = block_of(same_tenant)
+        described.append(owner)
+    return described
+
+
+def describe_fact(codec: LearningFactCodec, blocks: BlockCodec | None = None) -> Describe:
+    """Whose facts a refused facts-topic message held (best effort: a message that does not decode says nothing);
+    a block's facts one description per tenant (``_per_tenant``)."""
+    def owner_of(fact: dict[str, Any]) -> dict[str, Any]:
+        return {"tenant": fact["tenant"], "client_id": fact["client_id"], "source": fact["source"],
+                "event_id": fact["event_id"], "job_id": fact["job_id"] or "", "envelope_index": fact["envelope_index"],
+                "people": [fact["student_id"]] if fact["student_id"] else []}
+
+    def block_of(facts: list[dict[str, Any]]) -> bytes:
+        assert blocks is not None
+        return blocks.join([codec.encode(fact) for fact in facts])
+
+    def describe(original: bytes) -> list[Mapping[str, Any]]:
+        records, block = _records(original, codec, blocks)
+        return _per_tenant(records, owner_of, block_of if block else None)
     return describe
 
 
@@ -157,39 +204,42 @@ def _first_event(codec: RawEventCodec, original: bytes) -> RawEvent | None:
     return events[0] if events else None
 
 
-def describe_raw_event(codec: RawEventCodec) -> Describe:
-    """Whose events a refused raw-topic message (the raw archive) held: the first event's tenant, client, ids and
-    payload, and the people of every event (a batch record is one request's events: one tenant, one client)."""
-    def describe(original: bytes) -> Mapping[str, Any]:
-        try:
-            events = codec.decode_events(original)
-        except (PipelineError, TypeError):
-            return {}
-        if not events:
-            return {}
-        raw = events[0]
-        people = [person for event in events for person in
-                  _people(_json(event.payload)) + ([event.student_id] if event.student_id else [])]
-        return {"tenant": raw.tenant, "client_id": raw.client_id, "source": raw.source, "event_id": raw.event_id,
-                "job_id": raw.job_id or "", "envelope_index": raw.envelope_index if raw.job_id else None,
-                "people": people, "payload": raw.payload.decode("utf-8", "replace")}
+def describe_archive_row(codec: AvroCodec, blocks: BlockCodec | None = None) -> Describe:
+    """Whose events a refused archive-topic message held (their ``student_keys`` as the worker computed them); a
+    block's rows one description per tenant (``_per_tenant``)."""
+    def owner_of(row: dict[str, Any]) -> dict[str, Any]:
+        return {"tenant": row["tenant"], "client_id": row["client_id"], "source": row["source"],
+                "event_id": row["event_id"], "job_id": row["job_id"],
+                "envelope_index": row["envelope_index"] if row["job_id"] else None,
+                "student_keys": list(row["student_keys"]), "payload": row["payload"]}
+
+    def block_of(rows: list[dict[str, Any]]) -> bytes:
+        assert blocks is not None
+        return blocks.join([codec.encode(row) for row in rows])
+
+    def describe(original: bytes) -> list[Mapping[str, Any]]:
+        records, block = _records(original, codec, blocks)
+        return _per_tenant(records, owner_of, block_of if block else None)
     return describe
 
 
 def failed_at_load_rows(rejects: Sequence[RejectedMessage], describe: Describe | None,
                         student_key: bytes) -> list[dict[str, Any]]:
-    """The ``failed_events_in`` rows (stage ``sink``) of the messages ClickHouse refused."""
+    """The ``failed_events_in`` rows (stage ``sink``) of the messages ClickHouse refused: one per message, or per
+    tenant of a block's records (``describe``), one for a message nothing can be told of."""
     now = _now_ms()
     rows = []
     for reject in rejects:
-        owner = dict(describe(reject.raw)) if describe is not None else {}
-        people = owner.pop("people", [])
-        tenant = owner.get("tenant", "")
-        rows.append(failed_row(stage=STAGE_SINK, reason=reject.error, reason_code=reject.reason_code,
-                               topic=reject.topic,
-                               partition=reject.partition, offset=reject.offset, failed_time_ms=now,
-                               student_keys=_keys(tenant, people, student_key), original=reject.raw,
-                               **{"tenant": tenant, **owner}))
+        for described in (describe(reject.raw) if describe is not None else ()) or ({},):
+            owner = dict(described)
+            people = owner.pop("people", [])
+            tenant = owner.get("tenant", "")
+            keys = owner.pop("student_keys", None)
+            rows.append(failed_row(stage=STAGE_SINK, reason=reject.error, reason_code=reject.reason_code,
+                                   topic=reject.topic, partition=reject.partition, offset=reject.offset,
+                                   failed_time_ms=now,
+                                   student_keys=_keys(tenant, people, student_key) if keys is None else keys,
+                                   **{"tenant": tenant, "original": reject.raw, **owner}))
     return rows
 
 

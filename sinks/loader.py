@@ -1,8 +1,8 @@
 """``SinkLoader``: consume the sink's topics, write one window per target table to ClickHouse, commit after it.
 
-Each topic has a target (``sinks.targets``): the facts topic's LearningFact Avro goes to ``learning_facts``, each raw
-topic's RawEvents to the raw archive ``raw_events`` (``sinks.archive``; only with the student key secret, which makes
-its rows erasable). One consumer group and one loading machinery for all of them:
+Each topic has a target (``sinks.targets``): the facts topic's LearningFact Avro blocks go to ``learning_facts``, the
+archive topic's raw-archive rows (Avro blocks the streams worker built) to ``raw_events`` (``sinks.archive``); the
+raw topics are not read. One consumer group and one loading machinery for all of them:
 
 - aiokafka consumer, ``enable_auto_commit=False``, ``isolation_level="read_committed"``;
 - the ranges of all partitions feeding one table are written as one window (``sinks.windows``: intent recorded,
@@ -32,7 +32,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from schemas.kafka import KafkaSettings
-from schemas.registry import learning_fact_codec, raw_event_codec
+from schemas.registry import learning_fact_block_codec, learning_fact_codec, raw_archive_codecs, raw_event_codec
 from sinks.archive import raw_archive_target
 from sinks.batches import BatchSink, Window, WriteResult, facts_target
 from sinks.clickhouse import ClickHouse
@@ -75,20 +75,21 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 def default_targets(kafka: KafkaSettings, student_key: bytes = b"") -> dict[str, Target]:
-    """The facts topic and the jobs topic, and (with the student key secret) the raw topics into the raw archive
-    and the dead letters and rejected requests into the failed events (both hold what was sent: they must be
-    erasable by the student key)."""
+    """The facts topic, the archive topic (its rows carry the pseudonyms the worker computed: erasable) and the jobs
+    topic, and (with the student key secret) the dead letters and rejected requests into the failed events (both
+    hold what was sent: they must be erasable by the student key)."""
     topics = kafka.topics
-    targets: dict[str, Target] = {topics.facts: facts_target(learning_fact_codec(kafka)), topics.jobs: jobs_target()}
+    fact_codec = learning_fact_codec(kafka)
+    targets: dict[str, Target] = {topics.facts: facts_target(fact_codec, learning_fact_block_codec(kafka, fact_codec)),
+                                  topics.archive: raw_archive_target(*raw_archive_codecs(kafka)),
+                                  topics.jobs: jobs_target()}
     if student_key:
         raw_codec = raw_event_codec(kafka)
-        archive = raw_archive_target(raw_codec, student_key)
-        targets |= {topic: archive for topic in topics.raw_topics}
         targets[topics.dead_letters] = dead_letters_target(raw_codec, student_key)
         targets[topics.rejected] = rejected_requests_target(student_key)
     else:
-        log.warning("the raw archive and the failed events are off: CALIPER_PRIVACY__STUDENT_KEY is not set, and "
-                    "what they keep of the events as sent must be erasable by the student key")
+        log.warning("the failed events are off: CALIPER_PRIVACY__STUDENT_KEY is not set, and what they keep of the "
+                    "events as sent must be erasable by the student key")
     return targets
 
 
@@ -104,12 +105,13 @@ class SinkLoader:
         self.targets = targets if targets is not None else default_targets(kafka, student_key)
         self.metrics = metrics or SinkMetrics()
         self.sink = BatchSink(
-            clickhouse, sink.group_id, batch_rows=sink.batch_rows, batch_seconds=sink.batch_seconds,
+            clickhouse, sink.group_id, batch_rows=sink.batch_rows, batch_bytes=sink.batch_bytes,
+            batch_seconds=sink.batch_seconds,
             metrics=self.metrics, targets=self.targets, isolate_after_failures=sink.isolate_after_failures,
             backoff_min_seconds=sink.retry_backoff_min_seconds, backoff_max_seconds=sink.retry_backoff_max_seconds,
             student_key=student_key,
             topic_seconds={topic: sink.archive_batch_seconds
-                           for topic in kafka.topics.raw_topics if topic in self.targets})
+                           for topic in (kafka.topics.archive,) if topic in self.targets})
         self.rows_written = 0
         self.started = False
         self.assigned_at: float | None = None  # when the group first gave this loader partitions
@@ -205,10 +207,12 @@ class SinkLoader:
         """Hand the due windows to one background writer, so the next messages are fetched while ClickHouse
         inserts (one writer at a time: a partition's ranges are inserted and committed in offset order). While
         it runs, ranges keep filling up to ``batch_rows`` (fewer, larger inserts when inserting is the slower
-        side); once more than ``batch_rows`` messages wait in closed ranges, fetching waits for the writer."""
+        side); once more than ``batch_rows`` messages (or ``batch_bytes`` bytes) wait in closed ranges, fetching
+        waits for the writer."""
         writing = self._writing
         if writing is not None:
-            if not writing.done() and self.sink.closed_size() <= self.settings.batch_rows:
+            if (not writing.done() and self.sink.closed_size() <= self.settings.batch_rows
+                    and self.sink.closed_bytes() <= self.settings.batch_bytes):
                 return
             self._writing = None
             await writing  # raises what the writer raised (never a SinkBackpressureError: that pauses)

@@ -108,8 +108,11 @@ class SinkSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     batch_rows: int = Field(default=50_000, ge=1)
+    # a partition's range also closes at this many bytes of messages: a facts or archive block (one message) holds
+    # up to the worker's BLOCK_MAX_BYTES of rows, so batch_rows messages alone would not bound the sink's memory
+    batch_bytes: int = Field(default=16 << 20, ge=64 << 10)
     batch_seconds: float = Field(default=1.0, gt=0)
-    # the batch window of the raw topics (the raw archive): each insert costs ClickHouse a fixed ~10 ms of CPU
+    # the batch window of the archive topic (the raw archive): each insert costs ClickHouse a fixed ~10 ms of CPU
     # (planning, a part, its merges) whatever its size, and one insert per table per window (sinks.windows) is
     # much of the sink's CPU at a steady rate; the archive is not on the facts' freshness path: longer windows
     archive_batch_seconds: float = Field(default=5.0, gt=0)

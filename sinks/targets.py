@@ -8,15 +8,15 @@ messages of a window (each named by its ``MessageKey``: topic, partition, offset
 insert of rows in one ClickHouse input format, splittable into sub-ranges) plus the messages it cannot read at all
 (rejects, with the reason):
 
-- ``AvroTarget`` (the facts topic): message bodies joined into Avro container files, one per writer schema, that
-  ClickHouse decodes; no record is decoded in Python (``sinks.avro_container``);
-- ``JsonRowsTarget``: each message becomes one JSON object (or several) of a ``JSONEachRow`` insert through a
-  function of the message (``row_of``); the raw archive is one (``raw_archive_target``: each RawEvent of a message
-  -> a ``raw_events_in`` row, ``sinks.archive``). A JSON side topic (dead letters, rejected requests) is another:
-  its ``row_of`` reads the record (``schemas.side_topics``) and adds the message's coordinates.
+- ``AvroTarget`` (the facts topic, the archive topic): message bodies (single records, or blocks of them:
+  ``schemas.blocks``) joined into Avro container files, one per writer schema of the records, that ClickHouse
+  decodes; no record is decoded in Python (``sinks.avro_container``);
+- ``JsonRowsTarget``: each message becomes one JSON object of a ``JSONEachRow`` insert through a function of the
+  message (``row_of``): a JSON side topic (dead letters, rejected requests, jobs), whose ``row_of`` reads the
+  record (``schemas.side_topics``) and adds the message's coordinates.
 
 An entry table is a Null table whose columns are the row's keys (or the Avro field names), with a materialized
-view moving the rows to the real table (migrations 005, 008).
+view moving the rows to the real table (migrations 005, 008, 015).
 """
 
 from __future__ import annotations
@@ -26,9 +26,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+from fastavro.schema import to_parsing_canonical_form
 
-from schemas.codec import AvroCodec
-from sinks.avro_container import WriterGroup, container_of, group_by_writer
+from schemas.blocks import BlockCodec
+from schemas.codec import SINGLE_OBJECT_MARKER, AvroCodec
+from schemas.errors import SchemaEncodingError
+from sinks.avro_container import Reading, WriterGroup, container_of, group_by_writer
 from sinks.clickhouse import ClickHouse
 
 MessageKey = tuple[str, int, int]  # topic, partition, offset: where a message is
@@ -37,12 +40,15 @@ Unreadable = tuple[MessageKey, bytes, str]  # the message, its bytes, why it can
 
 class InsertGroup(Protocol):
     """Messages of one window that are inserted together: ``body(low, high)`` is the insert of messages
-    ``[low, high)`` (so a refused group can be split), ``original(i)`` the i-th message as it was on the topic."""
+    ``[low, high)`` (so a refused group can be split), ``rows(low, high)`` how many rows it holds, ``original(i)``
+    the i-th message as it was on the topic."""
 
     @property
     def keys(self) -> list[MessageKey]: ...
 
     def body(self, low: int, high: int) -> bytes: ...
+
+    def rows(self, low: int, high: int) -> int: ...
 
     def original(self, index: int) -> bytes: ...
 
@@ -64,47 +70,81 @@ class Target(Protocol):
         ...
 
 
-# whose message a refused message was (tenant, client_id, source, event_id, job_id, envelope_index, people,
-# payload; whatever it can tell), for its failed_events row (sinks.failed)
-Describe = Callable[[bytes], Mapping[str, Any]]
+# whose records a refused message held, one mapping each (tenant, client_id, source, event_id, job_id,
+# envelope_index, people or student_keys, payload, original: whatever it can tell), for their failed_events rows
+# (sinks.failed); empty when it cannot tell
+Describe = Callable[[bytes], Sequence[Mapping[str, Any]]]
 
 
 # -- Avro ------------------------------------------------------------------------------------------------------
 
 @dataclass(slots=True)
 class AvroGroup:
-    """The messages of one writer schema: an Avro container file of their bodies."""
+    """The messages whose records have one writer schema: an Avro container file of their bodies."""
 
-    group: WriterGroup
-    schema_json: str
+    group: WriterGroup[MessageKey]
 
     @property
     def keys(self) -> list[MessageKey]:
         return self.group.offsets
 
     def body(self, low: int, high: int) -> bytes:
-        return container_of(self.schema_json, self.group.bodies[low:high])
+        return container_of(self.group.schema_json, self.group.bodies[low:high], self.group.counts[low:high])
+
+    def rows(self, low: int, high: int) -> int:
+        return sum(self.group.counts[low:high])
 
     def original(self, index: int) -> bytes:
-        return self.group.headers[index] + self.group.bodies[index]
+        return self.group.originals[index]
+
+
+_BLOCK = ""  # a header's kind: a block record (any other value: a single record's writer schema)
 
 
 class AvroTarget:
-    """Messages with an Avro header naming their writer schema (``codec.writer_schema_of``); ClickHouse decodes the
-    containers (fields fill the entry table's columns by name, an absent field its DEFAULT)."""
+    """Messages with an Avro header naming their writer schema: a single record of ``codec``'s, or a block of them
+    (``blocks``); ClickHouse decodes the containers (fields fill the entry table's columns by name, an absent field
+    its DEFAULT)."""
 
     fmt = "Avro"
 
-    def __init__(self, table: str, codec: AvroCodec, *, destination: str, describe: Describe | None = None) -> None:
+    def __init__(self, table: str, codec: AvroCodec, *, blocks: BlockCodec | None = None, destination: str,
+                 describe: Describe | None = None) -> None:
         self.table = table
         self.codec = codec
+        self.blocks = blocks
         self.destination = destination
         self.describe = describe
+        self._kinds: dict[bytes, str] = {}  # a header seen -> its kind (_BLOCK, or the single record's schema)
+
+    def read(self, message: bytes) -> Reading:
+        """The records' writer schema, their count and their bodies; raises for a header neither codec knows, or
+        a block whose body is not one array block."""
+        header = message[:10] if message[:2] == SINGLE_OBJECT_MARKER else message[:5]
+        kind = self._kinds.get(header)
+        if kind is None:
+            kind = self._kinds[header] = self._kind_of(message)
+        if not kind and self.blocks is not None:
+            return self.blocks.items_of(message)
+        return kind, 1, message[len(header):]
+
+    def _kind_of(self, message: bytes) -> str:
+        try:
+            writer, _ = self.codec.writer_schema_of(message)
+        except SchemaEncodingError as error:
+            if self.blocks is None:
+                raise
+            try:
+                self.blocks.writer_schema_of(message)
+            except SchemaEncodingError:
+                raise error from None  # a header that names neither: the record's reason
+            return _BLOCK
+        return str(to_parsing_canonical_form(writer))
 
     def prepare(self, keys: Sequence[MessageKey],
                 values: Sequence[bytes | None]) -> tuple[list[InsertGroup], list[Unreadable]]:
-        groups, unreadable = group_by_writer(keys, values, self.codec.writer_schema_of)
-        return [AvroGroup(group, group.schema_json()) for group in groups], unreadable
+        groups, unreadable = group_by_writer(keys, values, self.read)
+        return [AvroGroup(group) for group in groups], unreadable
 
     def insert(self, clickhouse: ClickHouse, body: bytes, settings: Mapping[str, Any]) -> None:
         clickhouse.insert_avro(self.table, body, settings)
@@ -122,14 +162,12 @@ class SourceMessage:
     value: bytes
 
 
-# the row of a message, or its rows (a list: a message holding several records, e.g. a batch of raw events)
-RowOf = Callable[[SourceMessage], Mapping[str, Any] | list[Mapping[str, Any]]]
+RowOf = Callable[[SourceMessage], Mapping[str, Any]]
 
 
 @dataclass(slots=True)
 class JsonRowsGroup:
-    """The JSON objects (lines of ``JSONEachRow``) of each message: a message's rows stay together, so a refused
-    insert is split between messages, never inside one."""
+    """One JSON object (a line of ``JSONEachRow``) per message."""
 
     keys: list[MessageKey]
     lines: list[bytes]
@@ -137,6 +175,9 @@ class JsonRowsGroup:
 
     def body(self, low: int, high: int) -> bytes:
         return b"\n".join(self.lines[low:high]) + b"\n"
+
+    def rows(self, low: int, high: int) -> int:
+        return high - low
 
     def original(self, index: int) -> bytes:
         return self.values[index]
@@ -161,13 +202,9 @@ class JsonRowsTarget:
         for key, value in zip(keys, values, strict=True):
             raw = value or b""
             try:
-                row = self.row_of(SourceMessage(*key, raw))
-                line = (b"\n".join([orjson.dumps(one) for one in row]) if isinstance(row, list)
-                        else orjson.dumps(row))
+                line = orjson.dumps(self.row_of(SourceMessage(*key, raw)))
             except Exception as error:  # any reason a message cannot become a row is stored with the reject
                 unreadable.append((key, raw, f"{type(error).__name__}: {error}"))
-                continue
-            if not line:  # a message without rows (an empty batch) loads nothing, and is not refused
                 continue
             group.keys.append(key)
             group.lines.append(line)

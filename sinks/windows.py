@@ -88,6 +88,7 @@ class PartitionBatch:
     opened_at: float
     values: list[bytes] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)  # not contiguous: transaction markers take offsets
+    nbytes: int = 0  # the messages' bytes (a block message holds many rows)
     planned_last: int | None = None  # a recorded range this batch must reproduce exactly
     plan: Plan | None = None  # the recorded window this range belongs to
 

@@ -1,15 +1,17 @@
 """Writing one window (the ranges of one or more partitions) into ClickHouse, and isolating the messages ClickHouse
 refuses.
 
-The window's target (``sinks.targets``) turns its messages into insert groups (facts: one Avro container per writer
-schema; the raw archive: JSON rows) and sets apart the messages it cannot read at all (rejects). Each group is one
-insert into the target's entry table with the deduplication token of the group's offset ranges
-(``sinks.windows.token_of``: ``topic:partition:first-last`` for a range of one partition).
+The window's target (``sinks.targets``) turns its messages into insert groups (facts and the raw archive: one Avro
+container per writer schema of their records, single records and blocks alike; the side topics: JSON rows) and
+sets apart the messages it cannot read at all (rejects). Each group is one insert into the target's entry table
+with the deduplication token of the group's offset ranges (``sinks.windows.token_of``: ``topic:partition:first-last``
+for a range of one partition).
 
 When ClickHouse refuses a group for its data (a corrupt body, a value a column cannot hold, more partitions than
 one insert may touch ...: ``sinks.clickhouse.is_data_error``), the group is split in halves, and halves again,
 down to the single messages ClickHouse still refuses, which go to ``sink_rejects`` with the reason (and, with the
-student key secret, to ``failed_events`` as stage ``sink``: ``sinks.failed``); everything else of the window is
+student key secret, to ``failed_events`` as stage ``sink``, one row per tenant of a refused block:
+``sinks.failed``); everything else of the window is
 loaded, whichever partitions its messages came from. Each piece is inserted with the token of its own offset ranges,
 so a retry of the window (after a crash, say) that splits it the same way inserts nothing twice. A refusal that is
 not a data error (a transient server condition) is retried with backoff instead; after ``isolate_after_failures``
@@ -98,5 +100,5 @@ class BatchWriter:
                 middle = (low + high) // 2
                 pending += [(middle, high), (low, middle)]
                 continue
-            outcome.rows += high - low
+            outcome.rows += group.rows(low, high)
             outcome.pieces += 1

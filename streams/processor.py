@@ -4,6 +4,10 @@
 lone one), normalizes each event and Avro-encodes every fact (``LearningFactCodec``), keyed by the pipeline's
 ``partition_key`` (tenant + student) so one student's facts stay in order on one partition.
 
+Every raw event that decodes also becomes its raw-archive row (``schemas.archive_rows``; Avro, on the archive
+topic, keyed like the facts), whatever its facts: the sink archives it as it is. A payload that is not JSON has no
+row (its dead letter keeps it).
+
 Failures are data: a message that cannot be decoded, or an event that cannot be normalized, becomes one
 ``schemas.side_topics.DeadLetter`` (reason, worker version, topic, partition, offset, the event's position in its
 batch record, the original bytes: the event alone) for the dead-letter topic, and processing goes on.
@@ -24,6 +28,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.archive_rows import archive_row, cached_student_keys
+from schemas.blocks import RawArchiveRowCodec
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.errors import PipelineError
 from schemas.kafka import Topics, partition_key
@@ -120,7 +126,8 @@ class EventProcessor:
 
     def __init__(self, settings: StreamsSettings, topics: Topics, privacy: PrivacySettings,
                  metrics: StreamsMetrics | None = None, *,
-                 codecs: tuple[RawEventCodec, LearningFactCodec] | None = None) -> None:
+                 codecs: tuple[RawEventCodec, LearningFactCodec] | None = None,
+                 archive_codec: RawArchiveRowCodec | None = None) -> None:
         privacy.require_keys()  # never produce facts with unkeyed (or empty-keyed) pseudonyms
         self.settings = settings
         self.topics = topics
@@ -132,6 +139,9 @@ class EventProcessor:
             student_key=privacy.student_key_bytes,
         )
         self.raw_codec, self.fact_codec = codecs or (RawEventCodec(), LearningFactCodec())
+        self.archive_codec = archive_codec or RawArchiveRowCodec()
+        self.student_key = privacy.student_key_bytes
+        self.student_keys = cached_student_keys(self.student_key)
         self.conflicts = ConflictTracker(settings.conflict_cache_size)
         self._events_in: dict[str, Any] = {}
         self._facts_out: dict[str, Any] = {}
@@ -178,9 +188,11 @@ class EventProcessor:
         self._count_event_in(topic)
         result = ProcessedEvent()
         try:
+            archived = self._archive_record(raw)
             result.facts = with_job(stamp_derived(normalize_with(raw, self.options)), raw)
             result.records = [OutboundRecord(self.topics.facts, fact_key(fact), self.fact_codec.encode_record(fact))
                               for fact in result.facts]
+            result.records += archived
         except PipelineError as error:
             return self._dead_letter(result, f"{type(error).__name__}: {error}", error.reason_code, topic,
                                      partition, offset, key, message, raw, batch_index)
@@ -201,6 +213,18 @@ class EventProcessor:
                     partition=partition, offset=offset, worker_version=self.settings.worker_version,
                 ).to_json()))
         return result
+
+    def _archive_record(self, raw: RawEvent) -> list[OutboundRecord]:
+        """The archive topic's record of a raw event (none when its payload is not JSON)."""
+        try:
+            row = archive_row(raw, self.student_key, self.student_keys)
+        except ValueError:
+            return []
+        except Exception:  # a bug must not stop the stream (the event's facts or dead letter still go out)
+            logger.exception("internal error building the archive row of %s", raw.event_id)
+            return []
+        return [OutboundRecord(self.topics.archive, partition_key(raw.tenant, raw.student_id),
+                               self.archive_codec.encode_record(row))]
 
     def _dead_letter(self, result: ProcessedEvent, reason: str, code: ReasonCode, topic: str, partition: int,
                      offset: int, key: bytes | None, message: bytes, raw: RawEvent | None,
@@ -223,4 +247,6 @@ class EventProcessor:
             reason=reason, reason_code=code, worker_version=self.settings.worker_version, topic=topic,
             partition=partition, offset=offset, original=original, time_ms=time.time_ns() // 1_000_000,
             batch_index=batch_index, **owner).to_json())]
+        if raw is not None:  # an event that decoded is archived all the same
+            result.records += self._archive_record(raw)
         return result

@@ -1,6 +1,15 @@
 """Producing the worker's records: whole record batches handed to aiokafka, one per partition
 (``schemas.record_batches``, the gateway's way too), through faust's producer.
 
+Facts and raw-archive rows travel in blocks (``Blocks``, the one place they are assembled, used by the worker's
+publisher and by ``caliper-pipeline renormalize``): the records of one produce step that go to one partition of the
+facts (or archive) topic become ONE block record (``schemas.blocks``: the items' Avro bodies joined, not
+re-encoded), in the order they were produced, so one student's facts keep their order on one partition. An item's
+partition is the pipeline's (``crc32_partitioner`` of its key, ``partition_key(tenant, student)``, over the
+topic's partitions); a block's key is its first item's key, which that partitioner maps to the same partition.
+A block closes before it would pass ``block_max_bytes`` (the next items start another). Conflict notices and dead
+letters stay one record per event.
+
 The delivery contract is unchanged: ``KafkaPublisher`` returns only once the broker acknowledged every batch (so
 the consumer's offsets are acked after that, at-least-once); it raises if any batch failed, and the worker then
 publishes everything again (duplicates are possible, losses are not).
@@ -9,13 +18,57 @@ publishes everything again (duplicates are possible, losses are not).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import zlib
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
+from schemas.blocks import BlockCodec
 from schemas.record_batches import OutboundRecord, send_in_batches
+
+
+class Blocks:
+    """Turns the item records of the block topics (``codecs``: topic -> its block codec) into block records; any
+    other record passes as it is."""
+
+    def __init__(self, codecs: Mapping[str, BlockCodec], max_bytes: int) -> None:
+        self.codecs = dict(codecs)
+        self.max_bytes = max_bytes
+
+    def assemble(self, records: Sequence[OutboundRecord], partitions: Mapping[str, int]) -> list[OutboundRecord]:
+        """The records with each block topic's items joined into one block per partition (``partitions``: the
+        block topics' partition counts); the other records first, the blocks after, each in the order given."""
+        passed: list[OutboundRecord] = []
+        open_blocks: dict[tuple[str, int], tuple[bytes, list[bytes], int]] = {}  # first key, items, their bytes
+        blocks: list[OutboundRecord] = []
+        for record in records:
+            codec = self.codecs.get(record.topic)
+            if codec is None or record.key is None:
+                passed.append(record)
+                continue
+            where = (record.topic, zlib.crc32(record.key) % partitions[record.topic])
+            current = open_blocks.get(where)
+            if current is not None and current[2] + len(record.value) > self.max_bytes:
+                blocks.append(OutboundRecord(record.topic, current[0], codec.join(current[1])))
+                current = None
+            if current is None:
+                open_blocks[where] = (record.key, [record.value], len(record.value))
+            else:
+                current[1].append(record.value)
+                open_blocks[where] = (current[0], current[1], current[2] + len(record.value))
+        blocks += [OutboundRecord(topic, key, self.codecs[topic].join(items))
+                   for (topic, _), (key, items, _) in open_blocks.items()]
+        return passed + blocks
+
+    async def assemble_for(self, partitions_for: Callable[[str], Awaitable[Collection[int]]],
+                           records: Sequence[OutboundRecord]) -> list[OutboundRecord]:
+        """``assemble`` over the partitions a producer knows of the block topics (``partitions_for``: aiokafka's,
+        the lists its partitioner is given); records of no block topic need no lookup."""
+        topics = {record.topic for record in records if record.topic in self.codecs}
+        partitions = {topic: len(await partitions_for(topic)) for topic in topics}
+        return self.assemble(records, partitions) if topics else list(records)
 
 
 class BatchingProducer(aiokafka_driver.Producer):
@@ -34,12 +87,14 @@ class BatchingProducer(aiokafka_driver.Producer):
 
 
 class KafkaPublisher:
-    """Produce records with the app's producer and wait until the broker acknowledged every one."""
+    """Produce records with the app's producer (facts and archive rows in ``blocks``) and wait until the broker
+    acknowledged every one."""
 
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: faust.App, blocks: Blocks) -> None:
         if not issubclass(app.transport.Producer, BatchingProducer):  # fail at build time, not in the retry loop
             raise RuntimeError("KafkaPublisher needs an app whose transport produces with BatchingProducer")
         self.app = app
+        self.blocks = blocks
 
     async def __call__(self, records: Sequence[OutboundRecord]) -> None:
         if not records:
@@ -47,4 +102,6 @@ class KafkaPublisher:
         producer = await self.app.maybe_start_producer()
         if not isinstance(producer, BatchingProducer):
             raise RuntimeError(f"the app's producer is a {type(producer).__name__}, not a BatchingProducer")
+        records = await self.blocks.assemble_for(lambda topic: producer._ensure_producer().partitions_for(topic),
+                                                 records)
         await asyncio.gather(*await producer.send_records(records))

@@ -33,6 +33,9 @@ class StreamsSettings(BaseModel):
     poll_max_records: int = Field(default=1_000, ge=1)
     buffer_max_events: int = Field(default=2_000, ge=1)
     fetch_max_bytes_per_partition: int = Field(default=256 << 10, ge=1024)
+    # a block record on the facts or archive topic (streams.publishing) closes before it would pass this many
+    # bytes (an item larger than that is a block of its own): well under Kafka's default 1 MiB message limit
+    block_max_bytes: int = Field(default=256 << 10, ge=1024, le=900 << 10)
     batch_within_s: float = Field(default=0.05, gt=0)  # how long a partial batch waits for more events
     publish_retry_initial_s: float = Field(default=0.5, gt=0)  # first backoff after a failed publish
     # glibc's allocator (streams.allocator): arenas at most (0: glibc's 8 per core) and a fixed mmap threshold

@@ -1,4 +1,5 @@
-"""The faust-streaming worker: raw events (three raw topics) -> learning facts (Avro) on the facts topic.
+"""The faust-streaming worker: raw events (three raw topics) -> learning facts (Avro blocks) on the facts topic and
+the raw archive's rows (Avro blocks) on the archive topic.
 
 ``build_app`` makes the app from settings (never at import time). Its one agent reads the raw topics as bytes
 and hands each message (a batch record of events, or a lone event) to the faust-free
@@ -32,11 +33,11 @@ from prometheus_client import start_http_server
 from schemas.kafka import KafkaSettings, crc32_partitioner
 from schemas.privacy import PrivacySettings
 from schemas.record_batches import OutboundRecord
-from schemas.registry import learning_fact_codec, raw_event_codec
+from schemas.registry import learning_fact_block_codec, learning_fact_codec, raw_archive_codecs, raw_event_codec
 from streams.allocator import configure_allocator
 from streams.metrics import StreamsMetrics
 from streams.processor import EventProcessor, ProcessedEvent, Publisher
-from streams.publishing import BatchingProducer, KafkaPublisher
+from streams.publishing import BatchingProducer, Blocks, KafkaPublisher
 from streams.settings import StreamsSettings
 
 AGENT_NAME = "normalize_raw_events"
@@ -158,9 +159,13 @@ def build_app(settings: StreamsSettings, kafka: KafkaSettings, privacy: PrivacyS
     """The worker app: one agent over the raw topics. ``publisher`` replaces Kafka output (tests)."""
     topics = kafka.topics
     app = new_app(settings, kafka)
-    processor = EventProcessor(settings, topics, privacy, metrics,
-                               codecs=(raw_event_codec(kafka), learning_fact_codec(kafka)))
-    publish: Publisher = publisher or KafkaPublisher(app)
+    fact_codec = learning_fact_codec(kafka)
+    row_codec, archive_codec = raw_archive_codecs(kafka)
+    processor = EventProcessor(settings, topics, privacy, metrics, codecs=(raw_event_codec(kafka), fact_codec),
+                               archive_codec=row_codec)
+    blocks = Blocks({topics.facts: learning_fact_block_codec(kafka, fact_codec), topics.archive: archive_codec},
+                    settings.block_max_bytes)
+    publish: Publisher = publisher or KafkaPublisher(app, blocks)
     raw_topic = app.topic(*topics.raw_topics, key_serializer="raw", value_serializer="raw")
 
     # concurrency=1 on purpose: see the module docstring (faust #606, commit ahead of processing)

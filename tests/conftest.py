@@ -29,13 +29,14 @@ from pathlib import Path
 
 import pytest
 from hypothesis_profiles import load_profile
-from sink_fixtures import SESSION_ENGINE, SharedEngine
+from sink_fixtures import SESSION_ENGINE, Seed, SharedEngine, open_engine
 
 from caliper_pipeline.kafka_choice import choose_kafka
 from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution
 from caliper_pipeline.settings import LocalStackSettings
 from caliper_pipeline.topics import ensure_topics
 from schemas.kafka import KafkaSettings
+from sinks.clickhouse import ClickHouse
 
 KAFKA_VERSION = os.environ.get("CALIPER_TEST_KAFKA_VERSION", "4.1.1")
 REPLICATION_ENV = "CALIPER_KAFKA__REPLICATION_FACTOR"
@@ -50,10 +51,16 @@ def pytest_report_header() -> str:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``kafka`` every test that needs the broker, from the fixtures it uses: ``make test-fast`` leaves them
-    out with ``-m "not kafka and not stack"`` (``stack``, a running pipeline, is marked by its test modules)."""
+    out with ``-m "not kafka and not stack"`` (``stack``, a running pipeline, is marked by its test modules).
+
+    And run the modules whose tests load the embedded engine first, each module's tests in their order: they are
+    the longest, so with ``make test-fast`` (one module per pytest-xdist worker at a time, ``--dist loadfile``) the
+    workers end on short modules and finish together."""
     for item in items:
         if KAFKA_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kafka)
+    loads_engine = {item.path for item in items if "chdb_engine" in getattr(item, "fixturenames", ())}
+    items.sort(key=lambda item: item.path not in loads_engine)  # stable: the order within each group stays
 
 
 def docker_engine_reachable() -> bool:
@@ -143,6 +150,23 @@ def chdb_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedEngi
     finally:
         SESSION_ENGINE.current = None
         shared.release()
+
+
+@pytest.fixture
+def engine_seed() -> Seed | None:
+    """What inserts the rows a test's ``target`` holds before the test: nothing here; a module whose tests read
+    rows seeded alike overrides this fixture with the function that inserts them (``sink_fixtures.Seed``)."""
+    return None
+
+
+@pytest.fixture(params=["chdb"])
+def target(request: pytest.FixtureRequest, tmp_path: Path, clickhouse_server: dict[str, object] | None,
+           chdb_engine: SharedEngine, engine_seed: Seed | None) -> Iterator[ClickHouse]:
+    """The real ClickHouse engine, migrated, in a ``learning`` database of the test's own holding the rows
+    ``engine_seed`` inserts (``sink_fixtures.open_engine``: the copy is kept for the next test with the same seed
+    when this one only read). A module that also runs its tests on a ClickHouse server parametrizes this fixture
+    with ``["chdb", "server"]``."""
+    yield from open_engine(request, tmp_path, clickhouse_server, engine_seed)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -6,15 +6,19 @@ tests that use it. So a test session has one engine (``SharedEngine``, the ``chd
 pytest-xdist worker has its own) whose template database holds the migrated schema, built once; each test gets a
 ``learning`` database of its own, copied from the template (``SharedEngine.fresh_database``: every database the
 previous tests created is dropped first; a copy the previous test left unchanged is kept, as copying it again
-would give the same). No test sees another's rows. The database keeps the name ``learning``, the sink's default,
-which the tests' SQL names. Tests that open chDB on a data path of their own still can: before such a test the
-session engine is released (tests/conftest.py), and reopened for the next test that asks for it."""
+would give the same). The ``target`` fixture (tests/conftest.py) is such a database; a module whose tests read the
+same rows overrides ``engine_seed`` with the function inserting them, and a copy seeded by it is kept for the next
+test with that seed when the previous one only read: the rows load once, not once per test. No test sees another's
+rows. The database keeps the name ``learning``, the sink's default, which the tests' SQL names. Tests that open
+chDB on a data path of their own still can: before such a test the session engine is released (tests/conftest.py),
+and reopened for the next test that asks for it."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import typing
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,16 +31,18 @@ from schemas.records import LearningFact, fact_id_for
 from sinks.clickhouse import ClickHouse, connect
 from sinks.errors import ClickHouseQueryError
 from sinks.http import SinkProcess, build_app
-from sinks.loader import SinkLoader
+from sinks.loader import SinkLoader, default_targets
 from sinks.migrations import Layout, apply_migrations
 from sinks.queries import AnalystQueries
 from sinks.settings import ClickHouseSettings, SinkSettings
 from sinks.tables import FACT_INPUT_TABLE, fact_records, facts_to_arrow
+from sinks.targets import Target
 from sinks.writer import INSERT_SETTINGS
 
 DAY_MS = 1_700_006_400_000  # 2023-11-15T00:00:00Z
 TEMPLATE_DATABASE = "caliper_test_template"
 ENGINE_DATABASES = ("system", "default", "INFORMATION_SCHEMA", "information_schema")  # the engine's own
+Seed = Callable[[ClickHouse], None]  # inserts the rows a module's tests read, into a fresh database
 
 
 class SharedEngine:
@@ -50,7 +56,8 @@ class SharedEngine:
         self._keeper: ClickHouse | None = None
         self._copy: list[str] = []  # the template's CREATE statements, in an order that creates them all
         self.in_use: ClickHouseSettings | None = None  # the database of the running test, if it has one
-        self._pristine: tuple[str, tuple[typing.Any, ...]] | None = None  # the last copy, as it was made
+        # the last copy, as it was made: its database, its seed function and its fingerprint
+        self._pristine: tuple[str, Seed | None, tuple[typing.Any, ...]] | None = None
 
     def settings(self, database: str) -> ClickHouseSettings:
         return ClickHouseSettings(data_path=self.data_path, database=database)
@@ -91,15 +98,17 @@ class SharedEngine:
         self._keeper.command(f"DROP DATABASE {probe} SYNC")
         return ordered
 
-    def fresh_database(self, database: str = "learning") -> ClickHouseSettings:
+    def fresh_database(self, database: str = "learning", seed: Seed | None = None) -> ClickHouseSettings:
         """``database`` as a copy of the template (the migrated schema, ``schema_migrations`` included, no rows),
-        and no other database a previous test created (such as a second one it migrated itself).
+        with the rows ``seed`` inserts (through a client on it), and no other database a previous test created
+        (such as a second one it migrated itself).
 
-        The copy the previous test got is kept when that test changed nothing (its tables, their files on disk
-        and the list of databases are as they were copied: a test that only read); else every database of the
-        previous tests is dropped and the template copied anew."""
+        The copy the previous test got is kept when it was seeded by the same ``seed`` and that test changed
+        nothing (its tables, their files on disk and the list of databases are as they were once seeded: a test
+        that only read); else every database of the previous tests is dropped and the template copied anew. So
+        the tests of a module that read the rows one seed function inserts load them once, wherever they run."""
         keeper = self.open()
-        if self._pristine is not None and self._pristine == (database, self._fingerprint(database)):
+        if self._pristine is not None and self._pristine == (database, seed, self._fingerprint(database)):
             return self.settings(database)
         self._pristine = None
         self._drop_test_databases()
@@ -107,7 +116,13 @@ class SharedEngine:
         for sql in self._copy:
             keeper.command(_in_database(sql, database))
         keeper.command(f"INSERT INTO {database}.schema_migrations SELECT * FROM {TEMPLATE_DATABASE}.schema_migrations")
-        self._pristine = (database, self._fingerprint(database))
+        if seed is not None:
+            seeding = connect(self.settings(database))
+            try:
+                seed(seeding)
+            finally:
+                seeding.close()
+        self._pristine = (database, seed, self._fingerprint(database))
         return self.settings(database)
 
     def empty_database(self, database: str = "learning") -> ClickHouseSettings:
@@ -174,11 +189,12 @@ SESSION_ENGINE = _SessionEngine()
 
 
 def open_engine(request: pytest.FixtureRequest, tmp_path: Path,
-                clickhouse_server: dict[str, typing.Any] | None) -> Iterator[ClickHouse]:
-    """The real ClickHouse engine with the migrations applied, in a ``learning`` database of the test's own:
-    embedded chDB always (a fresh copy of the session engine's template); a ClickHouse server too where one is
-    available (testcontainers with a Docker engine, or CALIPER_TEST_CLICKHOUSE_HOST: its ``learning`` database is
-    dropped and recreated for every test, so point it at a test server only)."""
+                clickhouse_server: dict[str, typing.Any] | None, seed: Seed | None = None) -> Iterator[ClickHouse]:
+    """The real ClickHouse engine with the migrations applied, in a ``learning`` database of the test's own,
+    holding the rows ``seed`` inserts: embedded chDB always (a fresh copy of the session engine's template, kept
+    for the next test with the same seed if this one only read); a ClickHouse server too where one is available
+    (testcontainers with a Docker engine, or CALIPER_TEST_CLICKHOUSE_HOST: its ``learning`` database is dropped
+    and recreated for every test, so point it at a test server only)."""
     if request.param == "server":
         if clickhouse_server is None:
             pytest.skip("no ClickHouse server here: no Docker engine and CALIPER_TEST_CLICKHOUSE_HOST unset")
@@ -188,17 +204,20 @@ def open_engine(request: pytest.FixtureRequest, tmp_path: Path,
         clickhouse.close()
         clickhouse = connect(settings, create_database=True)
         apply_migrations(clickhouse, Layout("learning"))
+        if seed is not None:
+            seed(clickhouse)
         try:
             yield clickhouse
         finally:
             clickhouse.close()
         return
-    yield from learning_database(request.getfixturevalue("chdb_engine"))
+    yield from learning_database(request.getfixturevalue("chdb_engine"), seed)
 
 
-def learning_database(shared: SharedEngine) -> Iterator[ClickHouse]:
-    """A client on a fresh ``learning`` database of the session engine (``engine_settings`` names it meanwhile)."""
-    shared.in_use = shared.fresh_database("learning")
+def learning_database(shared: SharedEngine, seed: Seed | None = None) -> Iterator[ClickHouse]:
+    """A client on a fresh ``learning`` database of the session engine holding the rows ``seed`` inserts
+    (``engine_settings`` names it meanwhile)."""
+    shared.in_use = shared.fresh_database("learning", seed)
     clickhouse = connect(shared.in_use)
     try:
         yield clickhouse
@@ -229,13 +248,23 @@ def scalar(clickhouse: ClickHouse, sql: str) -> typing.Any:
     return clickhouse.scalar(sql)
 
 
+UNREACHABLE_KAFKA = KafkaSettings(bootstrap_servers="127.0.0.1:1")  # the test sinks' loaders never start
+
+
+@functools.cache
+def unstarted_loader_targets() -> dict[str, Target]:
+    """The default targets of the test sinks' loaders, built once per process: their codecs compile the catalog's
+    schemas, which costs more than the rest of a test sink."""
+    return default_targets(UNREACHABLE_KAFKA)
+
+
 @contextlib.asynccontextmanager
 async def sink_test_client(target: ClickHouse, tmp_path: Path,
                            settings: SinkSettings) -> AsyncIterator[TestClient[typing.Any, typing.Any]]:
     """The sink's HTTP app over ``target`` (its loader never started) with ``settings``' tokens and limits, and a
     client of it."""
     clickhouse = engine_settings(tmp_path)
-    loader = SinkLoader(settings, KafkaSettings(bootstrap_servers="127.0.0.1:1"), target)
+    loader = SinkLoader(settings, UNREACHABLE_KAFKA, target, targets=dict(unstarted_loader_targets()))
     queries = AnalystQueries(clickhouse, settings.queries)
     probe = connect(clickhouse)
     app = build_app(SinkProcess(settings, clickhouse, target, loader, queries, probe, b"student-key-secret"))

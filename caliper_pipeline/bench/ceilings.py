@@ -45,7 +45,7 @@ from sinks.migrations import Layout, apply_migrations
 from sinks.settings import ClickHouseSettings, SinkSettings
 from sinks.tables import FACT_INPUT_TABLE, fact_records, facts_to_arrow
 from sinks.writer import INSERT_SETTINGS
-from streams.publishing import KafkaPublisher, send_in_batches
+from streams.publishing import Blocks, KafkaPublisher, send_in_batches
 from streams.worker import build_app, new_app
 
 STAGES = ("gateway", "streams", "sink")
@@ -78,7 +78,7 @@ def bare_faust_app(kafka: KafkaSettings, output: str) -> faust.App:
     app = new_app(settings, kafka)
     raw_topic = app.topic(*kafka.topics.raw_topics, key_serializer="raw", value_serializer="raw")
 
-    publish = KafkaPublisher(app)
+    publish = KafkaPublisher(app, Blocks({}, settings.block_max_bytes))  # no block topic: records as they are
 
     @app.agent(raw_topic, name="bare_pass_through", concurrency=1)
     async def pass_through(stream: faust.StreamT[bytes]) -> AsyncIterator[int]:
@@ -142,7 +142,8 @@ async def streams_ceilings(kafka: KafkaSettings, events: int) -> dict[str, Any]:
         bare = await time_output(fresh, outputs["faust"], events, faust_runner(bare_faust_app(fresh, outputs["faust"])))
         worker = build_app(streams_bench.BENCH_SETTINGS.model_copy(
             update={"app_id": f"bench-{uuid.uuid4().hex[:8]}"}), fresh, streams_bench.BENCH_PRIVACY)
-        ours = await time_output(fresh, fresh.topics.facts, facts, faust_runner(worker))
+        ours = await time_output(fresh, fresh.topics.facts, facts, faust_runner(worker),
+                                 count=streams_bench.facts_in_block)
     finally:
         await _delete(fresh, topics)
     # facts per raw event is ~1 here; the ratios compare raw events handled per second

@@ -1,11 +1,14 @@
-"""Encode + decode throughput of a typical learning fact (``caliper-pipeline bench schemas``)."""
+"""Encode + decode throughput of a typical learning fact, and the CPU per event of the codec calls each stage makes
+(``caliper-pipeline bench schemas``)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
-from schemas.codec import LearningFactCodec
-from schemas.records import LearningFact, fact_id_for
+from schemas.codec import LearningFactCodec, RawEventCodec
+from schemas.records import LearningFact, RawEvent, fact_id_for
 from schemas.version import PIPELINE_VERSION
 
 
@@ -29,7 +32,7 @@ def typical_fact() -> LearningFact:
 
 def distinct_records(count: int) -> list[dict[str, object]]:
     """``count`` copies of the typical fact, each with its own ids, times and student: the compiled encoder caches
-    the encodings of repeated strings and longs (``schemas.avro_fast``), so encoding one record over and over
+    the encodings of repeated strings and longs (``schemas.avro_coder``), so encoding one record over and over
     would measure the cache, not what a worker pays for facts whose ids are all new."""
     template = typical_fact().to_record()
     records = []
@@ -44,7 +47,7 @@ def distinct_records(count: int) -> list[dict[str, object]]:
     return records
 
 
-def run_codec_bench(count: int = 100_000) -> dict[str, float]:
+def run_codec_bench(count: int = 100_000) -> dict[str, Any]:
     codec = LearningFactCodec()
     records = distinct_records(count)
     started = time.perf_counter()
@@ -56,7 +59,7 @@ def run_codec_bench(count: int = 100_000) -> dict[str, float]:
     for each in messages:
         codec.decode(each)
     decode_seconds = time.perf_counter() - started
-    figures = {
+    figures: dict[str, Any] = {
         "facts": count, "message_bytes": len(message),
         "encode_per_s": count / encode_seconds, "decode_per_s": count / decode_seconds,
         "encode_plus_decode_per_s": count / (encode_seconds + decode_seconds),
@@ -64,4 +67,47 @@ def run_codec_bench(count: int = 100_000) -> dict[str, float]:
     print(f"learning fact ({len(message)} bytes, {len(record)} fields): encode {figures['encode_per_s']:,.0f}/s, "
           f"decode {figures['decode_per_s']:,.0f}/s, encode+decode {figures['encode_plus_decode_per_s']:,.0f}/s "
           "per core (target >= 40,000 encode+decode/s)")
+    figures["cpu_us_per_event"] = stage_paths(records[:count // 10 or 1])
+    return figures
+
+
+def _cpu_us(step: Callable[[], object], items: int, repeat: int = 5) -> float:
+    """CPU microseconds per item of ``step`` (the least of ``repeat`` runs: the others were interrupted)."""
+    times = []
+    for _ in range(repeat):
+        started = time.process_time()
+        step()
+        times.append(time.process_time() - started)
+    return round(min(times) / items * 1e6, 2)
+
+
+def stage_paths(records: list[dict[str, object]], request_events: int = 10) -> dict[str, float]:
+    """The codec calls of each stage, CPU per event: the gateway's bound writer (``writer_for``, once per request
+    of ``request_events`` events), the worker's decode of a raw event and encode of a fact."""
+    raw_codec, fact_codec = RawEventCodec(), LearningFactCodec()
+    facts = [LearningFact(**record) for record in records]  # type: ignore[arg-type]
+    raws = [RawEvent(tenant="school-a", client_id="school-a-7f3c", source="timeback", event_id=str(record["event_id"]),
+                     event_type="ActivityEvent", profile="TimebackProfile", student_id=str(record["student_id"]),
+                     sensor="https://alpharead.alpha.school", send_time_ms=1_713_967_921_000,
+                     received_time_ms=1_713_967_921_250, envelope_index=index % request_events,
+                     payload=b'{"id": "%d", "type": "ActivityEvent"}' % index + b" " * 900)
+            for index, record in enumerate(records)]
+    shared = ("tenant", "client_id", "sensor", "send_time_ms", "received_time_ms", "tenant_timezone", "job_id",
+              "extensions_policy")
+    variable = tuple(name for name in raw_codec._fields if name not in shared)
+    rows = [tuple(getattr(raw, name) for name in variable) for raw in raws]
+
+    def gateway() -> None:
+        for start in range(0, len(raws), request_events):
+            write = raw_codec.writer_for(variable, **{name: getattr(raws[start], name) for name in shared})
+            for row in rows[start:start + request_events]:
+                write(*row)
+
+    messages = [raw_codec.encode_record(raw) for raw in raws]
+    figures = {"gateway: raw event writer_for + write": _cpu_us(gateway, len(raws)),
+               "worker: raw event decode_record": _cpu_us(lambda: [raw_codec.decode_record(m) for m in messages],
+                                                          len(raws)),
+               "worker: fact encode_record": _cpu_us(lambda: [fact_codec.encode_record(f) for f in facts], len(facts))}
+    for name, micros in figures.items():
+        print(f"  {name:<40} {micros:6.2f} us CPU/event")
     return figures

@@ -1,4 +1,5 @@
-"""``run_bench``: produce N encoded facts to a fresh topic on the real broker, load them with ``SinkLoader``
+"""``run_bench``: produce N encoded facts to a fresh topic on the real broker (in blocks, as the streams worker
+publishes them: ``streams.publishing.Blocks`` over runs of ``BLOCK_EVENTS`` facts), load them with ``SinkLoader``
 and report rows/s end to end, plus the rates of the insert alone (ClickHouse decoding an Avro container, the
 loader's path; and the Python path: fastavro decoding, Arrow conversion, Arrow insert)."""
 
@@ -13,9 +14,11 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from schemas.blocks import fact_block_codec
 from schemas.codec import LearningFactCodec
-from schemas.kafka import KafkaSettings
+from schemas.kafka import KafkaSettings, crc32_partitioner, partition_key
 from schemas.kafka_lz4 import use_kafka_lz4_frames
+from schemas.record_batches import OutboundRecord
 from schemas.records import LearningFact, fact_id_for
 from sinks.avro_container import group_by_writer
 from sinks.batches import facts_target
@@ -25,8 +28,11 @@ from sinks.migrations import Layout, apply_migrations
 from sinks.settings import ClickHouseSettings, SinkSettings
 from sinks.tables import FACT_INPUT_TABLE, facts_to_arrow
 from sinks.writer import INSERT_SETTINGS
+from streams.publishing import Blocks
+from streams.settings import StreamsSettings
 
 BASE_TIME_MS = 1_700_006_400_000
+BLOCK_EVENTS = 500  # facts per produce step (the worker's default batch_max_events)
 PYTHON_PATH_SAMPLE = 20_000  # rows the Python-path rates are measured on (it is ~10x slower)
 
 
@@ -42,6 +48,16 @@ def bench_fact(number: int, run: str) -> LearningFact:
         seconds_active=30.0, score_given=3.0, max_score=5.0, score_ratio=0.6, attempts=1)
 
 
+def as_blocks(topic: str, partitions: int, singles: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The facts' messages as the streams worker publishes them: blocks of each run of ``BLOCK_EVENTS`` facts."""
+    blocks = Blocks({topic: fact_block_codec(LearningFactCodec())}, StreamsSettings().block_max_bytes)
+    messages: list[tuple[bytes, bytes]] = []
+    for start in range(0, len(singles), BLOCK_EVENTS):
+        records = [OutboundRecord(topic, key, value) for key, value in singles[start:start + BLOCK_EVENTS]]
+        messages += [(record.key or b"", record.value) for record in blocks.assemble(records, {topic: partitions})]
+    return messages
+
+
 async def _produce(kafka: KafkaSettings, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
     admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
@@ -51,7 +67,7 @@ async def _produce(kafka: KafkaSettings, topic: str, messages: list[tuple[bytes,
         await admin.close()
     use_kafka_lz4_frames()
     producer = AIOKafkaProducer(acks="all", linger_ms=20, max_batch_size=1 << 20, compression_type="lz4",
-                                **kafka.client_options())
+                                partitioner=crc32_partitioner, **kafka.client_options())
     await producer.start()
     try:
         futures = [await producer.send(topic, value, key=key) for key, value in messages]
@@ -65,8 +81,9 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, rows: 
     run = uuid.uuid4().hex[:8]
     codec = LearningFactCodec()
     facts = [bench_fact(i, run) for i in range(rows)]
-    messages = [(f.student_id.encode(), codec.encode_record(f)) for f in facts]
     topic = f"{kafka.topic_prefix}bench.{run}"
+    singles = [(partition_key(f.tenant, f.student_id), codec.encode_record(f)) for f in facts]
+    messages = as_blocks(topic, kafka.partitions, singles)
     started = time.perf_counter()
     await _produce(kafka, topic, messages)
     produce_seconds = time.perf_counter() - started
@@ -80,7 +97,7 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, rows: 
 
         values = [value for _, value in messages]
         started = time.perf_counter()
-        (group,), _ = group_by_writer(range(rows), values, codec.writer_schema_of)
+        (group,), _ = group_by_writer(range(len(values)), values, facts_target(codec).read)
         container = group.container()
         container_seconds = time.perf_counter() - started
         started = time.perf_counter()
@@ -88,7 +105,7 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, rows: 
                                 {**INSERT_SETTINGS, "insert_deduplication_token": f"bench:{run}:avro-insert-only"})
         avro_insert_seconds = time.perf_counter() - started
 
-        sample = values[:PYTHON_PATH_SAMPLE]
+        sample = [value for _, value in singles[:PYTHON_PATH_SAMPLE]]
         started = time.perf_counter()
         decoded = [codec.decode(value) for value in sample]
         decode_seconds = time.perf_counter() - started
@@ -103,6 +120,7 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, rows: 
         await asyncio.to_thread(target.close)
     return {
         "rows": rows,
+        "messages": len(messages),
         "produce_rows_per_s": round(rows / produce_seconds),
         "end_to_end_rows_per_s": round(rows / assigned_seconds),
         "end_to_end_seconds": round(assigned_seconds, 2),
@@ -155,7 +173,8 @@ async def run_heavy_query_bench(kafka: KafkaSettings, clickhouse: ClickHouseSett
     topics = [f"{kafka.topic_prefix}bench.{run}.{name}" for name in ("alone", "with-query")]
     for index, topic in enumerate(topics):
         facts = [bench_fact(index * rows + i, run) for i in range(rows)]
-        await _produce(kafka, topic, [(f.student_id.encode(), codec.encode_record(f)) for f in facts])
+        await _produce(kafka, topic, as_blocks(topic, kafka.partitions, [
+            (partition_key(f.tenant, f.student_id), codec.encode_record(f)) for f in facts]))
     target = await asyncio.to_thread(connect, clickhouse, create_database=True)
     queries = AnalystQueries(clickhouse, QueryLimits(max_execution_seconds=query_seconds))
     try:

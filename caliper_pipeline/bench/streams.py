@@ -3,7 +3,8 @@
 ``run_bench(kafka, events)`` builds ``events`` raw events of every source (Timeback activity and time-spent,
 hub grades, generic Caliper), measures the worker's decode -> normalize -> Avro-encode path without Kafka, then
 publishes them to fresh topics (a unique prefix, deleted afterwards) on the broker of ``kafka``, runs one
-worker in-process and times the facts arriving on the facts topic.
+worker in-process and times the facts arriving on the facts topic (in blocks; the worker also publishes each
+event's raw-archive row, which the path without Kafka builds too).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pydantic import SecretStr
 
 from gateway.publisher import EncodedEvent, raw_batch_records
+from schemas.blocks import fact_block_codec
 from schemas.caliper import CALIPER_CONTEXT_V1P2
-from schemas.codec import RawEventCodec
+from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner, partition_key
 from schemas.privacy import PrivacySettings
 from schemas.records import RawEvent
@@ -182,13 +184,22 @@ async def publish_raw(kafka: KafkaSettings, messages: list[RawMessage]) -> None:
         await producer.stop()
 
 
+FACT_BLOCKS = fact_block_codec(LearningFactCodec())
+
+
+def facts_in_block(value: bytes) -> int:
+    """How many facts a facts-topic block holds (read from its header and count, nothing decoded)."""
+    return FACT_BLOCKS.items_of(value)[1]
+
+
 Runner = tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]  # start, stop
 
 
 async def time_output(kafka: KafkaSettings, topic: str, expected: int, runner: Runner,
-                      timeout_s: float = 300.0) -> dict[str, Any]:
-    """Start ``runner``, count the messages arriving on ``topic`` until ``expected``, stop it: messages/s from
-    the first message to the last (steady), and including the start (the group's join)."""
+                      timeout_s: float = 300.0, count: Callable[[bytes], int] | None = None) -> dict[str, Any]:
+    """Start ``runner``, count the records arriving on ``topic`` until ``expected`` (``count``: how many records a
+    message holds, one each without it), stop it: records/s from the first message to the last (steady), and
+    including the start (the group's join)."""
     reader = AIOKafkaConsumer(topic, auto_offset_reset="earliest", enable_auto_commit=False,
                               **kafka.client_options())
     await reader.start()
@@ -201,12 +212,13 @@ async def time_output(kafka: KafkaSettings, topic: str, expected: int, runner: R
         await start()
         while seen < expected and time.perf_counter() - started < timeout_s:
             batches = await reader.getmany(timeout_ms=200, max_records=10_000)
-            count = sum(len(batch) for batch in batches.values())
-            if count:
+            arrived = sum(len(batch) if count is None else sum(count(m.value or b"") for m in batch)
+                          for batch in batches.values())
+            if arrived:
                 now, cpu_now = time.perf_counter(), time.process_time()
                 if first is None:
                     first, cpu_first = now, cpu_now
-                last, cpu_last, seen = now, cpu_now, seen + count
+                last, cpu_last, seen = now, cpu_now, seen + arrived
     finally:
         await reader.stop()
         await stop()
@@ -227,7 +239,8 @@ async def bench_with_kafka(kafka: KafkaSettings, messages: list[RawMessage], exp
     await publish_raw(kafka, messages)
     app = build_app(BENCH_SETTINGS.model_copy(update={"app_id": f"bench-{uuid.uuid4().hex[:8]}"}), kafka,
                     BENCH_PRIVACY)
-    timed = await time_output(kafka, kafka.topics.facts, expected_facts, (app.start, app.stop), timeout_s)
+    timed = await time_output(kafka, kafka.topics.facts, expected_facts, (app.start, app.stop), timeout_s,
+                              count=facts_in_block)
     return {"facts": timed["messages"], "seconds_including_join": timed["seconds_including_join"],
             "facts_per_second_including_join": timed["per_second_including_join"],
             "facts_per_second_steady": timed["per_second_steady"],

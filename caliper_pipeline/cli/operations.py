@@ -80,10 +80,10 @@ def cmd_purge_kafka(settings: Settings, args: argparse.Namespace) -> int:
     if moment is None:
         raise PurgeError(f"--before must be an ISO 8601 date-time, got {args.before!r}")
     topics = settings.kafka.topics
-    # a raw record feeds the streams worker and the sink's raw archive: both must have processed it
-    downstream: dict[str, str | tuple[str, ...]] = {
-        topic: (settings.streams.app_id, settings.sink.group_id) for topic in topics.raw_topics}
+    # a raw record feeds the streams worker (which archives it too); the facts and the archive rows feed the sink
+    downstream: dict[str, str | tuple[str, ...]] = {topic: settings.streams.app_id for topic in topics.raw_topics}
     downstream[topics.facts] = settings.sink.group_id
+    downstream[topics.archive] = settings.sink.group_id
     summary = asyncio.run(purge_kafka(settings.kafka, int(moment.timestamp() * 1000), downstream_groups=downstream,
                                       dry_run=args.dry_run, force=args.force))
     print("\n".join(summary.lines()))

@@ -77,16 +77,14 @@ _NUMERIC_STRING_RE: Final = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][
 _NO_WHITESPACE_RE: Final = re.compile(r"\S+", re.ASCII)
 
 
-# JSON's name of each Python type a parsed document holds; bool before int (a bool is an int in Python)
+# the JSON name of each Python type a parsed document holds; bool before int (a bool is an int to Python)
 _JSON_TYPE_NAMES: Final = ((type(None), "null"), (bool, "boolean"), (int, "integer"), (float, "number"),
                            (str, "string"), (list, "array"), (dict, "object"))
 
 
 def json_type_name(value: object) -> str:
-    for kind, name in _JSON_TYPE_NAMES:
-        if isinstance(value, kind):
-            return name
-    return type(value).__name__
+    """The JSON name of a value's type, for a problem's message (the Python name for anything else)."""
+    return next((name for kind, name in _JSON_TYPE_NAMES if isinstance(value, kind)), type(value).__name__)
 
 
 def child_path(path: str, key: str) -> str:

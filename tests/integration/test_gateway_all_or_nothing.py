@@ -15,12 +15,16 @@ from caliper_pipeline.samples import envelope, timeback_activity_event
 from gateway.clients import ClientRegistry
 from gateway.main import build_app
 from gateway.settings import GatewaySettings
+from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings
 
 pytestmark = pytest.mark.integration
 
 
 async def visible(kafka: KafkaSettings, isolation: str, seconds: float = 3.0) -> int:
+    """How many events (not records: a batch record holds a request's events for one partition) a consumer with
+    this isolation level reads from the raw topics."""
+    codec = RawEventCodec()
     consumer = AIOKafkaConsumer(*kafka.topics.raw_topics, **kafka.client_options(), isolation_level=isolation,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
@@ -28,7 +32,8 @@ async def visible(kafka: KafkaSettings, isolation: str, seconds: float = 3.0) ->
     try:
         deadline = asyncio.get_running_loop().time() + seconds
         while asyncio.get_running_loop().time() < deadline:
-            seen += sum(len(m) for m in (await consumer.getmany(timeout_ms=200)).values())
+            batches = (await consumer.getmany(timeout_ms=200)).values()
+            seen += sum(len(codec.decode_events(message.value or b"")) for batch in batches for message in batch)
     finally:
         await consumer.stop()
     return seen

@@ -20,12 +20,13 @@ from urllib.parse import quote
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from published import archived_by_worker
 
 from gateway.clients import ClientRegistry
 from gateway.main import build_app
 from gateway.read_client import HttpEventReader
 from gateway.settings import INGEST_SCOPE, GatewaySettings
-from schemas.codec import RawEventCodec
+from schemas.blocks import RawArchiveRowCodec, archive_block_codec
 from schemas.kafka import KafkaSettings
 from schemas.read_api import EventQuery
 from schemas.records import RawEvent
@@ -44,7 +45,6 @@ from sinks.settings import ClickHouseSettings, SinkSettings
 pytestmark = pytest.mark.integration
 DAY_MS = (int(time.time()) // 86_400 - 2) * 86_400_000  # two days ago, 00:00 UTC: within the archive's retention
 KEY = b"read-api-student-key"
-CODEC = RawEventCodec()
 
 
 def iso(ms: int) -> str:
@@ -69,9 +69,12 @@ def raw(number: int, tenant: str, actor: str, *, sensor: str = "https://app.exam
 
 
 def archive(target: ClickHouse, events: list[RawEvent], first_offset: int) -> None:
-    sink = BatchSink(target, "g", batch_rows=1000, batch_seconds=60, default_target=raw_archive_target(CODEC, KEY))
-    for offset, event in enumerate(events, start=first_offset):
-        sink.add(CODEC.encode_record(event), "caliper.raw.timeback", 0, offset)
+    """Archive raw events as the pipeline does: the worker's archive blocks, loaded by the sink's archive target."""
+    rows = RawArchiveRowCodec()
+    sink = BatchSink(target, "g", batch_rows=1000, batch_seconds=60,
+                     default_target=raw_archive_target(rows, archive_block_codec(rows)))
+    for offset, message in enumerate(archived_by_worker(events, KEY), start=first_offset):
+        sink.add(message, "caliper.archive", 0, offset)
     for batch in sink.take_due(now=1e12):
         assert sink.write(batch).rejected == 0
 

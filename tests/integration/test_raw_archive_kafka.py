@@ -1,20 +1,22 @@
 """The raw archive end to end on the real broker and the real engine: events POSTed to the gateway reach Kafka's raw
-topics, the sink's one loader archives them (beside the facts), the read API returns the current version of a
-corrected event once, erasure removes a student's archived events and keeps later ones out, and ``renormalize``
-re-derives a tenant's facts from the archive with the same fact ids, the new derivation becoming the current one."""
+topics, the streams worker publishes their archive rows beside their facts and the sink's one loader appends them,
+the read API returns the current version of a corrected event once, erasure removes a student's archived events and
+keeps later ones out, and ``renormalize`` re-derives a tenant's facts from the archive with the same fact ids, the
+new derivation becoming the current one."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import faust
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -31,7 +33,9 @@ from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner, partition_key
 from schemas.privacy import PrivacySettings
+from schemas.record_batches import OutboundRecord
 from schemas.records import RawEvent
+from schemas.registry import raw_archive_codecs
 from sinks.clickhouse import ClickHouse, connect
 from sinks.http import SinkProcess
 from sinks.http import build_app as build_sink_app
@@ -41,7 +45,9 @@ from sinks.queries import AnalystQueries
 from sinks.settings import ClickHouseSettings, SinkSettings
 from streams.normalizers import NormalizeOptions, normalize_with
 from streams.processor import fact_key, stamp_derived
+from streams.publishing import Blocks, KafkaPublisher
 from streams.settings import StreamsSettings
+from streams.worker import build_app as build_streams_app
 
 pytestmark = pytest.mark.integration
 
@@ -81,10 +87,27 @@ class Stack:
         return dict(await response.json())
 
 
+def streams_worker(kafka: KafkaSettings, facts: bool) -> faust.App:
+    """A streams worker of its own group; with ``facts`` False it publishes everything but the facts (the archive
+    rows, dead letters ...), so a test can put facts of its own on the facts topic."""
+    settings = StreamsSettings(app_id=f"it-archive-{secrets.token_hex(4)}", worker_version="it")
+    if facts:
+        return build_streams_app(settings, kafka, PRIVACY)
+    publish: list[KafkaPublisher] = []
+
+    async def without_facts(records: Sequence[OutboundRecord]) -> None:
+        await publish[0]([record for record in records if record.topic != kafka.topics.facts])
+
+    app = build_streams_app(settings, kafka, PRIVACY, publisher=without_facts)
+    publish.append(KafkaPublisher(app, Blocks({kafka.topics.archive: raw_archive_codecs(kafka)[1]},
+                                              settings.block_max_bytes)))
+    return app
+
+
 @asynccontextmanager
-async def archive_stack(tmp_path: Path, kafka: KafkaSettings) -> AsyncIterator[Stack]:
-    """The sink (its loader with the student key: facts and the raw archive; its HTTP app) and a gateway that
-    publishes to the broker and reads through the sink, for tenant school-a."""
+async def archive_stack(tmp_path: Path, kafka: KafkaSettings, facts: bool = True) -> AsyncIterator[Stack]:
+    """The sink (its loader with the student key: facts and the raw archive; its HTTP app), a streams worker
+    (``streams_worker``) and a gateway that publishes to the broker and reads through the sink, for school-a."""
     clickhouse = ClickHouseSettings(data_path=tmp_path / "chdb")
     target = connect(clickhouse, create_database=True)
     apply_migrations(target, Layout("learning"))
@@ -96,6 +119,8 @@ async def archive_stack(tmp_path: Path, kafka: KafkaSettings) -> AsyncIterator[S
     queries = AnalystQueries(clickhouse, sink_settings.queries)
     process = SinkProcess(sink_settings, clickhouse, target, loader, queries, target, PRIVACY.student_key_bytes)
     loading = asyncio.create_task(loader.run())
+    worker = streams_worker(kafka, facts)
+    await worker.start()
     try:
         async with TestServer(build_sink_app(process)) as sink_server:
             sink_url = str(sink_server.make_url("")).rstrip("/")
@@ -109,6 +134,7 @@ async def archive_stack(tmp_path: Path, kafka: KafkaSettings) -> AsyncIterator[S
                 auth = {"Authorization": f"Bearer {(await token.json())['access_token']}"}
                 yield Stack(kafka, clickhouse, target, loader, sink_url, client, auth)
     finally:
+        await worker.stop()
         loading.cancel()
         await asyncio.gather(loading, return_exceptions=True)
         queries.close()
@@ -151,14 +177,17 @@ async def test_erasure_removes_the_students_archived_events_and_keeps_later_ones
                          activity("urn:uuid:7a7d3b6e-0000-4000-8000-00000000000b", 2.0, ana),
                          activity("urn:uuid:7a7d3b6e-0000-4000-8000-00000000000c", 3.0, bia))
         await stack.wait_for(lambda: stack.count("SELECT count() FROM learning.raw_events") == 3)
+        await stack.wait_for(lambda: stack.count("SELECT count() FROM learning.learning_facts") == 3)
         erase = await stack.client.session.post(
             f"{stack.sink_url}/admin/erase", json={"tenant": "school-a", "student_id": ana, "requested_by": "dpo"},
             headers={"Authorization": f"Bearer {ADMIN}"})
-        assert erase.status == 200 and (await erase.json())["rows_deleted"] == 2
+        # ana's two archived events and their two facts (the stack's worker derived them)
+        assert erase.status == 200 and (await erase.json())["rows_deleted"] == 4
         assert stack.count("SELECT count() FROM learning.raw_events") == 1
         assert stack.count(f"SELECT countIf(position(payload, '{ana}') > 0) FROM learning.raw_events") == 0
         await stack.send(activity("urn:uuid:7a7d3b6e-0000-4000-8000-00000000000d", 4.0, ana))  # after the erasure
-        await stack.wait_for(lambda: stack.loader.rows_written >= 4)
+        archived = stack.loader.metrics.rows_inserted.labels("raw_events")
+        await stack.wait_for(lambda: archived._value.get() >= 4)  # inserted, and dropped by the view
         assert stack.count("SELECT count() FROM learning.raw_events") == 1
         assert [e["event"]["actor"]["id"] for e in (await stack.events())["events"]] == [bia]
 
@@ -184,7 +213,7 @@ async def test_renormalize_makes_the_new_derivation_current_with_the_same_fact_i
                       "scoreGiven": 10.0, "attempt": "https://example.edu/attempts/1"},
         "extensions": {"lms": {"hostname": "lms.example", "user_login": "ana77", "term": "2026-2"}}}
     activities = [activity(f"urn:uuid:7a7d3b6e-0000-4000-8000-{i:012d}", float(i)) for i in range(100, 140)]
-    async with archive_stack(tmp_path, kafka_settings) as stack:
+    async with archive_stack(tmp_path, kafka_settings, facts=False) as stack:  # the facts: the old derivation's
         await stack.send(*activities, grade_by_app)
         hub = await stack.client.post("/hub/v1/events", json=seed_hub_event(), headers=stack.auth)
         assert hub.status == 200, await hub.text()

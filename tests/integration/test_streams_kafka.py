@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from published import fact_count, facts_in
 from pydantic import SecretStr
 
 from caliper_pipeline.bench.streams import publish_raw, raw_messages, sample_raw_events
-from schemas.codec import LearningFactCodec, RawEventCodec
+from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner, partition_key
 from schemas.privacy import PrivacySettings
 from schemas.records import LearningFact, RawEvent
@@ -33,12 +35,15 @@ def worker_settings() -> StreamsSettings:
 
 
 async def read_topic(kafka: KafkaSettings, topic: str, expect: int, timeout_s: float = 90.0,
-                     settle_s: float = 3.0) -> list[tuple[bytes | None, bytes]]:
-    """Every message of ``topic`` once ``expect`` arrived and nothing more came for ``settle_s``."""
+                     settle_s: float = 3.0,
+                     count: Callable[[bytes], int] = lambda value: 1) -> list[tuple[bytes | None, bytes]]:
+    """Every message of ``topic`` once ``expect`` records arrived (``count``: how many a message holds; a facts
+    block holds many) and nothing more came for ``settle_s``."""
     reader = AIOKafkaConsumer(topic, auto_offset_reset="earliest", enable_auto_commit=False,
                               **kafka.client_options())
     await reader.start()
     messages: list[tuple[bytes | None, bytes]] = []
+    records = 0
     deadline = time.monotonic() + timeout_s
     quiet_since: float | None = None
     try:
@@ -46,7 +51,8 @@ async def read_topic(kafka: KafkaSettings, topic: str, expect: int, timeout_s: f
             batches = await reader.getmany(timeout_ms=500)
             new = [(m.key, m.value) for batch in batches.values() for m in batch if m.value is not None]
             messages += new
-            if len(messages) >= expect:
+            records += sum(count(value) for _, value in new)
+            if records >= expect:
                 quiet_since = quiet_since if not new and quiet_since is not None else time.monotonic()
                 if time.monotonic() - quiet_since >= settle_s:
                     break
@@ -90,13 +96,18 @@ async def test_raw_events_become_exactly_the_expected_facts(kafka_settings: Kafk
     app = build_app(settings, kafka_settings, PRIVACY)
     await app.start()
     try:
-        out = await read_topic(kafka_settings, kafka_settings.topics.facts, expect=len(raws))
+        out = await read_topic(kafka_settings, kafka_settings.topics.facts, expect=len(raws), count=fact_count)
     finally:
         await app.stop()
-    decoded = underived([LearningFactCodec().decode_record(value) for _, value in out])
+    decoded = underived(facts_in([value for _, value in out]))
     want = expected_facts(raws, settings)
     assert sorted(decoded, key=lambda f: f.fact_id) == sorted(want, key=lambda f: f.fact_id)
-    assert {key for key, _ in out} == {partition_key("it", f.student_id) for f in want}
+    assert len(out) < len(want)  # blocks: one record per produce step and partition
+    partitions = list(range(kafka_settings.partitions))
+    for key, value in out:  # a block's key is one of its facts' keys, and all of them map to its partition
+        keys = {partition_key("it", f.student_id) for f in facts_in([value])}
+        assert key in keys and {crc32_partitioner(k, partitions, partitions) for k in keys} == {
+            crc32_partitioner(key, partitions, partitions)}
     assert {f.source for f in decoded} == {"timeback", "hub", "caliper"}
 
 
@@ -124,7 +135,7 @@ async def test_a_bad_event_goes_to_the_dead_letter_topic_and_processing_continue
     try:
         letters, facts = await asyncio.gather(
             read_topic(kafka_settings, topics.dead_letters, expect=2),
-            read_topic(kafka_settings, topics.facts, expect=3))
+            read_topic(kafka_settings, topics.facts, expect=3, count=fact_count))
     finally:
         await app.stop()
     records = [DeadLetter.from_json(value) for _, value in letters]
@@ -132,7 +143,7 @@ async def test_a_bad_event_goes_to_the_dead_letter_topic_and_processing_continue
     assert all(r.topic == topics.raw(Source.HUB) and r.worker_version == "it" for r in records)
     reasons = " | ".join(r.reason for r in records)
     assert "SchemaEncodingError" in reasons and "Field object.assignable.skillCode not informed" in reasons
-    decoded = {LearningFactCodec().decode_record(value).event_id for _, value in facts}
+    decoded = {fact.event_id for fact in facts_in([value for _, value in facts])}
     assert decoded == {r.event_id for r in good_before + good_after}
 
 
@@ -158,12 +169,13 @@ async def test_only_records_of_committed_transactions_become_facts(kafka_setting
     app = build_app(settings, kafka_settings, PRIVACY)
     await app.start()
     try:
-        facts = await read_topic(kafka_settings, kafka_settings.topics.facts, expect=len(committed))
+        facts = await read_topic(kafka_settings, kafka_settings.topics.facts, expect=len(committed),
+                                 count=fact_count)
         # by now the worker has been past both transactions for seconds: a dead letter would be there
         letters = await read_topic(kafka_settings, kafka_settings.topics.dead_letters, expect=0, settle_s=1)
     finally:
         await app.stop()
-    decoded = [LearningFactCodec().decode_record(value) for _, value in facts]
+    decoded = facts_in([value for _, value in facts])
     assert {fact.tenant for fact in decoded} == {"committed"}
     # the worker's commits moved past both transactions: only the final commit marker may stay unconsumed
     # (a restarted worker would replay nothing; faust skips the offsets read_committed never delivers)

@@ -11,12 +11,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from published import fact_count, facts_in
 from test_streams_kafka import PRIVACY, expected_facts, read_topic, underived, worker_settings
 
 from caliper_pipeline.bench.streams import publish_raw, raw_messages, sample_raw_events
 from caliper_pipeline.local_kafka import free_port
 from caliper_pipeline.processes import ChildProcess
-from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -55,12 +55,12 @@ async def test_two_workers_share_partitions(kafka_settings: KafkaSettings, tmp_p
         time.sleep(3)  # let the group settle on its two members before the events arrive
         raws = sample_raw_events(600, tenant=f"scale-{uuid.uuid4().hex[:6]}")
         await publish_raw(kafka_settings, raw_messages(kafka_settings, raws))
-        out = await read_topic(kafka_settings, kafka_settings.topics.facts, expect=len(raws))
+        out = await read_topic(kafka_settings, kafka_settings.topics.facts, expect=len(raws), count=fact_count)
         counts = [_events_in(port) for port in ports]
     finally:
         for worker in workers:
             worker.stop()
-    facts = {f.fact_id: f for f in underived([LearningFactCodec().decode_record(value) for _, value in out])}
+    facts = {f.fact_id: f for f in underived(facts_in([value for _, value in out]))}
     want = {f.fact_id: f for f in expected_facts(raws, settings)}
     assert facts == want, "the two workers' facts are exactly the expected ones (re-deliveries collapse by id)"
     assert all(count > 0 for count in counts), f"both workers consumed events: {counts}"

@@ -5,10 +5,11 @@ published schemas (Avro from ``schemas/avro/catalog`` by the fingerprint each re
 definitions) into what was sent.
 
 The records are written by the pipeline's own producers, as processes (``pipeline`` fixture): the gateway (raw
-events of the three sources and their job records in transactions, a rejected request), the streams worker (facts,
-a dead letter, a conflict notice). Their lz4 batches must also carry the frame descriptor Kafka's own producers
-write (``schemas.kafka_lz4``): the Java client and librdkafka read aiokafka's own frames too, but Go consumers on
-pierrec/lz4 < v4.1.22 (sarama <= 1.43, franz-go <= 1.18.0) do not, so the batches on the broker are checked too.
+events of the three sources and their job records in transactions, a rejected request), the streams worker (facts
+and raw-archive rows in blocks, a dead letter, a conflict notice). Their lz4 batches must also carry the frame
+descriptor Kafka's own producers write (``schemas.kafka_lz4``): the Java client and librdkafka read aiokafka's own
+frames too, but Go consumers on pierrec/lz4 < v4.1.22 (sarama <= 1.43, franz-go <= 1.18.0) do not, so the batches
+on the broker are checked too.
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def avro_decode(writers: dict[bytes, Any], value: bytes) -> dict[str, Any]:
     return dict(fastavro.schemaless_reader(io.BytesIO(value[10:]), writer))  # type: ignore[call-arg,arg-type]
 
 
+def block_items(writers: dict[bytes, Any], value: bytes) -> list[dict[str, Any]]:
+    """The records of a block message (``LearningFactBlock``, ``RawArchiveBlock``): its one array field."""
+    block = avro_decode(writers, value)
+    [items] = block.values()
+    return list(items)
+
+
 def post(url: str, token: str, body: Any) -> tuple[int, Any]:
     request = urllib.request.Request(url, data=orjson.dumps(body), method="POST", headers={
         "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
@@ -81,11 +89,11 @@ def post(url: str, token: str, body: Any) -> tuple[int, Any]:
 def facts_cover(pipeline: LocalPipeline, event_ids: set[str], timeout: float = 60.0) -> list[SeenRecord]:
     """librdkafka's view of every topic once the facts topic holds a fact of each of ``event_ids``."""
     topics, facts = pipeline.kafka.topics.all_topics(), pipeline.kafka.topics.facts
-    writers = avro_writers("learning_fact")
+    writers = avro_writers("learning_fact_block")
     deadline = time.monotonic() + timeout
     while True:
         seen = read_with_librdkafka(pipeline.kafka.bootstrap_servers, topics)
-        covered = {avro_decode(writers, r.value or b"")["event_id"] for r in seen if r.topic == facts}
+        covered = {fact["event_id"] for r in seen if r.topic == facts for fact in block_items(writers, r.value or b"")}
         if event_ids <= covered or time.monotonic() > deadline:
             return seen
         time.sleep(1)
@@ -140,9 +148,16 @@ def test_every_topic_reads_alike_in_the_java_client_and_librdkafka_and_decodes_t
         assert len(records) <= len(raw) and (source is not Source.TIMEBACK or len(records) < len(raw))
         assert Counter(e["event_id"] for e in raw) == Counter(event_ids)
         assert {(e["tenant"], e["source"]) for e in raw} == {(tenant, source.value)}
-    fact_writers = avro_writers("learning_fact")
-    facts = [avro_decode(fact_writers, r.value or b"") for r in by_topic[topics.facts]]
+    fact_writers = avro_writers("learning_fact_block")
+    facts = [fact for r in by_topic[topics.facts] for fact in block_items(fact_writers, r.value or b"")]
     assert {fact["event_id"] for fact in facts} == valid_ids and {fact["tenant"] for fact in facts} == {tenant}
+    assert len(by_topic[topics.facts]) < len(facts)  # blocks: many facts a record
+    # the raw archive's rows: one per raw event the worker decoded (the broken one too), in blocks
+    archive_writers = avro_writers("raw_archive_block")
+    rows = [row for r in by_topic[topics.archive] for row in block_items(archive_writers, r.value or b"")]
+    assert Counter(row["event_id"] for row in rows) == Counter(
+        event_id.lower() for event_ids in sent.values() for event_id in event_ids)
+    assert all(row["tenant"] == tenant and row["student_keys"] is not None for row in rows)
     jobs = [JobRecord.from_json(r.value or b"") for r in by_topic[topics.jobs]]
     assert {first["jobId"], second["jobId"], dead_job} < {job.job_id for job in jobs}
     assert [job.event_ids for job in jobs if job.endpoint == "hub"] == [(hub["id"],)]

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 from caliper_corpus import SENSOR_ENVELOPE
-from published import published_events
+from published import archived_by_worker, published_events
 
 from gateway.tokens import Caller
+from schemas.blocks import RawArchiveRowCodec, archive_block_codec
 from schemas.caliper import check_envelope
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.jobs import JobIds, job_records
@@ -121,7 +122,9 @@ def loaded(engine: ClickHouse) -> ClickHouse:
     engine.insert_arrow(FACT_INPUT_TABLE, facts_to_arrow(records),
                         {**INSERT_SETTINGS, "insert_deduplication_token": f"pii-{next(_tokens)}"})
     encoded = [raw_codec.encode_record(raw) for raw in raws]
-    load_rows(engine, raw_archive_target(raw_codec, STUDENT_KEY), "caliper.raw", encoded)
+    rows = RawArchiveRowCodec()
+    load_rows(engine, raw_archive_target(rows, archive_block_codec(rows)), "caliper.archive",
+              archived_by_worker(raws, STUDENT_KEY))
     jobs = job_records(job_id=JOB_ID, tenant=TENANT, client_id=CALLER.client_id, endpoint="caliper",
                        received_time_ms=RECEIVED_MS, events=[(r.envelope_index, r.event_id) for r in raws], entities=0)
     load_rows(engine, jobs_target(), "jobs", [job.to_json() for job in jobs])

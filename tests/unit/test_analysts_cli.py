@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sink_fixtures import SharedEngine, learning_database
 
 from caliper_pipeline.cli import main
 from sinks.analysts import (
@@ -106,19 +104,14 @@ def test_tenant_filters_quote_every_tenant(tmp_path: Path) -> None:
                     "'learning.sink_rejects': '0'}")
 
 
-@pytest.fixture
-def engine(chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from learning_database(chdb_engine)
-
-
-def test_the_server_ddl_parses_on_the_engine(engine: ClickHouse) -> None:
+def test_the_server_ddl_parses_on_the_engine(target: ClickHouse) -> None:
     """chDB runs no access management (CREATE USER answers ACCESS_DENIED), so the statements are parsed only:
     ClickHouse's own parser (EXPLAIN AST) accepts each of them, and a tenant with a quote stays one literal."""
     statements = server_user_ddl("net-1", "secret", ("school-a", "o'brien"), "learning")
     statements += server_revoke_ddl("net-1", "learning")
     kinds = []
     for statement in statements:
-        tree = engine.command_text(f"EXPLAIN AST {statement}")
+        tree = target.command_text(f"EXPLAIN AST {statement}")
         kinds.append(tree.split()[0])
     assert kinds[0] == "CreateUserQuery" and kinds[-1] == "DROP"
     assert kinds.count("GrantQuery") == len(statements) - 4

@@ -10,7 +10,7 @@ import json
 import shutil
 import subprocess
 import typing
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import clickhouse_connect
@@ -22,7 +22,7 @@ import sqlalchemy
 from aiohttp.test_utils import TestClient
 from clickhouse_connect.driver.exceptions import DatabaseError
 from pydantic import SecretStr
-from sink_fixtures import SharedEngine, insert, make_fact, open_engine, sink_test_client
+from sink_fixtures import Seed, insert, make_fact, sink_test_client
 from test_sink_sql_boundaries import EMAIL, seed_private_rows
 from yarl import URL
 
@@ -37,16 +37,20 @@ Client = TestClient[typing.Any, typing.Any]
 T = typing.TypeVar("T")
 
 
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
+def seed(target: ClickHouse) -> None:
+    """The private rows, and eleven facts of three students."""
+    seed_private_rows(target)
+    insert(target, [make_fact(n, student_id=f"student-{n % 3}") for n in range(2, 12)], "more")
+
+
+@pytest.fixture
+def engine_seed(request: pytest.FixtureRequest) -> Seed | None:
+    """The rows the tests of ``sink`` read, loaded once for those that only read; the others start from none."""
+    return seed if "sink" in request.fixturenames else None
 
 
 @pytest.fixture
 async def sink(target: ClickHouse, tmp_path: Path) -> AsyncIterator[Client]:
-    seed_private_rows(target)
-    insert(target, [make_fact(n, student_id=f"student-{n % 3}") for n in range(2, 12)], "more")
     settings = SinkSettings(analyst_token=SecretStr(ANALYST), admin_token=SecretStr(ADMIN),
                             queries=QueryLimits(max_execution_seconds=20, max_result_bytes=256 * 1024))
     async with sink_test_client(target, tmp_path, settings) as client:

@@ -28,6 +28,7 @@ from pathlib import Path
 import clickhouse_connect
 import orjson
 import pytest
+import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from docs_dataset import DOCS_JOB, failures, load
 from grafana_panels import PanelQuery, QueryContext, dashboard, expand, panel_queries, variable_queries
@@ -256,15 +257,16 @@ def schools(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, t
     return path, logins
 
 
-@pytest.fixture(params=CREDENTIALS)
-async def run_sql(request: pytest.FixtureRequest, owner: ClickHouse, tmp_path: Path,
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=CREDENTIALS)
+async def run_sql(request: pytest.FixtureRequest, owner: ClickHouse, tmp_path_factory: pytest.TempPathFactory,
                   schools: tuple[Path, dict[str, tuple[str, str]]]) -> AsyncIterator[tuple[str, Run]]:
     """The credential, and what runs one statement as the dashboard's data source would with it, the rows in the
     statement's column order: the operator's analyst token on the sink's ``POST /sql``; a school's credential on
-    the sink's ClickHouse HTTP interface, through clickhouse-connect (Native answers, as the plugin reads)."""
+    the sink's ClickHouse HTTP interface, through clickhouse-connect (Native answers, as the plugin reads). One
+    sink and one driver per credential for the module's queries, which only read."""
     credential: str = request.param
     settings = SinkSettings(analyst_token=SecretStr(ANALYST_TOKEN), analysts_file=schools[0])
-    async with sink_test_client(owner, tmp_path, settings) as client:
+    async with sink_test_client(owner, tmp_path_factory.mktemp("grafana"), settings) as client:
         if credential == OPERATOR:
             async def run(sql: str) -> Rows:
                 answer = await _post(client, sql)
@@ -342,6 +344,7 @@ def test_the_dashboard_has_the_operators_and_the_analysts_panels() -> None:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("query", QUERIES, ids=[q.title for q in QUERIES])
+@pytest.mark.asyncio(loop_scope="module")  # the loop of the module's sinks (run_sql)
 async def test_every_dashboard_query_answers_the_expected_rows(query: PanelQuery, case: str,
                                                                run_sql: tuple[str, Run]) -> None:
     """With a school's credential, the other school's selection answers nothing, and ``All`` that school's rows."""

@@ -6,14 +6,13 @@ from __future__ import annotations
 import io
 import shutil
 import typing
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import fastavro
 import pytest
 from fastavro.schema import parse_schema
-from sink_fixtures import SharedEngine, learning_database
+from sink_fixtures import SharedEngine
 
 from schemas.avro_gen import catalog_versions
 from schemas.codec import SINGLE_OBJECT_MARKER, LearningFactCodec, crc64_fingerprint
@@ -26,11 +25,6 @@ from sinks.tables import FACT_COLUMNS, fact_records
 
 DAY_MS = 1_700_006_400_000
 KEY = b"student-key"
-
-
-@pytest.fixture
-def target(chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from learning_database(chdb_engine)
 
 
 def fact(number: int, tenant: str = "school-a") -> LearningFact:

@@ -7,16 +7,14 @@ from __future__ import annotations
 import io
 import shutil
 import typing
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import fastavro
 import orjson
-import pytest
 from fastavro.schema import parse_schema
 from seed_payloads import seed_activity_event, seed_hub_event, with_value
-from sink_fixtures import SharedEngine, learning_database
+from sink_fixtures import SharedEngine
 
 from schemas.avro_gen import catalog_versions
 from schemas.codec import SINGLE_OBJECT_MARKER, LearningFactCodec, crc64_fingerprint
@@ -30,11 +28,6 @@ from streams.normalizers import NormalizeOptions, normalize_with
 OPTIONS = NormalizeOptions(b"k", keep_raw_email=False, normalizer_version="v3-test", student_key=b"sk")
 NEW_FIELDS = {"event_date_days", "tenant_timezone", "date_created_ms", "actor_id", "actor_host", "learner_role",
               "learner_type", "generated_id", "generated_type", "seconds_by_sub_type"}
-
-
-@pytest.fixture
-def target(chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from learning_database(chdb_engine)
 
 
 def raw(source: str, payload: dict[str, typing.Any], tenant: str, zone: str) -> RawEvent:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import io
 import shutil
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 
 import fastavro
 import orjson
-import pytest
 from fastavro.schema import parse_schema
+from sink_fixtures import SharedEngine
 
 from caliper_pipeline.samples import canvas_grade_event, generic_caliper_event
 from schemas.avro_gen import catalog_versions
@@ -22,19 +21,10 @@ from schemas.records import LearningFact, RawEvent, fact_id_for
 from sinks.batches import BatchSink
 from sinks.clickhouse import ClickHouse, connect
 from sinks.migrations import MIGRATIONS_DIR, Layout, apply_migrations, discover
-from sinks.settings import ClickHouseSettings
 from sinks.tables import FACT_COLUMNS, fact_records
 from streams.normalizers import NormalizeOptions, normalize_with
 
 OPTIONS = NormalizeOptions(b"k", keep_raw_email=False, normalizer_version="v6-test", student_key=b"sk")
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Iterator[ClickHouse]:
-    engine = connect(ClickHouseSettings(data_path=tmp_path / "chdb"), create_database=True)
-    apply_migrations(engine, Layout("learning"))
-    yield engine
-    engine.close()
 
 
 def fact_of(payload: dict[str, typing.Any]) -> LearningFact:
@@ -81,13 +71,13 @@ def test_v5_and_v6_writers_load_side_by_side(target: ClickHouse) -> None:
     assert versions_by_event(target) == {canvas.event_id: "1.1", v1p2.event_id: "1.2", old.event_id: "1.2"}
 
 
-def test_migration_012_on_a_database_of_v5_rows(tmp_path: Path) -> None:
+def test_migration_012_on_a_database_of_v5_rows(tmp_path: Path, chdb_engine: SharedEngine) -> None:
     before = tmp_path / "before"
     before.mkdir()
     for migration in discover():
         if migration.version < 12:
             shutil.copy(migration.path, before / migration.path.name)
-    engine = connect(ClickHouseSettings(data_path=tmp_path / "chdb"), create_database=True)
+    engine = connect(chdb_engine.empty_database("learning"), create_database=True)
     try:
         assert apply_migrations(engine, Layout("learning"), before) == list(range(1, 12))
         engine.command("INSERT INTO learning.learning_facts (fact_id, tenant, source, event_id, event_time) "

@@ -1,41 +1,37 @@
-"""The raw archive on the real engine (embedded chDB): raw events become
-``raw_events`` rows through the sink's one loading machinery (a JSON target beside the facts' Avro), a re-delivery
-collapses and a correction is a second version, the rows agree with the facts the normalizers make of the same
-event (id, content hash, event time, the student's key), erasure removes them and keeps them from coming back,
-the retention follows the setting, and a refused JSON row is isolated like a refused fact."""
+"""The raw archive on the real engine (embedded chDB): the streams worker makes each raw event's archive row
+(``schemas.archive_rows``) and publishes it in a block on the archive topic; the sink's one loading machinery
+appends the blocks to ``raw_events`` (an Avro target like the facts'). A re-delivery collapses and a correction is a
+second version, the rows agree with the facts the normalizers make of the same event (id, content hash, event time,
+the student's key), erasure removes them and keeps them from coming back, the retention follows the setting, and a
+refused block is isolated like a refused fact."""
 
 from __future__ import annotations
 
 import base64
 import time
-import typing
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from caliper_corpus import VALID_FILES, load, wrap
-from published import published_events, published_hub_event
+from published import archived_by_worker, published_events, published_hub_event
 from pydantic import SecretStr
 from seed_payloads import CONTEXT, seed_activity_event, seed_hub_event, with_value
-from sink_fixtures import DAY_MS, SharedEngine, insert, make_fact, open_engine, scalar
+from sink_fixtures import DAY_MS, insert, make_fact, scalar
 
 from gateway.tokens import Caller
+from schemas.archive_rows import archive_row
+from schemas.blocks import RawArchiveRowCodec, archive_block_codec
 from schemas.caliper import check_envelope
 from schemas.codec import LearningFactCodec, RawEventCodec
-from schemas.event_identity import canonical_id
 from schemas.privacy import PrivacySettings, student_key_for
 from schemas.records import RawEvent
-from sinks.archive import apply_archive_ttl, archive_row, count_archived, raw_archive_target, read_archived
+from sinks.archive import apply_archive_ttl, count_archived, raw_archive_target, read_archived
 from sinks.batches import BatchSink
 from sinks.clickhouse import ClickHouse
 from sinks.erasure import erase_student
-from sinks.failed import describe_raw_event
 from sinks.migrations import Layout
-from sinks.targets import JsonRowsTarget, SourceMessage
 from streams.normalizers import NormalizeOptions, normalize_with
 
 KEY = b"archive-student-key"
@@ -45,12 +41,9 @@ RECEIVED_MS = (int(time.time()) // 86_400 - 1) * 86_400_000  # yesterday: within
 CALLER = Caller(client_id="lms", tenant="school-a", scopes=frozenset(), rate_limit_per_second=None,
                 tenant_timezone="America/Sao_Paulo")
 RAW_TOPIC = "caliper.raw.caliper"
-
-
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
+ARCHIVE_TOPIC = "caliper.archive"
+ROWS = RawArchiveRowCodec()
+ARCHIVE_BLOCKS = archive_block_codec(ROWS)
 
 
 def raw_events_of(*items: dict[str, Any], send_time: str = "2024-04-24T14:13:00.000Z",
@@ -64,14 +57,16 @@ def raw_events_of(*items: dict[str, Any], send_time: str = "2024-04-24T14:13:00.
 
 
 def sink_for(target: ClickHouse, batch_rows: int = 1000) -> BatchSink:
-    archive = raw_archive_target(CODEC, KEY)
-    return BatchSink(target, "g", batch_rows=batch_rows, batch_seconds=60, default_target=archive)
+    archive = raw_archive_target(ROWS, ARCHIVE_BLOCKS)
+    return BatchSink(target, "g", batch_rows=batch_rows, batch_seconds=60, default_target=archive, student_key=KEY)
 
 
 def load_raw(target: ClickHouse, events: list[RawEvent | bytes], partition: int = 0, first_offset: int = 0) -> Any:
+    """Load raw events (as the worker archives them: one block each) or archive-topic messages (bytes)."""
     sink = sink_for(target)
-    for offset, event in enumerate(events, start=first_offset):
-        sink.add(event if isinstance(event, bytes) else CODEC.encode_record(event), RAW_TOPIC, partition, offset)
+    messages = [event if isinstance(event, bytes) else archived_by_worker([event], KEY)[0] for event in events]
+    for offset, message in enumerate(messages, start=first_offset):
+        sink.add(message, ARCHIVE_TOPIC, partition, offset)
     return [sink.write(batch) for batch in sink.take_due(now=1e12)]
 
 
@@ -132,19 +127,19 @@ def test_an_archived_row_agrees_with_the_facts_of_its_event() -> None:
         row = archive_row(raw, KEY)
         for fact in normalize_with(raw, OPTIONS):
             compared += 1
-            assert (row["event_id"], row["content_hash"]) == (fact.event_id, fact.content_hash)
-            assert row["event_time_ms"] == fact.event_time_ms, raw.event_id
+            assert (row.event_id, row.content_hash) == (fact.event_id, fact.content_hash)
+            assert row.event_time_ms == fact.event_time_ms, raw.event_id
             if fact.student_id:
                 with_learner += 1
-                assert fact.student_key in row["student_keys"], (raw.event_id, fact.learner_role)
-        assert row["payload"] == raw.payload.decode() and row["tenant_timezone"] == "America/Sao_Paulo"
+                assert fact.student_key in row.student_keys, (raw.event_id, fact.learner_role)
+        assert row.payload == raw.payload.decode() and row.tenant_timezone == "America/Sao_Paulo"
     assert compared > 50 and with_learner > 40
     grade = archive_row(raw_events_of(GRADE_BY_APP)[0], KEY)
-    assert grade["event_id"] == GRADE_BY_APP["id"].lower()  # one id whatever its case (finding 9)
-    assert grade["actor_id"] == "https://example.edu/autograder"
-    assert student_key_for("school-a", SENSOR_STUDENT["id"], KEY) in grade["student_keys"]
+    assert grade.event_id == GRADE_BY_APP["id"].lower()  # one id whatever its case (finding 9)
+    assert grade.actor_id == "https://example.edu/autograder"
+    assert student_key_for("school-a", SENSOR_STUDENT["id"], KEY) in grade.student_keys
     # an offset-less eventTime is a wall-clock time of the tenant (UTC-3 in April 2024)
-    assert grade["event_time_ms"] == int(datetime(2024, 4, 24, 13, 57, 6, tzinfo=UTC).timestamp() * 1000)
+    assert grade.event_time_ms == int(datetime(2024, 4, 24, 13, 57, 6, tzinfo=UTC).timestamp() * 1000)
 
 
 # -- loading ---------------------------------------------------------------------------------------------------------
@@ -169,57 +164,26 @@ def test_raw_events_load_once_and_a_correction_is_a_second_version(target: Click
     assert scalar(target, "SELECT uniqExact(event_id, content_hash) FROM learning.raw_events") == 3
 
 
-def test_unreadable_messages_and_payloads_go_to_sink_rejects(target: ClickHouse) -> None:
+def test_unreadable_messages_go_to_sink_rejects_and_a_payload_that_is_not_json_is_not_archived(
+        target: ClickHouse) -> None:
     good = raw_events_of(activity())[0]
     not_json = replace(good, event_id="urn:uuid:00000000-0000-0000-0000-000000000009", payload=b"{not json")
-    (result,) = load_raw(target, [good, b"garbage", not_json])
-    assert (result.rows, result.rejected) == (1, 2)
+    assert archived_by_worker([not_json], KEY) == []  # the worker dead-letters it; its dead letter keeps it
+    (result,) = load_raw(target, [good, b"garbage"])
+    assert (result.rows, result.rejected) == (1, 1)
     _, rejects = target.query_rows("SELECT offset, raw_base64, error FROM learning.sink_rejects ORDER BY offset")
-    assert [(offset, raw) for offset, raw, _ in rejects] == [
-        (1, base64.b64encode(b"garbage").decode()), (2, base64.b64encode(CODEC.encode_record(not_json)).decode())]
-    assert "JSONDecodeError" in rejects[1][2]
+    assert [(offset, raw) for offset, raw, _ in rejects] == [(1, base64.b64encode(b"garbage").decode())]
+    assert "header" in rejects[0][2]
 
 
-def test_batch_records_and_lone_records_load_a_row_per_event_and_a_bad_batch_is_refused_whole(
-        target: ClickHouse) -> None:
-    """The gateway writes a RawEventBatch per request and partition; lone RawEvents written before it stay on the
-    topic. Each event is a row; a batch one of whose events cannot become a row is refused as the one message it
-    is (and whoever reads the refusal learns whose events it held), the messages around it load."""
-    events = raw_events_of(*[activity(f"urn:uuid:20000000-0000-0000-0000-{i:012d}") for i in range(7)])
-    not_json = replace(events[6], event_id="urn:uuid:20000000-0000-0000-0000-000000000099", payload=b"{not json")
-    (result,) = load_raw(target, [CODEC.encode_record(events[0]), CODEC.encode_events(events[1:4]),
-                                  CODEC.encode_events([events[4], not_json]), CODEC.encode_record(events[5])])
-    assert (result.rows, result.rejected) == (3, 1)  # messages
-    assert sorted(row["event_id"] for row in archived_rows(target)) == sorted(
-        canonical_id(e.event_id) for e in [*events[:4], events[5]])
-    _, rejects = target.query_rows("SELECT offset, raw_base64 FROM learning.sink_rejects")
-    assert rejects == [(2, base64.b64encode(CODEC.encode_events([events[4], not_json])).decode())]
-    described = describe_raw_event(CODEC)(CODEC.encode_events([events[4], not_json]))
-    assert (described["tenant"], described["event_id"]) == (events[4].tenant, events[4].event_id)
-
-
-def test_a_json_row_clickhouse_refuses_is_isolated_and_the_rest_loaded(target: ClickHouse) -> None:
-    """The writer is one for every format: a JSON row ClickHouse cannot parse is bisected out as an Avro body is."""
-    archive = raw_archive_target(CODEC, KEY)
-
-    def row_of(message: SourceMessage) -> list[dict[str, Any]]:
-        rows = archive.row_of(message)
-        assert isinstance(rows, list)
-        changed = [dict(row) for row in rows]
-        if message.offset == 3:
-            changed[0]["event_time_ms"] = "not a number"  # ClickHouse refuses to parse it into Int64
-        return changed
-
-    sink = BatchSink(target, "g", batch_rows=100, batch_seconds=60,
-                     default_target=JsonRowsTarget("raw_events_in", row_of, destination="raw_events"))
-    events = raw_events_of(*[activity(f"urn:uuid:00000000-0000-0000-0000-{i:012d}")
-                             for i in range(8)])
-    for offset, event in enumerate(events):
-        sink.add(CODEC.encode_record(event), RAW_TOPIC, 0, offset)
-    (batch,) = sink.take_due(now=1e12)
-    result = sink.write(batch)
+def test_an_archive_block_clickhouse_refuses_is_isolated_and_the_rest_loaded(target: ClickHouse) -> None:
+    """The writer is one for every target: a block ClickHouse cannot read is bisected out as a fact is, and its
+    failed_events row keeps what the worker computed (the student keys: erasable)."""
+    events = raw_events_of(*[activity(f"urn:uuid:00000000-0000-0000-0000-{i:012d}") for i in range(8)])
+    messages = archived_by_worker(events, KEY)
+    messages[3] = messages[3][:-40] + b"\x00"  # a known writer, rows that run out
+    (result,) = load_raw(target, list(messages))
     assert (result.rows, result.rejected) == (7, 1)
-    assert sink.metrics.isolating._value.get() == 1
     _, rejects = target.query_rows("SELECT offset, error FROM learning.sink_rejects")
     assert rejects[0][0] == 3 and rejects[0][1].startswith("ClickHouse refused it")
     assert scalar(target, "SELECT count() FROM learning.raw_events") == 7
@@ -228,11 +192,12 @@ def test_a_json_row_clickhouse_refuses_is_isolated_and_the_rest_loaded(target: C
 def test_archive_inserts_carry_range_tokens_so_a_retried_range_adds_nothing(target: ClickHouse) -> None:
     events = raw_events_of(*[activity(f"urn:uuid:10000000-0000-0000-0000-{i:012d}")
                              for i in range(20)])
+    messages = archived_by_worker(events, KEY)
     for _attempt in range(2):  # the same range twice (a crash before the offset commit)
         sink = sink_for(target)
-        sink.load_plans(RAW_TOPIC)
-        for offset, event in enumerate(events):
-            sink.add(CODEC.encode_record(event), RAW_TOPIC, 1, offset)
+        sink.load_plans(ARCHIVE_TOPIC)
+        for offset, message in enumerate(messages):
+            sink.add(message, ARCHIVE_TOPIC, 1, offset)
         for batch in sink.take_due(now=1e12):
             sink.write(batch)
     assert scalar(target, "SELECT count() FROM learning.raw_events") == 20  # no FINAL: the retry was dropped

@@ -10,7 +10,6 @@ import json
 import re
 import shutil
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from caliper_corpus import wrap
 from gateway_doubles import gateway, gateway_settings
 from pydantic import SecretStr
 from seed_payloads import seed_activity_event, seed_hub_event, with_value, without
-from sink_fixtures import SharedEngine, open_engine
+from sink_fixtures import SharedEngine
 from test_validation_limits import grade_event
 
 import streams.processor
@@ -145,12 +144,6 @@ def test_each_dead_letter_carries_the_code_of_its_failure(monkeypatch: pytest.Mo
 
 # -- the sink and the analysts' summaries ------------------------------------------------------------------
 
-@pytest.fixture(params=["chdb"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
-
-
 def load(sink: BatchSink, topic: str, values: list[bytes], first_offset: int = 0) -> None:
     for offset, value in enumerate(values, start=first_offset):
         sink.add(value, topic, 0, offset)
@@ -158,7 +151,7 @@ def load(sink: BatchSink, topic: str, values: list[bytes], first_offset: int = 0
         sink.write(batch)
 
 
-def sink_of(engine: ClickHouse) -> BatchSink:
+def sink_of(target: ClickHouse) -> BatchSink:
     def refused_job(message: SourceMessage) -> dict[str, Any]:  # a time ClickHouse cannot read: refused at load
         return {"tenant": "school-a", "job_id": "j", "part": 0, "parts": 1, "client_id": "app", "endpoint": "x",
                 "received_time_ms": "not a time", "accepted": 1, "entities": 1, "event_indexes": [], "event_ids": []}
@@ -166,34 +159,34 @@ def sink_of(engine: ClickHouse) -> BatchSink:
     targets = {TOPICS.rejected: rejected_requests_target(KEY),
                TOPICS.dead_letters: dead_letters_target(RawEventCodec(), KEY),
                TOPICS.jobs: JsonRowsTarget(JOBS_INPUT_TABLE, refused_job, destination=JOBS_TABLE)}
-    return BatchSink(engine, "g", batch_rows=100, batch_seconds=60, targets=targets, student_key=KEY)
+    return BatchSink(target, "g", batch_rows=100, batch_seconds=60, targets=targets, student_key=KEY)
 
 
-async def test_every_stages_code_reaches_the_analysts_summaries(tmp_path: Path, engine: ClickHouse,
+async def test_every_stages_code_reaches_the_analysts_summaries(tmp_path: Path, target: ClickHouse,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     async with gateway(gateway_settings(tmp_path)) as gw:
         auth = await gw.ingest_auth()
         await gw.client.post("/caliper/event", json=envelope(lambda event: event.pop("actor")), headers=auth)
         await gw.client.post("/caliper/event", json=envelope(lambda event: event.update(type="No")), headers=auth)
         rejected = [record.to_json() for record in gw.publisher.rejections]
-    sink = sink_of(engine)
+    sink = sink_of(target)
     load(sink, TOPICS.rejected, rejected)
     load(sink, TOPICS.dead_letters, [letter.to_json() for letter in dead_letters(monkeypatch)])
     load(sink, TOPICS.dead_letters, [b"not a dead letter"], first_offset=100)  # the sink cannot read it
     load(sink, TOPICS.jobs, [b"{}"])  # ClickHouse refuses its row
-    _, rows = engine.query_rows("SELECT stage, reason_code FROM learning.failed_events_summary "
+    _, rows = target.query_rows("SELECT stage, reason_code FROM learning.failed_events_summary "
                                 "ORDER BY stage, topic, offset")
     assert rows == [("gateway", "field_missing"), ("gateway", "unknown_type"),
                     ("sink", "undecodable"), ("sink", "clickhouse_refused"),
                     *[("streams", code.value) for code in STREAMS_CODES]]
     assert {code for _, code in rows} <= {code.value for code in ReasonCode}  # the column holds the vocabulary
-    _, rejects = engine.query_rows("SELECT topic, reason_code FROM learning.sink_rejects_summary ORDER BY topic")
+    _, rejects = target.query_rows("SELECT topic, reason_code FROM learning.sink_rejects_summary ORDER BY topic")
     assert rejects == [(TOPICS.dead_letters, "undecodable"), (TOPICS.jobs, "clickhouse_refused")]
 
 
-def test_replay_selects_failed_events_by_code(engine: ClickHouse, monkeypatch: pytest.MonkeyPatch) -> None:
-    load(sink_of(engine), TOPICS.dead_letters, [letter.to_json() for letter in dead_letters(monkeypatch)])
-    selected = select_failed(engine.query_rows, "learning", FailedSelection.from_json({"reason_code": "field_missing"}))
+def test_replay_selects_failed_events_by_code(target: ClickHouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    load(sink_of(target), TOPICS.dead_letters, [letter.to_json() for letter in dead_letters(monkeypatch)])
+    selected = select_failed(target.query_rows, "learning", FailedSelection.from_json({"reason_code": "field_missing"}))
     assert sorted(row["offset"] for row in selected) == [1, 3]
     with pytest.raises(ValueError, match="reason_code must be one of malformed_json, "):
         FailedSelection.from_json({"reason_code": "missing"})

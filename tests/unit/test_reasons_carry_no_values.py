@@ -7,8 +7,7 @@ none of those values (``failed_events`` keeps them in ``payload``, which analyst
 from __future__ import annotations
 
 import json
-import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from caliper_corpus import wrap
 from gateway_doubles import GatewayHarness, gateway, gateway_settings
 from pydantic import SecretStr
 from seed_payloads import CONTEXT, seed_activity_event, seed_hub_event, with_value
-from sink_fixtures import SharedEngine, open_engine
 from test_validation_limits import grade_event
 
 import streams.processor
@@ -141,12 +139,6 @@ def test_dead_letter_reasons_carry_no_value(monkeypatch: pytest.MonkeyPatch) -> 
     assert_no_value(letter.reason for letter in dead_letters(monkeypatch))
 
 
-@pytest.fixture(params=["chdb"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
-
-
 def load(sink: BatchSink, topic: str, values: list[bytes]) -> None:
     for offset, value in enumerate(values):
         sink.add(value, topic, 0, offset)
@@ -154,7 +146,7 @@ def load(sink: BatchSink, topic: str, values: list[bytes]) -> None:
         sink.write(batch)
 
 
-async def test_the_analysts_summaries_never_hold_the_values(tmp_path: Path, engine: ClickHouse,
+async def test_the_analysts_summaries_never_hold_the_values(tmp_path: Path, target: ClickHouse,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The gateway's rejected requests and the worker's dead letters loaded by the sink, and a message ClickHouse
     refuses for a value it cannot read (its error message quotes the value): every reason in the analysts' views is
@@ -171,14 +163,14 @@ async def test_the_analysts_summaries_never_hold_the_values(tmp_path: Path, engi
     targets = {TOPICS.rejected: rejected_requests_target(KEY), TOPICS.dead_letters: dead_letters_target(
         RawEventCodec(), KEY), TOPICS.jobs: JsonRowsTarget(JOBS_INPUT_TABLE, unreadable_job,
                                                            destination=JOBS_TABLE)}
-    sink = BatchSink(engine, "g", batch_rows=100, batch_seconds=60, targets=targets, student_key=KEY)
+    sink = BatchSink(target, "g", batch_rows=100, batch_seconds=60, targets=targets, student_key=KEY)
     load(sink, TOPICS.rejected, rejected)
     load(sink, TOPICS.dead_letters, letters)
     load(sink, TOPICS.jobs, [b"{}"])
-    _, rows = engine.query_rows("SELECT stage, toString(tuple(*)) FROM learning.failed_events_summary")
+    _, rows = target.query_rows("SELECT stage, toString(tuple(*)) FROM learning.failed_events_summary")
     assert sorted({stage for stage, _ in rows}) == ["gateway", "sink", "streams"]
     assert_no_value(text for _, text in rows)
-    _, rejects = engine.query_rows("SELECT toString(tuple(*)) FROM learning.sink_rejects_summary")
+    _, rejects = target.query_rows("SELECT toString(tuple(*)) FROM learning.sink_rejects_summary")
     assert_no_value(text for (text,) in rejects)
-    _, payloads = engine.query_rows("SELECT payload FROM learning.failed_events WHERE stage = 'gateway'")
+    _, payloads = target.query_rows("SELECT payload FROM learning.failed_events WHERE stage = 'gateway'")
     assert all(PERSON in payload for (payload,) in payloads)  # what was sent is kept, out of the analysts' reach

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import time
 import typing
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
-import pytest
-from sink_fixtures import SharedEngine, make_fact, open_engine
+from sink_fixtures import make_fact
 
 from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.jobs import job_records
@@ -40,17 +37,11 @@ STUDENT = "https://example.edu/users/7"
 NOW = int(time.time() * 1000)  # job records are kept 30 days: older ones expire as they are inserted
 
 
-@pytest.fixture(params=["chdb"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
-
-
-def sink_of(engine: ClickHouse) -> BatchSink:
+def sink_of(target: ClickHouse) -> BatchSink:
     raw_codec = RawEventCodec()
     targets = {TOPICS.facts: facts_target(), TOPICS.jobs: jobs_target(),
                TOPICS.dead_letters: dead_letters_target(raw_codec, KEY), TOPICS.rejected: rejected_requests_target(KEY)}
-    return BatchSink(engine, "g", batch_rows=100, batch_seconds=60, targets=targets, student_key=KEY)
+    return BatchSink(target, "g", batch_rows=100, batch_seconds=60, targets=targets, student_key=KEY)
 
 
 def load(sink: BatchSink, topic: str, values: list[bytes], first_offset: int = 0, partition: int = 0) -> None:
@@ -67,22 +58,22 @@ def raw_event(index: int, payload: dict[str, typing.Any]) -> RawEvent:
                     job_id=JOB)
 
 
-def status(engine: ClickHouse, tenant: str = "school-a", job: str = JOB) -> typing.Any:
-    return job_status(engine.query_rows, "learning", tenant, job, TOPICS.facts)
+def status(target: ClickHouse, tenant: str = "school-a", job: str = JOB) -> typing.Any:
+    return job_status(target.query_rows, "learning", tenant, job, TOPICS.facts)
 
 
-def test_a_job_is_followed_to_completed_with_errors_and_a_replay_completes_it(engine: ClickHouse) -> None:
-    sink = sink_of(engine)
+def test_a_job_is_followed_to_completed_with_errors_and_a_replay_completes_it(target: ClickHouse) -> None:
+    sink = sink_of(target)
     ids = [f"urn:uuid:e{i}" for i in range(4)]
     records = job_records(job_id=JOB, tenant="school-a", client_id="app", endpoint="caliper", received_time_ms=NOW,
                           events=list(enumerate(ids)), entities=1)
-    assert status(engine) is None  # no record of it yet
+    assert status(target) is None  # no record of it yet
     load(sink, TOPICS.jobs, [r.to_json() for r in records])
     load(sink, TOPICS.jobs, [r.to_json() for r in records])  # re-delivered: the same offsets, dropped
     fact_codec = LearningFactCodec()
     facts = [make_fact(i, event_id=ids[i], job_id=JOB, envelope_index=i) for i in (0, 1)]
     load(sink, TOPICS.facts, [fact_codec.encode_record(f) for f in facts])
-    early = status(engine)
+    early = status(target)
     assert (early.status, early.accepted, early.entities, early.loaded, early.processing) == ("processing", 4, 1, 2, 2)
     assert early.event_ids is None
     # event 2 dead-lettered by the worker (twice: at-least-once), event 3's fact refused at load
@@ -98,50 +89,50 @@ def test_a_job_is_followed_to_completed_with_errors_and_a_replay_completes_it(en
                                describe_fact(fact_codec), KEY)
     assert (rows[0]["tenant"], rows[0]["job_id"], rows[0]["envelope_index"], rows[0]["stage"]) == (
         "school-a", JOB, 3, "sink")
-    engine.insert_raw("failed_events_in", b"".join(orjson.dumps(r) + b"\n" for r in rows), "JSONEachRow",
+    target.insert_raw("failed_events_in", b"".join(orjson.dumps(r) + b"\n" for r in rows), "JSONEachRow",
                       {**INSERT_SETTINGS, "insert_deduplication_token": "t.facts:0:99-99:failed"})
-    done = status(engine)
+    done = status(target)
     assert (done.status, done.loaded, done.dead_lettered, done.rejected_at_load, done.processing) == (
         "completed_with_errors", 2, 1, 1, 0)
     assert done.event_ids == ids
     assert [(f.index, f.event_id, f.stage, f.reason) for f in done.failures] == [
         (2, ids[2], "streams", "NormalizationError: no actor"),
         (3, ids[3], "sink", "ClickHouse refused it: too many parts")]
-    assert status(engine, tenant="school-b") is None  # another tenant's job: nothing
+    assert status(target, tenant="school-b") is None  # another tenant's job: nothing
     # the analysts' view: one row per failed message, without what was sent
-    _, summary = engine.query_rows("SELECT stage, reason, job_id, envelope_index FROM learning.failed_events_summary "
+    _, summary = target.query_rows("SELECT stage, reason, job_id, envelope_index FROM learning.failed_events_summary "
                                    "ORDER BY stage")
     assert summary == [("sink", "ClickHouse refused it: too many parts", JOB, 3),
                        ("streams", "NormalizationError: no actor", JOB, 2)]
-    columns, _ = engine.query_rows("SELECT * FROM learning.failed_events_summary LIMIT 0")
+    columns, _ = target.query_rows("SELECT * FROM learning.failed_events_summary LIMIT 0")
     assert not {"payload", "original_base64", "student_keys"} & set(columns)
-    _, kept = engine.query_rows("SELECT original_base64, payload FROM learning.failed_events FINAL "
+    _, kept = target.query_rows("SELECT original_base64, payload FROM learning.failed_events FINAL "
                                 "WHERE stage = 'streams'")
     assert kept[0][1] == '{"actor":"' + STUDENT + '"}' and kept[0][0]  # what was sent, for replay
     # the dead-lettered event replayed after a fix: loaded, so the job completes without it as an error
     load(sink, TOPICS.facts, [fact_codec.encode_record(make_fact(2, event_id=ids[2], job_id=JOB, envelope_index=2))],
          first_offset=2)
-    replayed = status(engine)
+    replayed = status(target)
     assert (replayed.status, replayed.loaded, replayed.dead_lettered, replayed.rejected_at_load) == (
         "completed_with_errors", 3, 0, 1)
 
 
-def test_rejected_requests_are_failed_events_and_erasure_removes_them(engine: ClickHouse) -> None:
-    sink = sink_of(engine)
+def test_rejected_requests_are_failed_events_and_erasure_removes_them(target: ClickHouse) -> None:
+    sink = sink_of(target)
     body = orjson.dumps({"sensor": "s", "data": [{"type": "Event", "actor": STUDENT}]})
     record = RejectedRequest.of(tenant="school-a", client_id="app", endpoint="/caliper/event", status=400,
                                 problems=[("data[0].action", "required")], body=body,
                                 reason_code=ReasonCode.FIELD_MISSING)
     load(sink, TOPICS.rejected, [record.to_json()])
-    _, rows = engine.query_rows("SELECT stage, reason, job_id, payload FROM learning.failed_events FINAL")
+    _, rows = target.query_rows("SELECT stage, reason, job_id, payload FROM learning.failed_events FINAL")
     assert rows == [("gateway", "400: data[0].action: required", "", body.decode())]
-    erase_student(engine, Layout("learning"), "school-a", STUDENT, "dpo", key=KEY)
-    assert engine.scalar("SELECT count() FROM learning.failed_events") == 0
+    erase_student(target, Layout("learning"), "school-a", STUDENT, "dpo", key=KEY)
+    assert target.scalar("SELECT count() FROM learning.failed_events") == 0
     load(sink, TOPICS.rejected, [record.to_json()], first_offset=1)  # arriving after the erasure: dropped
-    assert engine.scalar("SELECT count() FROM learning.failed_events") == 0
+    assert target.scalar("SELECT count() FROM learning.failed_events") == 0
 
 
-def test_messages_refused_at_load_are_failed_events_of_stage_sink(engine: ClickHouse) -> None:
+def test_messages_refused_at_load_are_failed_events_of_stage_sink(target: ClickHouse) -> None:
     """Through the loader's own writer: a facts batch with a message ClickHouse refuses (a known writer, a body
     that runs out) and one no schema reads; both are isolated into sink_rejects AND failed_events (stage sink),
     the rest is loaded; without the student key secret only sink_rejects has them (nothing unerasable)."""
@@ -149,17 +140,17 @@ def test_messages_refused_at_load_are_failed_events_of_stage_sink(engine: ClickH
     messages = [codec.encode_record(make_fact(i, job_id=JOB, envelope_index=i)) for i in range(4)]
     messages[1] = messages[1][:10] + b"\xff\xff\xff\xff"
     messages[3] = b"garbage"
-    sink = sink_of(engine)
+    sink = sink_of(target)
     load(sink, TOPICS.facts, messages, first_offset=50)
     load(sink, TOPICS.facts, messages, first_offset=50)  # a retry of the same range: nothing twice
-    assert engine.scalar("SELECT count() FROM learning.learning_facts") == 2
-    _, rows = engine.query_rows("SELECT stage, topic, offset, reason, tenant, job_id FROM learning.failed_events FINAL "
+    assert target.scalar("SELECT count() FROM learning.learning_facts") == 2
+    _, rows = target.query_rows("SELECT stage, topic, offset, reason, tenant, job_id FROM learning.failed_events FINAL "
                                 "ORDER BY offset")
     assert [row[:3] for row in rows] == [("sink", TOPICS.facts, 51), ("sink", TOPICS.facts, 53)]
     assert all(row[3].startswith(("ClickHouse refused it", "SchemaEncodingError")) or "header" in row[3]
                for row in rows), rows
-    assert engine.scalar("SELECT count() FROM learning.failed_events") == 2
-    unkeyed = BatchSink(engine, "g2", batch_rows=100, batch_seconds=60, targets={TOPICS.facts: facts_target()})
+    assert target.scalar("SELECT count() FROM learning.failed_events") == 2
+    unkeyed = BatchSink(target, "g2", batch_rows=100, batch_seconds=60, targets={TOPICS.facts: facts_target()})
     load(unkeyed, TOPICS.facts, [b"garbage"], first_offset=60)
-    assert engine.scalar("SELECT count() FROM learning.sink_rejects WHERE offset = 60") == 1
-    assert engine.scalar("SELECT count() FROM learning.failed_events WHERE offset = 60") == 0
+    assert target.scalar("SELECT count() FROM learning.sink_rejects WHERE offset = 60") == 1
+    assert target.scalar("SELECT count() FROM learning.failed_events WHERE offset = 60") == 0

@@ -6,6 +6,7 @@ over views, table functions, ``system``, qualified names, settings, parameters, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import typing
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 from sink_fixtures import SharedEngine, insert, make_fact, open_engine, sink_test_client
@@ -32,10 +34,24 @@ def student(tenant: str, index: int) -> str:
     return f"student-{tenant[-1]}-{index}"
 
 
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
+# the module's tests only read the engine: one loaded database and one sink for all of them, on one event loop
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module", params=["chdb"])
+def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
+    """The real engine holding facts of three tenants, in one part (one granule) holding every tenant's rows: no
+    index separates them; and one erasure, one job and one failed event of each tenant."""
+    for clickhouse in open_engine(request, tmp_path_factory.mktemp("school-engine"), clickhouse_server):
+        facts = []
+        for tenant, count in FACTS.items():
+            for index in range(count):
+                facts.append(make_fact(len(facts) + 1, tenant=tenant, event_id=f"{tenant}-event-{index}",
+                                       student_id=student(tenant, index), course_id=f"course-{tenant}"))
+            seed_bookkeeping(clickhouse, tenant)
+        insert(clickhouse, facts, "facts")
+        yield clickhouse
 
 
 def seed_bookkeeping(target: ClickHouse, tenant: str) -> None:
@@ -52,26 +68,35 @@ def seed_bookkeeping(target: ClickHouse, tenant: str) -> None:
     target.insert_raw("failed_events_in", json.dumps(failed).encode(), "JSONEachRow")
 
 
-@pytest.fixture
-async def school(target: ClickHouse, tmp_path: Path) -> AsyncIterator[tuple[Client, dict[str, str]]]:
-    """The sink over facts of three tenants, and the bearer tokens of a credential for A and one for A and B."""
-    facts = []
-    for tenant, count in FACTS.items():
-        for index in range(count):
-            facts.append(make_fact(len(facts) + 1, tenant=tenant, event_id=f"{tenant}-event-{index}",
-                                   student_id=student(tenant, index), course_id=f"course-{tenant}"))
-        seed_bookkeeping(target, tenant)
-    insert(target, facts, "facts")  # one part (one granule) holding every tenant's rows: no index separates them
-    registry = AnalystRegistry(tmp_path / "analysts.json")
+@contextlib.asynccontextmanager
+async def serve(target: ClickHouse, directory: Path) -> AsyncIterator[tuple[Client, dict[str, str]]]:
+    """The sink over ``target``, and the bearer tokens of a credential for A and one for A and B (in an analysts
+    file in ``directory``)."""
+    registry = AnalystRegistry(directory / "analysts.json")
     tokens = {}
     for name, tenants in (("a", ["school-a"]), ("ab", ["school-a", "school-b"])):
         credential, secret = registry.add(tenants, analyst_id=f"net-{name}")
         tokens[name] = f"{credential.analyst_id}:{secret}"
     settings = SinkSettings(analyst_token=SecretStr(ANALYST), admin_token=SecretStr(ADMIN),
-                            analysts_file=tmp_path / "analysts.json",
+                            analysts_file=directory / "analysts.json",
                             queries=QueryLimits(max_execution_seconds=20, max_result_bytes=256 * 1024))
-    async with sink_test_client(target, tmp_path, settings) as client:
+    async with sink_test_client(target, directory, settings) as client:
         yield client, tokens
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def school(target: ClickHouse,
+                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Client, dict[str, str]]]:
+    """The sink the module's tests share (none changes its credentials)."""
+    async with serve(target, tmp_path_factory.mktemp("school")) as served:
+        yield served
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def own_school(target: ClickHouse, tmp_path: Path) -> AsyncIterator[tuple[Client, dict[str, str]]]:
+    """A sink and credentials of the test's own, for a test that revokes one."""
+    async with serve(target, tmp_path) as served:
+        yield served
 
 
 async def sql(client: Client, token: str, statement: str, **params: str) -> tuple[int, str]:
@@ -197,8 +222,8 @@ async def test_the_operator_and_the_admin_read_every_tenant(school: tuple[Client
 
 
 async def test_a_wrong_or_revoked_school_credential_is_refused_without_a_restart(
-        school: tuple[Client, dict[str, str]], tmp_path: Path) -> None:
-    client, tokens = school
+        own_school: tuple[Client, dict[str, str]], tmp_path: Path) -> None:
+    client, tokens = own_school
     identifier, secret = tokens["a"].split(":", 1)
     for token in (f"{identifier}:{secret[:-1]}x", f"nobody:{secret}", f"{identifier}:", identifier, secret):
         assert (await sql(client, token, "SELECT 1"))[0] == 401, token

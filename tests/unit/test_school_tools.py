@@ -12,6 +12,7 @@ credential is refused by the running sink."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import typing
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 import clickhouse_connect
 import pandas as pd
 import pytest
+import pytest_asyncio
 import sqlalchemy
 from aiohttp.test_utils import TestClient
 from clickhouse_connect.driver.exceptions import DatabaseError
@@ -46,17 +48,36 @@ def owner(chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
         yield clickhouse
 
 
-@pytest.fixture
-async def sink(owner: ClickHouse, tmp_path: Path) -> AsyncIterator[tuple[Client, Credentials]]:
-    """The sink on a listening port of 127.0.0.1, and a credential of each school (``analysts add``)."""
-    registry = AnalystRegistry(tmp_path / "analysts.json")
+# the module's tests only read: one sink for them all (one whose credential is revoked excepted), on one event loop
+ON_THE_MODULES_LOOP = pytest.mark.asyncio(loop_scope="module")
+
+
+@contextlib.asynccontextmanager
+async def serve(owner: ClickHouse, directory: Path) -> AsyncIterator[tuple[Client, Credentials]]:
+    """The sink on a listening port of 127.0.0.1, and a credential of each school (``analysts add``) in an
+    analysts file in ``directory``."""
+    registry = AnalystRegistry(directory / "analysts.json")
     credentials = {}
     for school in SCHOOLS:
         credential, secret = registry.add([school], analyst_id=f"analyst-{school}", name=school)
         credentials[school] = (credential.analyst_id, secret)
-    settings = SinkSettings(analyst_token=SecretStr(ANALYST), analysts_file=tmp_path / "analysts.json")
-    async with sink_test_client(owner, tmp_path, settings) as client:
+    settings = SinkSettings(analyst_token=SecretStr(ANALYST), analysts_file=directory / "analysts.json")
+    async with sink_test_client(owner, directory, settings) as client:
         yield client, credentials
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sink(owner: ClickHouse,
+               tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Client, Credentials]]:
+    async with serve(owner, tmp_path_factory.mktemp("school-tools")) as served:
+        yield served
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def own_sink(owner: ClickHouse, tmp_path: Path) -> AsyncIterator[tuple[Client, Credentials]]:
+    """A sink and credentials of the test's own, for a test that revokes one."""
+    async with serve(owner, tmp_path) as served:
+        yield served
 
 
 def port(client: Client) -> int:
@@ -116,6 +137,7 @@ def test_the_page_asks_the_three_questions_of_a_school() -> None:
 
 
 @pytest.mark.parametrize("school", SCHOOLS)
+@ON_THE_MODULES_LOOP
 async def test_clickhouse_connect_answers_the_pages_questions_for_the_school_only(
         sink: tuple[Client, Credentials], school: str) -> None:
     client, credentials = sink
@@ -151,6 +173,7 @@ async def test_clickhouse_connect_answers_the_pages_questions_for_the_school_onl
 
 
 @pytest.mark.parametrize("school", SCHOOLS)
+@ON_THE_MODULES_LOOP
 async def test_sqlalchemy_and_pandas_read_the_questions_and_the_analyst_tables(
         sink: tuple[Client, Credentials], school: str) -> None:
     client, credentials = sink
@@ -195,6 +218,7 @@ REFUSED = [
 ]
 
 
+@ON_THE_MODULES_LOOP
 async def test_the_attacks_through_clickhouse_connect_show_no_other_schools_row(
         sink: tuple[Client, Credentials]) -> None:
     client, credentials = sink
@@ -229,6 +253,7 @@ async def test_the_attacks_through_clickhouse_connect_show_no_other_schools_row(
         operator.close()
 
 
+@ON_THE_MODULES_LOOP
 async def test_a_client_that_sends_its_wait_within_the_sinks_limit_is_answered(
         sink: tuple[Client, Credentials]) -> None:
     """clickhouse-go (under Grafana's ClickHouse plugin) sends ``max_execution_time`` = its deadline + 5 s with every
@@ -246,6 +271,7 @@ async def test_a_client_that_sends_its_wait_within_the_sinks_limit_is_answered(
         assert text == "1\n" if status == 200 else "max_execution_time" in text, (value, text)
 
 
+@ON_THE_MODULES_LOOP
 async def test_the_catalog_lists_the_tables_but_not_their_sizes_to_a_school(sink: tuple[Client, Credentials]) -> None:
     """The catalog's filter keeps rows (tables), not columns: its row, byte and part counts are every tenant's
     together, so a school credential may not read them; the names, engines and columns clients list stay readable,
@@ -274,9 +300,10 @@ async def test_the_catalog_lists_the_tables_but_not_their_sizes_to_a_school(sink
         operator.close()
 
 
+@ON_THE_MODULES_LOOP
 async def test_a_revoked_credential_is_refused_by_the_running_sink_within_a_second_or_so(
-        sink: tuple[Client, Credentials], tmp_path: Path) -> None:
-    client, credentials = sink
+        own_sink: tuple[Client, Credentials], tmp_path: Path) -> None:
+    client, credentials = own_sink
     user, secret = credentials["school-a"]
     driver = await connect(client, user, secret)
     try:

@@ -3,9 +3,9 @@ build, and holds nothing a previous test left."""
 
 from __future__ import annotations
 
-from sink_fixtures import SharedEngine, insert, make_fact
+from sink_fixtures import Seed, SharedEngine, insert, make_fact
 
-from sinks.clickhouse import connect
+from sinks.clickhouse import ClickHouse, connect
 from sinks.migrations import Layout, apply_migrations
 
 SCHEMA = ("SELECT name, engine, replaceAll(create_table_query, {db:String} || '.', 'db.') FROM system.tables "
@@ -74,3 +74,32 @@ def test_a_copy_a_test_only_read_is_kept_and_one_it_changed_is_made_anew(chdb_en
         assert client.scalar("SELECT count() FROM system.tables WHERE database = 'default'") == 0
     finally:
         client.close()
+
+
+def test_a_seeded_copy_is_kept_for_the_next_test_of_the_same_seed_that_only_read(chdb_engine: SharedEngine) -> None:
+    def one_fact(client: ClickHouse) -> None:
+        insert(client, [make_fact(1)], "seeded")
+
+    def facts_and_table(seed: Seed | None) -> tuple[int, str]:
+        client = connect(chdb_engine.fresh_database("learning", seed))
+        try:
+            return (int(client.scalar("SELECT count() FROM learning.learning_facts")),
+                    str(client.scalar("SELECT uuid FROM system.tables "
+                                      "WHERE database = 'learning' AND name = 'learning_facts'")))
+        finally:
+            client.close()
+
+    count, seeded = facts_and_table(one_fact)
+    assert count == 1
+    assert facts_and_table(one_fact) == (1, seeded)  # only read: the same copy, seeded once
+    count, unseeded = facts_and_table(None)  # another seed (none): a copy of its own
+    assert count == 0 and unseeded != seeded
+    count, reseeded = facts_and_table(one_fact)
+    assert count == 1 and reseeded not in (seeded, unseeded)
+    client = connect(chdb_engine.fresh_database("learning", one_fact))
+    try:
+        insert(client, [make_fact(2)], "a test's own")
+    finally:
+        client.close()
+    count, after_a_change = facts_and_table(one_fact)  # the test changed the rows: seeded anew
+    assert count == 1 and after_a_change != reseeded

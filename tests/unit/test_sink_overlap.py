@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import typing
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from aiokafka import TopicPartition
-from sink_fixtures import SharedEngine, make_fact, open_engine, scalar
+from sink_fixtures import make_fact, scalar
 
 from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
@@ -27,12 +24,6 @@ from sinks.settings import SinkSettings
 
 TOPIC = "facts"
 CODEC = LearningFactCodec()
-
-
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
 
 
 class HeldInserts:

@@ -10,13 +10,13 @@ import json
 import re
 import time
 import typing
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
-from sink_fixtures import SharedEngine, insert, make_fact, open_engine, sink_test_client
+from sink_fixtures import Seed, insert, make_fact, sink_test_client
 
 from sinks.analysts import AnalystRegistry
 from sinks.clickhouse import ClickHouse
@@ -26,12 +26,6 @@ ANALYST, READER, ADMIN = "analyst-token-0123456789", "reader-token-0123456789", 
 EMAIL, LOGIN, NAME = "ana.souza@example.org", "ana.souza.login", "Ana Beatriz Souza"
 SENT = [EMAIL, LOGIN, NAME, base64.b64encode(EMAIL.encode()).decode()[:12]]
 Client = TestClient[typing.Any, typing.Any]
-
-
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
 
 
 def seed_sent_events(target: ClickHouse) -> None:
@@ -54,8 +48,13 @@ def seed_sent_events(target: ClickHouse) -> None:
 
 
 @pytest.fixture
+def engine_seed(request: pytest.FixtureRequest) -> Seed | None:
+    """The rows the tests of ``sink`` read, loaded once for those that only read; the others start from none."""
+    return seed_sent_events if "sink" in request.fixturenames else None
+
+
+@pytest.fixture
 async def sink(target: ClickHouse, tmp_path: Path) -> AsyncIterator[tuple[Client, str]]:
-    seed_sent_events(target)
     _, secret = AnalystRegistry(tmp_path / "analysts.json").add(["school-a"], analyst_id="net-a")
     settings = SinkSettings(analyst_token=SecretStr(ANALYST), reader_token=SecretStr(READER),
                             admin_token=SecretStr(ADMIN), analysts_file=tmp_path / "analysts.json",

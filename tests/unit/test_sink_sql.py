@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
-from sink_fixtures import SharedEngine, engine_settings, insert, make_fact, open_engine, scalar, sink_test_client
+from sink_fixtures import Seed, engine_settings, insert, make_fact, scalar, sink_test_client
 
 from sinks.analysts import OPERATOR
 from sinks.clickhouse import ClickHouse
@@ -23,12 +23,6 @@ from sinks.settings import ClickHouseSettings, QueryLimits, SinkSettings
 
 ANALYST, ADMIN = "analyst-token-0123456789", "admin-token-0123456789"
 QUERY_SECONDS = 2.0  # the time limit of the analyst queries the tests run on purpose too long
-
-
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
 
 
 @pytest.fixture
@@ -194,10 +188,20 @@ def test_loading_never_waits_behind_a_query(target: ClickHouse, tmp_path: Path) 
 
 # -- the HTTP endpoints ------------------------------------------------------------------------------------
 
-@pytest.fixture
-async def sink_client(target: ClickHouse, tmp_path: Path) -> AsyncIterator[TestClient[typing.Any, typing.Any]]:
+def two_activity_facts(target: ClickHouse) -> None:
     insert(target, [make_fact(1, event_type="ActivityEvent", xp_earned=3.0),
                     make_fact(2, event_type="ActivityEvent", student_id="student-2")], "a")
+
+
+@pytest.fixture
+def engine_seed(request: pytest.FixtureRequest) -> Seed | None:
+    """The rows the tests of ``sink_client`` read, loaded once for those that only read; the others start from
+    none."""
+    return two_activity_facts if "sink_client" in request.fixturenames else None
+
+
+@pytest.fixture
+async def sink_client(target: ClickHouse, tmp_path: Path) -> AsyncIterator[TestClient[typing.Any, typing.Any]]:
     settings = SinkSettings(analyst_token=SecretStr(ANALYST), admin_token=SecretStr(ADMIN),
                             queries=QueryLimits(max_execution_seconds=5, max_memory_bytes=256 << 20))
     async with sink_test_client(target, tmp_path, settings) as client:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
-from sink_fixtures import SharedEngine, engine_settings, insert, make_fact, open_engine, sink_test_client
+from sink_fixtures import Seed, engine_settings, insert, make_fact, sink_test_client
 
 from sinks.clickhouse import ClickHouse
 from sinks.errors import ClickHouseQueryError, QueryRejectedError
@@ -27,12 +27,6 @@ from sinks.tables import ANALYST_TABLES
 ANALYST, ADMIN = "analyst-token-0123456789", "admin-token-0123456789"
 EMAIL = "ana.souza@example.org"
 Client = TestClient[typing.Any, typing.Any]
-
-
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
 
 
 def seed_private_rows(target: ClickHouse) -> None:
@@ -52,8 +46,13 @@ def seed_private_rows(target: ClickHouse) -> None:
 
 
 @pytest.fixture
+def engine_seed(request: pytest.FixtureRequest) -> Seed | None:
+    """The rows the tests of ``sink`` read, loaded once for those that only read; the others start from none."""
+    return seed_private_rows if "sink" in request.fixturenames else None
+
+
+@pytest.fixture
 async def sink(target: ClickHouse, tmp_path: Path) -> AsyncIterator[Client]:
-    seed_private_rows(target)
     settings = SinkSettings(analyst_token=SecretStr(ANALYST), admin_token=SecretStr(ADMIN),
                             queries=QueryLimits(max_execution_seconds=20, max_result_bytes=64 * 1024))
     async with sink_test_client(target, tmp_path, settings) as client:

@@ -9,12 +9,10 @@ when the process dies there), then a new ``BatchSink`` that knows only what Clic
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sink_fixtures import SharedEngine, make_fact, open_engine, scalar
+from sink_fixtures import make_fact, scalar
 
 from schemas.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings
@@ -33,12 +31,6 @@ PER_PARTITION = 5
 
 class Crash(Exception):
     """The process dying at the injected point (not a SinkError: the sink does not handle it)."""
-
-
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
 
 
 class Faulty:

@@ -32,14 +32,15 @@ def test_a_full_batch_is_due_whatever_its_window() -> None:
     assert [b.size for b in sink.take_due(now=100.0)] == [2]
 
 
-def test_the_loader_gives_the_raw_topics_the_archive_window_and_the_others_the_batch_window() -> None:
+def test_the_loader_gives_the_archive_topic_the_archive_window_and_reads_no_raw_topic() -> None:
     kafka = KafkaSettings()
     loader = SinkLoader(SinkSettings(batch_seconds=0.7, archive_batch_seconds=4.0), kafka, NO_ENGINE,
                         student_key=b"k")
     topics = kafka.topics
-    assert loader.sink.topic_seconds == {topic: 4.0 for topic in topics.raw_topics}
+    assert loader.sink.topic_seconds == {topics.archive: 4.0}
     for topic in (topics.facts, topics.jobs, topics.dead_letters, topics.rejected):
         assert topic in loader.targets and topic not in loader.sink.topic_seconds
+    assert not set(topics.raw_topics) & set(loader.topics)  # the worker archives the raw events
 
 
 def test_the_consumer_waits_for_larger_fetches() -> None:
@@ -51,3 +52,13 @@ def test_the_consumer_waits_for_larger_fetches() -> None:
         return consumer._fetch_min_bytes, consumer._fetch_max_wait_ms
 
     assert asyncio.run(options()) == (1 << 20, 150)
+
+
+def test_a_range_closes_at_batch_bytes_too() -> None:
+    """A block message holds many rows: a range closes at ``batch_bytes`` of messages whatever their count, so a
+    window's memory stays bounded; a message that reaches it is the range's last."""
+    sink = BatchSink(NO_ENGINE, "g", batch_rows=1000, batch_seconds=60, batch_bytes=250)
+    for offset in range(5):
+        sink.add(b"x" * 100, "facts", 0, offset, now=100.0)
+    assert sink.closed_size() == 3 and sink.closed_bytes() == 300  # closed at the third message (300 >= 250)
+    assert [(b.first_offset, b.last_offset) for b in sink.take_due(now=1000.0)[0].parts] == [(0, 2)]

@@ -6,18 +6,15 @@ from __future__ import annotations
 import base64
 import io
 import typing
-from collections.abc import Iterator
-from pathlib import Path
 
 import fastavro
-import pytest
-from fastavro.schema import parse_schema
-from sink_fixtures import DAY_MS, SharedEngine, make_fact, open_engine, scalar
+from fastavro.schema import parse_schema, to_parsing_canonical_form
+from sink_fixtures import DAY_MS, make_fact, scalar
 
 from schemas.codec import LearningFactCodec
 from schemas.records import LearningFact
 from sinks.avro_container import WriterGroup, container_of, group_by_writer
-from sinks.batches import BatchSink
+from sinks.batches import BatchSink, facts_target
 from sinks.clickhouse import ClickHouse
 from sinks.errors import ClickHouseQueryError, SinkBackpressureError
 from sinks.migrations import Layout, apply_migrations
@@ -25,12 +22,7 @@ from sinks.tables import FACT_COLUMNS, FACT_INPUT_TABLE, fact_records, facts_to_
 from sinks.writer import INSERT_SETTINGS
 
 CODEC = LearningFactCodec()
-
-
-@pytest.fixture(params=["chdb"])
-def target(request: pytest.FixtureRequest, tmp_path: Path,
-           clickhouse_server: dict[str, typing.Any] | None, chdb_engine: SharedEngine) -> Iterator[ClickHouse]:
-    yield from open_engine(request, tmp_path, clickhouse_server)
+TARGET = facts_target(CODEC)
 
 
 def write_all(sink: BatchSink) -> list[typing.Any]:
@@ -62,18 +54,18 @@ def all_rows(target: ClickHouse, database: str) -> list[tuple[typing.Any, ...]]:
 def test_a_container_of_message_bodies_reads_back_as_the_same_records() -> None:
     records = fact_records(varied_facts(50))
     messages = [CODEC.encode(record) for record in records]
-    groups, unreadable = group_by_writer(list(range(50)), messages, CODEC.writer_schema_of)
+    groups, unreadable = group_by_writer(list(range(50)), messages, TARGET.read)
     assert unreadable == [] and len(groups) == 1 and groups[0].offsets == list(range(50))
     read = list(fastavro.reader(io.BytesIO(groups[0].container())))
     assert read == records == [CODEC.decode(m) for m in messages]
-    assert container_of(groups[0].schema_json(), groups[0].bodies) == groups[0].container()  # deterministic
-    assert [h + b for h, b in zip(groups[0].headers, groups[0].bodies, strict=True)] == messages
+    assert container_of(groups[0].schema_json, groups[0].bodies) == groups[0].container()  # deterministic
+    assert groups[0].originals == messages and groups[0].counts == [1] * 50
 
 
 def test_messages_are_grouped_by_writer_and_bad_headers_set_apart() -> None:
     good = CODEC.encode_record(make_fact(1))
     groups, unreadable = group_by_writer([5, 6, 7, 8], [good, b"\xc3\x01" + b"\x00" * 8 + b"x", None, good],
-                                         CODEC.writer_schema_of)
+                                         TARGET.read)
     assert [g.offsets for g in groups] == [[5, 8]] and groups[0].bodies == [good[10:]] * 2
     assert [(offset, raw) for offset, raw, _ in unreadable] == [(6, b"\xc3\x01" + b"\x00" * 8 + b"x"), (7, b"")]
     assert "unknown learning_fact writer fingerprint" in unreadable[0][2]
@@ -107,7 +99,8 @@ def test_an_older_writer_gets_the_readers_defaults_as_in_python(target: ClickHou
         body = io.BytesIO()
         fastavro.schemaless_writer(body, older_parsed, record)
         bodies.append(body.getvalue())
-    target.insert_avro(FACT_INPUT_TABLE, WriterGroup(older_parsed, bodies=bodies).container(),
+    older_json = str(to_parsing_canonical_form(older_parsed))
+    target.insert_avro(FACT_INPUT_TABLE, WriterGroup(older_json, bodies=bodies, counts=[1] * len(bodies)).container(),
                        {**INSERT_SETTINGS, "insert_deduplication_token": "older"})
     resolved = [fastavro.schemaless_reader(io.BytesIO(b), older_parsed, CODEC.reader_schema) for b in bodies]
     apply_migrations(target, Layout("by_arrow"))

@@ -173,8 +173,10 @@ async def test_an_entity_produces_nothing_and_is_no_dead_letter(harness: Any) ->
     async with agent.test_context() as tested:
         event = await tested.put(RawEventCodec().encode_record(raw))
         [result] = tested.results[event.message.offset]
-        assert result.records == [] and result.dead_letter_reason == ""
-    assert publisher.records == []
+        # no fact and no dead letter: only its raw-archive row (every event that decodes is archived)
+        assert [record.topic for record in result.records] == ["unit.archive"]
+        assert result.facts == [] and result.dead_letter_reason == ""
+    assert [record.topic for record in publisher.records] == ["unit.archive"]
 
 
 @pytest.mark.parametrize("privacy, missing", [
@@ -218,7 +220,8 @@ async def test_a_failed_publish_is_retried_and_acked_only_once_delivered(monkeyp
     async with agent.test_context() as tested:
         as_consumed(tested)
         await tested.put(raw_message(timeback_payload()))
-    assert len(attempts) == 3 and attempts[0] == attempts[2] and len(attempts[2]) == 1
+    # the event's fact and its raw-archive row, the same each time
+    assert len(attempts) == 3 and attempts[0] == attempts[2] and len(attempts[2]) == 2
     assert [message.offset for message in acked] == [0]
     assert counter(metrics, "caliper_streams_publish_failures_total") == 2.0
 

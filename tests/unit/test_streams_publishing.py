@@ -16,12 +16,13 @@ from pydantic import SecretStr
 from schemas.kafka import KafkaSettings, crc32_partitioner, partition_key
 from schemas.privacy import PrivacySettings
 from schemas.record_batches import OutboundRecord
-from streams.publishing import BatchingProducer, KafkaPublisher, send_in_batches
+from streams.publishing import BatchingProducer, Blocks, KafkaPublisher, send_in_batches
 from streams.settings import StreamsSettings
 from streams.worker import build_app, new_app
 
 KAFKA = KafkaSettings(bootstrap_servers="127.0.0.1:1", topic_prefix="unit.")
 PRIVACY = PrivacySettings(email_hash_key=SecretStr("k"), student_key=SecretStr("s"))
+NO_BLOCKS = Blocks({}, StreamsSettings().block_max_bytes)  # no block topic: records pass as they are
 
 
 class FakeBatch:
@@ -143,7 +144,7 @@ async def test_the_partition_is_the_one_aiokafka_send_picks() -> None:
 
 async def test_the_publisher_returns_only_after_every_batch_was_acknowledged() -> None:
     app = build_app(StreamsSettings(worker_version="t"), KAFKA, PRIVACY)
-    publisher = KafkaPublisher(app)
+    publisher = KafkaPublisher(app, NO_BLOCKS)
     producer = app.producer
     assert isinstance(producer, BatchingProducer)
     futures: list[asyncio.Future[Any]] = []
@@ -189,7 +190,7 @@ async def test_a_failed_batch_fails_the_publish() -> None:
 
     app.maybe_start_producer = started  # type: ignore[method-assign]
     with pytest.raises(ConnectionError):
-        await KafkaPublisher(app)(records(2))
+        await KafkaPublisher(app, NO_BLOCKS)(records(2))
 
 
 def test_the_publisher_refuses_an_app_that_cannot_batch() -> None:
@@ -197,5 +198,43 @@ def test_the_publisher_refuses_an_app_that_cannot_batch() -> None:
 
     plain = faust.App("unit-plain", broker="kafka://127.0.0.1:1", autodiscover=False)
     with pytest.raises(RuntimeError, match="BatchingProducer"):
-        KafkaPublisher(plain)
+        KafkaPublisher(plain, NO_BLOCKS)
     assert issubclass(new_app(StreamsSettings(worker_version="t"), KAFKA).transport.Producer, BatchingProducer)
+
+
+async def test_the_publisher_sends_facts_and_archive_rows_as_one_block_per_partition() -> None:
+    """The worker's publisher (build_app's) joins the facts and archive rows of one publish into blocks over the
+    producer's partitions; the other records pass as they are."""
+    from sink_fixtures import make_fact
+
+    from schemas.blocks import fact_block_codec
+    from schemas.codec import LearningFactCodec
+
+    app = build_app(StreamsSettings(worker_version="t"), KAFKA, PRIVACY)
+    producer = app.producer
+    sent: list[OutboundRecord] = []
+
+    async def send_records(batch: Any) -> list[asyncio.Future[Any]]:
+        sent.extend(batch)
+        return []
+
+    async def partitions_for(topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    producer.send_records = send_records  # type: ignore[attr-defined]
+    producer._ensure_producer = lambda: SimpleNamespace(partitions_for=partitions_for)  # type: ignore[attr-defined]
+
+    async def started() -> Any:
+        return producer
+
+    app.maybe_start_producer = started  # type: ignore[method-assign]
+    codec = LearningFactCodec()
+    facts = [make_fact(i, student_id=f"s{i}") for i in range(12)]
+    blocks = Blocks({"unit.facts": fact_block_codec(codec)}, StreamsSettings().block_max_bytes)
+    publisher = KafkaPublisher(app, blocks)
+    await publisher([*[OutboundRecord("unit.facts", partition_key(f.tenant, f.student_id), codec.encode_record(f))
+                       for f in facts], OutboundRecord("unit.conflicts", b"k", b"{}")])
+    assert sent[0] == OutboundRecord("unit.conflicts", b"k", b"{}")
+    assert 1 < len(sent) - 1 <= 3  # at most one block per partition
+    decoded = [item["event_id"] for record in sent[1:] for item in fact_block_codec(codec).decode_items(record.value)]
+    assert sorted(decoded) == sorted(f.event_id for f in facts)
