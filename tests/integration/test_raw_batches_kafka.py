@@ -11,13 +11,14 @@ from dataclasses import replace
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from published import fact_count, facts_in
 from pydantic import SecretStr
 from test_streams_kafka import PRIVACY, read_topic, worker_settings
 
 from caliper_pipeline.bench.streams import publish_raw, sample_raw_events
 from gateway.publisher import EncodedEvent, EventPublisher
 from gateway.settings import GatewaySettings
-from schemas.codec import LearningFactCodec, RawEventCodec
+from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings, Source, partition_key
 from schemas.records import RawEvent
 from schemas.side_topics import DeadLetter
@@ -90,11 +91,11 @@ async def test_lone_and_batch_records_become_facts_and_a_bad_event_of_a_batch_is
     app = build_app(settings, kafka_settings, PRIVACY)
     await app.start()
     try:
-        facts = await read_topic(kafka_settings, topics.facts, expect=len(good))
+        facts = await read_topic(kafka_settings, topics.facts, expect=len(good), count=fact_count)
         letters = await read_topic(kafka_settings, topics.dead_letters, expect=1, settle_s=0.5)
     finally:
         await app.stop()
-    assert sorted(LearningFactCodec().decode_record(value).event_id for _, value in facts) == sorted(
+    assert sorted(fact.event_id for fact in facts_in([value for _, value in facts])) == sorted(
         raw.event_id for raw in good)
     [(key, value)] = letters
     letter = DeadLetter.from_json(value)
