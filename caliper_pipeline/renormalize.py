@@ -16,6 +16,12 @@ settings, as the streams worker would), and its facts are published to the facts
 - an event the normalizers now refuse becomes a dead letter on the dead-letter topic (as the worker would make it;
   ``partition``/``offset`` -1: it came from the archive, not a topic), which ``replay`` can send to the raw topic.
 
+It takes the streams worker's own path, chunk by chunk (``CHUNK_EVENTS`` archived events): the worker's
+``EventProcessor.process_event`` (its facts, encodings and dead letters; no conflict notices: those were sent when
+the events first came) and the worker's publishing step (``streams.publishing.hand_records``: one record batch per
+partition). The archive is read ahead while a chunk is processed (``read_ahead``: at most ``READ_AHEAD_CHUNKS``
+waiting), and a chunk's batches are acknowledged while the next one is processed (at most one chunk in flight).
+
 A progress bar goes to stderr; the summary says how many events were read, facts produced, dead letters and how
 long it took. A run can be repeated: the facts collapse with the previous run's.
 """
@@ -23,10 +29,12 @@ long it took. A run can be repeated: the facts collapse with the previous run's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
@@ -36,17 +44,22 @@ from caliper_pipeline.local_secrets import local_admin_token
 from caliper_pipeline.settings import Settings
 from gateway.clients import ClientRegistry
 from schemas.archive import ArchivedEvent
-from schemas.codec import RawEventCodec
 from schemas.errors import PipelineError
-from schemas.kafka import Source, crc32_partitioner, partition_key
+from schemas.kafka import Source, crc32_partitioner
 from schemas.kafka_lz4 import use_kafka_lz4_frames
-from schemas.registry import learning_fact_codec
-from schemas.side_topics import DeadLetter, SideTopicRecordError
+from schemas.registry import learning_fact_codec, raw_event_codec
+from schemas.side_topics import SideTopicRecordError
 from schemas.version import PIPELINE_VERSION
-from streams.normalizers import NormalizeOptions, normalize_with
-from streams.processor import fact_key, stamp_derived
+from streams.processor import EventProcessor
+from streams.publishing import hand_records
 
 WORKER_VERSION = f"renormalize/{PIPELINE_VERSION}"
+CHUNK_EVENTS = 2000  # archived events processed and published together (one record batch per partition)
+READ_AHEAD_CHUNKS = 2  # chunks read from the archive while one is processed
+_SLICE_EVENTS = 250  # events processed between two turns of the event loop (the producer and the reader run then)
+
+T = TypeVar("T")
+_END = object()
 
 
 class RenormalizeError(PipelineError):
@@ -73,7 +86,8 @@ class RenormalizeSummary:
 
 async def sink_archive(session: aiohttp.ClientSession, sink_url: str, admin_token: str, tenant: str,
                        from_ms: int | None, to_ms: int | None) -> AsyncIterator[tuple[int, list[ArchivedEvent]]]:
-    """``(total, events)`` chunks of the sink's ``POST /archive/raw-events`` stream."""
+    """``(total, events)`` chunks of the sink's ``POST /archive/raw-events`` stream (JSON lines, read as the bytes
+    arrive and split at their newlines: no per-line read)."""
     url = f"{sink_url.rstrip('/')}/archive/raw-events"
     try:
         async with session.post(url, json={"tenant": tenant, "from_ms": from_ms, "to_ms": to_ms},
@@ -83,12 +97,22 @@ async def sink_archive(session: aiohttp.ClientSession, sink_url: str, admin_toke
                                        f"{(await response.text())[:500]}")
             total = int(response.headers.get("X-Total-Count", "0"))
             chunk: list[ArchivedEvent] = []
-            async for line in response.content:
-                if line.strip():
-                    chunk.append(ArchivedEvent.from_json(line))
-                if len(chunk) >= 1000:
-                    yield total, chunk
-                    chunk = []
+            partial: list[bytes] = []  # the bytes of a line not ended yet
+            async for data in response.content.iter_any():
+                end = data.rfind(b"\n")
+                if end < 0:
+                    partial.append(data)
+                    continue
+                partial.append(data[:end])
+                lines = b"".join(partial).split(b"\n")
+                partial = [data[end + 1:]]
+                chunk += [ArchivedEvent.from_json(line) for line in lines if line.strip()]
+                while len(chunk) >= CHUNK_EVENTS:
+                    yield total, chunk[:CHUNK_EVENTS]
+                    chunk = chunk[CHUNK_EVENTS:]
+            last = b"".join(partial)
+            if last.strip():
+                chunk.append(ArchivedEvent.from_json(last))
             yield total, chunk
     except aiohttp.ClientError as error:
         raise RenormalizeError(f"the sink at {sink_url} could not be read: {error}") from error
@@ -111,16 +135,46 @@ async def server_archive(settings: Settings, tenant: str, from_ms: int | None,
         await asyncio.to_thread(clickhouse.close)
 
 
+async def read_ahead(items: AsyncIterator[T], depth: int) -> AsyncIterator[T]:
+    """``items``, read by a task of their own up to ``depth`` ahead of the consumer; the reader's error is raised
+    here, in order. Stopping early cancels the reader (its ``async with`` blocks close)."""
+    queue: asyncio.Queue[Any] = asyncio.Queue(depth)
+
+    async def reader() -> None:
+        try:
+            async for item in items:
+                await queue.put(item)
+        except Exception as error:  # handed over to the consumer, which raises it
+            await queue.put(error)
+            return
+        await queue.put(_END)
+
+    task = asyncio.create_task(reader())
+    try:
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def archive_processor(settings: Settings) -> EventProcessor:
+    """The streams worker's processor as renormalize runs it: the worker's codecs and normalizer settings,
+    renormalize's worker version on its dead letters, no conflict notices."""
+    streams = settings.streams.model_copy(update={"worker_version": WORKER_VERSION})
+    return EventProcessor(streams, settings.kafka.topics, settings.privacy, notice_conflicts=False,
+                          codecs=(raw_event_codec(settings.kafka), learning_fact_codec(settings.kafka)))
+
+
 async def renormalize(settings: Settings, tenant: str, from_ms: int | None = None, to_ms: int | None = None, *,
                       dry_run: bool = False, progress: bool = True) -> RenormalizeSummary:
     """Re-derive the facts of one tenant's archived events received in ``[from_ms, to_ms)``."""
-    settings.privacy.require_keys()  # the facts' pseudonyms need the same keys as the worker's
-    options = NormalizeOptions(email_hash_key=settings.privacy.email_hash_key_bytes,
-                               keep_raw_email=settings.privacy.keep_raw_email,
-                               normalizer_version=settings.streams.normalizer_version,
-                               student_key=settings.privacy.student_key_bytes)
+    processor = archive_processor(settings)  # refuses to run without the privacy keys, as the worker does
     extensions_policy = ClientRegistry(settings.gateway.clients_file).tenant(tenant).extensions_policy
-    topics, fact_codec, raw_codec = settings.kafka.topics, learning_fact_codec(settings.kafka), RawEventCodec()
+    topics = settings.kafka.topics
     summary = RenormalizeSummary(tenant=tenant, dry_run=dry_run)
     use_kafka_lz4_frames()  # the facts topic's lz4 batches as every Kafka client reads them
     producer = AIOKafkaProducer(acks="all", enable_idempotence=True, partitioner=crc32_partitioner, linger_ms=20,
@@ -132,37 +186,32 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
                                   to_ms)
         else:
             chunks = server_archive(settings, tenant, from_ms, to_ms)
+        in_flight: list[asyncio.Future[Any]] = []  # the previous chunk's deliveries
         try:
             if not dry_run:
                 await producer.start()
-            async for total, chunk in chunks:
+            async for total, chunk in read_ahead(chunks, READ_AHEAD_CHUNKS):
                 summary.total = total
-                sends = []
-                for archived in chunk:
-                    summary.events += 1
-                    raw = archived.event
-                    raw.extensions_policy = extensions_policy
-                    try:
-                        facts = stamp_derived(normalize_with(raw, options))
-                        records = [(topics.facts, fact_key(fact), fact_codec.encode_record(fact)) for fact in facts]
-                        summary.facts += len(facts)
-                    except PipelineError as error:
-                        letter = DeadLetter(reason=f"{type(error).__name__}: {error}", reason_code=error.reason_code,
-                                            worker_version=WORKER_VERSION,
-                                            topic=topics.raw(_source(raw.source)), partition=-1, offset=-1,
-                                            original=raw_codec.encode_record(raw))
-                        records = [(topics.dead_letters, partition_key(raw.tenant, raw.student_id),
-                                    letter.to_json())]
-                        summary.dead_letters += 1
-                    if not dry_run:
-                        sends += [await producer.send(topic, value, key=key) for topic, key, value in records]
-                if sends:
-                    await asyncio.gather(*sends)
+                records = []
+                for start in range(0, len(chunk), _SLICE_EVENTS):
+                    for archived in chunk[start:start + _SLICE_EVENTS]:
+                        raw = archived.event
+                        raw.extensions_policy = extensions_policy
+                        result = processor.process_event(raw, topics.raw(_source(raw.source)))
+                        summary.facts += len(result.facts)
+                        summary.dead_letters += bool(result.dead_letter_reason)
+                        records += result.records
+                    await asyncio.sleep(0)
+                summary.events += len(chunk)
+                if not dry_run:
+                    await asyncio.gather(*in_flight)
+                    in_flight = await hand_records(producer, records, crc32_partitioner) if records else []
                 if progress:
                     _progress(summary.events, summary.total, started)
+            await asyncio.gather(*in_flight)
         except (KafkaError, SideTopicRecordError) as error:
             raise RenormalizeError(f"renormalize stopped after {summary.events} events ({summary.facts} facts "
-                                   f"published; a rerun is safe): {error!r}") from error
+                                   f"produced; a rerun is safe): {error!r}") from error
         finally:
             if progress:
                 print(file=sys.stderr)

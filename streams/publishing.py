@@ -1,6 +1,10 @@
 """Producing the worker's records: whole record batches handed to aiokafka, one per partition
 (``schemas.record_batches``, the gateway's way too), through faust's producer.
 
+``hand_records`` is the one step from the worker's records to aiokafka, taken by the worker (``KafkaPublisher``,
+through faust's producer) and by ``caliper-pipeline renormalize`` (its own ``AIOKafkaProducer``): what the worker
+publishes, and how, a re-derivation publishes the same way.
+
 The delivery contract is unchanged: ``KafkaPublisher`` returns only once the broker acknowledged every batch (so
 the consumer's offsets are acked after that, at-least-once); it raises if any batch failed, and the worker then
 publishes everything again (duplicates are possible, losses are not).
@@ -13,9 +17,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
-from schemas.record_batches import OutboundRecord, send_in_batches
+from schemas.record_batches import OutboundRecord, Partitioner, send_in_batches
+
+
+async def hand_records(producer: AIOKafkaProducer, records: Sequence[OutboundRecord],
+                       partitioner: Partitioner) -> list[asyncio.Future[Any]]:
+    """Hand the worker's ``records`` to ``producer`` (one record batch per partition); the delivery future of every
+    batch, to await before the records count as published."""
+    return await send_in_batches(producer, records, partitioner)
 
 
 class BatchingProducer(aiokafka_driver.Producer):
@@ -30,7 +42,7 @@ class BatchingProducer(aiokafka_driver.Producer):
     async def send_records(self, records: Sequence[OutboundRecord]) -> list[asyncio.Future[Any]]:
         if self.partitioner is None:  # set by faust from ``producer_partitioner``; without it we cannot match send
             raise RuntimeError("the worker's producer has no partitioner")
-        return await send_in_batches(self._ensure_producer(), records, self.partitioner)
+        return await hand_records(self._ensure_producer(), records, self.partitioner)
 
 
 class KafkaPublisher:
