@@ -162,10 +162,11 @@ async def read_ahead(items: AsyncIterator[T], depth: int) -> AsyncIterator[T]:
 
 
 def archive_processor(settings: Settings) -> EventProcessor:
-    """The streams worker's processor as renormalize runs it: the worker's codecs and normalizer settings,
-    renormalize's worker version on its dead letters, no conflict notices."""
-    streams = settings.streams.model_copy(update={"worker_version": WORKER_VERSION})
-    return EventProcessor(streams, settings.kafka.topics, settings.privacy, notice_conflicts=False,
+    """The streams worker's processor as renormalize runs it: the worker's codecs and normalizer settings (the
+    facts' normalizer version is this installation's), renormalize's worker version on its dead letters, no
+    conflict notices."""
+    return EventProcessor(settings.streams, settings.kafka.topics, settings.privacy, notice_conflicts=False,
+                          worker_version=WORKER_VERSION,
                           codecs=(raw_event_codec(settings.kafka), learning_fact_codec(settings.kafka)))
 
 

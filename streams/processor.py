@@ -121,9 +121,11 @@ class EventProcessor:
     def __init__(self, settings: StreamsSettings, topics: Topics, privacy: PrivacySettings,
                  metrics: StreamsMetrics | None = None, *,
                  codecs: tuple[RawEventCodec, LearningFactCodec] | None = None,
-                 notice_conflicts: bool = True) -> None:
+                 notice_conflicts: bool = True, worker_version: str | None = None) -> None:
         privacy.require_keys()  # never produce facts with unkeyed (or empty-keyed) pseudonyms
         self.settings = settings
+        # who signs the dead letters and conflict notices (the facts' normalizer version stays the settings')
+        self.worker_version = settings.worker_version if worker_version is None else worker_version
         self.topics = topics
         self.metrics = metrics or StreamsMetrics()
         self.options = NormalizeOptions(
@@ -209,7 +211,7 @@ class EventProcessor:
                 result.records.append(OutboundRecord(self.topics.conflicts, fact_key(fact), ConflictNotice(
                     tenant=fact.tenant, source=fact.source, event_id=fact.event_id, fact_index=fact.fact_index,
                     previous_content_hash=previous, content_hash=fact.content_hash, topic=topic,
-                    partition=partition, offset=offset, worker_version=self.settings.worker_version,
+                    partition=partition, offset=offset, worker_version=self.worker_version,
                 ).to_json()))
         return result
 
@@ -231,7 +233,7 @@ class EventProcessor:
             if batch_index is not None or message is None:
                 original, key = self.raw_codec.encode_record(raw), partition_key(raw.tenant, raw.student_id)
         result.records = [OutboundRecord(self.topics.dead_letters, key, DeadLetter(
-            reason=reason, reason_code=code, worker_version=self.settings.worker_version, topic=topic,
+            reason=reason, reason_code=code, worker_version=self.worker_version, topic=topic,
             partition=partition, offset=offset, original=original, time_ms=time.time_ns() // 1_000_000,
             batch_index=batch_index, **owner).to_json())]
         return result

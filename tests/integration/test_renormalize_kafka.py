@@ -111,7 +111,7 @@ async def test_renormalize_publishes_a_batch_per_partition_per_chunk_what_the_wo
         tmp_path: Path, kafka_settings: KafkaSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     events = archived_events()
     topics = kafka_settings.topics
-    monkeypatch.setattr(renormalize_module, "CHUNK_EVENTS", CHUNK)
+    monkeypatch.setattr(renormalize_module, "CHUNK_EVENTS", CHUNK, raising=False)
     handed: list[list[OutboundRecord]] = []  # the records of each publishing step
     batches: list[list[tuple[str, int]]] = []  # the (topic, partition) of each batch sent, per step
     from streams.publishing import hand_records
@@ -145,7 +145,7 @@ async def test_renormalize_publishes_a_batch_per_partition_per_chunk_what_the_wo
     # what the worker makes of the same events (each as a lone RawEvent record on its source's raw topic), with
     # the extensions policy renormalize applies: the tenant's current one
     policy = ClientRegistry(settings.gateway.clients_file).tenant("school-r").extensions_policy
-    worker = EventProcessor(StreamsSettings(worker_version=WORKER_VERSION), topics, PRIVACY)
+    worker = EventProcessor(settings.streams, topics, PRIVACY)
     codec = RawEventCodec()
     made = [result for raw in events for result in worker.process_message(
         topics.raw(Source(raw.source)), 0, 7, partition_key(raw.tenant, raw.student_id),
@@ -169,8 +169,12 @@ async def test_renormalize_publishes_a_batch_per_partition_per_chunk_what_the_wo
     expected_letters = []
     for record in worker_letters:
         letter = comparable_letter(record.value)
-        letter |= {"partition": -1, "offset": -1}  # renormalize's events came from the archive, not a topic
+        assert letter["worker_version"] == "the worker's own"
+        # renormalize signs its dead letters; its events came from the archive, not a topic
+        letter |= {"worker_version": WORKER_VERSION, "partition": -1, "offset": -1}
         expected_letters.append((record.key, letter))
     assert sorted(((key, comparable_letter(value)) for key, value in letters), key=repr) == sorted(
         expected_letters, key=repr)
-    assert all(letter["worker_version"] == WORKER_VERSION for _, letter in expected_letters)
+    # the facts carry this installation's normalizer version, as the worker's do
+    assert {comparable_fact(value)["normalizer_version"] for _, value in facts} == {
+        settings.streams.normalizer_version}
