@@ -16,11 +16,13 @@ settings, as the streams worker would), and its facts are published to the facts
 - an event the normalizers now refuse becomes a dead letter on the dead-letter topic (as the worker would make it;
   ``partition``/``offset`` -1: it came from the archive, not a topic), which ``replay`` can send to the raw topic.
 
-It takes the streams worker's own path, chunk by chunk (``CHUNK_EVENTS`` archived events): the worker's
-``EventProcessor.process_event`` (its facts, encodings and dead letters; no conflict notices: those were sent when
-the events first came) and the worker's publishing step (``streams.publishing.hand_records``: one record batch per
-partition). The archive is read ahead while a chunk is processed (``read_ahead``: at most ``READ_AHEAD_CHUNKS``
-waiting), and a chunk's batches are acknowledged while the next one is processed (at most one chunk in flight).
+It takes the streams worker's own path, chunk by chunk (``CHUNK_EVENTS`` archived events' JSON lines): the
+worker's ``EventProcessor.process_event`` (its facts, encodings and dead letters; no conflict notices: those were
+sent when the events first came) and the worker's publishing step (``streams.publishing.hand_records``: one record
+batch per partition). Normalizing is most of the work, so the chunks are processed by ``processes`` child
+processes (one per core by default, each with the worker's processor), while this process reads the archive ahead
+(``read_ahead``: at most ``READ_AHEAD_CHUNKS`` waiting) and publishes the chunks in the order they were read (a
+chunk's batches are acknowledged while the next chunk is handed over: at most two chunks in flight).
 
 A progress bar goes to stderr; the summary says how many events were read, facts produced, dead letters and how
 long it took. A run can be repeated: the facts collapse with the previous run's.
@@ -30,9 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
+import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -47,6 +54,7 @@ from schemas.archive import ArchivedEvent
 from schemas.errors import PipelineError
 from schemas.kafka import Source, crc32_partitioner
 from schemas.kafka_lz4 import use_kafka_lz4_frames
+from schemas.record_batches import OutboundRecord
 from schemas.registry import learning_fact_codec, raw_event_codec
 from schemas.side_topics import SideTopicRecordError
 from schemas.version import PIPELINE_VERSION
@@ -56,10 +64,10 @@ from streams.publishing import hand_records
 WORKER_VERSION = f"renormalize/{PIPELINE_VERSION}"
 CHUNK_EVENTS = 2000  # archived events processed and published together (one record batch per partition)
 READ_AHEAD_CHUNKS = 2  # chunks read from the archive while one is processed
-_SLICE_EVENTS = 250  # events processed between two turns of the event loop (the producer and the reader run then)
 
 T = TypeVar("T")
 _END = object()
+ChunkResult = tuple[list[OutboundRecord], int, int, int]  # records, events, facts, dead letters
 
 
 class RenormalizeError(PipelineError):
@@ -85,9 +93,9 @@ class RenormalizeSummary:
 
 
 async def sink_archive(session: aiohttp.ClientSession, sink_url: str, admin_token: str, tenant: str,
-                       from_ms: int | None, to_ms: int | None) -> AsyncIterator[tuple[int, list[ArchivedEvent]]]:
-    """``(total, events)`` chunks of the sink's ``POST /archive/raw-events`` stream (JSON lines, read as the bytes
-    arrive and split at their newlines: no per-line read)."""
+                       from_ms: int | None, to_ms: int | None) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """``(total, lines)`` chunks of the sink's ``POST /archive/raw-events`` stream (``ArchivedEvent`` JSON lines,
+    read as the bytes arrive and split at their newlines: no per-line read)."""
     url = f"{sink_url.rstrip('/')}/archive/raw-events"
     try:
         async with session.post(url, json={"tenant": tenant, "from_ms": from_ms, "to_ms": to_ms},
@@ -96,7 +104,7 @@ async def sink_archive(session: aiohttp.ClientSession, sink_url: str, admin_toke
                 raise RenormalizeError(f"the sink refused the archive read ({response.status}): "
                                        f"{(await response.text())[:500]}")
             total = int(response.headers.get("X-Total-Count", "0"))
-            chunk: list[ArchivedEvent] = []
+            chunk: list[bytes] = []
             partial: list[bytes] = []  # the bytes of a line not ended yet
             async for data in response.content.iter_any():
                 end = data.rfind(b"\n")
@@ -106,21 +114,21 @@ async def sink_archive(session: aiohttp.ClientSession, sink_url: str, admin_toke
                 partial.append(data[:end])
                 lines = b"".join(partial).split(b"\n")
                 partial = [data[end + 1:]]
-                chunk += [ArchivedEvent.from_json(line) for line in lines if line.strip()]
+                chunk += [line for line in lines if line.strip()]
                 while len(chunk) >= CHUNK_EVENTS:
                     yield total, chunk[:CHUNK_EVENTS]
                     chunk = chunk[CHUNK_EVENTS:]
             last = b"".join(partial)
             if last.strip():
-                chunk.append(ArchivedEvent.from_json(last))
+                chunk.append(last)
             yield total, chunk
     except aiohttp.ClientError as error:
         raise RenormalizeError(f"the sink at {sink_url} could not be read: {error}") from error
 
 
 async def server_archive(settings: Settings, tenant: str, from_ms: int | None,
-                         to_ms: int | None) -> AsyncIterator[tuple[int, list[ArchivedEvent]]]:
-    """The same chunks read straight from a ClickHouse server (no sink in between)."""
+                         to_ms: int | None) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """The same chunks read straight from a ClickHouse server (no sink in between): its pages as the sink's lines."""
     from sinks.archive import count_archived, read_archived
     from sinks.clickhouse import connect
 
@@ -129,7 +137,7 @@ async def server_archive(settings: Settings, tenant: str, from_ms: int | None,
         database = settings.clickhouse.database
         total = await asyncio.to_thread(count_archived, clickhouse.query_rows, database, tenant, from_ms, to_ms)
         pages = read_archived(clickhouse.query_rows, database, tenant, from_ms, to_ms)
-        while (page := await asyncio.to_thread(next, pages, None)) is not None:
+        while (page := await asyncio.to_thread(_next_lines, pages)) is not None:
             yield total, page
     finally:
         await asyncio.to_thread(clickhouse.close)
@@ -171,15 +179,33 @@ def archive_processor(settings: Settings) -> EventProcessor:
 
 
 async def renormalize(settings: Settings, tenant: str, from_ms: int | None = None, to_ms: int | None = None, *,
-                      dry_run: bool = False, progress: bool = True) -> RenormalizeSummary:
-    """Re-derive the facts of one tenant's archived events received in ``[from_ms, to_ms)``."""
-    processor = archive_processor(settings)  # refuses to run without the privacy keys, as the worker does
+                      dry_run: bool = False, progress: bool = True, processes: int | None = None) -> RenormalizeSummary:
+    """Re-derive the facts of one tenant's archived events received in ``[from_ms, to_ms)``, normalized by
+    ``processes`` child processes (default: one per core)."""
+    archive_processor(settings)  # refuses to run without the privacy keys, as the worker does (before any child)
+    processes = processes or os.cpu_count() or 1
     extensions_policy = ClientRegistry(settings.gateway.clients_file).tenant(tenant).extensions_policy
-    topics = settings.kafka.topics
     summary = RenormalizeSummary(tenant=tenant, dry_run=dry_run)
     use_kafka_lz4_frames()  # the facts topic's lz4 batches as every Kafka client reads them
     producer = AIOKafkaProducer(acks="all", enable_idempotence=True, partitioner=crc32_partitioner, linger_ms=20,
                                 max_batch_size=1 << 20, compression_type="lz4", **settings.kafka.client_options())
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_child, initargs=(settings,))
+    loop = asyncio.get_running_loop()
+    in_flight: list[asyncio.Future[Any]] = []  # the deliveries of the chunk published last
+
+    async def publish(result: ChunkResult) -> None:
+        nonlocal in_flight
+        records, events, facts, dead_letters = result
+        summary.events, summary.facts, summary.dead_letters = (summary.events + events, summary.facts + facts,
+                                                               summary.dead_letters + dead_letters)
+        if not dry_run:
+            handed = await hand_records(producer, records, crc32_partitioner) if records else []
+            await asyncio.gather(*in_flight)
+            in_flight = handed
+        if progress:
+            _progress(summary.events, summary.total, started)
+
     started = time.monotonic()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=300)) as session:
         if settings.clickhouse.embedded:
@@ -187,39 +213,64 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
                                   to_ms)
         else:
             chunks = server_archive(settings, tenant, from_ms, to_ms)
-        in_flight: list[asyncio.Future[Any]] = []  # the previous chunk's deliveries
+        processing: deque[asyncio.Future[ChunkResult]] = deque()  # in the order read, published in that order
         try:
             if not dry_run:
                 await producer.start()
-            async for total, chunk in read_ahead(chunks, READ_AHEAD_CHUNKS):
+            async for total, lines in read_ahead(chunks, READ_AHEAD_CHUNKS):
                 summary.total = total
-                records = []
-                for start in range(0, len(chunk), _SLICE_EVENTS):
-                    for archived in chunk[start:start + _SLICE_EVENTS]:
-                        raw = archived.event
-                        raw.extensions_policy = extensions_policy
-                        result = processor.process_event(raw, topics.raw(_source(raw.source)))
-                        summary.facts += len(result.facts)
-                        summary.dead_letters += bool(result.dead_letter_reason)
-                        records += result.records
-                    await asyncio.sleep(0)
-                summary.events += len(chunk)
-                if not dry_run:
-                    await asyncio.gather(*in_flight)
-                    in_flight = await hand_records(producer, records, crc32_partitioner) if records else []
-                if progress:
-                    _progress(summary.events, summary.total, started)
+                processing.append(loop.run_in_executor(pool, _process_chunk, lines, extensions_policy))
+                while len(processing) > processes:  # each process busy, one chunk waiting for it
+                    await publish(await processing.popleft())
+            while processing:
+                await publish(await processing.popleft())
             await asyncio.gather(*in_flight)
-        except (KafkaError, SideTopicRecordError) as error:
+        except (KafkaError, SideTopicRecordError, BrokenProcessPool) as error:
             raise RenormalizeError(f"renormalize stopped after {summary.events} events ({summary.facts} facts "
                                    f"produced; a rerun is safe): {error!r}") from error
         finally:
+            for waiting in processing:
+                waiting.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
             if progress:
                 print(file=sys.stderr)
             if not dry_run:
                 await producer.stop()
     summary.seconds = time.monotonic() - started
     return summary
+
+
+_child_processor: EventProcessor | None = None
+
+
+def _start_child(settings: Settings) -> None:
+    """A child process's processor (``archive_processor``), made once."""
+    global _child_processor
+    _child_processor = archive_processor(settings)
+
+
+def _process_chunk(lines: list[bytes], extensions_policy: str) -> ChunkResult:
+    """In a child process: what the archived events of ``lines`` become, with the tenant's current extensions
+    policy: the worker's records (facts, or a dead letter on the event's source's raw topic) and the counts."""
+    processor = _child_processor
+    if processor is None:
+        raise RuntimeError("the renormalize child process was not started with its settings")
+    topics = processor.topics
+    records: list[OutboundRecord] = []
+    facts = dead_letters = 0
+    for line in lines:
+        raw = ArchivedEvent.from_json(line).event
+        raw.extensions_policy = extensions_policy
+        result = processor.process_event(raw, topics.raw(_source(raw.source)))
+        facts += len(result.facts)
+        dead_letters += bool(result.dead_letter_reason)
+        records += result.records
+    return records, len(lines), facts, dead_letters
+
+
+def _next_lines(pages: Iterator[list[ArchivedEvent]]) -> list[bytes] | None:
+    page = next(pages, None)
+    return None if page is None else [event.to_json() for event in page]
 
 
 def _source(name: str) -> Source:
