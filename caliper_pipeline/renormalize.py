@@ -225,6 +225,7 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
             while processing:
                 await publish(await processing.popleft())
             await asyncio.gather(*in_flight)
+            await loop.run_in_executor(None, pool.shutdown)  # the children exit (and are waited for) now
         except (KafkaError, SideTopicRecordError, BrokenProcessPool) as error:
             raise RenormalizeError(f"renormalize stopped after {summary.events} events ({summary.facts} facts "
                                    f"produced; a rerun is safe): {error!r}") from error
