@@ -61,6 +61,13 @@ def cmd_renormalize(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _processes(text: str) -> int:
+    """``--processes``: a whole number from 1 to 64."""
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes from 1 to 64")
+    return int(text)
+
+
 def _moment_ms(text: str | None, option: str) -> int | None:
     from schemas.coerce import time_to_ms
 
@@ -125,7 +132,7 @@ def add_operation_commands(add: Add) -> None:
     renorm.add_argument("--to", dest="to_time", metavar="ISO", help="events received before (default: all)")
     renorm.add_argument("--dry-run", action="store_true", help="normalize and count, publish nothing")
     renorm.add_argument("--no-progress", action="store_true", help="no progress bar")
-    renorm.add_argument("--processes", type=int, choices=range(1, 65), metavar="N",
+    renorm.add_argument("--processes", type=_processes, metavar="N",
                         help="processes normalizing the events, 1 to 64 (default: one per core)")
 
     purge = add("purge-kafka", cmd_purge_kafka, "delete the pipeline's Kafka records older than a moment")
