@@ -13,8 +13,9 @@ settings, as the streams worker would), and its facts are published to the facts
 - the personal-data policy of extensions is the tenant's as the clients file of this machine says it NOW (``caliper-
   pipeline clients extensions``; the default policy for a tenant it does not name): the archive keeps the events as
   sent, not the policy they were accepted under, and a re-derivation follows the tenant's current wishes;
-- an event the normalizers now refuse becomes a dead letter on the dead-letter topic (as the worker would make it;
-  ``partition``/``offset`` -1: it came from the archive, not a topic), which ``replay`` can send to the raw topic.
+- an event the normalizers now refuse becomes a dead letter on the dead-letter topic (as the worker makes it, signed
+  ``WORKER_VERSION``; ``partition``/``offset`` -1: it came from the archive, not a topic), which ``replay`` can send
+  to the raw topic.
 
 It takes the streams worker's own path, chunk by chunk (``CHUNK_EVENTS`` archived events' JSON lines): the
 worker's ``EventProcessor.process_event`` (its facts, encodings and dead letters; no conflict notices: those were
@@ -37,7 +38,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ class RenormalizeSummary:
 
 
 async def sink_archive(session: aiohttp.ClientSession, sink_url: str, admin_token: str, tenant: str,
-                       from_ms: int | None, to_ms: int | None) -> AsyncIterator[tuple[int, list[bytes]]]:
+                       from_ms: int | None, to_ms: int | None) -> AsyncGenerator[tuple[int, list[bytes]], None]:
     """``(total, lines)`` chunks of the sink's ``POST /archive/raw-events`` stream (``ArchivedEvent`` JSON lines,
     read as the bytes arrive and split at their newlines: no per-line read)."""
     url = f"{sink_url.rstrip('/')}/archive/raw-events"
@@ -127,7 +128,7 @@ async def sink_archive(session: aiohttp.ClientSession, sink_url: str, admin_toke
 
 
 async def server_archive(settings: Settings, tenant: str, from_ms: int | None,
-                         to_ms: int | None) -> AsyncIterator[tuple[int, list[bytes]]]:
+                         to_ms: int | None) -> AsyncGenerator[tuple[int, list[bytes]], None]:
     """The same chunks read straight from a ClickHouse server (no sink in between): its pages as the sink's lines."""
     from sinks.archive import count_archived, read_archived
     from sinks.clickhouse import connect
@@ -143,15 +144,16 @@ async def server_archive(settings: Settings, tenant: str, from_ms: int | None,
         await asyncio.to_thread(clickhouse.close)
 
 
-async def read_ahead(items: AsyncIterator[T], depth: int) -> AsyncIterator[T]:
+async def read_ahead(items: AsyncGenerator[T, None], depth: int) -> AsyncGenerator[T, None]:
     """``items``, read by a task of their own up to ``depth`` ahead of the consumer; the reader's error is raised
-    here, in order. Stopping early cancels the reader (its ``async with`` blocks close)."""
+    here, in order. Stopping early cancels the reader and closes ``items`` (its ``async with`` blocks end)."""
     queue: asyncio.Queue[Any] = asyncio.Queue(depth)
 
     async def reader() -> None:
         try:
-            async for item in items:
-                await queue.put(item)
+            async with contextlib.aclosing(items):
+                async for item in items:
+                    await queue.put(item)
         except Exception as error:  # handed over to the consumer, which raises it
             await queue.put(error)
             return
