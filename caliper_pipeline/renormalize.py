@@ -185,14 +185,17 @@ async def renormalize(settings: Settings, tenant: str, from_ms: int | None = Non
     """Re-derive the facts of one tenant's archived events received in ``[from_ms, to_ms)``, normalized by
     ``processes`` child processes (default: one per core)."""
     archive_processor(settings)  # refuses to run without the privacy keys, as the worker does (before any child)
-    processes = processes or os.cpu_count() or 1
     extensions_policy = ClientRegistry(settings.gateway.clients_file).tenant(tenant).extensions_policy
+    # forked children share the modules this process has imported (a spawned one imports the pipeline again: most
+    # of a second of CPU each); every one is forked here, before this run opens a connection or starts a thread
+    processes = processes or os.cpu_count() or 1
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"), initializer=_start_child,
+                               initargs=(settings,))
+    pool.submit(int).result()  # the pool forks all its processes at its first task
     summary = RenormalizeSummary(tenant=tenant, dry_run=dry_run)
     use_kafka_lz4_frames()  # the facts topic's lz4 batches as every Kafka client reads them
     producer = AIOKafkaProducer(acks="all", enable_idempotence=True, partitioner=crc32_partitioner, linger_ms=20,
                                 max_batch_size=1 << 20, compression_type="lz4", **settings.kafka.client_options())
-    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_child, initargs=(settings,))
     loop = asyncio.get_running_loop()
     in_flight: list[asyncio.Future[Any]] = []  # the deliveries of the chunk published last
 
