@@ -45,13 +45,22 @@ class ArchivedEvent:
     def from_json(cls, data: bytes | str) -> Self:
         document = json_record(_RECORD, data)
         values: dict[str, Any] = {}
-        for field in fields(RawEvent):
-            kind = _KINDS[str(field.type)]
-            has_default = field.default is not MISSING
-            if has_default or field.name == "send_time_ms":
-                value = optional_field(_RECORD, document, field.name, kind)
-                values[field.name] = (field.default if has_default else 0) if value is None else value
+        for name, kind, optional, default in _FIELD_SPECS:
+            value = document.get(name)
+            if type(value) is kind:  # the usual case, checked at once (a bool is not exactly an int)
+                values[name] = value
+            elif optional:
+                value = optional_field(_RECORD, document, name, kind)
+                values[name] = default if value is None else value
             else:
-                values[field.name] = required_field(_RECORD, document, field.name, kind)
+                values[name] = required_field(_RECORD, document, name, kind)
         values["payload"] = values["payload"].encode()
         return cls(event=RawEvent(**values), content_hash=required_field(_RECORD, document, "content_hash", str))
+
+
+# RawEvent's fields as a line holds them: name, JSON type, whether it may be absent or null, and its value then
+# (a field added after the first version: its default; ``send_time_ms``: 0, the archive's "no send time")
+_FIELD_SPECS = tuple(
+    (field.name, _KINDS[str(field.type)], field.default is not MISSING or field.name == "send_time_ms",
+     0 if field.default is MISSING else field.default)
+    for field in fields(RawEvent))

@@ -127,9 +127,12 @@ class EventProcessor:
     def __init__(self, settings: StreamsSettings, topics: Topics, privacy: PrivacySettings,
                  metrics: StreamsMetrics | None = None, *,
                  codecs: tuple[RawEventCodec, LearningFactCodec] | None = None,
-                 archive_codec: RawArchiveRowCodec | None = None) -> None:
+                 archive_codec: RawArchiveRowCodec | None = None, archive: bool = True,
+                 notice_conflicts: bool = True, worker_version: str | None = None) -> None:
         privacy.require_keys()  # never produce facts with unkeyed (or empty-keyed) pseudonyms
         self.settings = settings
+        # who signs the dead letters and conflict notices (the facts' normalizer version stays the settings')
+        self.worker_version = settings.worker_version if worker_version is None else worker_version
         self.topics = topics
         self.metrics = metrics or StreamsMetrics()
         self.options = NormalizeOptions(
@@ -143,6 +146,8 @@ class EventProcessor:
         self.student_key = privacy.student_key_bytes
         self.student_keys = cached_student_keys(self.student_key)
         self.conflicts = ConflictTracker(settings.conflict_cache_size)
+        self.notice_conflicts = notice_conflicts  # False: facts only (a re-derivation's conflicts were noticed)
+        self.archive = archive  # False: no archive rows (a re-derivation reads its events from the archive)
         self._events_in: dict[str, Any] = {}
         self._facts_out: dict[str, Any] = {}
 
@@ -181,10 +186,17 @@ class EventProcessor:
         return [self._process_event(raw, topic, partition, offset, key, message, index)
                 for index, raw in enumerate(raws)]
 
+    def process_event(self, raw: RawEvent, topic: str) -> ProcessedEvent:
+        """What one event that came from no raw message became (``caliper-pipeline renormalize``: an event read
+        back from the raw archive), as ``process_message`` makes it, with ``partition`` and ``offset`` -1 and
+        ``topic`` its source's raw topic: its dead letter holds the event alone as a lone RawEvent record, keyed
+        as the gateway keys it (what a replay puts back)."""
+        return self._process_event(raw, topic, -1, -1, None, None, None)
+
     def _process_event(self, raw: RawEvent, topic: str, partition: int, offset: int, key: bytes | None,
-                       message: bytes, batch_index: int | None) -> ProcessedEvent:
+                       message: bytes | None, batch_index: int | None) -> ProcessedEvent:
         """One event's facts (or its dead letter) and conflict notices; ``batch_index``: its position in the batch
-        record ``message`` (None for a lone RawEvent record)."""
+        record ``message`` (None for a lone RawEvent record); ``message`` None: the event came from no record."""
         self._count_event_in(topic)
         result = ProcessedEvent()
         try:
@@ -203,6 +215,8 @@ class EventProcessor:
                                      topic, partition, offset, key, message, raw, batch_index)
         for fact in result.facts:
             self._count_fact_out(fact.source)
+            if not self.notice_conflicts:
+                continue
             previous = self.conflicts.seen((fact.tenant, fact.event_id, fact.fact_index), fact.content_hash)
             if previous is not None:
                 result.conflicts += 1
@@ -210,12 +224,15 @@ class EventProcessor:
                 result.records.append(OutboundRecord(self.topics.conflicts, fact_key(fact), ConflictNotice(
                     tenant=fact.tenant, source=fact.source, event_id=fact.event_id, fact_index=fact.fact_index,
                     previous_content_hash=previous, content_hash=fact.content_hash, topic=topic,
-                    partition=partition, offset=offset, worker_version=self.settings.worker_version,
+                    partition=partition, offset=offset, worker_version=self.worker_version,
                 ).to_json()))
         return result
 
     def _archive_record(self, raw: RawEvent) -> list[OutboundRecord]:
-        """The archive topic's record of a raw event (none when its payload is not JSON)."""
+        """The archive topic's record of a raw event (none when its payload is not JSON, or when this processor
+        does not archive)."""
+        if not self.archive:
+            return []
         try:
             row = archive_row(raw, self.student_key, self.student_keys)
         except ValueError:
@@ -227,7 +244,7 @@ class EventProcessor:
                                self.archive_codec.encode_record(row))]
 
     def _dead_letter(self, result: ProcessedEvent, reason: str, code: ReasonCode, topic: str, partition: int,
-                     offset: int, key: bytes | None, message: bytes, raw: RawEvent | None,
+                     offset: int, key: bytes | None, message: bytes | None, raw: RawEvent | None,
                      batch_index: int | None) -> ProcessedEvent:
         """The dead letter of a message, or of one event of a batch record (``batch_index``); whose event it was
         (tenant, job ...) when it decoded. An event of a batch is kept alone, as a lone RawEvent record keyed as
@@ -236,15 +253,15 @@ class EventProcessor:
         result.facts = []
         result.dead_letter_reason = reason
         owner: dict[str, Any] = {}
-        original = message
+        original = message or b""
         if raw is not None:
             owner = {"tenant": raw.tenant, "client_id": raw.client_id, "source": raw.source,
                      "event_id": raw.event_id, "job_id": raw.job_id or None,
                      "envelope_index": raw.envelope_index if raw.job_id else None}
-            if batch_index is not None:
+            if batch_index is not None or message is None:
                 original, key = self.raw_codec.encode_record(raw), partition_key(raw.tenant, raw.student_id)
         result.records = [OutboundRecord(self.topics.dead_letters, key, DeadLetter(
-            reason=reason, reason_code=code, worker_version=self.settings.worker_version, topic=topic,
+            reason=reason, reason_code=code, worker_version=self.worker_version, topic=topic,
             partition=partition, offset=offset, original=original, time_ms=time.time_ns() // 1_000_000,
             batch_index=batch_index, **owner).to_json())]
         if raw is not None:  # an event that decoded is archived all the same

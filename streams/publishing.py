@@ -1,8 +1,12 @@
 """Producing the worker's records: whole record batches handed to aiokafka, one per partition
 (``schemas.record_batches``, the gateway's way too), through faust's producer.
 
-Facts and raw-archive rows travel in blocks (``Blocks``, the one place they are assembled, used by the worker's
-publisher and by ``caliper-pipeline renormalize``): the records of one produce step that go to one partition of the
+``hand_records`` is the one step from the worker's records to aiokafka, taken by the worker (``KafkaPublisher``,
+through faust's producer) and by ``caliper-pipeline renormalize`` (its own ``AIOKafkaProducer``): what the worker
+publishes, and how, a re-derivation publishes the same way.
+
+Facts and raw-archive rows travel in blocks (``Blocks``, the one place they are assembled, in ``hand_records``): the
+records of one produce step that go to one partition of the
 facts (or archive) topic become ONE block record (``schemas.blocks``: the items' Avro bodies joined, not
 re-encoded), in the order they were produced, so one student's facts keep their order on one partition. An item's
 partition is the pipeline's (``crc32_partitioner`` of its key, ``partition_key(tenant, student)``, over the
@@ -23,10 +27,11 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from schemas.blocks import BlockCodec
-from schemas.record_batches import OutboundRecord, send_in_batches
+from schemas.record_batches import OutboundRecord, Partitioner, send_in_batches
 
 
 class Blocks:
@@ -71,6 +76,14 @@ class Blocks:
         return self.assemble(records, partitions) if topics else list(records)
 
 
+async def hand_records(producer: AIOKafkaProducer, records: Sequence[OutboundRecord], partitioner: Partitioner,
+                       blocks: Blocks) -> list[asyncio.Future[Any]]:
+    """Hand the worker's ``records`` to ``producer``: the facts and archive rows joined into ``blocks`` over the
+    partitions the producer knows, then one record batch per partition; the delivery future of every batch, to
+    await before the records count as published."""
+    return await send_in_batches(producer, await blocks.assemble_for(producer.partitions_for, records), partitioner)
+
+
 class BatchingProducer(aiokafka_driver.Producer):
     """faust's aiokafka producer with ``send_records``: a list of records as whole record batches.
 
@@ -80,10 +93,10 @@ class BatchingProducer(aiokafka_driver.Producer):
     exactly-once mode is off), so no transaction producer is involved.
     """
 
-    async def send_records(self, records: Sequence[OutboundRecord]) -> list[asyncio.Future[Any]]:
+    async def send_records(self, records: Sequence[OutboundRecord], blocks: Blocks) -> list[asyncio.Future[Any]]:
         if self.partitioner is None:  # set by faust from ``producer_partitioner``; without it we cannot match send
             raise RuntimeError("the worker's producer has no partitioner")
-        return await send_in_batches(self._ensure_producer(), records, self.partitioner)
+        return await hand_records(self._ensure_producer(), records, self.partitioner, blocks)
 
 
 class KafkaPublisher:
@@ -102,6 +115,4 @@ class KafkaPublisher:
         producer = await self.app.maybe_start_producer()
         if not isinstance(producer, BatchingProducer):
             raise RuntimeError(f"the app's producer is a {type(producer).__name__}, not a BatchingProducer")
-        records = await self.blocks.assemble_for(lambda topic: producer._ensure_producer().partitions_for(topic),
-                                                 records)
-        await asyncio.gather(*await producer.send_records(records))
+        await asyncio.gather(*await producer.send_records(records, self.blocks))

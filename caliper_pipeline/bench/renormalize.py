@@ -3,9 +3,11 @@
 On a broker (the configured one, or a fresh local one) with topics of its own and an embedded ClickHouse of its own:
 a sink process (``caliper-pipeline sink`` with the student key, so the raw topics go to the raw archive) runs;
 N raw events of every source (``bench.streams.sample_raw_events``, received now) are published to the raw topics
-and archived; then ``renormalize`` (in this process, as the CLI runs it) reads them back through the sink,
-normalizes them and publishes their facts, which the sink loads. Figures: the archive's load rate, renormalize's
-duration and rate (its own summary), and how long until every re-derived fact was loaded.
+(as the gateway publishes them: batch records) and archived; then ``renormalize`` (in this process, as the CLI runs
+it) reads them back through the sink, normalizes them and publishes their facts, which the sink loads. Figures: the
+archive's load rate, renormalize's duration and rate (its own summary), the CPU it took per event (this process
+with renormalize's child processes, and the sink serving the archive), and how long until every re-derived fact
+was loaded.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from caliper_pipeline.bench.e2e import cpu_report
+from caliper_pipeline.bench.gateway import cpu_seconds
 from caliper_pipeline.bench.streams import BENCH_PRIVACY, _create_topics, publish_raw, raw_messages, sample_raw_events
 from caliper_pipeline.local_kafka import free_port
 from caliper_pipeline.processes import ChildProcess
@@ -31,6 +35,7 @@ from caliper_pipeline.settings import Settings
 from caliper_pipeline.sink_client import SinkClient, SinkClientError
 from schemas.kafka import KafkaSettings
 from sinks.settings import ClickHouseSettings, SinkSettings
+from sinks.tables import FACT_TABLE
 from streams.settings import StreamsSettings
 
 _ARCHIVED = re.compile(r'^sink_rows_inserted_total\{table="raw_events"\} ([0-9.e+]+)$', re.MULTILINE)
@@ -43,6 +48,13 @@ async def _until(condition: Any, timeout: float) -> float:
             raise TimeoutError("the bench did not finish in time")
         await asyncio.sleep(0.2)
     return time.perf_counter() - started
+
+
+def _with_children() -> float:
+    """CPU seconds of this process and of its children that ended (renormalize's processes, waited for when it
+    returns): ``/proc/self/stat``'s utime, stime, cutime and cstime."""
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def _sink_process(kafka: KafkaSettings, data_path: Path, sink: SinkSettings, work: Path) -> ChildProcess:
@@ -80,7 +92,7 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, events
 
     def facts() -> int:
         try:
-            return int(client.rows("SELECT count() AS n FROM learning.learning_facts")[0]["n"])
+            return int(client.rows(f"SELECT count() AS n FROM {clickhouse.database}.{FACT_TABLE}")[0]["n"])
         except SinkClientError:
             return 0
 
@@ -88,13 +100,20 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, events
         now_ms = int(time.time() * 1000)
         raws = [replace(raw, received_time_ms=now_ms + index) for index, raw in enumerate(sample_raw_events(events))]
         await _until(lambda: facts() == 0, 120)  # the sink answers
+        messages = raw_messages(kafka, raws)
         started = time.perf_counter()
-        await publish_raw(kafka, raw_messages(kafka, raws))
+        await publish_raw(kafka, messages)
         publish_seconds = time.perf_counter() - started
-        archive_seconds = await _until(lambda: archived() >= events, timeout)
+        # the counter counts the messages loaded (a raw message is a batch of events, loaded whole)
+        archive_seconds = await _until(lambda: archived() >= len(messages), timeout)
         settings = Settings(kafka=kafka, clickhouse=clickhouse, privacy=BENCH_PRIVACY, sink=sink,
                             streams=StreamsSettings(worker_version="bench-renormalize"))
+        cpu_before = {"renormalize": _with_children(), "sink": cpu_seconds(process.pid)}
         summary = await renormalize(settings, "bench", progress=False)
+        cpu = cpu_report(cpu_before, {"renormalize": _with_children(), "sink": cpu_seconds(process.pid)},
+                         summary.seconds, summary.events)
+        if summary.events != events:
+            raise RuntimeError(f"renormalize read {summary.events} archived events, not {events}")
         loaded_seconds = await _until(lambda: facts() >= summary.facts, timeout)
     finally:
         process.stop()
@@ -105,7 +124,8 @@ async def run_bench(kafka: KafkaSettings, clickhouse: ClickHouseSettings, events
         "archive_events_per_second": round(events / (publish_seconds + archive_seconds)),
         "renormalize": {"events_read": summary.events, "facts_published": summary.facts,
                         "dead_letters": summary.dead_letters, "seconds": round(summary.seconds, 2),
-                        "events_per_second": round(summary.events / summary.seconds) if summary.seconds else None},
+                        "events_per_second": round(summary.events / summary.seconds) if summary.seconds else None,
+                        "cpu": cpu, "load_average": os.getloadavg()},
         "facts_loaded_seconds_after_renormalize": round(loaded_seconds, 2),
     }
 

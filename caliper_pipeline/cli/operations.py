@@ -56,9 +56,16 @@ def cmd_renormalize(settings: Settings, args: argparse.Namespace) -> int:
     if None not in bounds and bounds[0] >= bounds[1]:  # type: ignore[operator]
         raise PipelineError(f"--from {args.from_time} is not before --to {args.to_time}: the range is empty")
     summary = asyncio.run(renormalize(settings, args.tenant, bounds[0], bounds[1], dry_run=args.dry_run,
-                                      progress=not args.no_progress))
+                                      progress=not args.no_progress, processes=args.processes))
     print("\n".join(summary.lines()))
     return 0
+
+
+def _processes(text: str) -> int:
+    """``--processes``: a whole number from 1 to 64."""
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes from 1 to 64")
+    return int(text)
 
 
 def _moment_ms(text: str | None, option: str) -> int | None:
@@ -125,6 +132,8 @@ def add_operation_commands(add: Add) -> None:
     renorm.add_argument("--to", dest="to_time", metavar="ISO", help="events received before (default: all)")
     renorm.add_argument("--dry-run", action="store_true", help="normalize and count, publish nothing")
     renorm.add_argument("--no-progress", action="store_true", help="no progress bar")
+    renorm.add_argument("--processes", type=_processes, metavar="N",
+                        help="processes normalizing the events, 1 to 64 (default: one per core)")
 
     purge = add("purge-kafka", cmd_purge_kafka, "delete the pipeline's Kafka records older than a moment")
     purge.add_argument("--before", required=True, help="ISO 8601 date-time, e.g. 2026-11-30T12:00:00Z")

@@ -149,7 +149,7 @@ async def test_the_publisher_returns_only_after_every_batch_was_acknowledged() -
     assert isinstance(producer, BatchingProducer)
     futures: list[asyncio.Future[Any]] = []
 
-    async def send_records(batch: Any) -> list[asyncio.Future[Any]]:
+    async def send_records(batch: Any, blocks: Any) -> list[asyncio.Future[Any]]:
         futures.extend(asyncio.get_running_loop().create_future() for _ in range(3))
         return futures
 
@@ -176,7 +176,7 @@ async def test_a_failed_batch_fails_the_publish() -> None:
     app = build_app(StreamsSettings(worker_version="t"), KAFKA, PRIVACY)
     producer = app.producer
 
-    async def send_records(batch: Any) -> list[asyncio.Future[Any]]:
+    async def send_records(batch: Any, blocks: Any) -> list[asyncio.Future[Any]]:
         failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         failed.set_exception(ConnectionError("not enough replicas"))
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -214,7 +214,7 @@ async def test_the_publisher_sends_facts_and_archive_rows_as_one_block_per_parti
     producer = app.producer
     sent: list[OutboundRecord] = []
 
-    async def send_records(batch: Any) -> list[asyncio.Future[Any]]:
+    async def send_records(batch: Any, blocks: Any) -> list[asyncio.Future[Any]]:
         sent.extend(batch)
         return []
 
