@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from schemas.kafka import KafkaSettings, crc32_partitioner, partition_key
 from schemas.privacy import PrivacySettings
 from schemas.record_batches import OutboundRecord
+from streams import publishing
 from streams.publishing import BatchingProducer, Blocks, KafkaPublisher, send_in_batches
 from streams.settings import StreamsSettings
 from streams.worker import build_app, new_app
@@ -202,7 +203,8 @@ def test_the_publisher_refuses_an_app_that_cannot_batch() -> None:
     assert issubclass(new_app(StreamsSettings(worker_version="t"), KAFKA).transport.Producer, BatchingProducer)
 
 
-async def test_the_publisher_sends_facts_and_archive_rows_as_one_block_per_partition() -> None:
+async def test_the_publisher_sends_facts_and_archive_rows_as_one_block_per_partition(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker's publisher (build_app's) joins the facts and archive rows of one publish into blocks over the
     producer's partitions; the other records pass as they are."""
     from sink_fixtures import make_fact
@@ -214,14 +216,14 @@ async def test_the_publisher_sends_facts_and_archive_rows_as_one_block_per_parti
     producer = app.producer
     sent: list[OutboundRecord] = []
 
-    async def send_records(batch: Any, blocks: Any) -> list[asyncio.Future[Any]]:
-        sent.extend(batch)
+    async def send_in_batches(_: Any, records: Any, partitioner: Any) -> list[asyncio.Future[Any]]:
+        sent.extend(records)
         return []
 
     async def partitions_for(topic: str) -> set[int]:
         return {0, 1, 2}
 
-    producer.send_records = send_records  # type: ignore[attr-defined]
+    monkeypatch.setattr(publishing, "send_in_batches", send_in_batches)
     producer._ensure_producer = lambda: SimpleNamespace(partitions_for=partitions_for)  # type: ignore[attr-defined]
 
     async def started() -> Any:
