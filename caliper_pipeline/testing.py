@@ -28,7 +28,7 @@ import pytest
 from schemas.errors import PipelineError  # dependency-free: the module stays cheap to import
 
 if TYPE_CHECKING:
-    from caliper_pipeline.local_pipeline import LocalPipeline
+    from caliper_pipeline.local.pipeline import LocalPipeline
 
 EXTERNAL_BOOTSTRAP_ENV = "CALIPER_TEST_KAFKA_BOOTSTRAP"
 # the sink loads every half second (a test's events are queryable soon after their job is accepted) and retries
@@ -82,7 +82,7 @@ class CaliperPipeline:
         """An access token from the gateway's ``POST /oauth2/token`` (client credentials)."""
         import aiohttp
 
-        from caliper_pipeline.traffic import fetch_token
+        from caliper_pipeline.senders.traffic import fetch_token
 
         async def fetch() -> str:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -94,7 +94,7 @@ class CaliperPipeline:
         """Poll ``GET /jobs/{job_id}/status`` until the job is complete (``completed`` or
         ``completed_with_errors``); returns its status body. ``PipelineJobTimeoutError`` when still processing
         after ``timeout`` seconds; ``ReceiptError`` when the gateway answers anything but 200."""
-        from caliper_pipeline.receipts import DONE, wait_for_jobs
+        from caliper_pipeline.client.receipts import DONE, wait_for_jobs
 
         summary = run_blocking(wait_for_jobs(self.gateway_url, token, [job_id], timeout=timeout))
         status = summary.statuses[job_id]
@@ -110,7 +110,7 @@ class CaliperPipeline:
 
 def start_pipeline(tmp_path_factory: pytest.TempPathFactory) -> LocalPipeline:
     """A started ``LocalPipeline`` in a new temporary directory; on an external broker when one is named."""
-    from caliper_pipeline.local_pipeline import LocalPipeline
+    from caliper_pipeline.local.pipeline import LocalPipeline
     from caliper_pipeline.settings import Settings
 
     # LocalPipeline itself falls back to CALIPER_KAFKA__BOOTSTRAP_SERVERS (through Settings)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks of the deployment files without Docker or a cluster: installs what they need, then runs
-# tests/unit/test_deploy_files.py (compose-spec schema, Kubernetes schemas, kustomize build, Dockerfile context) and
-# tests/unit/test_grafana_provisioning.py (Grafana's provisioning in both deployments, its ClickHouse user).
+# tests/unit/project/test_deploy_files.py (compose-spec schema, Kubernetes schemas, kustomize build, Dockerfile context)
+# and tests/unit/project/test_grafana_provisioning.py (Grafana's provisioning in both deployments, its ClickHouse user).
 #   deploy/check.sh            uses .venv (made by `make install`), or PYTHON=/path/to/python
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,4 +31,4 @@ if [ -z "${KUSTOMIZE:-}" ]; then
 fi
 export KUSTOMIZE=${KUSTOMIZE:-}
 
-exec "$PYTHON" -m pytest -p no:cacheprovider -rs tests/unit/test_deploy_files.py tests/unit/test_grafana_provisioning.py "$@"
+exec "$PYTHON" -m pytest -p no:cacheprovider -rs tests/unit/project/test_deploy_files.py tests/unit/project/test_grafana_provisioning.py "$@"

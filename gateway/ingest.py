@@ -9,8 +9,8 @@ import orjson
 
 from gateway.publisher import EncodedEvent
 from gateway.tokens import Caller
+from schemas.avro.codec import RawEventCodec
 from schemas.caliper import is_event
-from schemas.codec import RawEventCodec
 from schemas.coerce import time_to_ms
 from schemas.event_identity import reference_id
 from schemas.jobs import JobRecord, job_records

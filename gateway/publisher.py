@@ -20,12 +20,12 @@ from aiokafka.errors import KafkaError
 from gateway.errors import KafkaUnavailableError
 from gateway.settings import GatewaySettings
 from gateway.transactions import TransactionalPublisher, TransactionFailedError, TransactionStats
-from schemas.codec import RawEventCodec
+from schemas.avro.codec import RawEventCodec
+from schemas.avro.registry import raw_event_codec
 from schemas.jobs import JobRecord
 from schemas.kafka import KafkaSettings, Source, crc32_partitioner
 from schemas.kafka_lz4 import use_kafka_lz4_frames
 from schemas.record_batches import OutboundRecord, PartitionLists, partition_lists
-from schemas.registry import raw_event_codec
 from schemas.side_topics import RejectedRequest
 
 log = logging.getLogger(__name__)

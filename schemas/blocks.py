@@ -10,8 +10,8 @@ were encoded into.
 The block's writer schema names the item's (the array's ``items``), so a reader of a block knows which version of
 the item it holds: ``BlockCodec.items_of`` returns that item writer schema, the count and the items' bytes without
 decoding a single item (the sink appends them to an Avro container block as they are). The newest block version
-embeds the newest item version (``schemas.avro_gen`` generates both from the dataclasses); a block of any older item
-version is read too (its block schema derived from the block's newest with the item's version in place).
+embeds the newest item version (``schemas.avro.generate`` generates both from the dataclasses); a block of any older
+item version is read too (its block schema derived from the block's newest with the item's version in place).
 
 A block message holds its array in ONE Avro block (a positive count, the items, ``0``), as this module, fastavro
 and the Java library write a non-empty array; ``items_of`` refuses any other shape it can tell apart.
@@ -24,9 +24,9 @@ from typing import Any
 
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
-from schemas.avro_coder import read_varint, zigzag_varint
-from schemas.avro_gen import catalog_versions
-from schemas.codec import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, AvroCodec, crc64_fingerprint
+from schemas.avro.codec import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, AvroCodec, crc64_fingerprint
+from schemas.avro.coder import read_varint, zigzag_varint
+from schemas.avro.generate import catalog_versions
 from schemas.errors import SchemaEncodingError
 from schemas.records import RawArchiveRow
 

@@ -2,7 +2,7 @@
 and raw-archive rows (streams -> sinks, in blocks: ``LearningFactBlock``, ``RawArchiveBlock``).
 
 Each is a slotted dataclass, the single source of its field list: the Avro schemas in ``schemas/avro/`` are
-generated from these classes (``python -m schemas.avro_gen``) and a test keeps the released catalog in step.
+generated from these classes (``python -m schemas.avro.generate``) and a test keeps the released catalog in step.
 Times are UTC epoch milliseconds (``*_ms``), dates are days since 1970-01-01 (``*_days``); optional values are
 ``None`` only where no default serves (a score of 0 is a real score, an absent one is not).
 """
@@ -222,8 +222,8 @@ def fact_id_for(tenant: str, event_id: str, fact_index: int = 0) -> str:
 
     ``str(uuid.uuid5(FACT_ID_NAMESPACE, name))``, computed without building a ``UUID`` (its constructor and
     ``__str__`` cost more than the hash): SHA-1 of the namespace's bytes (hashed once) then the name, the first
-    16 bytes with uuid5's version (5) and variant (RFC 4122) bits, written 8-4-4-4-12 (tests/unit/test_records.py
-    checks it against uuid5)."""
+    16 bytes with uuid5's version (5) and variant (RFC 4122) bits, written 8-4-4-4-12
+    (tests/unit/schemas/test_record_keys.py checks it against uuid5)."""
     digest = _FACT_ID_SHA1.copy()
     digest.update(f"{tenant}\x1f{event_id}\x1f{fact_index}".encode())
     head = digest.digest()

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from schemas.avro_coder import zigzag_varint  # an Avro long (the one definition of its encoding)
+from schemas.avro.coder import zigzag_varint  # an Avro long (the one definition of its encoding)
 
 CONTAINER_MAGIC = b"Obj\x01"
 Key = TypeVar("Key")  # what names a message: its offset, or (topic, partition, offset) across partitions

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+from schemas.avro.codec import LearningFactCodec
 from schemas.blocks import BlockCodec, fact_block_codec
-from schemas.codec import LearningFactCodec
 from sinks.clickhouse import ClickHouse
 from sinks.errors import ClickHouseQueryError, SinkBackpressureError, SinkError
 from sinks.failed import describe_fact

@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
+from schemas.avro.codec import AvroCodec, LearningFactCodec, RawEventCodec
 from schemas.blocks import BlockCodec
-from schemas.codec import AvroCodec, LearningFactCodec, RawEventCodec
 from schemas.errors import PipelineError, SchemaEncodingError
 from schemas.event_identity import canonical_id, learner_candidates
 from schemas.jobs import JobRecord

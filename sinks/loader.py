@@ -31,8 +31,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from schemas.avro.registry import learning_fact_block_codec, learning_fact_codec, raw_archive_codecs, raw_event_codec
 from schemas.kafka import KafkaSettings
-from schemas.registry import learning_fact_block_codec, learning_fact_codec, raw_archive_codecs, raw_event_codec
 from sinks.archive import raw_archive_target
 from sinks.batches import BatchSink, Window, WriteResult, facts_target
 from sinks.clickhouse import ClickHouse

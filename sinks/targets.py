@@ -28,8 +28,8 @@ from typing import Any, Protocol
 import orjson
 from fastavro.schema import to_parsing_canonical_form
 
+from schemas.avro.codec import SINGLE_OBJECT_MARKER, AvroCodec
 from schemas.blocks import BlockCodec
-from schemas.codec import SINGLE_OBJECT_MARKER, AvroCodec
 from schemas.errors import SchemaEncodingError
 from sinks.avro_container import Reading, WriterGroup, container_of, group_by_writer
 from sinks.clickhouse import ClickHouse

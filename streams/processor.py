@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.archive_rows import archive_row, cached_student_keys
+from schemas.avro.codec import LearningFactCodec, RawEventCodec
 from schemas.blocks import RawArchiveRowCodec
-from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.errors import PipelineError
 from schemas.kafka import Topics, partition_key
 from schemas.privacy import PrivacySettings

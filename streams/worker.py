@@ -30,10 +30,10 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from prometheus_client import start_http_server
 
+from schemas.avro.registry import learning_fact_block_codec, learning_fact_codec, raw_archive_codecs, raw_event_codec
 from schemas.kafka import KafkaSettings, crc32_partitioner
 from schemas.privacy import PrivacySettings
 from schemas.record_batches import OutboundRecord
-from schemas.registry import learning_fact_block_codec, learning_fact_codec, raw_archive_codecs, raw_event_codec
 from streams.allocator import configure_allocator
 from streams.metrics import StreamsMetrics
 from streams.processor import EventProcessor, ProcessedEvent, Publisher
@@ -74,7 +74,7 @@ class ReadCommittedConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         or a worker that died before its first commit) kept a position past records no worker had processed,
         and faust, having no committed offset to compare with, committed past them: with three workers, one
         SIGKILLed before its first commit, 65 acknowledged events of its partitions never became facts in the
-        worker that took them over (tests/integration/test_streams_seek_uncommitted.py)."""
+        worker that took them over (tests/integration/streams/test_streams_seek_uncommitted.py)."""
         committed = await super().seek_to_committed()
         never = [tp for tp, offset in committed.items() if not offset]
         if never:

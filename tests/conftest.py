@@ -4,8 +4,8 @@ Kafka, in order of preference:
 1. ``CALIPER_TEST_KAFKA_BOOTSTRAP`` — an external cluster (e.g. a staging cluster; set
    ``CALIPER_KAFKA__REPLICATION_FACTOR`` to its replication);
 2. a Docker engine is reachable — the official ``apache/kafka`` image through testcontainers;
-3. otherwise the local Apache Kafka process (jars from Maven Central, ``caliper_pipeline.local_kafka``), or with
-   ``CALIPER_LOCAL__KAFKA_BROKERS=3`` a local cluster of three (``caliper_pipeline.local_cluster``; topics RF 3,
+3. otherwise the local Apache Kafka process (jars from Maven Central, ``caliper_pipeline.local.broker``), or with
+   ``CALIPER_LOCAL__KAFKA_BROKERS=3`` a local cluster of three (``caliper_pipeline.local.cluster``; topics RF 3,
    ``min.insync.replicas`` 2, and ``CALIPER_KAFKA__REPLICATION_FACTOR`` set for the pipelines the tests start).
 
 ClickHouse: ``CALIPER_TEST_CLICKHOUSE_HOST`` (a server), else the official ``clickhouse/clickhouse-server``
@@ -31,10 +31,10 @@ import pytest
 from hypothesis_profiles import load_profile
 from sink_fixtures import SESSION_ENGINE, Seed, SharedEngine, open_engine
 
-from caliper_pipeline.kafka_choice import choose_kafka
-from caliper_pipeline.local_kafka import REPO_ROOT, KafkaDistribution
+from caliper_pipeline.local.broker import REPO_ROOT, KafkaDistribution
+from caliper_pipeline.local.kafka_choice import choose_kafka
+from caliper_pipeline.ops.topics import ensure_topics
 from caliper_pipeline.settings import LocalStackSettings
-from caliper_pipeline.topics import ensure_topics
 from schemas.kafka import KafkaSettings
 from sinks.clickhouse import ClickHouse
 

@@ -45,9 +45,14 @@ from typing import Any
 import orjson
 from published import published_events, published_hub_event
 
-from caliper_pipeline.samples import envelope, hub_grade_event, timeback_activity_event, timeback_time_spent_event
+from caliper_pipeline.senders.samples import (
+    envelope,
+    hub_grade_event,
+    timeback_activity_event,
+    timeback_time_spent_event,
+)
 from gateway.tokens import Caller
-from schemas.codec import RawEventCodec
+from schemas.avro.codec import RawEventCodec
 from schemas.reasons import ReasonCode
 from schemas.records import LearningFact
 from schemas.side_topics import DeadLetter, RejectedRequest

@@ -20,7 +20,7 @@ from gateway.main import build_app
 from gateway.publisher import EncodedEvent, EventPublisher
 from gateway.server import GatewayRunner
 from gateway.settings import INGEST_SCOPE, READ_SCOPE, GatewaySettings
-from schemas.codec import RawEventCodec
+from schemas.avro.codec import RawEventCodec
 from schemas.jobs import JobRecord
 from schemas.kafka import KafkaSettings
 from schemas.read_api import EventPage, EventQuery, EventReader, JobStatus, encode_cursor

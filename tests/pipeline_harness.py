@@ -1,6 +1,6 @@
 """A whole pipeline for integration tests: gateway, streams and sink as subprocesses of ``caliper_pipeline.cli``.
 
-Built on ``caliper_pipeline.local_pipeline.LocalPipeline`` (env vars ``CALIPER_KAFKA__BOOTSTRAP_SERVERS``,
+Built on ``caliper_pipeline.local.pipeline.LocalPipeline`` (env vars ``CALIPER_KAFKA__BOOTSTRAP_SERVERS``,
 ``CALIPER_KAFKA__TOPIC_PREFIX`` (unique), ``CALIPER_GATEWAY__PORT``, ``CALIPER_GATEWAY__CLIENTS_FILE``,
 ``CALIPER_SINK__HTTP_PORT``, ``CALIPER_CLICKHOUSE__DATA_PATH``, and the run's secrets), plus what
 the fault-injection tests need: load in a background thread while a process is killed, and the exact-count
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from caliper_pipeline.loadgen import LoadgenSummary, run_loadgen
-from caliper_pipeline.local_cluster import LocalKafkaCluster
-from caliper_pipeline.local_kafka import LocalKafkaBroker
-from caliper_pipeline.local_pipeline import LocalPipeline
+from caliper_pipeline.client.sink_client import SinkClientError, sql_literal
+from caliper_pipeline.local.broker import LocalKafkaBroker
+from caliper_pipeline.local.cluster import LocalKafkaCluster
+from caliper_pipeline.local.pipeline import LocalPipeline
+from caliper_pipeline.senders.loadgen import LoadgenSummary, run_loadgen
 from caliper_pipeline.settings import Settings
-from caliper_pipeline.sink_client import SinkClientError, sql_literal
 from gateway.clients import ClientRegistry
 from gateway.ingest import encoded_envelope_events, envelope_job
 from gateway.publisher import EventPublisher

@@ -15,8 +15,8 @@ from gateway.ingest import encoded_envelope_events, encoded_hub_event
 from gateway.publisher import EncodedEvent, raw_batch_records
 from gateway.settings import GatewaySettings
 from gateway.tokens import Caller
+from schemas.avro.codec import LearningFactCodec, RawEventCodec
 from schemas.blocks import archive_block_codec, fact_block_codec
-from schemas.codec import LearningFactCodec, RawEventCodec
 from schemas.errors import SchemaEncodingError
 from schemas.kafka import KafkaSettings, Source, Topics
 from schemas.privacy import PrivacySettings

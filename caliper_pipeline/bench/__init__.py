@@ -20,7 +20,7 @@ from caliper_pipeline.settings import Settings
 
 def run_bench(settings: Settings, component: str, args: argparse.Namespace) -> int:
     if component == "gateway":
-        from caliper_pipeline.bench.gateway import run_gateway_bench
+        from caliper_pipeline.bench.gateway_bench import run_gateway_bench
 
         figures = run_gateway_bench(settings, args.seconds, args.concurrency)
     elif component == "gateway-steps":
@@ -32,7 +32,7 @@ def run_bench(settings: Settings, component: str, args: argparse.Namespace) -> i
 
         figures = run_codecs_bench(settings, args.count, args.concurrency)
     elif component == "schemas":
-        from caliper_pipeline.bench.schemas import run_codec_bench
+        from caliper_pipeline.bench.schemas_bench import run_codec_bench
 
         figures = run_codec_bench(args.count)
     elif component == "streams":

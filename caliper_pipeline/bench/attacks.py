@@ -34,15 +34,15 @@ import aiohttp
 import orjson
 
 from caliper_pipeline.bench.e2e import BenchArgumentError
-from caliper_pipeline.bench.gateway import access_token, cpu_seconds
+from caliper_pipeline.bench.gateway_bench import access_token, cpu_seconds
 from caliper_pipeline.bench.stages import bench_kafka
-from caliper_pipeline.local_kafka import free_port
-from caliper_pipeline.local_secrets import StackSecrets
-from caliper_pipeline.processes import ChildProcess
-from caliper_pipeline.samples import envelope, timeback_activity_event
+from caliper_pipeline.local.broker import free_port
+from caliper_pipeline.local.processes import ChildProcess
+from caliper_pipeline.local.stack import wait_http_ok
+from caliper_pipeline.local.stack_secrets import StackSecrets
+from caliper_pipeline.ops.topics import ensure_topics
+from caliper_pipeline.senders.samples import envelope, timeback_activity_event
 from caliper_pipeline.settings import Settings
-from caliper_pipeline.stack import wait_http_ok
-from caliper_pipeline.topics import ensure_topics
 from gateway.clients import ClientRegistry
 
 ATTACKER_ADDRESS = "127.0.0.2"  # loopback too; a caller of its own for the gateway's per-address limits

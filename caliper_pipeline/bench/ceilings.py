@@ -3,7 +3,7 @@
 The machine is shared and noisy, so a stage's figure means little alone; its ratio to a baseline measured minutes
 apart on the same broker says how close the stage runs to what its framework allows:
 
-- **gateway**: ``bench gateway``'s own measurement (``caliper_pipeline.bench.gateway``): single-event requests
+- **gateway**: ``bench gateway``'s own measurement (``caliper_pipeline.bench.gateway_bench``): single-event requests
   against the bare aiohttp -> aiokafka forwarder (``bare_forwarder``);
 - **streams**: our worker (``streams.worker.build_app``) against a bare faust agent with the same app settings and
   batching that forwards each raw message's bytes unchanged, and against a plain aiokafka loop (getmany -> send
@@ -32,12 +32,11 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from caliper_pipeline.bench import sink as sink_bench
-from caliper_pipeline.bench import streams as streams_bench
+from caliper_pipeline.bench import sink_bench, streams_bench
 from caliper_pipeline.bench.stages import bench_kafka
-from caliper_pipeline.bench.streams import Runner, time_output
+from caliper_pipeline.bench.streams_bench import Runner, time_output
 from caliper_pipeline.settings import Settings
-from schemas.codec import LearningFactCodec
+from schemas.avro.codec import LearningFactCodec
 from schemas.kafka import KafkaSettings, crc32_partitioner
 from schemas.record_batches import OutboundRecord
 from sinks.clickhouse import connect
@@ -230,7 +229,7 @@ def run_ceilings_bench(settings: Settings, *, events: int, rows: int, seconds: f
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with bench_kafka(settings, work) as kafka:
         if "gateway" in stages:
-            from caliper_pipeline.bench.gateway import measure_gateway
+            from caliper_pipeline.bench.gateway_bench import measure_gateway
 
             report["gateway"] = measure_gateway(
                 kafka.model_copy(update={"topic_prefix": f"ceilgw{int(time.time())}."}), work, seconds, concurrency)

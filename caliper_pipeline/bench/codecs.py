@@ -27,14 +27,14 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from pydantic import SecretStr
 
 from caliper_pipeline.bench.stages import bench_kafka
-from caliper_pipeline.samples import envelope, timeback_activity_event
+from caliper_pipeline.ops.topics import ensure_topics
+from caliper_pipeline.senders.samples import envelope, timeback_activity_event
 from caliper_pipeline.settings import Settings
-from caliper_pipeline.topics import ensure_topics
 from gateway.ingest import encoded_envelope_events
 from gateway.publisher import LZ4_LEVEL, EncodedEvent, EventPublisher, raw_batch_records
 from gateway.settings import GatewaySettings
 from gateway.tokens import Caller
-from schemas.codec import RawEventCodec
+from schemas.avro.codec import RawEventCodec
 from schemas.kafka import KafkaSettings, Source
 from schemas.kafka_lz4 import BATCH_BUILDER_MODULES, use_kafka_lz4_frames
 

@@ -39,11 +39,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from caliper_pipeline.bench.gateway import cpu_seconds
-from caliper_pipeline.loadgen import LoadgenSummary, percentile, run_loadgen
-from caliper_pipeline.local_pipeline import LocalPipeline, counts_by_tenant, topic_message_count
+from caliper_pipeline.bench.gateway_bench import cpu_seconds
+from caliper_pipeline.client.sink_client import SinkClient, SinkClientError
+from caliper_pipeline.local.pipeline import LocalPipeline, counts_by_tenant, topic_message_count
+from caliper_pipeline.senders.loadgen import LoadgenSummary, percentile, run_loadgen
 from caliper_pipeline.settings import Settings
-from caliper_pipeline.sink_client import SinkClient, SinkClientError
 from schemas.errors import PipelineError
 from sinks.tables import FACT_TABLE
 
@@ -183,7 +183,7 @@ def run_e2e_bench(settings: Settings, *, seconds: float, rate: float | None, out
             sink_url = sink_url or settings.sink.base_url()
             clients_file = settings.gateway.clients_file
             if not client_id or not client_secret:
-                from caliper_pipeline.stack import demo_credentials
+                from caliper_pipeline.local.stack import demo_credentials
 
                 client_id, client_secret = demo_credentials(settings)
         assert sink_url is not None and client_id and client_secret

@@ -29,11 +29,11 @@ import aiohttp
 import orjson
 
 from caliper_pipeline.bench.stages import bench_kafka
-from caliper_pipeline.local_kafka import REPO_ROOT, free_port
-from caliper_pipeline.local_secrets import StackSecrets
-from caliper_pipeline.samples import envelope, timeback_activity_event
+from caliper_pipeline.local.broker import REPO_ROOT, free_port
+from caliper_pipeline.local.stack_secrets import StackSecrets
+from caliper_pipeline.ops.topics import ensure_topics
+from caliper_pipeline.senders.samples import envelope, timeback_activity_event
 from caliper_pipeline.settings import Settings
-from caliper_pipeline.topics import ensure_topics
 from gateway.clients import ClientRegistry
 from schemas.kafka import KafkaSettings
 

@@ -18,14 +18,14 @@ import orjson
 from aiokafka import codec as kafka_codec
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from caliper_pipeline.samples import envelope, timeback_activity_event
+from caliper_pipeline.senders.samples import envelope, timeback_activity_event
 from gateway.ingest import encoded_envelope_events
 from gateway.publisher import LZ4_LEVEL, raw_batch_records
 from gateway.tokens import Caller
+from schemas.avro.codec import RawEventCodec
 from schemas.caliper import check_envelope
 from schemas.caliper.envelope import _walk_envelope
 from schemas.caliper.scalars import Walk
-from schemas.codec import RawEventCodec
 from schemas.kafka import KafkaSettings, Source
 from schemas.kafka_lz4 import kafka_lz4_encode, use_kafka_lz4_frames
 from schemas.limits import DEFAULT_LIMITS, depth_problem

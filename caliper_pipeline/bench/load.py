@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from caliper_pipeline.processes import die_with_parent
+from caliper_pipeline.local.processes import die_with_parent
 
 
 @dataclass

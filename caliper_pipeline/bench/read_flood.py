@@ -30,11 +30,11 @@ from typing import Any
 import aiohttp
 
 from caliper_pipeline.bench.e2e import FreshnessProbe
-from caliper_pipeline.loadgen import LoadgenSummary, percentile
-from caliper_pipeline.local_pipeline import LocalPipeline
-from caliper_pipeline.samples import envelope, timeback_activity_event
+from caliper_pipeline.local.pipeline import LocalPipeline
+from caliper_pipeline.senders.loadgen import LoadgenSummary, percentile
+from caliper_pipeline.senders.samples import envelope, timeback_activity_event
+from caliper_pipeline.senders.traffic import fetch_token
 from caliper_pipeline.settings import Settings
-from caliper_pipeline.traffic import fetch_token
 from gateway.clients import ClientRegistry
 
 FLOODING_TENANT, OTHER_TENANT = "bench-flooding-school", "bench-other-school"

@@ -26,13 +26,19 @@ from typing import Any
 from pydantic import SecretStr
 
 from caliper_pipeline.bench.e2e import cpu_report
-from caliper_pipeline.bench.gateway import cpu_seconds
-from caliper_pipeline.bench.streams import BENCH_PRIVACY, _create_topics, publish_raw, raw_messages, sample_raw_events
-from caliper_pipeline.local_kafka import free_port
-from caliper_pipeline.processes import ChildProcess
-from caliper_pipeline.renormalize import renormalize
+from caliper_pipeline.bench.gateway_bench import cpu_seconds
+from caliper_pipeline.bench.streams_bench import (
+    BENCH_PRIVACY,
+    _create_topics,
+    publish_raw,
+    raw_messages,
+    sample_raw_events,
+)
+from caliper_pipeline.client.sink_client import SinkClient, SinkClientError
+from caliper_pipeline.local.broker import free_port
+from caliper_pipeline.local.processes import ChildProcess
+from caliper_pipeline.ops.renormalize import renormalize
 from caliper_pipeline.settings import Settings
-from caliper_pipeline.sink_client import SinkClient, SinkClientError
 from schemas.kafka import KafkaSettings
 from sinks.settings import ClickHouseSettings, SinkSettings
 from sinks.tables import FACT_TABLE

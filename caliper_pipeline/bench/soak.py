@@ -1,6 +1,6 @@
 """``caliper-pipeline soak``: the whole pipeline at a steady rate for a long time, watching every process's memory.
 
-Starts the local stack (``local_pipeline.LocalPipeline``: local Kafka, sink with embedded chDB, streams worker,
+Starts the local stack (``local.pipeline.LocalPipeline``: local Kafka, sink with embedded chDB, streams worker,
 gateway) in a fresh temporary home, drives ``loadgen`` at ``rate`` events/s (default: half the end-to-end
 maximum, measured first by a short open-loop run) for ``seconds`` (default 600), and samples each process's
 resident memory (``VmRSS`` in ``/proc/<pid>/status``: gateway, streams, sink, and the broker's JVM) every
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from caliper_pipeline.bench.e2e import machine_description, wait_drained
-from caliper_pipeline.loadgen import LoadgenSummary, run_loadgen
-from caliper_pipeline.local_pipeline import LocalPipeline
+from caliper_pipeline.local.pipeline import LocalPipeline
+from caliper_pipeline.senders.loadgen import LoadgenSummary, run_loadgen
 from caliper_pipeline.settings import Settings
 from gateway.clients import ClientRegistry
 

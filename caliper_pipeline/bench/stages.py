@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from caliper_pipeline.kafka_choice import choose_kafka
+from caliper_pipeline.local.kafka_choice import choose_kafka
 from caliper_pipeline.settings import Settings
 from schemas.kafka import KafkaSettings
 
@@ -24,14 +24,14 @@ def bench_kafka(settings: Settings, work: Path) -> Iterator[KafkaSettings]:
 
 
 def run_streams_bench(settings: Settings, events: int) -> dict[str, Any]:
-    from caliper_pipeline.bench.streams import run_bench
+    from caliper_pipeline.bench.streams_bench import run_bench
 
     with bench_kafka(settings, Path(tempfile.mkdtemp(prefix="bench-streams-"))) as kafka:
         return run_bench(kafka, events)
 
 
 def run_sink_bench(settings: Settings, rows: int, *, heavy_query_seconds: float = 0.0) -> dict[str, Any]:
-    from caliper_pipeline.bench.sink import run_bench, run_heavy_query_bench
+    from caliper_pipeline.bench.sink_bench import run_bench, run_heavy_query_bench
 
     work = Path(tempfile.mkdtemp(prefix="bench-sink-"))
     clickhouse = settings.clickhouse

@@ -65,7 +65,7 @@ def _add_bench(add: Add, text: str) -> None:
 
 
 def _add_loadgen(add: Add, text: str) -> None:
-    from caliper_pipeline import loadgen
+    from caliper_pipeline.senders import loadgen
 
     loadgen.add_loadgen_arguments(add("loadgen", loadgen.loadgen_command, text))
 
@@ -77,13 +77,13 @@ def _add_soak(add: Add, text: str) -> None:
 
 
 def _add_clients(add: Add, text: str) -> None:
-    from caliper_pipeline import clients_command
+    from caliper_pipeline.cli import clients as clients_command
 
     clients_command.add_clients_arguments(add("clients", clients_command.clients_command, text))
 
 
 def _add_analysts(add: Add, text: str) -> None:
-    from caliper_pipeline import analysts_command
+    from caliper_pipeline.cli import analysts as analysts_command
 
     analysts_command.add_analysts_arguments(add("analysts", analysts_command.analysts_command, text))
 

@@ -12,7 +12,7 @@ from caliper_pipeline.settings import Settings
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from caliper_pipeline.stack import run_stack
+    from caliper_pipeline.local.stack import run_stack
 
     return run_stack(settings, demo=args.demo, exit_after_demo=args.exit_after_demo)
 
@@ -21,8 +21,8 @@ def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from caliper_pipeline.kafka_choice import choose_kafka
-    from caliper_pipeline.topics import ensure_topics, min_insync_replicas
+    from caliper_pipeline.local.kafka_choice import choose_kafka
+    from caliper_pipeline.ops.topics import ensure_topics, min_insync_replicas
 
     chosen = choose_kafka(settings.local, data_dir=args.data_dir, brokers=args.brokers)
     distribution = chosen.distribution
@@ -65,7 +65,7 @@ def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
-    from caliper_pipeline.topics import ensure_topics
+    from caliper_pipeline.ops.topics import ensure_topics
 
     created = asyncio.run(ensure_topics(settings.kafka))
     print("created: " + (", ".join(created) or "nothing (all exist)"))

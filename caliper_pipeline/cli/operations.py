@@ -7,21 +7,21 @@ import argparse
 import asyncio
 
 from caliper_pipeline.cli.command import Add
+from caliper_pipeline.client.sink_client import FORMATS
 from caliper_pipeline.settings import Settings
-from caliper_pipeline.sink_client import FORMATS
 from schemas.errors import PipelineError
 from schemas.reasons import ReasonCode
 
 
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
-    from caliper_pipeline.sink_client import SinkClient
+    from caliper_pipeline.client.sink_client import SinkClient
 
     print(SinkClient.from_settings(settings).query(args.query, args.format).decode(), end="")
     return 0
 
 
 def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
-    from caliper_pipeline.admin import erase_student_facts
+    from caliper_pipeline.ops.admin import erase_student_facts
 
     deleted = erase_student_facts(settings, args.tenant, args.student, args.requested_by)
     print(f"erased {deleted} rows of student {args.student!r} in tenant {args.tenant!r}")
@@ -32,7 +32,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from streams.replay import replay
 
     if args.from_failed:
-        from caliper_pipeline.failed_replay import replay_failed
+        from caliper_pipeline.ops.failed_replay import replay_failed
 
         selection = {"tenant": args.tenant, "job_id": args.job, "reason": args.reason,
                      "reason_code": args.reason_code, "stage": args.stage}
@@ -50,7 +50,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_renormalize(settings: Settings, args: argparse.Namespace) -> int:
-    from caliper_pipeline.renormalize import renormalize
+    from caliper_pipeline.ops.renormalize import renormalize
 
     bounds = [_moment_ms(args.from_time, "--from"), _moment_ms(args.to_time, "--to")]
     if None not in bounds and bounds[0] >= bounds[1]:  # type: ignore[operator]
@@ -80,7 +80,7 @@ def _moment_ms(text: str | None, option: str) -> int | None:
 
 
 def cmd_purge_kafka(settings: Settings, args: argparse.Namespace) -> int:
-    from caliper_pipeline.purge import PurgeError, purge_kafka
+    from caliper_pipeline.ops.purge import PurgeError, purge_kafka
     from schemas.coerce import parse_time
 
     moment = parse_time(args.before)

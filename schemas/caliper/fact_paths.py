@@ -6,7 +6,7 @@ normalizer reads some paths from any event (``generated.scoreGiven`` becomes ``s
 email). Each such path is checked here the way its value would be read (``schemas.coerce``) and bounded by the
 column it lands in: a value the normalizer would not read stays in ``extensions_json`` and is not refused.
 
-``tests/unit/test_accepted_events_load.py`` puts hostile values at the source path of every normalizer rule, so
+``tests/unit/sinks/test_accepted_events_load.py`` puts hostile values at the source path of every normalizer rule, so
 a rule added without its path here (or a type rule) fails there.
 """
 

@@ -17,7 +17,7 @@ invalid event, so every test here is as strict as the engine's or stricter, neve
   that reports something.
 - The months of the items' ``eventTime`` (the fact table's partitions) are recorded as the engine records them.
 
-``tests/unit/test_validation_fast_path.py`` mutates valid events (every property removed, nulled, retyped,
+``tests/unit/schemas/test_validation_fast_path.py`` mutates valid events (every property removed, nulled, retyped,
 pushed out of bounds...) and checks that the fast path never accepts what the engine refuses, and that it does
 accept the common shapes; ``caliper-pipeline bench gateway-steps`` prints both speeds.
 """

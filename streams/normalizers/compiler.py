@@ -15,7 +15,7 @@ on the function as ``__source__``, to read or debug):
 - the remainder is copied only along the branches where some rule consumed a value, with the leftover and
   empty-object rules of the interpreted ``_remainder``.
 
-The semantics are those of ``convert_interpreted`` exactly (``tests/unit/test_compiled_conversions.py`` compares
+The semantics are those of ``convert_interpreted`` exactly (``tests/unit/streams/test_compiled_conversions.py`` compares
 both on generated documents); the rules stay the one declarative description.
 """
 

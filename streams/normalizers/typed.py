@@ -12,7 +12,7 @@ raw topics with the same rules. These functions give the same dump directly:
 
 Each returns ``None`` whenever it is not certain: an event the model would refuse, a value of an unusual type, a
 key spelled as a field's Python name (pydantic's ``populate_by_name``). The normalizer then takes the pydantic
-path, which names the problem, so nothing changes for an invalid event. ``tests/unit/test_typed_fast_path.py``
+path, which names the problem, so nothing changes for an invalid event. ``tests/unit/streams/test_typed_fast_path.py``
 compares both paths on generated valid and damaged events.
 """
 

@@ -1,0 +1,1 @@
+"""An operator's actions on a running pipeline: topics, purge, replay, renormalize, erasure."""

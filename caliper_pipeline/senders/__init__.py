@@ -1,0 +1,1 @@
+"""Simulated senders: sample payloads, the traffic mix, ``loadgen`` and ``up --demo``."""
