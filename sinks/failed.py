@@ -188,9 +188,16 @@ def describe_fact(codec: LearningFactCodec, blocks: BlockCodec | None = None) ->
                 "event_id": fact["event_id"], "job_id": fact["job_id"] or "", "envelope_index": fact["envelope_index"],
                 "people": [fact["student_id"]] if fact["student_id"] else []}
 
-    def block_of(facts: list[dict[str, Any]]) -> bytes:
+    return _describe_records(codec, blocks, owner_of)
+
+
+def _describe_records(codec: AvroCodec, blocks: BlockCodec | None,
+                      owner_of: Callable[[dict[str, Any]], dict[str, Any]]) -> Describe:
+    """The ``Describe`` of an Avro topic whose messages are records of ``codec`` or blocks of them: each record's
+    owner (``owner_of``), one description per tenant of a block (its records re-joined into a block of their own)."""
+    def block_of(records: list[dict[str, Any]]) -> bytes:
         assert blocks is not None
-        return blocks.join([codec.encode(fact) for fact in facts])
+        return blocks.join([codec.encode(record) for record in records])
 
     def describe(original: bytes) -> list[Mapping[str, Any]]:
         records, block = _records(original, codec, blocks)
@@ -213,14 +220,7 @@ def describe_archive_row(codec: AvroCodec, blocks: BlockCodec | None = None) -> 
                 "envelope_index": row["envelope_index"] if row["job_id"] else None,
                 "student_keys": list(row["student_keys"]), "payload": row["payload"]}
 
-    def block_of(rows: list[dict[str, Any]]) -> bytes:
-        assert blocks is not None
-        return blocks.join([codec.encode(row) for row in rows])
-
-    def describe(original: bytes) -> list[Mapping[str, Any]]:
-        records, block = _records(original, codec, blocks)
-        return _per_tenant(records, owner_of, block_of if block else None)
-    return describe
+    return _describe_records(codec, blocks, owner_of)
 
 
 def failed_at_load_rows(rejects: Sequence[RejectedMessage], describe: Describe | None,
