@@ -10,9 +10,9 @@ Every message names the schema that wrote it, so a consumer decodes any past ver
 Decoding always resolves the writer's schema to the reader's (the newest catalog version), following the Avro
 resolution rules, so old messages gain the defaults of fields added since.
 
-The bytes are written and read by ``schemas.avro.coder`` (code compiled from each schema, on first use: the
-encoder of the newest version, a decoder per writer version met); fastavro parses the schemas and gives their
-fingerprints. Whatever does not fit raises ``SchemaEncodingError`` naming the field.
+The bytes are written by ``schemas.avro.coder`` and read by ``schemas.avro.decoder`` (code compiled from each
+schema, on first use: the encoder of the newest version, a decoder per writer version met); fastavro parses the
+schemas and gives their fingerprints. Whatever does not fit raises ``SchemaEncodingError`` naming the field.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from typing import Any
 
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
-from schemas.avro.coder import bind_encoder, compile_decoder, compile_encoder, varint
+from schemas.avro.coder import bind_encoder, compile_encoder, varint
+from schemas.avro.decoder import compile_decoder
 from schemas.avro.generate import catalog_versions
 from schemas.errors import SchemaEncodingError
 from schemas.records import RAW_EVENT_FIELDS, LearningFact, RawEvent

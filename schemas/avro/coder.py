@@ -9,8 +9,7 @@ then the items (map: key, value), ended by a count of 0. Nested records, arrays 
 
 The encoder reads fields as keys (a dict) or attributes (a dataclass); ``bind_encoder`` compiles the variant
 ``RawEventCodec.writer_for`` needs: the fields one request's events share are encoded once, each event passes its
-own. The decoder resolves a writer schema to a reader schema (a field only the reader has takes its default, one
-only the writer has is skipped, long -> double, T -> ["null", T]).
+own. Decoding, the other half, is ``schemas.avro.decoder`` (compiled from the same generated-code machinery).
 
 One error contract: a value that does not fit (a wrong type, a long beyond 64 bits, a string with a lone
 surrogate, a missing field) and a message that does not decode (cut short, not UTF-8, a union index or boolean
@@ -36,7 +35,7 @@ from typing import Any
 from schemas.errors import SchemaEncodingError
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _DOUBLE, _FLOAT = struct.Struct("<d"), struct.Struct("<f")
 _PRIMITIVES = ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
 _COUNTER = itertools.count()
@@ -110,7 +109,7 @@ class _EncodingCache(dict[Any, bytes]):
 # --- the slower branch of each type check: subclasses and promotions fastavro takes, else a TypeError ---------
 
 def _int32(value: int) -> int:
-    if not _INT32_MIN <= value <= _INT32_MAX:
+    if not INT32_MIN <= value <= INT32_MAX:
         raise OverflowError("an integer that does not fit in a 32-bit int")
     return value
 
@@ -135,7 +134,7 @@ _SLOW = {"as_string": _slow("a string", (str,), str.__str__),  # a str subclass 
 
 # --- schemas, normalized ---------------------------------------------------------------------------------------
 
-def _normal(avro_type: Any, named: dict[str, Any], namespace: str = "") -> Any:
+def normal_schema(avro_type: Any, named: dict[str, Any], namespace: str = "") -> Any:
     """A type as ``"long"``, ``("union", [..])``, ``("array", t)``, ``("map", t)`` or ``("record", name, fields)``
     (fields: name, type, has default, default); SchemaEncodingError for what this coder does not handle."""
     if isinstance(avro_type, str):
@@ -148,21 +147,21 @@ def _normal(avro_type: Any, named: dict[str, Any], namespace: str = "") -> Any:
                 return named[fullname]
         raise SchemaEncodingError(f"Avro type {avro_type!r} is not supported by the compiled coder")
     if isinstance(avro_type, list):
-        return ("union", [_normal(branch, named, namespace) for branch in avro_type])
+        return ("union", [normal_schema(branch, named, namespace) for branch in avro_type])
     if isinstance(avro_type, dict):
         kind = avro_type.get("type")
         if kind in _PRIMITIVES and "logicalType" not in avro_type:
             return kind
         if kind == "array":
-            return ("array", _normal(avro_type["items"], named, namespace))
+            return ("array", normal_schema(avro_type["items"], named, namespace))
         if kind == "map":
-            return ("map", _normal(avro_type["values"], named, namespace))
+            return ("map", normal_schema(avro_type["values"], named, namespace))
         if kind == "record":
             name = str(avro_type["name"])
             space = avro_type.get("namespace", namespace) if "." not in name else name.rsplit(".", 1)[0]
             fullname = name if "." in name or not space else f"{space}.{name}"
             named[fullname] = None  # being defined
-            fields = [(str(field["name"]), _normal(field["type"], named, space), "default" in field,
+            fields = [(str(field["name"]), normal_schema(field["type"], named, space), "default" in field,
                        field.get("default")) for field in avro_type["fields"]]
             named[fullname] = record = ("record", fullname.rsplit(".", 1)[-1], fields)
             return record
@@ -179,7 +178,7 @@ def _null_union(kind: Any) -> tuple[int, Any] | None:
 
 # --- generated code --------------------------------------------------------------------------------------------
 
-class _Source:
+class GeneratedSource:
     """Lines of generated code, each remembering the field it handles (its path) for the error that names it."""
 
     def __init__(self, name: str) -> None:
@@ -241,7 +240,7 @@ class _Source:
         return SchemaEncodingError(f"cannot {doing} {where}: {reason}", record=record, field=field)
 
 
-def _write(src: _Source, kind: Any, value: str, indent: int, path: str, depth: int, attributes: bool) -> None:
+def _write(src: GeneratedSource, kind: Any, value: str, indent: int, path: str, depth: int, attributes: bool) -> None:
     """Statements writing the local ``value`` (of type ``kind``) into ``out``."""
     add = src.add
     if kind == "string":
@@ -257,7 +256,7 @@ def _write(src: _Source, kind: Any, value: str, indent: int, path: str, depth: i
         cached = f"LONGS.get({value}) or LONGS.encode({value})" if src.cached else f"zigzag({value})"
         add(indent, f"put(SMALL[{value} << 1] if 0 <= {value} < 64 else {cached})", path)
     elif kind == "int":
-        add(indent, f"if type({value}) is not int or not {_INT32_MIN} <= {value} <= {_INT32_MAX}: "
+        add(indent, f"if type({value}) is not int or not {INT32_MIN} <= {value} <= {INT32_MAX}: "
                     f"{value} = as_int({value})", path)
         add(indent, f"put(zigzag({value}))", path)
     elif kind in ("double", "float"):
@@ -300,7 +299,7 @@ def _write(src: _Source, kind: Any, value: str, indent: int, path: str, depth: i
         raise SchemaEncodingError(f"the compiled coder cannot write {kind[0]} {path or 'records'}")
 
 
-def _read_of(attributes: bool, record: str, name: str, has_default: bool, default: Any, src: _Source,
+def _read_of(attributes: bool, record: str, name: str, has_default: bool, default: Any, src: GeneratedSource,
              depth: int) -> str:
     """The expression of a field's value (a missing top-level key is filled by ``compile_encoder``'s retry)."""
     if attributes:
@@ -308,7 +307,7 @@ def _read_of(attributes: bool, record: str, name: str, has_default: bool, defaul
     return f"{record}.get({name!r}, {src.constant(default)})" if has_default and depth else f"{record}[{name!r}]"
 
 
-def _write_fields(src: _Source, fields: list[Any], record: str, indent: int, prefix: str, depth: int,
+def _write_fields(src: GeneratedSource, fields: list[Any], record: str, indent: int, prefix: str, depth: int,
                   attributes: bool) -> None:
     """Statements writing every field of a record held in the local ``record``."""
     value = f"v{depth + 1}"
@@ -334,11 +333,11 @@ def _write_fields(src: _Source, fields: list[Any], record: str, indent: int, pre
         index += 1
 
 
-def _encoder_source(schema: Any, cache_entries: int) -> tuple[_Source, Any]:
-    kind = _normal(schema, {})
+def _encoder_source(schema: Any, cache_entries: int) -> tuple[GeneratedSource, Any]:
+    kind = normal_schema(schema, {})
     if not isinstance(kind, tuple) or kind[0] != "record":
         raise SchemaEncodingError("the compiled coder writes records")
-    src = _Source(kind[1])
+    src = GeneratedSource(kind[1])
     src.namespace["STRINGS"] = _EncodingCache(string_bytes, cache_entries)
     src.namespace["LONGS"] = _EncodingCache(zigzag_varint, cache_entries)
     return src, kind
@@ -405,133 +404,3 @@ def bind_encoder(schema: Any, constant_names: Sequence[str], prefix: bytes = b""
     src.guarded(2, kind[1], "encode", write_body)
     src.add(1, "return write")
     return src.build("bind")
-
-
-# --- decoding --------------------------------------------------------------------------------------------------
-
-_PROMOTIONS = {("int", "long"): "", ("int", "float"): "float", ("int", "double"): "float",
-               ("long", "float"): "float", ("long", "double"): "float", ("float", "double"): "",
-               ("string", "bytes"): "encode", ("bytes", "string"): "decode"}
-
-
-def _resolves(writer: Any, reader: Any) -> bool:
-    if writer == reader or (isinstance(writer, str) and isinstance(reader, str) and (writer, reader) in _PROMOTIONS):
-        return True
-    return (isinstance(writer, tuple) and isinstance(reader, tuple) and writer[0] == reader[0]
-            and writer[0] in ("array", "map", "record"))
-
-
-def _read_length(src: _Source, target: str, indent: int, path: str) -> None:
-    src.add(indent, "byte = message[position]", path)
-    src.add(indent, f"if byte < 0x80: {target} = (byte >> 1) ^ -(byte & 1); position += 1", path)
-    src.add(indent, f"else: {target}, position = read_varint(message, position)", path)
-
-
-def _read(src: _Source, writer: Any, reader: Any, target: str, indent: int, path: str, depth: int) -> None:
-    """Statements reading a value written as ``writer`` into the local ``target``, resolved to ``reader``."""
-    add = src.add
-    if isinstance(reader, tuple) and reader[0] == "union" and not (isinstance(writer, tuple) and writer[0] == "union"):
-        reader = next((branch for branch in reader[1] if branch == writer), None) or next(
-            (branch for branch in reader[1] if _resolves(writer, branch)), None)
-        if reader is None:
-            raise SchemaEncodingError(f"{path}: a writer's {writer} cannot be read as the reader's union")
-    if isinstance(writer, tuple) and writer[0] == "union":
-        _read_length(src, "branch", indent, path)
-        for number, branch in enumerate(writer[1]):
-            add(indent, f"{'if' if number == 0 else 'elif'} branch == {number}:", path)
-            if (isinstance(reader, tuple) and reader[0] == "union") or _resolves(branch, reader):
-                _read(src, branch, reader, target, indent + 1, path, depth)
-            else:
-                add(indent + 1, f"raise ValueError('a writer branch {branch} the reader cannot take')", path)
-        add(indent, "else: raise ValueError('a union branch index the schema does not have')", path)
-        return
-    if not _resolves(writer, reader):
-        raise SchemaEncodingError(f"{path}: a writer's {writer} cannot be read as the reader's {reader}")
-    if writer in ("long", "int"):
-        _read_length(src, target, indent, path)
-        if writer == "int":
-            add(indent, f"if not {_INT32_MIN} <= {target} <= {_INT32_MAX}: raise ValueError('not a 32-bit int')",
-                path)
-    elif writer in ("string", "bytes"):
-        _read_length(src, "size", indent, path)
-        add(indent, "end = position + size", path)
-        add(indent, "if size < 0 or end > length: raise IndexError", path)
-        add(indent, f"{target} = message[position:end]{'.decode()' if writer == 'string' else ''}", path)
-        add(indent, "position = end", path)
-    elif writer in ("double", "float"):
-        add(indent, f"{target} = unpack_{writer}(message, position)[0]", path)
-        add(indent, f"position += {8 if writer == 'double' else 4}", path)
-    elif writer == "boolean":
-        add(indent, "byte = message[position]", path)
-        add(indent, "if byte > 1: raise ValueError('a boolean byte other than 0 and 1')", path)
-        add(indent, f"{target} = byte == 1", path)
-        add(indent, "position += 1", path)
-    elif writer == "null":
-        add(indent, f"{target} = None", path)
-    elif writer[0] in ("array", "map"):
-        item, items = f"t{depth + 1}", f"c{depth + 1}"
-        add(indent, f"{items} = {'[]' if writer[0] == 'array' else '{}'}", path)
-        add(indent, "while True:", path)
-        _read_length(src, "count", indent + 1, path)
-        add(indent + 1, "if count == 0: break", path)
-        add(indent + 1, "if count < 0:", path)
-        add(indent + 2, "count = -count", path)
-        add(indent + 2, "size, position = read_varint(message, position)", path)  # the block's size in bytes
-        add(indent + 1, "if count > length: raise IndexError", path)
-        add(indent + 1, "for _ in range(count):", path)
-        if writer[0] == "array":
-            _read(src, writer[1], reader[1], item, indent + 2, f"{path}[]", depth + 1)
-            add(indent + 2, f"{items}.append({item})", path)
-        else:
-            _read(src, "string", "string", f"k{depth + 1}", indent + 2, f"{path}{{}}", depth + 1)
-            _read(src, writer[1], reader[1], item, indent + 2, f"{path}{{}}", depth + 1)
-            add(indent + 2, f"{items}[k{depth + 1}] = {item}", path)
-        add(indent, f"{target} = {items}", path)
-    elif writer[0] == "record":
-        _read_fields(src, writer[2], reader[2], target, indent, f"{path}." if path else "", depth)
-    conversion = _PROMOTIONS.get((writer, reader), "") if isinstance(writer, str) and isinstance(reader, str) else ""
-    if conversion:
-        add(indent, f"{target} = {target}.{conversion}()" if conversion in ("encode", "decode")
-            else f"{target} = float({target})", path)
-
-
-def _read_fields(src: _Source, writer: list[Any], reader: list[Any], target: str, indent: int, prefix: str,
-                 depth: int) -> None:
-    """Statements reading a record written with the ``writer`` fields into a dict of the ``reader`` fields."""
-    record, value = f"r{depth}", f"t{depth + 1}"
-    src.add(indent, f"{record} = {{}}")
-    wanted = {field[0]: field for field in reader}
-    for name, kind, *_ in writer:
-        reader_field = wanted.get(name)
-        _read(src, kind, reader_field[1] if reader_field else kind, value, indent, prefix + name, depth + 1)
-        if reader_field is not None:
-            src.add(indent, f"{record}[{name!r}] = {value}")
-    written = {field[0] for field in writer}
-    for name, _, has_default, default in reader:
-        if name in written:
-            continue
-        if not has_default:
-            raise SchemaEncodingError(f"{prefix}{name}: the writer has no such field and the reader no default")
-        literal = src.constant(default)
-        mutable = isinstance(default, (dict, list))
-        src.add(indent, f"{record}[{name!r}] = {f'deepcopy({literal})' if mutable else literal}")
-    if target != record:
-        src.add(indent, f"{target} = {record}")
-
-
-def compile_decoder(writer_schema: Any, reader_schema: Any = None) -> Callable[[bytes, int], dict[str, Any]]:
-    """``decode(message, start) -> record dict`` of a body written with ``writer_schema``, resolved to
-    ``reader_schema`` (the writer's own when None)."""
-    writer = _normal(writer_schema, {})
-    reader = writer if reader_schema is None else _normal(reader_schema, {})
-    if not isinstance(writer, tuple) or writer[0] != "record" or not isinstance(reader, tuple):
-        raise SchemaEncodingError("the compiled coder reads records")
-    src = _Source(writer[1])
-    src.add(0, "def decode(message, position):")
-
-    def body() -> None:
-        src.add(2, "length = len(message)")
-        _read_fields(src, writer[2], reader[2], "r0", 2, "", 0)
-        src.add(2, "return r0")
-    src.guarded(1, writer[1], "decode", body)
-    return src.build("decode")

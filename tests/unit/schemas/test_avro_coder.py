@@ -30,7 +30,8 @@ from caliper_pipeline.senders.samples import (
 from gateway.ingest import encoded_envelope_events
 from gateway.tokens import Caller
 from schemas.avro.codec import SINGLE_OBJECT_MARKER, AvroCodec, LearningFactCodec, RawEventCodec
-from schemas.avro.coder import bind_encoder, compile_decoder, compile_encoder, read_varint, zigzag_varint
+from schemas.avro.coder import bind_encoder, compile_encoder, read_varint, zigzag_varint
+from schemas.avro.decoder import compile_decoder
 from schemas.avro.generate import RECORDS, catalog_versions
 from schemas.errors import PipelineError, SchemaEncodingError
 from schemas.records import RAW_EVENT_FIELDS, LearningFact, RawEvent
