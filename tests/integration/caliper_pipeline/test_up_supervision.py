@@ -96,15 +96,6 @@ def port_listening(port: int) -> bool:
     return False
 
 
-def listeners(port: int) -> str:
-    """Who listens on a port (for the failure message)."""
-    try:
-        return subprocess.run(["ss", "-ltnp", f"sport = :{port}"], capture_output=True, text=True,
-                              check=False).stdout
-    except OSError as error:
-        return str(error)
-
-
 def wait_for(condition: object, timeout: float, what: str, up: RunningUp | None = None) -> None:
     assert callable(condition)
     deadline = time.monotonic() + timeout
@@ -188,4 +179,6 @@ def test_nothing_outlives_up_killed_with_sigkill(up: RunningUp) -> None:
     wait_for(lambda: not any(alive(pid) for pid in everything), 20,
              f"every process of the stack gone; alive: {[p for p in everything if alive(p)]}")
     for port in (up.gateway_port, up.sink_port):
-        assert not port_listening(port), f"port {port} still listens: {listeners(port)}"
+        # the kernel closes a killed process's listening socket as the process exits: an instant after the last
+        # process is reaped, the socket table may still show it (seen once, `ss` a moment later showed nothing)
+        wait_for(lambda port=port: not port_listening(port), 5, f"port {port} no longer listening")

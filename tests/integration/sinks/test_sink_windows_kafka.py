@@ -87,4 +87,7 @@ async def test_a_sink_dying_inside_a_window_leaves_every_fact_once(kafka_setting
         assert second.rows_written == TOTAL - inserted_before
     else:  # rebuilt exactly: inserted (intent) or dropped by ClickHouse as the same block (insert)
         assert second.rows_written == TOTAL - inserted_before + (crashing.window_rows if point == "insert" else 0)
-    assert fact_inserts >= 1
+    if point == "commit":  # windows of one partition before the crashed one may have loaded everything already
+        assert (fact_inserts >= 1) == (inserted_before < TOTAL)
+    else:
+        assert fact_inserts >= 1
