@@ -199,20 +199,24 @@ class EventProcessor:
         record ``message`` (None for a lone RawEvent record); ``message`` None: the event came from no record."""
         self._count_event_in(topic)
         result = ProcessedEvent()
+        archived = self._archive_record(raw)  # an event that decoded is archived whatever its facts (never raises)
         try:
-            archived = self._archive_record(raw)
             result.facts = with_job(stamp_derived(normalize_with(raw, self.options)), raw)
             result.records = [OutboundRecord(self.topics.facts, fact_key(fact), self.fact_codec.encode_record(fact))
                               for fact in result.facts]
-            result.records += archived
         except PipelineError as error:
-            return self._dead_letter(result, f"{type(error).__name__}: {error}", error.reason_code, topic,
-                                     partition, offset, key, message, raw, batch_index)
+            self._dead_letter(result, f"{type(error).__name__}: {error}", error.reason_code, topic,
+                              partition, offset, key, message, raw, batch_index)
+            result.records += archived
+            return result
         except Exception as error:  # a bug must not stop the stream: the event is kept as data to replay
             # the reason names the error's type only (its message may quote the event's values); the log has it all
             logger.exception("internal error processing %s[%d] offset %d", topic, partition, offset)
-            return self._dead_letter(result, f"internal error {type(error).__name__}", ReasonCode.INTERNAL_ERROR,
-                                     topic, partition, offset, key, message, raw, batch_index)
+            self._dead_letter(result, f"internal error {type(error).__name__}", ReasonCode.INTERNAL_ERROR,
+                              topic, partition, offset, key, message, raw, batch_index)
+            result.records += archived
+            return result
+        result.records += archived
         for fact in result.facts:
             self._count_fact_out(fact.source)
             if not self.notice_conflicts:
@@ -264,6 +268,4 @@ class EventProcessor:
             reason=reason, reason_code=code, worker_version=self.worker_version, topic=topic,
             partition=partition, offset=offset, original=original, time_ms=time.time_ns() // 1_000_000,
             batch_index=batch_index, **owner).to_json())]
-        if raw is not None:  # an event that decoded is archived all the same
-            result.records += self._archive_record(raw)
         return result
